@@ -1,0 +1,55 @@
+# Micro-MCP. `make run` and `make test` work on a fresh clone: they install what they need.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+OPA_VERSION := v1.22.2
+TOOLS_BIN   := $(CURDIR)/.tools/bin
+OPA         := $(TOOLS_BIN)/opa
+NODE_STAMP  := node_modules/.install-stamp
+export PATH := $(TOOLS_BIN):$(PATH)
+
+TEST_FILES = $$(find dist/src dist/services dist/test -name '*.test.js' 2>/dev/null | sort)
+
+.PHONY: help setup build run test test-node lint bench clean
+
+help:
+	@echo "make run    - install, build and start the gateway on 127.0.0.1:8080 (dev mode)"
+	@echo "make test   - install, build, run every test (policy tests included)"
+	@echo "make lint   - typecheck, opa fmt/check"
+	@echo "make bench  - gateway vs direct benchmarks (test/bench)"
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The pinned opa CLI, installed with the Go toolchain when missing or of another version.
+$(OPA):
+	@mkdir -p $(TOOLS_BIN)
+	GOBIN=$(TOOLS_BIN) GOFLAGS=-mod=mod go install github.com/open-policy-agent/opa@$(OPA_VERSION)
+
+opa-check: $(OPA)
+	@$(OPA) version | grep -q "^Version: $(OPA_VERSION:v%=%)$$" || { rm -f $(OPA); $(MAKE) $(OPA); }
+
+setup: $(NODE_STAMP) opa-check
+
+build: $(NODE_STAMP)
+	npx tsc -p tsconfig.json
+
+run: setup build
+	node dist/src/cli/main.js serve --dev
+
+test: setup build
+	$(MAKE) --no-print-directory test-node
+
+test-node:
+	node --test --test-concurrency=2 --test-timeout=180000 $(TEST_FILES)
+
+lint: setup
+	npx tsc -p tsconfig.json --noEmit
+
+bench: setup build
+	node dist/test/bench/run.js
+
+clean:
+	rm -rf dist
