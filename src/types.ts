@@ -1,0 +1,81 @@
+/**
+ * Plain types shared by the domain folders (auth, policy, audit, front, catalog). They are the
+ * contract in ../shared/ARCHITECTURE.md ("The policy contract"); change names only with a README
+ * migration note.
+ */
+
+/** Who is calling, as established by authentication. Never carries the raw token. */
+export interface Principal {
+  id: string;
+  type: 'user' | 'agent' | 'service';
+  issuer: string;
+  groups: string[];
+  attributes: Record<string, unknown>;
+  /** Scopes granted by the token (`scope` / `scp`). */
+  scopes: string[];
+  /** The OAuth client / agent software acting for the principal (`azp` / `client_id`). */
+  client: { id: string | null };
+  /** A purpose bound into the token (`purpose` claim), if any. */
+  purpose: string | null;
+  /** Token id (`jti`) when present, for audit correlation; never the token. */
+  token_id?: string;
+  /** Seconds since epoch when the credential expires. */
+  expires_at?: number;
+}
+
+export type PolicyPhase = 'list' | 'call';
+
+export interface ToolFacts {
+  name: string; // "fs.read"
+  namespace: string; // "fs"
+  local_name: string; // "read"
+  annotations: Record<string, unknown>;
+  definition_hash: string; // "sha256:..."
+}
+
+/** The one document both engines see, built once per decision. */
+export interface PolicyInput {
+  phase: PolicyPhase;
+  method: string;
+  principal: {
+    id: string;
+    type: Principal['type'];
+    issuer: string;
+    groups: string[];
+    attributes: Record<string, unknown>;
+  };
+  client: { id: string | null };
+  scopes: string[];
+  purpose: string | null;
+  tool: ToolFacts;
+  arguments?: Record<string, unknown>;
+  /** Service-specific attributes extracted from arguments: fs {path}, http {url, scheme, host, port, method}. */
+  resource: Record<string, unknown>;
+  context: { time: string; request_id: string; session_id: string | null; client_ip: string | null };
+}
+
+export interface DecisionReason {
+  engine: 'rego' | 'cedar' | 'gateway';
+  /** Policy / rule id, e.g. "fs_read_requires_scope". */
+  id: string;
+  message: string;
+}
+
+export interface Decision {
+  allow: boolean;
+  reasons: DecisionReason[];
+  obligations: Record<string, unknown>;
+  /** Hash of the policy bundle(s) that decided. */
+  policy_revision: string;
+  /** Evaluation time in microseconds. */
+  eval_us: number;
+}
+
+/** The operational logger every module receives (pino-compatible subset; pino is created in one place). */
+export interface Logger {
+  error(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+  child(bindings: Record<string, unknown>): Logger;
+}
