@@ -1,0 +1,109 @@
+/**
+ * Tool definitions with plain JSON Schemas, validated by ajv (compiled once at start-up), and their
+ * registration on an SDK v2 McpServer. Every call runs: input schema check (by the SDK, through our
+ * ajv adapter, before the handler) -> `guardCall` -> handler -> output schema check. Expected
+ * refusals are `ToolError`s and become MCP tool errors (`isError: true`) with their message; any
+ * other exception becomes a generic tool error so internal detail (paths, stack) never leaks.
+ */
+import { Ajv } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import type { CallToolResult, McpServer, ServerContext, StandardSchemaWithJSON, ToolAnnotations } from '@modelcontextprotocol/server';
+import { guardCall, CallRefusedError } from './guard.js';
+import type { Logger } from './log.js';
+
+/** A JSON Schema object (draft-07 subset used by our tools). */
+export type JsonSchema = Record<string, unknown>;
+
+/** An expected, user-facing failure of a tool call. The message must not echo arguments or secrets. */
+export class ToolError extends Error {
+  /** A stable short code (e.g. "symlink", "not_found") for tests and the gateway's audit. */
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = 'ToolError';
+    this.code = code;
+  }
+}
+
+/** What a handler returns: the text shown to the model and the structured result. */
+export interface ToolOutput {
+  text: string;
+  structured?: Record<string, unknown>;
+}
+
+/** One tool: its definition and its handler. `Args` is the shape its inputSchema guarantees. */
+export interface ToolDef<Args = Record<string, unknown>> {
+  name: string;
+  title: string;
+  description: string;
+  inputSchema: JsonSchema;
+  outputSchema?: JsonSchema;
+  annotations: ToolAnnotations;
+  handler: (args: Args, ctx: ServerContext) => Promise<ToolOutput>;
+}
+
+const ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true });
+
+function describeErrors(errors: ErrorObject[] | null | undefined): string {
+  if (!errors || errors.length === 0) return 'invalid';
+  // instancePath and the ajv message name the offending field without echoing its value.
+  return errors
+    .slice(0, 3)
+    .map((e) => {
+      const where = e.instancePath === '' ? 'arguments' : e.instancePath.slice(1).replace(/\//g, '.');
+      const extra = e.keyword === 'additionalProperties' ? ` (unexpected property "${String((e.params as { additionalProperty?: string }).additionalProperty).slice(0, 64)}")` : '';
+      return `${where} ${e.message ?? 'is invalid'}${extra}`;
+    })
+    .join('; ');
+}
+
+/** Wraps a JSON Schema as a Standard Schema validated by our ajv instance (compiled once, here). */
+export function ajvSchema(schema: JsonSchema): StandardSchemaWithJSON<Record<string, unknown>> {
+  const check: ValidateFunction = ajv.compile(schema);
+  return {
+    '~standard': {
+      version: 1,
+      vendor: 'micro-mcp-ajv',
+      jsonSchema: { input: () => schema, output: () => schema },
+      validate: (value: unknown) =>
+        check(value) ? { value: value as Record<string, unknown> } : { issues: [{ message: describeErrors(check.errors) }] },
+    },
+  };
+}
+
+/** A tool error result with a clear message. */
+export function toolErrorResult(message: string, code = 'error'): CallToolResult {
+  // The stable code rides in structuredContent so the gateway can audit it without parsing text.
+  return { content: [{ type: 'text', text: message }], structuredContent: { error: { code, message } }, isError: true };
+}
+
+/** Registers the tools on `server`, routing every call through `guardCall` and logging outcomes only. */
+export function registerTools(server: McpServer, tools: readonly ToolDef<never>[], logger: Logger): void {
+  for (const tool of tools) {
+    const handler = tool.handler as (args: Record<string, unknown>, ctx: ServerContext) => Promise<ToolOutput>;
+    const inputSchema = ajvSchema(tool.inputSchema);
+    const config = {
+      title: tool.title,
+      description: tool.description,
+      inputSchema,
+      annotations: tool.annotations,
+      ...(tool.outputSchema ? { outputSchema: ajvSchema(tool.outputSchema) } : {}),
+    };
+    server.registerTool(tool.name, config, async (args: Record<string, unknown>, ctx: ServerContext): Promise<CallToolResult> => {
+      const started = performance.now();
+      try {
+        await guardCall(ctx, tool.name);
+        const out = await handler(args, ctx);
+        logger.log('info', 'tool call', { tool: tool.name, outcome: 'ok', ms: Math.round(performance.now() - started) });
+        const result: CallToolResult = { content: [{ type: 'text', text: out.text }] };
+        if (out.structured !== undefined) result.structuredContent = out.structured;
+        return result;
+      } catch (e) {
+        const code = e instanceof ToolError ? e.code : e instanceof CallRefusedError ? 'refused_credential' : 'internal';
+        logger.log(code === 'internal' ? 'error' : 'info', 'tool call', { tool: tool.name, outcome: 'error', code, ms: Math.round(performance.now() - started) });
+        if (e instanceof ToolError || e instanceof CallRefusedError) return toolErrorResult(e.message, code);
+        return toolErrorResult(`${tool.name}: internal error`, code);
+      }
+    });
+  }
+}

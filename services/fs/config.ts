@@ -1,0 +1,81 @@
+/**
+ * fs service configuration from command-line flags (documented in services/README.md).
+ */
+import { realpathSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { UsageError, intFlag, parseFlags } from '../common/args.js';
+import type { FlagSpecs } from '../common/args.js';
+import type { Root } from './paths.js';
+
+export const FS_FLAGS: FlagSpecs = {
+  root: { kind: 'list', value: 'DIR | NAME=DIR', help: 'a read-only root: one DIR exposed as "/", or several NAME=DIR exposed as "/NAME"' },
+  'max-read-bytes': { kind: 'string', value: 'N', help: 'largest read per call in bytes (default 1048576, max 16777216)' },
+  'search-max-files': { kind: 'string', value: 'N', help: 'files a search may visit (default 5000)' },
+  'search-max-file-bytes': { kind: 'string', value: 'N', help: 'bytes of each file a search scans (default 1048576)' },
+  'search-max-ms': { kind: 'string', value: 'N', help: 'time budget of one search in ms (default 5000)' },
+  'list-max-entries': { kind: 'string', value: 'N', help: 'entries one list returns (default 1000)' },
+  'http-port': { kind: 'string', value: 'N', help: 'serve Streamable HTTP on 127.0.0.1:N at /mcp instead of stdio (0 = ephemeral)' },
+  'no-sandbox-check': { kind: 'boolean', help: 'start even without a tight Node permission model (development only)' },
+  check: { kind: 'boolean', help: 'validate the configuration and sandbox, print a health summary, exit 0' },
+  help: { kind: 'boolean', help: 'show this help' },
+};
+
+/** The validated fs configuration. */
+export interface FsConfig {
+  roots: Root[];
+  maxReadBytes: number;
+  searchMaxFiles: number;
+  searchMaxFileBytes: number;
+  searchMaxMs: number;
+  listMaxEntries: number;
+  httpPort?: number;
+  sandboxCheck: boolean;
+  check: boolean;
+  help: boolean;
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** Parses and validates the fs flags; throws UsageError with a clear message. */
+export function parseFsConfig(argv: readonly string[]): FsConfig {
+  const flags = parseFlags(argv, FS_FLAGS);
+  const help = flags.booleans.has('help');
+  const rawRoots = flags.lists.get('root') ?? [];
+  const roots: Root[] = [];
+  if (!help) {
+    if (rawRoots.length === 0) throw new UsageError('at least one --root is required');
+    let named = 0;
+    for (const r of rawRoots) {
+      const eq = r.indexOf('=');
+      const isNamed = eq > 0 && NAME_RE.test(r.slice(0, eq));
+      const name = isNamed ? r.slice(0, eq) : '';
+      const dir = isNamed ? r.slice(eq + 1) : r;
+      if (isNamed) named++;
+      if (dir === '') throw new UsageError(`--root ${name}= needs a directory`);
+      let real: string;
+      try {
+        real = realpathSync(resolve(dir));
+        if (!statSync(real).isDirectory()) throw new UsageError(`--root ${name ? name + '=' : ''}${dir}: not a directory`);
+      } catch (e) {
+        if (e instanceof UsageError) throw e;
+        throw new UsageError(`--root ${name ? name + '=' : ''}${dir}: directory not found or not readable`);
+      }
+      if (roots.some((x) => x.name === name)) throw new UsageError(name ? `--root name "${name}" given twice` : 'only one unnamed --root DIR is allowed; name them (NAME=DIR) to serve several');
+      roots.push({ name, dir: real });
+    }
+    if (named > 0 && named !== roots.length) throw new UsageError('do not mix --root DIR with --root NAME=DIR');
+  }
+  const cfg: FsConfig = {
+    roots,
+    maxReadBytes: intFlag(flags, 'max-read-bytes', 1024 * 1024, 1, 16 * 1024 * 1024),
+    searchMaxFiles: intFlag(flags, 'search-max-files', 5000, 1, 1_000_000),
+    searchMaxFileBytes: intFlag(flags, 'search-max-file-bytes', 1024 * 1024, 1, 64 * 1024 * 1024),
+    searchMaxMs: intFlag(flags, 'search-max-ms', 5000, 10, 120_000),
+    listMaxEntries: intFlag(flags, 'list-max-entries', 1000, 1, 100_000),
+    sandboxCheck: !flags.booleans.has('no-sandbox-check'),
+    check: flags.booleans.has('check'),
+    help,
+  };
+  if (flags.strings.has('http-port')) cfg.httpPort = intFlag(flags, 'http-port', 0, 0, 65535);
+  return cfg;
+}

@@ -1,0 +1,112 @@
+/**
+ * http service configuration from command-line flags (documented in services/README.md), including
+ * the domain allowlist. Test-only flags exist but are rejected unless MICRO_MCP_HTTP_TEST_HOOKS=1.
+ */
+import { isIP } from 'node:net';
+import { UsageError, intFlag, parseFlags } from '../common/args.js';
+import type { FlagSpecs } from '../common/args.js';
+
+export const HTTP_FLAGS: FlagSpecs = {
+  'allow-host': { kind: 'list', value: 'HOST', help: 'allowed host: exact ("api.example.com") or wildcard ("*.example.com", subdomains only); a bare "*" is refused' },
+  'allow-port': { kind: 'list', value: 'N', help: 'allowed port (default 443, plus 80 with --allow-http)' },
+  'allow-http': { kind: 'boolean', help: 'also allow plain http:// URLs (https only by default)' },
+  'max-bytes': { kind: 'string', value: 'N', help: 'largest body returned, in bytes (default 1048576, max 16777216)' },
+  'timeout-ms': { kind: 'string', value: 'N', help: 'total time for one fetch including redirects (default 10000)' },
+  'max-redirects': { kind: 'string', value: 'N', help: 'redirects followed, each checked again (default 5, max 5)' },
+  'http-port': { kind: 'string', value: 'N', help: 'serve Streamable HTTP on 127.0.0.1:N at /mcp instead of stdio (0 = ephemeral)' },
+  'no-sandbox-check': { kind: 'boolean', help: 'start even without a tight Node permission model (development only)' },
+  check: { kind: 'boolean', help: 'validate the configuration and sandbox, print a health summary, exit 0' },
+  help: { kind: 'boolean', help: 'show this help' },
+  'test-resolve': { kind: 'list', value: 'HOST=ADDR[,ADDR2..]', help: 'TEST ONLY (needs MICRO_MCP_HTTP_TEST_HOOKS=1): fake resolver; the Nth lookup of HOST answers ADDRn (the last repeats); "a+b" answers two addresses at once' },
+  'test-allow-loopback': { kind: 'boolean', help: 'TEST ONLY (needs MICRO_MCP_HTTP_TEST_HOOKS=1): let the address guard pass 127.0.0.0/8 and ::1' },
+};
+
+/** One allowlist entry. */
+export type HostPattern = { kind: 'exact'; host: string } | { kind: 'suffix'; suffix: string };
+
+/** The validated http configuration. */
+export interface HttpConfig {
+  allow: HostPattern[];
+  ports: Set<number>;
+  allowHttp: boolean;
+  maxBytes: number;
+  timeoutMs: number;
+  maxRedirects: number;
+  httpPort?: number;
+  sandboxCheck: boolean;
+  check: boolean;
+  help: boolean;
+  /** Present only in test-hook mode: every socket connect is refused unless it targets loopback. */
+  test?: { resolve: Map<string, string[][]>; allowLoopback: boolean };
+}
+
+const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+
+/** Parses one allowlist entry; refuses "*", partial wildcards and wildcards over a single label. */
+export function parseHostPattern(raw: string): HostPattern {
+  const s = raw.toLowerCase();
+  if (s === '*' || s === '*.') throw new UsageError('--allow-host "*" would allow every host: list hosts or "*.domain" wildcards');
+  const wildcard = s.startsWith('*.');
+  const host = wildcard ? s.slice(2) : s;
+  if (host.includes('*')) throw new UsageError(`--allow-host ${raw}: "*" is only allowed as a leading "*." label`);
+  if (isIP(host) === 6 || host.startsWith('[')) throw new UsageError(`--allow-host ${raw}: IPv6 literals are not supported in the allowlist`);
+  if (isIP(host) === 4) {
+    if (wildcard) throw new UsageError(`--allow-host ${raw}: wildcards need a domain`);
+    return { kind: 'exact', host };
+  }
+  const labels = host.split('.');
+  if (host.length > 253 || labels.some((l) => !LABEL.test(l))) throw new UsageError(`--allow-host ${raw}: not a valid host name (use punycode for IDNs)`);
+  if (wildcard && labels.length < 2) throw new UsageError(`--allow-host ${raw}: a wildcard over a top-level domain is too broad`);
+  return wildcard ? { kind: 'suffix', suffix: '.' + host } : { kind: 'exact', host };
+}
+
+/** True when `hostname` (already canonicalised by the URL parser, lower case) is allowed. */
+export function hostAllowed(allow: readonly HostPattern[], hostname: string): boolean {
+  return allow.some((p) => (p.kind === 'exact' ? hostname === p.host : hostname.endsWith(p.suffix) && hostname.length > p.suffix.length));
+}
+
+/** Parses and validates the http flags; throws UsageError with a clear message. */
+export function parseHttpConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): HttpConfig {
+  const flags = parseFlags(argv, HTTP_FLAGS);
+  const help = flags.booleans.has('help');
+  const allow = (flags.lists.get('allow-host') ?? []).map(parseHostPattern);
+  if (!help && allow.length === 0) throw new UsageError('at least one --allow-host is required');
+  const allowHttp = flags.booleans.has('allow-http');
+  const ports = new Set<number>();
+  for (const p of flags.lists.get('allow-port') ?? []) {
+    if (!/^\d{1,5}$/.test(p) || Number(p) < 1 || Number(p) > 65535) throw new UsageError(`--allow-port ${p}: must be 1..65535`);
+    ports.add(Number(p));
+  }
+  if (ports.size === 0) {
+    ports.add(443);
+    if (allowHttp) ports.add(80);
+  }
+  const cfg: HttpConfig = {
+    allow,
+    ports,
+    allowHttp,
+    maxBytes: intFlag(flags, 'max-bytes', 1024 * 1024, 1, 16 * 1024 * 1024),
+    timeoutMs: intFlag(flags, 'timeout-ms', 10_000, 100, 120_000),
+    maxRedirects: intFlag(flags, 'max-redirects', 5, 0, 5),
+    sandboxCheck: !flags.booleans.has('no-sandbox-check'),
+    check: flags.booleans.has('check'),
+    help,
+  };
+  if (flags.strings.has('http-port')) cfg.httpPort = intFlag(flags, 'http-port', 0, 0, 65535);
+  const testResolve = flags.lists.get('test-resolve') ?? [];
+  const testLoopback = flags.booleans.has('test-allow-loopback');
+  const hooks = env['MICRO_MCP_HTTP_TEST_HOOKS'] === '1';
+  if ((testResolve.length > 0 || testLoopback) && !hooks) throw new UsageError('--test-resolve and --test-allow-loopback are test-only: they need MICRO_MCP_HTTP_TEST_HOOKS=1');
+  if (hooks) {
+    const resolve = new Map<string, string[][]>();
+    for (const entry of testResolve) {
+      const eq = entry.indexOf('=');
+      if (eq <= 0) throw new UsageError(`--test-resolve ${entry}: expected HOST=ADDR[,ADDR2]`);
+      const answers = entry.slice(eq + 1).split(',').map((a) => a.split('+'));
+      for (const a of answers.flat()) if (isIP(a) === 0) throw new UsageError(`--test-resolve ${entry}: "${a}" is not an IP address`);
+      resolve.set(entry.slice(0, eq).toLowerCase(), answers);
+    }
+    cfg.test = { resolve, allowLoopback: testLoopback };
+  }
+  return cfg;
+}
