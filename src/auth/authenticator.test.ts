@@ -1,0 +1,460 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SignJWT, exportJWK, exportSPKI, generateKeyPair } from 'jose';
+import type { CryptoKey, JWK, JWTPayload } from 'jose';
+import { GatewayError, toHttpStatus } from '../errors.js';
+import { createAuthenticator, requireScopes } from './authenticator.js';
+import type { Authenticator } from './authenticator.js';
+import type { AuthConfig } from './config.js';
+
+const ISSUER = 'https://idp.example.test/';
+const RESOURCE = 'http://127.0.0.1:8080/mcp';
+const META_URL = 'http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp';
+
+interface TestKey {
+  kid: string;
+  alg: string;
+  privateKey: CryptoKey;
+  publicKey: CryptoKey;
+  jwk: JWK;
+}
+
+async function makeKey(kid: string, alg: 'RS256' | 'ES256' | 'EdDSA' = 'RS256'): Promise<TestKey> {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  const jwk = { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' };
+  return { kid, alg, privateKey, publicKey, jwk };
+}
+
+const nowS = (): number => Math.floor(Date.now() / 1000);
+
+function baseClaims(): JWTPayload {
+  return {
+    iss: ISSUER,
+    aud: RESOURCE,
+    sub: 'alice',
+    iat: nowS(),
+    nbf: nowS(),
+    exp: nowS() + 300,
+    jti: 'tok-1',
+    scope: 'fs:read http:fetch',
+    groups: ['eng'],
+    azp: 'agent-cli',
+  };
+}
+
+async function sign(key: TestKey, claims: JWTPayload = baseClaims(), header: Record<string, unknown> = {}): Promise<string> {
+  const crit = Array.isArray(header.crit) ? Object.fromEntries((header.crit as string[]).map((c) => [c, true])) : undefined;
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: key.alg, kid: key.kid, ...header })
+    .sign(key.privateKey, crit ? { crit } : undefined);
+}
+
+const b64 = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
+
+/** A real JWKS endpoint on loopback, with a redirect, a hanging endpoint and fetch counters. */
+class JwksServer {
+  keys: JWK[] = [];
+  hits = { jwks: 0, redirect: 0, slow: 0 };
+  private server: Server = createServer((req, res) => {
+    if (req.url === '/jwks') {
+      this.hits.jwks++;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keys: this.keys }));
+    } else if (req.url === '/redirect') {
+      this.hits.redirect++;
+      res.writeHead(302, { location: '/jwks' });
+      res.end();
+    } else if (req.url === '/slow') {
+      this.hits.slow++; // never answers: the client must give up on its own
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  base = '';
+  async start(): Promise<void> {
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    this.base = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+  async stop(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
+
+async function expectCode(auth: Authenticator, header: string | undefined, code: string): Promise<GatewayError> {
+  let caught: unknown;
+  try {
+    await auth.authenticate(header);
+  } catch (e) {
+    caught = e;
+  }
+  assert.ok(caught instanceof GatewayError, `expected GatewayError ${code}, got ${String(caught)}`);
+  assert.equal(caught.code, code);
+  // Never echo the token (or any part of it) in the message.
+  if (header && header.length > 20) assert.ok(!caught.message.includes(header.slice(7, 40)));
+  return caught;
+}
+
+describe('createAuthenticator (jwt mode, JWKS over HTTP)', () => {
+  const jwks = new JwksServer();
+  let k1: TestKey;
+  let kEc: TestKey;
+  let outsider: TestKey;
+  let auth: Authenticator;
+  const cfg = (): AuthConfig => ({
+    mode: 'jwt',
+    issuer: ISSUER,
+    jwks_url: `${jwks.base}/jwks`,
+    scopes_supported: ['fs:read', 'http:fetch'],
+    jwks_cooldown_s: 0,
+  });
+
+  before(async () => {
+    await jwks.start();
+    k1 = await makeKey('k1', 'RS256');
+    kEc = await makeKey('k-ec', 'ES256');
+    outsider = await makeKey('k-outsider', 'RS256');
+    // A careless IdP publishing a symmetric and a private key: both must be ignored.
+    jwks.keys = [k1.jwk, kEc.jwk, { kty: 'oct', k: 'c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0', kid: 'sym' }];
+    auth = await createAuthenticator(cfg(), { resource: RESOURCE, loopback: false });
+  });
+  after(() => jwks.stop());
+
+  it('accepts a valid token and maps claims to the principal', async () => {
+    const p = await auth.authenticate(`Bearer ${await sign(k1)}`);
+    assert.equal(p.id, 'alice');
+    assert.equal(p.type, 'user');
+    assert.equal(p.issuer, ISSUER);
+    assert.deepEqual(p.groups, ['eng']);
+    assert.deepEqual(p.scopes, ['fs:read', 'http:fetch']);
+    assert.deepEqual(p.client, { id: 'agent-cli' });
+    assert.equal(p.purpose, null);
+    assert.equal(p.token_id, 'tok-1');
+    assert.ok(Object.isFrozen(p) && Object.isFrozen(p.scopes));
+    const pe = await auth.authenticate(`bearer ${await sign(kEc)}`); // scheme is case-insensitive
+    assert.equal(pe.id, 'alice');
+  });
+
+  describe('forged and broken tokens: each refused with 401 and a precise code', () => {
+    const cases: Array<[string, () => Promise<string | undefined>, string]> = [
+      ['no header', async () => undefined, 'ERR_AUTH_MISSING'],
+      ['empty header', async () => '', 'ERR_AUTH_MISSING'],
+      ['another scheme', async () => 'Basic YWxpY2U6cHc=', 'ERR_AUTH_MISSING'],
+      ['bearer without a token', async () => 'Bearer ', 'ERR_AUTH_INVALID'],
+      ['expired', async () => `Bearer ${await sign(k1, { ...baseClaims(), iat: nowS() - 600, exp: nowS() - 120 })}`, 'ERR_AUTH_EXPIRED'],
+      ['not yet valid (nbf)', async () => `Bearer ${await sign(k1, { ...baseClaims(), nbf: nowS() + 300 })}`, 'ERR_AUTH_NOT_YET_VALID'],
+      ['issued in the future (iat)', async () => `Bearer ${await sign(k1, { ...baseClaims(), iat: nowS() + 300 })}`, 'ERR_AUTH_NOT_YET_VALID'],
+      ['wrong issuer', async () => `Bearer ${await sign(k1, { ...baseClaims(), iss: 'https://evil.test/' })}`, 'ERR_AUTH_ISSUER'],
+      ['wrong audience', async () => `Bearer ${await sign(k1, { ...baseClaims(), aud: 'http://127.0.0.1:9999/mcp' })}`, 'ERR_AUTH_AUDIENCE'],
+      ['alg none', async () => `Bearer ${b64({ alg: 'none', typ: 'JWT' })}.${b64(baseClaims())}.`, 'ERR_AUTH_ALGORITHM'],
+      [
+        'HS256 signed with the public key',
+        async () => {
+          const pem = await exportSPKI(k1.publicKey);
+          const input = `${b64({ alg: 'HS256', kid: 'k1' })}.${b64(baseClaims())}`;
+          return `Bearer ${input}.${createHmac('sha256', pem).update(input).digest('base64url')}`;
+        },
+        'ERR_AUTH_ALGORITHM',
+      ],
+      [
+        'HS256 with the kid of a symmetric key the JWKS leaked',
+        async () => {
+          const input = `${b64({ alg: 'HS256', kid: 'sym' })}.${b64(baseClaims())}`;
+          return `Bearer ${input}.${createHmac('sha256', 'secretsecretsecretsecretsecret').update(input).digest('base64url')}`;
+        },
+        'ERR_AUTH_ALGORITHM',
+      ],
+      ['unknown kid', async () => `Bearer ${await sign(outsider)}`, 'ERR_AUTH_KEY_UNKNOWN'],
+      ['known kid, other key', async () => `Bearer ${await sign({ ...outsider, kid: 'k1' })}`, 'ERR_AUTH_SIGNATURE'],
+      [
+        'tampered payload',
+        async () => {
+          const [h, , s] = (await sign(k1)).split('.');
+          return `Bearer ${h}.${b64({ ...baseClaims(), sub: 'root', groups: ['admin'] })}.${s}`;
+        },
+        'ERR_AUTH_SIGNATURE',
+      ],
+      [
+        'missing exp',
+        async () => {
+          const c = baseClaims();
+          delete c.exp;
+          return `Bearer ${await sign(k1, c)}`;
+        },
+        'ERR_AUTH_CLAIM_MISSING',
+      ],
+      [
+        'missing sub',
+        async () => {
+          const c = baseClaims();
+          delete c.sub;
+          return `Bearer ${await sign(k1, c)}`;
+        },
+        'ERR_AUTH_CLAIM_MISSING',
+      ],
+      ['oversized', async () => `Bearer ${await sign(k1, { ...baseClaims(), pad: 'x'.repeat(9000) })}`, 'ERR_AUTH_TOO_LARGE'],
+      ['oversized garbage header', async () => `Bearer ${'a'.repeat(100_000)}`, 'ERR_AUTH_TOO_LARGE'],
+      ['garbage', async () => 'Bearer not-a-jwt', 'ERR_AUTH_INVALID'],
+      ['three segments of garbage', async () => 'Bearer abc.def.ghi', 'ERR_AUTH_INVALID'],
+      ['header is not JSON', async () => `Bearer ${Buffer.from('{oops').toString('base64url')}.${b64(baseClaims())}.sig`, 'ERR_AUTH_INVALID'],
+      ['a JWE (five segments)', async () => 'Bearer a.b.c.d.e', 'ERR_AUTH_INVALID'],
+      ['token in a second header value', async () => `Bearer ${await sign(k1)} Bearer x`, 'ERR_AUTH_INVALID'],
+      ['unsupported crit header', async () => `Bearer ${await sign(k1, baseClaims(), { crit: ['x-unknown'], 'x-unknown': 1 })}`, 'ERR_AUTH_INVALID'],
+    ];
+    for (const [name, make, code] of cases) {
+      it(`${name} -> ${code}`, async () => {
+        const header = await make();
+        const err = await expectCode(auth, header, code);
+        assert.equal(toHttpStatus(err.code), 401);
+        const ch = auth.challenge(err);
+        assert.equal(ch.status, 401);
+        assert.match(ch.headers['www-authenticate']!, new RegExp(`resource_metadata="${META_URL}"`));
+        if (code !== 'ERR_AUTH_MISSING') assert.match(ch.headers['www-authenticate']!, /^Bearer error="invalid_token"/);
+      });
+    }
+    it('still serves valid tokens after the whole table', async () => {
+      const p = await auth.authenticate(`Bearer ${await sign(k1, { ...baseClaims(), jti: 'after' })}`);
+      assert.equal(p.id, 'alice');
+    });
+  });
+
+  it('refreshes the JWKS on an unknown kid, and a newly published key then verifies', async () => {
+    const k2 = await makeKey('k2', 'ES256');
+    const token = `Bearer ${await sign(k2)}`;
+    await expectCode(auth, token, 'ERR_AUTH_KEY_UNKNOWN');
+    const before = jwks.hits.jwks;
+    jwks.keys = [...jwks.keys, k2.jwk];
+    const p = await auth.authenticate(token);
+    assert.equal(p.id, 'alice');
+    assert.equal(jwks.hits.jwks, before + 1, 'exactly one refresh');
+  });
+
+  it('rate-limits unknown-kid refreshes with the cooldown', async () => {
+    const a = await createAuthenticator({ ...cfg(), jwks_cooldown_s: 60 }, { resource: RESOURCE, loopback: false });
+    await a.authenticate(`Bearer ${await sign(k1)}`);
+    const start = jwks.hits.jwks;
+    for (let i = 0; i < 5; i++) await expectCode(a, `Bearer ${await sign(outsider)}`, 'ERR_AUTH_KEY_UNKNOWN');
+    assert.equal(jwks.hits.jwks, start, 'no fetch during the cooldown');
+  });
+
+  it('does not follow a redirect from the JWKS URL', async () => {
+    const a = await createAuthenticator({ ...cfg(), jwks_url: `${jwks.base}/redirect` }, { resource: RESOURCE, loopback: false });
+    const before = jwks.hits.jwks;
+    const err = await expectCode(a, `Bearer ${await sign(k1)}`, 'ERR_AUTH_JWKS_UNAVAILABLE');
+    assert.equal(jwks.hits.redirect, 1);
+    assert.equal(jwks.hits.jwks, before, 'redirect target never fetched');
+    const ch = a.challenge(err);
+    assert.equal(ch.status, 503);
+    assert.equal(ch.headers['www-authenticate'], undefined);
+  });
+
+  it('gives up on a JWKS endpoint that does not answer (timeout)', async () => {
+    const a = await createAuthenticator(
+      { ...cfg(), jwks_url: `${jwks.base}/slow`, jwks_timeout_ms: 300 },
+      { resource: RESOURCE, loopback: false },
+    );
+    const t0 = Date.now();
+    await expectCode(a, `Bearer ${await sign(k1)}`, 'ERR_AUTH_JWKS_UNAVAILABLE');
+    assert.ok(Date.now() - t0 < 3000, 'bounded by the timeout');
+    assert.equal(jwks.hits.slow, 1);
+  });
+
+  it('refuses an algorithm outside the configured allowlist', async () => {
+    const a = await createAuthenticator({ ...cfg(), algorithms: ['ES256'] }, { resource: RESOURCE, loopback: false });
+    await expectCode(a, `Bearer ${await sign(k1)}`, 'ERR_AUTH_ALGORITHM');
+    assert.equal((await a.authenticate(`Bearer ${await sign(kEc)}`)).id, 'alice');
+  });
+
+  it('enforces configured required claims and token type', async () => {
+    const a = await createAuthenticator(
+      { ...cfg(), required_claims: ['client_id'], token_type: 'at+jwt' },
+      { resource: RESOURCE, loopback: false },
+    );
+    await expectCode(a, `Bearer ${await sign(k1, baseClaims(), { typ: 'at+jwt' })}`, 'ERR_AUTH_CLAIM_MISSING');
+    const ok = await a.authenticate(`Bearer ${await sign(k1, { ...baseClaims(), client_id: 'c' }, { typ: 'at+jwt' })}`);
+    assert.equal(ok.id, 'alice');
+    await expectCode(a, `Bearer ${await sign(k1, { ...baseClaims(), client_id: 'c' }, { typ: 'JWT' })}`, 'ERR_AUTH_INVALID');
+  });
+
+  it('maps claims as configured: nested groups, scp arrays, client, actor chain, purpose, attributes', async () => {
+    const a = await createAuthenticator(
+      {
+        ...cfg(),
+        claims: {
+          subject: 'preferred_username',
+          groups: 'realm_access.roles',
+          scopes: ['scope', 'scp'],
+          client: ['azp', 'client_id'],
+          actor: 'act',
+          purpose: 'purpose',
+          attributes: ['email', 'department', 'secret_object'],
+        },
+      },
+      { resource: RESOURCE, loopback: false },
+    );
+    const c: JWTPayload = {
+      ...baseClaims(),
+      preferred_username: 'bob',
+      realm_access: { roles: ['ops', 'eng'] },
+      scp: ['fs:read', 'fs:write'],
+      client_id: 'claude',
+      act: { sub: 'agent-7', act: { sub: 'orchestrator' } },
+      purpose: 'incident-4711',
+      email: 'bob@example.test',
+      department: 'sre',
+      secret_object: { nested: true },
+    };
+    delete c.scope;
+    delete c.azp;
+    delete c.groups;
+    const p = await a.authenticate(`Bearer ${await sign(k1, c)}`);
+    assert.equal(p.id, 'bob');
+    assert.deepEqual(p.groups, ['ops', 'eng']);
+    assert.deepEqual(p.scopes, ['fs:read', 'fs:write']);
+    assert.deepEqual(p.client, { id: 'claude' });
+    assert.equal(p.purpose, 'incident-4711');
+    assert.deepEqual(p.attributes, {
+      actor: 'agent-7',
+      actor_chain: ['agent-7', 'orchestrator'],
+      email: 'bob@example.test',
+      department: 'sre',
+    });
+  });
+
+  it('caches verified tokens by hash, never past exp, and reports the cost', async () => {
+    const a = await createAuthenticator({ ...cfg(), clock_tolerance_s: 0 }, { resource: RESOURCE, loopback: false });
+    const token = `Bearer ${await sign(kEc, { ...baseClaims(), exp: nowS() + 2 })}`;
+    await a.authenticate(token);
+    await a.authenticate(token);
+    assert.equal(a.stats().cacheHits, 1);
+    // After exp the cached principal must not be served.
+    await new Promise((r) => setTimeout(r, (nowS() + 3) * 1000 - Date.now()));
+    await expectCode(a, token, 'ERR_AUTH_EXPIRED');
+
+    const noCache = await createAuthenticator({ ...cfg(), token_cache: { max_entries: 0 } }, { resource: RESOURCE, loopback: false });
+    const fresh = `Bearer ${await sign(kEc)}`;
+    await noCache.authenticate(fresh);
+    await a.authenticate(fresh);
+    const N = 300;
+    let t = process.hrtime.bigint();
+    for (let i = 0; i < N; i++) await noCache.authenticate(fresh);
+    const uncachedUs = Number(process.hrtime.bigint() - t) / 1000 / N;
+    t = process.hrtime.bigint();
+    for (let i = 0; i < N; i++) await a.authenticate(fresh);
+    const cachedUs = Number(process.hrtime.bigint() - t) / 1000 / N;
+    console.log(`# authenticate ES256: ${uncachedUs.toFixed(1)} µs uncached, ${cachedUs.toFixed(1)} µs cached`);
+    assert.ok(cachedUs < uncachedUs);
+    assert.equal(noCache.stats().cacheSize, 0);
+  });
+});
+
+describe('challenges and Protected Resource Metadata', () => {
+  let auth: Authenticator;
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mmcp-auth-'));
+    const k = await makeKey('f1', 'ES256');
+    await writeFile(join(dir, 'jwks.json'), JSON.stringify({ keys: [k.jwk] }));
+    auth = await createAuthenticator(
+      { mode: 'jwt', issuer: ISSUER, jwks_file: join(dir, 'jwks.json'), scopes_supported: ['fs:read', 'http:fetch'] },
+      { resource: RESOURCE, loopback: false },
+    );
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('serves the metadata at the root and the path-suffixed well-known URIs', () => {
+    assert.deepEqual([...auth.metadataPaths], ['/.well-known/oauth-protected-resource', '/.well-known/oauth-protected-resource/mcp']);
+    assert.equal(auth.resourceMetadataUrl, META_URL);
+    assert.deepEqual(auth.protectedResourceMetadata(), {
+      resource: RESOURCE,
+      authorization_servers: [ISSUER],
+      scopes_supported: ['fs:read', 'http:fetch'],
+      bearer_methods_supported: ['header'],
+      resource_name: 'Micro-MCP gateway',
+    });
+  });
+
+  it('401 for a missing token carries resource_metadata and scope, without an error code', () => {
+    const ch = auth.challenge(new GatewayError('ERR_AUTH_MISSING', 'x'));
+    assert.equal(ch.status, 401);
+    assert.equal(ch.headers['www-authenticate'], `Bearer resource_metadata="${META_URL}", scope="fs:read http:fetch"`);
+    assert.equal(ch.body.code, 'ERR_AUTH_MISSING');
+  });
+
+  it('401 for an invalid token says invalid_token with a description', () => {
+    const ch = auth.challenge(new GatewayError('ERR_AUTH_EXPIRED', 'x'));
+    assert.equal(
+      ch.headers['www-authenticate'],
+      `Bearer error="invalid_token", error_description="the token has expired", resource_metadata="${META_URL}", scope="fs:read http:fetch"`,
+    );
+  });
+
+  it('403 insufficient_scope names the scope needed (step-up)', () => {
+    const ch = auth.challenge(new GatewayError('ERR_INSUFFICIENT_SCOPE', 'x'), { scope: ['fs:read', 'fs:write'] });
+    assert.equal(ch.status, 403);
+    assert.equal(
+      ch.headers['www-authenticate'],
+      `Bearer error="insufficient_scope", error_description="the token lacks the scope this request needs", resource_metadata="${META_URL}", scope="fs:read fs:write"`,
+    );
+    assert.equal(ch.body.error, 'insufficient_scope');
+  });
+
+  it('requireScopes raises the step-up error that challenge() turns into a 403', () => {
+    const principal = { scopes: ['fs:read'] };
+    assert.doesNotThrow(() => requireScopes(principal, ['fs:read']));
+    let err: unknown;
+    try {
+      requireScopes(principal, ['fs:read', 'fs:write']);
+    } catch (e) {
+      err = e;
+    }
+    assert.ok(err instanceof GatewayError && err.code === 'ERR_INSUFFICIENT_SCOPE');
+    assert.equal(toHttpStatus(err.code), 403);
+    const ch = auth.challenge(err);
+    assert.equal(ch.status, 403);
+    assert.match(ch.headers['www-authenticate']!, /error="insufficient_scope".*scope="fs:read fs:write"$/);
+  });
+
+  it('keeps header injection out of the scope parameter', () => {
+    const ch = auth.challenge(new GatewayError('ERR_INSUFFICIENT_SCOPE', 'x'), { scope: 'a" , evil="1\r\nX: y' });
+    assert.ok(!/[\r\n]/.test(ch.headers['www-authenticate']!));
+    assert.ok(!ch.headers['www-authenticate']!.includes('evil="1'));
+  });
+
+  it('re-reads a JWKS file when a token names a new kid', async () => {
+    const k = await makeKey('f1', 'ES256');
+    const k2 = await makeKey('f2', 'ES256');
+    const file = join(dir, 'rot.json');
+    await writeFile(file, JSON.stringify({ keys: [k.jwk] }));
+    const a = await createAuthenticator({ mode: 'jwt', issuer: ISSUER, jwks_file: file, jwks_cooldown_s: 0 }, { resource: RESOURCE, loopback: false });
+    assert.equal((await a.authenticate(`Bearer ${await sign(k)}`)).id, 'alice');
+    await writeFile(file, JSON.stringify({ keys: [k.jwk, k2.jwk] }));
+    assert.equal((await a.authenticate(`Bearer ${await sign(k2)}`)).id, 'alice');
+  });
+});
+
+describe('configuration is validated at construction', () => {
+  const ctx = { resource: RESOURCE, loopback: false };
+  const bad: Array<[string, AuthConfig]> = [
+    ['HS256 in the allowlist', { mode: 'jwt', issuer: ISSUER, jwks_url: 'https://idp.test/jwks', algorithms: ['HS256' as never] }],
+    ['none in the allowlist', { mode: 'jwt', issuer: ISSUER, jwks_url: 'https://idp.test/jwks', algorithms: ['none' as never] }],
+    ['plain http JWKS off loopback', { mode: 'jwt', issuer: ISSUER, jwks_url: 'http://idp.test/jwks' }],
+    ['both jwks_url and jwks_file', { mode: 'jwt', issuer: ISSUER, jwks_url: 'https://idp.test/jwks', jwks_file: '/x' }],
+    ['no key source', { mode: 'jwt', issuer: ISSUER }],
+    ['no issuer', { mode: 'jwt', jwks_url: 'https://idp.test/jwks' }],
+    ['clock tolerance too large', { mode: 'jwt', issuer: ISSUER, jwks_url: 'https://idp.test/jwks', clock_tolerance_s: 3600 }],
+    ['dev mode off loopback', { mode: 'dev' }],
+  ];
+  for (const [name, c] of bad) {
+    it(`refuses ${name}`, async () => {
+      await assert.rejects(createAuthenticator(c, ctx), (e: unknown) => e instanceof GatewayError && e.code === 'ERR_CONFIG_INVALID');
+    });
+  }
+});

@@ -1,0 +1,125 @@
+/**
+ * The `auth` config section, exactly as it appears in YAML (snake_case), validated by
+ * schemas/config-auth.schema.json, plus its defaults. Defaults fail closed: asymmetric algorithms
+ * only, `exp` always required, dev keys only on loopback.
+ */
+
+/** Asymmetric JWS algorithms. HS* and `none` are not in this list and cannot be configured. */
+export const ASYMMETRIC_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'EdDSA',
+] as const;
+export type AsymmetricAlgorithm = (typeof ASYMMETRIC_ALGORITHMS)[number];
+
+/** Which claim feeds which Principal field. Each entry is a claim name or a dotted path
+ *  (`realm_access.roles`); a list means "first one present wins". */
+export interface ClaimsMapping {
+  subject?: string;
+  groups?: string | string[];
+  scopes?: string | string[];
+  client?: string | string[];
+  actor?: string;
+  purpose?: string;
+  /** Extra claims copied verbatim into `principal.attributes` (strings, numbers, booleans, string arrays). */
+  attributes?: string[];
+}
+
+export interface ServiceCredentialsConfig {
+  /** Lifetime of each per-call service token, seconds (1..60). Default 30. */
+  ttl_s?: number;
+  /** Signing key rotation period, seconds. Default 3600. */
+  rotate_every_s?: number;
+  /** `iss` of minted tokens. Default "micro-mcp:gateway". */
+  issuer?: string;
+  /** Where the gateway writes its public JWKS for stdio services (re-written on every rotation). */
+  jwks_file?: string;
+}
+
+export interface MtlsConfig {
+  /** PEM client certificate (chain) the gateway presents to remote services. */
+  cert_file: string;
+  /** PEM private key for `cert_file`. */
+  key_file: string;
+  /** PEM CA bundle that remote services' certificates must chain to (replaces the system roots). */
+  ca_file: string;
+  /** Expected server name when it differs from the URL host. */
+  server_name?: string;
+}
+
+export interface StateBindingConfig {
+  /** File holding >= 32 random bytes (raw or base64url) shared by replicas; default: random per process. */
+  key_file?: string;
+  /** Default lifetime of signed state, seconds. Default 3600. */
+  ttl_s?: number;
+}
+
+export interface AuthConfig {
+  /** `dev`: trust the local dev key (loopback only). `jwt`: trust a real issuer. */
+  mode: 'dev' | 'jwt';
+  /** Expected `iss` (required in jwt mode; dev default "urn:micro-mcp:dev"). */
+  issuer?: string;
+  /** Accepted `aud` values. Default: the gateway's canonical resource URI (RFC 8707). */
+  audience?: string | string[];
+  /** Authorization servers advertised in Protected Resource Metadata. Default: [issuer]. */
+  authorization_servers?: string[];
+  /** Scopes advertised in metadata and in 401 challenges. */
+  scopes_supported?: string[];
+  jwks_url?: string;
+  jwks_file?: string;
+  /** JWKS fetch timeout, ms. Default 3000. */
+  jwks_timeout_ms?: number;
+  /** Minimum seconds between unknown-kid refreshes. Default 30. */
+  jwks_cooldown_s?: number;
+  /** Seconds a fetched JWKS is used before a background refresh. Default 600. */
+  jwks_max_age_s?: number;
+  algorithms?: AsymmetricAlgorithm[];
+  /** Allowed clock skew for exp/nbf/iat, seconds (0..300). Default 30. */
+  clock_tolerance_s?: number;
+  /** Claims that must be present besides `exp` and the subject claim (always required). */
+  required_claims?: string[];
+  /** Expected JOSE `typ` header (e.g. "at+jwt", RFC 9068); unset = not checked. */
+  token_type?: string;
+  claims?: ClaimsMapping;
+  /** Largest accepted token, bytes. Default 8192. */
+  max_token_bytes?: number;
+  /** Verified-token cache. `max_entries: 0` disables it. */
+  token_cache?: { max_entries?: number; max_age_s?: number };
+  /** Dev mode only: where the dev signing key lives. Default ".dev/keys". */
+  dev_key_dir?: string;
+  service_credentials?: ServiceCredentialsConfig;
+  mtls?: MtlsConfig;
+  state_binding?: StateBindingConfig;
+}
+
+export const DEV_ISSUER = 'urn:micro-mcp:dev';
+export const DEFAULT_DEV_KEY_DIR = '.dev/keys';
+export const DEFAULT_SERVICE_ISSUER = 'micro-mcp:gateway';
+
+/** Defaults, written down in one place (and mirrored in the JSON Schema's `default`s). */
+export const AUTH_DEFAULTS = {
+  algorithms: [...ASYMMETRIC_ALGORITHMS] as AsymmetricAlgorithm[],
+  clock_tolerance_s: 30,
+  max_token_bytes: 8192,
+  jwks_timeout_ms: 3000,
+  jwks_cooldown_s: 30,
+  jwks_max_age_s: 600,
+  token_cache: { max_entries: 10_000, max_age_s: 60 },
+  claims: {
+    subject: 'sub',
+    groups: ['groups', 'roles'],
+    scopes: ['scope', 'scp'],
+    client: ['azp', 'client_id'],
+    actor: 'act',
+    purpose: 'purpose',
+    attributes: [] as string[],
+  },
+  service_credentials: { ttl_s: 30, rotate_every_s: 3600, issuer: DEFAULT_SERVICE_ISSUER },
+  state_binding: { ttl_s: 3600 },
+} as const;

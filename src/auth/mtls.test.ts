@@ -1,0 +1,96 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:https';
+import type { Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GatewayError } from '../errors.js';
+import { createMtlsFetch } from './mtls.js';
+
+/** A throwaway PKI made with the real openssl CLI: a CA, a server cert for 127.0.0.1, a client cert. */
+async function makePki(dir: string, name: string): Promise<void> {
+  const ossl = (...args: string[]): void => {
+    execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  };
+  ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}-ca.key`, '-out', `${name}-ca.pem`, '-days', '1', '-subj', `/CN=${name} test CA`);
+  for (const [who, ext] of [
+    ['server', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth'],
+    ['client', 'extendedKeyUsage=clientAuth'],
+  ] as const) {
+    await writeFile(join(dir, `${name}-${who}.ext`), ext + '\n');
+    ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}-${who}.key`, '-out', `${name}-${who}.csr`, '-subj', `/CN=micro-mcp-${who}`);
+    ossl('x509', '-req', '-in', `${name}-${who}.csr`, '-CA', `${name}-ca.pem`, '-CAkey', `${name}-ca.key`, '-CAcreateserial', '-out', `${name}-${who}.pem`, '-days', '1', '-extfile', `${name}-${who}.ext`);
+  }
+}
+
+describe('mTLS fetch to a remote service', () => {
+  let dir: string;
+  let server: Server;
+  let base: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mmcp-mtls-'));
+    await makePki(dir, 'good');
+    await makePki(dir, 'rogue');
+    server = createServer(
+      {
+        cert: await readFile(join(dir, 'good-server.pem')),
+        key: await readFile(join(dir, 'good-server.key')),
+        ca: await readFile(join(dir, 'good-ca.pem')),
+        requestCert: true,
+        rejectUnauthorized: true,
+      },
+      (req, res) => {
+        const peer = (req.socket as TLSSocket).getPeerCertificate();
+        let body = '';
+        req.on('data', (c: Buffer) => (body += c.toString()));
+        req.on('end', () => {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ cn: peer.subject?.CN, method: req.method, body, auth: req.headers.authorization ?? null }));
+        });
+      },
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const cfg = (client: string, ca: string) => ({
+    cert_file: join(dir, `${client}-client.pem`),
+    key_file: join(dir, `${client}-client.key`),
+    ca_file: join(dir, `${ca}-ca.pem`),
+  });
+
+  it('presents the client certificate and streams a POST body', async () => {
+    const f = await createMtlsFetch(cfg('good', 'good'));
+    const res = await f(`${base}/mcp`, { method: 'POST', body: '{"jsonrpc":"2.0"}', headers: { authorization: 'Bearer svc-token' } });
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { cn: 'micro-mcp-client', method: 'POST', body: '{"jsonrpc":"2.0"}', auth: 'Bearer svc-token' });
+  });
+
+  it('is refused by the service with a client certificate from another CA', async () => {
+    const f = await createMtlsFetch(cfg('rogue', 'good'));
+    await assert.rejects(f(`${base}/mcp`));
+  });
+
+  it('refuses a service whose certificate does not chain to the configured CA', async () => {
+    const f = await createMtlsFetch(cfg('good', 'rogue'));
+    await assert.rejects(f(`${base}/mcp`), /certificate/i);
+  });
+
+  it('refuses plain http and reports unreadable files as config errors', async () => {
+    const f = await createMtlsFetch(cfg('good', 'good'));
+    await assert.rejects(f('http://127.0.0.1:1/mcp'), TypeError);
+    await assert.rejects(
+      createMtlsFetch({ ...cfg('good', 'good'), ca_file: join(dir, 'missing.pem') }),
+      (e: unknown) => e instanceof GatewayError && e.code === 'ERR_CONFIG_INVALID',
+    );
+  });
+});
