@@ -1,0 +1,94 @@
+# METADATA
+# title: Micro-MCP tool authorization
+# description: |
+#   Decides whether a principal may list or call an MCP tool through the gateway.
+#   Deny overrides: a request is allowed when at least one grant matches and no deny matches.
+#   Every reason is "<id>: <message>". The id is the rule id, shared with the Cedar policy
+#   of the same intent (policies/cedar/policies.cedar), so audit records cite one name per rule.
+#   Messages never repeat arguments: they are shown to agents.
+package micro_mcp.authz
+
+default allow := false
+
+allow if {
+	count(_grants) > 0
+	count(_denies) == 0
+}
+
+reasons := _grants if allow
+
+reasons := _denies if {
+	not allow
+	count(_denies) > 0
+}
+
+reasons := {"default_deny: no policy grants this tool to this principal"} if {
+	not allow
+	count(_denies) == 0
+}
+
+# Tool listing and tool calls of every service, and the prompts and resources of third-party
+# services, are governed by this example set. The first-party services (fs, http) publish no
+# prompts or resources, so theirs fall through to default_deny until a policy grants them.
+_tool_method if input.method in {"tools/call", "tools/list"}
+
+_content_method if input.method in {"prompts/list", "prompts/get", "resources/list", "resources/read"}
+
+_call if {
+	_tool_method
+	input.phase == "call"
+}
+
+# The first-party services and the tools this policy knows. A tool a service adds later is
+# denied (tool_not_in_policy) until the policy is reviewed for it.
+_known_tools := {
+	"fs": {"read", "list", "stat", "search"},
+	"http": {"fetchText"},
+}
+
+# METADATA
+# title: tool_not_in_policy
+# description: A first-party service's tool that this policy does not know is denied.
+_denies contains "tool_not_in_policy: this tool of a first-party service is not covered by the policy" if {
+	_tool_method
+	known := _known_tools[input.tool.namespace]
+	not input.tool.local_name in known
+}
+
+# METADATA
+# title: service_call_scope
+# description: A tool of any other (third-party) service is granted by scope "<namespace>:call".
+_grants contains "service_call_scope: tools of this service are granted by scope <namespace>:call" if {
+	_tool_method
+	not _known_tools[input.tool.namespace]
+	_call_scope(input.tool.namespace) in input.scopes
+}
+
+# METADATA
+# title: service_call_scope_missing
+# description: Without scope "<namespace>:call" a third-party service's tools are denied.
+_denies contains "service_call_scope_missing: tools of this service require scope <namespace>:call" if {
+	_tool_method
+	not _known_tools[input.tool.namespace]
+	not _call_scope(input.tool.namespace) in input.scopes
+}
+
+_call_scope(namespace) := concat("", [namespace, ":call"])
+
+# METADATA
+# title: service_content_scope
+# description: Prompts and resources of a third-party service are granted by scope "<namespace>:call".
+_grants contains "service_content_scope: prompts and resources of this service are granted by scope <namespace>:call" if {
+	_content_method
+	not _known_tools[input.tool.namespace]
+	_call_scope(input.tool.namespace) in input.scopes
+}
+
+# METADATA
+# title: service_content_scope_missing
+# description: Without scope "<namespace>:call" a third-party service's prompts and resources are denied.
+_denies contains "service_content_scope_missing: prompts and resources of this service require scope <namespace>:call" if {
+	_content_method
+	not _known_tools[input.tool.namespace]
+	not _call_scope(input.tool.namespace) in input.scopes
+}

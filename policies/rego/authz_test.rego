@@ -1,0 +1,83 @@
+package micro_mcp.authz_test
+
+import data.micro_mcp.authz
+
+# Shared fixtures for every *_test.rego of this package: a call by an engineer with no scopes.
+# _input replaces whole top-level keys (object.union alone would merge nested objects, such
+# as the tool's annotations, into the patch).
+_base := {
+	"phase": "call",
+	"method": "tools/call",
+	"principal": {"id": "alice", "type": "user", "issuer": "https://idp.test", "groups": ["eng"], "attributes": {}},
+	"client": {"id": "agent-1"},
+	"scopes": [],
+	"purpose": null,
+	"tool": {"name": "fs.read", "namespace": "fs", "local_name": "read", "annotations": {"readOnlyHint": true, "openWorldHint": false}, "definition_hash": "sha256:0"},
+	"arguments": {},
+	"resource": {},
+	"context": {"time": "2026-01-01T00:00:00Z", "request_id": "r1", "session_id": null, "client_ip": null},
+}
+
+_input(patch) := object.union(object.remove(_base, object.keys(patch)), patch)
+
+_tool(namespace, local_name, annotations) := {
+	"name": concat(".", [namespace, local_name]),
+	"namespace": namespace,
+	"local_name": local_name,
+	"annotations": annotations,
+	"definition_hash": "sha256:0",
+}
+
+# The same request at list time: arguments and resource facts are unknown.
+_relist(inp) := object.union(object.remove(inp, {"arguments", "resource"}), {"phase": "list", "method": "tools/list", "resource": {}})
+
+_ids(reasons) := {id | some r in reasons; id := split(r, ":")[0]}
+
+test_anyone_cannot_use_unknown_first_party_tool if {
+	inp := _input({"scopes": ["fs:read"], "tool": _tool("fs", "write", {"destructiveHint": true}), "resource": {"path": "/eng/a"}})
+	not authz.allow with input as inp
+	"tool_not_in_policy" in _ids(authz.reasons) with input as inp
+}
+
+test_anyone_can_use_known_first_party_tool_without_tool_not_in_policy if {
+	inp := _input({"scopes": ["fs:read"], "resource": {"path": "/eng/a"}})
+	not "tool_not_in_policy" in _ids(authz.reasons) with input as inp
+}
+
+test_agent_can_call_third_party_tool_with_namespace_scope if {
+	inp := _input({"scopes": ["everything:call"], "purpose": "incident-4711", "tool": _tool("everything", "echo", {})})
+	authz.allow with input as inp
+	_ids(authz.reasons) == {"service_call_scope"} with input as inp
+}
+
+test_agent_cannot_call_third_party_tool_without_namespace_scope if {
+	inp := _input({"scopes": ["other:call", "fs:read"], "purpose": "incident-4711", "tool": _tool("everything", "echo", {})})
+	not authz.allow with input as inp
+	_ids(authz.reasons) == {"service_call_scope_missing"} with input as inp
+}
+
+test_agent_can_read_third_party_resources_and_prompts_with_namespace_scope if {
+	every method in ["resources/read", "resources/list", "prompts/get", "prompts/list"] {
+		inp := _input({"method": method, "scopes": ["everything:call"], "tool": _tool("everything", "static", {})})
+		authz.allow with input as inp
+		_ids(authz.reasons) == {"service_content_scope"} with input as inp
+	}
+}
+
+test_agent_cannot_read_third_party_resources_without_namespace_scope if {
+	inp := _input({"method": "prompts/get", "scopes": ["other:call"], "tool": _tool("everything", "simple", {})})
+	not authz.allow with input as inp
+	_ids(authz.reasons) == {"service_content_scope_missing"} with input as inp
+}
+
+test_anyone_cannot_read_resources_without_a_grant if {
+	inp := _input({"method": "resources/read", "scopes": ["fs:read"], "resource": {"path": "/eng/a"}})
+	not authz.allow with input as inp
+	authz.reasons == {"default_deny: no policy grants this tool to this principal"} with input as inp
+}
+
+test_allow_reasons_are_the_grants if {
+	inp := _input({"scopes": ["fs:read"], "resource": {"path": "/eng/a.md"}})
+	authz.allow with input as inp
+	_ids(authz.reasons) == {"fs_read_scope"} with input as inp
+}

@@ -1,0 +1,84 @@
+package micro_mcp.authz_test
+
+import data.micro_mcp.authz
+
+_fetch_tool := _tool("http", "fetchText", {"readOnlyHint": true, "openWorldHint": true})
+
+_fetch(scopes, purpose, resource) := _input({
+	"scopes": scopes,
+	"purpose": purpose,
+	"tool": _fetch_tool,
+	"resource": resource,
+})
+
+_url(scheme, host, method) := {
+	"url": concat("", [scheme, "://", host, "/x"]),
+	"scheme": scheme,
+	"host": host,
+	"port": 443,
+	"method": method,
+}
+
+test_responder_can_fetch_status_page_for_incident if {
+	inp := _fetch(["http:fetch"], "incident-4711", _url("https", "status.example.com", "GET"))
+	authz.allow with input as inp
+	_ids(authz.reasons) == {"http_fetch_scope"} with input as inp
+}
+
+test_responder_cannot_fetch_without_http_fetch_scope if {
+	inp := _fetch(["fs:read"], "incident-4711", _url("https", "status.example.com", "GET"))
+	not authz.allow with input as inp
+	_ids(authz.reasons) == {"http_fetch_scope_missing"} with input as inp
+}
+
+test_responder_cannot_fetch_host_of_another_purpose if {
+	inp := _fetch(["http:fetch"], "incident-4711", _url("https", "docs.example.com", "GET"))
+	not authz.allow with input as inp
+	_ids(authz.reasons) == {"http_host_not_allowed_for_purpose"} with input as inp
+}
+
+test_researcher_can_fetch_docs_host if {
+	authz.allow with input as _fetch(["http:fetch"], "docs-research", _url("https", "docs.example.com", "HEAD"))
+}
+
+test_anyone_cannot_fetch_without_purpose if {
+	inp := _fetch(["http:fetch"], null, _url("https", "status.example.com", "GET"))
+	not authz.allow with input as inp
+	_ids(authz.reasons) == {"purpose_required", "http_host_not_allowed_for_purpose"} with input as inp
+}
+
+test_anyone_cannot_fetch_with_unknown_purpose if {
+	not authz.allow with input as _fetch(["http:fetch"], "curiosity", _url("https", "status.example.com", "GET"))
+}
+
+test_anyone_cannot_post if {
+	inp := _fetch(["http:fetch"], "incident-4711", _url("https", "status.example.com", "POST"))
+	not authz.allow with input as inp
+	_ids(authz.reasons) == {"http_method_not_read_only"} with input as inp
+}
+
+test_anyone_cannot_fetch_file_scheme if {
+	inp := _fetch(["http:fetch"], "local-dev", {"url": "file:///etc/passwd", "scheme": "file", "host": "", "port": null, "method": "GET"})
+	not authz.allow with input as inp
+	_ids(authz.reasons) == {"http_scheme_not_allowed", "http_host_not_allowed_for_purpose"} with input as inp
+}
+
+test_anyone_cannot_fetch_invalid_url if {
+	inp := _fetch(["http:fetch"], "incident-4711", {"url": null, "scheme": null, "host": null, "port": null, "method": "GET"})
+	not authz.allow with input as inp
+	_ids(authz.reasons) == {"http_url_invalid"} with input as inp
+}
+
+test_developer_can_fetch_loopback_for_local_dev if {
+	authz.allow with input as _fetch(["http:fetch"], "local-dev", _url("http", "127.0.0.1", "GET"))
+}
+
+test_anyone_can_list_fetch_without_purpose if {
+	inp := _relist(_fetch(["http:fetch"], null, {}))
+	authz.allow with input as inp
+}
+
+test_anyone_cannot_list_fetch_without_scope if {
+	inp := _relist(_fetch([], null, {}))
+	not authz.allow with input as inp
+}

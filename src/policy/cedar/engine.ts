@@ -1,0 +1,165 @@
+/**
+ * The Cedar engine: schema.cedarschema and *.cedar from one directory, validated in strict mode
+ * at load, pre-parsed once (preparsePolicySet) and evaluated with
+ * statefulIsAuthorized, so a decision never re-parses policy text.
+ */
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import type { DetailedError, EntityJson, Context } from '@cedar-policy/cedar-wasm/nodejs';
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DecisionReason, PolicyInput } from '../../types.js';
+import { compileError, lineOf, type PolicyProblem } from '../problems.js';
+import type { EngineResult, PolicyEngine } from '../types.js';
+import { toCedarRequest } from './request.js';
+
+export const CEDAR_SCHEMA_FILE = 'schema.cedarschema';
+
+/** The raw answer for one request: what `cedar run-tests` compares. */
+export interface CedarAnswer {
+  decision: 'allow' | 'deny';
+  /** Ids (the @id annotations) of the determining policies. */
+  reason: string[];
+  errors: string[];
+}
+
+let generation = 0;
+
+function problemsFrom(errors: DetailedError[], file: string, text: string, prefix = ''): PolicyProblem[] {
+  return errors.map((e) => {
+    const loc = e.sourceLocations?.[0];
+    return { engine: 'cedar', file, line: loc === undefined ? null : lineOf(text, loc.start), reason: prefix + e.message };
+  });
+}
+
+export class CedarEngine implements PolicyEngine {
+  readonly name = 'cedar' as const;
+  readonly revision: string;
+  readonly #psetId: string;
+  readonly #messages: ReadonlyMap<string, string>;
+  #closed = false;
+
+  private constructor(psetId: string, messages: Map<string, string>, revision: string) {
+    this.#psetId = psetId;
+    this.#messages = messages;
+    this.revision = revision;
+  }
+
+  /**
+   * Loads, validates (strict; warnings count as failures) and pre-parses the Cedar policy dir.
+   * Every policy needs a unique @id; @reason gives the message cited in decisions.
+   * Rejects with ERR_POLICY_COMPILE naming file, line and reason.
+   */
+  static async load(dir: string): Promise<CedarEngine> {
+    const schemaFile = join(dir, CEDAR_SCHEMA_FILE);
+    let schema: string;
+    try {
+      schema = await readFile(schemaFile, 'utf8');
+    } catch (e) {
+      throw compileError([{ engine: 'cedar', file: schemaFile, line: null, reason: `cannot read schema (${(e as NodeJS.ErrnoException).code ?? 'error'})` }]);
+    }
+    const parsedSchema = cedar.checkParseSchema(schema);
+    if (parsedSchema.type === 'failure') throw compileError(problemsFrom(parsedSchema.errors, schemaFile, schema));
+
+    const names = (await readdir(dir)).filter((n) => n.endsWith('.cedar')).sort();
+    if (names.length === 0) throw compileError([{ engine: 'cedar', file: dir, line: null, reason: 'no *.cedar policy file' }]);
+
+    const problems: PolicyProblem[] = [];
+    const policies: Record<string, string> = {};
+    const messages = new Map<string, string>();
+    const hash = createHash('sha256').update(schema).update('\0');
+    for (const name of names) {
+      const file = join(dir, name);
+      const text = await readFile(file, 'utf8');
+      hash.update(name).update('\0').update(text).update('\0');
+      const parsed = cedar.checkParsePolicySet({ staticPolicies: text });
+      if (parsed.type === 'failure') {
+        problems.push(...problemsFrom(parsed.errors, file, text));
+        continue;
+      }
+      const v = cedar.validate({ schema, policies: { staticPolicies: text }, validationSettings: { mode: 'strict' } });
+      if (v.type === 'failure') {
+        problems.push(...problemsFrom(v.errors, file, text));
+        continue;
+      }
+      for (const ve of [...v.validationErrors, ...v.validationWarnings]) problems.push(...problemsFrom([ve.error], file, text));
+      const parts = cedar.policySetTextToParts(text);
+      if (parts.type === 'failure') {
+        problems.push(...problemsFrom(parts.errors, file, text));
+        continue;
+      }
+      if (parts.policy_templates.length > 0) problems.push({ engine: 'cedar', file, line: null, reason: 'templates are not supported' });
+      for (const part of parts.policies) {
+        const line = lineOf(text, Math.max(0, text.indexOf(part)));
+        const json = cedar.policyToJson(part);
+        const ann = json.type === 'success' ? (json.json.annotations ?? {}) : {};
+        const id = ann['id'];
+        if (id === undefined || id === '') {
+          problems.push({ engine: 'cedar', file, line, reason: 'policy has no @id("...") annotation' });
+        } else if (id in policies) {
+          problems.push({ engine: 'cedar', file, line, reason: `duplicate policy @id("${id}")` });
+        } else {
+          policies[id] = part;
+          messages.set(id, ann['reason'] ?? id);
+        }
+      }
+    }
+    if (problems.length > 0) throw compileError(problems);
+
+    // Pre-parsed sets live in the WASM module's thread-local cache under an id; a fresh id per
+    // load lets a reload prepare the new set while the old one keeps serving.
+    const psetId = `micro-mcp-policies-${++generation}`;
+    const ps = cedar.preparsePolicySet(psetId, { staticPolicies: policies });
+    if (ps.type === 'failure') throw compileError(ps.errors.map((e) => ({ engine: 'cedar', file: dir, line: null, reason: e.message })));
+    return new CedarEngine(psetId, messages, `sha256:${hash.digest('hex')}`);
+  }
+
+  /** Authorizes one raw Cedar request against the pre-parsed set (used by decide and the test runner). */
+  authorize(req: {
+    principal: { type: string; id: string };
+    action: { type: string; id: string };
+    resource: { type: string; id: string };
+    context: Context;
+    entities: EntityJson[];
+  }): CedarAnswer {
+    if (this.#closed) throw new Error('cedar engine is closed');
+    // No schema at evaluation: the policies were validated against it (strict) at load, and the
+    // request and entities are well-typed by construction (toCedarRequest). Parsing them with the
+    // schema again costs more than evaluating the policies (measured here: 256 µs with the
+    // schema, 172 µs without; request validation on top doubled it).
+    const ans = cedar.statefulIsAuthorized({ ...req, preparsedPolicySetId: this.#psetId });
+    if (ans.type === 'failure') {
+      // Cedar's messages can quote entity or context values (tool arguments): keep only codes.
+      const codes = ans.errors.map((e) => e.code ?? 'request_invalid');
+      throw new Error(`cedar rejected the request (${codes.join(', ')})`);
+    }
+    return {
+      decision: ans.response.decision,
+      reason: [...ans.response.diagnostics.reason].sort(),
+      errors: ans.response.diagnostics.errors.map((e) => e.policyId),
+    };
+  }
+
+  evaluate(input: PolicyInput): EngineResult {
+    const ans = this.authorize(toCedarRequest(input));
+    // Cedar skips a policy that errors; a skipped forbid could turn a deny into an allow, so
+    // any evaluation error fails the whole decision closed.
+    if (ans.errors.length > 0) throw new Error(`cedar policies failed to evaluate: ${ans.errors.join(', ')}`);
+    const reasons: DecisionReason[] = ans.reason.map((id) => ({ engine: 'cedar', id, message: this.#messages.get(id) ?? id }));
+    if (reasons.length === 0) {
+      reasons.push(
+        ans.decision === 'allow'
+          ? { engine: 'cedar', id: 'allow', message: 'allowed by policy' }
+          : { engine: 'cedar', id: 'default_deny', message: 'no policy grants this tool to this principal' },
+      );
+    }
+    return { allow: ans.decision === 'allow', reasons, obligations: {} };
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    // There is no API to drop a cached set; replacing it with an empty one frees its memory.
+    cedar.preparsePolicySet(this.#psetId, { staticPolicies: '' });
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * The Cedar request derived from a PolicyInput, as the contract says (ARCHITECTURE.md "The
+ * policy contract", policies/cedar/schema.cedarschema).
+ */
+import type { CedarValueJson, Context, EntityJson, EntityUidJson } from '@cedar-policy/cedar-wasm/nodejs';
+import type { PolicyInput } from '../../types.js';
+
+export interface CedarRequest {
+  principal: { type: string; id: string };
+  action: { type: string; id: string };
+  resource: { type: string; id: string };
+  context: Context;
+  entities: EntityJson[];
+}
+
+const NS = 'MicroMcp';
+const HINTS = ['readOnlyHint', 'destructiveHint', 'idempotentHint', 'openWorldHint'] as const;
+
+/** The Cedar action for a method and phase; throws for methods the schema does not know. */
+export function cedarAction(method: string, phase: PolicyInput['phase']): string {
+  if (method.startsWith('tools/')) return phase === 'list' ? 'list_tools' : 'call_tool';
+  if (method.startsWith('resources/')) return 'read_resource';
+  if (method.startsWith('prompts/')) return 'get_prompt';
+  throw new Error(`no Cedar action for method ${method}`);
+}
+
+const uid = (type: string, id: string): { type: string; id: string } => ({ type: `${NS}::${type}`, id });
+
+/**
+ * principal: User (type user) or Agent (types agent and service) with parents Group::"<group>";
+ * resource: Tool::"<name>" in Service::"<namespace>" with call_scope and the boolean hints;
+ * context: {scopes, purpose ("" when none), resource: the non-null facts of the right type}.
+ * Only the principal and the tool are sent as entities: Group and Service have no attributes,
+ * and every entity or attribute sent costs microseconds per decision (measured: 5 entities with
+ * 10 attributes ~240 µs, 2 entities with 3 attributes ~70 µs, on 2 cores).
+ */
+export function toCedarRequest(input: PolicyInput): CedarRequest {
+  const p = input.principal;
+  const principal = p.type === 'user' ? uid('User', p.id) : uid('Agent', p.id);
+  const groups = [...new Set(p.groups)].map((g) => uid('Group', g));
+  const service = uid('Service', input.tool.namespace);
+  const tool = uid('Tool', input.tool.name);
+
+  const toolAttrs: Record<string, CedarValueJson> = { call_scope: `${input.tool.namespace}:call` };
+  const ann = input.tool.annotations ?? {};
+  // Non-boolean hints are dropped: policies then apply the spec's (riskiest) default, exactly
+  // as the Rego policies do when a hint is not the boolean they test for.
+  for (const h of HINTS) if (typeof ann[h] === 'boolean') toolAttrs[h] = ann[h] as boolean;
+
+  const entities: EntityJson[] = [
+    { uid: principal, attrs: {}, parents: groups as EntityUidJson[] },
+    { uid: tool, attrs: toolAttrs, parents: [service] },
+  ];
+
+  return {
+    principal,
+    action: uid('Action', cedarAction(input.method, input.phase)),
+    resource: tool,
+    context: {
+      scopes: [...new Set(input.scopes)],
+      purpose: input.purpose ?? '',
+      resource: resourceFacts(input.resource),
+    },
+    entities,
+  };
+}
+
+const STRING_FACTS = ['path', 'url', 'scheme', 'host', 'method'] as const;
+
+/** Cedar has no null: unknown or invalid facts are left out, and policies test them with `has`. */
+function resourceFacts(r: Record<string, unknown>): Record<string, CedarValueJson> {
+  const out: Record<string, CedarValueJson> = {};
+  for (const k of STRING_FACTS) if (typeof r[k] === 'string') out[k] = r[k] as string;
+  if (Number.isSafeInteger(r['port'])) out['port'] = r['port'] as number;
+  return out;
+}

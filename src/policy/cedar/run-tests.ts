@@ -1,0 +1,95 @@
+/**
+ * An in-process runner for Cedar tests in the `cedar run-tests` JSON format (there is no cedar
+ * CLI here): each file in tests/ holds an array of
+ *   { name?, request: {principal, action, resource, context}, entities: [...] | "file.json",
+ *     decision: "allow" | "deny", reason: [policy ids], num_errors }
+ * where principal/action/resource are entity uids such as `MicroMcp::User::"alice"`. As the
+ * CLI does, `reason` must be a subset of the determining policies.
+ */
+import type { Context, EntityJson } from '@cedar-policy/cedar-wasm/nodejs';
+import { readdir, readFile } from 'node:fs/promises';
+import { join, relative, resolve, sep } from 'node:path';
+import type { CedarEngine } from './engine.js';
+
+export interface CedarTestResult {
+  file: string;
+  name: string;
+  pass: boolean;
+  /** Why it failed; empty when it passed. */
+  message: string;
+}
+
+interface CedarTestCase {
+  name?: string;
+  request?: { principal?: string; action?: string; resource?: string; context?: Context };
+  entities?: EntityJson[] | string;
+  decision?: string;
+  reason?: string[];
+  num_errors?: number;
+}
+
+const UID = /^(.+)::("(?:[^"\\]|\\.)*")$/;
+
+/** Parses `Type::"id"` into {type, id}. */
+export function parseEntityUid(s: string): { type: string; id: string } {
+  const m = UID.exec(s.trim());
+  if (m === null) throw new Error(`not an entity uid: ${s}`);
+  return { type: (m[1] as string).trim(), id: JSON.parse(m[2] as string) as string };
+}
+
+async function runCase(engine: CedarEngine, t: CedarTestCase, dir: string): Promise<string> {
+  const r = t.request;
+  if (r?.principal === undefined || r.action === undefined || r.resource === undefined) return 'request needs principal, action and resource';
+  if (t.decision !== 'allow' && t.decision !== 'deny') return 'decision must be "allow" or "deny"';
+  let entities: EntityJson[];
+  if (typeof t.entities === 'string') {
+    const file = resolve(dir, t.entities);
+    if (!file.startsWith(resolve(dir) + sep)) return `entities file ${t.entities} is outside the test directory`;
+    entities = JSON.parse(await readFile(file, 'utf8')) as EntityJson[];
+  } else entities = t.entities ?? [];
+  const ans = engine.authorize({
+    principal: parseEntityUid(r.principal),
+    action: parseEntityUid(r.action),
+    resource: parseEntityUid(r.resource),
+    context: r.context ?? {},
+    entities,
+  });
+  const problems: string[] = [];
+  if (ans.decision !== t.decision) return `expected ${t.decision}, got ${ans.decision} (reason: ${ans.reason.join(', ') || 'none'})`;
+  const missing = (t.reason ?? []).filter((id) => !ans.reason.includes(id));
+  if (missing.length > 0) problems.push(`missing reason(s): ${missing.join(', ')} (got ${ans.reason.join(', ') || 'none'})`);
+  if (ans.errors.length !== (t.num_errors ?? 0)) problems.push(`expected ${t.num_errors ?? 0} error(s), got ${ans.errors.length}`);
+  return problems.join('; ');
+}
+
+/** Runs every *.json test file in `testsDir` against the loaded engine. */
+export async function runCedarTests(engine: CedarEngine, testsDir: string): Promise<CedarTestResult[]> {
+  const results: CedarTestResult[] = [];
+  const files = (await readdir(testsDir)).filter((f) => f.endsWith('.json')).sort();
+  for (const f of files) {
+    const path = join(testsDir, f);
+    const label = relative(process.cwd(), path);
+    let cases: unknown;
+    try {
+      cases = JSON.parse(await readFile(path, 'utf8'));
+    } catch (e) {
+      results.push({ file: label, name: '(file)', pass: false, message: `not JSON: ${(e as Error).message}` });
+      continue;
+    }
+    if (!Array.isArray(cases)) {
+      results.push({ file: label, name: '(file)', pass: false, message: 'a test file holds a JSON array of test cases' });
+      continue;
+    }
+    for (const [i, t] of (cases as CedarTestCase[]).entries()) {
+      const name = t.name ?? `case ${i + 1}`;
+      let message: string;
+      try {
+        message = await runCase(engine, t, testsDir);
+      } catch (e) {
+        message = `error: ${(e as Error).message}`;
+      }
+      results.push({ file: label, name, pass: message === '', message });
+    }
+  }
+  return results;
+}

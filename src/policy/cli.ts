@@ -1,0 +1,225 @@
+/**
+ * `micro-mcp policy build|test|check|explain`: plain functions taking plain arguments and a
+ * writer, returning the process exit code. The lead's CLI parses flags and calls these.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { isGatewayError } from '../errors.js';
+import type { Decision, DecisionReason, PolicyPhase, Principal, ToolFacts } from '../types.js';
+import { CedarEngine } from './cedar/engine.js';
+import { runCedarTests } from './cedar/run-tests.js';
+import { buildPolicyInput } from './input.js';
+import { loadPolicies } from './policy-set.js';
+import { formatProblem, type PolicyProblem } from './problems.js';
+import { buildRegoBundle, parseOpaProblems, readRegoBundle } from './rego/bundle.js';
+import { RegoEngine } from './rego/engine.js';
+import { resolveOpa, runOpa } from './rego/opa.js';
+import { toolFacts } from './tools.js';
+import type { EngineName, PolicyConfig } from './types.js';
+
+/** Where output goes (process.stdout fits). */
+export interface Writer {
+  write(chunk: string): unknown;
+}
+
+const line = (out: Writer, s = ''): void => {
+  out.write(s + '\n');
+};
+
+function reportError(out: Writer, e: unknown): void {
+  if (isGatewayError(e)) {
+    const problems = e.data?.['problems'] as PolicyProblem[] | undefined;
+    if (Array.isArray(problems) && problems.length > 0) for (const p of problems) line(out, `error: ${p.engine}: ${formatProblem(p)}`);
+    else line(out, `error: ${e.message}`);
+  } else line(out, `error: ${e instanceof Error ? e.message : String(e)}`);
+}
+
+/** `policy build`: compiles Rego sources into a WASM bundle at `out`, with the sources' revision hash. */
+export async function policyBuild(opts: { regoDir: string; out: string; opaPath?: string }, out: Writer): Promise<number> {
+  try {
+    const dir = resolve(opts.regoDir);
+    const { tarball, revision } = await buildRegoBundle(resolveOpa(opts.opaPath), dir);
+    // Load it once so that a bundle that cannot serve is never written.
+    (await RegoEngine.fromBundle(readRegoBundle(tarball, dir), dir)).close();
+    await mkdir(dirname(resolve(opts.out)), { recursive: true });
+    await writeFile(opts.out, tarball);
+    line(out, `wrote ${opts.out} (revision ${revision})`);
+    return 0;
+  } catch (e) {
+    reportError(out, e);
+    return 1;
+  }
+}
+
+interface OpaTestResult {
+  package?: string;
+  name?: string;
+  fail?: boolean;
+  error?: unknown;
+  skip?: boolean;
+}
+
+/**
+ * `policy test`: the Rego suite with `opa test` and the Cedar cases (tests/*.json, `cedar
+ * run-tests` format) in-process. The last line is `N passed, M failed`; exit 1 on any failure.
+ */
+export async function policyTest(opts: { regoDir: string; cedarDir: string; opaPath?: string }, out: Writer): Promise<number> {
+  let passed = 0;
+  let failed = 0;
+  try {
+    const run = await runOpa(resolveOpa(opts.opaPath), ['test', '--format', 'json', '.'], { cwd: resolve(opts.regoDir) });
+    let results: OpaTestResult[] | null = null;
+    try {
+      results = JSON.parse(run.stdout) as OpaTestResult[];
+    } catch {
+      results = null;
+    }
+    if (!Array.isArray(results)) {
+      failed++;
+      for (const p of parseOpaProblems(`${run.stdout}\n${run.stderr}`, resolve(opts.regoDir))) line(out, `FAIL rego: ${formatProblem(p)}`);
+    } else {
+      for (const r of results) {
+        if (r.skip === true) continue;
+        const ok = r.fail !== true && r.error === undefined;
+        if (ok) passed++;
+        else failed++;
+        line(out, `${ok ? 'ok  ' : 'FAIL'} rego  ${r.package ?? ''}.${r.name ?? ''}`);
+      }
+    }
+  } catch (e) {
+    failed++;
+    reportError(out, e);
+  }
+  let cedar: CedarEngine | null = null;
+  try {
+    cedar = await CedarEngine.load(resolve(opts.cedarDir));
+    for (const r of await runCedarTests(cedar, join(resolve(opts.cedarDir), 'tests'))) {
+      if (r.pass) passed++;
+      else failed++;
+      line(out, `${r.pass ? 'ok  ' : 'FAIL'} cedar ${r.file}: ${r.name}${r.pass ? '' : ` - ${r.message}`}`);
+    }
+  } catch (e) {
+    failed++;
+    reportError(out, e);
+  } finally {
+    cedar?.close();
+  }
+  line(out, `${passed} passed, ${failed} failed`);
+  return failed === 0 ? 0 : 1;
+}
+
+/**
+ * `policy check`: `opa check --strict` and a WASM build of the Rego sources (or loads the given
+ * bundle), and strict validation of the Cedar policies against the schema.
+ */
+export async function policyCheck(
+  opts: { regoDir?: string; bundle?: string; cedarDir?: string; opaPath?: string },
+  out: Writer,
+): Promise<number> {
+  let failed = false;
+  if (opts.bundle !== undefined) {
+    try {
+      const { readFile } = await import('node:fs/promises');
+      const b = readRegoBundle(await readFile(opts.bundle), opts.bundle);
+      (await RegoEngine.fromBundle(b, opts.bundle)).close();
+      line(out, `ok   rego  bundle ${opts.bundle} (revision ${b.revision})`);
+    } catch (e) {
+      failed = true;
+      reportError(out, e);
+    }
+  } else if (opts.regoDir !== undefined) {
+    const dir = resolve(opts.regoDir);
+    try {
+      const opa = resolveOpa(opts.opaPath);
+      const check = await runOpa(opa, ['check', '--strict', '.'], { cwd: dir });
+      if (check.code !== 0) {
+        failed = true;
+        for (const p of parseOpaProblems(`${check.stdout}\n${check.stderr}`, dir)) line(out, `error: rego: ${formatProblem(p)}`);
+      } else {
+        const { tarball, revision } = await buildRegoBundle(opa, dir);
+        (await RegoEngine.fromBundle(readRegoBundle(tarball, dir), dir)).close();
+        line(out, `ok   rego  ${opts.regoDir} (revision ${revision})`);
+      }
+    } catch (e) {
+      failed = true;
+      reportError(out, e);
+    }
+  }
+  if (opts.cedarDir !== undefined) {
+    try {
+      const c = await CedarEngine.load(resolve(opts.cedarDir));
+      line(out, `ok   cedar ${opts.cedarDir} (revision ${c.revision})`);
+      c.close();
+    } catch (e) {
+      failed = true;
+      reportError(out, e);
+    }
+  }
+  line(out, failed ? 'policy check failed' : 'policy check passed');
+  return failed ? 1 : 0;
+}
+
+export interface ExplainOptions {
+  /** The `policy` config section (defaults apply); watch is forced off. */
+  config?: PolicyConfig;
+  baseDir?: string;
+  principal: string;
+  principalType?: Principal['type'];
+  groups?: string[];
+  scopes: string[];
+  purpose?: string | null;
+  /** A tool name ("fs.read") or full facts from the catalog. */
+  tool: string | ToolFacts;
+  /** Annotations when `tool` is a name; default: the first-party services' own, else {} (riskiest). */
+  annotations?: Record<string, unknown>;
+  arguments?: Record<string, unknown>;
+  phase?: PolicyPhase;
+  engines?: EngineName[];
+}
+
+const fmtReason = (r: DecisionReason): string => `    - ${r.id}: ${r.message}`;
+
+/** `policy explain`: prints each engine's decision with its reasons, then the combined decision. */
+export async function policyExplain(opts: ExplainOptions, out: Writer): Promise<number> {
+  let set;
+  try {
+    set = await loadPolicies({ ...opts.config, watch: false }, opts.baseDir !== undefined ? { baseDir: opts.baseDir } : {});
+  } catch (e) {
+    reportError(out, e);
+    return 1;
+  }
+  try {
+    const phase = opts.phase ?? 'call';
+    const tool = typeof opts.tool === 'string' ? toolFacts(opts.tool, opts.annotations) : opts.tool;
+    const input = buildPolicyInput({
+      phase,
+      method: phase === 'list' ? 'tools/list' : 'tools/call',
+      principal: {
+        id: opts.principal,
+        type: opts.principalType ?? 'user',
+        issuer: 'micro-mcp-explain',
+        groups: opts.groups ?? [],
+        attributes: {},
+        scopes: opts.scopes,
+        client: { id: null },
+        purpose: null,
+      },
+      tool,
+      arguments: opts.arguments,
+      purpose: opts.purpose ?? null,
+      context: { request_id: 'explain' },
+    });
+    line(out, `input: ${JSON.stringify({ phase, principal: input.principal.id, groups: input.principal.groups, scopes: input.scopes, purpose: input.purpose, tool: tool.name, resource: input.resource })}`);
+    const engines = opts.engines ?? set.enginesFor(tool.namespace);
+    for (const name of engines) {
+      const d: Decision = set.decide(input, [name]);
+      line(out, `${name}: ${d.allow ? 'allow' : 'deny'}`);
+      for (const r of d.reasons) line(out, fmtReason(r));
+    }
+    const d = set.decide(input, engines);
+    line(out, `decision: ${d.allow ? 'allow' : 'deny'} (engines: ${engines.join(', ')}; revision ${d.policy_revision})`);
+    return 0;
+  } finally {
+    set.close();
+  }
+}

@@ -1,0 +1,272 @@
+import assert from 'node:assert/strict';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+import { isGatewayError, toJsonRpcError, type GatewayError } from '../errors.js';
+import { policyBuild } from './cli.js';
+import { loadPolicies, policyDeniedError, type PolicySet } from './policy-set.js';
+import { repoRoot } from './rego/opa.js';
+import { caseInput, POLICY_CASES } from './testing/cases.js';
+
+const root = repoRoot() as string;
+const ajv = new Ajv2020({ allErrors: true, strict: false });
+(addFormats as unknown as (a: Ajv2020) => void)(ajv);
+const schema = async (name: string): Promise<object> => JSON.parse(await readFile(join(root, 'schemas', name), 'utf8')) as object;
+
+/** A private copy of the example policies to edit. */
+async function copyPolicies(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'micro-mcp-policy-'));
+  await cp(join(root, 'policies'), dir, { recursive: true });
+  return dir;
+}
+
+const sink = { write: () => true };
+const byName = (n: string) => {
+  const c = POLICY_CASES.find((x) => x.name === n);
+  assert.ok(c, n);
+  return c;
+};
+
+async function until(cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function rejectsCompile(p: Promise<unknown>): Promise<GatewayError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(isGatewayError(e), String(e));
+    return e;
+  }
+  assert.fail('expected ERR_POLICY_COMPILE');
+}
+
+describe('PolicySet with both engines (the default)', () => {
+  let set: PolicySet;
+  before(async () => {
+    set = await loadPolicies({ watch: false }, { baseDir: root });
+  });
+  after(() => set.close());
+
+  it('decides every shared case as the table says, with valid inputs and decisions', async () => {
+    const validInput = ajv.compile(await schema('policy-input.schema.json'));
+    const validDecision = ajv.compile(await schema('decision.schema.json'));
+    for (const c of POLICY_CASES) {
+      const input = caseInput(c);
+      assert.ok(validInput(input), `${c.name}: ${JSON.stringify(validInput.errors)}`);
+      const d = set.decide(input);
+      assert.ok(validDecision(d), `${c.name}: ${JSON.stringify(validDecision.errors)}`);
+      assert.equal(d.allow, c.expect.allow, c.name);
+      assert.equal(d.policy_revision, set.revision);
+      // Each engine cites the same ids, so the combined reasons hold every id once per engine.
+      for (const engine of ['rego', 'cedar'] as const) {
+        assert.deepEqual(d.reasons.filter((r) => r.engine === engine).map((r) => r.id).sort(), [...c.expect.ids].sort(), `${c.name} (${engine})`);
+      }
+    }
+  });
+
+  it('denies with engine_error when an engine fails, even if the other allows', () => {
+    // No Cedar action exists for this method, so the Cedar engine throws; Rego denies by default.
+    const input = { ...caseInput(byName('eng reads /eng')), method: 'ping' };
+    const d = set.decide(input);
+    assert.equal(d.allow, false);
+    assert.ok(d.reasons.some((r) => r.engine === 'cedar' && r.id === 'engine_error'), JSON.stringify(d.reasons));
+  });
+
+  it('lets the caller pick engines for one decision', () => {
+    const input = { ...caseInput(byName('eng reads /eng')), method: 'ping' };
+    assert.equal(set.decide(input, ['cedar']).allow, false);
+    assert.deepEqual(set.decide(input, ['rego']).reasons.map((r) => r.id), ['default_deny']);
+    assert.equal(set.decide(caseInput(byName('eng reads /eng')), []).allow, false, 'no engine means deny');
+  });
+
+  it('turns a denial into a JSON-RPC error naming policy ids and reasons, not policy text', () => {
+    const d = set.decide(caseInput(byName('support reads /eng')));
+    const rpc = toJsonRpcError(policyDeniedError(d));
+    assert.equal(rpc.code, -32003);
+    assert.equal(rpc.data['code'], 'ERR_POLICY_DENIED');
+    assert.deepEqual(rpc.data['policy_ids'], ['fs_path_not_permitted']);
+    assert.match(rpc.message, /fs_path_not_permitted/);
+    const text = JSON.stringify(rpc);
+    assert.ok(!text.includes('/eng/design.md'), 'no arguments');
+    assert.ok(!text.includes('forbid') && !text.includes('startswith'), 'no policy text');
+  });
+
+  it('reports engine revisions', () => {
+    assert.deepEqual(Object.keys(set.revisions).sort(), ['cedar', 'rego']);
+  });
+});
+
+describe('PolicySet configuration', () => {
+  it('uses per-service engine lists', async () => {
+    const set = await loadPolicies({ watch: false, services: { everything: ['cedar'] } }, { baseDir: root });
+    try {
+      assert.deepEqual(set.enginesFor('everything'), ['cedar']);
+      assert.deepEqual(set.enginesFor('fs'), ['rego', 'cedar']);
+      const d = set.decide(caseInput(byName('third-party tool with scope and purpose')));
+      assert.deepEqual(d.reasons.map((r) => r.engine), ['cedar']);
+    } finally {
+      set.close();
+    }
+  });
+
+  it('rejects bad sections with the key path', async () => {
+    for (const [cfg, key] of [
+      [{ engines: [] }, 'policy.engines'],
+      [{ engines: ['opa'] }, 'policy.engines'],
+      [{ engines: ['rego'], services: { fs: ['cedar'] } }, 'policy.services.fs'],
+      [{ decision_timeout_ms: 0 }, 'policy.decision_timeout_ms'],
+    ] as const) {
+      const e = await rejectsCompile(loadPolicies(cfg as never, { baseDir: root }));
+      assert.equal(e.code, 'ERR_CONFIG_INVALID');
+      assert.equal(e.data?.['key'], key);
+    }
+  });
+
+  it('validates the example config section against the published schema', async () => {
+    const valid = ajv.compile(await schema('config-policy.schema.json'));
+    assert.ok(valid({ engines: ['rego', 'cedar'], rego: { dir: 'policies/rego' }, cedar: { dir: 'policies/cedar' }, services: { everything: ['rego'] }, decision_timeout_ms: 50, watch: true }));
+    assert.ok(!valid({ engines: ['opa'] }));
+  });
+
+  it('denies when an engine exceeds the decision timeout', async () => {
+    const set = await loadPolicies({ watch: false, decision_timeout_ms: 0.000001 }, { baseDir: root });
+    try {
+      const d = set.decide(caseInput(byName('eng reads /eng')));
+      assert.equal(d.allow, false);
+      assert.ok(d.reasons.every((r) => r.id === 'engine_error' && /timeout/.test(r.message)));
+    } finally {
+      set.close();
+    }
+  });
+});
+
+describe('loading failures', () => {
+  let dir: string;
+  before(async () => {
+    dir = await copyPolicies();
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('refuses a broken Rego set at start-up with file, line and reason', async () => {
+    const bad = join(dir, 'rego-bad');
+    await cp(join(dir, 'rego'), bad, { recursive: true });
+    const src = await readFile(join(bad, 'http.rego'), 'utf8');
+    await writeFile(join(bad, 'http.rego'), src.replace('_fetch_tool if {', '_fetch_tool if {\n\tundefined_function(1)'));
+    const e = await rejectsCompile(loadPolicies({ watch: false, engines: ['rego'], rego: { dir: bad } }));
+    assert.equal(e.code, 'ERR_POLICY_COMPILE');
+    assert.match(e.message, /http\.rego:\d+: rego_type_error: undefined function undefined_function/);
+  });
+
+  it('refuses a Cedar set that fails strict validation, with file and line', async () => {
+    const bad = join(dir, 'cedar-bad');
+    await cp(join(dir, 'cedar'), bad, { recursive: true });
+    const src = await readFile(join(bad, 'policies.cedar'), 'utf8');
+    await writeFile(join(bad, 'policies.cedar'), src.replace('context.scopes.contains("http:fetch") };', 'context.scopes.contains(42) };'));
+    const e = await rejectsCompile(loadPolicies({ watch: false, engines: ['cedar'], cedar: { dir: bad } }));
+    assert.equal(e.code, 'ERR_POLICY_COMPILE');
+    const lineNo = src.slice(0, src.indexOf('context.scopes.contains("http:fetch") };')).split('\n').length;
+    assert.match(e.message, new RegExp(`policies\\.cedar:${lineNo}: `));
+  });
+
+  it('refuses a Cedar policy without @id', async () => {
+    const bad = join(dir, 'cedar-noid');
+    await cp(join(dir, 'cedar'), bad, { recursive: true });
+    await writeFile(join(bad, 'extra.cedar'), '\npermit (principal, action, resource);\n');
+    const e = await rejectsCompile(loadPolicies({ watch: false, engines: ['cedar'], cedar: { dir: bad } }));
+    assert.match(e.message, /extra\.cedar:2: policy has no @id/);
+  });
+
+  it('denies (engine_error) when the Rego allow is undefined', async () => {
+    const undef = join(dir, 'rego-undef');
+    await cp(join(dir, 'rego'), undef, { recursive: true });
+    await writeFile(join(undef, 'authz.rego'), 'package micro_mcp.authz\n\nallow if input.never == true\n');
+    for (const f of ['fs.rego', 'http.rego', 'purpose.rego', 'authz_test.rego', 'fs_test.rego', 'http_test.rego', 'purpose_test.rego']) await rm(join(undef, f));
+    const set = await loadPolicies({ watch: false, engines: ['rego'], rego: { dir: undef } });
+    try {
+      const d = set.decide(caseInput(byName('eng reads /eng')));
+      assert.equal(d.allow, false);
+      assert.equal(d.reasons[0]?.id, 'engine_error');
+    } finally {
+      set.close();
+    }
+  });
+
+  it('needs the opa CLI for sources, and says so', async () => {
+    const e = await rejectsCompile(loadPolicies({ watch: false, engines: ['rego'], rego: { dir: join(dir, 'rego') }, opa_path: join(dir, 'no-opa') }));
+    assert.equal(e.code, 'ERR_POLICY_COMPILE');
+    assert.match(e.message, /opa CLI was not found/);
+  });
+
+  it('serves a prebuilt bundle without any opa CLI', async () => {
+    const bundle = join(dir, 'out', 'bundle.tar.gz');
+    assert.equal(await policyBuild({ regoDir: join(dir, 'rego'), out: bundle }, sink), 0);
+    const set = await loadPolicies({ watch: false, engines: ['rego'], rego: { bundle }, opa_path: join(dir, 'no-opa') });
+    try {
+      assert.match(set.revisions['rego'] ?? '', /^sha256:[0-9a-f]{64}$/);
+      for (const c of POLICY_CASES) assert.equal(set.decide(caseInput(c)).allow, c.expect.allow, c.name);
+    } finally {
+      set.close();
+    }
+    const e = await rejectsCompile(loadPolicies({ watch: false, engines: ['rego'], rego: { bundle: join(dir, 'rego', 'fs.rego') } }));
+    assert.match(e.message, /not a gzipped tar bundle/);
+  });
+});
+
+describe('hot reload', () => {
+  let dir: string;
+  before(async () => {
+    dir = await copyPolicies();
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  for (const engine of ['rego', 'cedar'] as const) {
+    it(`${engine}: swaps in an edit, keeps the last good set on a broken edit`, async () => {
+      const policyFile = engine === 'rego' ? join(dir, 'rego', 'fs.rego') : join(dir, 'cedar', 'policies.cedar');
+      const good = await readFile(policyFile, 'utf8');
+      const reloads: string[] = [];
+      const errors: GatewayError[] = [];
+      const set = await loadPolicies(
+        { engines: [engine], rego: { dir: join(dir, 'rego') }, cedar: { dir: join(dir, 'cedar') }, watch: true },
+        { onReload: (i) => reloads.push(i.revision), onReloadError: (e) => errors.push(e) },
+      );
+      try {
+        const input = caseInput(byName('support reads /eng'));
+        assert.equal(set.decide(input).allow, false);
+        const first = set.revision;
+
+        // Grant support the /eng root too.
+        const widened =
+          engine === 'rego'
+            ? good.replace('"support": {"/public"}', '"support": {"/public", "/eng"}')
+            : good.replace(
+                '(principal in MicroMcp::Group::"support" &&\n     (context.resource.path == "/public" ||',
+                '(principal in MicroMcp::Group::"support" &&\n     (context.resource.path like "/eng/*" || context.resource.path == "/public" ||',
+              );
+        assert.notEqual(widened, good);
+        await writeFile(policyFile, widened);
+        await until(() => reloads.length === 1);
+        assert.equal(set.decide(input).allow, true);
+        assert.notEqual(set.revision, first);
+
+        // A broken edit: reported with file and line, the widened set keeps serving.
+        await writeFile(policyFile, widened + '\n!!! not a policy\n');
+        await until(() => errors.length >= 1);
+        assert.equal(errors[0]?.code, 'ERR_POLICY_COMPILE');
+        assert.match(errors[0]?.message ?? '', new RegExp(`${engine === 'rego' ? 'fs\\.rego' : 'policies\\.cedar'}:\\d+: `));
+        assert.equal(set.decide(input).allow, true);
+        assert.equal(reloads.length, 1);
+      } finally {
+        set.close();
+        await writeFile(policyFile, good);
+      }
+    });
+  }
+});

@@ -1,0 +1,305 @@
+/**
+ * The loaded policy set: engines, the combiner (deny overrides, fail closed), and hot reload
+ * with an atomic swap that keeps the last good set when an edit is broken.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { basename, dirname, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { GatewayError, isGatewayError } from '../errors.js';
+import type { Decision, DecisionReason, PolicyInput } from '../types.js';
+import { CedarEngine } from './cedar/engine.js';
+import { buildRegoBundle, readRegoBundle } from './rego/bundle.js';
+import { RegoEngine } from './rego/engine.js';
+import { resolveOpa } from './rego/opa.js';
+import { ENGINE_NAMES, type EngineName, type PolicyConfig, type PolicyEngine, type PolicyLogger } from './types.js';
+
+/** Defaults of the `policy` config section. Fail closed is the default: every engine must allow. */
+export const POLICY_DEFAULTS = Object.freeze({
+  engines: ['rego', 'cedar'] as EngineName[],
+  rego_dir: 'policies/rego',
+  cedar_dir: 'policies/cedar',
+  decision_timeout_ms: 50,
+  watch: true,
+  debounce_ms: 150,
+});
+
+export interface LoadPoliciesHooks {
+  /** Base for relative paths in the config (the config file's dir); default process.cwd(). */
+  baseDir?: string;
+  /** Called after a reload swapped in a new set. */
+  onReload?: (info: { revision: string; previous: string }) => void;
+  /** Called when a reload failed; the last good set keeps running. */
+  onReloadError?: (err: GatewayError) => void;
+  log?: PolicyLogger;
+}
+
+/** The resolved, validated form of PolicyConfig. */
+export interface ResolvedPolicyConfig {
+  engines: EngineName[];
+  rego: { dir: string | null; bundle: string | null };
+  cedar: { dir: string };
+  services: Record<string, EngineName[]>;
+  decision_timeout_ms: number;
+  watch: boolean;
+  opa_path: string | undefined;
+}
+
+function checkEngines(list: unknown, key: string): EngineName[] {
+  if (!Array.isArray(list) || list.length === 0 || list.some((e) => !ENGINE_NAMES.includes(e as EngineName))) {
+    throw new GatewayError('ERR_CONFIG_INVALID', `${key} must be a non-empty list of: ${ENGINE_NAMES.join(', ')}`, { key });
+  }
+  return [...new Set(list as EngineName[])];
+}
+
+/** Applies defaults, resolves paths and checks the section; throws ERR_CONFIG_INVALID with the key path. */
+export function resolvePolicyConfig(config: PolicyConfig = {}, baseDir: string = process.cwd()): ResolvedPolicyConfig {
+  const engines = checkEngines(config.engines ?? POLICY_DEFAULTS.engines, 'policy.engines');
+  const services: Record<string, EngineName[]> = {};
+  for (const [ns, list] of Object.entries(config.services ?? {})) {
+    const key = `policy.services.${ns}`;
+    services[ns] = checkEngines(list, key);
+    for (const e of services[ns]) {
+      if (!engines.includes(e)) throw new GatewayError('ERR_CONFIG_INVALID', `${key} names ${e}, which policy.engines does not load`, { key });
+    }
+  }
+  const timeout = config.decision_timeout_ms ?? POLICY_DEFAULTS.decision_timeout_ms;
+  if (!Number.isFinite(timeout) || timeout <= 0) {
+    throw new GatewayError('ERR_CONFIG_INVALID', 'policy.decision_timeout_ms must be a positive number', { key: 'policy.decision_timeout_ms' });
+  }
+  const bundle = config.rego?.bundle;
+  return {
+    engines,
+    rego: {
+      bundle: bundle !== undefined && bundle !== '' ? resolve(baseDir, bundle) : null,
+      dir: bundle !== undefined && bundle !== '' ? null : resolve(baseDir, config.rego?.dir ?? POLICY_DEFAULTS.rego_dir),
+    },
+    cedar: { dir: resolve(baseDir, config.cedar?.dir ?? POLICY_DEFAULTS.cedar_dir) },
+    services,
+    decision_timeout_ms: timeout,
+    watch: config.watch ?? POLICY_DEFAULTS.watch,
+    opa_path: config.opa_path,
+  };
+}
+
+/** One loaded generation of engines; swapped as a whole. */
+interface Generation {
+  engines: Map<EngineName, PolicyEngine>;
+  revision: string;
+}
+
+/** Loads every configured engine; rejects with ERR_POLICY_COMPILE naming file, line and reason. */
+async function loadGeneration(cfg: ResolvedPolicyConfig): Promise<Generation> {
+  const engines = new Map<EngineName, PolicyEngine>();
+  try {
+    // Both engines load in parallel; the opa build dominates (~100 ms).
+    const [rego, cedarEngine] = await Promise.all([
+      cfg.engines.includes('rego') ? loadRego(cfg) : Promise.resolve(null),
+      cfg.engines.includes('cedar') ? CedarEngine.load(cfg.cedar.dir) : Promise.resolve(null),
+    ]);
+    if (rego !== null) engines.set('rego', rego);
+    if (cedarEngine !== null) engines.set('cedar', cedarEngine);
+  } catch (e) {
+    for (const en of engines.values()) en.close();
+    throw e;
+  }
+  const h = createHash('sha256');
+  for (const [name, en] of [...engines].sort(([a], [b]) => a.localeCompare(b))) h.update(`${name}=${en.revision}\n`);
+  return { engines, revision: `sha256:${h.digest('hex')}` };
+}
+
+async function loadRego(cfg: ResolvedPolicyConfig): Promise<RegoEngine> {
+  if (cfg.rego.bundle !== null) {
+    let tarball: Buffer;
+    try {
+      tarball = await readFile(cfg.rego.bundle);
+    } catch (e) {
+      throw new GatewayError('ERR_POLICY_COMPILE', `policy set rejected: ${cfg.rego.bundle}: cannot read bundle (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    return RegoEngine.fromBundle(readRegoBundle(tarball, cfg.rego.bundle), cfg.rego.bundle);
+  }
+  const dir = cfg.rego.dir as string;
+  const { tarball } = await buildRegoBundle(resolveOpa(cfg.opa_path), dir);
+  return RegoEngine.fromBundle(readRegoBundle(tarball, dir), dir);
+}
+
+const errorReason = (engine: EngineName | 'gateway', message: string): DecisionReason => ({ engine, id: 'engine_error', message });
+
+export class PolicySet {
+  #gen: Generation;
+  readonly #cfg: ResolvedPolicyConfig;
+  readonly #hooks: LoadPoliciesHooks;
+  readonly #watchers: FSWatcher[] = [];
+  #timer: NodeJS.Timeout | null = null;
+  #closed = false;
+
+  /** @internal use loadPolicies */
+  constructor(gen: Generation, cfg: ResolvedPolicyConfig, hooks: LoadPoliciesHooks) {
+    this.#gen = gen;
+    this.#cfg = cfg;
+    this.#hooks = hooks;
+  }
+
+  /** Hash over the revisions of the loaded engines (Rego bundle revision, Cedar source hash). */
+  get revision(): string {
+    return this.#gen.revision;
+  }
+
+  /** Per-engine revisions, for audit and /readyz. */
+  get revisions(): Record<string, string> {
+    return Object.fromEntries([...this.#gen.engines].map(([n, e]) => [n, e.revision]));
+  }
+
+  get config(): ResolvedPolicyConfig {
+    return this.#cfg;
+  }
+
+  /** Engines that decide for a service namespace (per-service override, else the default list). */
+  enginesFor(namespace: string): EngineName[] {
+    return this.#cfg.services[namespace] ?? this.#cfg.engines;
+  }
+
+  /**
+   * Decides one input, synchronously. Every engine used must allow (deny overrides); an engine
+   * that throws, returns an undefined result or exceeds decision_timeout_ms denies with reason
+   * id "engine_error". Reasons: every engine's grants when allowed, only the denying engines'
+   * reasons when denied.
+   */
+  decide(input: PolicyInput, engines?: readonly EngineName[]): Decision {
+    const t0 = performance.now();
+    const gen = this.#gen; // read once: a concurrent swap never mixes two generations
+    const names = engines ?? this.enginesFor(input.tool.namespace);
+    const allowReasons: DecisionReason[] = [];
+    const denyReasons: DecisionReason[] = [];
+    let obligations: Record<string, unknown> = {};
+    if (names.length === 0) denyReasons.push(errorReason('gateway', 'no policy engine is configured for this request'));
+    for (const name of names) {
+      const engine = gen.engines.get(name);
+      if (engine === undefined) {
+        denyReasons.push(errorReason(name, `${name} engine is not loaded`));
+        continue;
+      }
+      const start = performance.now();
+      try {
+        const r = engine.evaluate(input);
+        // WASM evaluation cannot be pre-empted; a too-slow answer is discarded, failing closed.
+        if (performance.now() - start > this.#cfg.decision_timeout_ms) {
+          denyReasons.push(errorReason(name, `${name} exceeded the decision timeout of ${this.#cfg.decision_timeout_ms} ms`));
+        } else if (r.allow) {
+          allowReasons.push(...r.reasons);
+          obligations = { ...obligations, ...r.obligations };
+        } else {
+          denyReasons.push(...r.reasons);
+        }
+      } catch (e) {
+        denyReasons.push(errorReason(name, `${name} evaluation failed: ${e instanceof Error ? e.message : String(e)}`));
+      }
+    }
+    const allow = denyReasons.length === 0;
+    return {
+      allow,
+      reasons: allow ? allowReasons : denyReasons,
+      obligations: allow ? obligations : {},
+      policy_revision: gen.revision,
+      eval_us: Math.round((performance.now() - t0) * 1000),
+    };
+  }
+
+  /**
+   * Recompiles now (what the watcher does) and swaps atomically. Resolves false, keeping the
+   * running set, when the new set is broken. Reloads run one at a time, in order.
+   */
+  reload(): Promise<boolean> {
+    const run = this.#chain.then(() => this.#reloadOnce());
+    this.#chain = run;
+    return run;
+  }
+
+  #chain: Promise<boolean> = Promise.resolve(true);
+
+  async #reloadOnce(): Promise<boolean> {
+    if (this.#closed) return false;
+    const log = this.#hooks.log;
+    let next: Generation;
+    try {
+      next = await loadGeneration(this.#cfg);
+    } catch (e) {
+      const err = isGatewayError(e) ? e : new GatewayError('ERR_POLICY_COMPILE', `policy reload failed: ${String(e)}`);
+      log?.error({ code: err.code, problems: err.data?.['problems'], revision: this.#gen.revision }, `policy reload rejected, keeping the running set: ${err.message}`);
+      this.#hooks.onReloadError?.(err);
+      return false;
+    }
+    if (this.#closed) {
+      for (const e of next.engines.values()) e.close();
+      return false;
+    }
+    const previous = this.#gen;
+    this.#gen = next; // the atomic swap: one reference assignment; decide() reads it once
+    for (const e of previous.engines.values()) e.close();
+    log?.info({ revision: next.revision, previous: previous.revision }, 'policy set reloaded');
+    this.#hooks.onReload?.({ revision: next.revision, previous: previous.revision });
+    return true;
+  }
+
+  /** @internal starts fs watchers on the policy dirs (or the bundle file), debounced. */
+  startWatching(): void {
+    const targets: { dir: string; only?: string }[] = [];
+    if (this.#cfg.engines.includes('rego')) {
+      if (this.#cfg.rego.bundle !== null) targets.push({ dir: dirname(this.#cfg.rego.bundle), only: basename(this.#cfg.rego.bundle) });
+      else targets.push({ dir: this.#cfg.rego.dir as string });
+    }
+    if (this.#cfg.engines.includes('cedar')) targets.push({ dir: this.#cfg.cedar.dir });
+    for (const t of targets) {
+      const w = watch(t.dir, { persistent: false }, (_event, file) => {
+        const name = file === null ? '' : String(file);
+        if (t.only !== undefined ? name !== t.only : !/\.(rego|cedar|cedarschema|json|ya?ml)$/.test(name)) return;
+        this.#schedule();
+      });
+      w.on('error', (e) => this.#hooks.log?.warn({ dir: t.dir, err: String(e) }, 'policy watcher failed'));
+      this.#watchers.push(w);
+    }
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      void this.reload();
+    }, POLICY_DEFAULTS.debounce_ms);
+    this.#timer.unref();
+  }
+
+  /** Stops watching and frees the engines. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    for (const w of this.#watchers) w.close();
+    for (const e of this.#gen.engines.values()) e.close();
+  }
+}
+
+/**
+ * Loads the policy set from the `policy` config section. A broken set rejects with
+ * GatewayError('ERR_POLICY_COMPILE') naming file, line and reason: the gateway must not start.
+ */
+export async function loadPolicies(config: PolicyConfig | undefined, hooks: LoadPoliciesHooks = {}): Promise<PolicySet> {
+  const cfg = resolvePolicyConfig(config, hooks.baseDir);
+  const gen = await loadGeneration(cfg);
+  const set = new PolicySet(gen, cfg, hooks);
+  hooks.log?.info({ revision: gen.revision, engines: [...gen.engines.keys()] }, 'policy set loaded');
+  if (cfg.watch) set.startWatching();
+  return set;
+}
+
+/** The JSON-RPC-facing error for a denied call: deciding policy ids and reasons, never policy text. */
+export function policyDeniedError(decision: Decision): GatewayError {
+  const ids = [...new Set(decision.reasons.map((r) => r.id))];
+  return new GatewayError('ERR_POLICY_DENIED', `denied by policy: ${ids.join(', ')}`, {
+    policy_ids: ids,
+    reasons: decision.reasons.map((r) => ({ engine: r.engine, id: r.id, message: r.message })),
+    policy_revision: decision.policy_revision,
+  });
+}

@@ -1,0 +1,160 @@
+/**
+ * OPA bundles: compile Rego sources to a WASM bundle with `opa build -t wasm`, and read a
+ * bundle (.tar.gz) back without any tar dependency (bundles hold a handful of small files).
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { compileError, type PolicyProblem } from '../problems.js';
+import { runOpa } from './opa.js';
+
+/** The package every policy set defines (ARCHITECTURE.md "The policy contract"). */
+export const REGO_PACKAGE = 'micro_mcp.authz';
+
+/** The one WASM entrypoint: a rule added at build time that gathers the contract's rules. */
+export const REGO_ENTRYPOINT = 'micro_mcp_gateway/decision';
+
+// Evaluating the package itself as an entrypoint fails to compile when it defines functions,
+// and one entrypoint per rule would copy the input into WASM memory three times. This rule
+// yields allow, reasons and obligations in one evaluation; it is undefined when allow is.
+const ENTRY_REGO = `package micro_mcp_gateway
+
+import data.${REGO_PACKAGE}
+
+default _reasons := []
+
+_reasons := authz.reasons
+
+default _obligations := {}
+
+_obligations := authz.obligations
+
+decision := {"allow": authz.allow, "reasons": _reasons, "obligations": _obligations}
+`;
+
+export interface RegoBundle {
+  wasm: Uint8Array;
+  data: Record<string, unknown>;
+  revision: string;
+}
+
+/** Policy sources of a Rego dir (tests excluded), sorted, relative to the dir. */
+async function regoSources(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      if (e.name.startsWith('.')) continue;
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (/\.(rego|json|ya?ml)$/.test(e.name) && !e.name.endsWith('_test.rego')) out.push(relative(dir, p));
+    }
+  };
+  await walk(dir);
+  return out.sort();
+}
+
+/** sha256 over the policy sources' names and contents: the bundle revision. */
+export async function regoSourceRevision(dir: string): Promise<string> {
+  const h = createHash('sha256');
+  for (const f of await regoSources(dir)) {
+    h.update(f).update('\0').update(await readFile(join(dir, f))).update('\0');
+  }
+  return `sha256:${h.digest('hex')}`;
+}
+
+const OPA_PROBLEM = /([^\s:]+\.rego):(\d+): (rego_[a-z_]+_error: [^\n]*)/g;
+
+/** Turns opa's error output into problems with file, line and reason. */
+export function parseOpaProblems(stderr: string, dir: string): PolicyProblem[] {
+  const problems: PolicyProblem[] = [];
+  for (const m of stderr.matchAll(OPA_PROBLEM)) {
+    const file = m[1] as string;
+    problems.push({ engine: 'rego', file: file.startsWith('/') ? file : join(dir, file), line: Number(m[2]), reason: m[3] as string });
+  }
+  if (problems.length === 0) {
+    const first = stderr.trim().split('\n')[0] || 'opa build failed';
+    problems.push({ engine: 'rego', file: dir, line: null, reason: first.replace(/^error: /, '') });
+  }
+  return problems;
+}
+
+/**
+ * Compiles the Rego sources in `dir` with `opa build -t wasm` into one bundle (tests ignored).
+ * Rejects with ERR_POLICY_COMPILE naming file, line and reason.
+ */
+export async function buildRegoBundle(opa: string, dir: string, revision?: string): Promise<{ tarball: Buffer; revision: string }> {
+  const rev = revision ?? (await regoSourceRevision(dir));
+  const tmp = await mkdtemp(join(tmpdir(), 'micro-mcp-opa-'));
+  try {
+    const out = join(tmp, 'bundle.tar.gz');
+    const entryDir = join(tmp, 'entry');
+    await mkdir(entryDir);
+    await writeFile(join(entryDir, 'micro_mcp_gateway.rego'), ENTRY_REGO);
+    // cwd = dir and "." so that opa reports file names relative to the policy dir.
+    const run = await runOpa(
+      opa,
+      ['build', '-t', 'wasm', '-e', REGO_ENTRYPOINT, '--ignore', '*_test.rego', '--revision', rev, '-o', out, '.', entryDir],
+      { cwd: dir },
+    );
+    // opa prints its errors on stdout, other failures on stderr.
+    if (run.code !== 0) throw compileError(parseOpaProblems(`${run.stdout}\n${run.stderr}`, dir));
+    return { tarball: await readFile(out), revision: rev };
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/** The files of a .tar.gz (regular files only), keyed by path without a leading "/" or "./". */
+export function untarGz(tarball: Uint8Array): Map<string, Buffer> {
+  const tar = gunzipSync(tarball);
+  const files = new Map<string, Buffer>();
+  let off = 0;
+  let longName: string | null = null;
+  while (off + 512 <= tar.length) {
+    const header = tar.subarray(off, off + 512);
+    if (header.every((b) => b === 0)) break;
+    const field = (start: number, len: number): string => {
+      const raw = header.subarray(start, start + len);
+      const nul = raw.indexOf(0);
+      return raw.subarray(0, nul === -1 ? len : nul).toString('utf8');
+    };
+    const size = parseInt(field(124, 12).trim() || '0', 8);
+    const type = String.fromCharCode(header[156] ?? 48);
+    const prefix = field(345, 155);
+    let name = longName ?? (prefix !== '' ? `${prefix}/${field(0, 100)}` : field(0, 100));
+    longName = null;
+    const body = tar.subarray(off + 512, off + 512 + size);
+    if (type === 'L') longName = body.toString('utf8').replace(/\0+$/, '');
+    else if (type === '0' || type === '\0') {
+      name = name.replace(/^\.?\/+/, '');
+      files.set(name, Buffer.from(body));
+    }
+    off += 512 + Math.ceil(size / 512) * 512;
+  }
+  return files;
+}
+
+/** Reads policy.wasm, data.json and the manifest revision out of an OPA bundle. */
+export function readRegoBundle(tarball: Uint8Array, label: string): RegoBundle {
+  let files: Map<string, Buffer>;
+  try {
+    files = untarGz(tarball);
+  } catch (e) {
+    throw compileError([{ engine: 'rego', file: label, line: null, reason: `not a gzipped tar bundle (${(e as Error).message})` }]);
+  }
+  const wasm = files.get('policy.wasm');
+  if (wasm === undefined) {
+    throw compileError([{ engine: 'rego', file: label, line: null, reason: 'bundle has no policy.wasm (build it with `opa build -t wasm`)' }]);
+  }
+  const data = files.has('data.json') ? (JSON.parse((files.get('data.json') as Buffer).toString('utf8')) as Record<string, unknown>) : {};
+  let revision = '';
+  const manifest = files.get('.manifest');
+  if (manifest !== undefined) {
+    const rev = (JSON.parse(manifest.toString('utf8')) as { revision?: unknown }).revision;
+    if (typeof rev === 'string') revision = rev;
+  }
+  if (revision === '') revision = `sha256:${createHash('sha256').update(wasm).digest('hex')}`;
+  return { wasm, data, revision };
+}

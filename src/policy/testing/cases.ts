@@ -1,0 +1,89 @@
+/**
+ * The shared allow/deny table for the example policies (policies/rego, policies/cedar). The same
+ * cases run against each engine alone, against both combined, and through the gateway, proving
+ * the two engines agree rule for rule (same decision, same deciding ids).
+ */
+import type { PolicyInput, PolicyPhase, Principal } from '../../types.js';
+import { buildPolicyInput } from '../input.js';
+import { toolFacts } from '../tools.js';
+
+export function testPrincipal(id: string, groups: string[], scopes: string[], type: Principal['type'] = 'user'): Principal {
+  return { id, type, issuer: 'https://idp.test', groups, attributes: {}, scopes, client: { id: 'test-agent' }, purpose: null };
+}
+
+export interface PolicyCase {
+  name: string;
+  principal: { id: string; type?: Principal['type']; groups: string[] };
+  scopes: string[];
+  purpose?: string | null;
+  tool: string;
+  annotations?: Record<string, unknown>;
+  phase?: PolicyPhase;
+  method?: string;
+  arguments?: Record<string, unknown>;
+  expect: { allow: boolean; ids: string[] };
+}
+
+const alice = { id: 'alice', groups: ['eng'] };
+const sam = { id: 'sam', groups: ['support'] };
+const olga = { id: 'olga', groups: ['sales'] };
+const bot = { id: 'ci-bot', type: 'agent' as const, groups: ['eng'] };
+
+export const POLICY_CASES: readonly PolicyCase[] = [
+  // fs: scopes and group roots
+  { name: 'eng reads /eng', principal: alice, scopes: ['fs:read'], tool: 'fs.read', arguments: { path: 'eng/design.md' }, expect: { allow: true, ids: ['fs_read_scope'] } },
+  { name: 'eng lists /public', principal: alice, scopes: ['fs:read'], tool: 'fs.list', arguments: { path: '/public' }, expect: { allow: true, ids: ['fs_read_scope'] } },
+  { name: 'agent in eng searches /eng', principal: bot, scopes: ['fs:read'], tool: 'fs.search', arguments: { path: '/eng', query: 'x' }, expect: { allow: true, ids: ['fs_read_scope'] } },
+  { name: 'eng without fs:read', principal: alice, scopes: ['http:fetch'], tool: 'fs.read', arguments: { path: '/eng/a' }, expect: { allow: false, ids: ['fs_read_scope_missing'] } },
+  { name: 'support reads /public', principal: sam, scopes: ['fs:read'], tool: 'fs.stat', arguments: { path: '/public/faq.md' }, expect: { allow: true, ids: ['fs_read_scope'] } },
+  { name: 'support reads /eng', principal: sam, scopes: ['fs:read'], tool: 'fs.read', arguments: { path: '/eng/design.md' }, expect: { allow: false, ids: ['fs_path_not_permitted'] } },
+  { name: 'support climbs from /public to /eng', principal: sam, scopes: ['fs:read'], tool: 'fs.read', arguments: { path: '/public/../eng/design.md' }, expect: { allow: false, ids: ['fs_path_not_permitted'] } },
+  { name: 'eng reads sibling with shared prefix', principal: alice, scopes: ['fs:read'], tool: 'fs.read', arguments: { path: '/engineering/x' }, expect: { allow: false, ids: ['fs_path_not_permitted'] } },
+  { name: 'eng reads root README', principal: alice, scopes: ['fs:read'], tool: 'fs.read', arguments: { path: '/README.md' }, expect: { allow: false, ids: ['fs_path_not_permitted'] } },
+  { name: 'eng climbs above root', principal: alice, scopes: ['fs:read'], tool: 'fs.read', arguments: { path: '/../etc/passwd' }, expect: { allow: false, ids: ['fs_path_invalid'] } },
+  { name: 'eng uses percent-encoding', principal: alice, scopes: ['fs:read'], tool: 'fs.read', arguments: { path: '/eng/%2e%2e/x' }, expect: { allow: false, ids: ['fs_path_invalid'] } },
+  { name: 'eng omits path', principal: alice, scopes: ['fs:read'], tool: 'fs.read', arguments: {}, expect: { allow: false, ids: ['fs_path_invalid'] } },
+  { name: 'outsider calls fs', principal: olga, scopes: ['fs:read'], tool: 'fs.read', arguments: { path: '/public/faq.md' }, expect: { allow: false, ids: ['fs_path_not_permitted', 'fs_requires_group'] } },
+  { name: 'outsider lists fs', principal: olga, scopes: ['fs:read'], tool: 'fs.read', phase: 'list', expect: { allow: false, ids: ['fs_requires_group'] } },
+  { name: 'support lists fs', principal: sam, scopes: ['fs:read'], tool: 'fs.read', phase: 'list', expect: { allow: true, ids: ['fs_read_scope'] } },
+  { name: 'unknown fs tool', principal: alice, scopes: ['fs:read'], tool: 'fs.write', annotations: { destructiveHint: true }, arguments: { path: '/eng/a' }, purpose: 'incident-4711', expect: { allow: false, ids: ['tool_not_in_policy'] } },
+  // http: scope, purpose, host, scheme, method
+  { name: 'fetch status page for incident', principal: alice, scopes: ['http:fetch'], purpose: 'incident-4711', tool: 'http.fetchText', arguments: { url: 'https://status.example.com/api' }, expect: { allow: true, ids: ['http_fetch_scope'] } },
+  { name: 'fetch without http:fetch', principal: alice, scopes: ['fs:read'], purpose: 'incident-4711', tool: 'http.fetchText', arguments: { url: 'https://status.example.com/' }, expect: { allow: false, ids: ['http_fetch_scope_missing'] } },
+  { name: 'fetch without purpose', principal: alice, scopes: ['http:fetch'], tool: 'http.fetchText', arguments: { url: 'https://status.example.com/' }, expect: { allow: false, ids: ['http_host_not_allowed_for_purpose', 'purpose_required'] } },
+  { name: 'fetch host of another purpose', principal: alice, scopes: ['http:fetch'], purpose: 'incident-4711', tool: 'http.fetchText', arguments: { url: 'https://docs.example.com/' }, expect: { allow: false, ids: ['http_host_not_allowed_for_purpose'] } },
+  { name: 'fetch with POST', principal: alice, scopes: ['http:fetch'], purpose: 'incident-4711', tool: 'http.fetchText', arguments: { url: 'https://status.example.com/', method: 'post' }, expect: { allow: false, ids: ['http_method_not_read_only'] } },
+  { name: 'fetch HEAD for docs research', principal: sam, scopes: ['http:fetch'], purpose: 'docs-research', tool: 'http.fetchText', arguments: { url: 'https://DOCS.example.com:443/x', method: 'HEAD' }, expect: { allow: true, ids: ['http_fetch_scope'] } },
+  { name: 'fetch file URL', principal: alice, scopes: ['http:fetch'], purpose: 'local-dev', tool: 'http.fetchText', arguments: { url: 'file:///etc/passwd' }, expect: { allow: false, ids: ['http_host_not_allowed_for_purpose', 'http_scheme_not_allowed'] } },
+  { name: 'fetch bad URL', principal: alice, scopes: ['http:fetch'], purpose: 'incident-4711', tool: 'http.fetchText', arguments: { url: 'not a url' }, expect: { allow: false, ids: ['http_url_invalid'] } },
+  { name: 'fetch loopback for local-dev', principal: alice, scopes: ['http:fetch'], purpose: 'local-dev', tool: 'http.fetchText', arguments: { url: 'http://127.0.0.1:8081/x' }, expect: { allow: true, ids: ['http_fetch_scope'] } },
+  { name: 'list fetch without purpose', principal: alice, scopes: ['http:fetch'], tool: 'http.fetchText', phase: 'list', expect: { allow: true, ids: ['http_fetch_scope'] } },
+  { name: 'list fetch without scope', principal: alice, scopes: [], tool: 'http.fetchText', phase: 'list', expect: { allow: false, ids: ['http_fetch_scope_missing'] } },
+  // third-party services
+  { name: 'third-party tool with scope and purpose', principal: bot, scopes: ['everything:call'], purpose: 'incident-4711', tool: 'everything.echo', arguments: { message: 'hi' }, expect: { allow: true, ids: ['service_call_scope'] } },
+  { name: 'third-party tool without purpose', principal: bot, scopes: ['everything:call'], tool: 'everything.echo', arguments: {}, expect: { allow: false, ids: ['purpose_required'] } },
+  { name: 'third-party read-only closed-world tool without purpose', principal: bot, scopes: ['everything:call'], tool: 'everything.add', annotations: { readOnlyHint: true, openWorldHint: false }, arguments: {}, expect: { allow: true, ids: ['service_call_scope'] } },
+  { name: 'third-party destructive tool without purpose', principal: bot, scopes: ['everything:call'], tool: 'everything.wipe', annotations: { openWorldHint: false, destructiveHint: true }, arguments: {}, expect: { allow: false, ids: ['purpose_required'] } },
+  { name: 'third-party tool with non-boolean hint', principal: bot, scopes: ['everything:call'], tool: 'everything.add', annotations: { readOnlyHint: true, openWorldHint: 'no' }, arguments: {}, expect: { allow: false, ids: ['purpose_required'] } },
+  { name: 'third-party tool without scope', principal: bot, scopes: ['other:call', 'fs:read'], purpose: 'incident-4711', tool: 'everything.echo', arguments: {}, expect: { allow: false, ids: ['service_call_scope_missing'] } },
+  { name: 'list third-party tool without purpose', principal: bot, scopes: ['everything:call'], tool: 'everything.echo', phase: 'list', expect: { allow: true, ids: ['service_call_scope'] } },
+  // other methods
+  { name: 'third-party resource read with scope', principal: bot, scopes: ['everything:call'], tool: 'everything.static', method: 'resources/read', arguments: { uri: 'demo://resource/static/document/1' }, expect: { allow: true, ids: ['service_content_scope'] } },
+  { name: 'third-party prompt with scope', principal: bot, scopes: ['everything:call'], tool: 'everything.simple-prompt', method: 'prompts/get', arguments: {}, expect: { allow: true, ids: ['service_content_scope'] } },
+  { name: 'third-party prompt list without scope', principal: bot, scopes: ['fs:read'], tool: 'everything.simple-prompt', method: 'prompts/list', phase: 'list', expect: { allow: false, ids: ['service_content_scope_missing'] } },
+  { name: 'resources are not granted', principal: alice, scopes: ['fs:read'], tool: 'fs.read', method: 'resources/read', arguments: { path: '/eng/a' }, expect: { allow: false, ids: ['default_deny'] } },
+];
+
+/** The PolicyInput of a case, built the way the gateway builds it. */
+export function caseInput(c: PolicyCase): PolicyInput {
+  const phase = c.phase ?? 'call';
+  return buildPolicyInput({
+    phase,
+    method: c.method ?? (phase === 'list' ? 'tools/list' : 'tools/call'),
+    principal: testPrincipal(c.principal.id, c.principal.groups, c.scopes, c.principal.type),
+    tool: toolFacts(c.tool, c.annotations),
+    arguments: c.arguments,
+    purpose: c.purpose ?? null,
+    context: { request_id: `case-${c.name}`, time: '2026-01-01T00:00:00.000Z' },
+  });
+}
