@@ -1,0 +1,367 @@
+import { randomUUID } from 'node:crypto';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import { GatewayError } from '../errors.js';
+import { canonicalize, digest, sha256 } from './canonical.js';
+import { createRedactor } from './redact.js';
+import type { RedactOptions, Redactor } from './redact.js';
+import { AUDIT_FORMAT_VERSION, GENESIS_HASH } from './records.js';
+import type { AuditReceipt, AuditPrincipal, DecisionInput, EventInput, OutcomeInput } from './records.js';
+import { FdSink, FileSink, GroupCommitWriter, auditUnavailable } from './sink.js';
+import type { ChainHead, FsyncMode, SinkStats } from './sink.js';
+
+export interface AuditOptions {
+  /** JSON-lines file; `null` writes no file (then `stdout` must be on). */
+  file: string | null;
+  /** Also (or only) write records to stdout, for a container log pipeline. */
+  stdout?: boolean;
+  /** `always`: fdatasync before a write resolves (group-committed). `batch`: every `fsyncIntervalMs`. `never`: leave it to the OS. Default `always`. */
+  fsync?: FsyncMode;
+  fsyncIntervalMs?: number;
+  /** Rotate the file before it would exceed this many bytes; 0 disables. Default 64 MiB. */
+  rotateBytes?: number;
+  /** Rotated files kept (`.1` ... `.N`); 0 keeps all. Default 10. */
+  keepFiles?: number;
+  /** Log the call's arguments (redacted). Default false: only `arguments_digest`. */
+  logArguments?: boolean;
+  /** Log tool results (redacted). Default false. */
+  logResults?: boolean;
+  /** A redactor built elsewhere, or options to build one. */
+  redact?: RedactOptions | Redactor;
+  /** `labels.id`: this gateway instance. Default a random UUID per process. */
+  instanceId?: string;
+  /** `labels.version`: the gateway version. */
+  version?: string;
+  /** How long `close()` waits for in-flight calls' outcomes before recording them as cancelled. Default 10 s. */
+  drainMs?: number;
+  /** Allowed calls awaiting an outcome that are tracked for `close()`; beyond this the oldest are dropped from tracking. Default 100000. */
+  maxInflight?: number;
+  /** File descriptor of the stdout sink (tests); default 1. */
+  stdoutFd?: number;
+}
+
+export interface AuditStats extends SinkStats {
+  inflight: number;
+}
+
+/** The audit trail of one gateway process. Every write resolves only once the record is durable per `fsync`. */
+export interface AuditLog {
+  /**
+   * Record a policy decision (allow or deny). Await it BEFORE forwarding the call: a rejection
+   * (`ERR_AUDIT_UNAVAILABLE`) means the record could not be written and the call must be refused.
+   */
+  decision(rec: DecisionInput): Promise<AuditReceipt & { decision_id: string }>;
+  /** Record how an allowed call ended, linked by `decision_id`; context is filled from the decision. */
+  outcome(rec: OutcomeInput): Promise<AuditReceipt>;
+  /** Record an authentication failure, a limit refusal before any decision, or a reload. */
+  event(rec: EventInput): Promise<AuditReceipt>;
+  /** Wait until everything written so far is on disk (fdatasync unless `fsync: never`). */
+  flush(): Promise<void>;
+  /**
+   * Graceful stop (SIGTERM): refuse new decisions, wait up to `drainMs` for in-flight calls'
+   * outcomes, record the rest as `cancelled`, flush, close. Idempotent.
+   */
+  close(opts?: { drainMs?: number }): Promise<void>;
+  /** False once a write failed or the log was closed: readiness should report it. */
+  readonly healthy: boolean;
+  readonly stats: AuditStats;
+  /** The redactor in use (also for the operational logger). */
+  readonly redactor: Redactor;
+}
+
+interface Inflight {
+  request_id: string | null;
+  session_id: string | null;
+  principal: AuditPrincipal;
+  client: { id: string | null };
+  method: string;
+  tool: string;
+  service: string;
+  started: bigint;
+  policy_ns: number;
+}
+
+const isRedactor = (r: RedactOptions | Redactor | undefined): r is Redactor => typeof (r as Redactor | undefined)?.redact === 'function';
+
+const nsFromUs = (us: number): number => Math.round(us * 1000);
+
+/**
+ * Open (or continue) the audit trail. Continues the hash chain of an existing file, repairing a
+ * torn last line from a crash (and recording that it did). Rejects with `ERR_AUDIT_UNAVAILABLE`
+ * when the file cannot be opened or its last record does not verify, and `ERR_CONFIG_INVALID` for
+ * bad options.
+ */
+export async function openAuditLog(options: AuditOptions): Promise<AuditLog> {
+  const fsync = options.fsync ?? 'always';
+  if (!['always', 'batch', 'never'].includes(fsync)) throw new GatewayError('ERR_CONFIG_INVALID', 'audit.fsync must be always, batch or never', { key: 'audit.fsync' });
+  if (!options.file && !options.stdout) throw new GatewayError('ERR_CONFIG_INVALID', 'audit needs a file or stdout: true', { key: 'audit.file' });
+  const rotateBytes = options.rotateBytes ?? 64 * 1024 * 1024;
+  const keepFiles = options.keepFiles ?? 10;
+  for (const [k, v] of [['rotate_bytes', rotateBytes], ['keep_files', keepFiles], ['fsync_interval_ms', options.fsyncIntervalMs ?? 1000]] as const) {
+    if (!Number.isSafeInteger(v) || v < 0) throw new GatewayError('ERR_CONFIG_INVALID', `audit.${k} must be a non-negative integer`, { key: `audit.${k}` });
+  }
+  const redactor = isRedactor(options.redact) ? options.redact : createRedactor(options.redact);
+
+  const sinks = [];
+  let head: ChainHead | null = null;
+  let truncated = 0;
+  if (options.file) {
+    const opened = await FileSink.open({ path: options.file, rotateBytes, keepFiles, syncDir: fsync !== 'never' });
+    sinks.push(opened.sink);
+    head = opened.head;
+    truncated = opened.truncated;
+  }
+  if (options.stdout) sinks.push(new FdSink(options.stdoutFd ?? 1));
+  const writer = new GroupCommitWriter(sinks, fsync, options.fsyncIntervalMs ?? 1000);
+  const log = new AuditLogImpl(writer, redactor, head, options);
+  if (truncated > 0) {
+    await log.event({ type: 'audit_recovered', details: { truncated_bytes: truncated, reason: 'incomplete last line after a crash was removed' } });
+  }
+  return log;
+}
+
+class AuditLogImpl implements AuditLog {
+  private seq: number;
+  private lastHash: string;
+  /** open: everything accepted; draining: close() waits for outcomes, no new decisions; closed: nothing. */
+  private state: 'open' | 'draining' | 'closed' = 'open';
+  private closing: Promise<void> | null = null;
+  private readonly inflight = new Map<string, Inflight>();
+  private drainWaiter: (() => void) | null = null;
+  private readonly pino: Logger;
+  private captured = '';
+  private readonly labels: { app: 'micro-mcp'; id: string; version: string };
+
+  constructor(
+    private readonly writer: GroupCommitWriter,
+    readonly redactor: Redactor,
+    head: ChainHead | null,
+    private readonly opts: AuditOptions,
+  ) {
+    this.seq = head?.seq ?? 0;
+    this.lastHash = head?.hash ?? GENESIS_HASH;
+    this.labels = { app: 'micro-mcp', id: opts.instanceId ?? randomUUID(), version: opts.version ?? '0.0.0' };
+    // A dedicated pino instance, separate from the operational logger: pino does the formatting,
+    // the destination below only captures the line so that sink.ts can own the fd (see there).
+    // The level formatter emits the format version as the first member (`_v` sorts before every
+    // lowercase key, so the line stays in canonical key order); no time/pid/hostname bindings.
+    this.pino = pino(
+      {
+        level: 'info',
+        base: null,
+        timestamp: false,
+        formatters: { level: () => ({ _v: AUDIT_FORMAT_VERSION }) },
+        serializers: {},
+      },
+      { write: (s: string) => void (this.captured = s) },
+    );
+  }
+
+  get healthy(): boolean {
+    return this.state === 'open' && this.writer.failed === null;
+  }
+
+  get stats(): AuditStats {
+    return { ...this.writer.stats, inflight: this.inflight.size };
+  }
+
+  async decision(rec: DecisionInput): Promise<AuditReceipt & { decision_id: string }> {
+    if (this.state !== 'open') throw new GatewayError('ERR_AUDIT_UNAVAILABLE', 'audit log is closed');
+    const { input, decision } = rec;
+    const decision_id = rec.decision_id ?? randomUUID();
+    const principal: AuditPrincipal = { id: input.principal.id, type: input.principal.type, issuer: input.principal.issuer, groups: input.principal.groups };
+    if (rec.token_id !== undefined) principal.token_id = rec.token_id;
+    const masked: string[] = [];
+    const r: Record<string, unknown> = {
+      kind: 'decision',
+      decision_id,
+      request_id: input.context.request_id,
+      session_id: input.context.session_id,
+      requested_by: input.context.client_ip,
+      principal,
+      client: input.client,
+      method: input.method,
+      tool: input.tool.name,
+      service: input.tool.namespace,
+      tool_definition_hash: input.tool.definition_hash,
+      purpose: input.purpose,
+      scopes: input.scopes,
+      result: {
+        allow: decision.allow,
+        // Reason messages are policy-authored text and may quote argument values.
+        reasons: decision.reasons.map((x) => ({ engine: x.engine, id: x.id, message: this.redactor.redactString(x.message) })),
+        obligations: Object.keys(decision.obligations).length > 0 ? this.redacted(decision.obligations, 'obligations', masked, '/result') : undefined,
+      },
+      bundles: { policy: { revision: decision.policy_revision } },
+      metrics: { timer_policy_eval_ns: nsFromUs(decision.eval_us) },
+      arguments_digest: input.arguments !== undefined ? digest(input.arguments) : undefined,
+    };
+    if (this.opts.logArguments && (input.arguments !== undefined || Object.keys(input.resource).length > 0)) {
+      r.input = { arguments: input.arguments === undefined ? undefined : this.redacted(input.arguments, 'arguments', masked, '/input'), resource: this.redacted(input.resource, 'resource', masked, '/input') };
+    }
+    if (masked.length > 0) r.masked = masked;
+    const tracked = decision.allow && input.phase === 'call';
+    if (tracked) {
+      // Tracked from before the write, so that a close() racing with this write still waits for
+      // the call's outcome; untracked again if the write fails (the call will be refused).
+      this.track(decision_id, {
+        request_id: input.context.request_id,
+        session_id: input.context.session_id,
+        principal: { id: principal.id, type: principal.type, issuer: principal.issuer },
+        client: input.client,
+        method: input.method,
+        tool: input.tool.name,
+        service: input.tool.namespace,
+        started: process.hrtime.bigint(),
+        policy_ns: nsFromUs(decision.eval_us),
+      });
+    }
+    let receipt: AuditReceipt;
+    try {
+      receipt = await this.append(r);
+    } catch (e) {
+      if (tracked) this.untrack(decision_id);
+      throw e;
+    }
+    return { ...receipt, decision_id };
+  }
+
+  async outcome(rec: OutcomeInput): Promise<AuditReceipt> {
+    const ctx = this.inflight.get(rec.decision_id);
+    const masked: string[] = [];
+    const total_ns = rec.total_us !== undefined ? nsFromUs(rec.total_us) : ctx ? Number(process.hrtime.bigint() - ctx.started) : undefined;
+    const r: Record<string, unknown> = {
+      kind: 'outcome',
+      decision_id: rec.decision_id,
+      outcome: rec.outcome,
+      request_id: ctx?.request_id,
+      session_id: ctx?.session_id,
+      principal: ctx?.principal,
+      client: ctx?.client,
+      method: ctx?.method,
+      tool: ctx?.tool,
+      service: ctx?.service,
+      error: rec.error ? { code: rec.error.code, message: this.redactor.redactString(rec.error.message) } : undefined,
+      metrics: {
+        timer_policy_eval_ns: ctx?.policy_ns,
+        timer_service_ns: rec.service_us !== undefined ? nsFromUs(rec.service_us) : undefined,
+        timer_total_ns: total_ns,
+      },
+      response_bytes: rec.response_bytes,
+      output: this.opts.logResults && rec.result !== undefined ? this.redacted(rec.result, 'result', masked, '', '/output') : undefined,
+    };
+    if (masked.length > 0) r.masked = masked;
+    try {
+      return await this.append(r);
+    } finally {
+      this.untrack(rec.decision_id);
+    }
+  }
+
+  async event(rec: EventInput): Promise<AuditReceipt> {
+    const masked: string[] = [];
+    const r: Record<string, unknown> = {
+      kind: 'event',
+      type: rec.type,
+      decision_id: rec.decision_id,
+      request_id: rec.request_id,
+      session_id: rec.session_id,
+      requested_by: rec.requested_by,
+      principal: rec.principal ? { id: rec.principal.id, type: rec.principal.type, issuer: rec.principal.issuer } : rec.principal,
+      client: rec.client,
+      method: rec.method,
+      tool: rec.tool,
+      service: rec.tool?.includes('.') ? rec.tool.slice(0, rec.tool.indexOf('.')) : undefined,
+      error: rec.error ? { code: rec.error.code, message: this.redactor.redactString(rec.error.message) } : undefined,
+      details: rec.details ? this.redacted(rec.details, 'details', masked) : undefined,
+    };
+    if (masked.length > 0) r.masked = masked;
+    return this.append(r);
+  }
+
+  flush(): Promise<void> {
+    return this.writer.flush();
+  }
+
+  close(opts: { drainMs?: number } = {}): Promise<void> {
+    if (!this.closing) this.closing = this.doClose(opts.drainMs ?? this.opts.drainMs ?? 10_000);
+    return this.closing;
+  }
+
+  private async doClose(drainMs: number): Promise<void> {
+    this.state = 'draining'; // no new decisions; outcomes of running calls are still written
+    if (this.inflight.size > 0 && this.writer.failed === null) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, drainMs);
+        this.drainWaiter = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.drainWaiter = null;
+      // Calls still running after the drain deadline are cut off by the shutdown: say so, so that
+      // no allowed decision is left without an outcome.
+      const left = [...this.inflight.keys()];
+      await Promise.allSettled(
+        left.map((id) => this.outcome({ decision_id: id, outcome: 'cancelled', error: { code: 'ERR_SERVICE_UNAVAILABLE', message: 'gateway shut down before the call completed' } })),
+      );
+    }
+    this.state = 'closed';
+    await this.writer.close();
+  }
+
+  private untrack(id: string): void {
+    if (this.inflight.delete(id) && this.inflight.size === 0) this.drainWaiter?.();
+  }
+
+  private track(id: string, ctx: Inflight): void {
+    const max = this.opts.maxInflight ?? 100_000;
+    if (this.inflight.size >= max) {
+      // Bounded: a gateway that never reports outcomes must not grow without limit. Oldest first.
+      const oldest = this.inflight.keys().next().value;
+      if (oldest !== undefined) this.inflight.delete(oldest);
+    }
+    this.inflight.set(id, ctx);
+  }
+
+  /**
+   * Redact `value` with config paths rooted at `root`; record the censored members as JSON
+   * Pointers into the written record (`prefix` + pointer, or `replaceRoot` for the root itself).
+   */
+  private redacted(value: unknown, root: string, masked: string[], prefix = '', replaceRoot?: string): unknown {
+    const r = this.redactor.redact(value, root);
+    for (const p of r.masked) masked.push(replaceRoot !== undefined ? replaceRoot + p.slice(root.length + 1) : prefix + p);
+    return r.value;
+  }
+
+  /**
+   * Chain, format and queue one record. Everything up to `writer.append` is synchronous, so the
+   * order of seq numbers is the order of lines in the file.
+   */
+  private append(fields: Record<string, unknown>): Promise<AuditReceipt> {
+    if (this.writer.failed) return Promise.reject(this.writer.failed);
+    if (this.state === 'closed') return Promise.reject(new GatewayError('ERR_AUDIT_UNAVAILABLE', 'audit log is closed'));
+    const seq = this.seq + 1;
+    fields.seq = seq;
+    fields.prev_hash = this.lastHash;
+    fields.timestamp = new Date().toISOString();
+    fields.labels = this.labels;
+    let body: string;
+    try {
+      this.captured = '';
+      this.pino.info(canonicalize(fields) as Record<string, unknown>);
+      body = this.captured.endsWith('}\n') ? this.captured.slice(0, -1) : '';
+      if (body === '') throw new Error('pino produced no line');
+    } catch (e) {
+      return Promise.reject(auditUnavailable(e, 'cannot format the record'));
+    }
+    // The hash covers the exact bytes written minus the hash member; since the line is canonical
+    // JSON, that equals sha256 of the canonical JSON of the parsed record without `hash`.
+    const hash = sha256(body);
+    const line = `${body.slice(0, -1)},"hash":"${hash}"}\n`;
+    this.seq = seq;
+    this.lastHash = hash;
+    return this.writer.append(line).then(() => ({ seq, hash }));
+  }
+}
+
