@@ -40,6 +40,9 @@ run: setup build
 	node dist/src/cli/main.js serve --dev
 
 test: setup build
+	$(OPA) fmt --list --fail policies/rego
+	$(OPA) check --strict policies/rego
+	$(OPA) test policies/rego
 	$(MAKE) --no-print-directory test-node
 
 test-node:
@@ -47,6 +50,8 @@ test-node:
 
 lint: setup
 	npx tsc -p tsconfig.json --noEmit
+	$(OPA) fmt --list --fail policies/rego
+	$(OPA) check --strict policies/rego
 
 bench: setup build
 	node dist/test/bench/run.js

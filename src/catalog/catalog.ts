@@ -1,0 +1,182 @@
+/**
+ * The namespaced catalog: tools and prompts of service `fs` appear as `fs.<name>`; resources keep their
+ * URIs and are routed to the service that listed them (or whose template matches). Rebuilt only when a
+ * service's lists change, and shared by every session: sessions never copy it.
+ */
+import { EventEmitter } from 'node:events';
+import { UriTemplate } from '@modelcontextprotocol/client';
+import type { Prompt, Resource, ResourceTemplateType as ResourceTemplate, Tool } from '@modelcontextprotocol/client';
+import type { Config } from '../config/types.js';
+import type { Logger } from '../types.js';
+import { canonicalJson, sha256 } from './canonical.js';
+import { ServiceConnection, type ServiceEnvironment } from './service.js';
+
+export interface CatalogTool {
+  /** Namespaced name, e.g. "fs.read". */
+  name: string;
+  service: string;
+  local: string;
+  /** The definition agents see (namespaced name). */
+  definition: Tool;
+  /** sha256 over the service's own definition: a changed tool changes its hash (policy can pin it). */
+  hash: string;
+  annotations: Record<string, unknown>;
+}
+
+export interface CatalogPrompt {
+  name: string;
+  service: string;
+  local: string;
+  definition: Prompt;
+}
+
+export type ChangeKind = 'tools' | 'prompts' | 'resources';
+
+export class Catalog extends EventEmitter {
+  readonly services = new Map<string, ServiceConnection>();
+  private toolList: CatalogTool[] = [];
+  private toolIndex = new Map<string, CatalogTool>();
+  private promptList: CatalogPrompt[] = [];
+  private promptIndex = new Map<string, CatalogPrompt>();
+  private resourceList: Resource[] = [];
+  private resourceOwner = new Map<string, string>();
+  private templateList: Array<{ service: string; template: ResourceTemplate; matcher: UriTemplate }> = [];
+  /** Bumped on every rebuild. */
+  version = 0;
+  private readonly signatures: Record<ChangeKind, string | undefined> = { tools: undefined, prompts: undefined, resources: undefined };
+
+  constructor(
+    config: Config,
+    private readonly log: Logger,
+    environmentFor: (service: string) => ServiceEnvironment = () => ({}),
+  ) {
+    super();
+    for (const [name, cfg] of Object.entries(config.services)) {
+      const conn = new ServiceConnection(name, cfg, log.child({ service: name }), environmentFor(name));
+      conn.on('changed', (kind: ChangeKind | 'all') => this.rebuild(kind));
+      this.services.set(name, conn);
+    }
+  }
+
+  /** Connects every service in parallel. A service that fails keeps retrying; the others serve. */
+  async start(): Promise<void> {
+    await Promise.all([...this.services.values()].map((s) => s.start()));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.services.values()].map((s) => s.stop()));
+  }
+
+  tools(): readonly CatalogTool[] {
+    return this.toolList;
+  }
+
+  tool(name: string): CatalogTool | undefined {
+    return this.toolIndex.get(name);
+  }
+
+  prompts(): readonly CatalogPrompt[] {
+    return this.promptList;
+  }
+
+  prompt(name: string): CatalogPrompt | undefined {
+    return this.promptIndex.get(name);
+  }
+
+  resources(): readonly Resource[] {
+    return this.resourceList;
+  }
+
+  templates(): readonly ResourceTemplate[] {
+    return this.templateList.map((t) => t.template);
+  }
+
+  /** The service that serves a resource URI: the one that listed it, else the first whose template matches. */
+  resourceService(uri: string): string | undefined {
+    const owner = this.resourceOwner.get(uri);
+    if (owner) return owner;
+    for (const t of this.templateList) {
+      if (t.matcher.match(uri)) return t.service;
+    }
+    return undefined;
+  }
+
+  service(name: string): ServiceConnection | undefined {
+    return this.services.get(name);
+  }
+
+  health(): Array<{ name: string; state: string; era?: string; tools: number; restarts: number; error?: string }> {
+    return [...this.services.values()].map((s) => ({
+      name: s.name,
+      state: s.state,
+      ...(s.era ? { era: s.era } : {}),
+      tools: s.tools.length,
+      restarts: s.restarts,
+      ...(s.lastError ? { error: s.lastError } : {}),
+    }));
+  }
+
+  private rebuild(kind: ChangeKind | 'all'): void {
+    const tools: CatalogTool[] = [];
+    const prompts: CatalogPrompt[] = [];
+    const resources: Resource[] = [];
+    const owner = new Map<string, string>();
+    const templates: Array<{ service: string; template: ResourceTemplate; matcher: UriTemplate }> = [];
+    // A service that is down (restarting) keeps its last known lists: agents do not see tools flap,
+    // and a call made meanwhile waits briefly for the restart, then fails as unavailable.
+    for (const s of this.services.values()) {
+      for (const t of s.tools) {
+        const name = `${s.name}.${t.name}`;
+        tools.push({
+          name,
+          service: s.name,
+          local: t.name,
+          definition: { ...t, name },
+          hash: sha256(canonicalJson(t)),
+          annotations: { ...(t.annotations ?? {}) },
+        });
+      }
+      for (const p of s.prompts) {
+        const name = `${s.name}.${p.name}`;
+        prompts.push({ name, service: s.name, local: p.name, definition: { ...p, name } });
+      }
+      for (const r of s.resources) {
+        if (owner.has(r.uri)) {
+          this.log.warn({ uri: r.uri, service: s.name, owner: owner.get(r.uri) }, 'resource URI listed by two services; the first keeps it');
+          continue;
+        }
+        owner.set(r.uri, s.name);
+        resources.push(r);
+      }
+      for (const t of s.templates) {
+        try {
+          templates.push({ service: s.name, template: t, matcher: new UriTemplate(t.uriTemplate) });
+        } catch {
+          this.log.warn({ service: s.name, template: t.uriTemplate }, 'invalid resource template ignored');
+        }
+      }
+    }
+    tools.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    prompts.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    this.toolList = tools;
+    this.toolIndex = new Map(tools.map((t) => [t.name, t]));
+    this.promptList = prompts;
+    this.promptIndex = new Map(prompts.map((p) => [p.name, p]));
+    this.resourceList = resources;
+    this.resourceOwner = owner;
+    this.templateList = templates;
+    this.version++;
+    // Tell agents only about lists that really changed (a restart usually changes nothing).
+    const sig: Record<ChangeKind, string> = {
+      tools: tools.map((t) => `${t.name}@${t.hash}`).join('\n'),
+      prompts: prompts.map((p) => p.name).join('\n'),
+      resources: resources.map((r) => r.uri).join('\n') + '\n' + templates.map((t) => t.template.uriTemplate).join('\n'),
+    };
+    const kinds: ChangeKind[] = kind === 'all' ? ['tools', 'prompts', 'resources'] : [kind];
+    for (const k of kinds) {
+      if (sig[k] === this.signatures[k]) continue;
+      this.signatures[k] = sig[k];
+      this.emit('listChanged', k);
+    }
+  }
+}

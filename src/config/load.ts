@@ -1,0 +1,147 @@
+/**
+ * Configuration: read YAML, interpolate ${VARS}, validate against schemas/config.schema.json (and the
+ * section schemas it references), apply defaults, freeze. Any problem stops start-up with the key path
+ * and the reason; a secret value is never echoed in an error.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
+import addFormatsModule from 'ajv-formats';
+import { parseDocument } from 'yaml';
+import { GatewayError } from '../errors.js';
+import type { Config } from './types.js';
+
+/** The package root (where package.json lives), from src/config or dist/src/config alike. */
+export const PACKAGE_ROOT = findPackageRoot(path.dirname(fileURLToPath(import.meta.url)));
+export const SCHEMAS_DIR = path.join(PACKAGE_ROOT, 'schemas');
+/** The embedded default configuration `make run` uses: example services over the sample folder. */
+export const DEV_CONFIG_PATH = path.join(PACKAGE_ROOT, 'src', 'config', 'examples', 'dev.yaml');
+/**
+ * This process's private runtime folder (e.g. the JWKS file stdio services verify credentials with).
+ * Configs may name it as ${MICRO_MCP_RUN_DIR}, e.g. to let a sandboxed service read it.
+ */
+export const RUN_DIR = path.join(tmpdir(), `micro-mcp-run-${process.pid}`);
+
+function findPackageRoot(from: string): string {
+  let dir = from;
+  for (;;) {
+    try {
+      const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string };
+      if (pkg.name === 'micro-mcp') return dir;
+    } catch {
+      /* keep walking up */
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error('micro-mcp package root not found');
+    dir = parent;
+  }
+}
+
+type AjvValidate = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };
+let validator: AjvValidate | undefined;
+
+/** Compiles the config schema once (with every schemas/config-*.schema.json section it references). */
+export function configValidator(): AjvValidate {
+  if (validator) return validator;
+  const ajv = new Ajv2020({ allErrors: true, useDefaults: true, strict: false });
+  const addFormats = addFormatsModule as unknown as (a: Ajv2020) => void;
+  addFormats(ajv);
+  for (const f of readdirSync(SCHEMAS_DIR)) {
+    if (/^config-.*\.schema\.json$/.test(f)) ajv.addSchema(JSON.parse(readFileSync(path.join(SCHEMAS_DIR, f), 'utf8')));
+  }
+  validator = ajv.compile(JSON.parse(readFileSync(path.join(SCHEMAS_DIR, 'config.schema.json'), 'utf8'))) as AjvValidate;
+  return validator;
+}
+
+export interface LoadOptions {
+  /** Environment for ${VAR} interpolation; defaults to process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Loads, interpolates, validates and freezes a config file. Throws GatewayError('ERR_CONFIG_INVALID'). */
+export function loadConfig(file: string, opts: LoadOptions = {}): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new GatewayError('ERR_CONFIG_INVALID', `cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  return parseConfig(text, file, opts);
+}
+
+/** Parses config text; `file` names the source in errors and anchors relative paths. */
+export function parseConfig(text: string, file: string, opts: LoadOptions = {}): Config {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    const line = e.linePos?.[0];
+    throw new GatewayError('ERR_CONFIG_INVALID', `${file}${line ? `:${line.line}:${line.col}` : ''}: YAML error: ${e.message.split('\n')[0]}`);
+  }
+  const raw: unknown = doc.toJS();
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new GatewayError('ERR_CONFIG_INVALID', `${file}: the config must be a YAML mapping`);
+  }
+  const vars: Record<string, string | undefined> = {
+    ...(opts.env ?? process.env),
+    MICRO_MCP_HOME: PACKAGE_ROOT,
+    CONFIG_DIR: path.dirname(path.resolve(file)),
+    NODE: process.execPath,
+    MICRO_MCP_RUN_DIR: RUN_DIR,
+  };
+  const data = interpolate(raw, vars, '', file);
+  const validate = configValidator();
+  if (!validate(data)) {
+    throw new GatewayError('ERR_CONFIG_INVALID', `${file}: ${describeErrors(validate.errors ?? [])}`, { file });
+  }
+  const cfg = data as Config;
+  cfg.source = path.resolve(file);
+  return deepFreeze(cfg);
+}
+
+/** Replaces ${NAME} in every string; an undefined variable is an error naming the key path (never the value). */
+function interpolate(v: unknown, vars: Record<string, string | undefined>, at: string, file: string): unknown {
+  if (typeof v === 'string') {
+    return v.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
+      const value = vars[name];
+      if (value === undefined) {
+        throw new GatewayError('ERR_CONFIG_INVALID', `${file}: ${at || '/'}: environment variable ${name} is not set`, { path: at });
+      }
+      return value;
+    });
+  }
+  if (Array.isArray(v)) return v.map((x, i) => interpolate(x, vars, `${at}/${i}`, file));
+  if (v && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[k] = interpolate(x, vars, `${at}/${k}`, file);
+    return out;
+  }
+  return v;
+}
+
+/** Turns ajv errors into one readable line per problem, most specific first, with the key path. */
+function describeErrors(errors: ErrorObject[]): string {
+  // oneOf failures drown the real cause; keep the deepest errors.
+  const maxDepth = Math.max(...errors.map((e) => e.instancePath.split('/').length));
+  const deepest = errors.filter((e) => e.instancePath.split('/').length === maxDepth && e.keyword !== 'oneOf');
+  const chosen = deepest.length > 0 ? deepest : errors;
+  const lines = new Set<string>();
+  for (const e of chosen) {
+    const where = e.instancePath || '/';
+    let what = e.message ?? 'is invalid';
+    if (e.keyword === 'additionalProperties') what = `unknown key "${String((e.params as { additionalProperty: string }).additionalProperty)}"`;
+    if (e.keyword === 'enum') what = `must be one of ${JSON.stringify((e.params as { allowedValues: unknown[] }).allowedValues)}`;
+    if (e.keyword === 'const') what = `must be ${JSON.stringify((e.params as { allowedValue: unknown }).allowedValue)}`;
+    lines.add(`${where}: ${what}`);
+  }
+  return [...lines].slice(0, 8).join('; ');
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

@@ -1,0 +1,422 @@
+/**
+ * The data path of one request (ARCHITECTURE.md): resolve -> input -> decide -> audit -> forward ->
+ * outcome. Era-neutral: the MCP face (server.ts) calls these with a CallContext for either era.
+ */
+import { randomUUID } from 'node:crypto';
+import { inputRequired, ProtocolError } from '@modelcontextprotocol/server';
+import type { ServerContext } from '@modelcontextprotocol/server';
+import { GatewayError, isGatewayError, toJsonRpcError } from '../errors.js';
+import type { Catalog, CatalogTool } from '../catalog/catalog.js';
+import { buildPolicyInput } from '../policy/input.js';
+import { principalKey } from '../auth/state.js';
+import { canonicalJson, sha256 } from '../catalog/canonical.js';
+import type { Decision, Logger, Principal, ToolFacts } from '../types.js';
+import { ParkedCalls, PendingCall } from './interactions.js';
+import {
+  CREDENTIAL_META_KEY,
+  PURPOSE_META_KEY,
+  type AuditPort,
+  type CredentialPort,
+  type OutcomeAudit,
+  type PolicyPort,
+  type StatePort,
+} from './ports.js';
+
+export interface CallContext {
+  principal: Principal;
+  era: 'legacy' | 'modern';
+  sessionId: string | null;
+  requestId: string;
+  clientIp: string | null;
+}
+
+export interface GatewayDeps {
+  catalog: Catalog;
+  policy: PolicyPort;
+  audit: AuditPort;
+  credentials: CredentialPort;
+  state: StatePort;
+  log: Logger;
+  pageSize: number;
+  /** How long a call that waits for an agent's input stays parked. */
+  inputTtlMs?: number;
+}
+
+/** requestState payloads the gateway signs for the agent to bring back. */
+type GatewayState =
+  | { k: 'svc'; tool: string; inner?: string } // a 2026 service's input_required, wrapped
+  | { k: 'parked'; tool: string; id: string }; // a 2025 service's elicitation, waiting for the agent
+
+type Result = Record<string, unknown>;
+type Finish = (o: Omit<OutcomeAudit, 'decision_id'>) => Promise<void>;
+type Ctx = ServerContext;
+
+const now = () => performance.now();
+
+export class Gateway {
+  readonly parked: ParkedCalls;
+  private inflight = 0;
+  private drainWaiters: Array<() => void> = [];
+  private readonly finishers = new WeakMap<PendingCall, Finish>();
+
+  constructor(private readonly d: GatewayDeps) {
+    this.parked = new ParkedCalls(d.inputTtlMs ?? 10 * 60_000, (call) => {
+      void this.finishers.get(call)?.({ outcome: 'cancelled', error: { code: 'ERR_INPUT_STATE_INVALID', message: 'the agent did not answer the input request in time' } });
+    });
+  }
+
+  /** Calls being forwarded right now (SIGTERM waits for them). */
+  get inFlight(): number {
+    return this.inflight;
+  }
+
+  /** Resolves when no call is in flight, or after `ms`. */
+  async drain(ms: number): Promise<void> {
+    if (this.inflight === 0) return;
+    await Promise.race([new Promise<void>((r) => this.drainWaiters.push(r)), new Promise((r) => setTimeout(r, ms).unref())]);
+  }
+
+  // ---- tools ------------------------------------------------------------------------------------
+
+  async listTools(cc: CallContext, params: { cursor?: string } | undefined): Promise<Result> {
+    const visible: CatalogTool[] = [];
+    for (const t of this.d.catalog.tools()) {
+      if (await this.visible(cc, 'tools/list', toolFacts(t))) visible.push(t);
+    }
+    const { page, nextCursor } = paginate(visible, params?.cursor, this.d.pageSize);
+    return { tools: page.map((t) => t.definition), ...(nextCursor ? { nextCursor } : {}) };
+  }
+
+  async callTool(cc: CallContext, params: Record<string, unknown>, ctx: Ctx): Promise<Result> {
+    const name = String(params.name ?? '');
+    const state = this.stateOf(ctx);
+    if (state && state.tool !== name) throw new ProtocolError(-32602, 'requestState does not belong to this tool');
+    if (state?.k === 'parked') return this.resumeParked(cc, state.id, ctx);
+
+    const tool = this.d.catalog.tool(name);
+    if (!tool) throw new ProtocolError(-32602, `Unknown tool: ${name}`);
+    const args = (params.arguments ?? {}) as Record<string, unknown>;
+    const fwd: Record<string, unknown> = { name: tool.local, arguments: args };
+    if (state?.k === 'svc') {
+      // The agent's retry of a 2026 service's input_required: decided again, then routed to the same service.
+      if (state.inner !== undefined) fwd.requestState = state.inner;
+      if (ctx.mcpReq.inputResponses) fwd.inputResponses = ctx.mcpReq.inputResponses;
+    }
+    return this.decideAndForward(cc, ctx, {
+      method: 'tools/call',
+      service: tool.service,
+      label: tool.name,
+      facts: toolFacts(tool),
+      args,
+      forwardMethod: 'tools/call',
+      forwardParams: fwd,
+      interactive: true,
+    });
+  }
+
+  // ---- prompts ----------------------------------------------------------------------------------
+
+  async listPrompts(cc: CallContext, params: { cursor?: string } | undefined): Promise<Result> {
+    const visible = [];
+    for (const p of this.d.catalog.prompts()) {
+      if (await this.visible(cc, 'prompts/list', promptFacts(p))) visible.push(p);
+    }
+    const { page, nextCursor } = paginate(visible, params?.cursor, this.d.pageSize);
+    return { prompts: page.map((p) => p.definition), ...(nextCursor ? { nextCursor } : {}) };
+  }
+
+  async getPrompt(cc: CallContext, params: Record<string, unknown>, ctx: Ctx): Promise<Result> {
+    const name = String(params.name ?? '');
+    const p = this.d.catalog.prompt(name);
+    if (!p) throw new ProtocolError(-32602, `Unknown prompt: ${name}`);
+    const args = (params.arguments ?? {}) as Record<string, unknown>;
+    return this.decideAndForward(cc, ctx, {
+      method: 'prompts/get',
+      service: p.service,
+      label: p.name,
+      facts: promptFacts(p),
+      args,
+      forwardMethod: 'prompts/get',
+      forwardParams: { name: p.local, arguments: args },
+      interactive: false,
+    });
+  }
+
+  // ---- resources --------------------------------------------------------------------------------
+
+  async listResources(cc: CallContext, params: { cursor?: string } | undefined): Promise<Result> {
+    const visible = [];
+    for (const r of this.d.catalog.resources()) {
+      const service = this.d.catalog.resourceService(r.uri)!;
+      if (await this.visible(cc, 'resources/list', resourceFacts(service, r.uri))) visible.push(r);
+    }
+    const { page, nextCursor } = paginate(visible, params?.cursor, this.d.pageSize);
+    return { resources: page, ...(nextCursor ? { nextCursor } : {}) };
+  }
+
+  async listResourceTemplates(_cc: CallContext, params: { cursor?: string } | undefined): Promise<Result> {
+    // Templates describe URI shapes, not data; every read of a concrete URI is decided on its own.
+    const { page, nextCursor } = paginate([...this.d.catalog.templates()], params?.cursor, this.d.pageSize);
+    return { resourceTemplates: page, ...(nextCursor ? { nextCursor } : {}) };
+  }
+
+  async readResource(cc: CallContext, params: Record<string, unknown>, ctx: Ctx): Promise<Result> {
+    const uri = String(params.uri ?? '');
+    const service = this.d.catalog.resourceService(uri);
+    if (!service) throw new ProtocolError(-32602, `Resource not found: ${uri}`, { uri });
+    return this.decideAndForward(cc, ctx, {
+      method: 'resources/read',
+      service,
+      label: uri,
+      facts: resourceFacts(service, uri),
+      args: { uri },
+      forwardMethod: 'resources/read',
+      forwardParams: { uri },
+      interactive: false,
+    });
+  }
+
+  // ---- the shared path ---------------------------------------------------------------------------
+
+  private async visible(cc: CallContext, method: string, facts: ToolFacts): Promise<boolean> {
+    const input = buildPolicyInput({
+      phase: 'list',
+      method,
+      principal: cc.principal,
+      purpose: cc.principal.purpose,
+      tool: facts,
+      context: this.context(cc),
+    });
+    try {
+      return (await this.d.policy.decide(input)).allow;
+    } catch (e) {
+      this.d.log.error({ err: (e as Error).message, tool: facts.name }, 'policy error at list time: tool hidden');
+      return false;
+    }
+  }
+
+  private async decideAndForward(
+    cc: CallContext,
+    ctx: Ctx,
+    r: {
+      method: string;
+      service: string;
+      label: string;
+      facts: ToolFacts;
+      args: Record<string, unknown>;
+      forwardMethod: string;
+      forwardParams: Record<string, unknown>;
+      interactive: boolean;
+    },
+  ): Promise<Result> {
+    const t0 = now();
+    const agentMeta = (ctx.mcpReq._meta ?? {}) as Record<string, unknown>;
+    const declared = agentMeta[PURPOSE_META_KEY];
+    const declaredPurpose = typeof declared === 'string' && declared.length > 0 ? declared.slice(0, 200) : null;
+    const decisionId = randomUUID();
+    const input = buildPolicyInput({
+      phase: 'call',
+      method: r.method,
+      principal: cc.principal,
+      purpose: declaredPurpose,
+      tool: r.facts,
+      arguments: r.args,
+      context: this.context(cc),
+    });
+    // A purpose bound into the token wins over a declared one.
+    const purpose = input.purpose;
+    let decision: Decision;
+    try {
+      decision = await this.d.policy.decide(input);
+    } catch (e) {
+      // Fail closed: an engine that throws denies.
+      this.d.log.error({ err: (e as Error).message, decision_id: decisionId }, 'policy evaluation failed');
+      decision = {
+        allow: false,
+        reasons: [{ engine: 'gateway', id: 'engine_error', message: 'policy evaluation failed' }],
+        obligations: {},
+        policy_revision: this.d.policy.revision,
+        eval_us: 0,
+      };
+    }
+    const tokenId = cc.principal.token_id;
+    try {
+      await this.d.audit.decision({ input, decision, decision_id: decisionId, ...(tokenId ? { token_id: tokenId } : {}) });
+    } catch (e) {
+      this.d.log.error({ err: (e as Error).message, decision_id: decisionId }, 'audit write failed: call refused');
+      throw toProtocolError(new GatewayError('ERR_AUDIT_UNAVAILABLE', 'the audit log is unavailable; call refused', { decision_id: decisionId }));
+    }
+    if (!decision.allow) {
+      // The decision record is the whole story of a denied call: nothing was forwarded.
+      throw toProtocolError(
+        new GatewayError('ERR_POLICY_DENIED', `denied by policy: ${[...new Set(decision.reasons.map((x) => x.id))].join(', ') || 'no rule allowed it'}`, {
+          decision_id: decisionId,
+          reasons: decision.reasons,
+          policy_revision: decision.policy_revision,
+        }),
+      );
+    }
+
+    const conn = this.d.catalog.service(r.service);
+    if (!conn) throw toProtocolError(new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${r.service}" is not configured`));
+    let credential: string;
+    try {
+      credential = await this.d.credentials.mint({ service: r.service, principal: cc.principal, tool: r.facts.local_name, purpose, decisionId });
+    } catch (e) {
+      this.d.log.error({ err: (e as Error).message, service: r.service }, 'minting the service credential failed');
+      throw toProtocolError(new GatewayError('ERR_INTERNAL', 'could not mint the service credential'));
+    }
+    const meta: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(agentMeta)) if (k !== 'progressToken') meta[k] = v;
+    meta[CREDENTIAL_META_KEY] = credential;
+    const params = { ...r.forwardParams, _meta: meta };
+
+    const call = new PendingCall(principalKey(cc.principal), r.label, new AbortController());
+    const tSend = now();
+    this.inflight++;
+    call.track(
+      conn
+        .forward(r.forwardMethod, params, {
+          signal: call.controller.signal,
+          onprogress: (p) => call.progress?.(p),
+          ...(r.interactive ? { sink: call } : {}),
+        })
+        .finally(() => this.callDone()),
+    );
+    const finish: Finish = async (o) =>
+      this.outcome({ decision_id: decisionId, service_us: us(now() - tSend), total_us: us(now() - t0), ...o });
+    return this.round(call, ctx, finish);
+  }
+
+  /** Runs one round of a forwarded call for the agent request `ctx`: result, error, or an input request. */
+  private async round(
+    call: PendingCall,
+    ctx: Ctx,
+    finish: Finish,
+  ): Promise<Result> {
+    const progressToken = ctx.mcpReq._meta?.progressToken;
+    call.progress =
+      progressToken === undefined
+        ? undefined
+        : (p) => void ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken, ...p } }).catch(() => undefined);
+    const onAbort = () => call.abandon('cancelled by the agent');
+    ctx.mcpReq.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const r = await call.next();
+      if (r.kind === 'interaction') {
+        call.progress = undefined;
+        this.parked.park(call);
+        this.finishers.set(call, finish);
+        // The service's call goes on across rounds under this one decision: its outcome is written when it ends.
+        const requestState = this.d.state.sign(call.principalId, { k: 'parked', tool: call.tool, id: call.id });
+        return inputRequired({ inputRequests: { [r.key]: r.req as never }, requestState }) as unknown as Result;
+      }
+      if (r.kind === 'error') {
+        const e = r.error;
+        const cancelled = ctx.mcpReq.signal.aborted || (isGatewayError(e) && e.data?.cancelled === true);
+        await finish({
+          outcome: cancelled ? 'cancelled' : isGatewayError(e) && e.code === 'ERR_SERVICE_TIMEOUT' ? 'timeout' : 'service_error',
+          error: isGatewayError(e)
+            ? { code: e.code, message: e.message }
+            : { code: e instanceof ProtocolError ? `JSONRPC_${e.code}` : 'ERR_SERVICE_ERROR', message: 'the service answered with an error' },
+        });
+        throw isGatewayError(e) ? toProtocolError(e) : e;
+      }
+      const value = r.value;
+      if (value.resultType === 'input_required') {
+        // A 2026 service asks the agent for input: wrap its state so the retry comes back to it, bound to this principal.
+        const inner = typeof value.requestState === 'string' ? value.requestState : undefined;
+        const requestState = this.d.state.sign(call.principalId, { k: 'svc', tool: call.tool, ...(inner !== undefined ? { inner } : {}) });
+        await finish({ outcome: 'input_required' });
+        return inputRequired({ inputRequests: (value.inputRequests ?? {}) as never, requestState }) as unknown as Result;
+      }
+      await finish({ outcome: value.isError === true ? 'tool_error' : 'ok', response_bytes: approxSize(value), result: value });
+      return value;
+    } finally {
+      ctx.mcpReq.signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private async resumeParked(cc: CallContext, id: string, ctx: Ctx): Promise<Result> {
+    const call = this.parked.take(id, principalKey(cc.principal));
+    if (!call) throw toProtocolError(new GatewayError('ERR_INPUT_STATE_INVALID', 'the input request has expired or belongs to another caller'));
+    const responses = ctx.mcpReq.inputResponses ?? {};
+    const answer = Object.values(responses)[0] as Record<string, unknown> | undefined;
+    call.answer(answer);
+    return this.round(call, ctx, this.finishers.get(call)!);
+  }
+
+  private stateOf(ctx: Ctx): GatewayState | undefined {
+    // Verified (signature, principal, expiry) by the server's requestState hook before the handler runs.
+    const s = ctx.mcpReq.requestState<GatewayState>();
+    if (s === undefined) return undefined;
+    if (typeof s !== 'object' || s === null || (s.k !== 'svc' && s.k !== 'parked')) throw new ProtocolError(-32602, 'Invalid or expired requestState');
+    return s;
+  }
+
+  private context(cc: CallContext) {
+    return { time: new Date().toISOString(), request_id: cc.requestId, session_id: cc.sessionId, client_ip: cc.clientIp };
+  }
+
+  private async outcome(o: OutcomeAudit): Promise<void> {
+    try {
+      await this.d.audit.outcome(o);
+    } catch (e) {
+      this.d.log.error({ err: (e as Error).message, decision_id: o.decision_id }, 'audit outcome write failed');
+    }
+  }
+
+  private callDone(): void {
+    this.inflight--;
+    if (this.inflight === 0) {
+      const ws = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of ws) w();
+    }
+  }
+}
+
+export function toolFacts(t: CatalogTool): ToolFacts {
+  return { name: t.name, namespace: t.service, local_name: t.local, annotations: t.annotations, definition_hash: t.hash };
+}
+
+function promptFacts(p: { name: string; service: string; local: string; definition: unknown }): ToolFacts {
+  return { name: p.name, namespace: p.service, local_name: p.local, annotations: {}, definition_hash: sha256(canonicalJson(p.definition)) };
+}
+
+function resourceFacts(service: string, uri: string): ToolFacts {
+  return { name: uri, namespace: service, local_name: uri, annotations: {}, definition_hash: sha256(uri) };
+}
+
+/** GatewayError -> the SDK's ProtocolError (the one place a gateway error becomes JSON-RPC). */
+export function toProtocolError(e: GatewayError): ProtocolError {
+  const j = toJsonRpcError(e);
+  return new ProtocolError(j.code, j.message, j.data);
+}
+
+const us = (ms: number) => Math.round(ms * 1000);
+
+function approxSize(v: unknown): number {
+  try {
+    return JSON.stringify(v).length;
+  } catch {
+    return 0;
+  }
+}
+
+/** Offset cursors over the filtered, sorted list. Opaque to agents; a bad cursor is -32602. */
+export function paginate<T>(items: readonly T[], cursor: string | undefined, size: number): { page: T[]; nextCursor?: string } {
+  let offset = 0;
+  if (cursor !== undefined) {
+    try {
+      const o = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { o?: unknown };
+      if (typeof o.o !== 'number' || !Number.isInteger(o.o) || o.o < 0) throw new Error('bad');
+      offset = o.o;
+    } catch {
+      throw new ProtocolError(-32602, 'Invalid cursor');
+    }
+  }
+  const page = items.slice(offset, offset + size);
+  const next = offset + size;
+  return next < items.length ? { page, nextCursor: Buffer.from(JSON.stringify({ o: next })).toString('base64url') } : { page };
+}

@@ -1,0 +1,225 @@
+/**
+ * Gateway core, end to end: real gateway process, real child-process services, real SDK v2 clients
+ * over real HTTP in both eras (pinned 2026-07-28 and 2025-11-25).
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { Client } from '@modelcontextprotocol/client';
+import { connect, echoService, eventually, rawPost, startGateway, type Era, type Gateway } from '../helpers/harness.js';
+
+const text = (r: { content?: unknown }) => ((r.content as Array<{ text?: string }>)[0]?.text ?? '');
+
+describe('gateway core (both eras)', () => {
+  let gw: Gateway;
+  let marker: string;
+
+  before(async () => {
+    marker = path.join(mkdtempSync(path.join(tmpdir(), 'micro-mcp-marker-')), 'marker.log');
+    gw = await startGateway({
+      server: { page_size: 5 },
+      services: {
+        echo: echoService({ era: 'auto' }, marker),
+        legacyecho: echoService({ era: 'legacy' }, marker),
+        modernecho: echoService({ era: 'modern' }, marker),
+      },
+    });
+  });
+  after(async () => {
+    await gw?.stop();
+  });
+
+  for (const era of ['modern', 'legacy'] as Era[]) {
+    describe(`agent era ${era}`, () => {
+      let client: Client;
+      before(async () => {
+        client = await connect(gw, era);
+        client.setRequestHandler('elicitation/create', async () => ({ action: 'accept', content: { ok: true } }));
+      });
+      after(async () => {
+        await client?.close();
+      });
+
+      test('lists namespaced tools from every service, paginated across services', async () => {
+        const names: string[] = [];
+        let cursor: string | undefined;
+        let pages = 0;
+        do {
+          // One page per request (listTools() without a cursor would walk all pages itself).
+          const r = (await client.request({ method: 'tools/list', params: cursor ? { cursor } : {} })) as { tools: Array<{ name: string }>; nextCursor?: string };
+          names.push(...r.tools.map((t) => t.name));
+          cursor = r.nextCursor;
+          pages++;
+        } while (cursor);
+        assert.ok(pages > 1, 'page_size 5 must split the catalog into pages');
+        for (const svc of ['echo', 'legacyecho', 'modernecho']) {
+          for (const tool of ['echo', 'progress', 'slow', 'confirm', 'env']) assert.ok(names.includes(`${svc}.${tool}`), `${svc}.${tool} listed`);
+        }
+        assert.equal(new Set(names).size, names.length, 'no duplicates across pages');
+      });
+
+      test('calls a tool of each service era', async () => {
+        for (const svc of ['echo', 'legacyecho', 'modernecho']) {
+          const r = await client.callTool({ name: `${svc}.echo`, arguments: { text: `hi ${era}` } });
+          assert.equal(text(r), `hi ${era}`);
+        }
+      });
+
+      test('relays progress notifications', async () => {
+        for (const svc of ['legacyecho', 'modernecho']) {
+          const seen: number[] = [];
+          const r = await client.callTool({ name: `${svc}.progress`, arguments: { steps: 3 } }, { onprogress: (p) => seen.push(p.progress) });
+          assert.equal(text(r), 'done 3');
+          assert.deepEqual(seen, [1, 2, 3], `${svc} progress relayed`);
+        }
+      });
+
+      test('an input request round trip reaches the agent and back, for both service eras', async () => {
+        for (const svc of ['legacyecho', 'modernecho']) {
+          const r = await client.callTool({ name: `${svc}.confirm`, arguments: { question: 'proceed?' } });
+          assert.equal(text(r), 'confirmed', `${svc}: ${JSON.stringify(r)}`);
+        }
+      });
+
+      test('cancellation reaches the service', async () => {
+        for (const svc of ['legacyecho', 'modernecho']) {
+          const tag = `${era}-${svc}-${Date.now()}`;
+          const ac = new AbortController();
+          const p = client.callTool({ name: `${svc}.slow`, arguments: { tag, ms: 20_000 } }, { signal: ac.signal });
+          await eventually(() => existsSync(marker) && readFileSync(marker, 'utf8').includes(`started ${tag}`));
+          ac.abort();
+          await assert.rejects(p);
+          await eventually(() => readFileSync(marker, 'utf8').includes(`cancelled ${tag}`), 10_000);
+        }
+      });
+
+      test('an unknown tool is a clear JSON-RPC error', async () => {
+        await assert.rejects(client.callTool({ name: 'nope.nothing', arguments: {} }), /Unknown tool: nope\.nothing/);
+      });
+
+      test('prompts are namespaced and resources keep their URIs', async () => {
+        const prompts = await client.listPrompts();
+        assert.ok(prompts.prompts.some((p) => p.name === 'echo.greet'));
+        const got = await client.getPrompt({ name: 'echo.greet', arguments: { who: 'bob' } });
+        assert.match(JSON.stringify(got.messages), /Hello bob/);
+        const res = await client.listResources();
+        assert.ok(res.resources.some((r) => r.uri === 'echo://static/info'));
+        const read = await client.readResource({ uri: 'echo://static/info' });
+        assert.match(JSON.stringify(read.contents), /resource echo:\/\/static\/info/);
+      });
+    });
+  }
+
+  test('a service gets only its configured environment and a per-call credential, never the agent token', async () => {
+    const client = await connect(gw, 'modern');
+    const r = await client.callTool({ name: 'echo.env', arguments: {} });
+    const sc = r.structuredContent as { env: string[]; credential: boolean; meta_keys: string[] };
+    assert.equal(sc.credential, true);
+    for (const leaked of ['PATH', 'HOME', 'USER']) assert.ok(!sc.env.includes(leaked), `${leaked} must not reach the service`);
+    // Only the gateway's own credential (and the gateway's progress token) reach the service.
+    assert.deepEqual(sc.meta_keys.filter((k) => k !== 'progressToken'), ['dev.micro-mcp/credential']);
+    await client.close();
+  });
+
+  test('a killed service is restarted and the next call works', async () => {
+    const client = await connect(gw, 'legacy');
+    const restarts = async () =>
+      ((await (await fetch(`${gw.url}/readyz`)).json()) as { services: Array<{ name: string; restarts: number; state: string }> }).services.find(
+        (s) => s.name === 'legacyecho',
+      )!;
+    const before = (await restarts()).restarts;
+    await client.callTool({ name: 'legacyecho.crash', arguments: {} });
+    await eventually(async () => (await restarts()).restarts > before, 10_000);
+    // The tool stays listed while the service restarts; the next call waits for it.
+    const r = await client.callTool({ name: 'legacyecho.echo', arguments: { text: 'back' } });
+    assert.equal(text(r), 'back');
+    assert.equal((await restarts()).state, 'ready');
+    await eventually(async () => {
+      try {
+        const r = await client.callTool({ name: 'legacyecho.echo', arguments: { text: 'back' } });
+        return text(r) === 'back';
+      } catch {
+        return false;
+      }
+    }, 20_000, 200);
+    await client.close();
+  });
+
+  test('list changes reach agents of both eras', async () => {
+    const legacy = await connect(gw, 'legacy');
+    const modern = await connect(gw, 'modern');
+    let legacySaw = 0;
+    let modernSaw = 0;
+    legacy.setNotificationHandler('notifications/tools/list_changed', () => void legacySaw++);
+    modern.setNotificationHandler('notifications/tools/list_changed', () => void modernSaw++);
+    const sub = await modern.listen({ toolsListChanged: true } as never);
+    await legacy.callTool({ name: 'legacyecho.toggle', arguments: {} });
+    await eventually(() => legacySaw > 0 && modernSaw > 0);
+    const tools = await modern.listTools(undefined, { cacheMode: 'bypass' } as never);
+    void tools;
+    await sub.close();
+    await legacy.close();
+    await modern.close();
+  });
+
+  test('bad input gets a clear error and the gateway keeps serving', async () => {
+    const token = await gw.token();
+    const auth = { authorization: `Bearer ${token}` };
+    // malformed JSON
+    let r = await rawPost(gw, '{"jsonrpc":"2.0",', auth);
+    assert.equal(r.status, 400);
+    assert.equal(((await r.json()) as { error: { code: number } }).error.code, -32700);
+    // not JSON-RPC
+    r = await rawPost(gw, '42', auth);
+    assert.equal(r.status, 400);
+    // oversized body
+    r = await rawPost(gw, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { pad: 'x'.repeat(2 * 1024 * 1024) } }), auth);
+    assert.equal(r.status, 413);
+    // header that disagrees with the body (2026-07-28)
+    const body = {
+      jsonrpc: '2.0',
+      id: 7,
+      method: 'tools/call',
+      params: {
+        name: 'echo.echo',
+        arguments: { text: 'x' },
+        _meta: {
+          'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+          'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
+          'io.modelcontextprotocol/clientCapabilities': {},
+        },
+      },
+    };
+    r = await rawPost(gw, JSON.stringify(body), { ...auth, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' });
+    const j = (await r.json()) as { error?: { code: number; message: string } };
+    assert.ok(j.error, `mismatch must be refused: ${JSON.stringify(j)}`);
+    // wrong content type
+    r = await fetch(gw.mcpUrl, { method: 'POST', headers: { ...auth, 'content-type': 'text/plain' }, body: '{}' });
+    assert.equal(r.status, 415);
+    // a foreign Origin (DNS rebinding) and a foreign Host
+    r = await rawPost(gw, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }), { ...auth, origin: 'http://evil.example' });
+    assert.equal(r.status, 403);
+    // still serving
+    const client = await connect(gw, 'modern');
+    assert.equal(text(await client.callTool({ name: 'echo.echo', arguments: { text: 'alive' } })), 'alive');
+    await client.close();
+    const health = await fetch(`${gw.url}/healthz`);
+    assert.equal(health.status, 200);
+  });
+
+  test('2025 session ids come from a random source and are bound to their principal', async () => {
+    const alice = await connect(gw, 'legacy', { token: await gw.token({ sub: 'alice' }) });
+    const sid = (alice as unknown as { transport?: { sessionId?: string } }).transport?.sessionId;
+    assert.match(sid ?? '', /^[0-9a-f-]{36}$/);
+    const bobToken = await gw.token({ sub: 'bob' });
+    const r = await rawPost(gw, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }), {
+      authorization: `Bearer ${bobToken}`,
+      'mcp-session-id': sid!,
+      'mcp-protocol-version': '2025-11-25',
+    });
+    assert.equal(r.status, 404);
+    await alice.close();
+  });
+});

@@ -1,0 +1,157 @@
+/**
+ * End-to-end harness: a real gateway process (dist/src/cli/main.js) on an ephemeral loopback port,
+ * real child-process services, real SDK v2 clients over real HTTP, dev-key tokens.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { stringify } from 'yaml';
+import { mintDevToken } from '../../src/auth/dev.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** dist/ root of the compiled project (this file runs from dist/test/helpers). */
+export const DIST = path.resolve(here, '..', '..');
+export const ROOT = path.resolve(DIST, '..');
+export const CLI = path.join(DIST, 'src', 'cli', 'main.js');
+export const FIXTURE = path.join(DIST, 'test', 'fixtures', 'echo-service.js');
+
+export interface Gateway {
+  url: string;
+  mcpUrl: string;
+  proc: ChildProcess;
+  dir: string;
+  output: () => string;
+  token: (claims?: Partial<TokenClaims>) => Promise<string>;
+  stop: (signal?: NodeJS.Signals) => Promise<number | null>;
+}
+
+export interface TokenClaims {
+  sub: string;
+  groups: string[];
+  scopes: string[];
+  /** Bound into the token; default "e2e-tests"; '' for none. */
+  purpose?: string;
+  ttl: string;
+}
+
+/** Starts `micro-mcp serve` with this config (YAML-able object); port 0, loopback, dev keys in a temp dir. */
+export async function startGateway(config: Record<string, unknown>, opts: { env?: Record<string, string>; dir?: string } = {}): Promise<Gateway> {
+  const dir = opts.dir ?? mkdtempSync(path.join(tmpdir(), 'micro-mcp-e2e-'));
+  const keyDir = path.join(dir, 'keys');
+  const cfg = {
+    ...config,
+    server: { host: '127.0.0.1', port: 0, ...(config.server as object | undefined) },
+    auth: { mode: 'dev', dev_key_dir: keyDir, ...(config.auth as object | undefined) },
+    policy: {
+      rego: { dir: path.join(ROOT, 'policies', 'rego') },
+      cedar: { dir: path.join(ROOT, 'policies', 'cedar') },
+      watch: false,
+      ...(config.policy as object | undefined),
+    },
+    audit: { file: path.join(dir, 'audit', 'audit.jsonl'), ...(config.audit as object | undefined) },
+  };
+  const file = path.join(dir, 'gateway.yaml');
+  writeFileSync(file, stringify(cfg));
+  const proc = spawn(process.execPath, [CLI, 'serve', '--config', file], {
+    env: { PATH: process.env.PATH ?? '', HOME: dir, ...(opts.env ?? {}) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
+  proc.stderr!.setEncoding('utf8').on('data', (s: string) => (out += s));
+  const url = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`gateway did not start:\n${out}`)), 30_000);
+    const check = () => {
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]!);
+      }
+    };
+    proc.stdout!.on('data', check);
+    proc.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`gateway exited with ${code}:\n${out}`));
+    });
+  });
+  const gw: Gateway = {
+    url,
+    mcpUrl: `${url}/mcp`,
+    proc,
+    dir,
+    output: () => out,
+    token: async (c = {}) =>
+      mintDevToken({
+        keyDir,
+        sub: c.sub ?? 'alice',
+        groups: c.groups ?? ['eng'],
+        scopes: c.scopes ?? ['fs:read', 'http:fetch', 'echo:call', 'legacyecho:call', 'modernecho:call', 'everything:call'],
+        ttl: c.ttl ?? '10m',
+        audience: `${url}/mcp`,
+        ...(c.purpose !== '' ? { purpose: c.purpose ?? 'e2e-tests' } : {}),
+      }),
+    stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
+      if (proc.exitCode !== null) return proc.exitCode;
+      const done = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+      proc.kill(signal);
+      const code = await Promise.race([done, new Promise<null>((r) => setTimeout(() => r(null), 15_000))]);
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+      if (!opts.dir) rmSync(dir, { recursive: true, force: true });
+      return code;
+    },
+  };
+  return gw;
+}
+
+export type Era = 'modern' | 'legacy';
+
+/** A real SDK client pinned to 2026-07-28 ('modern') or speaking 2025-11-25 ('legacy'). */
+export async function connect(gw: Gateway, era: Era, opts: { token?: string; capabilities?: Record<string, unknown> } = {}): Promise<Client> {
+  const token = opts.token ?? (await gw.token());
+  const client = new Client(
+    { name: `e2e-${era}`, version: '1.0.0' },
+    {
+      capabilities: (opts.capabilities ?? { elicitation: { form: {} } }) as never,
+      versionNegotiation: era === 'modern' ? { mode: { pin: '2026-07-28' } } : { mode: 'legacy' },
+    },
+  );
+  const transport = new StreamableHTTPClientTransport(new URL(gw.mcpUrl), {
+    requestInit: { headers: { authorization: `Bearer ${token}` } },
+  });
+  await client.connect(transport);
+  return client;
+}
+
+/** The gateway config for the echo fixture service (plus any others). */
+export function echoService(extra: Record<string, unknown> = {}, markerFile?: string): Record<string, unknown> {
+  return {
+    transport: 'stdio',
+    command: 'node',
+    args: [FIXTURE, ...(markerFile ? ['--marker', markerFile] : [])],
+    ...extra,
+  };
+}
+
+export async function rawPost(gw: Gateway, body: string, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(gw.mcpUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+    body,
+  });
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls until `fn` returns a truthy value or `ms` pass. */
+export async function eventually<T>(fn: () => T | Promise<T>, ms = 10_000, step = 50): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await sleep(step);
+  }
+}
