@@ -9,6 +9,8 @@ import { EventEmitter } from 'node:events';
 import { Client, ProtocolError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import type {
   DiscoverResult,
+  JSONRPCNotification,
+  MessageExtraInfo,
   Prompt,
   RequestOptions,
   Resource,
@@ -47,6 +49,33 @@ export interface ForwardOptions {
 }
 
 const GATEWAY_INFO = { name: 'micro-mcp-gateway', version: '0.1.0' };
+
+type ProgressParams = { progress: number; total?: number; message?: string };
+
+/**
+ * The SDK client dispatches notifications a tick after responses and forgets a request's progress
+ * handler when its response arrives, so a service's last progress notification, sent right before
+ * its result, was lost. Progress for forwarded calls is therefore routed here, synchronously, at the
+ * moment the message arrives (in wire order), under progress tokens the gateway assigns itself.
+ */
+class GatewayClient extends Client {
+  readonly progressRoutes = new Map<string, (p: ProgressParams) => void>();
+
+  protected override _onnotification(raw: JSONRPCNotification, extra?: MessageExtraInfo): void {
+    if (raw.method === 'notifications/progress') {
+      const params = (raw.params ?? {}) as ProgressParams & { progressToken?: unknown };
+      const route = typeof params.progressToken === 'string' ? this.progressRoutes.get(params.progressToken) : undefined;
+      if (route) {
+        const { progressToken: _t, ...p } = params;
+        route(p);
+        return;
+      }
+    }
+    super._onnotification(raw, extra);
+  }
+}
+
+let progressSeq = 0;
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
@@ -132,19 +161,39 @@ export class ServiceConnection extends EventEmitter {
   async forward(method: string, params: Record<string, unknown>, opts: ForwardOptions = {}): Promise<Record<string, unknown>> {
     const client = await this.whenReady(Math.min(this.cfg.call_timeout_ms, 5000));
     if (opts.sink) this.sinks.add(opts.sink);
-    const ro: RequestOptions = {
-      signal: opts.signal,
-      timeout: opts.timeoutMs ?? this.cfg.call_timeout_ms,
-      resetTimeoutOnProgress: true,
-      allowInputRequired: true,
-    };
-    if (opts.onprogress) ro.onprogress = opts.onprogress;
+    // Our own idle timeout, reset by progress (the SDK's cannot see progress routed around it).
+    const timeoutMs = opts.timeoutMs ?? this.cfg.call_timeout_ms;
+    const ac = new AbortController();
+    let timedOut = false;
+    let timer = setTimeout(expire, timeoutMs);
+    function expire() {
+      timedOut = true;
+      ac.abort();
+    }
+    const onAbort = () => ac.abort();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    let token: string | undefined;
+    if (opts.onprogress) {
+      token = `gw-${++progressSeq}`;
+      const relay = opts.onprogress;
+      (client as GatewayClient).progressRoutes.set(token, (p) => {
+        clearTimeout(timer);
+        timer = setTimeout(expire, timeoutMs);
+        relay(p);
+      });
+      params = { ...params, _meta: { ...((params._meta as Record<string, unknown> | undefined) ?? {}), progressToken: token } };
+    }
+    const ro: RequestOptions = { signal: ac.signal, timeout: 2_147_483_647, allowInputRequired: true };
     try {
       const req = { method, params } as Parameters<Client['request']>[0];
       return (await client.request(req as never, ro as never)) as Record<string, unknown>;
     } catch (e) {
+      if (timedOut) throw new GatewayError('ERR_SERVICE_TIMEOUT', `service "${this.name}" did not answer in time`, { service: this.name });
       throw this.mapError(e, opts.signal);
     } finally {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      if (token) (client as GatewayClient).progressRoutes.delete(token);
       if (opts.sink) this.sinks.delete(opts.sink);
     }
   }
@@ -163,7 +212,7 @@ export class ServiceConnection extends EventEmitter {
 
   private async connect(): Promise<void> {
     this.state = 'starting';
-    const client = new Client(GATEWAY_INFO, {
+    const client = new GatewayClient(GATEWAY_INFO, {
       capabilities: { elicitation: { form: {}, url: {} }, sampling: {} },
       versionNegotiation: this.negotiation(),
       inputRequired: { autoFulfill: false },

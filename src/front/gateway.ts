@@ -295,14 +295,20 @@ export class Gateway {
     finish: Finish,
   ): Promise<Result> {
     const progressToken = ctx.mcpReq._meta?.progressToken;
+    // Notifications are chained and awaited before the result, so the last progress is not
+    // overtaken by the response (after which the transport would drop it).
+    let relayed: Promise<void> = Promise.resolve();
     call.progress =
       progressToken === undefined
         ? undefined
-        : (p) => void ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken, ...p } }).catch(() => undefined);
+        : (p) => {
+            relayed = relayed.then(() => ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken, ...p } })).catch(() => undefined);
+          };
     const onAbort = () => call.abandon('cancelled by the agent');
     ctx.mcpReq.signal.addEventListener('abort', onAbort, { once: true });
     try {
       const r = await call.next();
+      await relayed;
       if (r.kind === 'interaction') {
         call.progress = undefined;
         this.parked.park(call);

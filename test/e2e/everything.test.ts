@@ -1,0 +1,133 @@
+/**
+ * A third-party server behind the gateway: @modelcontextprotocol/server-everything (from npm, SDK 1.x,
+ * 2025 era, over stdio) attached as namespace "everything". Its tools, prompts and resources are reachable
+ * through the namespace by agents of both eras, including its long-running operation's progress and its
+ * elicitation tool (a 2025 server-to-client request, carried to the agent as input_required rounds).
+ */
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { Client } from '@modelcontextprotocol/client';
+import { connect, ROOT, startGateway, type Era, type Gateway } from '../helpers/harness.js';
+
+const EVERYTHING = path.join(ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
+const text = (r: { content?: unknown }) => ((r.content as Array<{ text?: string }>)[0]?.text ?? '');
+
+describe('server-everything behind the gateway', () => {
+  let gw: Gateway;
+  before(async () => {
+    gw = await startGateway({
+      services: { everything: { transport: 'stdio', command: 'node', args: [EVERYTHING, 'stdio'], era: 'auto' } },
+    });
+  });
+  after(async () => {
+    await gw?.stop();
+  });
+
+  test('the service was negotiated as a 2025-era server and is ready', async () => {
+    const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as { services: Array<{ name: string; state: string; era: string }> };
+    const s = ready.services.find((x) => x.name === 'everything')!;
+    assert.equal(s.state, 'ready');
+    assert.equal(s.era, 'legacy');
+  });
+
+  for (const era of ['modern', 'legacy'] as Era[]) {
+    describe(`agent era ${era}`, () => {
+      let client: Client;
+      before(async () => {
+        client = await connect(gw, era);
+        client.setRequestHandler('elicitation/create', async (req) => {
+          const props = Object.keys((req.params as { requestedSchema?: { properties?: object } }).requestedSchema?.properties ?? {});
+          return { action: 'accept', content: Object.fromEntries(props.map((p) => [p, p === 'name' ? 'Ada' : undefined]).filter(([, v]) => v)) };
+        });
+      });
+      after(async () => {
+        await client?.close();
+      });
+
+      test('tools are listed under the namespace and callable', async () => {
+        const { tools } = await client.listTools();
+        const names = tools.map((t) => t.name);
+        for (const t of ['everything.echo', 'everything.get-sum', 'everything.trigger-long-running-operation']) assert.ok(names.includes(t), t);
+        assert.ok(names.every((n) => n.startsWith('everything.')));
+        assert.equal(text(await client.callTool({ name: 'everything.echo', arguments: { message: `hi ${era}` } })), `Echo: hi ${era}`);
+        const sum = await client.callTool({ name: 'everything.get-sum', arguments: { a: 2, b: 3 } });
+        assert.match(text(sum), /5/);
+      });
+
+      test('prompts are namespaced; resources keep their URIs and are read through the gateway', async () => {
+        const { prompts } = await client.listPrompts();
+        assert.ok(prompts.some((p) => p.name === 'everything.simple-prompt'));
+        const p = await client.getPrompt({ name: 'everything.args-prompt', arguments: { city: 'Lyon' } });
+        assert.match(JSON.stringify(p.messages), /Lyon/);
+        const { resources } = await client.listResources();
+        const doc = resources.find((r) => r.uri.startsWith('demo://resource/static/document/'));
+        assert.ok(doc, 'static documents listed with their own URIs');
+        const read = await client.readResource({ uri: doc.uri });
+        assert.ok(read.contents.length > 0);
+        // A URI only a template matches is routed by the template.
+        const dyn = await client.readResource({ uri: 'demo://resource/dynamic/text/3' });
+        assert.match(JSON.stringify(dyn.contents), /3/);
+      });
+
+      test("the long-running operation's progress reaches the agent", async () => {
+        const seen: number[] = [];
+        const r = await client.callTool(
+          { name: 'everything.trigger-long-running-operation', arguments: { duration: 1, steps: 4 } },
+          { onprogress: (p) => seen.push(p.progress) },
+        );
+        assert.match(text(r), /completed/i);
+        // The SDK client may settle the call before dispatching a progress notification that arrives in
+        // the same read as the result; the raw-stream test below proves every step is relayed, in order.
+        assert.ok(seen.length >= 3, JSON.stringify(seen));
+        assert.deepEqual(seen, [1, 2, 3, 4].slice(0, seen.length));
+      });
+
+      test('its elicitation tool reaches exactly this agent call and the answer goes back', async () => {
+        const r = await client.callTool({ name: 'everything.trigger-elicitation-request', arguments: {} });
+        assert.match(JSON.stringify(r.content), /accept/);
+        assert.match(JSON.stringify(r.content), /Ada/);
+      });
+    });
+  }
+
+  test('every progress step is relayed before the result (raw 2026-07-28 stream)', async () => {
+    const token = await gw.token();
+    const meta = {
+      'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+      'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
+      'io.modelcontextprotocol/clientCapabilities': {},
+      progressToken: 'p1',
+    };
+    const name = 'everything.trigger-long-running-operation';
+    const r = await fetch(gw.mcpUrl, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': '2026-07-28',
+        'mcp-method': 'tools/call',
+        'mcp-name': name,
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: { duration: 1, steps: 4 }, _meta: meta } }),
+    });
+    const events = (await r.text())
+      .split('\n')
+      .filter((l) => l.startsWith('data: '))
+      .map((l) => JSON.parse(l.slice(6)) as { method?: string; params?: { progress: number; progressToken: string }; result?: unknown });
+    const progress = events.filter((e) => e.method === 'notifications/progress');
+    assert.deepEqual(progress.map((e) => e.params!.progress), [1, 2, 3, 4]);
+    assert.ok(progress.every((e) => e.params!.progressToken === 'p1'), 'the agent sees its own progress token');
+    assert.ok(events.at(-1)!.result, 'the result comes last');
+  });
+
+  test('a third-party tool without its scope is hidden and denied', async () => {
+    const token = await gw.token({ scopes: ['fs:read'] });
+    const client = await connect(gw, 'modern', { token });
+    const { tools } = await client.listTools();
+    assert.ok(!tools.some((t) => t.name.startsWith('everything.')));
+    await assert.rejects(client.callTool({ name: 'everything.echo', arguments: { message: 'x' } }), /service_call_scope_missing/);
+    await client.close();
+  });
+});
