@@ -76,6 +76,32 @@ _denies contains "service_call_scope_missing: tools of this service require scop
 _call_scope(namespace) := concat("", [namespace, ":call"])
 
 # METADATA
+# title: obligations
+# description: |
+#   On a denial that more scope would lift, the scopes to ask for. The gateway answers such a
+#   tools/call with HTTP 403 and WWW-Authenticate error="insufficient_scope" (step-up).
+obligations := {"step_up_scopes": _step_up_scopes} if {
+	not allow
+	count(_step_up_scopes) > 0
+}
+
+_scope_denial_scope := {
+	"fs_read_scope_missing": "fs:read",
+	"http_fetch_scope_missing": "http:fetch",
+}
+
+_step_up_scopes contains scope if {
+	some r in _denies
+	id := split(r, ":")[0]
+	scope := _scope_denial_scope[id]
+}
+
+_step_up_scopes contains _call_scope(input.tool.namespace) if {
+	some r in _denies
+	split(r, ":")[0] in {"service_call_scope_missing", "service_content_scope_missing"}
+}
+
+# METADATA
 # title: service_content_scope
 # description: Prompts and resources of a third-party service are granted by scope "<namespace>:call".
 _grants contains "service_content_scope: prompts and resources of this service are granted by scope <namespace>:call" if {

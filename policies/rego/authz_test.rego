@@ -81,3 +81,15 @@ test_allow_reasons_are_the_grants if {
 	authz.allow with input as inp
 	_ids(authz.reasons) == {"fs_read_scope"} with input as inp
 }
+
+test_agent_cannot_call_without_scope_gets_step_up_scopes if {
+	inp := _input({"scopes": [], "purpose": "incident-4711", "tool": _tool("everything", "echo", {})})
+	not authz.allow with input as inp
+	authz.obligations == {"step_up_scopes": {"everything:call"}} with input as inp
+}
+
+test_agent_denied_for_other_reasons_gets_no_step_up if {
+	inp := _input({"scopes": ["everything:call"], "tool": _tool("everything", "echo", {})})
+	not authz.allow with input as inp
+	not authz.obligations with input as inp
+}

@@ -213,6 +213,7 @@ export async function startGateway(config: Config, opts: { host: string; port: n
         detail: { services, audit: audit.healthy ? 'ok' : 'unavailable', sessions: front.sessionCount, in_flight: gateway.inFlight },
       };
     },
+    stepUp: (principal, body, requestId) => gateway.stepUpScopes(principal, body, requestId),
     clientIp: (c) => ((c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket.remoteAddress ?? null),
   });
   handler = getRequestListener(app.fetch);

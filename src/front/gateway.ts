@@ -10,7 +10,7 @@ import type { Catalog, CatalogTool } from '../catalog/catalog.js';
 import { buildPolicyInput } from '../policy/input.js';
 import { principalKey } from '../auth/state.js';
 import { canonicalJson, sha256 } from '../catalog/canonical.js';
-import type { Decision, Logger, Principal, ToolFacts } from '../types.js';
+import type { Decision, Logger, PolicyInput, Principal, ToolFacts } from '../types.js';
 import { ParkedCalls, PendingCall } from './interactions.js';
 import {
   CREDENTIAL_META_KEY,
@@ -52,12 +52,16 @@ type Finish = (o: Omit<OutcomeAudit, 'decision_id'>) => Promise<void>;
 type Ctx = ServerContext;
 
 const now = () => performance.now();
+/** List-phase decisions are reused this long (a policy reload changes the revision, and so the key). */
+const LIST_CACHE_TTL_MS = 5000;
+const LIST_CACHE_MAX = 50_000;
 
 export class Gateway {
   readonly parked: ParkedCalls;
   private inflight = 0;
   private drainWaiters: Array<() => void> = [];
   private readonly finishers = new WeakMap<PendingCall, Finish>();
+  private readonly listCache = new Map<string, { decision: Decision; until: number }>();
 
   constructor(private readonly d: GatewayDeps) {
     this.parked = new ParkedCalls(d.inputTtlMs ?? 10 * 60_000, (call) => {
@@ -179,20 +183,47 @@ export class Gateway {
   // ---- the shared path ---------------------------------------------------------------------------
 
   private async visible(cc: CallContext, method: string, facts: ToolFacts): Promise<boolean> {
-    const input = buildPolicyInput({
-      phase: 'list',
-      method,
-      principal: cc.principal,
-      purpose: cc.principal.purpose,
-      tool: facts,
-      context: this.context(cc),
-    });
+    return (await this.listDecision(cc.principal, method, facts, this.context(cc))).allow;
+  }
+
+  /**
+   * The list-phase decision for one principal and tool. It depends only on the principal's claims, the
+   * tool and the policy revision, so it is cached briefly (lists are asked for often and are the same
+   * for every call of a session).
+   */
+  private async listDecision(principal: Principal, method: string, facts: ToolFacts, context: PolicyInput['context']): Promise<Decision> {
+    const key = `${principalKey(principal)}\u0001${principal.scopes.join(' ')}\u0001${principal.groups.join(' ')}\u0001${principal.purpose ?? ''}\u0001${method}\u0001${facts.name}\u0001${facts.definition_hash}\u0001${this.d.policy.revision}`;
+    const now = Date.now();
+    const hit = this.listCache.get(key);
+    if (hit && hit.until > now) return hit.decision;
+    let decision: Decision;
     try {
-      return (await this.d.policy.decide(input)).allow;
+      decision = await this.d.policy.decide(buildPolicyInput({ phase: 'list', method, principal, purpose: principal.purpose, tool: facts, context }));
     } catch (e) {
       this.d.log.error({ err: (e as Error).message, tool: facts.name }, 'policy error at list time: tool hidden');
-      return false;
+      return { allow: false, reasons: [{ engine: 'gateway', id: 'engine_error', message: 'policy evaluation failed' }], obligations: {}, policy_revision: this.d.policy.revision, eval_us: 0 };
     }
+    if (this.listCache.size >= LIST_CACHE_MAX) this.listCache.clear();
+    this.listCache.set(key, { decision, until: now + LIST_CACHE_TTL_MS });
+    return decision;
+  }
+
+  /**
+   * Step-up (MCP authorization spec): when a tools/call is refused only for want of scope, the edge
+   * answers HTTP 403 with error="insufficient_scope" and the scopes that would lift it, so the client
+   * can ask its authorization server for them. Returns those scopes, or undefined to let the call run
+   * (and be decided in full, and audited, as usual).
+   */
+  async stepUpScopes(principal: Principal, body: unknown, requestId: string): Promise<string[] | undefined> {
+    if (!body || typeof body !== 'object' || Array.isArray(body)) return undefined;
+    const msg = body as { method?: unknown; params?: { name?: unknown } };
+    if (msg.method !== 'tools/call' || typeof msg.params?.name !== 'string') return undefined;
+    const tool = this.d.catalog.tool(msg.params.name);
+    if (!tool) return undefined;
+    const context = { time: new Date().toISOString(), request_id: requestId, session_id: null, client_ip: null };
+    const d = await this.listDecision(principal, 'tools/list', toolFacts(tool), context);
+    const up = d.allow ? undefined : d.obligations['step_up_scopes'];
+    return Array.isArray(up) && up.length > 0 ? (up as string[]) : undefined;
   }
 
   private async decideAndForward(

@@ -32,6 +32,8 @@ export interface AppDeps {
   jwks: () => Record<string, unknown>;
   health: () => { ready: boolean; detail: Record<string, unknown> };
   clientIp: (c: Context) => string | null;
+  /** Scopes a tools/call needs before it could be allowed (403 insufficient_scope), or undefined. */
+  stepUp: (principal: Principal, body: unknown, requestId: string) => Promise<string[] | undefined>;
 }
 
 type Vars = { requestId: string; parsedBody: unknown };
@@ -70,6 +72,13 @@ export function createApp(d: AppDeps): Hono<{ Variables: Vars }> {
       return new Response(JSON.stringify(ch.body), { status: ch.status, headers: { 'content-type': 'application/json', ...ch.headers } });
     }
     try {
+      const stepUp = await d.stepUp(principal, c.get('parsedBody'), requestId);
+      if (stepUp) {
+        const e = new GatewayError('ERR_INSUFFICIENT_SCOPE', 'this call needs more scope', { required_scopes: stepUp });
+        d.auth.onRefused?.(e, { requestId, clientIp });
+        const ch = d.auth.challenge(e);
+        return new Response(JSON.stringify(ch.body), { status: ch.status, headers: { 'content-type': 'application/json', ...ch.headers } });
+      }
       return await d.front.handle(c.req.raw, { principal, requestId, clientIp, parsedBody: c.get('parsedBody') });
     } catch (e) {
       d.log.error({ err: (e as Error).message, request_id: requestId }, 'unhandled error serving /mcp');
