@@ -70,7 +70,7 @@ export function resolveConfigPath(v: { config?: string | undefined; dev?: boolea
 }
 
 /** Everything but the HTTP listener: shared by `serve` and `stdio`. */
-async function startCore(config: Config, opts: { resource: string; loopback: boolean; dev: boolean }): Promise<Core & { auth: Authenticator }> {
+async function startCore(config: Config, opts: { dev: boolean }): Promise<Core & { authConfig: AuthConfig }> {
   const baseDir = path.dirname(config.source);
   const authCfg = config.auth as unknown as AuthConfig | undefined;
   if (!authCfg) throw new GatewayError('ERR_CONFIG_INVALID', `${config.source}: /auth: the auth section is required (mode: dev or jwt)`);
@@ -78,7 +78,6 @@ async function startCore(config: Config, opts: { resource: string; loopback: boo
     authCfg.dev_key_dir && !path.isAbsolute(authCfg.dev_key_dir) ? { ...authCfg, dev_key_dir: path.resolve(baseDir, authCfg.dev_key_dir) } : authCfg;
   const audit = await openAuditLog(auditOptionsFromConfig(config.audit as AuditConfig | undefined, { dev: opts.dev, baseDir, version: VERSION }));
   const log = createLogger({ level: config.logging?.level ?? 'info', redact: audit.redactor }) as unknown as Logger;
-  const auth = await createAuthenticator(resolvedAuth, { resource: opts.resource, loopback: opts.loopback });
   // The JWKS file stdio services read to verify their per-call credentials; private to this process.
   const runDir = RUN_DIR;
   mkdirSync(runDir, { recursive: true, mode: 0o700 });
@@ -114,7 +113,7 @@ async function startCore(config: Config, opts: { resource: string; loopback: boo
     log,
     minter,
     audit,
-    auth,
+    authConfig: resolvedAuth,
     catalog,
     gateway,
     state,
@@ -153,6 +152,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
 /** Starts the HTTP gateway and prints where it listens (and, in dev mode, how to connect). */
 export async function startGateway(config: Config, opts: { host: string; port: number; dev: boolean }): Promise<RunningGateway> {
   const loopback = LOOPBACK.has(opts.host) || /^127\./.test(opts.host);
+  if (config.auth?.mode === 'dev' && !loopback) {
+    // Refused before anything listens: the dev key must never guard a network-reachable endpoint.
+    throw new GatewayError('ERR_CONFIG_INVALID', `auth.mode "dev" is allowed only on a loopback address, not ${opts.host}; configure auth.mode "jwt" with your issuer`);
+  }
   // Listen first: with port 0 the canonical resource URI (the token audience) needs the real port.
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   const server = createServer((req, res) => {
@@ -172,13 +175,21 @@ export async function startGateway(config: Config, opts: { host: string; port: n
   const base = (config.server.public_url ?? `http://${hostForUrl}:${addr.port}`).replace(/\/+$/, '');
   const resource = `${base}/mcp`;
   let core: Awaited<ReturnType<typeof startCore>>;
+  let auth: Authenticator;
   try {
-    core = await startCore(config, { resource, loopback, dev: opts.dev });
+    core = await startCore(config, { dev: opts.dev });
   } catch (e) {
     server.close();
     throw e;
   }
-  const { log, audit, auth, catalog, gateway } = core;
+  try {
+    auth = await createAuthenticator(core.authConfig, { resource, loopback });
+  } catch (e) {
+    server.close();
+    await core.stop();
+    throw e;
+  }
+  const { log, audit, catalog, gateway } = core;
   const publicHost = new URL(base).hostname.replace(/^\[|\]$/g, '');
   const allowedHosts = config.server.allowed_hosts ?? (loopback ? LOOPBACK_NAMES : [publicHost]);
   const allowedOrigins = config.server.allowed_origins ?? (loopback ? LOOPBACK_NAMES : [publicHost]);
@@ -274,17 +285,28 @@ export async function stdioCommand(argv: string[]): Promise<number> {
     client: { id: 'stdio' },
     purpose: p.purpose ?? null,
   });
-  const core = await startCore(config, { resource: 'urn:micro-mcp:stdio', loopback: true, dev: true });
-  const factory = ({ era }: { era: 'legacy' | 'modern' }) =>
-    buildServer(core.gateway, core.state, {
+  // No HTTP and no tokens on stdio: the one local client acts as the configured principal.
+  const core = await startCore(config, { dev: true });
+  const servers = new Set<ReturnType<typeof buildServer>>();
+  const factory = ({ era }: { era: 'legacy' | 'modern' }) => {
+    const server = buildServer(core.gateway, core.state, {
       era,
       principalOf: () => principal,
       sessionId: () => null,
       requestIdOf: (ctx: ServerContext) => `stdio-${String(ctx.mcpReq.id)}-${randomUUID().slice(0, 8)}`,
       clientIpOf: () => null,
     });
+    servers.add(server);
+    return server;
+  };
   const handle = serveStdio(factory);
-  core.catalog.on('listChanged', () => undefined);
+  // A 2025-era stdio client hears list changes as notifications on its connection.
+  core.catalog.on('listChanged', (kind: string) => {
+    for (const s of servers) {
+      const sent = kind === 'tools' ? s.sendToolListChanged() : kind === 'prompts' ? s.sendPromptListChanged() : s.sendResourceListChanged();
+      void Promise.resolve(sent).catch(() => undefined);
+    }
+  });
   const stop = async () => {
     await handle.close().catch(() => undefined);
     await core.audit.close().catch(() => undefined);

@@ -121,7 +121,16 @@ function interpolate(v: unknown, vars: Record<string, string | undefined>, at: s
 }
 
 /** Turns ajv errors into one readable line per problem, most specific first, with the key path. */
-function describeErrors(errors: ErrorObject[]): string {
+function describeErrors(all: ErrorObject[]): string {
+  // In a oneOf, a branch whose discriminator (a `const`) does not match is not the user's intent:
+  // drop its errors so the branch that applies speaks.
+  const branchOf = (e: ErrorObject) => /^(.*\/oneOf\/\d+)\//.exec(e.schemaPath)?.[1];
+  const mismatched = new Set(all.filter((e) => e.keyword === 'const').map(branchOf).filter((b): b is string => !!b));
+  const kept = all.filter((e) => {
+    const b = branchOf(e);
+    return !b || !mismatched.has(b);
+  });
+  const errors = kept.length > 0 ? kept : all;
   // oneOf failures drown the real cause; keep the deepest errors.
   const maxDepth = Math.max(...errors.map((e) => e.instancePath.split('/').length));
   const deepest = errors.filter((e) => e.instancePath.split('/').length === maxDepth && e.keyword !== 'oneOf');

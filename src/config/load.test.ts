@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+import { isGatewayError } from '../errors.js';
+import { DEV_CONFIG_PATH, loadConfig, PACKAGE_ROOT, parseConfig } from './load.js';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'micro-mcp-config-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const minimal = `
+auth: { mode: dev }
+services:
+  echo: { transport: stdio, command: node, args: [x.js] }
+`;
+
+function refused(text: string, pattern: RegExp, env: NodeJS.ProcessEnv = {}) {
+  assert.throws(
+    () => parseConfig(text, 'bad.yaml', { env }),
+    (e: unknown) => isGatewayError(e) && e.code === 'ERR_CONFIG_INVALID' && pattern.test(e.message),
+  );
+}
+
+describe('config', () => {
+  test('every example config in the repository validates against the schema', () => {
+    const examples = readdirSync(path.join(PACKAGE_ROOT, 'src', 'config', 'examples')).filter((f) => f.endsWith('.yaml'));
+    assert.ok(examples.length > 0);
+    for (const f of examples) {
+      const cfg = loadConfig(path.join(PACKAGE_ROOT, 'src', 'config', 'examples', f));
+      assert.ok(Object.keys(cfg.services).length > 0, f);
+    }
+    const dev = loadConfig(DEV_CONFIG_PATH);
+    assert.equal(dev.server.host, '127.0.0.1');
+    assert.equal(dev.auth?.mode, 'dev');
+    assert.ok(!JSON.stringify(dev).includes('${'), 'every variable was interpolated');
+  });
+
+  test('defaults are applied and the result is frozen', () => {
+    const cfg = parseConfig(minimal, 'ok.yaml', { env: {} });
+    assert.equal(cfg.server.port, 8080);
+    assert.equal(cfg.server.max_body_bytes, 1048576);
+    assert.equal(cfg.services.echo!.era, 'auto');
+    assert.equal(cfg.services.echo!.call_timeout_ms, 60000);
+    assert.ok(Object.isFrozen(cfg) && Object.isFrozen(cfg.services.echo));
+  });
+
+  test('bad configs are refused with the key path and the reason', () => {
+    refused(`${minimal}\nsurprise: 1\n`, /\/: unknown key "surprise"/);
+    refused(minimal.replace('transport: stdio', 'transport: carrier-pigeon'), /\/services\/echo\/transport: must be one of/);
+    refused(`${minimal}\nserver: { port: 99999 }\n`, /\/server\/port: must be <= 65535/);
+    refused(`${minimal}\nserver: { max_body_bytes: "big" }\n`, /\/server\/max_body_bytes: must be integer/);
+    refused('auth: { mode: dev }\nservices: {}\n', /\/services: must NOT have fewer than 1 properties/);
+    refused('auth: { mode: dev }\nservices:\n  Bad_Name: { transport: stdio, command: x }\n', /property name must be valid|must match pattern/);
+    refused('services:\n  echo: { transport: http }\n', /url|required/);
+    refused(`${minimal}\n  other: { transport: stdio, command: "\${NOT_SET_ANYWHERE}" }\n`, /\/services\/other\/command: environment variable NOT_SET_ANYWHERE is not set/);
+    refused('services: [\n', /bad\.yaml:\d+:\d+: YAML error/);
+    refused('services:\n  a: 1\n  a: 2\n', /YAML error/);
+  });
+
+  test('a secret from the environment is interpolated but never echoed in errors', () => {
+    const text = `${minimal}    env: { API_KEY: "\${SECRET_KEY}" }\nserver: { port: "not a port" }\n`;
+    try {
+      parseConfig(text, 'bad.yaml', { env: { SECRET_KEY: 'sk-live-do-not-print' } });
+      assert.fail('must throw');
+    } catch (e) {
+      assert.ok(isGatewayError(e));
+      assert.ok(!e.message.includes('sk-live-do-not-print'));
+    }
+  });
+
+  test('a missing file is a clear error', () => {
+    const file = path.join(dir, 'nope.yaml');
+    assert.throws(() => loadConfig(file), /cannot read config file .*nope\.yaml: ENOENT/);
+    writeFileSync(path.join(dir, 'ok.yaml'), minimal);
+    assert.equal(loadConfig(path.join(dir, 'ok.yaml')).source, path.join(dir, 'ok.yaml'));
+  });
+});
