@@ -24,6 +24,7 @@ describe('gateway core (both eras)', () => {
         echo: echoService({ era: 'auto' }, marker),
         legacyecho: echoService({ era: 'legacy' }, marker),
         modernecho: echoService({ era: 'modern' }, marker),
+        broken: { transport: 'stdio', command: '/nonexistent/service-binary', restart: { initial_delay_ms: 50, max_delay_ms: 200 } },
       },
     });
   });
@@ -207,6 +208,70 @@ describe('gateway core (both eras)', () => {
     await client.close();
     const health = await fetch(`${gw.url}/healthz`);
     assert.equal(health.status, 200);
+  });
+
+  test('an unhealthy service shows in /readyz while the others keep serving', async () => {
+    const r = await fetch(`${gw.url}/readyz`);
+    assert.equal(r.status, 200);
+    const ready = (await r.json()) as { services: Array<{ name: string; state: string; error?: string }> };
+    const broken = ready.services.find((s) => s.name === 'broken')!;
+    assert.notEqual(broken.state, 'ready');
+    assert.ok(broken.error);
+    assert.ok(ready.services.filter((s) => s.name !== 'broken').every((s) => s.state === 'ready'));
+    const client = await connect(gw, 'modern');
+    assert.equal(text(await client.callTool({ name: 'echo.echo', arguments: { text: 'still' } })), 'still');
+    await client.close();
+  });
+
+  test('caller-dependent 2026-07-28 results are marked private and not cacheable', async () => {
+    const token = await gw.token();
+    const meta = {
+      'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+      'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
+      'io.modelcontextprotocol/clientCapabilities': {},
+    };
+    for (const method of ['tools/list', 'prompts/list', 'resources/list']) {
+      const r = await rawPost(gw, JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: { _meta: meta } }), {
+        authorization: `Bearer ${token}`,
+        'mcp-protocol-version': '2026-07-28',
+        'mcp-method': method,
+      });
+      const body = (await r.json()) as { result: { cacheScope: string; ttlMs: number } };
+      assert.equal(body.result.cacheScope, 'private', method);
+      assert.equal(body.result.ttlMs, 0, method);
+    }
+  });
+
+  test('a foreign Host header is refused (DNS rebinding)', async () => {
+    const { request } = await import('node:http');
+    const u = new URL(gw.mcpUrl);
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request({ host: u.hostname, port: u.port, path: '/mcp', method: 'POST', headers: { host: 'evil.example:80', 'content-type': 'application/json' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end('{}');
+    });
+    assert.equal(status, 403);
+  });
+
+  test('a 2025 session ends with DELETE; its id is then unknown', async () => {
+    const token = await gw.token();
+    const auth = { authorization: `Bearer ${token}` };
+    const init = await rawPost(
+      gw,
+      JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }),
+      auth,
+    );
+    const sid = init.headers.get('mcp-session-id')!;
+    assert.ok(sid);
+    await init.text();
+    const h = { ...auth, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' };
+    const del = await fetch(gw.mcpUrl, { method: 'DELETE', headers: h });
+    assert.equal(del.status, 200);
+    const after = await rawPost(gw, JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }), h);
+    assert.equal(after.status, 404);
   });
 
   test('2025 session ids come from a random source and are bound to their principal', async () => {
