@@ -8,7 +8,7 @@ import { UriTemplate } from '@modelcontextprotocol/client';
 import type { Prompt, Resource, ResourceTemplateType as ResourceTemplate, Tool } from '@modelcontextprotocol/client';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../types.js';
-import { canonicalJson, sha256 } from './canonical.js';
+import { canonicalJson, sha256 } from '../canonical.js';
 import { ServiceConnection, type ServiceEnvironment } from './service.js';
 
 export interface CatalogTool {

@@ -9,7 +9,7 @@ import { GatewayError, isGatewayError, toJsonRpcError } from '../errors.js';
 import type { Catalog, CatalogTool } from '../catalog/catalog.js';
 import { buildPolicyInput } from '../policy/input.js';
 import { principalKey } from '../auth/state.js';
-import { canonicalJson, sha256 } from '../catalog/canonical.js';
+import { canonicalJson, sha256 } from '../canonical.js';
 import type { Decision, Logger, PolicyInput, Principal, ToolFacts } from '../types.js';
 import { ParkedCalls, PendingCall } from './interactions.js';
 import {
