@@ -49,6 +49,8 @@ export async function startGateway(config: Record<string, unknown>, opts: { env?
       rego: { dir: path.join(ROOT, 'policies', 'rego') },
       cedar: { dir: path.join(ROOT, 'policies', 'cedar') },
       watch: false,
+      // Tests run many processes on 2 cores; an after-the-fact engine timeout would deny at random.
+      decision_timeout_ms: 5000,
       ...(config.policy as object | undefined),
     },
     audit: { file: path.join(dir, 'audit', 'audit.jsonl'), ...(config.audit as object | undefined) },
@@ -97,7 +99,9 @@ export async function startGateway(config: Record<string, unknown>, opts: { env?
       if (proc.exitCode !== null) return proc.exitCode;
       const done = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
       proc.kill(signal);
-      const code = await Promise.race([done, new Promise<null>((r) => setTimeout(() => r(null), 15_000))]);
+      let timer: NodeJS.Timeout | undefined;
+      const code = await Promise.race([done, new Promise<null>((r) => (timer = setTimeout(() => r(null), 15_000)))]);
+      clearTimeout(timer);
       if (proc.exitCode === null) proc.kill('SIGKILL');
       if (!opts.dir) rmSync(dir, { recursive: true, force: true });
       return code;
