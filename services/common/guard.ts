@@ -1,10 +1,13 @@
 /**
- * The single choke point every tool call passes before any work: `guardCall`. Today it accepts every
- * call; the identity work plugs a credential verifier in with `setCredentialVerifier` (for example a
- * jose check of the per-service token the gateway mints for each call). A verifier that throws or
- * returns false makes the call fail closed with a tool error, and the handler never runs.
+ * The single choke point every tool call passes before any work: `guardCall`. The entry points plug
+ * the credential verifier in with `setCredentialVerifier` (services/common/credential.ts: a jose
+ * check of the per-service token the gateway mints for each call). Until then every call is refused:
+ * a service that forgot to install its check fails closed, not open. `--insecure-no-credentials`
+ * installs an accept-all verifier explicitly. A verifier that throws or returns false makes the
+ * call fail closed with a tool error, and the handler never runs.
  */
 import type { ServerContext } from '@modelcontextprotocol/server';
+import { CredentialError } from './credential.js';
 
 /** Verifies the credential attached to one call. Return false (or throw) to refuse the call. */
 export type CredentialVerifier = (ctx: ServerContext, toolName: string) => boolean | Promise<boolean>;
@@ -17,7 +20,7 @@ export class CallRefusedError extends Error {
   }
 }
 
-let verifier: CredentialVerifier = () => true;
+let verifier: CredentialVerifier = () => false;
 
 /** Installs the credential verifier used by every later `guardCall` (process-wide). */
 export function setCredentialVerifier(v: CredentialVerifier): void {
@@ -29,8 +32,11 @@ export async function guardCall(ctx: ServerContext, toolName: string): Promise<v
   let ok: boolean;
   try {
     ok = await verifier(ctx, toolName);
-  } catch {
-    ok = false; // an erroring verifier denies (fail closed)
+  } catch (e) {
+    // A CredentialError's message is written to be shown (it never holds the token or its claims)
+    // and tells the operator which check failed; any other error stays generic (fail closed).
+    if (e instanceof CredentialError) throw new CallRefusedError(`refused: ${e.message} (${e.code})`);
+    ok = false;
   }
   if (!ok) throw new CallRefusedError('refused: the call credential was not accepted');
 }

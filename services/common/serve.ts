@@ -2,15 +2,19 @@
  * Serving an MCP service: stdio by default (both protocol eras, via `serveStdio`), or Streamable
  * HTTP on 127.0.0.1 (`createMcpHandler` + `toNodeHandler` on node:http) with Host-header validation
  * and a `/healthz` endpoint. One factory builds a fresh McpServer per connection or request.
+ * Before serving, the gateway-credential check is installed in the guard every tool call passes.
  */
 import { createServer } from 'node:http';
-import type { Server as HttpServer } from 'node:http';
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import { McpServer, createMcpHandler } from '@modelcontextprotocol/server';
 import { serveStdio } from '@modelcontextprotocol/server/stdio';
 import { toNodeHandler, localhostHostValidation } from '@modelcontextprotocol/node';
 import { registerTools } from './tool.js';
 import type { ToolDef } from './tool.js';
 import type { Logger } from './log.js';
+import { createCredentialVerifier, credentialFromAuthorization, guardWith } from './credential.js';
+import type { CredentialSetup } from './credential-config.js';
+import { setCredentialVerifier } from './guard.js';
 
 /** What a service hands to `runService`. */
 export interface ServiceSpec {
@@ -22,6 +26,19 @@ export interface ServiceSpec {
   logger: Logger;
   /** Streamable HTTP port on 127.0.0.1 (0 = ephemeral); undefined = stdio. */
   httpPort?: number;
+  /** The credential check every tool call must pass (services/common/credential-config.ts). */
+  credential: CredentialSetup;
+}
+
+/** Installs the process-wide credential check; an explicit opt-out is logged loudly. */
+export function installCredentialCheck(setup: CredentialSetup, logger: Logger): void {
+  if (setup.mode === 'insecure') {
+    logger.log('warn', 'CREDENTIAL CHECK DISABLED (--insecure-no-credentials): any caller that reaches this service can use it; development only');
+    setCredentialVerifier(() => true);
+    return;
+  }
+  setCredentialVerifier(guardWith(createCredentialVerifier(setup.options)));
+  logger.log('info', 'credential check on', { keys: setup.options.jwksFile ? 'file' : 'url' });
 }
 
 /** Builds one McpServer with the service's tools (the factory both transports call). */
@@ -36,6 +53,7 @@ export function buildServer(spec: ServiceSpec): McpServer {
 
 /** Starts the service on stdio or HTTP; resolves once it is serving. Returns the HTTP server if any. */
 export async function runService(spec: ServiceSpec): Promise<HttpServer | undefined> {
+  installCredentialCheck(spec.credential, spec.logger);
   const factory = () => buildServer(spec);
   if (spec.httpPort === undefined) {
     serveStdio(factory, { onerror: (e) => spec.logger.log('warn', 'stdio transport error', { error: e.name }) });
@@ -56,6 +74,10 @@ export async function runService(spec: ServiceSpec): Promise<HttpServer | undefi
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
       return;
     }
+    // Remote mode: the gateway sends the per-call credential as `Authorization: Bearer`; the node
+    // adapter hands `req.auth` to the handlers as authInfo, where guardWith finds it.
+    const token = credentialFromAuthorization(req.headers.authorization);
+    if (token !== undefined) (req as IncomingMessage & { auth?: { token: string; clientId: string; scopes: string[] } }).auth = { token, clientId: '', scopes: [] };
     void node(req, res);
   });
   await new Promise<void>((resolve, reject) => {

@@ -5,6 +5,8 @@ import { realpathSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UsageError, intFlag, parseFlags } from '../common/args.js';
 import type { FlagSpecs } from '../common/args.js';
+import { CREDENTIAL_FLAGS, credentialSetup } from '../common/credential-config.js';
+import type { CredentialSetup } from '../common/credential-config.js';
 import type { Root } from './paths.js';
 
 export const FS_FLAGS: FlagSpecs = {
@@ -16,6 +18,7 @@ export const FS_FLAGS: FlagSpecs = {
   'list-max-entries': { kind: 'string', value: 'N', help: 'entries one list returns (default 1000)' },
   'http-port': { kind: 'string', value: 'N', help: 'serve Streamable HTTP on 127.0.0.1:N at /mcp instead of stdio (0 = ephemeral)' },
   'no-sandbox-check': { kind: 'boolean', help: 'start even without a tight Node permission model (development only)' },
+  ...CREDENTIAL_FLAGS,
   check: { kind: 'boolean', help: 'validate the configuration and sandbox, print a health summary, exit 0' },
   help: { kind: 'boolean', help: 'show this help' },
 };
@@ -29,6 +32,8 @@ export interface FsConfig {
   searchMaxMs: number;
   listMaxEntries: number;
   httpPort?: number;
+  /** How every call's gateway credential is checked (or the development opt-out). */
+  credential: CredentialSetup;
   sandboxCheck: boolean;
   check: boolean;
   help: boolean;
@@ -37,7 +42,7 @@ export interface FsConfig {
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** Parses and validates the fs flags; throws UsageError with a clear message. */
-export function parseFsConfig(argv: readonly string[]): FsConfig {
+export function parseFsConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): FsConfig {
   const flags = parseFlags(argv, FS_FLAGS);
   const help = flags.booleans.has('help');
   const rawRoots = flags.lists.get('root') ?? [];
@@ -65,7 +70,7 @@ export function parseFsConfig(argv: readonly string[]): FsConfig {
     }
     if (named > 0 && named !== roots.length) throw new UsageError('do not mix --root DIR with --root NAME=DIR');
   }
-  const cfg: FsConfig = {
+  const cfg: Omit<FsConfig, 'credential'> = {
     roots,
     maxReadBytes: intFlag(flags, 'max-read-bytes', 1024 * 1024, 1, 16 * 1024 * 1024),
     searchMaxFiles: intFlag(flags, 'search-max-files', 5000, 1, 1_000_000),
@@ -77,5 +82,6 @@ export function parseFsConfig(argv: readonly string[]): FsConfig {
     help,
   };
   if (flags.strings.has('http-port')) cfg.httpPort = intFlag(flags, 'http-port', 0, 0, 65535);
-  return cfg;
+  // Last, so that every other usage error is reported first; --help needs no credential setup.
+  return { ...cfg, credential: help ? { mode: 'insecure' } : credentialSetup(flags, env) };
 }

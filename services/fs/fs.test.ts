@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, symlinkSync, renameSync, unlinkSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO, buildFsFixture, codeReadFlags, loadPathEscape, resultText, startService } from '../../test/corpora/harness.js';
+import { REPO, buildFsFixture, codeReadFlags, loadPathEscape, resultText, startService, testMinter } from '../../test/corpora/harness.js';
 import type { RunningService } from '../../test/corpora/harness.js';
 import { VirtualTree } from './paths.js';
 import { fsTools } from './tools.js';
@@ -32,8 +32,9 @@ after(async () => {
   fx.cleanup();
 });
 
+/** A call with a fresh gateway credential for this tool (the service refuses any other). */
 async function call(name: string, args: Record<string, unknown>) {
-  return svc.client.callTool({ name, arguments: args });
+  return svc.call(name, args);
 }
 
 test('path-escape corpus: at least 50 cases, every one refused, nothing outside leaks', async () => {
@@ -107,9 +108,12 @@ test('the modern (2026) protocol era is served on stdio too', async () => {
   const modern = await startService('fs', [...fx.rootFlags], { sandboxRead: fx.rootDirs, era: 'modern' });
   try {
     assert.equal(modern.client.getProtocolEra(), 'modern');
-    const r = await modern.client.callTool({ name: 'read', arguments: { path: '/pub/rel-link' } });
+    const r = await modern.call('read', { path: '/pub/rel-link' });
     assert.equal(r.isError, true);
-    assert.equal(resultText(await modern.client.callTool({ name: 'read', arguments: { path: '/pub/readme.txt' } })), 'public readme\n');
+    assert.equal(resultText(await modern.call('read', { path: '/pub/readme.txt' })), 'public readme\n');
+    const bare = await modern.client.callTool({ name: 'read', arguments: { path: '/pub/readme.txt' } });
+    assert.equal(bare.isError, true, 'a modern-era call without a credential is refused too');
+    assert.match(resultText(bare), /carries no gateway credential/);
   } finally {
     await modern.close();
   }
@@ -137,33 +141,68 @@ test('flags: bad flags exit 2 with a clear message; --help and --check exit 0', 
     [[...fx.rootFlags, '--max-read-bytes', '0'], /between/],
   ];
   for (const [args, msg] of cases) {
-    const r = runMain(sandbox, args);
+    const r = runMain(sandbox, [...args, '--insecure-no-credentials']);
     assert.equal(r.status, 2, `${args.join(' ')} -> ${r.status} ${r.stderr}`);
     assert.match(r.stderr, msg);
   }
   const help = runMain(sandbox, ['--help']);
   assert.equal(help.status, 0);
   assert.match(help.stdout, /--root DIR \| NAME=DIR/);
-  const check = runMain(sandbox, [...fx.rootFlags, '--check']);
+  assert.match(help.stdout, /--insecure-no-credentials +DEVELOPMENT ONLY/);
+  const check = runMain(sandbox, [...fx.rootFlags, '--check', '--insecure-no-credentials']);
   assert.equal(check.status, 0, check.stderr);
-  assert.deepEqual(JSON.parse(check.stdout), { status: 'ok', service: 'micro-mcp-fs', roots: ['pub', 'eng'], sandboxed: true });
+  assert.deepEqual(JSON.parse(check.stdout), { status: 'ok', service: 'micro-mcp-fs', roots: ['pub', 'eng'], sandboxed: true, credentials: 'insecure' });
+});
+
+test('credential config: required by default (exit 2), from env or flags; the opt-out is explicit', async () => {
+  const m = await testMinter();
+  const env = m.env('fs');
+  const jwks = env['MICRO_MCP_CREDENTIAL_JWKS_FILE']!;
+  const sandbox = ['--experimental-permission', ...codeReadFlags(), ...fx.rootDirs.map((d) => `--allow-fs-read=${d}`)];
+  const run = (flags: string[], args: string[], e: Record<string, string> = {}) =>
+    spawnSync(process.execPath, [...flags, '--no-warnings', MAIN, ...args], { encoding: 'utf8', timeout: 15000, env: { PATH: process.env['PATH'] ?? '', ...e } });
+  const none = run(sandbox, [...fx.rootFlags, '--check']);
+  assert.equal(none.status, 2, none.stderr);
+  assert.match(none.stderr, /refusing to start: every call must carry a gateway credential/);
+  assert.match(none.stderr, /MICRO_MCP_CREDENTIAL_AUDIENCE/);
+  const partial = run(sandbox, [...fx.rootFlags, '--check'], { MICRO_MCP_CREDENTIAL_AUDIENCE: env['MICRO_MCP_CREDENTIAL_AUDIENCE']! });
+  assert.equal(partial.status, 2);
+  assert.match(partial.stderr, /missing --credential-issuer/);
+  // The JWKS folder outside --allow-fs-read: refused at start, not at the first call.
+  const unreadable = run(sandbox, [...fx.rootFlags, '--check'], env);
+  assert.equal(unreadable.status, 2);
+  assert.match(unreadable.stderr, /JWKS file is missing or not readable/);
+  const fromEnv = run([...sandbox, `--allow-fs-read=${m.dir}`], [...fx.rootFlags, '--check'], env);
+  assert.equal(fromEnv.status, 0, fromEnv.stderr);
+  assert.equal(JSON.parse(fromEnv.stdout).credentials, 'verify');
+  const fromFlags = run(
+    [...sandbox, `--allow-fs-read=${m.dir}`],
+    [...fx.rootFlags, '--check', '--credential-audience', 'micro-mcp:service:fs', '--credential-issuer', 'micro-mcp:gateway', '--credential-jwks-file', jwks],
+  );
+  assert.equal(fromFlags.status, 0, fromFlags.stderr);
+  const badUrl = run(sandbox, [...fx.rootFlags, '--check', '--credential-audience', 'a', '--credential-issuer', 'i', '--credential-jwks-url', 'http://gateway.example/jwks.json']);
+  assert.equal(badUrl.status, 2);
+  assert.match(badUrl.stderr, /must use https/);
+  const both = run(sandbox, [...fx.rootFlags, '--check', '--insecure-no-credentials', '--credential-audience', 'a']);
+  assert.equal(both.status, 2);
+  assert.match(both.stderr, /contradicts/);
 });
 
 test('sandbox check: refuses without the permission model, with write or child permission, or without root access', () => {
   const code = codeReadFlags();
   const roots = fx.rootDirs.map((d) => `--allow-fs-read=${d}`);
-  const bare = runMain([], fx.rootFlags);
+  const bare = runMain([], [...fx.rootFlags, '--insecure-no-credentials']);
   assert.equal(bare.status, 2);
   assert.match(bare.stderr, /permission model is off/);
-  const write = runMain(['--experimental-permission', ...code, ...roots, `--allow-fs-write=${fx.base}`], fx.rootFlags);
+  const write = runMain(['--experimental-permission', ...code, ...roots, `--allow-fs-write=${fx.base}`], [...fx.rootFlags, '--insecure-no-credentials']);
   assert.equal(write.status, 2);
   assert.match(write.stderr, /write permission/);
-  const child = runMain(['--experimental-permission', ...code, ...roots, '--allow-child-process'], fx.rootFlags);
+  const child = runMain(['--experimental-permission', ...code, ...roots, '--allow-child-process'], [...fx.rootFlags, '--insecure-no-credentials']);
   assert.equal(child.status, 2);
   assert.match(child.stderr, /child-process/);
-  const noRoot = runMain(['--experimental-permission', ...code], [...fx.rootFlags, '--check']);
+  const noRoot = runMain(['--experimental-permission', ...code], [...fx.rootFlags, '--check', '--insecure-no-credentials']);
   assert.notEqual(noRoot.status, 0);
-  const dev = runMain([], [...fx.rootFlags, '--no-sandbox-check', '--check']);
+  const dev = runMain([], [...fx.rootFlags, '--no-sandbox-check', '--check', '--insecure-no-credentials']);
   assert.equal(dev.status, 0, dev.stderr);
   assert.equal(JSON.parse(dev.stdout).sandboxed, false);
 });
@@ -197,7 +236,8 @@ test('a symlink swapped in between check and open is never followed (race, in pr
     writeFileSync(join(base, 'secret.txt'), 'TOP-SECRET-RACE');
     const target = join(base, 'root', 'flip.txt');
     writeFileSync(join(base, 'plain.txt'), 'plain');
-    const cfg = parseFsConfig(['--root', join(base, 'root')]);
+    // In process, straight to the handler: the credential guard is not what this test is about.
+    const cfg = parseFsConfig(['--root', join(base, 'root'), '--insecure-no-credentials']);
     const read = fsTools(new VirtualTree(cfg.roots), cfg).find((t) => t.name === 'read')!;
     let stop = false;
     // Swapper: atomically replaces flip.txt with a regular file, then with a symlink to the secret.
@@ -232,9 +272,18 @@ test('a symlink swapped in between check and open is never followed (race, in pr
   }
 });
 
-test('Streamable HTTP mode on 127.0.0.1 with /healthz', async () => {
+test('Streamable HTTP mode on 127.0.0.1 with /healthz; the credential comes as Authorization: Bearer', async () => {
   const { spawn } = await import('node:child_process');
-  const child = spawn(process.execPath, ['--experimental-permission', ...codeReadFlags(), ...fx.rootDirs.map((d) => `--allow-fs-read=${d}`), '--no-warnings', MAIN, ...fx.rootFlags, '--http-port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const m = await testMinter();
+  const jwks = m.env('fs')['MICRO_MCP_CREDENTIAL_JWKS_FILE']!;
+  const child = spawn(
+    process.execPath,
+    [
+      '--experimental-permission', ...codeReadFlags(), ...fx.rootDirs.map((d) => `--allow-fs-read=${d}`), `--allow-fs-read=${m.dir}`, '--no-warnings', MAIN, ...fx.rootFlags, '--http-port', '0',
+      '--credential-audience', 'micro-mcp:service:fs', '--credential-issuer', m.minter.issuer, '--credential-jwks-file', jwks,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env['PATH'] ?? '' } },
+  );
   try {
     const port = await new Promise<number>((resolve, reject) => {
       let buf = '';
@@ -250,11 +299,28 @@ test('Streamable HTTP mode on 127.0.0.1 with /healthz', async () => {
     assert.equal(((await health.json()) as { status: string }).status, 'ok');
     const { Client } = await import('@modelcontextprotocol/client');
     const { StreamableHTTPClientTransport } = await import('@modelcontextprotocol/client');
-    const client = new Client({ name: 't', version: '0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`)));
+    const connectWith = async (headers: Record<string, string>) => {
+      const c = new Client({ name: 't', version: '0' });
+      await c.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`), { requestInit: { headers } }));
+      return c;
+    };
+    // One credential for tool "read", sent on every request of this connection.
+    const client = await connectWith({ authorization: `Bearer ${await m.mint('fs', 'read')}` });
     assert.equal(resultText(await client.callTool({ name: 'read', arguments: { path: '/pub/readme.txt' } })), 'public readme\n');
     assert.equal((await client.callTool({ name: 'read', arguments: { path: '/pub/../outside/secret.txt' } })).isError, true);
+    const otherTool = await client.callTool({ name: 'stat', arguments: { path: '/pub/readme.txt' } });
+    assert.equal(otherTool.isError, true, 'a credential for read does not cover stat');
+    assert.match(resultText(otherTool), /does not cover this tool/);
     await client.close();
+    const anonymous = await connectWith({});
+    const bare = await anonymous.callTool({ name: 'read', arguments: { path: '/pub/readme.txt' } });
+    assert.equal(bare.isError, true);
+    assert.match(resultText(bare), /carries no gateway credential/);
+    assert.ok(!JSON.stringify(bare).includes('public readme'));
+    await anonymous.close();
+    const wrongAud = await connectWith({ authorization: `Bearer ${await m.mint('http', 'read')}` });
+    assert.match(resultText(await wrongAud.callTool({ name: 'read', arguments: { path: '/pub/readme.txt' } })), /for another service/);
+    await wrongAud.close();
     const { request } = await import('node:http');
     const badHost = await new Promise<number>((resolve, reject) => {
       request({ host: '127.0.0.1', port, path: '/healthz', headers: { host: 'evil.example' } }, (res) => {

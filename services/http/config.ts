@@ -5,6 +5,8 @@
 import { isIP } from 'node:net';
 import { UsageError, intFlag, parseFlags } from '../common/args.js';
 import type { FlagSpecs } from '../common/args.js';
+import { CREDENTIAL_FLAGS, credentialSetup } from '../common/credential-config.js';
+import type { CredentialSetup } from '../common/credential-config.js';
 
 export const HTTP_FLAGS: FlagSpecs = {
   'allow-host': { kind: 'list', value: 'HOST', help: 'allowed host: exact ("api.example.com") or wildcard ("*.example.com", subdomains only); a bare "*" is refused' },
@@ -15,6 +17,7 @@ export const HTTP_FLAGS: FlagSpecs = {
   'max-redirects': { kind: 'string', value: 'N', help: 'redirects followed, each checked again (default 5, max 5)' },
   'http-port': { kind: 'string', value: 'N', help: 'serve Streamable HTTP on 127.0.0.1:N at /mcp instead of stdio (0 = ephemeral)' },
   'no-sandbox-check': { kind: 'boolean', help: 'start even without a tight Node permission model (development only)' },
+  ...CREDENTIAL_FLAGS,
   check: { kind: 'boolean', help: 'validate the configuration and sandbox, print a health summary, exit 0' },
   help: { kind: 'boolean', help: 'show this help' },
   'test-resolve': { kind: 'list', value: 'HOST=ADDR[,ADDR2..]', help: 'TEST ONLY (needs MICRO_MCP_HTTP_TEST_HOOKS=1): fake resolver; the Nth lookup of HOST answers ADDRn (the last repeats); "a+b" answers two addresses at once' },
@@ -33,6 +36,8 @@ export interface HttpConfig {
   timeoutMs: number;
   maxRedirects: number;
   httpPort?: number;
+  /** How every call's gateway credential is checked (or the development opt-out). */
+  credential: CredentialSetup;
   sandboxCheck: boolean;
   check: boolean;
   help: boolean;
@@ -81,7 +86,7 @@ export function parseHttpConfig(argv: readonly string[], env: NodeJS.ProcessEnv 
     ports.add(443);
     if (allowHttp) ports.add(80);
   }
-  const cfg: HttpConfig = {
+  const cfg: Omit<HttpConfig, 'credential'> = {
     allow,
     ports,
     allowHttp,
@@ -108,5 +113,6 @@ export function parseHttpConfig(argv: readonly string[], env: NodeJS.ProcessEnv 
     }
     cfg.test = { resolve, allowLoopback: testLoopback };
   }
-  return cfg;
+  // Last, so that every other usage error is reported first; --help needs no credential setup.
+  return { ...cfg, credential: help ? { mode: 'insecure' } : credentialSetup(flags, env) };
 }

@@ -8,7 +8,7 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { REPO, codeReadFlags, loadSsrf, redirectorHandler, resultText, startService, startTestServer } from '../../test/corpora/harness.js';
+import { REPO, codeReadFlags, credentialMeta, loadSsrf, redirectorHandler, resultText, startService, startTestServer } from '../../test/corpora/harness.js';
 import type { RunningService, TestServer } from '../../test/corpora/harness.js';
 import { blockedReason, isLoopback } from './ip.js';
 import { htmlToText } from './html.js';
@@ -91,7 +91,8 @@ after(async () => {
   await redirector?.close();
 });
 
-const fetchText = (s: RunningService, args: Record<string, unknown>) => s.client.callTool({ name: 'fetchText', arguments: args });
+// Every call carries a fresh gateway credential for fetchText (the service refuses any other).
+const fetchText = (s: RunningService, args: Record<string, unknown>) => s.call('fetchText', args);
 
 test('SSRF corpus (direct): at least 50 cases, each refused by the guard before any connection', async () => {
   const direct = corpus.cases.filter((c) => c.mode === 'direct');
@@ -195,6 +196,19 @@ test('DNS rebinding: the connection goes to the checked address, there is no sec
   assert.match(svc.stderr(), /test-hook: refused connect to 93\.184\.216\.34/);
 });
 
+test('a call without a gateway credential, or with one for another service, is refused before any fetch', async () => {
+  const url = `http://content.test:${content.port}/text`;
+  const before = content.requests.length;
+  const bare = await svc.client.callTool({ name: 'fetchText', arguments: { url } });
+  assert.equal(bare.isError, true);
+  assert.match(resultText(bare), /carries no gateway credential/);
+  const foreign = await svc.client.callTool({ name: 'fetchText', arguments: { url }, _meta: await credentialMeta('fs', 'fetchText') });
+  assert.equal(foreign.isError, true);
+  assert.match(resultText(foreign), /for another service/);
+  assert.equal(content.requests.length, before, 'a refused call never reaches the network');
+  assert.equal((await fetchText(svc, { url })).isError, undefined, 'the same call with a valid credential works');
+});
+
 test('tool definition: strict schema, read-only, open world', async () => {
   const { tools } = await svc.client.listTools();
   assert.equal(tools.length, 1);
@@ -226,13 +240,17 @@ test('config: bad flags exit 2; test flags need the env; https only by default',
     [['--allow-host', 'a.example', '--frobnicate'], /unknown flag/],
   ];
   for (const [args, msg] of cases) {
-    const r = runMain(args);
+    const r = runMain([...args, '--insecure-no-credentials']);
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, msg);
   }
-  const check = runMain(['--allow-host', 'a.example', '--check']);
+  const check = runMain(['--allow-host', 'a.example', '--check', '--insecure-no-credentials']);
   assert.equal(check.status, 0, check.stderr);
   assert.equal(JSON.parse(check.stdout).status, 'ok');
+  assert.equal(JSON.parse(check.stdout).credentials, 'insecure');
+  const noCredentials = runMain(['--allow-host', 'a.example', '--check']);
+  assert.equal(noCredentials.status, 2, 'the credential check is on by default');
+  assert.match(noCredentials.stderr, /refusing to start: every call must carry a gateway credential/);
   const httpsOnly = await startService('http', ['--allow-host', 'content.test', '--allow-port', String(content.port), '--test-resolve', 'content.test=127.0.0.1', '--test-allow-loopback'], { sandboxRead: [], env: HOOKS });
   try {
     const r = await fetchText(httpsOnly, { url: `http://content.test:${content.port}/text` });

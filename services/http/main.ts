@@ -34,7 +34,7 @@ if (problems.length > 0) {
 }
 const instructions = httpInstructions(cfg);
 if (cfg.check) {
-  process.stdout.write(JSON.stringify({ status: 'ok', service: SERVICE, hosts: cfg.allow.length, sandboxed: problems.length === 0 }) + '\n');
+  process.stdout.write(JSON.stringify({ status: 'ok', service: SERVICE, hosts: cfg.allow.length, sandboxed: problems.length === 0, credentials: cfg.credential.mode }) + '\n');
   process.exit(0);
 }
-await runService({ name: SERVICE, version: VERSION, instructions, tools: httpTools(new GuardedFetcher(cfg), cfg), logger, ...(cfg.httpPort !== undefined ? { httpPort: cfg.httpPort } : {}) });
+await runService({ name: SERVICE, version: VERSION, instructions, tools: httpTools(new GuardedFetcher(cfg), cfg), logger, credential: cfg.credential, ...(cfg.httpPort !== undefined ? { httpPort: cfg.httpPort } : {}) });

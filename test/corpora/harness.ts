@@ -1,15 +1,20 @@
 /**
  * Test harness for the services and their attack corpora, reusable by the gateway's tests:
  * starts a service as a real child process (optionally under Node's permission model) and connects
- * a real SDK v2 Client over stdio; loads the corpora; builds the fs fixture tree.
+ * a real SDK v2 Client over stdio; loads the corpora; builds the fs fixture tree. Services check a
+ * gateway credential on every call: the harness mints real ones with the gateway's own minter
+ * (src/auth), whose JWKS file the service reads exactly as it does when the gateway spawns it.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, linkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { CREDENTIAL_META_KEY, createServiceCredentialMinter } from '../../src/auth/service-credentials.js';
+import type { Minter } from '../../src/auth/service-credentials.js';
 
 /** The repository root (works from test/corpora and from dist/test/corpora). */
 export const REPO = (() => {
@@ -24,9 +29,44 @@ export const CORPORA = join(REPO, 'test', 'corpora');
 /** A running service with a connected client. */
 export interface RunningService {
   client: Client;
+  /** Calls a tool with a freshly minted gateway credential in `_meta` (none in insecure mode). */
+  call(name: string, args: Record<string, unknown>): ReturnType<Client['callTool']>;
   /** Everything the service wrote to stderr so far. */
   stderr(): string;
   close(): Promise<void>;
+}
+
+/** A gateway-style credential minter for tests: real keys, a real JWKS file in a temp dir. */
+export interface TestMinter {
+  minter: Minter;
+  /** The folder holding the JWKS file (what a sandboxed service needs in --allow-fs-read). */
+  dir: string;
+  /** The env the gateway would give the service at spawn. */
+  env(service: 'fs' | 'http'): Record<string, string>;
+  /** A credential for one call of `tool` on `service`. */
+  mint(service: string, tool: string): Promise<string>;
+}
+
+let sharedMinter: Promise<TestMinter> | undefined;
+
+/** One minter per test process (its JWKS folder is removed when the process exits). */
+export function testMinter(): Promise<TestMinter> {
+  return (sharedMinter ??= (async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'micro-mcp-cred-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    const minter = await createServiceCredentialMinter({ jwks_file: join(dir, 'service-jwks.json'), autoRotate: false });
+    return {
+      minter,
+      dir,
+      env: (service) => minter.serviceEnv(service),
+      mint: (service, tool) => minter.mint({ service, tool, principal: { id: 'harness' }, purpose: null, decisionId: `d-${randomUUID()}` }),
+    };
+  })());
+}
+
+/** `_meta` carrying a fresh credential for one call. */
+export async function credentialMeta(service: 'fs' | 'http', tool: string): Promise<Record<string, string>> {
+  return { [CREDENTIAL_META_KEY]: await (await testMinter()).mint(service, tool) };
 }
 
 /** The `--allow-fs-read` flags a service needs for its own code (see services/README.md). */
@@ -34,13 +74,30 @@ export function codeReadFlags(): string[] {
   return [join(REPO, 'dist', 'services'), join(REPO, 'node_modules'), join(REPO, 'package.json')].map((p) => `--allow-fs-read=${p}`);
 }
 
-/** Starts dist/services/<name>/main.js as a child process and connects a Client over stdio. */
-export async function startService(name: 'fs' | 'http', args: string[], opts: { sandboxRead?: string[]; env?: Record<string, string>; era?: 'legacy' | 'modern' } = {}): Promise<RunningService> {
-  const nodeFlags = opts.sandboxRead ? ['--experimental-permission', ...codeReadFlags(), ...opts.sandboxRead.map((p) => `--allow-fs-read=${p}`)] : [];
+/**
+ * Starts dist/services/<name>/main.js as a child process and connects a Client over stdio. By default
+ * the service gets the credential env the gateway would give it (and read access to the JWKS folder
+ * under the sandbox); `insecure: true` starts it with --insecure-no-credentials instead.
+ */
+export async function startService(
+  name: 'fs' | 'http',
+  args: string[],
+  opts: { sandboxRead?: string[]; env?: Record<string, string>; era?: 'legacy' | 'modern'; insecure?: boolean } = {},
+): Promise<RunningService> {
+  const m = opts.insecure ? undefined : await testMinter();
+  const read = opts.sandboxRead ? [...opts.sandboxRead, ...(m ? [m.dir] : [])] : undefined;
+  const nodeFlags = read ? ['--experimental-permission', ...codeReadFlags(), ...read.map((p) => `--allow-fs-read=${p}`)] : [];
   const transport = new StdioClientTransport({
     command: process.execPath,
-    args: [...nodeFlags, '--no-warnings', join(REPO, 'dist', 'services', name, 'main.js'), ...args, ...(opts.sandboxRead ? [] : ['--no-sandbox-check'])],
-    env: { PATH: process.env['PATH'] ?? '', ...opts.env },
+    args: [
+      ...nodeFlags,
+      '--no-warnings',
+      join(REPO, 'dist', 'services', name, 'main.js'),
+      ...args,
+      ...(opts.sandboxRead ? [] : ['--no-sandbox-check']),
+      ...(opts.insecure ? ['--insecure-no-credentials'] : []),
+    ],
+    env: { PATH: process.env['PATH'] ?? '', ...(m ? m.env(name) : {}), ...opts.env },
     stderr: 'pipe',
   });
   let err = '';
@@ -51,6 +108,7 @@ export async function startService(name: 'fs' | 'http', args: string[], opts: { 
   await client.connect(transport);
   return {
     client,
+    call: async (tool, args) => client.callTool({ name: tool, arguments: args, ...(m ? { _meta: { [CREDENTIAL_META_KEY]: await m.mint(name, tool) } } : {}) }),
     stderr: () => err,
     close: async () => {
       await client.close();
@@ -58,11 +116,23 @@ export async function startService(name: 'fs' | 'http', args: string[], opts: { 
   };
 }
 
+/** Who refuses a case through the gateway: the policy (JSON-RPC ERR_POLICY_DENIED) or the service (tool error). */
+export type Refuser = 'policy' | 'service';
+
+/** Expected refuser per gateway policy set (see the corpora's description and test/e2e/attacks.test.ts). */
+export interface GatewayExpectation {
+  /** The shipped policies, token of group eng with scopes fs:read http:fetch and purpose local-dev. */
+  shipped: Refuser;
+  /** The test-only open policies (test/helpers/attacks.ts permissivePolicyDir), purpose attack-tests. */
+  open: Refuser;
+}
+
 /** One path-escape corpus entry. */
 export interface PathEscapeCase {
   id: string;
   tool: 'read' | 'list' | 'stat' | 'search';
   arguments: Record<string, unknown>;
+  gateway: GatewayExpectation;
   why: string;
 }
 
@@ -116,6 +186,7 @@ export interface SsrfCase {
    * redirector ({{REDIRECTOR}} = its origin), which answers 302 to `redirect_to`. */
   mode: 'direct' | 'redirect';
   redirect_to?: string;
+  gateway: GatewayExpectation;
 }
 
 /** Loads test/corpora/ssrf.json (config flags shared by every case + the cases). */
