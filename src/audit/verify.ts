@@ -241,10 +241,13 @@ function checkLine(
 }
 
 /**
- * The CLI body of `micro-mcp audit verify [--genesis] FILE|DIR...`. Prints
+ * The CLI body of `micro-mcp audit verify [--genesis] FILE|DIR...` (`args` may hold `--genesis`). Prints
  * `verified N records in K files` (exit 0) or the first bad record (exit 1); 2 for usage errors.
  */
-export async function auditVerify(paths: readonly string[], out: { write(s: string): unknown }, opts: VerifyOptions = {}): Promise<number> {
+export async function auditVerify(args: readonly string[], out: { write(s: string): unknown }, opts: VerifyOptions = {}): Promise<number> {
+  // The CLI hands its whole argument list over; `--genesis` is the one flag (documented in README.md).
+  const paths = args.filter((a) => a !== '--genesis');
+  if (paths.length !== args.length) opts = { ...opts, requireGenesis: true };
   if (paths.length === 0) {
     out.write('usage: micro-mcp audit verify [--genesis] FILE|DIR...\n');
     return 2;

@@ -206,10 +206,21 @@ export async function startGateway(config: Config, opts: { host: string; port: n
       authenticate: (h) => auth.authenticate(h),
       challenge: (e) => auth.challenge(e),
       metadata: () => auth.protectedResourceMetadata() as unknown as Record<string, unknown>,
-      onRefused: (e, f) =>
-        void audit
-          .event({ type: 'auth_failure', request_id: f.requestId, error: { code: e.code, message: e.message }, details: { client_ip: f.clientIp } })
-          .catch(() => undefined),
+      onRefused: async (e, f) => {
+        try {
+          await audit.event({
+            type: 'auth_failure',
+            request_id: f.requestId,
+            requested_by: f.clientIp,
+            error: { code: e.code, message: e.message },
+            ...(f.principal ? { principal: { id: f.principal.id, type: f.principal.type, issuer: f.principal.issuer }, client: f.principal.client } : {}),
+            ...(f.method ? { method: f.method } : {}),
+            ...(f.tool ? { tool: f.tool } : {}),
+          });
+        } catch (err) {
+          log.error({ err: (err as Error).message, request_id: f.requestId }, 'audit event write failed');
+        }
+      },
     },
     log,
     maxBodyBytes: config.server.max_body_bytes,

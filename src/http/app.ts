@@ -17,8 +17,11 @@ export interface EdgeAuth {
   challenge(e: GatewayError): { status: number; headers: Record<string, string>; body: unknown };
   /** RFC 9728 Protected Resource Metadata. */
   metadata(): Record<string, unknown>;
-  /** Called for every refused authentication, to audit it. */
-  onRefused?: (e: GatewayError, facts: { requestId: string; clientIp: string | null }) => void;
+  /**
+   * Called for every refused authentication or step-up, to audit it; the answer waits for it, so a
+   * refusal is on record before the caller hears of it.
+   */
+  onRefused?: (e: GatewayError, facts: RefusalFacts) => Promise<void>;
 }
 
 export interface AppDeps {
@@ -37,6 +40,15 @@ export interface AppDeps {
 }
 
 type Vars = { requestId: string; parsedBody: unknown };
+
+/** What is known about a refused request (the principal only when the token itself was valid). */
+export interface RefusalFacts {
+  requestId: string;
+  clientIp: string | null;
+  principal?: Principal;
+  method?: string;
+  tool?: string;
+}
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -67,7 +79,7 @@ export function createApp(d: AppDeps): Hono<{ Variables: Vars }> {
       principal = await d.auth.authenticate(c.req.header('authorization'));
     } catch (e) {
       const ge = isGatewayError(e) ? e : new GatewayError('ERR_AUTH_INVALID', 'authentication failed');
-      d.auth.onRefused?.(ge, { requestId, clientIp });
+      await d.auth.onRefused?.(ge, { requestId, clientIp });
       const ch = d.auth.challenge(ge);
       return new Response(JSON.stringify(ch.body), { status: ch.status, headers: { 'content-type': 'application/json', ...ch.headers } });
     }
@@ -75,7 +87,8 @@ export function createApp(d: AppDeps): Hono<{ Variables: Vars }> {
       const stepUp = await d.stepUp(principal, c.get('parsedBody'), requestId);
       if (stepUp) {
         const e = new GatewayError('ERR_INSUFFICIENT_SCOPE', 'this call needs more scope', { required_scopes: stepUp });
-        d.auth.onRefused?.(e, { requestId, clientIp });
+        const name = (c.get('parsedBody') as { params?: { name?: unknown } }).params?.name;
+        await d.auth.onRefused?.(e, { requestId, clientIp, principal, method: 'tools/call', ...(typeof name === 'string' ? { tool: name } : {}) });
         const ch = d.auth.challenge(e);
         return new Response(JSON.stringify(ch.body), { status: ch.status, headers: { 'content-type': 'application/json', ...ch.headers } });
       }
