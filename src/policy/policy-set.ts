@@ -22,7 +22,9 @@ export const POLICY_DEFAULTS = Object.freeze({
   engines: ['rego', 'cedar'] as EngineName[],
   rego_dir: 'policies/rego',
   cedar_dir: 'policies/cedar',
-  decision_timeout_ms: 50,
+  // Wall-clock around a synchronous evaluation (tens of µs normally): generous enough that an OS
+  // preemption on a busy host does not deny at random, tight enough to catch a runaway policy.
+  decision_timeout_ms: 200,
   watch: true,
   debounce_ms: 150,
 });
@@ -115,7 +117,7 @@ async function loadGeneration(cfg: ResolvedPolicyConfig): Promise<Generation> {
 /**
  * One throwaway evaluation per engine before a generation serves. The first evaluation in a
  * process pays one-time WASM set-up (measured here: Cedar 16-42 ms, Rego ~5 ms, then under
- * 1 ms), which under load exceeded decision_timeout_ms (50 ms) and failed the first real
+ * 1 ms), which under load exceeded the decision timeout (then 50 ms) and failed the first real
  * decision closed, hiding tools from the first tools/list. The answer is ignored.
  */
 function warmUp(engines: Map<EngineName, PolicyEngine>): void {
@@ -235,7 +237,9 @@ export class PolicySet {
           if (Array.isArray(up)) for (const x of up) if (typeof x === 'string') stepUp.add(x);
         }
       } catch (e) {
-        denyReasons.push(errorReason(name, `${name} evaluation failed: ${e instanceof Error ? e.message : String(e)}`));
+        // Agents see only that the engine failed; where in the policy it failed is for operators.
+        this.#hooks.log?.error({ engine: name, err: e instanceof Error ? e.message : String(e) }, 'policy evaluation failed: denied');
+        denyReasons.push(errorReason(name, `${name} evaluation failed`));
       }
     }
     const allow = denyReasons.length === 0;
