@@ -124,6 +124,71 @@ describe('gateway core (both eras)', () => {
     await client.close();
   });
 
+  test('a crowd of agents of both eras shares one service process', async () => {
+    const clients = await Promise.all(Array.from({ length: 12 }, (_, i) => connect(gw, i % 2 ? 'legacy' : 'modern')));
+    const pids = await Promise.all(
+      clients.map(async (c) => ((await c.callTool({ name: 'modernecho.env', arguments: {} })).structuredContent as { pid: number }).pid),
+    );
+    assert.equal(new Set(pids).size, 1, `one process serves every agent: ${JSON.stringify(pids)}`);
+    await Promise.all(clients.map((c) => c.close()));
+  });
+
+  test("a 2025 service's elicitation that cannot be attributed to one call is refused, never misrouted", async () => {
+    const a = await connect(gw, 'legacy');
+    const b = await connect(gw, 'modern');
+    let asked = 0;
+    for (const c of [a, b]) c.setRequestHandler('elicitation/create', async () => (asked++, { action: 'accept', content: { ok: true } }));
+    const tag = `ambiguous-${Date.now()}`;
+    const ac = new AbortController();
+    const slow = a.callTool({ name: 'legacyecho.slow', arguments: { tag, ms: 20_000 } }, { signal: ac.signal }).catch(() => undefined);
+    await eventually(() => existsSync(marker) && readFileSync(marker, 'utf8').includes(`started ${tag}`));
+    // Two calls are in flight on the shared connection: the service's request names neither.
+    const r = await b.callTool({ name: 'legacyecho.confirm', arguments: { question: 'whose?' } }).then(
+      (x) => JSON.stringify(x),
+      (e: Error) => e.message,
+    );
+    assert.doesNotMatch(r, /"confirmed"/);
+    assert.equal(asked, 0, 'no agent was asked');
+    ac.abort();
+    await slow;
+    // With one call in flight again, the same tool works.
+    assert.equal(text(await b.callTool({ name: 'legacyecho.confirm', arguments: { question: 'now?' } })), 'confirmed');
+    assert.equal(asked, 1);
+    await a.close();
+    await b.close();
+  });
+
+  test('requestState handed to an agent is signed and bound to that principal', async () => {
+    const meta = {
+      'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+      'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
+      'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } },
+    };
+    const call = async (token: string, extra: Record<string, unknown> = {}) => {
+      const r = await rawPost(
+        gw,
+        JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'modernecho.confirm', arguments: { question: 'ok?' }, _meta: meta, ...extra } }),
+        { authorization: `Bearer ${token}`, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'modernecho.confirm' },
+      );
+      const body = await r.text();
+      const line = body.includes('data: ') ? body.split('\n').filter((l) => l.startsWith('data: ')).at(-1)!.slice(6) : body;
+      return JSON.parse(line) as { result?: { resultType?: string; requestState?: string; inputRequests?: Record<string, unknown>; content?: unknown }; error?: { code: number; message: string } };
+    };
+    const alice = await gw.token({ sub: 'alice' });
+    const bob = await gw.token({ sub: 'bob' });
+    const first = await call(alice);
+    assert.equal(first.result?.resultType, 'input_required');
+    const state = first.result!.requestState!;
+    const key = Object.keys(first.result!.inputRequests!)[0]!;
+    const answer = { inputResponses: { [key]: { action: 'accept', content: { ok: true } } } };
+    const stolen = await call(bob, { ...answer, requestState: state });
+    assert.equal(stolen.error?.code, -32602, JSON.stringify(stolen));
+    const tampered = await call(alice, { ...answer, requestState: state.slice(0, -2) + (state.endsWith('A') ? 'B' : 'A') + state.slice(-1) });
+    assert.equal(tampered.error?.code, -32602, JSON.stringify(tampered));
+    const own = await call(alice, { ...answer, requestState: state });
+    assert.match(JSON.stringify(own.result?.content), /confirmed/);
+  });
+
   test('a killed service is restarted and the next call works', async () => {
     const client = await connect(gw, 'legacy');
     const restarts = async () =>
