@@ -1,0 +1,99 @@
+/**
+ * In-process micro-benchmarks of the two per-call costs the gateway owns outright: one policy
+ * decision (PolicySet.decide with the repo's policies, each engine alone and both) and
+ * authenticate (a verified-token cache hit, and a full ES256 verify with the cache disabled).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createAuthenticator, mintDevToken } from '../../src/auth/index.js';
+import { buildPolicyInput, loadPolicies, toolFacts } from '../../src/policy/index.js';
+import type { EngineName } from '../../src/policy/index.js';
+import type { Principal } from '../../src/types.js';
+import { ROOT } from '../helpers/harness.js';
+import { microBench } from './load.js';
+
+export interface MicroRow {
+  name: string;
+  n: number;
+  meanUs: number;
+  p50Us: number;
+  p99Us: number;
+}
+
+const PRINCIPAL: Principal = Object.freeze({
+  id: 'alice',
+  type: 'user',
+  issuer: 'urn:micro-mcp:dev',
+  groups: ['eng'],
+  attributes: {},
+  scopes: ['fs:read', 'echo:call'],
+  client: { id: 'bench' },
+  purpose: 'bench',
+});
+
+export async function runMicro(n: number): Promise<MicroRow[]> {
+  const rows: MicroRow[] = [];
+  const policy = await loadPolicies(
+    { rego: { dir: path.join(ROOT, 'policies', 'rego') }, cedar: { dir: path.join(ROOT, 'policies', 'cedar') }, watch: false },
+    { baseDir: ROOT },
+  );
+  try {
+    const inputs = {
+      // The benchmark's own tool (a third-party service granted by scope), and a first-party tool
+      // whose policies also check the canonical path.
+      'echo.echo': buildPolicyInput({
+        phase: 'call',
+        method: 'tools/call',
+        principal: PRINCIPAL,
+        tool: toolFacts('echo.echo', { readOnlyHint: true }),
+        arguments: { text: 'bench' },
+        context: { request_id: 'bench' },
+      }),
+      'fs.read': buildPolicyInput({
+        phase: 'call',
+        method: 'tools/call',
+        principal: PRINCIPAL,
+        tool: toolFacts('fs.read'),
+        arguments: { path: '/eng/runbook.md' },
+        context: { request_id: 'bench' },
+      }),
+    };
+    const combos: Array<[string, EngineName[]]> = [
+      ['rego only', ['rego']],
+      ['cedar only', ['cedar']],
+      ['rego + cedar', ['rego', 'cedar']],
+    ];
+    for (const [tool, input] of Object.entries(inputs)) {
+      for (const [label, engines] of combos) {
+        const d = policy.decide(input, engines);
+        // A denied decision is cheaper and would flatter the numbers: measure the allow path.
+        if (!d.allow) throw new Error(`bench input for ${tool} was denied by ${label}: ${d.reasons.map((r) => r.id).join(', ')}`);
+        rows.push({ name: `PolicySet.decide ${tool}, ${label}`, ...(await microBench(() => policy.decide(input, engines), n, Math.min(1000, n))) });
+      }
+    }
+  } finally {
+    policy.close();
+  }
+
+  const dir = mkdtempSync(path.join(tmpdir(), 'micro-mcp-bench-auth-'));
+  try {
+    const resource = 'http://127.0.0.1:8080/mcp';
+    const keyDir = path.join(dir, 'keys');
+    const token = await mintDevToken({ keyDir, sub: 'alice', groups: ['eng'], scopes: ['echo:call'], ttl: '10m', audience: resource });
+    const header = `Bearer ${token}`;
+    const cached = await createAuthenticator({ mode: 'dev', dev_key_dir: keyDir }, { resource, loopback: true });
+    const uncached = await createAuthenticator({ mode: 'dev', dev_key_dir: keyDir, token_cache: { max_entries: 0 } }, { resource, loopback: true });
+    const p = await cached.authenticate(header);
+    if (p.id !== 'alice') throw new Error('authenticate returned another principal');
+    rows.push({ name: 'authenticate, cached token', ...(await microBench(() => cached.authenticate(header), n, Math.min(1000, n))) });
+    // A full verify is ~100x a cache hit: fewer iterations keep the bench short.
+    const m = Math.max(200, Math.floor(n / 5));
+    rows.push({ name: 'authenticate, uncached (ES256 verify)', ...(await microBench(() => uncached.authenticate(header), m, 200)) });
+    if (cached.stats().cacheHits < n) throw new Error('the cached authenticator did not hit its cache');
+    if (uncached.stats().cacheHits !== 0) throw new Error('the uncached authenticator used a cache');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return rows;
+}
