@@ -38,7 +38,7 @@ describe('mutual TLS to a remote service', () => {
     https = createServer(
       { cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey), ca: readFileSync(pki.ca), requestCert: true, rejectUnauthorized: true },
       (req, res) => {
-        seen.push({ cn: (req.socket as TLSSocket).getPeerCertificate().subject?.CN, authorization: req.headers.authorization as string | undefined });
+        seen.push({ cn: (req.socket as TLSSocket).getPeerCertificate().subject?.CN as string | undefined, authorization: req.headers.authorization as string | undefined });
         void node(req, res);
       },
     );
