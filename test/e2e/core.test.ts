@@ -243,6 +243,28 @@ describe('gateway core (both eras)', () => {
     // oversized body
     r = await rawPost(gw, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { pad: 'x'.repeat(2 * 1024 * 1024) } }), auth);
     assert.equal(r.status, 413);
+    // oversized and streamed without a Content-Length: capped while it streams
+    const chunk = new TextEncoder().encode('x'.repeat(64 * 1024));
+    let sent = 0;
+    const stream = new ReadableStream<Uint8Array>({
+      pull(ctl) {
+        if (sent++ < 16_384) ctl.enqueue(chunk); // up to 1 GiB: only an early stop answers in time
+        else ctl.close();
+      },
+    });
+    // The gateway answers 413 and closes the connection mid-upload; a client still sending may see
+    // only the reset. Either way nothing past the cap is read and the gateway keeps serving.
+    const streamed = await fetch(gw.mcpUrl, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: stream,
+      duplex: 'half',
+    } as RequestInit).then(
+      (res) => res.status,
+      () => 'connection closed',
+    );
+    assert.ok(streamed === 413 || streamed === 'connection closed', String(streamed));
+    assert.ok(sent < 16_384, `the gateway stopped reading early (${sent} of 16384 chunks pulled)`);
     // header that disagrees with the body (2026-07-28)
     const body = {
       jsonrpc: '2.0',
