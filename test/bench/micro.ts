@@ -72,6 +72,21 @@ export async function runMicro(n: number): Promise<MicroRow[]> {
         rows.push({ name: `PolicySet.decide ${tool}, ${label}`, ...(await microBench(() => policy.decide(input, engines), n, Math.min(1000, n))) });
       }
     }
+    // Cedar answers are memoised per request (the rows above repeat one input): a new path every
+    // time shows the cost of a real WASM evaluation, which every distinct request pays once.
+    let i = 0;
+    const fresh = () =>
+      buildPolicyInput({
+        phase: 'call',
+        method: 'tools/call',
+        principal: PRINCIPAL,
+        tool: toolFacts('fs.read'),
+        arguments: { path: `/eng/notes-${i++}.md` },
+        context: { request_id: 'bench' },
+      });
+    for (const [label, engines] of combos) {
+      rows.push({ name: `PolicySet.decide fs.read, ${label}, a new path each time`, ...(await microBench(() => policy.decide(fresh(), engines), n, Math.min(1000, n))) });
+    }
   } finally {
     policy.close();
   }

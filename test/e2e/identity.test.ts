@@ -10,7 +10,8 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Client, ClientCredentialsProvider, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { base64url, exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
-import { connect, echoService, rawPost, startGateway, type Gateway } from '../helpers/harness.js';
+import path from 'node:path';
+import { connect, echoService, rawPost, ROOT, startGateway, type Gateway } from '../helpers/harness.js';
 
 /** A minimal, real OAuth 2.1 authorization server on loopback: metadata, JWKS, client_credentials. */
 async function startAuthServer() {
@@ -166,6 +167,39 @@ describe('identity through the gateway', () => {
     // The SDK client surfaces it as a step-up failure (no provider to re-authorize with).
     const client = await connect(gw, 'modern', { token });
     await assert.rejects(client.callTool({ name: 'echo.echo', arguments: { text: 'x' } }), (e: Error) => /scope/i.test(`${e.name} ${e.message}`));
+    await client.close();
+  });
+});
+
+describe('service credential keys rotate without dropping calls', () => {
+  let gw: Gateway;
+  before(async () => {
+    const { fsServiceEntry } = await import('../helpers/attacks.js');
+    const sample = path.join(ROOT, 'services', 'fs', 'sample');
+    gw = await startGateway({
+      auth: { service_credentials: { ttl_s: 1, rotate_every_s: 2 } },
+      services: { fs: fsServiceEntry(['--root', sample], [sample]) },
+    });
+  });
+  after(async () => {
+    await gw?.stop();
+  });
+
+  test('calls keep working across several key rotations (the sandboxed service re-reads the JWKS)', async () => {
+    const client = await connect(gw, 'modern', { token: await gw.token({ groups: ['eng'], scopes: ['fs:read'] }) });
+    const kids = new Set<string>();
+    const end = Date.now() + 7_000;
+    let calls = 0;
+    while (Date.now() < end) {
+      const r = await client.callTool({ name: 'fs.stat', arguments: { path: '/eng/runbook.md' } });
+      assert.notEqual(r.isError, true, JSON.stringify(r.content));
+      calls++;
+      const jwks = (await (await fetch(`${gw.url}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string }> };
+      for (const k of jwks.keys) kids.add(k.kid);
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    assert.ok(calls >= 15, `${calls} calls`);
+    assert.ok(kids.size >= 3, `keys rotated: ${kids.size} distinct kids published`);
     await client.close();
   });
 });
