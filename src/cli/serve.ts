@@ -25,6 +25,7 @@ import type { StatePort } from '../front/ports.js';
 import { buildServer } from '../front/server.js';
 import { createApp } from '../http/app.js';
 import { loadPolicies } from '../policy/policy-set.js';
+import { Limiter, LIMITS_DEFAULTS } from '../limits/limiter.js';
 import type { PolicyConfig } from '../policy/types.js';
 import type { Logger, Principal } from '../types.js';
 
@@ -108,7 +109,8 @@ async function startCore(config: Config, opts: { dev: boolean }): Promise<Core &
     return { env: minter.serviceEnv(name), credentialMetaKey: CREDENTIAL_META_KEY, ...(f ? { fetch: f } : {}) };
   });
   await catalog.start();
-  const gateway = new Gateway({ catalog, policy, audit, credentials: minter, state, log, pageSize: config.server.page_size });
+  const limiter = new Limiter({ ...LIMITS_DEFAULTS, ...config.limits });
+  const gateway = new Gateway({ catalog, policy, audit, credentials: minter, state, log, limiter, pageSize: config.server.page_size });
   return {
     log,
     minter,
@@ -234,6 +236,13 @@ export async function startGateway(config: Config, opts: { host: string; port: n
         ready: anyReady && audit.healthy,
         detail: { services, audit: audit.healthy ? 'ok' : 'unavailable', sessions: front.sessionCount, in_flight: gateway.inFlight },
       };
+    },
+    onLimitRefused: async (limit, f) => {
+      try {
+        await audit.event({ type: 'limit_refused', request_id: f.requestId, requested_by: f.clientIp, details: { limit } });
+      } catch (err) {
+        log.error({ err: (err as Error).message, request_id: f.requestId }, 'audit event write failed');
+      }
     },
     stepUp: (principal, body, requestId) => gateway.stepUpScopes(principal, body, requestId),
     clientIp: (c) => ((c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket.remoteAddress ?? null),

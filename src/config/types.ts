@@ -45,6 +45,7 @@ export interface Config {
   server: ServerConfig;
   services: Record<string, ServiceConfig>;
   logging?: { level: string };
+  limits: { calls_per_minute: number; burst: number; concurrent_per_principal: number };
   /** Sections owned by their modules, which type and check them further (auth/, policy/, audit/). */
   auth?: Record<string, unknown>;
   policy?: Record<string, unknown>;

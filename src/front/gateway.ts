@@ -12,6 +12,7 @@ import { principalKey } from '../auth/state.js';
 import { canonicalJson, sha256 } from '../canonical.js';
 import type { Decision, Logger, PolicyInput, Principal, ToolFacts } from '../types.js';
 import { ParkedCalls, PendingCall } from './interactions.js';
+import type { Limiter } from '../limits/limiter.js';
 import {
   CREDENTIAL_META_KEY,
   PURPOSE_META_KEY,
@@ -38,6 +39,8 @@ export interface GatewayDeps {
   state: StatePort;
   log: Logger;
   pageSize: number;
+  /** Rate and concurrency limits, checked after an allow (a refusal is an outcome of that decision). */
+  limiter: Limiter;
   /** How long a call that waits for an agent's input stays parked. */
   inputTtlMs?: number;
 }
@@ -288,12 +291,27 @@ export class Gateway {
       );
     }
 
+    const admitted = this.d.limiter.admit(principalKey(cc.principal), r.service, r.facts.local_name);
+    if ('refused' in admitted) {
+      const why = admitted.refused;
+      const e = new GatewayError(
+        'ERR_RATE_LIMITED',
+        why.limit === 'rate' ? `rate limit reached for this tool; retry in ${why.retryAfterS} s` : 'too many calls in flight for this principal',
+        { decision_id: decisionId, limit: why.limit, ...(why.limit === 'rate' ? { retry_after_s: why.retryAfterS } : {}) },
+      );
+      void this.outcome({ decision_id: decisionId, outcome: 'refused', error: { code: e.code, message: e.message } });
+      throw toProtocolError(e);
+    }
     const conn = this.d.catalog.service(r.service);
-    if (!conn) throw toProtocolError(new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${r.service}" is not configured`));
+    if (!conn) {
+      admitted.release();
+      throw toProtocolError(new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${r.service}" is not configured`));
+    }
     let credential: string;
     try {
       credential = await this.d.credentials.mint({ service: r.service, principal: cc.principal, tool: r.facts.local_name, purpose, decisionId });
     } catch (e) {
+      admitted.release();
       this.d.log.error({ err: (e as Error).message, service: r.service }, 'minting the service credential failed');
       throw toProtocolError(new GatewayError('ERR_INTERNAL', 'could not mint the service credential'));
     }
@@ -312,7 +330,10 @@ export class Gateway {
           onprogress: (p) => call.progress?.(p),
           ...(r.interactive ? { sink: call } : {}),
         })
-        .finally(() => this.callDone()),
+        .finally(() => {
+          admitted.release();
+          this.callDone();
+        }),
     );
     const finish: Finish = async (o) =>
       this.outcome({ decision_id: decisionId, service_us: us(now() - tSend), total_us: us(now() - t0), ...o });

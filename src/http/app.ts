@@ -36,6 +36,8 @@ export interface AppDeps {
   jwks: () => Record<string, unknown>;
   health: () => { ready: boolean; detail: Record<string, unknown> };
   clientIp: (c: Context) => string | null;
+  /** Called when an edge limit (the body size cap) refuses a request, to audit it. */
+  onLimitRefused?: (limit: string, facts: RefusalFacts) => Promise<void>;
   /** Scopes a tools/call needs before it could be allowed (403 insufficient_scope), or undefined. */
   stepUp: (principal: Principal, body: unknown, requestId: string) => Promise<string[] | undefined>;
 }
@@ -69,7 +71,11 @@ export function createApp(d: AppDeps): Hono<{ Variables: Vars }> {
   app.get('/.well-known/oauth-protected-resource/mcp', prm);
   app.get('/.well-known/jwks.json', (c) => c.json(d.jwks()));
 
-  app.on(['POST', 'GET', 'DELETE'], '/mcp', readJsonBody(d.maxBodyBytes), async (c) => {
+  const bodyTooLarge = async (c: Context<{ Variables: Vars }>) => {
+    await d.onLimitRefused?.('max_body_bytes', { requestId: c.get('requestId'), clientIp: d.clientIp(c) });
+    return tooLarge(c, d.maxBodyBytes);
+  };
+  app.on(['POST', 'GET', 'DELETE'], '/mcp', readJsonBody(d.maxBodyBytes, bodyTooLarge), async (c) => {
     const requestId = c.get('requestId');
     const clientIp = d.clientIp(c);
     let principal: Principal;
@@ -162,7 +168,7 @@ function hostnameOf(hostHeader: string | undefined): string | undefined {
  * Reads a POST body under the cap while it streams (a lying or absent Content-Length cannot get past
  * it), requires application/json, parses once, and answers malformed JSON with a JSON-RPC parse error.
  */
-function readJsonBody(max: number): MiddlewareHandler<{ Variables: Vars }> {
+function readJsonBody(max: number, tooLarge: (c: Context<{ Variables: Vars }>) => Promise<Response>): MiddlewareHandler<{ Variables: Vars }> {
   return async function readJsonBody(c, next) {
     if (c.req.method !== 'POST') {
       c.set('parsedBody', undefined);
@@ -174,7 +180,7 @@ function readJsonBody(max: number): MiddlewareHandler<{ Variables: Vars }> {
       return c.json({ jsonrpc: '2.0', error: { code: -32000, message: 'Unsupported Media Type: Content-Type must be application/json' }, id: null }, 415);
     }
     const declared = Number(c.req.header('content-length') ?? '0');
-    if (declared > max) return tooLarge(c, max);
+    if (declared > max) return tooLarge(c);
     const chunks: Uint8Array[] = [];
     let size = 0;
     const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
@@ -197,7 +203,7 @@ function readJsonBody(max: number): MiddlewareHandler<{ Variables: Vars }> {
         incoming.once('end', () => resolve(false));
         incoming.once('error', reject);
       });
-      if (over) return tooLarge(c, max);
+      if (over) return tooLarge(c);
     } else if (c.req.raw.body) {
       const reader = c.req.raw.body.getReader();
       for (;;) {
@@ -206,7 +212,7 @@ function readJsonBody(max: number): MiddlewareHandler<{ Variables: Vars }> {
         size += value.byteLength;
         if (size > max) {
           await reader.cancel().catch(() => undefined);
-          return tooLarge(c, max);
+          return tooLarge(c);
         }
         chunks.push(value);
       }

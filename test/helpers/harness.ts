@@ -54,6 +54,8 @@ export async function startGateway(config: Record<string, unknown>, opts: { env?
       ...(config.policy as object | undefined),
     },
     audit: { file: path.join(dir, 'audit', 'audit.jsonl'), ...(config.audit as object | undefined) },
+    // Load tests send many calls as one principal; tests of the limits set their own.
+    limits: { calls_per_minute: 0, concurrent_per_principal: 0, ...(config.limits as object | undefined) },
   };
   const file = path.join(dir, 'gateway.yaml');
   writeFileSync(file, stringify(cfg));

@@ -1,0 +1,83 @@
+/**
+ * Call limits on one gateway process: a token bucket per principal x service x tool (rate), and a
+ * ceiling on calls in flight per principal (concurrency). Memory only; several replicas would share
+ * counters through Redis (not built yet: each replica then enforces its own share).
+ */
+
+export interface LimitsConfig {
+  /** Sustained calls per minute per principal x service x tool; 0 turns the rate limit off. */
+  calls_per_minute: number;
+  /** Calls that may arrive at once before the rate applies. */
+  burst: number;
+  /** Forwarded calls in flight per principal; 0 turns the ceiling off. */
+  concurrent_per_principal: number;
+}
+
+export const LIMITS_DEFAULTS: LimitsConfig = Object.freeze({ calls_per_minute: 600, burst: 100, concurrent_per_principal: 64 });
+
+export type LimitRefusal = { limit: 'rate'; retryAfterS: number } | { limit: 'concurrency' };
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+/** Buckets idle this long are full again and are dropped, so memory follows active callers only. */
+const IDLE_MS = 10 * 60_000;
+
+export class Limiter {
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly inflight = new Map<string, number>();
+  private readonly perMs: number;
+  private lastSweep = Date.now();
+
+  constructor(
+    private readonly cfg: LimitsConfig,
+    private readonly now: () => number = Date.now,
+  ) {
+    if (cfg.burst < 1 && cfg.calls_per_minute > 0) throw new Error('limits.burst must be at least 1');
+    this.perMs = cfg.calls_per_minute / 60_000;
+  }
+
+  /**
+   * Admits one call, or says which limit refused it. On admission the caller must call the returned
+   * release function when the call ends (it frees the concurrency slot).
+   */
+  admit(principal: string, service: string, tool: string): { release: () => void } | { refused: LimitRefusal } {
+    const t = this.now();
+    if (this.cfg.calls_per_minute > 0) {
+      const key = `${principal}\u0000${service}\u0000${tool}`;
+      let b = this.buckets.get(key);
+      if (!b) {
+        b = { tokens: this.cfg.burst, at: t };
+        this.buckets.set(key, b);
+      }
+      b.tokens = Math.min(this.cfg.burst, b.tokens + (t - b.at) * this.perMs);
+      b.at = t;
+      if (b.tokens < 1) return { refused: { limit: 'rate', retryAfterS: Math.ceil((1 - b.tokens) / this.perMs / 1000) } };
+      b.tokens -= 1;
+      if (t - this.lastSweep > IDLE_MS) this.sweep(t);
+    }
+    if (this.cfg.concurrent_per_principal > 0) {
+      const n = this.inflight.get(principal) ?? 0;
+      if (n >= this.cfg.concurrent_per_principal) return { refused: { limit: 'concurrency' } };
+      this.inflight.set(principal, n + 1);
+      let released = false;
+      return {
+        release: () => {
+          if (released) return;
+          released = true;
+          const m = (this.inflight.get(principal) ?? 1) - 1;
+          if (m <= 0) this.inflight.delete(principal);
+          else this.inflight.set(principal, m);
+        },
+      };
+    }
+    return { release: () => undefined };
+  }
+
+  private sweep(t: number): void {
+    this.lastSweep = t;
+    for (const [k, b] of this.buckets) if (t - b.at > IDLE_MS) this.buckets.delete(k);
+  }
+}
