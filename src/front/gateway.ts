@@ -90,7 +90,7 @@ export class Gateway {
     for (const t of this.d.catalog.tools()) {
       if (await this.visible(cc, 'tools/list', toolFacts(t))) visible.push(t);
     }
-    const { page, nextCursor } = paginate(visible, params?.cursor, this.d.pageSize);
+    const { page, nextCursor } = this.paginate(cc, visible, params?.cursor);
     return { tools: page.map((t) => t.definition), ...(nextCursor ? { nextCursor } : {}) };
   }
 
@@ -128,7 +128,7 @@ export class Gateway {
     for (const p of this.d.catalog.prompts()) {
       if (await this.visible(cc, 'prompts/list', promptFacts(p))) visible.push(p);
     }
-    const { page, nextCursor } = paginate(visible, params?.cursor, this.d.pageSize);
+    const { page, nextCursor } = this.paginate(cc, visible, params?.cursor);
     return { prompts: page.map((p) => p.definition), ...(nextCursor ? { nextCursor } : {}) };
   }
 
@@ -157,13 +157,13 @@ export class Gateway {
       const service = this.d.catalog.resourceService(r.uri)!;
       if (await this.visible(cc, 'resources/list', resourceFacts(service, r.uri))) visible.push(r);
     }
-    const { page, nextCursor } = paginate(visible, params?.cursor, this.d.pageSize);
+    const { page, nextCursor } = this.paginate(cc, visible, params?.cursor);
     return { resources: page, ...(nextCursor ? { nextCursor } : {}) };
   }
 
-  async listResourceTemplates(_cc: CallContext, params: { cursor?: string } | undefined): Promise<Result> {
+  async listResourceTemplates(cc: CallContext, params: { cursor?: string } | undefined): Promise<Result> {
     // Templates describe URI shapes, not data; every read of a concrete URI is decided on its own.
-    const { page, nextCursor } = paginate([...this.d.catalog.templates()], params?.cursor, this.d.pageSize);
+    const { page, nextCursor } = this.paginate(cc, [...this.d.catalog.templates()], params?.cursor);
     return { resourceTemplates: page, ...(nextCursor ? { nextCursor } : {}) };
   }
 
@@ -417,6 +417,29 @@ export class Gateway {
     return s;
   }
 
+  /**
+   * Pages of a filtered, sorted list. The cursor is something the gateway hands the agent to bring
+   * back, so it is signed and bound to the principal like requestState; anything else is -32602.
+   */
+  private paginate<T>(cc: CallContext, items: readonly T[], cursor: string | undefined): { page: T[]; nextCursor?: string } {
+    const who = principalKey(cc.principal);
+    let offset = 0;
+    if (cursor !== undefined) {
+      let o: unknown;
+      try {
+        o = (this.d.state.verify(who, cursor) as { o?: unknown }).o;
+      } catch {
+        o = undefined;
+      }
+      if (typeof o !== 'number' || !Number.isInteger(o) || o < 0) throw new ProtocolError(-32602, 'Invalid cursor');
+      offset = o;
+    }
+    const size = this.d.pageSize;
+    const page = items.slice(offset, offset + size);
+    const next = offset + size;
+    return next < items.length ? { page, nextCursor: this.d.state.sign(who, { k: 'cursor', o: next }) } : { page };
+  }
+
   private context(cc: CallContext) {
     return { time: new Date().toISOString(), request_id: cc.requestId, session_id: cc.sessionId, client_ip: cc.clientIp };
   }
@@ -467,19 +490,3 @@ function approxSize(v: unknown): number {
   }
 }
 
-/** Offset cursors over the filtered, sorted list. Opaque to agents; a bad cursor is -32602. */
-export function paginate<T>(items: readonly T[], cursor: string | undefined, size: number): { page: T[]; nextCursor?: string } {
-  let offset = 0;
-  if (cursor !== undefined) {
-    try {
-      const o = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { o?: unknown };
-      if (typeof o.o !== 'number' || !Number.isInteger(o.o) || o.o < 0) throw new Error('bad');
-      offset = o.o;
-    } catch {
-      throw new ProtocolError(-32602, 'Invalid cursor');
-    }
-  }
-  const page = items.slice(offset, offset + size);
-  const next = offset + size;
-  return next < items.length ? { page, nextCursor: Buffer.from(JSON.stringify({ o: next })).toString('base64url') } : { page };
-}

@@ -297,6 +297,18 @@ describe('gateway core (both eras)', () => {
     assert.equal(health.status, 200);
   });
 
+  test('list cursors are bound to the principal they were handed to', async () => {
+    const alice = await connect(gw, 'modern', { token: await gw.token({ sub: 'alice' }) });
+    const bob = await connect(gw, 'modern', { token: await gw.token({ sub: 'bob' }) });
+    const first = (await alice.request({ method: 'tools/list', params: {} })) as { nextCursor?: string };
+    assert.ok(first.nextCursor);
+    await alice.request({ method: 'tools/list', params: { cursor: first.nextCursor } });
+    await assert.rejects(bob.request({ method: 'tools/list', params: { cursor: first.nextCursor } }), /Invalid cursor/);
+    await assert.rejects(alice.request({ method: 'tools/list', params: { cursor: `${first.nextCursor}x` } }), /Invalid cursor/);
+    await alice.close();
+    await bob.close();
+  });
+
   test('an unhealthy service shows in /readyz while the others keep serving', async () => {
     const r = await fetch(`${gw.url}/readyz`);
     assert.equal(r.status, 200);
