@@ -86,12 +86,7 @@ export class Gateway {
   // ---- tools ------------------------------------------------------------------------------------
 
   async listTools(cc: CallContext, params: { cursor?: string } | undefined): Promise<Result> {
-    const visible: CatalogTool[] = [];
-    for (const t of this.d.catalog.tools()) {
-      if (await this.visible(cc, 'tools/list', toolFacts(t))) visible.push(t);
-    }
-    const { page, nextCursor } = this.paginate(cc, visible, params?.cursor);
-    return { tools: page.map((t) => t.definition), ...(nextCursor ? { nextCursor } : {}) };
+    return this.listVisible(cc, 'tools/list', 'tools', this.d.catalog.tools(), toolFacts, (t) => t.definition, params?.cursor);
   }
 
   async callTool(cc: CallContext, params: Record<string, unknown>, ctx: Ctx): Promise<Result> {
@@ -124,12 +119,7 @@ export class Gateway {
   // ---- prompts ----------------------------------------------------------------------------------
 
   async listPrompts(cc: CallContext, params: { cursor?: string } | undefined): Promise<Result> {
-    const visible = [];
-    for (const p of this.d.catalog.prompts()) {
-      if (await this.visible(cc, 'prompts/list', promptFacts(p))) visible.push(p);
-    }
-    const { page, nextCursor } = this.paginate(cc, visible, params?.cursor);
-    return { prompts: page.map((p) => p.definition), ...(nextCursor ? { nextCursor } : {}) };
+    return this.listVisible(cc, 'prompts/list', 'prompts', this.d.catalog.prompts(), promptFacts, (p) => p.definition, params?.cursor);
   }
 
   async getPrompt(cc: CallContext, params: Record<string, unknown>, ctx: Ctx): Promise<Result> {
@@ -152,13 +142,8 @@ export class Gateway {
   // ---- resources --------------------------------------------------------------------------------
 
   async listResources(cc: CallContext, params: { cursor?: string } | undefined): Promise<Result> {
-    const visible = [];
-    for (const r of this.d.catalog.resources()) {
-      const service = this.d.catalog.resourceService(r.uri)!;
-      if (await this.visible(cc, 'resources/list', resourceFacts(service, r.uri))) visible.push(r);
-    }
-    const { page, nextCursor } = this.paginate(cc, visible, params?.cursor);
-    return { resources: page, ...(nextCursor ? { nextCursor } : {}) };
+    const facts = (r: { uri: string }) => resourceFacts(this.d.catalog.resourceService(r.uri)!, r.uri);
+    return this.listVisible(cc, 'resources/list', 'resources', this.d.catalog.resources(), facts, (r) => r, params?.cursor);
   }
 
   async listResourceTemplates(cc: CallContext, params: { cursor?: string } | undefined): Promise<Result> {
@@ -185,8 +170,23 @@ export class Gateway {
 
   // ---- the shared path ---------------------------------------------------------------------------
 
-  private async visible(cc: CallContext, method: string, facts: ToolFacts): Promise<boolean> {
-    return (await this.listDecision(cc.principal, method, facts, this.context(cc))).allow;
+  /** One page of the entries this principal could ever be allowed (the list phase of the data path). */
+  private async listVisible<T>(
+    cc: CallContext,
+    method: string,
+    key: 'tools' | 'prompts' | 'resources',
+    items: readonly T[],
+    facts: (item: T) => ToolFacts,
+    show: (item: T) => unknown,
+    cursor: string | undefined,
+  ): Promise<Result> {
+    const context = this.context(cc);
+    const visible: T[] = [];
+    for (const item of items) {
+      if ((await this.listDecision(cc.principal, method, facts(item), context)).allow) visible.push(item);
+    }
+    const { page, nextCursor } = this.paginate(cc, visible, cursor);
+    return { [key]: page.map(show), ...(nextCursor ? { nextCursor } : {}) };
   }
 
   /**

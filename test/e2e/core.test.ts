@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/client';
-import { connect, echoService, eventually, rawPost, startGateway, type Era, type Gateway } from '../helpers/harness.js';
+import { connect, echoService, eventually, modernPost, rawPost, startGateway, type Era, type Gateway } from '../helpers/harness.js';
 
 const text = (r: { content?: unknown }) => ((r.content as Array<{ text?: string }>)[0]?.text ?? '');
 
@@ -159,27 +159,14 @@ describe('gateway core (both eras)', () => {
   });
 
   test('requestState handed to an agent is signed and bound to that principal', async () => {
-    const meta = {
-      'io.modelcontextprotocol/protocolVersion': '2026-07-28',
-      'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
-      'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } },
-    };
-    const call = async (token: string, extra: Record<string, unknown> = {}) => {
-      const r = await rawPost(
-        gw,
-        JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'modernecho.confirm', arguments: { question: 'ok?' }, _meta: meta, ...extra } }),
-        { authorization: `Bearer ${token}`, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'modernecho.confirm' },
-      );
-      const body = await r.text();
-      const line = body.includes('data: ') ? body.split('\n').filter((l) => l.startsWith('data: ')).at(-1)!.slice(6) : body;
-      return JSON.parse(line) as { result?: { resultType?: string; requestState?: string; inputRequests?: Record<string, unknown>; content?: unknown }; error?: { code: number; message: string } };
-    };
+    const call = async (token: string, extra: Record<string, unknown> = {}) =>
+      (await modernPost(gw, token, 'tools/call', { name: 'modernecho.confirm', arguments: { question: 'ok?' }, ...extra }, { capabilities: { elicitation: { form: {} } } })).at(-1)!;
     const alice = await gw.token({ sub: 'alice' });
     const bob = await gw.token({ sub: 'bob' });
     const first = await call(alice);
     assert.equal(first.result?.resultType, 'input_required');
-    const state = first.result!.requestState!;
-    const key = Object.keys(first.result!.inputRequests!)[0]!;
+    const state = first.result.requestState as string;
+    const key = Object.keys(first.result.inputRequests)[0]!;
     const answer = { inputResponses: { [key]: { action: 'accept', content: { ok: true } } } };
     const stolen = await call(bob, { ...answer, requestState: state });
     assert.equal(stolen.error?.code, -32602, JSON.stringify(stolen));
@@ -324,20 +311,10 @@ describe('gateway core (both eras)', () => {
 
   test('caller-dependent 2026-07-28 results are marked private and not cacheable', async () => {
     const token = await gw.token();
-    const meta = {
-      'io.modelcontextprotocol/protocolVersion': '2026-07-28',
-      'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
-      'io.modelcontextprotocol/clientCapabilities': {},
-    };
     for (const method of ['tools/list', 'prompts/list', 'resources/list']) {
-      const r = await rawPost(gw, JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: { _meta: meta } }), {
-        authorization: `Bearer ${token}`,
-        'mcp-protocol-version': '2026-07-28',
-        'mcp-method': method,
-      });
-      const body = (await r.json()) as { result: { cacheScope: string; ttlMs: number } };
-      assert.equal(body.result.cacheScope, 'private', method);
-      assert.equal(body.result.ttlMs, 0, method);
+      const [answer] = await modernPost(gw, token, method);
+      assert.equal(answer!.result.cacheScope, 'private', method);
+      assert.equal(answer!.result.ttlMs, 0, method);
     }
   });
 

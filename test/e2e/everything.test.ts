@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/client';
-import { connect, ROOT, startGateway, type Era, type Gateway } from '../helpers/harness.js';
+import { connect, modernPost, ROOT, startGateway, type Era, type Gateway } from '../helpers/harness.js';
 
 const EVERYTHING = path.join(ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
 const text = (r: { content?: unknown }) => ((r.content as Array<{ text?: string }>)[0]?.text ?? '');
@@ -92,33 +92,11 @@ describe('server-everything behind the gateway', () => {
   }
 
   test('every progress step is relayed before the result (raw 2026-07-28 stream)', async () => {
-    const token = await gw.token();
-    const meta = {
-      'io.modelcontextprotocol/protocolVersion': '2026-07-28',
-      'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
-      'io.modelcontextprotocol/clientCapabilities': {},
-      progressToken: 'p1',
-    };
     const name = 'everything.trigger-long-running-operation';
-    const r = await fetch(gw.mcpUrl, {
-      method: 'POST',
-      headers: {
-        authorization: `Bearer ${token}`,
-        'content-type': 'application/json',
-        accept: 'application/json, text/event-stream',
-        'mcp-protocol-version': '2026-07-28',
-        'mcp-method': 'tools/call',
-        'mcp-name': name,
-      },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: { duration: 1, steps: 4 }, _meta: meta } }),
-    });
-    const events = (await r.text())
-      .split('\n')
-      .filter((l) => l.startsWith('data: '))
-      .map((l) => JSON.parse(l.slice(6)) as { method?: string; params?: { progress: number; progressToken: string }; result?: unknown });
+    const events = await modernPost(gw, await gw.token(), 'tools/call', { name, arguments: { duration: 1, steps: 4 } }, { meta: { progressToken: 'p1' } });
     const progress = events.filter((e) => e.method === 'notifications/progress');
-    assert.deepEqual(progress.map((e) => e.params!.progress), [1, 2, 3, 4]);
-    assert.ok(progress.every((e) => e.params!.progressToken === 'p1'), 'the agent sees its own progress token');
+    assert.deepEqual(progress.map((e) => e.params.progress), [1, 2, 3, 4]);
+    assert.ok(progress.every((e) => e.params.progressToken === 'p1'), 'the agent sees its own progress token');
     assert.ok(events.at(-1)!.result, 'the result comes last');
   });
 

@@ -161,3 +161,37 @@ export async function eventually<T>(fn: () => T | Promise<T>, ms = 10_000, step 
     await sleep(step);
   }
 }
+
+/** The per-request `_meta` envelope a 2026-07-28 client sends. */
+export function modernEnvelope(capabilities: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+    'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
+    'io.modelcontextprotocol/clientCapabilities': capabilities,
+  };
+}
+
+/**
+ * One raw 2026-07-28 request (envelope, Mcp-Method / Mcp-Name headers), for tests that must see the
+ * wire: returns every JSON-RPC message of the answer, in order, whether it came as JSON or as SSE.
+ */
+export async function modernPost(
+  gw: Gateway,
+  token: string,
+  method: string,
+  params: Record<string, unknown> = {},
+  opts: { capabilities?: Record<string, unknown>; meta?: Record<string, unknown> } = {},
+): Promise<Array<Record<string, any>>> {
+  const name: Record<string, string> = typeof params.name === 'string' ? { 'mcp-name': params.name } : {};
+  const r = await rawPost(
+    gw,
+    JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: { ...params, _meta: { ...modernEnvelope(opts.capabilities), ...opts.meta } } }),
+    { authorization: `Bearer ${token}`, 'mcp-protocol-version': '2026-07-28', 'mcp-method': method, ...name },
+  );
+  const body = await r.text();
+  if (!(r.headers.get('content-type') ?? '').includes('text/event-stream')) return [JSON.parse(body) as Record<string, any>];
+  return body
+    .split('\n')
+    .filter((l) => l.startsWith('data: '))
+    .map((l) => JSON.parse(l.slice(6)) as Record<string, any>);
+}
