@@ -1,7 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:https';
 import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -10,22 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GatewayError } from '../errors.js';
 import { createMtlsFetch } from './mtls.js';
-
-/** A throwaway PKI made with the real openssl CLI: a CA, a server cert for 127.0.0.1, a client cert. */
-async function makePki(dir: string, name: string): Promise<void> {
-  const ossl = (...args: string[]): void => {
-    execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  };
-  ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}-ca.key`, '-out', `${name}-ca.pem`, '-days', '1', '-subj', `/CN=${name} test CA`);
-  for (const [who, ext] of [
-    ['server', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth'],
-    ['client', 'extendedKeyUsage=clientAuth'],
-  ] as const) {
-    await writeFile(join(dir, `${name}-${who}.ext`), ext + '\n');
-    ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}-${who}.key`, '-out', `${name}-${who}.csr`, '-subj', `/CN=micro-mcp-${who}`);
-    ossl('x509', '-req', '-in', `${name}-${who}.csr`, '-CA', `${name}-ca.pem`, '-CAkey', `${name}-ca.key`, '-CAcreateserial', '-out', `${name}-${who}.pem`, '-days', '1', '-extfile', `${name}-${who}.ext`);
-  }
-}
+import { makePki } from '../../test/helpers/pki.js';
 
 describe('mTLS fetch to a remote service', () => {
   let dir: string;
@@ -33,8 +17,8 @@ describe('mTLS fetch to a remote service', () => {
   let base: string;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'mmcp-mtls-'));
-    await makePki(dir, 'good');
-    await makePki(dir, 'rogue');
+    makePki(dir, 'good');
+    makePki(dir, 'rogue');
     server = createServer(
       {
         cert: await readFile(join(dir, 'good-server.pem')),
