@@ -305,7 +305,9 @@ export class Gateway {
     const conn = this.d.catalog.service(r.service);
     if (!conn) {
       admitted.release();
-      throw toProtocolError(new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${r.service}" is not configured`));
+      const e = new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${r.service}" is not configured`);
+      void this.outcome({ decision_id: decisionId, outcome: 'service_error', error: { code: e.code, message: e.message } });
+      throw toProtocolError(e);
     }
     let credential: string;
     try {
@@ -313,7 +315,9 @@ export class Gateway {
     } catch (e) {
       admitted.release();
       this.d.log.error({ err: (e as Error).message, service: r.service }, 'minting the service credential failed');
-      throw toProtocolError(new GatewayError('ERR_INTERNAL', 'could not mint the service credential'));
+      const ge = new GatewayError('ERR_INTERNAL', 'could not mint the service credential');
+      void this.outcome({ decision_id: decisionId, outcome: 'refused', error: { code: ge.code, message: ge.message } });
+      throw toProtocolError(ge);
     }
     const meta: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(agentMeta)) if (k !== 'progressToken') meta[k] = v;
