@@ -23,6 +23,14 @@ export interface FlagSpec {
 
 export type FlagSpecs = Record<string, FlagSpec>;
 
+/** Flags every service takes (serving mode, the sandbox check, health, help). */
+export const COMMON_FLAGS: FlagSpecs = {
+  'http-port': { kind: 'string', value: 'N', help: 'serve Streamable HTTP on 127.0.0.1:N at /mcp instead of stdio (0 = ephemeral)' },
+  'no-sandbox-check': { kind: 'boolean', help: 'start even without a tight Node permission model (development only)' },
+  check: { kind: 'boolean', help: 'validate the configuration and sandbox, print a health summary, exit 0' },
+  help: { kind: 'boolean', help: 'show this help' },
+};
+
 /** Parsed flags: booleans are true when present, strings hold the last value, lists hold every value. */
 export interface ParsedFlags {
   booleans: Set<string>;

@@ -3,7 +3,7 @@
  */
 import { realpathSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { UsageError, intFlag, parseFlags } from '../common/args.js';
+import { COMMON_FLAGS, UsageError, intFlag, parseFlags } from '../common/args.js';
 import type { FlagSpecs } from '../common/args.js';
 import { CREDENTIAL_FLAGS, credentialSetup } from '../common/credential-config.js';
 import type { CredentialSetup } from '../common/credential-config.js';
@@ -16,11 +16,8 @@ export const FS_FLAGS: FlagSpecs = {
   'search-max-file-bytes': { kind: 'string', value: 'N', help: 'bytes of each file a search scans (default 1048576)' },
   'search-max-ms': { kind: 'string', value: 'N', help: 'time budget of one search in ms (default 5000)' },
   'list-max-entries': { kind: 'string', value: 'N', help: 'entries one list returns (default 1000)' },
-  'http-port': { kind: 'string', value: 'N', help: 'serve Streamable HTTP on 127.0.0.1:N at /mcp instead of stdio (0 = ephemeral)' },
-  'no-sandbox-check': { kind: 'boolean', help: 'start even without a tight Node permission model (development only)' },
+  ...COMMON_FLAGS,
   ...CREDENTIAL_FLAGS,
-  check: { kind: 'boolean', help: 'validate the configuration and sandbox, print a health summary, exit 0' },
-  help: { kind: 'boolean', help: 'show this help' },
 };
 
 /** The validated fs configuration. */

@@ -3,7 +3,7 @@
  * the domain allowlist. Test-only flags exist but are rejected unless MICRO_MCP_HTTP_TEST_HOOKS=1.
  */
 import { isIP } from 'node:net';
-import { UsageError, intFlag, parseFlags } from '../common/args.js';
+import { COMMON_FLAGS, UsageError, intFlag, parseFlags } from '../common/args.js';
 import type { FlagSpecs } from '../common/args.js';
 import { CREDENTIAL_FLAGS, credentialSetup } from '../common/credential-config.js';
 import type { CredentialSetup } from '../common/credential-config.js';
@@ -15,11 +15,8 @@ export const HTTP_FLAGS: FlagSpecs = {
   'max-bytes': { kind: 'string', value: 'N', help: 'largest body returned, in bytes (default 1048576, max 16777216)' },
   'timeout-ms': { kind: 'string', value: 'N', help: 'total time for one fetch including redirects (default 10000)' },
   'max-redirects': { kind: 'string', value: 'N', help: 'redirects followed, each checked again (default 5, max 5)' },
-  'http-port': { kind: 'string', value: 'N', help: 'serve Streamable HTTP on 127.0.0.1:N at /mcp instead of stdio (0 = ephemeral)' },
-  'no-sandbox-check': { kind: 'boolean', help: 'start even without a tight Node permission model (development only)' },
+  ...COMMON_FLAGS,
   ...CREDENTIAL_FLAGS,
-  check: { kind: 'boolean', help: 'validate the configuration and sandbox, print a health summary, exit 0' },
-  help: { kind: 'boolean', help: 'show this help' },
   'test-resolve': { kind: 'list', value: 'HOST=ADDR[,ADDR2..]', help: 'TEST ONLY (needs MICRO_MCP_HTTP_TEST_HOOKS=1): fake resolver; the Nth lookup of HOST answers ADDRn (the last repeats); "a+b" answers two addresses at once' },
   'test-allow-loopback': { kind: 'boolean', help: 'TEST ONLY (needs MICRO_MCP_HTTP_TEST_HOOKS=1): let the address guard pass 127.0.0.0/8 and ::1' },
 };
