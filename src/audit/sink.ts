@@ -86,6 +86,7 @@ export class FileSink implements Sink {
   static async open(opts: FileSinkOptions): Promise<{ sink: FileSink; head: ChainHead | null; truncated: number }> {
     try {
       await fsp.mkdir(path.dirname(opts.path), { recursive: true });
+      await takeLock(lockPath(opts.path));
       let truncated = 0;
       let head: ChainHead | null = null;
       const cur = await statOrNull(opts.path);
@@ -166,6 +167,41 @@ export class FileSink implements Sink {
 
   async close(): Promise<void> {
     await this.fh.close();
+    await fsp.rm(lockPath(this.opts.path), { force: true });
+  }
+}
+
+/** `.audit.jsonl.lock` beside the file: hidden, so `audit.jsonl*` globs (and verify) never pick it up. */
+const lockPath = (file: string): string => path.join(path.dirname(file), `.${path.basename(file)}.lock`);
+
+/**
+ * One writer per chain: two processes appending to the same file would interleave two chains, which
+ * verify could only call tampering. The lock file names the owner's pid; a lock left by a process
+ * that no longer exists (a kill -9) is taken over.
+ */
+async function takeLock(lock: string): Promise<void> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await fsp.writeFile(lock, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const owner = Number((await fsp.readFile(lock, 'utf8').catch(() => '')).trim());
+    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
+      throw new GatewayError('ERR_AUDIT_UNAVAILABLE', `audit log unavailable: the audit file is in use by process ${owner}`, { reason: 'LOCKED' });
+    }
+    await fsp.rm(lock, { force: true });
+  }
+  throw new GatewayError('ERR_AUDIT_UNAVAILABLE', 'audit log unavailable: cannot take the audit file lock', { reason: 'LOCKED' });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

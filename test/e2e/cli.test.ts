@@ -76,6 +76,41 @@ describe('micro-mcp CLI', () => {
     assert.doesNotMatch(r.out, /listening/);
   });
 
+  test('a second gateway on the same audit file refuses to start (one writer per chain)', async () => {
+    const auditFile = path.join(dir, 'shared-audit', 'audit.jsonl');
+    const base = { auth: { mode: 'dev', dev_key_dir: path.join(dir, 'keys') }, policy, audit: { file: auditFile }, services: { echo: echoService() } };
+    const first = writeConfig('first.yaml', { ...base, server: { port: 0 } });
+    const second = writeConfig('second.yaml', { ...base, server: { port: 0 } });
+    const p = spawn(process.execPath, [CLI, 'serve', '--config', first], { env: { PATH: process.env.PATH ?? '', HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let out = '';
+        const t = setTimeout(() => reject(new Error(`first gateway did not start: ${out}`)), 20_000);
+        p.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('listening')) {
+            clearTimeout(t);
+            resolve();
+          }
+        });
+      });
+      const r = await run(['serve', '--config', second]);
+      assert.equal(r.code, 1);
+      assert.match(r.out, new RegExp(`ERR_AUDIT_UNAVAILABLE: audit log unavailable: the audit file is in use by process ${p.pid}`));
+    } finally {
+      p.kill('SIGTERM');
+      await new Promise((r) => p.once('exit', r));
+    }
+    // Once the first is gone, the file is free again.
+    const again = spawn(process.execPath, [CLI, 'serve', '--config', second], { env: { PATH: process.env.PATH ?? '', HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    again.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const { eventually } = await import('../helpers/harness.js');
+    await eventually(() => out.includes('listening'), 20_000);
+    again.kill('SIGTERM');
+    await new Promise((r) => again.once('exit', r));
+  });
+
   test('`token` mints a dev token with the requested claims', async () => {
     const keyDir = path.join(dir, 'tok-keys');
     const r = await run(['token', '--sub', 'alice', '--groups', 'eng', '--scopes', 'fs:read http:fetch', '--ttl', '15m', '--key-dir', keyDir]);
