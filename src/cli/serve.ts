@@ -293,7 +293,7 @@ function printDevHelp(url: string, config: Config): void {
 export async function stdioCommand(argv: string[]): Promise<number> {
   const v = parseCommon(argv);
   const config = loadConfig(resolveConfigPath(v));
-  const stdioCfg = (config as unknown as { stdio?: { principal?: Partial<Principal> & { id?: string } } }).stdio;
+  const stdioCfg = (config as unknown as { stdio?: { principal?: Partial<Principal> & { id?: string }; audit_file?: string } }).stdio;
   const p = stdioCfg?.principal ?? {};
   const principal: Principal = Object.freeze({
     id: p.id ?? `local:${process.env.USER ?? 'user'}`,
@@ -306,7 +306,8 @@ export async function stdioCommand(argv: string[]): Promise<number> {
     purpose: p.purpose ?? null,
   });
   // No HTTP and no tokens on stdio: the one local client acts as the configured principal.
-  const core = await startCore(config, { dev: true });
+  const own = stdioCfg?.audit_file ? { ...config, audit: { ...(config.audit ?? {}), file: stdioCfg.audit_file } } : config;
+  const core = await startCore(own, { dev: true });
   const servers = new Set<ReturnType<typeof buildServer>>();
   const factory = ({ era }: { era: 'legacy' | 'modern' }) => {
     const server = buildServer(core.gateway, core.state, {
