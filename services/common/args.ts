@@ -93,3 +93,22 @@ export function helpText(usage: string, specs: FlagSpecs): string {
   }
   return lines.join('\n') + '\n';
 }
+
+/** The options behind COMMON_FLAGS, shared by every service's config. */
+export interface CommonOptions {
+  httpPort?: number;
+  sandboxCheck: boolean;
+  check: boolean;
+  help: boolean;
+}
+
+/** Reads COMMON_FLAGS (call after parseFlags). */
+export function commonOptions(flags: ParsedFlags): CommonOptions {
+  const o: CommonOptions = {
+    sandboxCheck: !flags.booleans.has('no-sandbox-check'),
+    check: flags.booleans.has('check'),
+    help: flags.booleans.has('help'),
+  };
+  if (flags.strings.has('http-port')) o.httpPort = intFlag(flags, 'http-port', 0, 0, 65535);
+  return o;
+}

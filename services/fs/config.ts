@@ -3,8 +3,8 @@
  */
 import { realpathSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { COMMON_FLAGS, UsageError, intFlag, parseFlags } from '../common/args.js';
-import type { FlagSpecs } from '../common/args.js';
+import { COMMON_FLAGS, UsageError, commonOptions, intFlag, parseFlags } from '../common/args.js';
+import type { CommonOptions, FlagSpecs } from '../common/args.js';
 import { CREDENTIAL_FLAGS, credentialSetup } from '../common/credential-config.js';
 import type { CredentialSetup } from '../common/credential-config.js';
 import type { Root } from './paths.js';
@@ -21,19 +21,15 @@ export const FS_FLAGS: FlagSpecs = {
 };
 
 /** The validated fs configuration. */
-export interface FsConfig {
+export interface FsConfig extends CommonOptions {
   roots: Root[];
   maxReadBytes: number;
   searchMaxFiles: number;
   searchMaxFileBytes: number;
   searchMaxMs: number;
   listMaxEntries: number;
-  httpPort?: number;
   /** How every call's gateway credential is checked (or the development opt-out). */
   credential: CredentialSetup;
-  sandboxCheck: boolean;
-  check: boolean;
-  help: boolean;
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -74,11 +70,8 @@ export function parseFsConfig(argv: readonly string[], env: NodeJS.ProcessEnv = 
     searchMaxFileBytes: intFlag(flags, 'search-max-file-bytes', 1024 * 1024, 1, 64 * 1024 * 1024),
     searchMaxMs: intFlag(flags, 'search-max-ms', 5000, 10, 120_000),
     listMaxEntries: intFlag(flags, 'list-max-entries', 1000, 1, 100_000),
-    sandboxCheck: !flags.booleans.has('no-sandbox-check'),
-    check: flags.booleans.has('check'),
-    help,
+    ...commonOptions(flags),
   };
-  if (flags.strings.has('http-port')) cfg.httpPort = intFlag(flags, 'http-port', 0, 0, 65535);
   // Last, so that every other usage error is reported first; --help needs no credential setup.
   return { ...cfg, credential: help ? { mode: 'insecure' } : credentialSetup(flags, env) };
 }

@@ -3,8 +3,8 @@
  * the domain allowlist. Test-only flags exist but are rejected unless MICRO_MCP_HTTP_TEST_HOOKS=1.
  */
 import { isIP } from 'node:net';
-import { COMMON_FLAGS, UsageError, intFlag, parseFlags } from '../common/args.js';
-import type { FlagSpecs } from '../common/args.js';
+import { COMMON_FLAGS, UsageError, commonOptions, intFlag, parseFlags } from '../common/args.js';
+import type { CommonOptions, FlagSpecs } from '../common/args.js';
 import { CREDENTIAL_FLAGS, credentialSetup } from '../common/credential-config.js';
 import type { CredentialSetup } from '../common/credential-config.js';
 
@@ -25,19 +25,15 @@ export const HTTP_FLAGS: FlagSpecs = {
 export type HostPattern = { kind: 'exact'; host: string } | { kind: 'suffix'; suffix: string };
 
 /** The validated http configuration. */
-export interface HttpConfig {
+export interface HttpConfig extends CommonOptions {
   allow: HostPattern[];
   ports: Set<number>;
   allowHttp: boolean;
   maxBytes: number;
   timeoutMs: number;
   maxRedirects: number;
-  httpPort?: number;
   /** How every call's gateway credential is checked (or the development opt-out). */
   credential: CredentialSetup;
-  sandboxCheck: boolean;
-  check: boolean;
-  help: boolean;
   /** Present only in test-hook mode: every socket connect is refused unless it targets loopback. */
   test?: { resolve: Map<string, string[][]>; allowLoopback: boolean };
 }
@@ -90,11 +86,8 @@ export function parseHttpConfig(argv: readonly string[], env: NodeJS.ProcessEnv 
     maxBytes: intFlag(flags, 'max-bytes', 1024 * 1024, 1, 16 * 1024 * 1024),
     timeoutMs: intFlag(flags, 'timeout-ms', 10_000, 100, 120_000),
     maxRedirects: intFlag(flags, 'max-redirects', 5, 0, 5),
-    sandboxCheck: !flags.booleans.has('no-sandbox-check'),
-    check: flags.booleans.has('check'),
-    help,
+    ...commonOptions(flags),
   };
-  if (flags.strings.has('http-port')) cfg.httpPort = intFlag(flags, 'http-port', 0, 0, 65535);
   const testResolve = flags.lists.get('test-resolve') ?? [];
   const testLoopback = flags.booleans.has('test-allow-loopback');
   const hooks = env['MICRO_MCP_HTTP_TEST_HOOKS'] === '1';
