@@ -6,6 +6,8 @@
  * Messages are written for the agent or operator and must never contain tokens, claims, keys or
  * tool arguments: pass such detail only through `data` fields that are safe to show.
  */
+import { ProtocolError } from '@modelcontextprotocol/server';
+
 export type GatewayErrorCode =
   // edge
   | 'ERR_BAD_REQUEST'
@@ -132,4 +134,10 @@ export function toJsonRpcCode(code: GatewayErrorCode): number {
 /** The JSON-RPC `error` object for a GatewayError: code, message and safe data including the stable code. */
 export function toJsonRpcError(e: GatewayError): { code: number; message: string; data: Record<string, unknown> } {
   return { code: toJsonRpcCode(e.code), message: e.message, data: { code: e.code, ...e.data } };
+}
+
+/** GatewayError -> the SDK's ProtocolError, which the MCP face sends as the JSON-RPC error. */
+export function toProtocolError(e: GatewayError): ProtocolError {
+  const j = toJsonRpcError(e);
+  return new ProtocolError(j.code, j.message, j.data);
 }

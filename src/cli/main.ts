@@ -29,7 +29,7 @@ async function main(argv: string[]): Promise<number> {
     case 'serve':
       return (await import('./serve.js')).serveCommand(rest);
     case 'stdio':
-      return (await import('./serve.js')).stdioCommand(rest);
+      return (await import('./stdio.js')).stdioCommand(rest);
     case 'token':
       return (await import('./commands.js')).token(rest);
     case 'policy':

@@ -7,28 +7,27 @@ import { EventEmitter } from 'node:events';
 import { UriTemplate } from '@modelcontextprotocol/client';
 import type { Prompt, Resource, ResourceTemplateType as ResourceTemplate, Tool } from '@modelcontextprotocol/client';
 import type { Config } from '../config/types.js';
-import type { Logger } from '../types.js';
+import type { Logger, ToolFacts } from '../types.js';
 import { canonicalJson, sha256 } from '../canonical.js';
-import { ServiceConnection, type ServiceEnvironment } from './service.js';
+import { ServiceConnection, type ServiceEnvironment } from './connection.js';
 
-export interface CatalogTool {
+/**
+ * One entry agents can ask for (a tool or a prompt) under its namespaced name, with the facts
+ * policy decides on, computed once per catalog rebuild rather than per decision.
+ */
+interface CatalogEntry<D> {
   /** Namespaced name, e.g. "fs.read". */
   name: string;
   service: string;
   local: string;
   /** The definition agents see (namespaced name). */
-  definition: Tool;
-  /** sha256 over the service's own definition: a changed tool changes its hash (policy can pin it). */
-  hash: string;
-  annotations: Record<string, unknown>;
+  definition: D;
+  /** The `tool` facts of the policy input; `definition_hash` is sha256 over the service's own definition. */
+  facts: ToolFacts;
 }
 
-export interface CatalogPrompt {
-  name: string;
-  service: string;
-  local: string;
-  definition: Prompt;
-}
+export type CatalogTool = CatalogEntry<Tool>;
+export type CatalogPrompt = CatalogEntry<Prompt>;
 
 export type ChangeKind = 'tools' | 'prompts' | 'resources';
 
@@ -91,6 +90,11 @@ export class Catalog extends EventEmitter {
     return this.templateList.map((t) => t.template);
   }
 
+  /** The policy's `tool` facts for reading one resource: the URI names it, the service is its namespace. */
+  resourceFacts(service: string, uri: string): ToolFacts {
+    return { name: uri, namespace: service, local_name: uri, annotations: {}, definition_hash: sha256(uri) };
+  }
+
   /** The service that serves a resource URI: the one that listed it, else the first whose template matches. */
   resourceService(uri: string): string | undefined {
     const owner = this.resourceOwner.get(uri);
@@ -127,18 +131,14 @@ export class Catalog extends EventEmitter {
     for (const s of this.services.values()) {
       for (const t of s.tools) {
         const name = `${s.name}.${t.name}`;
-        tools.push({
-          name,
-          service: s.name,
-          local: t.name,
-          definition: { ...t, name },
-          hash: sha256(canonicalJson(t)),
-          annotations: { ...(t.annotations ?? {}) },
-        });
+        const annotations: Record<string, unknown> = { ...(t.annotations ?? {}) };
+        const facts = { name, namespace: s.name, local_name: t.name, annotations, definition_hash: sha256(canonicalJson(t)) };
+        tools.push({ name, service: s.name, local: t.name, definition: { ...t, name }, facts });
       }
       for (const p of s.prompts) {
         const name = `${s.name}.${p.name}`;
-        prompts.push({ name, service: s.name, local: p.name, definition: { ...p, name } });
+        const facts = { name, namespace: s.name, local_name: p.name, annotations: {}, definition_hash: sha256(canonicalJson({ ...p, name })) };
+        prompts.push({ name, service: s.name, local: p.name, definition: { ...p, name }, facts });
       }
       for (const r of s.resources) {
         if (owner.has(r.uri)) {
@@ -168,7 +168,7 @@ export class Catalog extends EventEmitter {
     this.version++;
     // Tell agents only about lists that really changed (a restart usually changes nothing).
     const sig: Record<ChangeKind, string> = {
-      tools: tools.map((t) => `${t.name}@${t.hash}`).join('\n'),
+      tools: tools.map((t) => `${t.name}@${t.facts.definition_hash}`).join('\n'),
       prompts: prompts.map((p) => p.name).join('\n'),
       resources: resources.map((r) => r.uri).join('\n') + '\n' + templates.map((t) => t.template.uriTemplate).join('\n'),
     };

@@ -8,16 +8,26 @@
 import { EventEmitter } from 'node:events';
 import { Client, ProtocolError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import type {
+  CallToolRequestParams,
+  CreateMessageRequest,
+  CreateMessageResult,
   DiscoverResult,
+  ElicitRequest,
+  ElicitResult,
+  GetPromptRequestParams,
+  InputRequiredResult,
   JSONRPCNotification,
   MessageExtraInfo,
   Prompt,
+  ReadResourceRequestParams,
   RequestOptions,
+  ResultTypeMap,
   Resource,
   ResourceTemplateType as ResourceTemplate,
   Tool,
   Transport,
 } from '@modelcontextprotocol/client';
+import { CREDENTIAL_META_KEY } from '../../schemas/contracts/service-credential.js';
 import { GatewayError } from '../errors.js';
 import type { ServiceConfig } from '../config/types.js';
 import type { Logger } from '../types.js';
@@ -26,10 +36,26 @@ import { ChildProcessTransport } from './stdio-transport.js';
 export type ServiceState = 'starting' | 'ready' | 'down' | 'stopped';
 
 /** A server-to-client request (2025-era elicitation or sampling) raised by the service during a call. */
-export interface InteractionRequest {
-  method: 'elicitation/create' | 'sampling/createMessage';
-  params: Record<string, unknown>;
+export type InteractionRequest = ElicitRequest | CreateMessageRequest;
+/** The answer the service receives for it. */
+export type InteractionAnswer<R extends InteractionRequest> = R extends ElicitRequest ? ElicitResult : CreateMessageResult;
+
+/** The methods the gateway forwards to a service on an agent's behalf. */
+export type ForwardMethod = 'tools/call' | 'prompts/get' | 'resources/read';
+/** 2026-07-28 multi-round-trip retry fields, which travel in a retried request's params. */
+type RetryParams = {
+  inputResponses?: Record<string, unknown>;
+  requestState?: string;
+};
+interface ForwardParamsMap {
+  'tools/call': CallToolRequestParams;
+  'prompts/get': GetPromptRequestParams;
+  'resources/read': ReadResourceRequestParams;
 }
+/** Their params as sent to the service (the agent's, with the local name and the gateway's `_meta`). */
+export type ForwardParams<M extends ForwardMethod> = ForwardParamsMap[M] & RetryParams;
+/** Their results: complete, or a 2026-era service's `input_required` round. */
+export type ForwardResult<M extends ForwardMethod> = ResultTypeMap[M] | InputRequiredResult;
 
 /**
  * The call a server-to-client request belongs to. A 2025-era service sends its elicitation on the
@@ -37,7 +63,7 @@ export interface InteractionRequest {
  * exactly one interactive call is in flight on this service; otherwise it is refused.
  */
 export interface InteractionSink {
-  interact(req: InteractionRequest): Promise<Record<string, unknown>>;
+  interact<R extends InteractionRequest>(req: R): Promise<InteractionAnswer<R>>;
 }
 
 export interface ForwardOptions {
@@ -46,6 +72,8 @@ export interface ForwardOptions {
   /** Receives the service's 2025-era elicitation/sampling requests for this call. */
   sink?: InteractionSink;
   timeoutMs?: number;
+  /** `_meta` entries sent with the request (the per-call credential, the agent's own keys). */
+  meta?: Record<string, unknown>;
 }
 
 const GATEWAY_INFO = { name: 'micro-mcp-gateway', version: '0.1.0' };
@@ -85,8 +113,6 @@ export interface ServiceEnvironment {
   env?: Record<string, string>;
   /** fetch for a remote service (e.g. with a client certificate for mutual TLS). */
   fetch?: FetchLike;
-  /** `_meta` key whose value is also sent to remote services as `Authorization: Bearer`. */
-  credentialMetaKey?: string;
 }
 
 export class ServiceConnection extends EventEmitter {
@@ -100,7 +126,7 @@ export class ServiceConnection extends EventEmitter {
   restarts = 0;
   pid: number | undefined;
 
-  private client: Client | undefined;
+  private client: GatewayClient | undefined;
   private discover: DiscoverResult | undefined;
   private stopping = false;
   private restartTimer: NodeJS.Timeout | undefined;
@@ -135,7 +161,7 @@ export class ServiceConnection extends EventEmitter {
   }
 
   /** Resolves when the service is ready, or throws ERR_SERVICE_UNAVAILABLE after `timeoutMs`. */
-  async whenReady(timeoutMs: number): Promise<Client> {
+  async whenReady(timeoutMs: number): Promise<GatewayClient> {
     if (this.state === 'ready' && this.client) return this.client;
     if (this.state !== 'stopped' && timeoutMs > 0) {
       await new Promise<void>((resolve) => {
@@ -158,7 +184,7 @@ export class ServiceConnection extends EventEmitter {
    * `input_required` result is returned as is (the caller wraps it); protocol errors from the
    * service are re-thrown as ProtocolError so the agent sees the service's code and message.
    */
-  async forward(method: string, params: Record<string, unknown>, opts: ForwardOptions = {}): Promise<Record<string, unknown>> {
+  async forward<M extends ForwardMethod>(method: M, params: ForwardParams<M>, opts: ForwardOptions = {}): Promise<ForwardResult<M>> {
     const client = await this.whenReady(Math.min(this.cfg.call_timeout_ms, 5000));
     if (opts.sink) this.sinks.add(opts.sink);
     // Our own idle timeout, reset by progress (the SDK's cannot see progress routed around it).
@@ -176,24 +202,26 @@ export class ServiceConnection extends EventEmitter {
     if (opts.onprogress) {
       token = `gw-${++progressSeq}`;
       const relay = opts.onprogress;
-      (client as GatewayClient).progressRoutes.set(token, (p) => {
+      client.progressRoutes.set(token, (p) => {
         clearTimeout(timer);
         timer = setTimeout(expire, timeoutMs);
         relay(p);
       });
-      params = { ...params, _meta: { ...((params._meta as Record<string, unknown> | undefined) ?? {}), progressToken: token } };
     }
+    const wire: Record<string, unknown> = { ...params, _meta: { ...params._meta, ...opts.meta, ...(token ? { progressToken: token } : {}) } };
+    // allowInputRequired: a 2026 service's input_required result comes back as a value (the
+    // pipeline wraps it for the agent), so the result may be either half of ForwardResult<M>.
     const ro: RequestOptions = { signal: ac.signal, timeout: 2_147_483_647, allowInputRequired: true };
     try {
-      const req = { method, params } as Parameters<Client['request']>[0];
-      return (await client.request(req as never, ro as never)) as Record<string, unknown>;
+      const result: ForwardResult<M> = await client.request({ method, params: wire }, ro);
+      return result;
     } catch (e) {
       if (timedOut) throw new GatewayError('ERR_SERVICE_TIMEOUT', `service "${this.name}" did not answer in time`, { service: this.name });
       throw this.mapError(e, opts.signal);
     } finally {
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
-      if (token) (client as GatewayClient).progressRoutes.delete(token);
+      if (token) client.progressRoutes.delete(token);
       if (opts.sink) this.sinks.delete(opts.sink);
     }
   }
@@ -217,13 +245,13 @@ export class ServiceConnection extends EventEmitter {
       versionNegotiation: this.negotiation(),
       inputRequired: { autoFulfill: false },
       listChanged: {
-        tools: { onChanged: (err, tools) => this.listChanged('tools', err, tools) },
-        prompts: { onChanged: (err, prompts) => this.listChanged('prompts', err, prompts) },
-        resources: { onChanged: (err, resources) => this.listChanged('resources', err, resources) },
+        tools: { onChanged: (err, tools) => this.refreshed('tools', err, tools, (t) => (this.tools = t)) },
+        prompts: { onChanged: (err, prompts) => this.refreshed('prompts', err, prompts, (p) => (this.prompts = p)) },
+        resources: { onChanged: (err, resources) => this.refreshed('resources', err, resources, (r) => this.resourcesChanged(r)) },
       },
     });
-    client.setRequestHandler('elicitation/create', async (req) => this.interaction('elicitation/create', req.params) as never);
-    client.setRequestHandler('sampling/createMessage', async (req) => this.interaction('sampling/createMessage', req.params) as never);
+    client.setRequestHandler('elicitation/create', (req) => this.interaction(req));
+    client.setRequestHandler('sampling/createMessage', (req) => this.interaction(req));
     client.onerror = (err) => this.log.debug({ service: this.name, err: err.message }, 'service transport error');
     const transport = this.transport();
     try {
@@ -285,11 +313,11 @@ export class ServiceConnection extends EventEmitter {
     }
     return new StreamableHTTPClientTransport(new URL(this.cfg.url), {
       requestInit: { headers: { ...(this.cfg.headers ?? {}) }, redirect: 'manual' },
-      fetch: credentialFetch(this.environment.fetch ?? fetch, this.environment.credentialMetaKey),
+      fetch: credentialFetch(this.environment.fetch ?? fetch),
     });
   }
 
-  private async refreshAll(client: Client): Promise<void> {
+  private async refreshAll(client: GatewayClient): Promise<void> {
     const caps = client.getServerCapabilities() ?? {};
     const opts = { cacheMode: 'refresh' as const };
     this.tools = caps.tools ? (await client.listTools(undefined, opts)).tools : [];
@@ -303,40 +331,39 @@ export class ServiceConnection extends EventEmitter {
     }
   }
 
-  private listChanged(kind: 'tools' | 'prompts' | 'resources', err: Error | null, items: unknown[] | null): void {
+  /** Stores a refreshed list and tells the catalog; a failed refresh is logged and the last list stays. */
+  private refreshed<T>(kind: 'tools' | 'prompts' | 'resources', err: Error | null, items: T[] | null, store: (items: T[]) => void): void {
     if (err || !items) {
       this.log.warn({ service: this.name, kind, err: err?.message }, 'service list refresh failed');
       return;
     }
-    if (kind === 'tools') this.tools = items as Tool[];
-    if (kind === 'prompts') this.prompts = items as Prompt[];
-    if (kind === 'resources') {
-      this.resources = items as Resource[];
-      const c = this.client;
-      if (c) {
-        void c
-          .listResourceTemplates(undefined, { cacheMode: 'refresh' })
-          .then((r) => {
-            this.templates = r.resourceTemplates;
-            this.emit('changed', 'resources');
-          })
-          .catch(() => undefined);
-      }
-    }
+    store(items);
     this.emit('changed', kind);
   }
 
-  private async interaction(method: InteractionRequest['method'], params: unknown): Promise<Record<string, unknown>> {
-    if (this.sinks.size !== 1) {
-      // No call, or several, could have caused it: refusing is the only answer that cannot misroute.
-      this.log.warn({ service: this.name, method, inflight: this.sinks.size }, 'server-to-client request refused: cannot attribute it to one call');
-      throw new ProtocolError(-32600, `${method} refused by the gateway: it cannot be attributed to exactly one call in progress`);
-    }
-    const [sink] = this.sinks;
-    return sink!.interact({ method, params: (params ?? {}) as Record<string, unknown> });
+  /** Resources changed: templates are refreshed with them (the SDK's listChanged covers only the list). */
+  private resourcesChanged(resources: Resource[]): void {
+    this.resources = resources;
+    this.client
+      ?.listResourceTemplates(undefined, { cacheMode: 'refresh' })
+      .then((r) => {
+        this.templates = r.resourceTemplates;
+        this.emit('changed', 'resources');
+      })
+      .catch(() => undefined);
   }
 
-  private onClosed(client: Client): void {
+  private async interaction<R extends InteractionRequest>(req: R): Promise<InteractionAnswer<R>> {
+    if (this.sinks.size !== 1) {
+      // No call, or several, could have caused it: refusing is the only answer that cannot misroute.
+      this.log.warn({ service: this.name, method: req.method, inflight: this.sinks.size }, 'server-to-client request refused: cannot attribute it to one call');
+      throw new ProtocolError(-32600, `${req.method} refused by the gateway: it cannot be attributed to exactly one call in progress`);
+    }
+    const [sink] = this.sinks;
+    return sink!.interact(req);
+  }
+
+  private onClosed(client: GatewayClient): void {
     if (this.client !== client) return;
     this.client = undefined;
     if (this.stopping) return;
@@ -371,22 +398,33 @@ export class ServiceConnection extends EventEmitter {
  * A remote service verifies the per-call credential from the Authorization header: lift it out of the
  * outgoing request's `_meta` into the header, for this request only.
  */
-function credentialFetch(base: FetchLike, metaKey: string | undefined): FetchLike {
-  if (!metaKey) return base;
+function credentialFetch(base: FetchLike): FetchLike {
   return async (input, init) => {
-    if (init && typeof init.body === 'string' && init.body.includes(metaKey)) {
-      try {
-        const msg = JSON.parse(init.body) as { params?: { _meta?: Record<string, unknown> } };
-        const cred = msg.params?._meta?.[metaKey];
-        if (typeof cred === 'string') {
-          const headers = new Headers(init.headers);
-          headers.set('authorization', `Bearer ${cred}`);
-          return base(input, { ...init, headers });
-        }
-      } catch {
-        /* not a single JSON-RPC message: send as is */
+    if (init && typeof init.body === 'string' && init.body.includes(CREDENTIAL_META_KEY)) {
+      const cred = credentialIn(init.body);
+      if (cred !== undefined) {
+        const headers = new Headers(init.headers);
+        headers.set('authorization', `Bearer ${cred}`);
+        return base(input, { ...init, headers });
       }
     }
     return base(input, init);
   };
+}
+
+/** The credential in one serialised JSON-RPC request's `params._meta`, if it carries one. */
+function credentialIn(body: string): string | undefined {
+  let msg: unknown;
+  try {
+    msg = JSON.parse(body);
+  } catch {
+    return undefined; // not a single JSON-RPC message: sent as is
+  }
+  if (!isRecord(msg) || !isRecord(msg.params) || !isRecord(msg.params._meta)) return undefined;
+  const cred = msg.params._meta[CREDENTIAL_META_KEY];
+  return typeof cred === 'string' ? cred : undefined;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -1,0 +1,23 @@
+/** What `make run` prints in development mode: how to mint a token and connect a client. */
+import type { Config } from '../config/types.js';
+
+export function printDevHelp(url: string, config: Config): void {
+  const services = Object.keys(config.services).join(', ');
+  process.stdout.write(
+    [
+      '',
+      'DEVELOPMENT MODE: loopback only, tokens signed by the local dev key in .dev/keys (never use this on a network).',
+      `Services: ${services}`,
+      '',
+      'Mint a token and connect an MCP client:',
+      `  TOKEN=$(node dist/src/cli/main.js token --sub alice --groups eng --scopes "fs:read http:fetch" --ttl 15m --aud ${url}/mcp)`,
+      `  npx @modelcontextprotocol/inspector --transport http --server-url ${url}/mcp --header "Authorization: Bearer $TOKEN"`,
+      '',
+      'Or by hand:',
+      `  curl -s ${url}/mcp -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \\`,
+      `       -H 'accept: application/json, text/event-stream' -H 'mcp-protocol-version: 2026-07-28' -H 'mcp-method: tools/list' \\`,
+      `       -d '{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"curl","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}'`,
+      '',
+    ].join('\n'),
+  );
+}

@@ -1,0 +1,34 @@
+/**
+ * The typed request context the edge middleware builds, one variable per concern, in data-path
+ * order. Typed once here (Hono's ContextVariableMap), read with `c.var.<name>` without casts.
+ */
+import type { HttpBindings } from '@hono/node-server';
+import type { Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { Principal } from '../types.js';
+
+declare module 'hono' {
+  interface ContextVariableMap {
+    /** request-id: the caller's X-Request-Id when well-formed, else a fresh UUID. */
+    requestId: string;
+    /** body-cap: the parsed JSON-RPC body of a POST (an object or a batch), undefined for GET/DELETE. */
+    body: unknown;
+    /** authenticate: who is calling, from the bearer token. */
+    principal: Principal;
+    /** era: 2026-07-28 (stateless) or a 2025 revision (sessions). */
+    era: 'legacy' | 'modern';
+  }
+}
+
+/** The app's environment: Node's request objects when served by @hono/node-server (absent in `app.request` tests). */
+export type GatewayEnv = { Bindings: Partial<HttpBindings> };
+
+/** The caller's address as the socket saw it. */
+export function clientIp(c: Context<GatewayEnv>): string | null {
+  return c.env?.incoming?.socket.remoteAddress ?? null;
+}
+
+/** A JSON-RPC error answered by the edge, before any MCP server sees the request. */
+export function edgeError(c: Context, status: ContentfulStatusCode, code: number, message: string, data?: Record<string, unknown>, headers?: Record<string, string>): Response {
+  return c.json({ jsonrpc: '2.0', error: { code, message, ...(data ? { data } : {}) }, id: null }, status, headers);
+}

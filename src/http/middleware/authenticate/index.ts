@@ -1,0 +1,2 @@
+export { authenticate } from './authenticate.js';
+export type { AuthenticateOptions, EdgeAuthenticator } from './authenticate.js';

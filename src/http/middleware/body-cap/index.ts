@@ -1,0 +1,2 @@
+export { bodyCap } from './body-cap.js';
+export type { BodyCapOptions } from './body-cap.js';

@@ -1,0 +1,1 @@
+export { era } from './era.js';

@@ -1,0 +1,2 @@
+export { hostOrigin } from './host-origin.js';
+export type { HostOriginOptions } from './host-origin.js';

@@ -1,0 +1,39 @@
+/**
+ * How a request's context crosses the SDK: the HTTP edge establishes who asks (and which request,
+ * from where, in which era) before the SDK sees the request; the SDK hands handlers only what the
+ * transport was given as `AuthInfo`. So the edge's facts travel as one typed object inside
+ * `AuthInfo.extra`, and handlers read them back with `callContextOf`, checked by class, not cast.
+ */
+import type { AuthInfo, ServerContext } from '@modelcontextprotocol/server';
+import type { CallContext } from '../pipeline/ports.js';
+import type { Principal } from '../types.js';
+
+/** What the edge knows about one request (the 2025 session id is the transport's to know). */
+export class EdgeFacts {
+  constructor(
+    readonly principal: Principal,
+    readonly era: CallContext['era'],
+    readonly requestId: string,
+    readonly clientIp: string | null,
+  ) {}
+}
+
+const EXTRA_KEY = 'micro-mcp/edge';
+
+/** The AuthInfo a transport receives for one request. Never the agent's token: nothing downstream needs it. */
+export function authInfoFor(f: EdgeFacts): AuthInfo {
+  return {
+    token: '',
+    clientId: f.principal.client.id ?? '',
+    scopes: f.principal.scopes,
+    ...(f.principal.expires_at ? { expiresAt: f.principal.expires_at } : {}),
+    extra: { [EXTRA_KEY]: f },
+  };
+}
+
+/** The CallContext of the request a handler serves; a request that bypassed the edge is a bug, not a caller. */
+export function callContextOf(ctx: ServerContext): CallContext {
+  const f = ctx.http?.authInfo?.extra?.[EXTRA_KEY];
+  if (!(f instanceof EdgeFacts)) throw new Error('a request reached an MCP handler without passing the HTTP edge');
+  return { principal: f.principal, era: f.era, sessionId: ctx.sessionId ?? null, requestId: f.requestId, clientIp: f.clientIp };
+}

@@ -1,0 +1,322 @@
+/**
+ * The call phase of the data path (docs/ARCHITECTURE.md): resolve -> policy input -> decide ->
+ * audit decision -> limits -> mint credential -> forward -> outcome. Era-neutral: the MCP face calls
+ * it for `tools/call`, `prompts/get` and `resources/read` from either era with a CallContext.
+ */
+import { randomUUID } from 'node:crypto';
+import { inputRequired, isInputRequiredResult, ProtocolError } from '@modelcontextprotocol/server';
+import type { CallToolRequest, GetPromptRequest, InputRequiredResult, ReadResourceRequest, ServerContext } from '@modelcontextprotocol/server';
+import { CREDENTIAL_META_KEY, PURPOSE_META_KEY } from '../../schemas/contracts/service-credential.js';
+import { principalKey } from '../auth/state.js';
+import type { Clock } from '../clock.js';
+import { GatewayError, isGatewayError, toProtocolError } from '../errors.js';
+import type { Limiter } from '../limits/limiter.js';
+import { buildPolicyInput } from '../policy/input.js';
+import type { Decision, Logger, ToolFacts } from '../types.js';
+import type { Catalog } from '../upstream/catalog.js';
+import type { ForwardMethod, ForwardParams, ForwardResult } from '../upstream/connection.js';
+import type { InFlight } from './in-flight.js';
+import { ParkedCalls, PendingCall, type Finish } from './input-requests.js';
+import type { AuditPort, CallContext, CredentialPort, PolicyPort, StatePort } from './ports.js';
+
+export interface CallPipelineDeps {
+  catalog: Catalog;
+  policy: PolicyPort;
+  audit: AuditPort;
+  credentials: CredentialPort;
+  state: StatePort;
+  log: Logger;
+  /** Rate and concurrency limits, checked after an allow (a refusal is an outcome of that decision). */
+  limiter: Limiter;
+  inFlight: InFlight;
+  clock: Clock;
+  /** How long a call that waits for an agent's input stays parked. Default 10 minutes. */
+  inputTtlMs?: number;
+}
+
+/** requestState payloads the pipeline signs for the agent to bring back (verified before a handler runs). */
+export type PipelineState =
+  | { k: 'svc'; tool: string; inner?: string } // a 2026 service's input_required, wrapped
+  | { k: 'parked'; tool: string; id: string }; // a 2025 service's elicitation, waiting for the agent
+
+/** One request on its way to a service. */
+interface Forward<M extends ForwardMethod> {
+  method: M;
+  service: string;
+  /** What the records name: the namespaced tool or prompt, or the resource URI. */
+  label: string;
+  facts: ToolFacts;
+  args: Record<string, unknown>;
+  params: ForwardParams<M>;
+  /**
+   * Set for interactive calls (tools only): the service's 2025-era input requests are attributed to
+   * this call, which parks here while the agent answers.
+   */
+  park?: (call: PendingCall<ForwardResult<M>>) => void;
+}
+
+const us = (ms: number) => Math.round(ms * 1000);
+
+export class CallPipeline {
+  /** Only tools/call is interactive, so only its calls park. */
+  readonly parked: ParkedCalls<ForwardResult<'tools/call'>>;
+
+  constructor(private readonly d: CallPipelineDeps) {
+    this.parked = new ParkedCalls(d.inputTtlMs ?? 10 * 60_000, d.clock);
+  }
+
+  async callTool(cc: CallContext, params: CallToolRequest['params'], ctx: ServerContext): Promise<ForwardResult<'tools/call'>> {
+    const state = this.stateOf(ctx);
+    if (state && state.tool !== params.name) throw new ProtocolError(-32602, 'requestState does not belong to this tool');
+    if (state?.k === 'parked') return this.resumeParked(cc, state.id, ctx);
+
+    const tool = this.d.catalog.tool(params.name);
+    if (!tool) throw new ProtocolError(-32602, `Unknown tool: ${params.name}`);
+    const args = params.arguments ?? {};
+    const forward: ForwardParams<'tools/call'> = { name: tool.local, arguments: args };
+    if (state?.k === 'svc') {
+      // The agent's retry of a 2026 service's input_required: decided again, then routed to the same service.
+      if (state.inner !== undefined) forward.requestState = state.inner;
+      if (ctx.mcpReq.inputResponses) forward.inputResponses = ctx.mcpReq.inputResponses;
+    }
+    return this.decideAndForward(cc, ctx, {
+      method: 'tools/call',
+      service: tool.service,
+      label: tool.name,
+      facts: tool.facts,
+      args,
+      params: forward,
+      park: (call) => this.parked.park(call),
+    });
+  }
+
+  async getPrompt(cc: CallContext, params: GetPromptRequest['params'], ctx: ServerContext): Promise<ForwardResult<'prompts/get'>> {
+    const p = this.d.catalog.prompt(params.name);
+    if (!p) throw new ProtocolError(-32602, `Unknown prompt: ${params.name}`);
+    const args = params.arguments ?? {};
+    return this.decideAndForward(cc, ctx, {
+      method: 'prompts/get',
+      service: p.service,
+      label: p.name,
+      facts: p.facts,
+      args,
+      params: { name: p.local, arguments: args },
+    });
+  }
+
+  async readResource(cc: CallContext, params: ReadResourceRequest['params'], ctx: ServerContext): Promise<ForwardResult<'resources/read'>> {
+    const { uri } = params;
+    const service = this.d.catalog.resourceService(uri);
+    if (!service) throw new ProtocolError(-32602, `Resource not found: ${uri}`, { uri });
+    return this.decideAndForward(cc, ctx, {
+      method: 'resources/read',
+      service,
+      label: uri,
+      facts: this.d.catalog.resourceFacts(service, uri),
+      args: { uri },
+      params: { uri },
+    });
+  }
+
+  private async decideAndForward<M extends ForwardMethod>(cc: CallContext, ctx: ServerContext, r: Forward<M>): Promise<ForwardResult<M>> {
+    const { clock } = this.d;
+    const t0 = performance.now();
+    const agentMeta = ctx.mcpReq._meta ?? {};
+    const declared = agentMeta[PURPOSE_META_KEY];
+    const decisionId = randomUUID();
+    const input = buildPolicyInput({
+      phase: 'call',
+      method: r.method,
+      principal: cc.principal,
+      purpose: typeof declared === 'string' && declared.length > 0 ? declared.slice(0, 200) : null,
+      tool: r.facts,
+      arguments: r.args,
+      context: { time: new Date(clock.now()).toISOString(), request_id: cc.requestId, session_id: cc.sessionId, client_ip: cc.clientIp },
+    });
+    const decision = this.decide(input, decisionId);
+    const tokenId = cc.principal.token_id;
+    try {
+      await this.d.audit.decision({ input, decision, decision_id: decisionId, ...(tokenId ? { token_id: tokenId } : {}) });
+    } catch (e) {
+      this.d.log.error({ err: (e as Error).message, decision_id: decisionId }, 'audit write failed: call refused');
+      throw toProtocolError(new GatewayError('ERR_AUDIT_UNAVAILABLE', 'the audit log is unavailable; call refused', { decision_id: decisionId }));
+    }
+    if (!decision.allow) {
+      // The decision record is the whole story of a denied call: nothing was forwarded.
+      const ids = [...new Set(decision.reasons.map((x) => x.id))].join(', ') || 'no rule allowed it';
+      throw toProtocolError(
+        new GatewayError('ERR_POLICY_DENIED', `denied by policy: ${ids}`, {
+          decision_id: decisionId,
+          reasons: decision.reasons,
+          policy_revision: decision.policy_revision,
+        }),
+      );
+    }
+    const outcome: Finish = (o) => this.outcome(decisionId, o);
+
+    const admitted = this.d.limiter.admit(principalKey(cc.principal), r.service, r.facts.local_name);
+    if ('refused' in admitted) {
+      const why = admitted.refused;
+      const e = new GatewayError(
+        'ERR_RATE_LIMITED',
+        why.limit === 'rate' ? `rate limit reached for this tool; retry in ${why.retryAfterS} s` : 'too many calls in flight for this principal',
+        { decision_id: decisionId, limit: why.limit, ...(why.limit === 'rate' ? { retry_after_s: why.retryAfterS } : {}) },
+      );
+      void outcome({ outcome: 'refused', error: { code: e.code, message: e.message } });
+      throw toProtocolError(e);
+    }
+    const conn = this.d.catalog.service(r.service);
+    if (!conn) {
+      admitted.release();
+      const e = new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${r.service}" is not configured`);
+      void outcome({ outcome: 'service_error', error: { code: e.code, message: e.message } });
+      throw toProtocolError(e);
+    }
+    let credential: string;
+    try {
+      credential = await this.d.credentials.mint({ service: r.service, principal: cc.principal, tool: r.facts.local_name, purpose: input.purpose, decisionId });
+    } catch (e) {
+      admitted.release();
+      this.d.log.error({ err: (e as Error).message, service: r.service }, 'minting the service credential failed');
+      const ge = new GatewayError('ERR_INTERNAL', 'could not mint the service credential');
+      void outcome({ outcome: 'refused', error: { code: ge.code, message: ge.message } });
+      throw toProtocolError(ge);
+    }
+    // The agent's progress token stays here: the connection assigns its own for the service.
+    const { progressToken: _agentToken, ...meta } = agentMeta;
+
+    const tSend = performance.now();
+    const finish: Finish = (o) => outcome({ service_us: us(performance.now() - tSend), total_us: us(performance.now() - t0), ...o });
+    const call = new PendingCall<ForwardResult<M>>(principalKey(cc.principal), r.label, new AbortController(), finish);
+    const left = this.d.inFlight.enter();
+    call.track(
+      conn
+        .forward(r.method, r.params, {
+          meta: { ...meta, [CREDENTIAL_META_KEY]: credential },
+          signal: call.controller.signal,
+          onprogress: (p) => call.progress?.(p),
+          ...(r.park ? { sink: call } : {}),
+        })
+        .finally(() => {
+          admitted.release();
+          left();
+        }),
+    );
+    return this.round(call, ctx, r.park);
+  }
+
+  /** Decides one call; an engine that throws denies (fail closed). */
+  private decide(input: Parameters<PolicyPort['decide']>[0], decisionId: string): Decision {
+    try {
+      return this.d.policy.decide(input);
+    } catch (e) {
+      this.d.log.error({ err: (e as Error).message, decision_id: decisionId }, 'policy evaluation failed');
+      return {
+        allow: false,
+        reasons: [{ engine: 'gateway', id: 'engine_error', message: 'policy evaluation failed' }],
+        obligations: {},
+        policy_revision: this.d.policy.revision,
+        eval_us: 0,
+      };
+    }
+  }
+
+  /**
+   * Runs one round of a forwarded call for the agent request `ctx`: result, error, or an input request.
+   * Outcome records are written without holding the answer back: only the decision record must be
+   * durable before forwarding (measured: awaiting the outcome's fsync too cost ~40% of throughput at
+   * one client); a SIGTERM drain still waits for them.
+   */
+  private async round<T extends object>(
+    call: PendingCall<T | InputRequiredResult>,
+    ctx: ServerContext,
+    park: ((call: PendingCall<T | InputRequiredResult>) => void) | undefined,
+  ): Promise<T | InputRequiredResult> {
+    const progressToken = ctx.mcpReq._meta?.progressToken;
+    // Notifications are chained and awaited before the result, so the last progress is not
+    // overtaken by the response (after which the transport would drop it).
+    let relayed: Promise<void> = Promise.resolve();
+    call.progress =
+      progressToken === undefined
+        ? undefined
+        : (p) => {
+            relayed = relayed.then(() => ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken, ...p } })).catch(() => undefined);
+          };
+    const onAbort = () => call.abandon('cancelled by the agent');
+    ctx.mcpReq.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const r = await call.next();
+      await relayed;
+      if (r.kind === 'interaction') {
+        // Only interactive calls register as the service's sink, so only they can see an interaction.
+        if (!park) throw toProtocolError(new GatewayError('ERR_INTERNAL', 'an input request reached a call that cannot ask the agent'));
+        call.progress = undefined;
+        park(call);
+        // The service's call goes on across rounds under this one decision: its outcome is written when it ends.
+        const requestState = this.d.state.sign(call.principalId, { k: 'parked', tool: call.tool, id: call.id });
+        return inputRequired({ inputRequests: { [r.key]: r.req }, requestState });
+      }
+      if (r.kind === 'error') {
+        const e = r.error;
+        const cancelled = ctx.mcpReq.signal.aborted || (isGatewayError(e) && e.data?.cancelled === true);
+        void call.finish({
+          outcome: cancelled ? 'cancelled' : isGatewayError(e) && e.code === 'ERR_SERVICE_TIMEOUT' ? 'timeout' : 'service_error',
+          error: isGatewayError(e)
+            ? { code: e.code, message: e.message }
+            : { code: e instanceof ProtocolError ? `JSONRPC_${e.code}` : 'ERR_SERVICE_ERROR', message: 'the service answered with an error' },
+        });
+        throw isGatewayError(e) ? toProtocolError(e) : e;
+      }
+      const value = r.value;
+      if (isInputRequiredResult(value)) {
+        // A 2026 service asks the agent for input: wrap its state so the retry comes back to it, bound to this principal.
+        const inner = value.requestState;
+        const requestState = this.d.state.sign(call.principalId, { k: 'svc', tool: call.tool, ...(inner !== undefined ? { inner } : {}) });
+        void call.finish({ outcome: 'input_required' });
+        return inputRequired({ inputRequests: value.inputRequests ?? {}, requestState });
+      }
+      void call.finish({ outcome: 'isError' in value && value.isError === true ? 'tool_error' : 'ok', response_bytes: approxSize(value), result: value });
+      return value;
+    } finally {
+      ctx.mcpReq.signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private async resumeParked(cc: CallContext, id: string, ctx: ServerContext): Promise<ForwardResult<'tools/call'>> {
+    const call = this.parked.take(id, principalKey(cc.principal));
+    if (!call) throw toProtocolError(new GatewayError('ERR_INPUT_STATE_INVALID', 'the input request has expired or belongs to another caller'));
+    const responses = ctx.mcpReq.inputResponses ?? {};
+    call.answer(Object.values(responses)[0]);
+    return this.round(call, ctx, (c) => this.parked.park(c));
+  }
+
+  private stateOf(ctx: ServerContext): PipelineState | undefined {
+    // Verified (signature, principal, expiry) by the server's requestState hook before the handler runs.
+    const s: unknown = ctx.mcpReq.requestState();
+    if (s === undefined) return undefined;
+    if (isPipelineState(s)) return s;
+    throw new ProtocolError(-32602, 'Invalid or expired requestState');
+  }
+
+  private async outcome(decisionId: string, o: Parameters<Finish>[0]): Promise<void> {
+    try {
+      await this.d.audit.outcome({ decision_id: decisionId, ...o });
+    } catch (e) {
+      this.d.log.error({ err: (e as Error).message, decision_id: decisionId }, 'audit outcome write failed');
+    }
+  }
+}
+
+function isPipelineState(s: unknown): s is PipelineState {
+  if (typeof s !== 'object' || s === null || !('k' in s) || !('tool' in s) || typeof s.tool !== 'string') return false;
+  if (s.k === 'parked') return 'id' in s && typeof s.id === 'string';
+  return s.k === 'svc' && (!('inner' in s) || typeof s.inner === 'string');
+}
+
+function approxSize(v: unknown): number {
+  try {
+    return JSON.stringify(v).length;
+  } catch {
+    return 0;
+  }
+}
