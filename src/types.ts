@@ -1,6 +1,6 @@
 /**
  * Plain types shared by the domain folders (auth, policy, audit, front, catalog). They are the
- * contract in ../shared/ARCHITECTURE.md ("The policy contract"); change names only with a README
+ * contract in docs/ARCHITECTURE.md ("The policy contract"); change names only with a README
  * migration note.
  */
 
