@@ -1,6 +1,6 @@
 /**
  * Where a service's credential check gets its configuration: the env the gateway sets when it
- * spawns a stdio service (MICRO_MCP_CREDENTIAL_AUDIENCE / _ISSUER / _JWKS_FILE / _JWKS_URL), or
+ * spawns a stdio service (`CREDENTIAL_ENV` in schemas/contracts/service-credential.ts), or
  * the equivalent flags (what an operator passes to a remote, HTTP-mode service). Flags win over env,
  * field by field. The check is ON by default: a service without a complete configuration refuses to
  * start (exit 2) unless `--insecure-no-credentials` is given, which is for development only.
@@ -9,12 +9,13 @@ import { accessSync, constants } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { UsageError } from './args.js';
 import type { FlagSpecs, FlagValues } from './args.js';
-import { CREDENTIAL_ENV } from './credential.js';
+import { jwksUrlAllowed } from './credential.js';
 import type { CredentialVerifierOptions } from './credential.js';
+import { CREDENTIAL_ENV, serviceAudience } from '../../schemas/contracts/service-credential.js';
 
 /** The credential flags both services accept (merged into their flag specs). */
 export const CREDENTIAL_FLAGS = {
-  'credential-audience': { type: 'string', value: 'AUD', help: `audience of the gateway's per-call credentials, "micro-mcp:service:<name>" (default: $${CREDENTIAL_ENV.audience})` },
+  'credential-audience': { type: 'string', value: 'AUD', help: `audience of the gateway's per-call credentials, "${serviceAudience('<name>')}" (default: $${CREDENTIAL_ENV.audience})` },
   'credential-issuer': { type: 'string', value: 'ISS', help: `issuer of the credentials, the gateway's id (default: $${CREDENTIAL_ENV.issuer})` },
   'credential-jwks-file': { type: 'string', value: 'FILE', help: `the gateway's public keys as a JWKS file (default: $${CREDENTIAL_ENV.jwksFile})` },
   'credential-jwks-url': { type: 'string', value: 'URL', help: `the gateway's /.well-known/jwks.json, https or loopback http (default: $${CREDENTIAL_ENV.jwksUrl})` },
@@ -73,7 +74,6 @@ export function credentialSetup(flags: FlagValues<typeof CREDENTIAL_FLAGS>, env:
   } catch {
     throw new UsageError('the credential JWKS URL is not a valid URL');
   }
-  const loopback = u.hostname === 'localhost' || u.hostname === '[::1]' || /^127\./.test(u.hostname);
-  if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback)) throw new UsageError('the credential JWKS URL must use https (http only on loopback)');
+  if (!jwksUrlAllowed(u)) throw new UsageError('the credential JWKS URL must use https (http only on loopback)');
   return { mode: 'verify', options: { audience: audience!, issuer: issuer!, jwksUrl: u.href } };
 }

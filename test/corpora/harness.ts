@@ -13,7 +13,8 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
-import { CREDENTIAL_META_KEY, createServiceCredentialMinter } from '../../src/auth/service-credentials.js';
+import { CREDENTIAL_META_KEY } from '../../schemas/contracts/service-credential.js';
+import { createServiceCredentialMinter } from '../../src/auth/service-credentials.js';
 import type { Minter } from '../../src/auth/service-credentials.js';
 
 /** The repository root (works from test/corpora and from dist/test/corpora). */
