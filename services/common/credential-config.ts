@@ -1,6 +1,6 @@
 /**
  * Where a service's credential check gets its configuration: the env the gateway sets when it
- * spawns a stdio service (MICRO_MCP_CREDENTIAL_AUDIENCE / _ISSUER / _JWKS_FILE / _JWKS_URL), or
+ * spawns a stdio service (`CREDENTIAL_ENV` in schemas/contracts/service-credential.ts), or
  * the equivalent flags (what an operator passes to a remote, HTTP-mode service). Flags win over env,
  * field by field. The check is ON by default: a service without a complete configuration refuses to
  * start (exit 2) unless `--insecure-no-credentials` is given, which is for development only.
@@ -8,18 +8,19 @@
 import { accessSync, constants } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { UsageError } from './args.js';
-import type { FlagSpecs, ParsedFlags } from './args.js';
-import { CREDENTIAL_ENV } from './credential.js';
+import type { FlagSpecs, FlagValues } from './args.js';
+import { jwksUrlAllowed } from './credential.js';
 import type { CredentialVerifierOptions } from './credential.js';
+import { CREDENTIAL_ENV, serviceAudience } from '../../schemas/contracts/service-credential.js';
 
 /** The credential flags both services accept (merged into their flag specs). */
-export const CREDENTIAL_FLAGS: FlagSpecs = {
-  'credential-audience': { kind: 'string', value: 'AUD', help: `audience of the gateway's per-call credentials, "micro-mcp:service:<name>" (default: $${CREDENTIAL_ENV.audience})` },
-  'credential-issuer': { kind: 'string', value: 'ISS', help: `issuer of the credentials, the gateway's id (default: $${CREDENTIAL_ENV.issuer})` },
-  'credential-jwks-file': { kind: 'string', value: 'FILE', help: `the gateway's public keys as a JWKS file (default: $${CREDENTIAL_ENV.jwksFile})` },
-  'credential-jwks-url': { kind: 'string', value: 'URL', help: `the gateway's /.well-known/jwks.json, https or loopback http (default: $${CREDENTIAL_ENV.jwksUrl})` },
-  'insecure-no-credentials': { kind: 'boolean', help: 'DEVELOPMENT ONLY: accept calls without a gateway credential (anyone who reaches the service can use it)' },
-};
+export const CREDENTIAL_FLAGS = {
+  'credential-audience': { type: 'string', value: 'AUD', help: `audience of the gateway's per-call credentials, "${serviceAudience('<name>')}" (default: $${CREDENTIAL_ENV.audience})` },
+  'credential-issuer': { type: 'string', value: 'ISS', help: `issuer of the credentials, the gateway's id (default: $${CREDENTIAL_ENV.issuer})` },
+  'credential-jwks-file': { type: 'string', value: 'FILE', help: `the gateway's public keys as a JWKS file (default: $${CREDENTIAL_ENV.jwksFile})` },
+  'credential-jwks-url': { type: 'string', value: 'URL', help: `the gateway's /.well-known/jwks.json, https or loopback http (default: $${CREDENTIAL_ENV.jwksUrl})` },
+  'insecure-no-credentials': { type: 'boolean', help: 'DEVELOPMENT ONLY: accept calls without a gateway credential (anyone who reaches the service can use it)' },
+} satisfies FlagSpecs;
 
 /** Either a verifier configuration or the explicit development opt-out. */
 export type CredentialSetup = { mode: 'verify'; options: CredentialVerifierOptions } | { mode: 'insecure' };
@@ -29,21 +30,20 @@ export type CredentialSetup = { mode: 'verify'; options: CredentialVerifierOptio
  * incomplete or contradictory. The JWKS file must exist and be readable now: under the sandbox a
  * file outside `--allow-fs-read` would otherwise turn every later call into a refusal.
  */
-export function credentialSetup(flags: ParsedFlags, env: NodeJS.ProcessEnv = process.env): CredentialSetup {
-  const pick = (flag: string, envKey: string): string | undefined => flags.strings.get(flag) ?? (env[envKey] || undefined);
-  const audience = pick('credential-audience', CREDENTIAL_ENV.audience);
-  const issuer = pick('credential-issuer', CREDENTIAL_ENV.issuer);
+export function credentialSetup(flags: FlagValues<typeof CREDENTIAL_FLAGS>, env: NodeJS.ProcessEnv = process.env): CredentialSetup {
+  const audience = flags['credential-audience'] ?? (env[CREDENTIAL_ENV.audience] || undefined);
+  const issuer = flags['credential-issuer'] ?? (env[CREDENTIAL_ENV.issuer] || undefined);
   // A flag for one key source overrides an env value for the other, so an operator can switch.
-  const fileFlag = flags.strings.get('credential-jwks-file');
-  const urlFlag = flags.strings.get('credential-jwks-url');
+  const fileFlag = flags['credential-jwks-file'];
+  const urlFlag = flags['credential-jwks-url'];
   let jwksFile = fileFlag;
   let jwksUrl = urlFlag;
   if (fileFlag === undefined && urlFlag === undefined) {
     jwksFile = env[CREDENTIAL_ENV.jwksFile] || undefined;
     jwksUrl = env[CREDENTIAL_ENV.jwksUrl] || undefined;
   }
-  if (flags.booleans.has('insecure-no-credentials')) {
-    if (fileFlag !== undefined || urlFlag !== undefined || flags.strings.has('credential-audience') || flags.strings.has('credential-issuer')) {
+  if (flags['insecure-no-credentials'] === true) {
+    if (fileFlag !== undefined || urlFlag !== undefined || flags['credential-audience'] !== undefined || flags['credential-issuer'] !== undefined) {
       throw new UsageError('--insecure-no-credentials contradicts the --credential-* flags: choose one');
     }
     return { mode: 'insecure' };
@@ -74,7 +74,6 @@ export function credentialSetup(flags: ParsedFlags, env: NodeJS.ProcessEnv = pro
   } catch {
     throw new UsageError('the credential JWKS URL is not a valid URL');
   }
-  const loopback = u.hostname === 'localhost' || u.hostname === '[::1]' || /^127\./.test(u.hostname);
-  if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback)) throw new UsageError('the credential JWKS URL must use https (http only on loopback)');
+  if (!jwksUrlAllowed(u)) throw new UsageError('the credential JWKS URL must use https (http only on loopback)');
   return { mode: 'verify', options: { audience: audience!, issuer: issuer!, jwksUrl: u.href } };
 }

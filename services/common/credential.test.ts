@@ -9,6 +9,14 @@ import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import type { CryptoKey, JWTPayload } from 'jose';
 import {
   CREDENTIAL_META_KEY,
+  DEFAULT_SERVICE_ISSUER,
+  SERVICE_CREDENTIAL_ALG,
+  SERVICE_CREDENTIAL_TYP,
+  serviceAudience,
+  toolScope,
+} from '../../schemas/contracts/service-credential.js';
+import type { ServiceCredentialClaims } from '../../schemas/contracts/service-credential.js';
+import {
   CredentialError,
   createCredentialVerifier,
   credentialFromAuthorization,
@@ -17,8 +25,8 @@ import {
 } from './credential.js';
 import type { CredentialVerifier } from './credential.js';
 
-const AUD = 'micro-mcp:service:fs';
-const ISS = 'micro-mcp:gateway';
+const AUD = serviceAudience('fs');
+const ISS = DEFAULT_SERVICE_ISSUER;
 const now = (): number => Math.floor(Date.now() / 1000);
 const b64 = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
 
@@ -26,53 +34,57 @@ describe('services/common/credential', () => {
   let dir: string;
   let key: CryptoKey;
   let verifier: CredentialVerifier;
-  const claims = (over: JWTPayload = {}): JWTPayload => ({
-    iss: ISS,
-    aud: AUD,
-    sub: 'alice',
-    iat: now(),
-    nbf: now(),
-    exp: now() + 30,
-    jti: `j-${Math.random()}`,
-    scope: 'tool:read',
-    decision_id: 'dec-1',
-    purpose: null,
-    ...over,
-  });
-  const sign = (c: JWTPayload, typ = 'micro-mcp-service+jwt'): Promise<string> =>
-    new SignJWT(c).setProtectedHeader({ alg: 'ES256', kid: 'g1', typ }).sign(key);
+  // What the gateway mints, then overridden the way a hostile or broken gateway would.
+  const claims = (over: JWTPayload = {}): JWTPayload => {
+    const minted: ServiceCredentialClaims = {
+      iss: ISS,
+      aud: AUD,
+      sub: 'alice',
+      iat: now(),
+      nbf: now(),
+      exp: now() + 30,
+      jti: `j-${Math.random()}`,
+      scope: toolScope('read'),
+      decision_id: 'dec-1',
+      purpose: null,
+    };
+    return { ...minted, ...over };
+  };
+  const sign = (c: JWTPayload, typ = SERVICE_CREDENTIAL_TYP): Promise<string> =>
+    new SignJWT(c).setProtectedHeader({ alg: SERVICE_CREDENTIAL_ALG, kid: 'g1', typ }).sign(key);
   const refused = async (v: CredentialVerifier, token: string | undefined, code: string, tool = 'read'): Promise<void> => {
     await assert.rejects(v.verify(token, { tool }), (e: unknown) => e instanceof CredentialError && e.code === code);
   };
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'mmcp-svc-cred-'));
-    const kp = await generateKeyPair('ES256', { extractable: true });
+    const kp = await generateKeyPair(SERVICE_CREDENTIAL_ALG, { extractable: true });
     key = kp.privateKey;
-    await writeFile(join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(kp.publicKey)), kid: 'g1', alg: 'ES256' }] }));
+    await writeFile(join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(kp.publicKey)), kid: 'g1', alg: SERVICE_CREDENTIAL_ALG }] }));
     verifier = createCredentialVerifier({ audience: AUD, issuer: ISS, jwksFile: join(dir, 'jwks.json') });
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
   it('accepts a well-formed gateway credential', async () => {
     const c = await verifier.verify(await sign(claims({ purpose: 'p-1' })), { tool: 'read' });
-    assert.deepEqual([c.sub, c.scope, c.purpose, c.decision_id], ['alice', 'tool:read', 'p-1', 'dec-1']);
+    assert.deepEqual([c.sub, c.scope, c.purpose, c.decision_id], ['alice', toolScope('read'), 'p-1', 'dec-1']);
   });
 
   it('refuses forgeries and misuse', async () => {
     await refused(verifier, undefined, 'ERR_CREDENTIAL_MISSING');
-    await refused(verifier, await sign(claims({ aud: 'micro-mcp:service:http' })), 'ERR_CREDENTIAL_AUDIENCE');
+    await refused(verifier, await sign(claims({ aud: serviceAudience('http') })), 'ERR_CREDENTIAL_AUDIENCE');
     await refused(verifier, await sign(claims({ iss: 'https://idp.example' })), 'ERR_CREDENTIAL_ISSUER');
     await refused(verifier, await sign(claims({ iat: now() - 200, nbf: now() - 200, exp: now() - 100 })), 'ERR_CREDENTIAL_EXPIRED');
     await refused(verifier, await sign(claims({ exp: now() + 3600 })), 'ERR_CREDENTIAL_INVALID'); // lives too long
     await refused(verifier, await sign(claims(), 'JWT'), 'ERR_CREDENTIAL_INVALID'); // not a service credential
-    await refused(verifier, await sign(claims({ scope: 'tool:list' })), 'ERR_CREDENTIAL_SCOPE');
-    await refused(verifier, await sign(claims({ scope: 'tool:read-all' })), 'ERR_CREDENTIAL_SCOPE');
+    await refused(verifier, await sign(claims({ scope: toolScope('list') })), 'ERR_CREDENTIAL_SCOPE');
+    await refused(verifier, await sign(claims({ scope: toolScope('read-all') })), 'ERR_CREDENTIAL_SCOPE');
     const noDecision = claims();
     delete noDecision.decision_id;
     await refused(verifier, await sign(noDecision), 'ERR_CREDENTIAL_INVALID');
-    await refused(verifier, `${b64({ alg: 'none', typ: 'micro-mcp-service+jwt' })}.${b64(claims())}.`, 'ERR_CREDENTIAL_INVALID');
-    const hsInput = `${b64({ alg: 'HS256', kid: 'g1', typ: 'micro-mcp-service+jwt' })}.${b64(claims())}`;
+    await refused(verifier, await sign(claims({ scope: [toolScope('read')] })), 'ERR_CREDENTIAL_INVALID'); // claim of the wrong type
+    await refused(verifier, `${b64({ alg: 'none', typ: SERVICE_CREDENTIAL_TYP })}.${b64(claims())}.`, 'ERR_CREDENTIAL_INVALID');
+    const hsInput = `${b64({ alg: 'HS256', kid: 'g1', typ: SERVICE_CREDENTIAL_TYP })}.${b64(claims())}`;
     await refused(verifier, `${hsInput}.${createHmac('sha256', 'k').update(hsInput).digest('base64url')}`, 'ERR_CREDENTIAL_INVALID');
     await refused(verifier, 'garbage', 'ERR_CREDENTIAL_INVALID');
   });

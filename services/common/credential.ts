@@ -1,33 +1,26 @@
 /**
  * A service trusts only the gateway: every tool call must carry a credential the gateway minted for
- * THIS service and THIS tool, valid for at most 60 seconds. Stand-alone on purpose (jose and node
- * only, nothing from src/): services are separate processes and separate deploys.
+ * THIS service and THIS tool. The contract (where the credential travels, its `typ`, algorithm,
+ * claims, longest lifetime and the env the gateway sets) is schemas/contracts/service-credential.ts,
+ * which the gateway mints against; this module verifies against it with jose and node only, nothing
+ * from src/: services are separate processes and separate deploys.
  *
- * Where the credential travels:
- *  - stdio services: in the request's `params._meta["dev.micro-mcp/credential"]`;
- *  - remote (HTTP) services: in the `Authorization: Bearer` header.
- *
- * What is checked: JOSE `typ` "micro-mcp-service+jwt", algorithm (ES256 by default), signature
- * against the gateway's published keys, `iss` = the gateway, `aud` = this service, `exp`/`nbf`/`iat`
- * with a small skew, a lifetime of at most 60 s, and a `scope` that names the tool being called.
+ * What is checked: JOSE `typ`, algorithm, signature against the gateway's published keys, `iss` =
+ * the gateway, `aud` = this service, `exp`/`nbf`/`iat` with a small skew, the longest lifetime, the
+ * claims a service relies on, and a `scope` that names the tool being called.
  */
 import { readFile } from 'node:fs/promises';
 import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify } from 'jose';
 import type { CryptoKey, FlattenedJWSInput, JSONWebKeySet, JWK, JWSHeaderParameters, JWTPayload } from 'jose';
-
-/** Key in a stdio request's `params._meta` that carries the credential. */
-export const CREDENTIAL_META_KEY = 'dev.micro-mcp/credential';
-/** JOSE `typ` the gateway sets on service credentials. */
-export const CREDENTIAL_TYP = 'micro-mcp-service+jwt';
-/** Env vars the gateway sets when it spawns a stdio service. */
-export const CREDENTIAL_ENV = {
-  audience: 'MICRO_MCP_CREDENTIAL_AUDIENCE',
-  issuer: 'MICRO_MCP_CREDENTIAL_ISSUER',
-  jwksFile: 'MICRO_MCP_CREDENTIAL_JWKS_FILE',
-  jwksUrl: 'MICRO_MCP_CREDENTIAL_JWKS_URL',
-} as const;
-/** Longest lifetime accepted, seconds: the gateway mints at most 60 s. */
-export const MAX_CREDENTIAL_LIFETIME_S = 60;
+import {
+  CREDENTIAL_ENV,
+  CREDENTIAL_META_KEY,
+  MAX_CREDENTIAL_LIFETIME_S,
+  SERVICE_CREDENTIAL_ALG,
+  SERVICE_CREDENTIAL_TYP,
+  toolScope,
+} from '../../schemas/contracts/service-credential.js';
+import type { ServiceCredentialClaims } from '../../schemas/contracts/service-credential.js';
 
 export type CredentialErrorCode =
   | 'ERR_CREDENTIAL_MISSING'
@@ -49,22 +42,31 @@ export class CredentialError extends Error {
   }
 }
 
-/** What a verified credential tells the service. */
-export interface ServiceCredential {
-  /** The principal the gateway authenticated. */
-  sub: string;
-  /** Space-separated grants, e.g. "tool:read". */
-  scope: string;
-  purpose: string | null;
-  decision_id: string;
+/** What a verified credential tells the service (`jti` is for the service's own logs, not a secret). */
+export type ServiceCredential = Pick<ServiceCredentialClaims, 'sub' | 'scope' | 'purpose' | 'decision_id' | 'jti' | 'exp'> & {
   client_id: string | null;
-  /** Token id, for the service's own logs (not a secret). */
-  jti: string;
-  exp: number;
+};
+
+/**
+ * The claims a service relies on and their JSON types, checked at run time after jose. Also jose's
+ * `requiredClaims`, in this order (it decides which missing claim an error names).
+ */
+const RELIED_ON = {
+  exp: 'number',
+  iat: 'number',
+  sub: 'string',
+  scope: 'string',
+  decision_id: 'string',
+  jti: 'string',
+} as const satisfies { [K in keyof ServiceCredentialClaims]?: ServiceCredentialClaims[K] extends number ? 'number' : 'string' };
+
+/** True when every claim in RELIED_ON has its type. */
+function hasReliedOnClaims(payload: JWTPayload): payload is JWTPayload & Pick<ServiceCredentialClaims, keyof typeof RELIED_ON> {
+  return Object.entries(RELIED_ON).every(([claim, type]) => typeof payload[claim] === type);
 }
 
 export interface CredentialVerifierOptions {
-  /** This service's audience, "micro-mcp:service:<name>". */
+  /** This service's audience, `serviceAudience(<name>)` in the contract. */
   audience: string;
   /** The gateway's issuer id ("micro-mcp:gateway" unless configured). */
   issuer: string;
@@ -74,7 +76,7 @@ export interface CredentialVerifierOptions {
   jwksUrl?: string;
   /** Allowed clock skew, seconds. Default 5. */
   clockToleranceS?: number;
-  /** Default ["ES256"]. */
+  /** Default [SERVICE_CREDENTIAL_ALG]. */
   algorithms?: string[];
   /** Refuse a token id seen before (within its lifetime). Default false: enable once the gateway
    *  is known to mint one credential per forwarded call. */
@@ -153,6 +155,12 @@ function mapError(err: unknown): never {
   throw new CredentialError('ERR_CREDENTIAL_INVALID', 'the call credential is not valid', { cause: err });
 }
 
+/** True for an https URL, or an http URL on loopback: where a service may fetch the gateway's keys. */
+export function jwksUrlAllowed(u: URL): boolean {
+  const loopback = u.hostname === 'localhost' || u.hostname === '[::1]' || /^127\./.test(u.hostname);
+  return u.protocol === 'https:' || (u.protocol === 'http:' && loopback);
+}
+
 /**
  * Builds the verifier a service installs in front of every tool call. Exactly one of `jwksFile`
  * and `jwksUrl` is required; a JWKS URL must be https unless it is on loopback.
@@ -163,8 +171,7 @@ export function createCredentialVerifier(opts: CredentialVerifierOptions): Crede
   let keys: KeyResolver;
   if (opts.jwksUrl) {
     const u = new URL(opts.jwksUrl);
-    const loopback = u.hostname === 'localhost' || u.hostname === '[::1]' || /^127\./.test(u.hostname);
-    if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback)) {
+    if (!jwksUrlAllowed(u)) {
       throw new TypeError('jwksUrl must use https (http only on loopback)');
     }
     // jose fetches with redirect: 'manual', a timeout, and refreshes on an unknown kid.
@@ -172,7 +179,7 @@ export function createCredentialVerifier(opts: CredentialVerifierOptions): Crede
   } else {
     keys = fileKeys(opts.jwksFile!);
   }
-  const algorithms = opts.algorithms ?? ['ES256'];
+  const algorithms = opts.algorithms ?? [SERVICE_CREDENTIAL_ALG];
   const tolerance = opts.clockToleranceS ?? 5;
   const seen = new Map<string, number>(); // jti -> exp (s), only with rejectReplay
 
@@ -188,31 +195,21 @@ export function createCredentialVerifier(opts: CredentialVerifierOptions): Crede
           algorithms,
           issuer: opts.issuer,
           audience: opts.audience,
-          typ: CREDENTIAL_TYP,
+          typ: SERVICE_CREDENTIAL_TYP,
           clockTolerance: tolerance,
-          requiredClaims: ['exp', 'iat', 'sub', 'scope', 'decision_id', 'jti'],
+          requiredClaims: Object.keys(RELIED_ON),
           maxTokenAge: MAX_CREDENTIAL_LIFETIME_S + tolerance,
         }));
       } catch (err) {
         mapError(err);
       }
-      const { sub, scope, exp, iat, jti } = payload;
-      const decisionId = payload.decision_id;
-      if (
-        typeof sub !== 'string' ||
-        typeof scope !== 'string' ||
-        typeof exp !== 'number' ||
-        typeof iat !== 'number' ||
-        typeof jti !== 'string' ||
-        typeof decisionId !== 'string'
-      ) {
-        throw new CredentialError('ERR_CREDENTIAL_INVALID', 'the call credential is not valid');
-      }
+      if (!hasReliedOnClaims(payload)) throw new CredentialError('ERR_CREDENTIAL_INVALID', 'the call credential is not valid');
+      const { sub, scope, exp, iat, jti, decision_id } = payload;
       // A longer-lived token was not minted by a well-behaved gateway: refuse rather than trust.
       if (exp - iat > MAX_CREDENTIAL_LIFETIME_S) {
         throw new CredentialError('ERR_CREDENTIAL_INVALID', 'the call credential lives too long');
       }
-      if (!scope.split(' ').includes(`tool:${call.tool}`)) {
+      if (!scope.split(' ').includes(toolScope(call.tool))) {
         throw new CredentialError('ERR_CREDENTIAL_SCOPE', 'the call credential does not cover this tool');
       }
       if (opts.rejectReplay) {
@@ -227,7 +224,7 @@ export function createCredentialVerifier(opts: CredentialVerifierOptions): Crede
         sub,
         scope,
         purpose: typeof purpose === 'string' ? purpose : null,
-        decision_id: decisionId,
+        decision_id,
         client_id: typeof client === 'string' ? client : null,
         jti,
         exp,

@@ -8,14 +8,10 @@
 
 import { tmpdir } from 'node:os';
 
-/** The subset of `process.permission` we use (typed here because @types/node 20 may lack it). */
-interface PermissionApi {
-  has(scope: string, reference?: string): boolean;
-}
-
 /** Returns problems with the current sandbox (empty when it is as tight as expected). */
 export function sandboxProblems(readablePaths: readonly string[]): string[] {
-  const perm = (process as unknown as { permission?: PermissionApi }).permission;
+  // @types/node declares `permission` always present; it is undefined when the model is off.
+  const perm: NodeJS.ProcessPermission | undefined = process.permission;
   if (!perm) return ['the Node permission model is off (start with --experimental-permission --allow-fs-read=...)'];
   const problems: string[] = [];
   // has('fs.write') without a path is false when only some subtrees are writable: probe the roots

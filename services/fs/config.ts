@@ -9,16 +9,16 @@ import { CREDENTIAL_FLAGS, credentialSetup } from '../common/credential-config.j
 import type { CredentialSetup } from '../common/credential-config.js';
 import type { Root } from './paths.js';
 
-export const FS_FLAGS: FlagSpecs = {
-  root: { kind: 'list', value: 'DIR | NAME=DIR', help: 'a read-only root: one DIR exposed as "/", or several NAME=DIR exposed as "/NAME"' },
-  'max-read-bytes': { kind: 'string', value: 'N', help: 'largest read per call in bytes (default 1048576, max 16777216)' },
-  'search-max-files': { kind: 'string', value: 'N', help: 'files a search may visit (default 5000)' },
-  'search-max-file-bytes': { kind: 'string', value: 'N', help: 'bytes of each file a search scans (default 1048576)' },
-  'search-max-ms': { kind: 'string', value: 'N', help: 'time budget of one search in ms (default 5000)' },
-  'list-max-entries': { kind: 'string', value: 'N', help: 'entries one list returns (default 1000)' },
+export const FS_FLAGS = {
+  root: { type: 'string', multiple: true, value: 'DIR | NAME=DIR', help: 'a read-only root: one DIR exposed as "/", or several NAME=DIR exposed as "/NAME"' },
+  'max-read-bytes': { type: 'string', value: 'N', help: 'largest read per call in bytes (default 1048576, max 16777216)' },
+  'search-max-files': { type: 'string', value: 'N', help: 'files a search may visit (default 5000)' },
+  'search-max-file-bytes': { type: 'string', value: 'N', help: 'bytes of each file a search scans (default 1048576)' },
+  'search-max-ms': { type: 'string', value: 'N', help: 'time budget of one search in ms (default 5000)' },
+  'list-max-entries': { type: 'string', value: 'N', help: 'entries one list returns (default 1000)' },
   ...COMMON_FLAGS,
   ...CREDENTIAL_FLAGS,
-};
+} satisfies FlagSpecs;
 
 /** The validated fs configuration. */
 export interface FsConfig extends CommonOptions {
@@ -37,8 +37,8 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** Parses and validates the fs flags; throws UsageError with a clear message. */
 export function parseFsConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): FsConfig {
   const flags = parseFlags(argv, FS_FLAGS);
-  const help = flags.booleans.has('help');
-  const rawRoots = flags.lists.get('root') ?? [];
+  const help = flags.help === true;
+  const rawRoots = flags.root ?? [];
   const roots: Root[] = [];
   if (!help) {
     if (rawRoots.length === 0) throw new UsageError('at least one --root is required');

@@ -13,6 +13,7 @@ import type { RunningService } from '../../test/corpora/harness.js';
 import { VirtualTree } from './paths.js';
 import { fsTools } from './tools.js';
 import { parseFsConfig } from './config.js';
+import { CREDENTIAL_ENV, DEFAULT_SERVICE_ISSUER, serviceAudience } from '../../schemas/contracts/service-credential.js';
 
 const MAIN = join(REPO, 'dist', 'services', 'fs', 'main.js');
 const corpus = loadPathEscape();
@@ -157,15 +158,15 @@ test('flags: bad flags exit 2 with a clear message; --help and --check exit 0', 
 test('credential config: required by default (exit 2), from env or flags; the opt-out is explicit', async () => {
   const m = await testMinter();
   const env = m.env('fs');
-  const jwks = env['MICRO_MCP_CREDENTIAL_JWKS_FILE']!;
+  const jwks = env[CREDENTIAL_ENV.jwksFile]!;
   const sandbox = ['--experimental-permission', ...codeReadFlags(), ...fx.rootDirs.map((d) => `--allow-fs-read=${d}`)];
   const run = (flags: string[], args: string[], e: Record<string, string> = {}) =>
     spawnSync(process.execPath, [...flags, '--no-warnings', MAIN, ...args], { encoding: 'utf8', timeout: 15000, env: { PATH: process.env['PATH'] ?? '', ...e } });
   const none = run(sandbox, [...fx.rootFlags, '--check']);
   assert.equal(none.status, 2, none.stderr);
   assert.match(none.stderr, /refusing to start: every call must carry a gateway credential/);
-  assert.match(none.stderr, /MICRO_MCP_CREDENTIAL_AUDIENCE/);
-  const partial = run(sandbox, [...fx.rootFlags, '--check'], { MICRO_MCP_CREDENTIAL_AUDIENCE: env['MICRO_MCP_CREDENTIAL_AUDIENCE']! });
+  assert.ok(none.stderr.includes(CREDENTIAL_ENV.audience), 'names the env it reads');
+  const partial = run(sandbox, [...fx.rootFlags, '--check'], { [CREDENTIAL_ENV.audience]: env[CREDENTIAL_ENV.audience]! });
   assert.equal(partial.status, 2);
   assert.match(partial.stderr, /missing --credential-issuer/);
   // The JWKS folder outside --allow-fs-read: refused at start, not at the first call.
@@ -177,7 +178,7 @@ test('credential config: required by default (exit 2), from env or flags; the op
   assert.equal(JSON.parse(fromEnv.stdout).credentials, 'verify');
   const fromFlags = run(
     [...sandbox, `--allow-fs-read=${m.dir}`],
-    [...fx.rootFlags, '--check', '--credential-audience', 'micro-mcp:service:fs', '--credential-issuer', 'micro-mcp:gateway', '--credential-jwks-file', jwks],
+    [...fx.rootFlags, '--check', '--credential-audience', serviceAudience('fs'), '--credential-issuer', DEFAULT_SERVICE_ISSUER, '--credential-jwks-file', jwks],
   );
   assert.equal(fromFlags.status, 0, fromFlags.stderr);
   const badUrl = run(sandbox, [...fx.rootFlags, '--check', '--credential-audience', 'a', '--credential-issuer', 'i', '--credential-jwks-url', 'http://gateway.example/jwks.json']);
@@ -275,12 +276,12 @@ test('a symlink swapped in between check and open is never followed (race, in pr
 test('Streamable HTTP mode on 127.0.0.1 with /healthz; the credential comes as Authorization: Bearer', async () => {
   const { spawn } = await import('node:child_process');
   const m = await testMinter();
-  const jwks = m.env('fs')['MICRO_MCP_CREDENTIAL_JWKS_FILE']!;
+  const jwks = m.env('fs')[CREDENTIAL_ENV.jwksFile]!;
   const child = spawn(
     process.execPath,
     [
       '--experimental-permission', ...codeReadFlags(), ...fx.rootDirs.map((d) => `--allow-fs-read=${d}`), `--allow-fs-read=${m.dir}`, '--no-warnings', MAIN, ...fx.rootFlags, '--http-port', '0',
-      '--credential-audience', 'micro-mcp:service:fs', '--credential-issuer', m.minter.issuer, '--credential-jwks-file', jwks,
+      '--credential-audience', serviceAudience('fs'), '--credential-issuer', m.minter.issuer, '--credential-jwks-file', jwks,
     ],
     { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env['PATH'] ?? '' } },
   );

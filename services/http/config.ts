@@ -8,18 +8,18 @@ import type { CommonOptions, FlagSpecs } from '../common/args.js';
 import { CREDENTIAL_FLAGS, credentialSetup } from '../common/credential-config.js';
 import type { CredentialSetup } from '../common/credential-config.js';
 
-export const HTTP_FLAGS: FlagSpecs = {
-  'allow-host': { kind: 'list', value: 'HOST', help: 'allowed host: exact ("api.example.com") or wildcard ("*.example.com", subdomains only); a bare "*" is refused' },
-  'allow-port': { kind: 'list', value: 'N', help: 'allowed port (default 443, plus 80 with --allow-http)' },
-  'allow-http': { kind: 'boolean', help: 'also allow plain http:// URLs (https only by default)' },
-  'max-bytes': { kind: 'string', value: 'N', help: 'largest body returned, in bytes (default 1048576, max 16777216)' },
-  'timeout-ms': { kind: 'string', value: 'N', help: 'total time for one fetch including redirects (default 10000)' },
-  'max-redirects': { kind: 'string', value: 'N', help: 'redirects followed, each checked again (default 5, max 5)' },
+export const HTTP_FLAGS = {
+  'allow-host': { type: 'string', multiple: true, value: 'HOST', help: 'allowed host: exact ("api.example.com") or wildcard ("*.example.com", subdomains only); a bare "*" is refused' },
+  'allow-port': { type: 'string', multiple: true, value: 'N', help: 'allowed port (default 443, plus 80 with --allow-http)' },
+  'allow-http': { type: 'boolean', help: 'also allow plain http:// URLs (https only by default)' },
+  'max-bytes': { type: 'string', value: 'N', help: 'largest body returned, in bytes (default 1048576, max 16777216)' },
+  'timeout-ms': { type: 'string', value: 'N', help: 'total time for one fetch including redirects (default 10000)' },
+  'max-redirects': { type: 'string', value: 'N', help: 'redirects followed, each checked again (default 5, max 5)' },
   ...COMMON_FLAGS,
   ...CREDENTIAL_FLAGS,
-  'test-resolve': { kind: 'list', value: 'HOST=ADDR[,ADDR2..]', help: 'TEST ONLY (needs MICRO_MCP_HTTP_TEST_HOOKS=1): fake resolver; the Nth lookup of HOST answers ADDRn (the last repeats); "a+b" answers two addresses at once' },
-  'test-allow-loopback': { kind: 'boolean', help: 'TEST ONLY (needs MICRO_MCP_HTTP_TEST_HOOKS=1): let the address guard pass 127.0.0.0/8 and ::1' },
-};
+  'test-resolve': { type: 'string', multiple: true, value: 'HOST=ADDR[,ADDR2..]', help: 'TEST ONLY (needs MICRO_MCP_HTTP_TEST_HOOKS=1): fake resolver; the Nth lookup of HOST answers ADDRn (the last repeats); "a+b" answers two addresses at once' },
+  'test-allow-loopback': { type: 'boolean', help: 'TEST ONLY (needs MICRO_MCP_HTTP_TEST_HOOKS=1): let the address guard pass 127.0.0.0/8 and ::1' },
+} satisfies FlagSpecs;
 
 /** One allowlist entry. */
 export type HostPattern = { kind: 'exact'; host: string } | { kind: 'suffix'; suffix: string };
@@ -66,12 +66,12 @@ export function hostAllowed(allow: readonly HostPattern[], hostname: string): bo
 /** Parses and validates the http flags; throws UsageError with a clear message. */
 export function parseHttpConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): HttpConfig {
   const flags = parseFlags(argv, HTTP_FLAGS);
-  const help = flags.booleans.has('help');
-  const allow = (flags.lists.get('allow-host') ?? []).map(parseHostPattern);
+  const help = flags.help === true;
+  const allow = (flags['allow-host'] ?? []).map(parseHostPattern);
   if (!help && allow.length === 0) throw new UsageError('at least one --allow-host is required');
-  const allowHttp = flags.booleans.has('allow-http');
+  const allowHttp = flags['allow-http'] === true;
   const ports = new Set<number>();
-  for (const p of flags.lists.get('allow-port') ?? []) {
+  for (const p of flags['allow-port'] ?? []) {
     if (!/^\d{1,5}$/.test(p) || Number(p) < 1 || Number(p) > 65535) throw new UsageError(`--allow-port ${p}: must be 1..65535`);
     ports.add(Number(p));
   }
@@ -88,8 +88,8 @@ export function parseHttpConfig(argv: readonly string[], env: NodeJS.ProcessEnv 
     maxRedirects: intFlag(flags, 'max-redirects', 5, 0, 5),
     ...commonOptions(flags),
   };
-  const testResolve = flags.lists.get('test-resolve') ?? [];
-  const testLoopback = flags.booleans.has('test-allow-loopback');
+  const testResolve = flags['test-resolve'] ?? [];
+  const testLoopback = flags['test-allow-loopback'] === true;
   const hooks = env['MICRO_MCP_HTTP_TEST_HOOKS'] === '1';
   if ((testResolve.length > 0 || testLoopback) && !hooks) throw new UsageError('--test-resolve and --test-allow-loopback are test-only: they need MICRO_MCP_HTTP_TEST_HOOKS=1');
   if (hooks) {

@@ -2,123 +2,124 @@
  * Address classification for SSRF defence. An address is allowed only when it is ordinary global
  * unicast: loopback, private (RFC 1918, ULA), link-local, CGNAT (100.64/10), multicast, unspecified,
  * broadcast, reserved, documentation/benchmark ranges and cloud-metadata addresses are refused.
- * IPv6 forms that embed an IPv4 address (IPv4-mapped ::ffff:a.b.c.d, IPv4-compatible ::a.b.c.d,
- * NAT64 64:ff9b::/96) are judged by the embedded IPv4 address; 6to4, Teredo and other transition
- * prefixes are refused outright. Decimal/octal/hex IPv4 spellings never reach this module: the
- * WHATWG URL parser canonicalises them to dotted decimal first, and resolver answers are checked
- * with `net.isIP` before use.
+ * IPv6 forms that carry an IPv4 address to an IPv4 host (IPv4-mapped ::ffff:a.b.c.d, NAT64
+ * 64:ff9b::/96) are judged by the embedded IPv4 address; IPv4-compatible (::a.b.c.d),
+ * IPv4-translated, 6to4, Teredo and anything outside 2000::/3 are refused outright. Decimal/octal/hex
+ * IPv4 spellings never reach this module: the WHATWG URL parser canonicalises them to dotted decimal
+ * first, and resolver answers are checked with `net.isIP` before use.
+ *
+ * The ranges are `net.BlockList`s built once at load, one per reason. IPv4 and IPv6 rules are kept
+ * apart on purpose: Node 20 matches an IPv4 address against an IPv6 rule through its ::ffff: form
+ * (and an IPv4 rule against ::ffff: IPv6 addresses), so an IPv6 rule such as ::/3 would catch every
+ * IPv4 address. IPv4 addresses meet only IPv4 rules; the IPv6 rules for the IPv4-mapped and NAT64
+ * prefixes are derived from the IPv4 table, so an embedded address is judged by the same table as a
+ * plain one (BlockList itself knows nothing of NAT64).
  */
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 
-type V4Range = [number, number, string]; // network (uint32), prefix length, reason
+type Family = 'ipv4' | 'ipv6';
 
-const V4_BLOCKED: V4Range[] = [
-  [v4('0.0.0.0'), 8, 'unspecified / this-network'],
-  [v4('10.0.0.0'), 8, 'private'],
-  [v4('100.64.0.0'), 10, 'carrier-grade NAT (also cloud metadata 100.100.100.200)'],
-  [v4('127.0.0.0'), 8, 'loopback'],
-  [v4('169.254.0.0'), 16, 'link-local (cloud metadata 169.254.169.254)'],
-  [v4('172.16.0.0'), 12, 'private'],
-  [v4('192.0.0.0'), 24, 'IETF protocol assignments'],
-  [v4('192.0.2.0'), 24, 'documentation'],
-  [v4('192.88.99.0'), 24, '6to4 relay anycast'],
-  [v4('192.168.0.0'), 16, 'private'],
-  [v4('198.18.0.0'), 15, 'benchmarking'],
-  [v4('198.51.100.0'), 24, 'documentation'],
-  [v4('203.0.113.0'), 24, 'documentation'],
-  [v4('224.0.0.0'), 4, 'multicast'],
-  [v4('240.0.0.0'), 4, 'reserved / broadcast'],
-  [v4('168.63.129.16'), 32, 'cloud metadata (Azure wire server)'],
+/** Refused IPv4 ranges and why. The ranges do not overlap, so their order does not matter. */
+const V4_REFUSED: readonly (readonly [cidr: string, reason: string])[] = [
+  ['0.0.0.0/8', 'unspecified / this-network'],
+  ['10.0.0.0/8', 'private'],
+  ['100.64.0.0/10', 'carrier-grade NAT (also cloud metadata 100.100.100.200)'],
+  ['127.0.0.0/8', 'loopback'],
+  ['169.254.0.0/16', 'link-local (cloud metadata 169.254.169.254)'],
+  ['172.16.0.0/12', 'private'],
+  ['192.0.0.0/24', 'IETF protocol assignments'],
+  ['192.0.2.0/24', 'documentation'],
+  ['192.88.99.0/24', '6to4 relay anycast'],
+  ['192.168.0.0/16', 'private'],
+  ['198.18.0.0/15', 'benchmarking'],
+  ['198.51.100.0/24', 'documentation'],
+  ['203.0.113.0/24', 'documentation'],
+  ['224.0.0.0/4', 'multicast'],
+  ['240.0.0.0/4', 'reserved / broadcast'],
+  ['168.63.129.16/32', 'cloud metadata (Azure wire server)'],
 ];
 
-function v4(s: string): number {
-  const p = s.split('.').map(Number);
-  return ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0;
+const LOOPBACK_V4 = '127.0.0.0/8';
+const MAPPED = '::ffff:';
+const NAT64 = '64:ff9b::';
+
+/** A set of ranges and why they are refused; `undefined`: allowed, and no later rule applies. */
+interface Rule {
+  ranges: BlockList;
+  reason: string | undefined;
 }
 
-/** Why an IPv4 address (uint32) is refused, or undefined when it is global unicast. */
-function v4Reason(a: number): string | undefined {
-  for (const [net, len, reason] of V4_BLOCKED) {
-    const mask = len === 0 ? 0 : (~0 << (32 - len)) >>> 0;
-    if ((a & mask) >>> 0 === net) return reason;
+function blockList(family: Family, cidrs: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const cidr of cidrs) {
+    const [net, len] = cidr.split('/');
+    list.addSubnet(net!, Number(len), family);
   }
-  return undefined;
+  return list;
 }
 
-/** Parses a textual IPv6 address (no zone id) into 8 16-bit groups. */
-export function parseV6(s: string): number[] | undefined {
-  if (s.includes('%')) return undefined;
-  let tail: number[] = [];
-  let str = s;
-  const lastColon = str.lastIndexOf(':');
-  const maybeV4 = str.slice(lastColon + 1);
-  if (maybeV4.includes('.')) {
-    if (isIP(maybeV4) !== 4) return undefined;
-    const n = v4(maybeV4);
-    tail = [n >>> 16, n & 0xffff];
-    str = str.slice(0, lastColon + 1) + '0:0'; // placeholder groups, replaced below
-  }
-  const halves = str.split('::');
-  if (halves.length > 2) return undefined;
-  const parse = (h: string) => (h === '' ? [] : h.split(':').map((g) => (/^[0-9a-fA-F]{1,4}$/.test(g) ? parseInt(g, 16) : NaN)));
-  const head = parse(halves[0]!);
-  const rest = halves.length === 2 ? parse(halves[1]!) : [];
-  const fill = 8 - head.length - rest.length;
-  if (halves.length === 1 ? head.length !== 8 : fill < 1) return undefined;
-  const groups = halves.length === 1 ? head : [...head, ...new Array<number>(fill).fill(0), ...rest];
-  if (groups.some((g) => Number.isNaN(g))) return undefined;
-  if (tail.length === 2) {
-    groups[6] = tail[0]!;
-    groups[7] = tail[1]!;
-  }
-  return groups;
+/** An IPv4 range inside an IPv6 /96 prefix: ("::ffff:", "10.0.0.0/8") -> "::ffff:10.0.0.0/104". */
+function embed(prefix: string, v4cidr: string): string {
+  const [net, len] = v4cidr.split('/');
+  return `${prefix}${net}/${96 + Number(len)}`;
 }
 
-/** Why an IPv6 address is refused, or undefined when it is global unicast. */
-function v6Reason(g: number[]): string | undefined {
-  const embedded = (((g[6]! << 16) | g[7]!) >>> 0) as number;
-  const zeros = (n: number) => g.slice(0, n).every((x) => x === 0);
-  if (zeros(8)) return 'unspecified';
-  if (zeros(7) && g[7] === 1) return 'loopback';
-  if (zeros(5) && g[5] === 0xffff) return v4Reason(embedded) ? `IPv4-mapped ${v4Reason(embedded)}` : undefined;
-  if (zeros(6)) return 'IPv4-compatible (deprecated)';
-  if (zeros(4) && g[4] === 0xffff && g[5] === 0) return 'IPv4-translated';
-  if (g[0] === 0x64 && g[1] === 0xff9b && g.slice(2, 6).every((x) => x === 0)) return v4Reason(embedded) ? `NAT64 ${v4Reason(embedded)}` : undefined;
-  const first = g[0]!;
-  if ((first & 0xe000) !== 0x2000) {
-    if ((first & 0xfe00) === 0xfc00) return 'unique local (private; includes AWS metadata fd00:ec2::254)';
-    if ((first & 0xffc0) === 0xfe80) return 'link-local';
-    if ((first & 0xffc0) === 0xfec0) return 'site-local';
-    if ((first & 0xff00) === 0xff00) return 'multicast';
-    return 'not global unicast';
-  }
-  if (first === 0x2001 && g[1]! < 0x200) return 'IETF special purpose (Teredo, ORCHID, ...)';
-  if (first === 0x2001 && g[1] === 0x0db8) return 'documentation';
-  if (first === 0x2002) return '6to4';
-  if (first === 0x3fff && g[1]! < 0x1000) return 'documentation';
+/** One rule per reason of the IPv4 table, optionally moved under an IPv6 /96 prefix. */
+function v4Rules(under?: { prefix: string; label: string }): Rule[] {
+  const byReason = new Map<string, string[]>();
+  for (const [cidr, reason] of V4_REFUSED) byReason.set(reason, [...(byReason.get(reason) ?? []), cidr]);
+  return [...byReason].map(([reason, cidrs]) =>
+    under === undefined
+      ? { ranges: blockList('ipv4', cidrs), reason }
+      : { ranges: blockList('ipv6', cidrs.map((c) => embed(under.prefix, c))), reason: `${under.label} ${reason}` },
+  );
+}
+
+const V4_RULES: readonly Rule[] = v4Rules();
+
+/** IPv6 rules; the first that matches decides (the prefixes nest, so the order matters). */
+const V6_RULES: readonly Rule[] = [
+  { ranges: blockList('ipv6', ['::/128']), reason: 'unspecified' },
+  { ranges: blockList('ipv6', ['::1/128']), reason: 'loopback' },
+  ...v4Rules({ prefix: MAPPED, label: 'IPv4-mapped' }),
+  { ranges: blockList('ipv6', [`${MAPPED}0:0/96`]), reason: undefined }, // a global IPv4 address
+  { ranges: blockList('ipv6', ['::/96']), reason: 'IPv4-compatible (deprecated)' },
+  { ranges: blockList('ipv6', ['::ffff:0:0:0/96']), reason: 'IPv4-translated' },
+  ...v4Rules({ prefix: NAT64, label: 'NAT64' }),
+  { ranges: blockList('ipv6', [`${NAT64}/96`]), reason: undefined }, // a global IPv4 address
+  { ranges: blockList('ipv6', ['fc00::/7']), reason: 'unique local (private; includes AWS metadata fd00:ec2::254)' },
+  { ranges: blockList('ipv6', ['fe80::/10']), reason: 'link-local' },
+  { ranges: blockList('ipv6', ['fec0::/10']), reason: 'site-local' },
+  { ranges: blockList('ipv6', ['ff00::/8']), reason: 'multicast' },
+  { ranges: blockList('ipv6', ['::/3', '4000::/2', '8000::/1']), reason: 'not global unicast' }, // all but 2000::/3
+  { ranges: blockList('ipv6', ['2001::/23']), reason: 'IETF special purpose (Teredo, ORCHID, ...)' },
+  { ranges: blockList('ipv6', ['2001:db8::/32', '3fff::/20']), reason: 'documentation' },
+  { ranges: blockList('ipv6', ['2002::/16']), reason: '6to4' },
+];
+
+const LOOPBACK: Record<Family, BlockList> = {
+  ipv4: blockList('ipv4', [LOOPBACK_V4]),
+  ipv6: blockList('ipv6', ['::1/128', embed(MAPPED, LOOPBACK_V4)]),
+};
+
+/** The family of a literal address BlockList can judge; undefined for anything else. */
+function family(address: string): Family | undefined {
+  const fam = isIP(address);
+  if (fam === 4) return 'ipv4';
+  // BlockList ignores a zone id ("fe80::1%eth0"); such an address is refused as unparseable.
+  if (fam === 6 && !address.includes('%')) return 'ipv6';
   return undefined;
 }
 
 /** Why `address` (a literal IPv4 or IPv6 address) must not be connected to, or undefined if it may. */
 export function blockedReason(address: string): string | undefined {
-  const fam = isIP(address);
-  if (fam === 4) return v4Reason(v4(address));
-  if (fam === 6) {
-    const g = parseV6(address);
-    return g ? v6Reason(g) : 'unparseable IPv6 address';
-  }
-  return 'not an IP address';
+  const fam = family(address);
+  if (fam === undefined) return isIP(address) === 6 ? 'unparseable IPv6 address' : 'not an IP address';
+  return (fam === 'ipv4' ? V4_RULES : V6_RULES).find((r) => r.ranges.check(address, fam))?.reason;
 }
 
 /** True for 127.0.0.0/8, ::1 and IPv4-mapped loopback (what test mode may reach). */
 export function isLoopback(address: string): boolean {
-  const fam = isIP(address);
-  if (fam === 4) return address.startsWith('127.');
-  if (fam === 6) {
-    const g = parseV6(address);
-    if (!g) return false;
-    if (g.slice(0, 7).every((x) => x === 0) && g[7] === 1) return true;
-    return g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff && g[6]! >>> 8 === 127;
-  }
-  return false;
+  const fam = family(address);
+  return fam !== undefined && LOOPBACK[fam].check(address, fam);
 }

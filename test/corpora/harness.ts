@@ -13,7 +13,8 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
-import { CREDENTIAL_META_KEY, createServiceCredentialMinter } from '../../src/auth/service-credentials.js';
+import { CREDENTIAL_META_KEY } from '../../schemas/contracts/service-credential.js';
+import { createServiceCredentialMinter } from '../../src/auth/service-credentials.js';
 import type { Minter } from '../../src/auth/service-credentials.js';
 
 /** The repository root (works from test/corpora and from dist/test/corpora). */
@@ -71,7 +72,7 @@ export async function credentialMeta(service: 'fs' | 'http', tool: string): Prom
 
 /** The `--allow-fs-read` flags a service needs for its own code (see services/README.md). */
 export function codeReadFlags(): string[] {
-  return [join(REPO, 'dist', 'services'), join(REPO, 'node_modules'), join(REPO, 'package.json')].map((p) => `--allow-fs-read=${p}`);
+  return [join(REPO, 'dist', 'services'), join(REPO, 'dist', 'schemas'), join(REPO, 'node_modules'), join(REPO, 'package.json')].map((p) => `--allow-fs-read=${p}`);
 }
 
 /**

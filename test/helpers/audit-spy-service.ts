@@ -9,10 +9,10 @@
 import { appendFileSync } from 'node:fs';
 import { Server } from '@modelcontextprotocol/server';
 import { serveStdio } from '@modelcontextprotocol/server/stdio';
+import { CREDENTIAL_META_KEY } from '../../schemas/contracts/service-credential.js';
 
 const outIdx = process.argv.indexOf('--out');
 const out = outIdx > 0 ? process.argv[outIdx + 1] : undefined;
-const CREDENTIAL_META_KEY = 'dev.micro-mcp/credential';
 
 // Open schemas: the tests pass secret-looking arguments that the audit log must redact.
 const open = { type: 'object' as const, properties: {}, additionalProperties: true };
