@@ -72,7 +72,7 @@ export async function credentialMeta(service: 'fs' | 'http', tool: string): Prom
 
 /** The `--allow-fs-read` flags a service needs for its own code (see services/README.md). */
 export function codeReadFlags(): string[] {
-  return [join(REPO, 'dist', 'services'), join(REPO, 'dist', 'schemas'), join(REPO, 'node_modules'), join(REPO, 'package.json')].map((p) => `--allow-fs-read=${p}`);
+  return [join(REPO, 'dist', 'services'), join(REPO, 'dist', 'schemas', 'contracts'), join(REPO, 'node_modules'), join(REPO, 'package.json')].map((p) => `--allow-fs-read=${p}`);
 }
 
 /**

@@ -12,7 +12,7 @@ import { ROOT } from './harness.js';
 
 /** The --allow-fs-read flags every sandboxed service needs for its own code (services/README.md). */
 export function codeReadFlags(): string[] {
-  return [path.join(ROOT, 'dist', 'services'), path.join(ROOT, 'dist', 'schemas'), path.join(ROOT, 'node_modules'), path.join(ROOT, 'package.json')].map((p) => `--allow-fs-read=${p}`);
+  return [path.join(ROOT, 'dist', 'services'), path.join(ROOT, 'dist', 'schemas', 'contracts'), path.join(ROOT, 'node_modules'), path.join(ROOT, 'package.json')].map((p) => `--allow-fs-read=${p}`);
 }
 
 /**

@@ -18,7 +18,7 @@ export const FS_SAMPLE = path.join(ROOT, 'services', 'fs', 'sample');
 /** Reads the service needs to start under Node's permission model (services/README.md). */
 const baseReads = () => [
   `--allow-fs-read=${path.join(DIST, 'services')}`,
-  `--allow-fs-read=${path.join(DIST, 'schemas')}`,
+  `--allow-fs-read=${path.join(DIST, 'schemas', 'contracts')}`,
   `--allow-fs-read=${path.join(ROOT, 'node_modules')}`,
   `--allow-fs-read=${path.join(ROOT, 'package.json')}`,
   // The per-service JWKS the gateway writes for credential checks lives in its run dir.
