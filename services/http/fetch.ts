@@ -10,9 +10,8 @@
  * refuses, and reports on stderr, any address outside loopback.
  */
 import { request as httpRequest } from 'node:http';
-import type { ClientRequest, IncomingMessage } from 'node:http';
+import type { ClientRequest, ClientRequestArgs, IncomingMessage } from 'node:http';
 import { connect as netConnect, isIP } from 'node:net';
-import type { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { lookup } from 'node:dns/promises';
 import { ToolError } from '../common/tool.js';
@@ -106,14 +105,17 @@ export class GuardedFetcher {
   }
 
   /** The actual socket connect: always to a checked IP literal; re-checked here as a last line. */
-  private connect(url: URL, address: string, port: number): (opts: unknown, cb: (err: Error | null, s?: Socket) => void) => Socket | undefined {
-    return (_opts, cb) => {
+  /**
+   * The last line of SSRF defence: the connect itself. A refused address throws here, which Node's
+   * ClientRequest turns into its 'error' event (the ToolError is passed on as is).
+   */
+  private connect(url: URL, address: string, port: number): NonNullable<ClientRequestArgs['createConnection']> {
+    return () => {
       const test = this.cfg.test;
       const refused = test ? !isLoopback(address) : blockedReason(address) !== undefined;
       if (refused) {
         if (test) process.stderr.write(`test-hook: refused connect to ${address} port ${port}\n`);
-        process.nextTick(() => cb(new ToolError('address_blocked', 'URL refused: connection to a non-public address')));
-        return undefined;
+        throw new ToolError('address_blocked', 'URL refused: connection to a non-public address');
       }
       if (url.protocol === 'https:') {
         const servername = isIP(url.hostname) ? undefined : url.hostname;
@@ -179,7 +181,7 @@ export class GuardedFetcher {
             'accept-encoding': 'identity',
             connection: 'close',
           },
-          createConnection: this.connect(url, address, port) as never,
+          createConnection: this.connect(url, address, port),
           signal,
         });
       } catch {
