@@ -126,7 +126,7 @@ export interface GatewayConfig {
   logging: LoggingConfig;
   auth?: AuthConfig;
   policy?: PolicyConfig;
-  audit?: AuditConfig;
+  audit: AuditConfig;
   stdio?: StdioConfig;
   limits: LimitsConfig;
 }

@@ -1,21 +1,12 @@
 import * as path from 'node:path';
+import type { AuditConfigInput } from '../../schemas/generated/config.js';
 import type { AuditOptions } from './audit-log.js';
-import type { FsyncMode } from './sink.js';
 
-/** The `audit:` section of the YAML config, as validated by schemas/config-audit.schema.json. */
-export interface AuditConfig {
-  /** JSON-lines file; null = no file (stdout only). Relative paths are resolved against the config file's directory. */
-  file?: string | null;
-  stdout?: boolean;
-  fsync?: FsyncMode;
-  fsync_interval_ms?: number;
-  rotate_bytes?: number;
-  keep_files?: number;
-  log_arguments?: boolean;
-  log_results?: boolean;
-  drain_ms?: number;
-  redact?: { paths?: string[]; patterns?: string[]; keys?: string[] };
-}
+/**
+ * The `audit:` section as a config file or a caller writes it (type generated from
+ * schemas/config-audit.schema.json); auditOptionsFromConfig fills in the defaults.
+ */
+export type AuditConfig = AuditConfigInput;
 
 /**
  * Defaults, written down in one place (schema defaults mirror them). `fsync: always` is the

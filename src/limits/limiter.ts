@@ -3,15 +3,7 @@
  * ceiling on calls in flight per principal (concurrency). Memory only; several replicas would share
  * counters through Redis (not built yet: each replica then enforces its own share).
  */
-
-export interface LimitsConfig {
-  /** Sustained calls per minute per principal x service x tool; 0 turns the rate limit off. */
-  calls_per_minute: number;
-  /** Calls that may arrive at once before the rate applies. */
-  burst: number;
-  /** Forwarded calls in flight per principal; 0 turns the ceiling off. */
-  concurrent_per_principal: number;
-}
+import type { LimitsConfig } from '../../schemas/generated/config.js';
 
 export const LIMITS_DEFAULTS: LimitsConfig = Object.freeze({ calls_per_minute: 600, burst: 100, concurrent_per_principal: 64 });
 
