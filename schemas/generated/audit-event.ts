@@ -24,7 +24,7 @@ export interface DecisionRecord {
    */
   hash: string;
   /**
-   * OPA decision-log field.
+   * OPA decision-log field: RFC 3339 with milliseconds, UTC.
    */
   timestamp: string;
   /**
@@ -56,7 +56,13 @@ export interface DecisionRecord {
     id: string | null;
   };
   method: string;
+  /**
+   * Namespaced tool name, e.g. fs.read.
+   */
   tool?: string;
+  /**
+   * The service (the tool's namespace), e.g. fs.
+   */
   service?: string;
   purpose?: string | null;
   error?: {
@@ -101,6 +107,9 @@ export interface DecisionRecord {
     };
     [k: string]: unknown;
   };
+  /**
+   * sha256 of the canonical JSON of the call's arguments; present for every call.
+   */
   arguments_digest?: string;
   /**
    * Redacted arguments/resource; only with log_arguments.
@@ -129,7 +138,7 @@ export interface OutcomeRecord {
    */
   hash: string;
   /**
-   * OPA decision-log field.
+   * OPA decision-log field: RFC 3339 with milliseconds, UTC.
    */
   timestamp: string;
   /**
@@ -161,7 +170,13 @@ export interface OutcomeRecord {
     id: string | null;
   };
   method?: string;
+  /**
+   * Namespaced tool name, e.g. fs.read.
+   */
   tool?: string;
+  /**
+   * The service (the tool's namespace), e.g. fs.
+   */
   service?: string;
   purpose?: string | null;
   error?: {
@@ -206,7 +221,7 @@ export interface EventRecord {
    */
   hash: string;
   /**
-   * OPA decision-log field.
+   * OPA decision-log field: RFC 3339 with milliseconds, UTC.
    */
   timestamp: string;
   /**
@@ -238,7 +253,13 @@ export interface EventRecord {
     id: string | null;
   };
   method?: string;
+  /**
+   * Namespaced tool name, e.g. fs.read.
+   */
   tool?: string;
+  /**
+   * The service (the tool's namespace), e.g. fs.
+   */
   service?: string;
   purpose?: string | null;
   error?: {
@@ -258,6 +279,9 @@ export interface EventRecord {
    */
   masked?: string[];
   type: 'auth_failure' | 'limit_refused' | 'config_reload' | 'policy_reload' | 'audit_opened' | 'audit_recovered' | 'shutdown';
+  /**
+   * Redacted, event-specific detail (reload revision, limit name, ...).
+   */
   details?: {
     [k: string]: unknown;
   };

@@ -6,7 +6,7 @@ import { canonicalize, digest, sha256 } from './canonical.js';
 import { createRedactor } from './redact.js';
 import type { RedactOptions, Redactor } from './redact.js';
 import { AUDIT_FORMAT_VERSION, GENESIS_HASH } from './records.js';
-import type { AuditReceipt, AuditPrincipal, DecisionInput, EventInput, OutcomeInput } from './records.js';
+import type { AuditReceipt, AuditPrincipal, DecisionInput, DecisionRecord, EventInput, EventRecord, OutcomeInput, OutcomeRecord, RecordFields } from './records.js';
 import { FdSink, FileSink, GroupCommitWriter, auditUnavailable } from './sink.js';
 import type { ChainHead, FsyncMode, SinkStats } from './sink.js';
 
@@ -172,7 +172,7 @@ class AuditLogImpl implements AuditLog {
     const principal: AuditPrincipal = { id: input.principal.id, type: input.principal.type, issuer: input.principal.issuer, groups: input.principal.groups };
     if (rec.token_id !== undefined) principal.token_id = rec.token_id;
     const masked: string[] = [];
-    const r: Record<string, unknown> = {
+    const r: RecordFields<DecisionRecord> = {
       kind: 'decision',
       decision_id,
       request_id: input.context.request_id,
@@ -230,7 +230,7 @@ class AuditLogImpl implements AuditLog {
     const ctx = this.inflight.get(rec.decision_id);
     const masked: string[] = [];
     const total_ns = rec.total_us !== undefined ? nsFromUs(rec.total_us) : ctx ? Number(process.hrtime.bigint() - ctx.started) : undefined;
-    const r: Record<string, unknown> = {
+    const r: RecordFields<OutcomeRecord> = {
       kind: 'outcome',
       decision_id: rec.decision_id,
       outcome: rec.outcome,
@@ -260,7 +260,7 @@ class AuditLogImpl implements AuditLog {
 
   async event(rec: EventInput): Promise<AuditReceipt> {
     const masked: string[] = [];
-    const r: Record<string, unknown> = {
+    const r: RecordFields<EventRecord> = {
       kind: 'event',
       type: rec.type,
       decision_id: rec.decision_id,
@@ -327,29 +327,28 @@ class AuditLogImpl implements AuditLog {
   /**
    * Redact `value` with config paths rooted at `root`; record the censored members as JSON
    * Pointers into the written record (`prefix` + pointer, or `replaceRoot` for the root itself).
+   * Redaction replaces values inside a container, never the container, so the type holds.
    */
-  private redacted(value: unknown, root: string, masked: string[], prefix = '', replaceRoot?: string): unknown {
+  private redacted<T>(value: T, root: string, masked: string[], prefix = '', replaceRoot?: string): T {
     const r = this.redactor.redact(value, root);
     for (const p of r.masked) masked.push(replaceRoot !== undefined ? replaceRoot + p.slice(root.length + 1) : prefix + p);
-    return r.value;
+    return r.value as T;
   }
 
   /**
    * Chain, format and queue one record. Everything up to `writer.append` is synchronous, so the
    * order of seq numbers is the order of lines in the file.
    */
-  private append(fields: Record<string, unknown>): Promise<AuditReceipt> {
+  private append(fields: RecordFields): Promise<AuditReceipt> {
     if (this.writer.failed) return Promise.reject(this.writer.failed);
     if (this.state === 'closed') return Promise.reject(new GatewayError('ERR_AUDIT_UNAVAILABLE', 'audit log is closed'));
     const seq = this.seq + 1;
-    fields.seq = seq;
-    fields.prev_hash = this.lastHash;
-    fields.timestamp = new Date().toISOString();
-    fields.labels = this.labels;
+    // `_v` comes from pino's level formatter and `hash` from below, both at their fixed places.
+    const chained = { ...fields, seq, prev_hash: this.lastHash, timestamp: new Date().toISOString(), labels: this.labels };
     let body: string;
     try {
       this.captured = '';
-      this.pino.info(canonicalize(fields) as Record<string, unknown>);
+      this.pino.info(canonicalize(chained) as Record<string, unknown>);
       body = this.captured.endsWith('}\n') ? this.captured.slice(0, -1) : '';
       if (body === '') throw new Error('pino produced no line');
     } catch (e) {
