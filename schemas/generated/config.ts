@@ -272,6 +272,9 @@ export interface AuditConfig {
    * always: fdatasync before a decision is acknowledged (group-committed); batch: every fsync_interval_ms; never: leave it to the OS. Every mode writes the record before acknowledging it.
    */
   fsync: 'always' | 'batch' | 'never';
+  /**
+   * With fsync: batch. At most 2147483647, the longest timer Node.js keeps.
+   */
   fsync_interval_ms: number;
   /**
    * Rotate before the file would exceed this size; 0 disables rotation.
@@ -525,6 +528,9 @@ export interface AuditConfigInput {
    * always: fdatasync before a decision is acknowledged (group-committed); batch: every fsync_interval_ms; never: leave it to the OS. Every mode writes the record before acknowledging it.
    */
   fsync?: 'always' | 'batch' | 'never';
+  /**
+   * With fsync: batch. At most 2147483647, the longest timer Node.js keeps.
+   */
   fsync_interval_ms?: number;
   /**
    * Rotate before the file would exceed this size; 0 disables rotation.

@@ -64,6 +64,37 @@ describe('config', () => {
     refused('services:\n  a: 1\n  a: 2\n', /YAML error/);
   });
 
+  test('the ranges of the policy, audit and limits sections are refused at load, with the key path', () => {
+    // The modules trust these: no module checks them again.
+    const cases: Array<[string, string]> = [
+      ['policy: { engines: [] }', '/policy/engines: must NOT have fewer than 1 items'],
+      ['policy: { engines: [opa] }', '/policy/engines/0: must be one of ["rego","cedar"]'],
+      ['policy: { engines: [rego, rego] }', '/policy/engines: must NOT have duplicate items (items ## 0 and 1 are identical)'],
+      ['policy: { services: { fs: [] } }', '/policy/services/fs: must NOT have fewer than 1 items'],
+      ['policy: { services: { fs: [opa] } }', '/policy/services/fs/0: must be one of ["rego","cedar"]'],
+      ['policy: { decision_timeout_ms: 0 }', '/policy/decision_timeout_ms: must be > 0'],
+      ['policy: { decision_timeout_ms: .inf }', '/policy/decision_timeout_ms: must be number'],
+      ['audit: { fsync: sometimes }', '/audit/fsync: must be one of ["always","batch","never"]'],
+      ['audit: { fsync_interval_ms: 0 }', '/audit/fsync_interval_ms: must be >= 1'],
+      ['audit: { fsync_interval_ms: 2147483648 }', '/audit/fsync_interval_ms: must be <= 2147483647'],
+      ['audit: { rotate_bytes: 1.5 }', '/audit/rotate_bytes: must be integer'],
+      ['audit: { rotate_bytes: -1 }', '/audit/rotate_bytes: must be >= 0'],
+      ['audit: { keep_files: -1 }', '/audit/keep_files: must be >= 0'],
+      ['audit: { keep_files: 1e20 }', '/audit/keep_files: must be <= 9007199254740991'],
+      ['audit: { file: null }', "/audit: must have required property 'stdout'"],
+      ['audit: { file: null, stdout: false }', '/audit/stdout: must be true'],
+      ['limits: { burst: 0 }', '/limits/burst: must be >= 1'],
+    ];
+    for (const [section, reason] of cases) {
+      assert.throws(
+        () => parseConfig(`${minimal}${section}\n`, 'bad.yaml', { env: {} }),
+        (e: unknown) => isGatewayError(e) && e.code === 'ERR_CONFIG_INVALID' && e.message === `bad.yaml: ${reason}`,
+        section,
+      );
+    }
+    assert.equal(parseConfig(`${minimal}audit: { file: null, stdout: true }\n`, 'ok.yaml', { env: {} }).audit.file, null);
+  });
+
   test('a secret from the environment is interpolated but never echoed in errors', () => {
     const text = `${minimal}    env: { API_KEY: "\${SECRET_KEY}" }\nserver: { port: "not a port" }\n`;
     try {

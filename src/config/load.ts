@@ -45,7 +45,8 @@ let validator: AjvValidate | undefined;
 /** Compiles the config schema once (with every schemas/config-*.schema.json section it references). */
 export function configValidator(): AjvValidate {
   if (validator) return validator;
-  const ajv = new Ajv2020({ allErrors: true, useDefaults: true, strict: false });
+  // strictNumbers: YAML's .inf and .nan are numbers to ajv otherwise, and pass `exclusiveMinimum: 0`.
+  const ajv = new Ajv2020({ allErrors: true, useDefaults: true, strict: false, strictNumbers: true });
   const addFormats = addFormatsModule as unknown as (a: Ajv2020) => void;
   addFormats(ajv);
   for (const f of readdirSync(SCHEMAS_DIR)) {
@@ -131,9 +132,10 @@ function describeErrors(all: ErrorObject[]): string {
     return !b || !mismatched.has(b);
   });
   const errors = kept.length > 0 ? kept : all;
-  // oneOf failures drown the real cause; keep the deepest errors.
+  // oneOf failures drown the real cause; keep the deepest errors. An `if` failure only says that
+  // its `then` failed, whose own errors are the cause.
   const maxDepth = Math.max(...errors.map((e) => e.instancePath.split('/').length));
-  const deepest = errors.filter((e) => e.instancePath.split('/').length === maxDepth && e.keyword !== 'oneOf');
+  const deepest = errors.filter((e) => e.instancePath.split('/').length === maxDepth && e.keyword !== 'oneOf' && e.keyword !== 'if');
   const chosen = deepest.length > 0 ? deepest : errors;
   const lines = new Set<string>();
   for (const e of chosen) {

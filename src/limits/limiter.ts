@@ -27,7 +27,6 @@ export class Limiter {
     private readonly cfg: LimitsConfig,
     private readonly now: () => number = Date.now,
   ) {
-    if (cfg.burst < 1 && cfg.calls_per_minute > 0) throw new Error('limits.burst must be at least 1');
     this.perMs = cfg.calls_per_minute / 60_000;
   }
 

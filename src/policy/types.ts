@@ -14,8 +14,6 @@ export type PolicyConfig = PolicyConfigInput;
 
 export type EngineName = NonNullable<PolicyConfig['engines']>[number];
 
-export const ENGINE_NAMES: readonly EngineName[] = ['rego', 'cedar'];
-
 /** What one engine says about one input, before the combiner. */
 export interface EngineResult {
   allow: boolean;
