@@ -18,7 +18,7 @@ import { toolFacts } from './tools.js';
 import type { EngineName, PolicyConfig, PolicyEngine, PolicyLogger } from './types.js';
 
 /** Defaults of the `policy` config section. Fail closed is the default: every engine must allow. */
-export const POLICY_DEFAULTS = Object.freeze({
+const POLICY_DEFAULTS = Object.freeze({
   engines: ['rego', 'cedar'] as EngineName[],
   rego_dir: 'policies/rego',
   cedar_dir: 'policies/cedar',
@@ -55,7 +55,7 @@ export interface ResolvedPolicyConfig {
  * unique lists, decision_timeout_ms > 0) are the schema's, checked once by loadConfig; the one rule
  * left here relates two keys. Throws ERR_CONFIG_INVALID with the key path.
  */
-export function resolvePolicyConfig(config: PolicyConfig = {}, baseDir: string = process.cwd()): ResolvedPolicyConfig {
+function resolvePolicyConfig(config: PolicyConfig = {}, baseDir: string = process.cwd()): ResolvedPolicyConfig {
   const engines = [...(config.engines ?? POLICY_DEFAULTS.engines)];
   const services: Record<string, EngineName[]> = {};
   for (const [ns, list] of Object.entries(config.services ?? {})) {
@@ -178,15 +178,6 @@ export class PolicySet {
   /** Hash over the revisions of the loaded engines (Rego bundle revision, Cedar source hash). */
   get revision(): string {
     return this.#gen.revision;
-  }
-
-  /** Per-engine revisions, for audit and /readyz. */
-  get revisions(): Record<string, string> {
-    return Object.fromEntries([...this.#gen.engines].map(([n, e]) => [n, e.revision]));
-  }
-
-  get config(): ResolvedPolicyConfig {
-    return this.#cfg;
   }
 
   /** Engines that decide for a service namespace (per-service override, else the default list). */
@@ -332,14 +323,4 @@ export async function loadPolicies(config: PolicyConfig | undefined, hooks: Load
   hooks.log?.info({ revision: gen.revision, engines: [...gen.engines.keys()] }, 'policy set loaded');
   if (cfg.watch) set.startWatching();
   return set;
-}
-
-/** The JSON-RPC-facing error for a denied call: deciding policy ids and reasons, never policy text. */
-export function policyDeniedError(decision: Decision): GatewayError {
-  const ids = [...new Set(decision.reasons.map((r) => r.id))];
-  return new GatewayError('ERR_POLICY_DENIED', `denied by policy: ${ids.join(', ')}`, {
-    policy_ids: ids,
-    reasons: decision.reasons.map((r) => ({ engine: r.engine, id: r.id, message: r.message })),
-    policy_revision: decision.policy_revision,
-  });
 }
