@@ -74,6 +74,7 @@ describe('config', () => {
       ['policy: { services: { fs: [opa] } }', '/policy/services/fs/0: must be one of ["rego","cedar"]'],
       ['policy: { decision_timeout_ms: 0 }', '/policy/decision_timeout_ms: must be > 0'],
       ['policy: { decision_timeout_ms: .inf }', '/policy/decision_timeout_ms: must be number'],
+      ['policy: { rego: { bundle: "" } }', '/policy/rego/bundle: must NOT have fewer than 1 characters'],
       ['audit: { fsync: sometimes }', '/audit/fsync: must be one of ["always","batch","never"]'],
       ['audit: { fsync_interval_ms: 0 }', '/audit/fsync_interval_ms: must be >= 1'],
       ['audit: { fsync_interval_ms: 2147483648 }', '/audit/fsync_interval_ms: must be <= 2147483647'],

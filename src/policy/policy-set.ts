@@ -70,8 +70,8 @@ function resolvePolicyConfig(config: PolicyConfig = {}, baseDir: string = proces
   return {
     engines,
     rego: {
-      bundle: bundle !== undefined && bundle !== '' ? resolve(baseDir, bundle) : null,
-      dir: bundle !== undefined && bundle !== '' ? null : resolve(baseDir, config.rego?.dir ?? POLICY_DEFAULTS.rego_dir),
+      bundle: bundle !== undefined ? resolve(baseDir, bundle) : null,
+      dir: bundle !== undefined ? null : resolve(baseDir, config.rego?.dir ?? POLICY_DEFAULTS.rego_dir),
     },
     cedar: { dir: resolve(baseDir, config.cedar?.dir ?? POLICY_DEFAULTS.cedar_dir) },
     services,
