@@ -292,10 +292,6 @@ export interface AuditConfig {
    * Log tool results (redacted).
    */
   log_results: boolean;
-  /**
-   * On shutdown, how long to wait for in-flight calls before recording them as cancelled.
-   */
-  drain_ms: number;
   redact?: {
     /**
      * JSON paths rooted at arguments / result / details, e.g. arguments.headers.*, result.items[*].ssn.
@@ -548,10 +544,6 @@ export interface AuditConfigInput {
    * Log tool results (redacted).
    */
   log_results?: boolean;
-  /**
-   * On shutdown, how long to wait for in-flight calls before recording them as cancelled.
-   */
-  drain_ms?: number;
   redact?: {
     /**
      * JSON paths rooted at arguments / result / details, e.g. arguments.headers.*, result.items[*].ssn.

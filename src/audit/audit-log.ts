@@ -32,8 +32,6 @@ export interface AuditOptions {
   instanceId?: string;
   /** `labels.version`: the gateway version. */
   version?: string;
-  /** How long `close()` waits for in-flight calls' outcomes before recording them as cancelled. Default 10 s. */
-  drainMs?: number;
   /** Allowed calls awaiting an outcome that are tracked for `close()`; beyond this the oldest are dropped from tracking. Default 100000. */
   maxInflight?: number;
   /** File descriptor of the stdout sink (tests); default 1. */
@@ -58,8 +56,9 @@ export interface AuditLog {
   /** Wait until everything written so far is on disk (fdatasync unless `fsync: never`). */
   flush(): Promise<void>;
   /**
-   * Graceful stop (SIGTERM): refuse new decisions, wait up to `drainMs` for in-flight calls'
-   * outcomes, record the rest as `cancelled`, flush, close. Idempotent.
+   * Graceful stop (SIGTERM): refuse new decisions, wait up to `drainMs` (the gateway passes
+   * server.shutdown_grace_ms; default 10 s) for in-flight calls' outcomes, record the rest as
+   * `cancelled`, flush, close. Idempotent.
    */
   close(opts?: { drainMs?: number }): Promise<void>;
   /** False once a write failed or the log was closed: readiness should report it. */
@@ -283,7 +282,7 @@ class AuditLogImpl implements AuditLog {
   }
 
   close(opts: { drainMs?: number } = {}): Promise<void> {
-    if (!this.closing) this.closing = this.doClose(opts.drainMs ?? this.opts.drainMs ?? 10_000);
+    if (!this.closing) this.closing = this.doClose(opts.drainMs ?? 10_000);
     return this.closing;
   }
 

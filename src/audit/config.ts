@@ -22,7 +22,6 @@ export const AUDIT_DEFAULTS = {
   keep_files: 10,
   log_arguments: false,
   log_results: false,
-  drain_ms: 10_000,
 } as const;
 
 /**
@@ -44,7 +43,6 @@ export function auditOptionsFromConfig(
     keepFiles: c.keep_files ?? AUDIT_DEFAULTS.keep_files,
     logArguments: c.log_arguments ?? AUDIT_DEFAULTS.log_arguments,
     logResults: c.log_results ?? AUDIT_DEFAULTS.log_results,
-    drainMs: c.drain_ms ?? AUDIT_DEFAULTS.drain_ms,
     redact: { paths: c.redact?.paths ?? [], patterns: c.redact?.patterns ?? [], keys: c.redact?.keys ?? [] },
   };
   if (ctx.instanceId !== undefined) opts.instanceId = ctx.instanceId;
