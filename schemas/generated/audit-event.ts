@@ -278,7 +278,7 @@ export interface EventRecord {
    * OPA decision-log field: JSON Pointers of censored members.
    */
   masked?: string[];
-  type: 'auth_failure' | 'limit_refused' | 'config_reload' | 'policy_reload' | 'audit_opened' | 'audit_recovered' | 'shutdown';
+  type: 'auth_failure' | 'limit_refused' | 'policy_reload' | 'audit_recovered';
   /**
    * Redacted, event-specific detail (reload revision, limit name, ...).
    */
