@@ -15,7 +15,7 @@ import type { Config } from './types.js';
 
 /** The package root (where package.json lives), from src/config or dist/src/config alike. */
 export const PACKAGE_ROOT = findPackageRoot(path.dirname(fileURLToPath(import.meta.url)));
-export const SCHEMAS_DIR = path.join(PACKAGE_ROOT, 'schemas');
+const SCHEMAS_DIR = path.join(PACKAGE_ROOT, 'schemas');
 /** The embedded default configuration `make run` uses: example services over the sample folder. */
 export const DEV_CONFIG_PATH = path.join(PACKAGE_ROOT, 'src', 'config', 'examples', 'dev.yaml');
 /**
@@ -43,7 +43,7 @@ type AjvValidate = ((data: unknown) => boolean) & { errors?: ErrorObject[] | nul
 let validator: AjvValidate | undefined;
 
 /** Compiles the config schema once (with every schemas/config-*.schema.json section it references). */
-export function configValidator(): AjvValidate {
+function configValidator(): AjvValidate {
   if (validator) return validator;
   // strictNumbers: YAML's .inf and .nan are numbers to ajv otherwise, and pass `exclusiveMinimum: 0`.
   const ajv = new Ajv2020({ allErrors: true, useDefaults: true, strict: false, strictNumbers: true });
