@@ -21,6 +21,8 @@
  *    when the base limits its keys (`propertyNames`): the type then lists each kind's own members;
  *  - a schema with annotations only (`{"description": ...}`, any value) becomes `unknown`, which
  *    json-schema-to-typescript would otherwise read as an object.
+ * Beside the types, config.ts carries the schema defaults of the policy, audit and limits sections
+ * as constants, for the modules that accept a section as written.
  */
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -188,6 +190,8 @@ async function configTypes() {
     loaded,
     '// The config sections as a YAML file or a caller may write them: keys with a default are optional.',
     ...asWritten,
+    '// The schema defaults of the sections whose modules take them as written.',
+    ...defaultsConstants(root),
   ].join('\n');
 }
 
@@ -199,6 +203,47 @@ async function auditTypes() {
     EventRecord: ['oneOf', 2],
   });
   return [BANNER(['audit-event.schema.json']), types].join('\n');
+}
+
+/**
+ * The schema's defaults under an object schema: each key's `default`, and for an object without one
+ * the defaults of its own keys (what a key is when the object is written without it).
+ */
+function defaultsOf(schema) {
+  const out = {};
+  for (const [k, s] of Object.entries(schema.properties ?? {})) {
+    if (!isObject(s)) continue;
+    const nested = defaultsOf(s);
+    if ('default' in s) out[k] = isObject(s.default) ? { ...s.default, ...nested } : s.default;
+    else if (Object.keys(nested).length > 0) out[k] = nested;
+  }
+  return out;
+}
+
+/** Defaults the modules apply to a section a caller passes as written (the loaded config has them). */
+const DEFAULTS = {
+  POLICY_CONFIG_DEFAULTS: ['properties', 'policy'],
+  AUDIT_CONFIG_DEFAULTS: ['properties', 'audit'],
+  LIMITS_CONFIG_DEFAULTS: ['properties', 'limits'],
+};
+
+function defaultsConstants(root) {
+  return Object.entries(DEFAULTS).map(([constName, at]) => {
+    const schema = at.reduce((node, step) => node[step], root);
+    return `export const ${constName} = ${literal(defaultsOf(schema))} as const;\n`;
+  });
+}
+
+/** A JSON value as a TypeScript literal in the house style (single quotes, trailing commas). */
+function literal(v, indent = '') {
+  if (Array.isArray(v)) return `[${v.map((x) => literal(x, indent)).join(', ')}]`;
+  if (isObject(v)) {
+    const inner = `${indent}  `;
+    const members = Object.entries(v).map(([k, x]) => `${inner}${/^[A-Za-z_$][\w$]*$/.test(k) ? k : literal(k)}: ${literal(x, inner)},\n`);
+    return `{\n${members.join('')}${indent}}`;
+  }
+  if (typeof v === 'string') return `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  return JSON.stringify(v);
 }
 
 /** Every generated file, path relative to the package root -> content. */

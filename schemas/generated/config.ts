@@ -244,7 +244,7 @@ export interface PolicyConfig {
     [k: string]: ('rego' | 'cedar')[];
   };
   /**
-   * An engine evaluation slower than this (wall clock) denies with engine_error.
+   * An engine evaluation slower than this (wall clock) denies with engine_error. An evaluation takes tens of microseconds: the default is generous enough that an OS preemption on a busy host does not deny at random, and tight enough to catch a runaway policy.
    */
   decision_timeout_ms: number;
   /**
@@ -257,7 +257,7 @@ export interface PolicyConfig {
   opa_path?: string;
 }
 /**
- * The `audit:` section of the gateway config (YAML, snake_case). Defaults mirror AUDIT_DEFAULTS in src/audit/config.ts.
+ * The `audit:` section of the gateway config (YAML, snake_case). Its defaults are the only ones: src/audit applies them from schemas/generated/config.ts (`make schemas`).
  */
 export interface AuditConfig {
   /**
@@ -269,7 +269,7 @@ export interface AuditConfig {
    */
   stdout: boolean;
   /**
-   * always: fdatasync before a decision is acknowledged (group-committed); batch: every fsync_interval_ms; never: leave it to the OS. Every mode writes the record before acknowledging it.
+   * always: fdatasync before a decision is acknowledged (group-committed); batch: every fsync_interval_ms; never: leave it to the OS. Every mode writes the record before acknowledging it. always is the default because the audit promise is recorded before forwarded; group commit keeps it cheap.
    */
   fsync: 'always' | 'batch' | 'never';
   /**
@@ -495,7 +495,7 @@ export interface PolicyConfigInput {
     [k: string]: ('rego' | 'cedar')[];
   };
   /**
-   * An engine evaluation slower than this (wall clock) denies with engine_error.
+   * An engine evaluation slower than this (wall clock) denies with engine_error. An evaluation takes tens of microseconds: the default is generous enough that an OS preemption on a busy host does not deny at random, and tight enough to catch a runaway policy.
    */
   decision_timeout_ms?: number;
   /**
@@ -509,7 +509,7 @@ export interface PolicyConfigInput {
 }
 
 /**
- * The `audit:` section of the gateway config (YAML, snake_case). Defaults mirror AUDIT_DEFAULTS in src/audit/config.ts.
+ * The `audit:` section of the gateway config (YAML, snake_case). Its defaults are the only ones: src/audit applies them from schemas/generated/config.ts (`make schemas`).
  */
 export interface AuditConfigInput {
   /**
@@ -521,7 +521,7 @@ export interface AuditConfigInput {
    */
   stdout?: boolean;
   /**
-   * always: fdatasync before a decision is acknowledged (group-committed); batch: every fsync_interval_ms; never: leave it to the OS. Every mode writes the record before acknowledging it.
+   * always: fdatasync before a decision is acknowledged (group-committed); batch: every fsync_interval_ms; never: leave it to the OS. Every mode writes the record before acknowledging it. always is the default because the audit promise is recorded before forwarded; group commit keeps it cheap.
    */
   fsync?: 'always' | 'batch' | 'never';
   /**
@@ -559,3 +559,37 @@ export interface AuditConfigInput {
     keys?: string[];
   };
 }
+
+// The schema defaults of the sections whose modules take them as written.
+export const POLICY_CONFIG_DEFAULTS = {
+  engines: ['rego', 'cedar'],
+  rego: {
+    dir: 'policies/rego',
+  },
+  cedar: {
+    dir: 'policies/cedar',
+  },
+  decision_timeout_ms: 200,
+  watch: true,
+} as const;
+
+export const AUDIT_CONFIG_DEFAULTS = {
+  stdout: false,
+  fsync: 'always',
+  fsync_interval_ms: 1000,
+  rotate_bytes: 67108864,
+  keep_files: 10,
+  log_arguments: false,
+  log_results: false,
+  redact: {
+    paths: [],
+    patterns: [],
+    keys: [],
+  },
+} as const;
+
+export const LIMITS_CONFIG_DEFAULTS = {
+  calls_per_minute: 600,
+  burst: 100,
+  concurrent_per_principal: 64,
+} as const;

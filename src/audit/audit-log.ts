@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
+import { AUDIT_CONFIG_DEFAULTS as DEFAULTS } from '../../schemas/generated/config.js';
 import { GatewayError } from '../errors.js';
 import { canonicalize, digest, sha256 } from './canonical.js';
 import { createRedactor } from './redact.js';
@@ -10,6 +11,7 @@ import type { AuditReceipt, AuditPrincipal, DecisionInput, DecisionRecord, Event
 import { FdSink, FileSink, GroupCommitWriter, auditUnavailable } from './sink.js';
 import type { ChainHead, FsyncMode, SinkStats } from './sink.js';
 
+/** Options of openAuditLog; what is left out takes the `audit:` config section's schema default. */
 export interface AuditOptions {
   /** JSON-lines file; `null` writes no file (then `stdout` must be on). */
   file: string | null;
@@ -92,12 +94,12 @@ const nsFromUs = (us: number): number => Math.round(us * 1000);
  * by loadConfig.
  */
 export async function openAuditLog(options: AuditOptions): Promise<AuditLog> {
-  const fsync = options.fsync ?? 'always';
+  const fsync = options.fsync ?? DEFAULTS.fsync;
   // Not a config check (the schema refuses `file: null` without `stdout: true` at load): a log
   // without a sink would acknowledge records it never wrote, so no caller may open one.
   if (!options.file && !options.stdout) throw new GatewayError('ERR_CONFIG_INVALID', 'audit needs a file or stdout: true', { key: 'audit.file' });
-  const rotateBytes = options.rotateBytes ?? 64 * 1024 * 1024;
-  const keepFiles = options.keepFiles ?? 10;
+  const rotateBytes = options.rotateBytes ?? DEFAULTS.rotate_bytes;
+  const keepFiles = options.keepFiles ?? DEFAULTS.keep_files;
   const redactor = isRedactor(options.redact) ? options.redact : createRedactor(options.redact);
 
   const sinks = [];
@@ -110,7 +112,7 @@ export async function openAuditLog(options: AuditOptions): Promise<AuditLog> {
     truncated = opened.truncated;
   }
   if (options.stdout) sinks.push(new FdSink(options.stdoutFd ?? 1));
-  const writer = new GroupCommitWriter(sinks, fsync, options.fsyncIntervalMs ?? 1000);
+  const writer = new GroupCommitWriter(sinks, fsync, options.fsyncIntervalMs ?? DEFAULTS.fsync_interval_ms);
   const log = new AuditLogImpl(writer, redactor, head, options);
   if (truncated > 0) {
     await log.event({ type: 'audit_recovered', details: { truncated_bytes: truncated, reason: 'incomplete last line after a crash was removed' } });

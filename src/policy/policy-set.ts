@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { basename, dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { POLICY_CONFIG_DEFAULTS as DEFAULTS } from '../../schemas/generated/config.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { Decision, DecisionReason, PolicyInput, Principal } from '../types.js';
 import { CedarEngine } from './cedar/engine.js';
@@ -17,17 +18,8 @@ import { resolveOpa } from './rego/opa.js';
 import { toolFacts } from './tools.js';
 import type { EngineName, PolicyConfig, PolicyEngine, PolicyLogger } from './types.js';
 
-/** Defaults of the `policy` config section. Fail closed is the default: every engine must allow. */
-const POLICY_DEFAULTS = Object.freeze({
-  engines: ['rego', 'cedar'] as EngineName[],
-  rego_dir: 'policies/rego',
-  cedar_dir: 'policies/cedar',
-  // Wall-clock around a synchronous evaluation (tens of µs normally): generous enough that an OS
-  // preemption on a busy host does not deny at random, tight enough to catch a runaway policy.
-  decision_timeout_ms: 200,
-  watch: true,
-  debounce_ms: 150,
-});
+/** A reload waits this long after the last change, so that one save (or checkout) is one reload. */
+const RELOAD_DEBOUNCE_MS = 150;
 
 export interface LoadPoliciesHooks {
   /** Base for relative paths in the config (the config file's dir); default process.cwd(). */
@@ -51,12 +43,13 @@ export interface ResolvedPolicyConfig {
 }
 
 /**
- * Applies defaults and resolves paths. The section's shapes and ranges (engine names, non-empty
- * unique lists, decision_timeout_ms > 0) are the schema's, checked once by loadConfig; the one rule
- * left here relates two keys. Throws ERR_CONFIG_INVALID with the key path.
+ * Applies the schema's defaults (DEFAULTS, generated from schemas/config-policy.schema.json: fail
+ * closed, every engine must allow) and resolves paths. The section's shapes and ranges (engine
+ * names, non-empty unique lists, decision_timeout_ms > 0) are the schema's, checked once by
+ * loadConfig; the one rule left here relates two keys. Throws ERR_CONFIG_INVALID with the key path.
  */
 function resolvePolicyConfig(config: PolicyConfig = {}, baseDir: string = process.cwd()): ResolvedPolicyConfig {
-  const engines = [...(config.engines ?? POLICY_DEFAULTS.engines)];
+  const engines = [...(config.engines ?? DEFAULTS.engines)];
   const services: Record<string, EngineName[]> = {};
   for (const [ns, list] of Object.entries(config.services ?? {})) {
     // Stays here: JSON Schema cannot say that the items of one list must be among those of another.
@@ -71,12 +64,12 @@ function resolvePolicyConfig(config: PolicyConfig = {}, baseDir: string = proces
     engines,
     rego: {
       bundle: bundle !== undefined ? resolve(baseDir, bundle) : null,
-      dir: bundle !== undefined ? null : resolve(baseDir, config.rego?.dir ?? POLICY_DEFAULTS.rego_dir),
+      dir: bundle !== undefined ? null : resolve(baseDir, config.rego?.dir ?? DEFAULTS.rego.dir),
     },
-    cedar: { dir: resolve(baseDir, config.cedar?.dir ?? POLICY_DEFAULTS.cedar_dir) },
+    cedar: { dir: resolve(baseDir, config.cedar?.dir ?? DEFAULTS.cedar.dir) },
     services,
-    decision_timeout_ms: config.decision_timeout_ms ?? POLICY_DEFAULTS.decision_timeout_ms,
-    watch: config.watch ?? POLICY_DEFAULTS.watch,
+    decision_timeout_ms: config.decision_timeout_ms ?? DEFAULTS.decision_timeout_ms,
+    watch: config.watch ?? DEFAULTS.watch,
     opa_path: config.opa_path,
   };
 }
@@ -298,7 +291,7 @@ export class PolicySet {
     this.#timer = setTimeout(() => {
       this.#timer = null;
       void this.reload();
-    }, POLICY_DEFAULTS.debounce_ms);
+    }, RELOAD_DEBOUNCE_MS);
     this.#timer.unref();
   }
 
