@@ -61,6 +61,8 @@ describe('config', () => {
     refused('services:\n  echo: { transport: http, command: node }\n', /^bad\.yaml: \/services\/echo: must have required property 'url'; \/services\/echo: unknown key "command"$/);
     refused(`${minimal}\n  other: { transport: stdio, command: "\${NOT_SET_ANYWHERE}" }\n`, /\/services\/other\/command: environment variable NOT_SET_ANYWHERE is not set/);
     refused('services: [\n', /bad\.yaml:\d+:\d+: YAML error/);
+    refused('', /^bad\.yaml: \/: must be object$/);
+    refused('- services\n', /^bad\.yaml: \/: must be object$/);
     refused('services:\n  a: 1\n  a: 2\n', /YAML error/);
   });
 

@@ -81,9 +81,6 @@ export function parseConfig(text: string, file: string, opts: LoadOptions = {}):
     throw new GatewayError('ERR_CONFIG_INVALID', `${file}${line ? `:${line.line}:${line.col}` : ''}: YAML error: ${e.message.split('\n')[0]}`);
   }
   const raw: unknown = doc.toJS();
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new GatewayError('ERR_CONFIG_INVALID', `${file}: the config must be a YAML mapping`);
-  }
   const vars: Record<string, string | undefined> = {
     ...(opts.env ?? process.env),
     MICRO_MCP_HOME: PACKAGE_ROOT,
