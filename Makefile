@@ -11,13 +11,14 @@ export PATH := $(TOOLS_BIN):$(PATH)
 
 TEST_FILES = $$(find dist/src dist/services dist/test -name '*.test.js' 2>/dev/null | sort)
 
-.PHONY: help setup build run test test-node lint bench clean
+.PHONY: help setup build run test test-node lint bench clean schemas
 
 help:
 	@echo "make run    - install, build and start the gateway on 127.0.0.1:8080 (dev mode)"
 	@echo "make test   - install, build, run every test (policy tests included)"
 	@echo "make lint   - typecheck, opa fmt/check"
 	@echo "make bench  - gateway vs direct benchmarks (test/bench)"
+	@echo "make schemas - regenerate schemas/generated/ (TypeScript types) from schemas/*.schema.json"
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -52,6 +53,11 @@ lint: setup
 	npx tsc -p tsconfig.json --noEmit
 	$(OPA) fmt --list --fail policies/rego
 	$(OPA) check --strict policies/rego
+
+# The types in schemas/generated/ come from the JSON Schemas; run after editing a schema and commit
+# the result (src/config/schema-types.test.ts fails while they differ).
+schemas: $(NODE_STAMP)
+	node schemas/generate-types.mjs
 
 bench: setup build
 	node dist/test/bench/run.js

@@ -152,7 +152,7 @@ test('fail closed: a write error rejects with ERR_AUDIT_UNAVAILABLE, now and for
   await assert.rejects(full.decision({ input: policyInput(), decision: decisionOf(true) }), isAuditUnavailable);
   assert.equal(full.healthy, false);
   await assert.rejects(full.decision({ input: policyInput(), decision: decisionOf(true) }), isAuditUnavailable);
-  await assert.rejects(full.event({ type: 'config_reload' }), isAuditUnavailable);
+  await assert.rejects(full.event({ type: 'policy_reload' }), isAuditUnavailable);
   await full.close().catch(() => {});
 
   // EBADF: a sink whose descriptor went away.
@@ -174,18 +174,18 @@ test('restart continues the chain; a torn tail is cut and recorded; a tampered t
   const dir = tmpDir(t);
   const file = path.join(dir, 'audit.jsonl');
   let log = await openAuditLog({ file, fsync: 'never' });
-  await log.event({ type: 'config_reload' });
+  await log.event({ type: 'limit_refused' });
   await log.close();
   appendFileSync(file, '{"_v":1,"kind":"decis'); // a write cut off by a crash
   log = await openAuditLog({ file, fsync: 'never' });
   await log.event({ type: 'policy_reload' });
   await log.close();
   const recs = readRecords(file);
-  assert.deepEqual(recs.map((r) => [r.seq, r.type]), [[1, 'config_reload'], [2, 'audit_recovered'], [3, 'policy_reload']]);
+  assert.deepEqual(recs.map((r) => [r.seq, r.type]), [[1, 'limit_refused'], [2, 'audit_recovered'], [3, 'policy_reload']]);
   assert.deepEqual(recs[1]!.details, { reason: 'incomplete last line after a crash was removed', truncated_bytes: 21 });
   assert.equal((await verifyAuditFiles([file], { requireGenesis: true })).ok, true);
 
-  writeFileSync(file, readFileSync(file, 'utf8').replace('policy_reload', 'config_reload'));
+  writeFileSync(file, readFileSync(file, 'utf8').replace('policy_reload', 'auth_failure'));
   await assert.rejects(openAuditLog({ file }), isAuditUnavailable);
 });
 

@@ -1,15 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
+import { AUDIT_CONFIG_DEFAULTS as DEFAULTS } from '../../schemas/generated/config.js';
 import { GatewayError } from '../errors.js';
 import { canonicalize, digest, sha256 } from './canonical.js';
 import { createRedactor } from './redact.js';
 import type { RedactOptions, Redactor } from './redact.js';
 import { AUDIT_FORMAT_VERSION, GENESIS_HASH } from './records.js';
-import type { AuditReceipt, AuditPrincipal, DecisionInput, EventInput, OutcomeInput } from './records.js';
+import type { AuditReceipt, AuditPrincipal, DecisionInput, DecisionRecord, EventInput, EventRecord, OutcomeInput, OutcomeRecord, RecordFields } from './records.js';
 import { FdSink, FileSink, GroupCommitWriter, auditUnavailable } from './sink.js';
 import type { ChainHead, FsyncMode, SinkStats } from './sink.js';
 
+/** Options of openAuditLog; what is left out takes the `audit:` config section's schema default. */
 export interface AuditOptions {
   /** JSON-lines file; `null` writes no file (then `stdout` must be on). */
   file: string | null;
@@ -32,8 +34,6 @@ export interface AuditOptions {
   instanceId?: string;
   /** `labels.version`: the gateway version. */
   version?: string;
-  /** How long `close()` waits for in-flight calls' outcomes before recording them as cancelled. Default 10 s. */
-  drainMs?: number;
   /** Allowed calls awaiting an outcome that are tracked for `close()`; beyond this the oldest are dropped from tracking. Default 100000. */
   maxInflight?: number;
   /** File descriptor of the stdout sink (tests); default 1. */
@@ -58,8 +58,9 @@ export interface AuditLog {
   /** Wait until everything written so far is on disk (fdatasync unless `fsync: never`). */
   flush(): Promise<void>;
   /**
-   * Graceful stop (SIGTERM): refuse new decisions, wait up to `drainMs` for in-flight calls'
-   * outcomes, record the rest as `cancelled`, flush, close. Idempotent.
+   * Graceful stop (SIGTERM): refuse new decisions, wait up to `drainMs` (the gateway passes
+   * server.shutdown_grace_ms; default 10 s) for in-flight calls' outcomes, record the rest as
+   * `cancelled`, flush, close. Idempotent.
    */
   close(opts?: { drainMs?: number }): Promise<void>;
   /** False once a write failed or the log was closed: readiness should report it. */
@@ -88,18 +89,17 @@ const nsFromUs = (us: number): number => Math.round(us * 1000);
 /**
  * Open (or continue) the audit trail. Continues the hash chain of an existing file, repairing a
  * torn last line from a crash (and recording that it did). Rejects with `ERR_AUDIT_UNAVAILABLE`
- * when the file cannot be opened or its last record does not verify, and `ERR_CONFIG_INVALID` for
- * bad options.
+ * when the file cannot be opened or its last record does not verify, and `ERR_CONFIG_INVALID`
+ * when there is no sink at all. The ranges of the options are the config schema's, checked once
+ * by loadConfig.
  */
 export async function openAuditLog(options: AuditOptions): Promise<AuditLog> {
-  const fsync = options.fsync ?? 'always';
-  if (!['always', 'batch', 'never'].includes(fsync)) throw new GatewayError('ERR_CONFIG_INVALID', 'audit.fsync must be always, batch or never', { key: 'audit.fsync' });
+  const fsync = options.fsync ?? DEFAULTS.fsync;
+  // Not a config check (the schema refuses `file: null` without `stdout: true` at load): a log
+  // without a sink would acknowledge records it never wrote, so no caller may open one.
   if (!options.file && !options.stdout) throw new GatewayError('ERR_CONFIG_INVALID', 'audit needs a file or stdout: true', { key: 'audit.file' });
-  const rotateBytes = options.rotateBytes ?? 64 * 1024 * 1024;
-  const keepFiles = options.keepFiles ?? 10;
-  for (const [k, v] of [['rotate_bytes', rotateBytes], ['keep_files', keepFiles], ['fsync_interval_ms', options.fsyncIntervalMs ?? 1000]] as const) {
-    if (!Number.isSafeInteger(v) || v < 0) throw new GatewayError('ERR_CONFIG_INVALID', `audit.${k} must be a non-negative integer`, { key: `audit.${k}` });
-  }
+  const rotateBytes = options.rotateBytes ?? DEFAULTS.rotate_bytes;
+  const keepFiles = options.keepFiles ?? DEFAULTS.keep_files;
   const redactor = isRedactor(options.redact) ? options.redact : createRedactor(options.redact);
 
   const sinks = [];
@@ -112,7 +112,7 @@ export async function openAuditLog(options: AuditOptions): Promise<AuditLog> {
     truncated = opened.truncated;
   }
   if (options.stdout) sinks.push(new FdSink(options.stdoutFd ?? 1));
-  const writer = new GroupCommitWriter(sinks, fsync, options.fsyncIntervalMs ?? 1000);
+  const writer = new GroupCommitWriter(sinks, fsync, options.fsyncIntervalMs ?? DEFAULTS.fsync_interval_ms);
   const log = new AuditLogImpl(writer, redactor, head, options);
   if (truncated > 0) {
     await log.event({ type: 'audit_recovered', details: { truncated_bytes: truncated, reason: 'incomplete last line after a crash was removed' } });
@@ -172,7 +172,7 @@ class AuditLogImpl implements AuditLog {
     const principal: AuditPrincipal = { id: input.principal.id, type: input.principal.type, issuer: input.principal.issuer, groups: input.principal.groups };
     if (rec.token_id !== undefined) principal.token_id = rec.token_id;
     const masked: string[] = [];
-    const r: Record<string, unknown> = {
+    const r: RecordFields<DecisionRecord> = {
       kind: 'decision',
       decision_id,
       request_id: input.context.request_id,
@@ -230,7 +230,7 @@ class AuditLogImpl implements AuditLog {
     const ctx = this.inflight.get(rec.decision_id);
     const masked: string[] = [];
     const total_ns = rec.total_us !== undefined ? nsFromUs(rec.total_us) : ctx ? Number(process.hrtime.bigint() - ctx.started) : undefined;
-    const r: Record<string, unknown> = {
+    const r: RecordFields<OutcomeRecord> = {
       kind: 'outcome',
       decision_id: rec.decision_id,
       outcome: rec.outcome,
@@ -260,7 +260,7 @@ class AuditLogImpl implements AuditLog {
 
   async event(rec: EventInput): Promise<AuditReceipt> {
     const masked: string[] = [];
-    const r: Record<string, unknown> = {
+    const r: RecordFields<EventRecord> = {
       kind: 'event',
       type: rec.type,
       decision_id: rec.decision_id,
@@ -284,7 +284,7 @@ class AuditLogImpl implements AuditLog {
   }
 
   close(opts: { drainMs?: number } = {}): Promise<void> {
-    if (!this.closing) this.closing = this.doClose(opts.drainMs ?? this.opts.drainMs ?? 10_000);
+    if (!this.closing) this.closing = this.doClose(opts.drainMs ?? 10_000);
     return this.closing;
   }
 
@@ -327,29 +327,28 @@ class AuditLogImpl implements AuditLog {
   /**
    * Redact `value` with config paths rooted at `root`; record the censored members as JSON
    * Pointers into the written record (`prefix` + pointer, or `replaceRoot` for the root itself).
+   * Redaction replaces values inside a container, never the container, so the type holds.
    */
-  private redacted(value: unknown, root: string, masked: string[], prefix = '', replaceRoot?: string): unknown {
+  private redacted<T>(value: T, root: string, masked: string[], prefix = '', replaceRoot?: string): T {
     const r = this.redactor.redact(value, root);
     for (const p of r.masked) masked.push(replaceRoot !== undefined ? replaceRoot + p.slice(root.length + 1) : prefix + p);
-    return r.value;
+    return r.value as T;
   }
 
   /**
    * Chain, format and queue one record. Everything up to `writer.append` is synchronous, so the
    * order of seq numbers is the order of lines in the file.
    */
-  private append(fields: Record<string, unknown>): Promise<AuditReceipt> {
+  private append(fields: RecordFields): Promise<AuditReceipt> {
     if (this.writer.failed) return Promise.reject(this.writer.failed);
     if (this.state === 'closed') return Promise.reject(new GatewayError('ERR_AUDIT_UNAVAILABLE', 'audit log is closed'));
     const seq = this.seq + 1;
-    fields.seq = seq;
-    fields.prev_hash = this.lastHash;
-    fields.timestamp = new Date().toISOString();
-    fields.labels = this.labels;
+    // `_v` comes from pino's level formatter and `hash` from below, both at their fixed places.
+    const chained = { ...fields, seq, prev_hash: this.lastHash, timestamp: new Date().toISOString(), labels: this.labels };
     let body: string;
     try {
       this.captured = '';
-      this.pino.info(canonicalize(fields) as Record<string, unknown>);
+      this.pino.info(canonicalize(chained) as Record<string, unknown>);
       body = this.captured.endsWith('}\n') ? this.captured.slice(0, -1) : '';
       if (body === '') throw new Error('pino produced no line');
     } catch (e) {

@@ -1,59 +1,38 @@
 import * as path from 'node:path';
+import { AUDIT_CONFIG_DEFAULTS as DEFAULTS } from '../../schemas/generated/config.js';
+import type { AuditConfigInput } from '../../schemas/generated/config.js';
 import type { AuditOptions } from './audit-log.js';
-import type { FsyncMode } from './sink.js';
-
-/** The `audit:` section of the YAML config, as validated by schemas/config-audit.schema.json. */
-export interface AuditConfig {
-  /** JSON-lines file; null = no file (stdout only). Relative paths are resolved against the config file's directory. */
-  file?: string | null;
-  stdout?: boolean;
-  fsync?: FsyncMode;
-  fsync_interval_ms?: number;
-  rotate_bytes?: number;
-  keep_files?: number;
-  log_arguments?: boolean;
-  log_results?: boolean;
-  drain_ms?: number;
-  redact?: { paths?: string[]; patterns?: string[]; keys?: string[] };
-}
 
 /**
- * Defaults, written down in one place (schema defaults mirror them). `fsync: always` is the
- * default because the audit promise is "recorded before forwarded"; group commit keeps it cheap.
+ * The `audit:` section as a config file or a caller writes it (type generated from
+ * schemas/config-audit.schema.json); auditOptionsFromConfig fills in the defaults.
  */
-export const AUDIT_DEFAULTS = {
-  file: 'audit/audit.jsonl',
-  devFile: '.dev/audit/audit.jsonl',
-  stdout: false,
-  fsync: 'always',
-  fsync_interval_ms: 1000,
-  rotate_bytes: 64 * 1024 * 1024,
-  keep_files: 10,
-  log_arguments: false,
-  log_results: false,
-  drain_ms: 10_000,
-} as const;
+export type AuditConfig = AuditConfigInput;
+
+/** `audit.file` when none is configured: the one default the schema cannot hold, since --dev picks another. */
+const DEFAULT_FILE = 'audit/audit.jsonl';
+const DEFAULT_DEV_FILE = '.dev/audit/audit.jsonl';
 
 /**
- * Map the validated `audit:` section to `openAuditLog` options. `dev` picks `.dev/audit/audit.jsonl`
- * when no file is configured; `baseDir` resolves a relative `file`.
+ * Map the validated `audit:` section to `openAuditLog` options, with the schema's defaults
+ * (generated from schemas/config-audit.schema.json). `dev` picks `.dev/audit/audit.jsonl` when no
+ * file is configured; `baseDir` resolves a relative `file`.
  */
 export function auditOptionsFromConfig(
   cfg: AuditConfig | undefined,
   ctx: { dev?: boolean; baseDir?: string; instanceId?: string; version?: string } = {},
 ): AuditOptions {
   const c = cfg ?? {};
-  const file = c.file === null ? null : (c.file ?? (ctx.dev ? AUDIT_DEFAULTS.devFile : AUDIT_DEFAULTS.file));
+  const file = c.file === null ? null : (c.file ?? (ctx.dev ? DEFAULT_DEV_FILE : DEFAULT_FILE));
   const opts: AuditOptions = {
     file: file === null ? null : path.resolve(ctx.baseDir ?? process.cwd(), file),
-    stdout: c.stdout ?? AUDIT_DEFAULTS.stdout,
-    fsync: c.fsync ?? AUDIT_DEFAULTS.fsync,
-    fsyncIntervalMs: c.fsync_interval_ms ?? AUDIT_DEFAULTS.fsync_interval_ms,
-    rotateBytes: c.rotate_bytes ?? AUDIT_DEFAULTS.rotate_bytes,
-    keepFiles: c.keep_files ?? AUDIT_DEFAULTS.keep_files,
-    logArguments: c.log_arguments ?? AUDIT_DEFAULTS.log_arguments,
-    logResults: c.log_results ?? AUDIT_DEFAULTS.log_results,
-    drainMs: c.drain_ms ?? AUDIT_DEFAULTS.drain_ms,
+    stdout: c.stdout ?? DEFAULTS.stdout,
+    fsync: c.fsync ?? DEFAULTS.fsync,
+    fsyncIntervalMs: c.fsync_interval_ms ?? DEFAULTS.fsync_interval_ms,
+    rotateBytes: c.rotate_bytes ?? DEFAULTS.rotate_bytes,
+    keepFiles: c.keep_files ?? DEFAULTS.keep_files,
+    logArguments: c.log_arguments ?? DEFAULTS.log_arguments,
+    logResults: c.log_results ?? DEFAULTS.log_results,
     redact: { paths: c.redact?.paths ?? [], patterns: c.redact?.patterns ?? [], keys: c.redact?.keys ?? [] },
   };
   if (ctx.instanceId !== undefined) opts.instanceId = ctx.instanceId;

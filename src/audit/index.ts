@@ -7,9 +7,20 @@ export { createRedactor, CENSOR } from './redact.js';
 export type { Redactor, RedactOptions, RedactResult } from './redact.js';
 export { createLogger } from './logger.js';
 export type { LoggerOptions } from './logger.js';
-export { auditOptionsFromConfig, AUDIT_DEFAULTS } from './config.js';
+export { auditOptionsFromConfig } from './config.js';
 export type { AuditConfig } from './config.js';
 export { canonicalJson, digest } from './canonical.js';
 export { GENESIS_HASH, AUDIT_FORMAT_VERSION } from './records.js';
-export type * from './records.js';
+export type {
+  AuditEventType,
+  AuditOutcome,
+  AuditReceipt,
+  AuditRecord,
+  DecisionInput,
+  DecisionRecord,
+  EventInput,
+  EventRecord,
+  OutcomeInput,
+  OutcomeRecord,
+} from './records.js';
 export type { FsyncMode } from './sink.js';

@@ -98,7 +98,7 @@ interface PathNode {
 const newNode = (): PathNode => ({ children: new Map(), terminal: false });
 
 /** Parse `a.b[*]["c d"].*` into segments; throws on syntax errors (caught at build time). */
-export function parsePath(path: string): string[] {
+function parsePath(path: string): string[] {
   let p = path.trim();
   if (p.startsWith('$')) p = p.slice(1);
   if (p.startsWith('.')) p = p.slice(1);

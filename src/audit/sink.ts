@@ -16,10 +16,12 @@
 import { constants as fsc, promises as fsp } from 'node:fs';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { AuditConfig } from '../../schemas/generated/config.js';
 import { GatewayError } from '../errors.js';
 import { sha256 as hashOf } from './canonical.js';
 
-export type FsyncMode = 'always' | 'batch' | 'never';
+/** `audit.fsync`: when a written record is also fdatasync-ed. */
+export type FsyncMode = AuditConfig['fsync'];
 
 export interface SinkStats {
   records: number;

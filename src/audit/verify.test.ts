@@ -11,7 +11,7 @@ import { tmpDir } from './testdata/fixtures.js';
 async function chain(dir: string, n: number, rotateBytes = 900): Promise<string[]> {
   const file = path.join(dir, 'audit.jsonl');
   const log = await openAuditLog({ file, fsync: 'never', rotateBytes, keepFiles: 0, instanceId: 'i1', version: 't' });
-  for (let i = 0; i < n; i++) await log.event({ type: 'config_reload', details: { i } });
+  for (let i = 0; i < n; i++) await log.event({ type: 'policy_reload', details: { i } });
   await log.close();
   return filesOf(dir);
 }
@@ -55,7 +55,7 @@ test('every record hash equals sha256 of its canonical JSON without hash', async
   const file = path.join(dir, 'audit.jsonl');
   const log = await openAuditLog({ file, fsync: 'never' });
   const weird = { 'z\u2028': 'line\u2029sep', lone: 'a\ud800b', q: 'q"\\\u0001', nested: { b: [3, { y: 1, x: 2 }], a: null }, ['__proto__']: 'p', 'é': 'ü' };
-  await log.event({ type: 'config_reload', details: JSON.parse(JSON.stringify(weird)) as Record<string, unknown> });
+  await log.event({ type: 'policy_reload', details: JSON.parse(JSON.stringify(weird)) as Record<string, unknown> });
   await log.event({ type: 'policy_reload', details: { long: 'x'.repeat(300) + '"' } });
   await log.close();
   for (const l of lines(file)) {

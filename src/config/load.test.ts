@@ -42,6 +42,10 @@ describe('config', () => {
     assert.equal(cfg.server.max_body_bytes, 1048576);
     assert.equal(cfg.services.echo!.era, 'auto');
     assert.equal(cfg.services.echo!.call_timeout_ms, 60000);
+    assert.deepEqual(cfg.limits, { calls_per_minute: 600, burst: 100, concurrent_per_principal: 64 });
+    // An absent audit section is an empty one, so its defaults are there too.
+    assert.equal(cfg.audit.fsync, 'always');
+    assert.equal(cfg.audit.rotate_bytes, 67108864);
     assert.ok(Object.isFrozen(cfg) && Object.isFrozen(cfg.services.echo));
   });
 
@@ -53,9 +57,45 @@ describe('config', () => {
     refused('auth: { mode: dev }\nservices: {}\n', /\/services: must NOT have fewer than 1 properties/);
     refused('auth: { mode: dev }\nservices:\n  Bad_Name: { transport: stdio, command: x }\n', /property name must be valid|must match pattern/);
     refused('services:\n  echo: { transport: http }\n', /url|required/);
+    // The transport picks the branch: an http service is not accepted as stdio because it has a command.
+    refused('services:\n  echo: { transport: http, command: node }\n', /^bad\.yaml: \/services\/echo: must have required property 'url'; \/services\/echo: unknown key "command"$/);
     refused(`${minimal}\n  other: { transport: stdio, command: "\${NOT_SET_ANYWHERE}" }\n`, /\/services\/other\/command: environment variable NOT_SET_ANYWHERE is not set/);
     refused('services: [\n', /bad\.yaml:\d+:\d+: YAML error/);
+    refused('', /^bad\.yaml: \/: must be object$/);
+    refused('- services\n', /^bad\.yaml: \/: must be object$/);
     refused('services:\n  a: 1\n  a: 2\n', /YAML error/);
+  });
+
+  test('the ranges of the policy, audit and limits sections are refused at load, with the key path', () => {
+    // The modules trust these: no module checks them again.
+    const cases: Array<[string, string]> = [
+      ['policy: { engines: [] }', '/policy/engines: must NOT have fewer than 1 items'],
+      ['policy: { engines: [opa] }', '/policy/engines/0: must be one of ["rego","cedar"]'],
+      ['policy: { engines: [rego, rego] }', '/policy/engines: must NOT have duplicate items (items ## 0 and 1 are identical)'],
+      ['policy: { services: { fs: [] } }', '/policy/services/fs: must NOT have fewer than 1 items'],
+      ['policy: { services: { fs: [opa] } }', '/policy/services/fs/0: must be one of ["rego","cedar"]'],
+      ['policy: { decision_timeout_ms: 0 }', '/policy/decision_timeout_ms: must be > 0'],
+      ['policy: { decision_timeout_ms: .inf }', '/policy/decision_timeout_ms: must be number'],
+      ['policy: { rego: { bundle: "" } }', '/policy/rego/bundle: must NOT have fewer than 1 characters'],
+      ['audit: { fsync: sometimes }', '/audit/fsync: must be one of ["always","batch","never"]'],
+      ['audit: { fsync_interval_ms: 0 }', '/audit/fsync_interval_ms: must be >= 1'],
+      ['audit: { fsync_interval_ms: 2147483648 }', '/audit/fsync_interval_ms: must be <= 2147483647'],
+      ['audit: { rotate_bytes: 1.5 }', '/audit/rotate_bytes: must be integer'],
+      ['audit: { rotate_bytes: -1 }', '/audit/rotate_bytes: must be >= 0'],
+      ['audit: { keep_files: -1 }', '/audit/keep_files: must be >= 0'],
+      ['audit: { keep_files: 1e20 }', '/audit/keep_files: must be <= 9007199254740991'],
+      ['audit: { file: null }', "/audit: must have required property 'stdout'"],
+      ['audit: { file: null, stdout: false }', '/audit/stdout: must be true'],
+      ['limits: { burst: 0 }', '/limits/burst: must be >= 1'],
+    ];
+    for (const [section, reason] of cases) {
+      assert.throws(
+        () => parseConfig(`${minimal}${section}\n`, 'bad.yaml', { env: {} }),
+        (e: unknown) => isGatewayError(e) && e.code === 'ERR_CONFIG_INVALID' && e.message === `bad.yaml: ${reason}`,
+        section,
+      );
+    }
+    assert.equal(parseConfig(`${minimal}audit: { file: null, stdout: true }\n`, 'ok.yaml', { env: {} }).audit.file, null);
   });
 
   test('a secret from the environment is interpolated but never echoed in errors', () => {

@@ -15,7 +15,7 @@ import type { Config } from './types.js';
 
 /** The package root (where package.json lives), from src/config or dist/src/config alike. */
 export const PACKAGE_ROOT = findPackageRoot(path.dirname(fileURLToPath(import.meta.url)));
-export const SCHEMAS_DIR = path.join(PACKAGE_ROOT, 'schemas');
+const SCHEMAS_DIR = path.join(PACKAGE_ROOT, 'schemas');
 /** The embedded default configuration `make run` uses: example services over the sample folder. */
 export const DEV_CONFIG_PATH = path.join(PACKAGE_ROOT, 'src', 'config', 'examples', 'dev.yaml');
 /**
@@ -43,9 +43,10 @@ type AjvValidate = ((data: unknown) => boolean) & { errors?: ErrorObject[] | nul
 let validator: AjvValidate | undefined;
 
 /** Compiles the config schema once (with every schemas/config-*.schema.json section it references). */
-export function configValidator(): AjvValidate {
+function configValidator(): AjvValidate {
   if (validator) return validator;
-  const ajv = new Ajv2020({ allErrors: true, useDefaults: true, strict: false });
+  // strictNumbers: YAML's .inf and .nan are numbers to ajv otherwise, and pass `exclusiveMinimum: 0`.
+  const ajv = new Ajv2020({ allErrors: true, useDefaults: true, strict: false, strictNumbers: true });
   const addFormats = addFormatsModule as unknown as (a: Ajv2020) => void;
   addFormats(ajv);
   for (const f of readdirSync(SCHEMAS_DIR)) {
@@ -80,9 +81,6 @@ export function parseConfig(text: string, file: string, opts: LoadOptions = {}):
     throw new GatewayError('ERR_CONFIG_INVALID', `${file}${line ? `:${line.line}:${line.col}` : ''}: YAML error: ${e.message.split('\n')[0]}`);
   }
   const raw: unknown = doc.toJS();
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new GatewayError('ERR_CONFIG_INVALID', `${file}: the config must be a YAML mapping`);
-  }
   const vars: Record<string, string | undefined> = {
     ...(opts.env ?? process.env),
     MICRO_MCP_HOME: PACKAGE_ROOT,
@@ -131,9 +129,10 @@ function describeErrors(all: ErrorObject[]): string {
     return !b || !mismatched.has(b);
   });
   const errors = kept.length > 0 ? kept : all;
-  // oneOf failures drown the real cause; keep the deepest errors.
+  // oneOf failures drown the real cause; keep the deepest errors. An `if` failure only says that
+  // its `then` failed, whose own errors are the cause.
   const maxDepth = Math.max(...errors.map((e) => e.instancePath.split('/').length));
-  const deepest = errors.filter((e) => e.instancePath.split('/').length === maxDepth && e.keyword !== 'oneOf');
+  const deepest = errors.filter((e) => e.instancePath.split('/').length === maxDepth && e.keyword !== 'oneOf' && e.keyword !== 'if');
   const chosen = deepest.length > 0 ? deepest : errors;
   const lines = new Set<string>();
   for (const e of chosen) {

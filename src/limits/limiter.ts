@@ -3,17 +3,14 @@
  * ceiling on calls in flight per principal (concurrency). Memory only; several replicas would share
  * counters through Redis (not built yet: each replica then enforces its own share).
  */
+import { LIMITS_CONFIG_DEFAULTS } from '../../schemas/generated/config.js';
+import type { LimitsConfig } from '../../schemas/generated/config.js';
 
-export interface LimitsConfig {
-  /** Sustained calls per minute per principal x service x tool; 0 turns the rate limit off. */
-  calls_per_minute: number;
-  /** Calls that may arrive at once before the rate applies. */
-  burst: number;
-  /** Forwarded calls in flight per principal; 0 turns the ceiling off. */
-  concurrent_per_principal: number;
-}
-
-export const LIMITS_DEFAULTS: LimitsConfig = Object.freeze({ calls_per_minute: 600, burst: 100, concurrent_per_principal: 64 });
+/**
+ * @deprecated The schema's defaults, which loadConfig has already put into `config.limits`: pass
+ * that as it is. Kept until src/cli/serve.ts stops spreading it.
+ */
+export const LIMITS_DEFAULTS: LimitsConfig = LIMITS_CONFIG_DEFAULTS;
 
 export type LimitRefusal = { limit: 'rate'; retryAfterS: number } | { limit: 'concurrency' };
 
@@ -35,7 +32,6 @@ export class Limiter {
     private readonly cfg: LimitsConfig,
     private readonly now: () => number = Date.now,
   ) {
-    if (cfg.burst < 1 && cfg.calls_per_minute > 0) throw new Error('limits.burst must be at least 1');
     this.perMs = cfg.calls_per_minute / 60_000;
   }
 

@@ -1,8 +1,8 @@
 /** The policy module's public API (see the module's doc comments and schemas/). */
 export { buildPolicyInput, canonicalFsPath, httpResource } from './input.js';
 export type { BuildPolicyInputParams, HttpResource } from './input.js';
-export { loadPolicies, PolicySet, policyDeniedError, resolvePolicyConfig, POLICY_DEFAULTS } from './policy-set.js';
-export type { LoadPoliciesHooks, ResolvedPolicyConfig } from './policy-set.js';
+export { loadPolicies, PolicySet } from './policy-set.js';
+export type { LoadPoliciesHooks } from './policy-set.js';
 export type { EngineName, EngineResult, PolicyConfig, PolicyEngine, PolicyLogger } from './types.js';
 export { policyBuild, policyCheck, policyExplain, policyTest } from './cli.js';
 export type { ExplainOptions, Writer } from './cli.js';

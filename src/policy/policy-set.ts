@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { basename, dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { POLICY_CONFIG_DEFAULTS as DEFAULTS } from '../../schemas/generated/config.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { Decision, DecisionReason, PolicyInput, Principal } from '../types.js';
 import { CedarEngine } from './cedar/engine.js';
@@ -15,19 +16,10 @@ import { buildRegoBundle, readRegoBundle } from './rego/bundle.js';
 import { RegoEngine } from './rego/engine.js';
 import { resolveOpa } from './rego/opa.js';
 import { toolFacts } from './tools.js';
-import { ENGINE_NAMES, type EngineName, type PolicyConfig, type PolicyEngine, type PolicyLogger } from './types.js';
+import type { EngineName, PolicyConfig, PolicyEngine, PolicyLogger } from './types.js';
 
-/** Defaults of the `policy` config section. Fail closed is the default: every engine must allow. */
-export const POLICY_DEFAULTS = Object.freeze({
-  engines: ['rego', 'cedar'] as EngineName[],
-  rego_dir: 'policies/rego',
-  cedar_dir: 'policies/cedar',
-  // Wall-clock around a synchronous evaluation (tens of µs normally): generous enough that an OS
-  // preemption on a busy host does not deny at random, tight enough to catch a runaway policy.
-  decision_timeout_ms: 200,
-  watch: true,
-  debounce_ms: 150,
-});
+/** A reload waits this long after the last change, so that one save (or checkout) is one reload. */
+const RELOAD_DEBOUNCE_MS = 150;
 
 export interface LoadPoliciesHooks {
   /** Base for relative paths in the config (the config file's dir); default process.cwd(). */
@@ -50,39 +42,34 @@ export interface ResolvedPolicyConfig {
   opa_path: string | undefined;
 }
 
-function checkEngines(list: unknown, key: string): EngineName[] {
-  if (!Array.isArray(list) || list.length === 0 || list.some((e) => !ENGINE_NAMES.includes(e as EngineName))) {
-    throw new GatewayError('ERR_CONFIG_INVALID', `${key} must be a non-empty list of: ${ENGINE_NAMES.join(', ')}`, { key });
-  }
-  return [...new Set(list as EngineName[])];
-}
-
-/** Applies defaults, resolves paths and checks the section; throws ERR_CONFIG_INVALID with the key path. */
-export function resolvePolicyConfig(config: PolicyConfig = {}, baseDir: string = process.cwd()): ResolvedPolicyConfig {
-  const engines = checkEngines(config.engines ?? POLICY_DEFAULTS.engines, 'policy.engines');
+/**
+ * Applies the schema's defaults (DEFAULTS, generated from schemas/config-policy.schema.json: fail
+ * closed, every engine must allow) and resolves paths. The section's shapes and ranges (engine
+ * names, non-empty unique lists, decision_timeout_ms > 0) are the schema's, checked once by
+ * loadConfig; the one rule left here relates two keys. Throws ERR_CONFIG_INVALID with the key path.
+ */
+function resolvePolicyConfig(config: PolicyConfig = {}, baseDir: string = process.cwd()): ResolvedPolicyConfig {
+  const engines = [...(config.engines ?? DEFAULTS.engines)];
   const services: Record<string, EngineName[]> = {};
   for (const [ns, list] of Object.entries(config.services ?? {})) {
+    // Stays here: JSON Schema cannot say that the items of one list must be among those of another.
     const key = `policy.services.${ns}`;
-    services[ns] = checkEngines(list, key);
-    for (const e of services[ns]) {
+    for (const e of list) {
       if (!engines.includes(e)) throw new GatewayError('ERR_CONFIG_INVALID', `${key} names ${e}, which policy.engines does not load`, { key });
     }
-  }
-  const timeout = config.decision_timeout_ms ?? POLICY_DEFAULTS.decision_timeout_ms;
-  if (!Number.isFinite(timeout) || timeout <= 0) {
-    throw new GatewayError('ERR_CONFIG_INVALID', 'policy.decision_timeout_ms must be a positive number', { key: 'policy.decision_timeout_ms' });
+    services[ns] = [...list];
   }
   const bundle = config.rego?.bundle;
   return {
     engines,
     rego: {
-      bundle: bundle !== undefined && bundle !== '' ? resolve(baseDir, bundle) : null,
-      dir: bundle !== undefined && bundle !== '' ? null : resolve(baseDir, config.rego?.dir ?? POLICY_DEFAULTS.rego_dir),
+      bundle: bundle !== undefined ? resolve(baseDir, bundle) : null,
+      dir: bundle !== undefined ? null : resolve(baseDir, config.rego?.dir ?? DEFAULTS.rego.dir),
     },
-    cedar: { dir: resolve(baseDir, config.cedar?.dir ?? POLICY_DEFAULTS.cedar_dir) },
+    cedar: { dir: resolve(baseDir, config.cedar?.dir ?? DEFAULTS.cedar.dir) },
     services,
-    decision_timeout_ms: timeout,
-    watch: config.watch ?? POLICY_DEFAULTS.watch,
+    decision_timeout_ms: config.decision_timeout_ms ?? DEFAULTS.decision_timeout_ms,
+    watch: config.watch ?? DEFAULTS.watch,
     opa_path: config.opa_path,
   };
 }
@@ -184,15 +171,6 @@ export class PolicySet {
   /** Hash over the revisions of the loaded engines (Rego bundle revision, Cedar source hash). */
   get revision(): string {
     return this.#gen.revision;
-  }
-
-  /** Per-engine revisions, for audit and /readyz. */
-  get revisions(): Record<string, string> {
-    return Object.fromEntries([...this.#gen.engines].map(([n, e]) => [n, e.revision]));
-  }
-
-  get config(): ResolvedPolicyConfig {
-    return this.#cfg;
   }
 
   /** Engines that decide for a service namespace (per-service override, else the default list). */
@@ -313,7 +291,7 @@ export class PolicySet {
     this.#timer = setTimeout(() => {
       this.#timer = null;
       void this.reload();
-    }, POLICY_DEFAULTS.debounce_ms);
+    }, RELOAD_DEBOUNCE_MS);
     this.#timer.unref();
   }
 
@@ -338,14 +316,4 @@ export async function loadPolicies(config: PolicyConfig | undefined, hooks: Load
   hooks.log?.info({ revision: gen.revision, engines: [...gen.engines.keys()] }, 'policy set loaded');
   if (cfg.watch) set.startWatching();
   return set;
-}
-
-/** The JSON-RPC-facing error for a denied call: deciding policy ids and reasons, never policy text. */
-export function policyDeniedError(decision: Decision): GatewayError {
-  const ids = [...new Set(decision.reasons.map((r) => r.id))];
-  return new GatewayError('ERR_POLICY_DENIED', `denied by policy: ${ids.join(', ')}`, {
-    policy_ids: ids,
-    reasons: decision.reasons.map((r) => ({ engine: r.engine, id: r.id, message: r.message })),
-    policy_revision: decision.policy_revision,
-  });
 }

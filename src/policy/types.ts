@@ -2,11 +2,17 @@
  * Types of the policy module: the engine interface both engines implement, and the `policy`
  * section of the gateway config (YAML, snake_case keys, schemas/config-policy.schema.json).
  */
+import type { PolicyConfigInput } from '../../schemas/generated/config.js';
 import type { DecisionReason, PolicyInput } from '../types.js';
 
-export type EngineName = 'rego' | 'cedar';
+/**
+ * The `policy` section as a config file or a caller writes it (type generated from
+ * schemas/config-policy.schema.json); loadPolicies fills in the defaults. Relative paths resolve
+ * against the config file's directory.
+ */
+export type PolicyConfig = PolicyConfigInput;
 
-export const ENGINE_NAMES: readonly EngineName[] = ['rego', 'cedar'];
+export type EngineName = NonNullable<PolicyConfig['engines']>[number];
 
 /** What one engine says about one input, before the combiner. */
 export interface EngineResult {
@@ -28,30 +34,6 @@ export interface PolicyEngine {
   evaluate(input: PolicyInput): EngineResult;
   /** Releases engine memory. Idempotent. */
   close(): void;
-}
-
-/** The `policy` section of the config. Relative paths resolve against the config's base dir. */
-export interface PolicyConfig {
-  /** Engines that must all allow (deny overrides). Default [rego, cedar]. */
-  engines?: EngineName[];
-  rego?: {
-    /** Rego sources, compiled at load with `opa build -t wasm`. Default "policies/rego". */
-    dir?: string;
-    /** A prebuilt bundle (`micro-mcp policy build`); when set, `dir` is ignored and no opa CLI is needed. */
-    bundle?: string;
-  };
-  cedar?: {
-    /** Directory with schema.cedarschema and *.cedar. Default "policies/cedar". */
-    dir?: string;
-  };
-  /** Per-service (namespace) engine lists overriding `engines`, e.g. { everything: [rego] }. */
-  services?: Record<string, EngineName[]>;
-  /** An engine evaluation slower than this is treated as an error (deny). Default 50. */
-  decision_timeout_ms?: number;
-  /** Recompile and swap on file changes. Default true. */
-  watch?: boolean;
-  /** Path to the opa CLI; default $MICRO_MCP_OPA, then <repo>/.tools/bin/opa, then opa on PATH. */
-  opa_path?: string;
 }
 
 /** A logger shape that pino satisfies; messages never carry arguments or secrets. */

@@ -13,7 +13,7 @@ import { compileError, lineOf, type PolicyProblem } from '../problems.js';
 import type { EngineResult, PolicyEngine } from '../types.js';
 import { toCedarRequest } from './request.js';
 
-export const CEDAR_SCHEMA_FILE = 'schema.cedarschema';
+const CEDAR_SCHEMA_FILE = 'schema.cedarschema';
 
 /** The raw answer for one request: what `cedar run-tests` compares. */
 export interface CedarAnswer {

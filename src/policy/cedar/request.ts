@@ -17,7 +17,7 @@ const NS = 'MicroMcp';
 const HINTS = ['readOnlyHint', 'destructiveHint', 'idempotentHint', 'openWorldHint'] as const;
 
 /** The Cedar action for a method and phase; throws for methods the schema does not know. */
-export function cedarAction(method: string, phase: PolicyInput['phase']): string {
+function cedarAction(method: string, phase: PolicyInput['phase']): string {
   if (method.startsWith('tools/')) return phase === 'list' ? 'list_tools' : 'call_tool';
   if (method.startsWith('resources/')) return 'read_resource';
   if (method.startsWith('prompts/')) return 'get_prompt';

@@ -31,7 +31,7 @@ interface CedarTestCase {
 const UID = /^(.+)::("(?:[^"\\]|\\.)*")$/;
 
 /** Parses `Type::"id"` into {type, id}. */
-export function parseEntityUid(s: string): { type: string; id: string } {
+function parseEntityUid(s: string): { type: string; id: string } {
   const m = UID.exec(s.trim());
   if (m === null) throw new Error(`not an entity uid: ${s}`);
   return { type: (m[1] as string).trim(), id: JSON.parse(m[2] as string) as string };

@@ -11,7 +11,7 @@ import { compileError, type PolicyProblem } from '../problems.js';
 import { runOpa } from './opa.js';
 
 /** The package every policy set defines (ARCHITECTURE.md "The policy contract"). */
-export const REGO_PACKAGE = 'micro_mcp.authz';
+const REGO_PACKAGE = 'micro_mcp.authz';
 
 /** The one WASM entrypoint: a rule added at build time that gathers the contract's rules. */
 export const REGO_ENTRYPOINT = 'micro_mcp_gateway/decision';
@@ -56,7 +56,7 @@ async function regoSources(dir: string): Promise<string[]> {
 }
 
 /** sha256 over the policy sources' names and contents: the bundle revision. */
-export async function regoSourceRevision(dir: string): Promise<string> {
+async function regoSourceRevision(dir: string): Promise<string> {
   const h = createHash('sha256');
   for (const f of await regoSources(dir)) {
     h.update(f).update('\0').update(await readFile(join(dir, f))).update('\0');
@@ -107,7 +107,7 @@ export async function buildRegoBundle(opa: string, dir: string, revision?: strin
 }
 
 /** The files of a .tar.gz (regular files only), keyed by path without a leading "/" or "./". */
-export function untarGz(tarball: Uint8Array): Map<string, Buffer> {
+function untarGz(tarball: Uint8Array): Map<string, Buffer> {
   const tar = gunzipSync(tarball);
   const files = new Map<string, Buffer>();
   let off = 0;

@@ -10,7 +10,7 @@ import type { EngineResult, PolicyEngine } from '../types.js';
 import { REGO_ENTRYPOINT, type RegoBundle } from './bundle.js';
 
 /** Splits a Rego reason "<id>: <message>" (the contract's convention) into id and message. */
-export function parseRegoReason(s: string): DecisionReason {
+function parseRegoReason(s: string): DecisionReason {
   const i = s.indexOf(': ');
   if (i <= 0) return { engine: 'rego', id: s, message: s };
   return { engine: 'rego', id: s.slice(0, i), message: s.slice(i + 2) };
