@@ -3,6 +3,7 @@
  * schemas/config-auth.schema.json, plus its defaults. Defaults fail closed: asymmetric algorithms
  * only, `exp` always required, dev keys only on loopback.
  */
+import { DEFAULT_SERVICE_ISSUER } from '../../schemas/contracts/service-credential.js';
 
 /** Asymmetric JWS algorithms. HS* and `none` are not in this list and cannot be configured. */
 export const ASYMMETRIC_ALGORITHMS = [
@@ -100,7 +101,6 @@ export interface AuthConfig {
 
 export const DEV_ISSUER = 'urn:micro-mcp:dev';
 export const DEFAULT_DEV_KEY_DIR = '.dev/keys';
-export const DEFAULT_SERVICE_ISSUER = 'micro-mcp:gateway';
 
 /** Defaults, written down in one place (and mirrored in the JSON Schema's `default`s). */
 export const AUTH_DEFAULTS = {

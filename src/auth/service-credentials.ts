@@ -16,23 +16,22 @@ import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { calculateJwkThumbprint } from 'jose';
 import type { JSONWebKeySet, JWK } from 'jose';
+import {
+  CREDENTIAL_ENV,
+  SERVICE_CREDENTIAL_ALG,
+  SERVICE_CREDENTIAL_TYP,
+  serviceAudience,
+  toolScope,
+} from '../../schemas/contracts/service-credential.js';
+import type { ServiceCredentialClaims } from '../../schemas/contracts/service-credential.js';
 import { GatewayError } from '../errors.js';
 import type { Principal } from '../types.js';
 import { AUTH_DEFAULTS } from './config.js';
 import type { ServiceCredentialsConfig } from './config.js';
 
-export const SERVICE_CREDENTIAL_ALG = 'ES256';
-/** JOSE `typ` of service credentials, so they can never be mistaken for (or replayed as) another JWT. */
-export const SERVICE_CREDENTIAL_TYP = 'micro-mcp-service+jwt';
-/** Key in a stdio request's `params._meta` that carries the credential. */
-export const CREDENTIAL_META_KEY = 'dev.micro-mcp/credential';
-/** Env vars a stdio service reads to build its verifier (see services/common/credential.ts). */
-export const CREDENTIAL_ENV = {
-  audience: 'MICRO_MCP_CREDENTIAL_AUDIENCE',
-  issuer: 'MICRO_MCP_CREDENTIAL_ISSUER',
-  jwksFile: 'MICRO_MCP_CREDENTIAL_JWKS_FILE',
-  jwksUrl: 'MICRO_MCP_CREDENTIAL_JWKS_URL',
-} as const;
+// Still importable from here by test/corpora/harness.ts and test/e2e/service-credentials.test.ts;
+// the contract itself lives in schemas/contracts/service-credential.ts.
+export { CREDENTIAL_META_KEY } from '../../schemas/contracts/service-credential.js';
 
 // Verifiers allow a few seconds of clock skew; keep retired keys that much longer.
 const RETIRE_SLACK_MS = 10_000;
@@ -107,15 +106,10 @@ async function newKey(): Promise<SigningKey> {
  * through jose's SignJWT (WebCrypto), and this runs on every forwarded call. Services verify the
  * result with jose like any other JWS.
  */
-function signCompact(key: SigningKey, claims: Record<string, unknown>): string {
+function signCompact(key: SigningKey, claims: ServiceCredentialClaims): string {
   const input = `${key.headerB64}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
   const sig = nodeSign('sha256', Buffer.from(input), { key: key.privateKey, dsaEncoding: 'ieee-p1363' });
   return `${input}.${sig.toString('base64url')}`;
-}
-
-/** The `aud` of credentials for `service`. */
-export function serviceAudience(service: string): string {
-  return `micro-mcp:service:${service}`;
 }
 
 /**
@@ -197,7 +191,7 @@ export async function createServiceCredentialMinter(options: ServiceCredentialMi
     const t = now();
     key.lastUsed = t;
     const iat = Math.floor(t / 1000);
-    const claims: Record<string, unknown> = {
+    const claims: ServiceCredentialClaims = {
       iss: issuer,
       sub: req.principal.id,
       aud: serviceAudience(req.service),
@@ -205,7 +199,7 @@ export async function createServiceCredentialMinter(options: ServiceCredentialMi
       nbf: iat,
       exp: iat + ttl,
       jti: randomUUID(),
-      scope: `tool:${req.tool}`,
+      scope: toolScope(req.tool),
       decision_id: req.decisionId,
       purpose: req.purpose ?? null,
     };
