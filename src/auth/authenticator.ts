@@ -44,21 +44,20 @@ export interface ProtectedResourceMetadata {
 export interface Authenticator {
   /** Verifies the `Authorization` header value; resolves to a frozen Principal or throws GatewayError. */
   authenticate(authorizationHeader: string | undefined): Promise<Principal>;
-  /** The HTTP answer for an authentication (401/503) or scope (403) failure. */
-  challenge(error: unknown, opts?: { scope?: string | string[] }): Challenge;
-  /** The metadata document to serve (JSON) at every path in `metadataPaths`. */
+  /**
+   * The HTTP answer for an authentication (401/503) or scope (403) failure. The `scope` parameter
+   * names the error's `data.required_scopes` (step-up), else every supported scope.
+   */
+  challenge(error: unknown): Challenge;
+  /** The RFC 9728 metadata document, served at `/.well-known/oauth-protected-resource[/<path>]`. */
   protectedResourceMetadata(): ProtectedResourceMetadata;
-  /** Same as protectedResourceMetadata (the name http/app.ts's EdgeAuth uses). */
-  metadata(): ProtectedResourceMetadata;
-  /** `/.well-known/oauth-protected-resource` and its resource-path-suffixed form, e.g. `.../mcp`. */
-  readonly metadataPaths: readonly string[];
   /** Absolute URL of the path-suffixed metadata document, as advertised in challenges. */
   readonly resourceMetadataUrl: string;
   /** The `iss` tokens must carry. */
   readonly issuer: string;
   /** Loads the key set now (for /readyz); rejects with ERR_AUTH_JWKS_UNAVAILABLE. */
   ready(): Promise<void>;
-  /** Cache counters, for /metrics. */
+  /** Verified-token cache counters; test/bench/micro.ts checks with them that it measured what it names. */
   stats(): { cacheHits: number; cacheMisses: number; cacheSize: number };
 }
 
@@ -153,20 +152,6 @@ function mapJoseError(err: unknown): never {
     fail('ERR_AUTH_KEY_UNKNOWN', undefined, err);
   }
   fail('ERR_AUTH_INVALID', undefined, err);
-}
-
-/**
- * Step-up check: throws GatewayError(ERR_INSUFFICIENT_SCOPE, data.required_scopes) unless the
- * principal holds every scope in `needed`. `challenge()` turns it into the 403 with `scope="..."`.
- */
-export function requireScopes(principal: Pick<Principal, 'scopes'>, needed: readonly string[]): void {
-  const missing = needed.filter((s) => !principal.scopes.includes(s));
-  if (missing.length > 0) {
-    throw new GatewayError('ERR_INSUFFICIENT_SCOPE', DESCRIPTIONS.ERR_INSUFFICIENT_SCOPE!, {
-      required_scopes: [...needed],
-      missing_scopes: missing,
-    });
-  }
 }
 
 function deepFreezePrincipal(p: Principal): Principal {
@@ -364,7 +349,6 @@ export async function createAuthenticator(options: AuthConfig, ctx: Authenticato
   };
 
   const suffixPath = resourceUrl.pathname === '/' ? '' : resourceUrl.pathname.replace(/\/$/, '');
-  const metadataPaths = Object.freeze([WELL_KNOWN, ...(suffixPath ? [`${WELL_KNOWN}${suffixPath}`] : [])]);
   const resourceMetadataUrl = `${resourceUrl.origin}${WELL_KNOWN}${suffixPath}`;
 
   const authorizationServers =
@@ -378,12 +362,10 @@ export async function createAuthenticator(options: AuthConfig, ctx: Authenticato
   };
   const defaultScope = (options.scopes_supported ?? []).join(' ');
 
-  const challenge = (error: unknown, opts: { scope?: string | string[] } = {}): Challenge => {
+  const challenge = (error: unknown): Challenge => {
     const code: GatewayErrorCode = isGatewayError(error) ? error.code : 'ERR_AUTH_INVALID';
-    const fromError = isGatewayError(error) && Array.isArray(error.data?.required_scopes) ? (error.data.required_scopes as string[]) : undefined;
-    const wanted = opts.scope ?? fromError;
-    const scopeList = wanted === undefined ? defaultScope : typeof wanted === 'string' ? wanted : wanted.join(' ');
-    const scope = headerSafe(scopeList).trim();
+    const required = isGatewayError(error) && Array.isArray(error.data?.required_scopes) ? (error.data.required_scopes as string[]) : undefined;
+    const scope = headerSafe(required === undefined ? defaultScope : required.join(' ')).trim();
     const description = DESCRIPTIONS[code] ?? 'authentication failed';
     const params: string[] = [];
     let status: number;
@@ -426,8 +408,6 @@ export async function createAuthenticator(options: AuthConfig, ctx: Authenticato
     authenticate,
     challenge,
     protectedResourceMetadata: () => structuredClone(metadata),
-    metadata: () => structuredClone(metadata),
-    metadataPaths,
     resourceMetadataUrl,
     issuer,
     ready: () => keys.reload(),

@@ -1,5 +1,5 @@
 /** Identity: bearer-token authentication, challenges and metadata, per-service credentials, state binding. */
-export { createAuthenticator, requireScopes } from './authenticator.js';
+export { createAuthenticator } from './authenticator.js';
 export type { Authenticator, AuthenticatorContext, Challenge, ProtectedResourceMetadata } from './authenticator.js';
 export { ASYMMETRIC_ALGORITHMS, AUTH_DEFAULTS, DEFAULT_DEV_KEY_DIR, DEV_ISSUER } from './config.js';
 export type { AsymmetricAlgorithm, AuthConfig, ClaimsMapping, MtlsConfig, ServiceCredentialsConfig, StateBindingConfig } from './config.js';
