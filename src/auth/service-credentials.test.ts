@@ -153,8 +153,17 @@ describe('service credentials: minter and service verifier', () => {
     }
   });
 
-  it('refuses a ttl over 60 s at construction', async () => {
-    await assert.rejects(createServiceCredentialMinter({ ttl_s: 61, autoRotate: false }), (e: unknown) => e instanceof GatewayError && e.code === 'ERR_CONFIG_INVALID');
+  // ttl_s itself is bounded by the schema (schema.test.ts); this relation between two fields is not.
+  it('refuses a rotation period shorter than twice the ttl at construction', async () => {
+    await assert.rejects(createServiceCredentialMinter({ ttl_s: 30, rotate_every_s: 59, autoRotate: false }), (e: unknown) => {
+      assert.ok(e instanceof GatewayError, String(e));
+      assert.equal(e.code, 'ERR_CONFIG_INVALID');
+      assert.equal(e.data?.key, 'auth.service_credentials.rotate_every_s');
+      assert.equal(e.message, 'rotate_every_s must be at least twice ttl_s');
+      return true;
+    });
+    const m = await createServiceCredentialMinter({ ttl_s: 30, rotate_every_s: 60, autoRotate: false });
+    m.close();
   });
 
   it('mints fast', async () => {
