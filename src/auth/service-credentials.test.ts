@@ -113,10 +113,14 @@ describe('service credentials: minter and service verifier', () => {
     const inflight = await m.mint({ service: 'fs', principal: alice, tool: 'read', purpose: null, decisionId: 'd1' });
     await v.verify(inflight, { tool: 'read' }); // verifier has now cached the pre-rotation file
     const kidA = decodeProtectedHeader(inflight).kid;
+    assert.equal(m.jwks().keys[0]!.kid, kidA, 'the signing key is published first');
+    const published = m.jwks().keys[1]!.kid;
     await m.rotate();
     const fresh = await m.mint({ service: 'fs', principal: alice, tool: 'read', purpose: null, decisionId: 'd2' });
     const kidB = decodeProtectedHeader(fresh).kid;
     assert.notEqual(kidA, kidB);
+    assert.equal(kidB, published, 'the new signing key is the one published second before the rotation');
+    assert.equal(m.jwks().keys[0]!.kid, kidB, 'and is now published first');
     await v.verify(inflight, { tool: 'read' }); // old key still published
     await v.verify(fresh, { tool: 'read' }); // new key was pre-published before it signed anything
     const file = JSON.parse(await readFile(m.jwksFile!, 'utf8')) as { keys: Array<{ kid: string; d?: string }> };

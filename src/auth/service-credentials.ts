@@ -56,7 +56,10 @@ export interface ServiceCredentialMinterOptions extends ServiceCredentialsConfig
 export interface Minter {
   /** A signed credential for one forwarded call to one service. */
   mint(req: MintRequest): Promise<string>;
-  /** The public keys to publish at `/.well-known/jwks.json`. */
+  /**
+   * The public keys to publish at `/.well-known/jwks.json`: the key that signs now first, then the
+   * next one (published a period before it signs), then retired keys whose tokens may still live.
+   */
   jwks(): JSONWebKeySet;
   /** The `aud` a service must expect. */
   audienceFor(service: string): string;
