@@ -1,23 +1,16 @@
 /**
- * Waiting for what a process writes to a file (a test service's marker lines), woken by the file
- * system's change events rather than by a polling timer.
+ * Waiting for what another process writes (a test service's marker lines, the gateway's audit
+ * records), woken by the file system's change events rather than by a polling timer.
  */
 import { readFileSync, watch } from 'node:fs';
 import path from 'node:path';
 
 /**
- * Resolves with the text of `file` once `until(text)` holds. The directory is watched, so the file
- * may not exist yet; the deadline `ms` only ever fails the test, it never stands in for the event.
+ * Resolves with the first truthy value of `check()`, evaluated now and again on every change in
+ * the folder `dir`. The deadline `ms` only ever fails the test; it never stands in for the event.
  */
-export function fileText(file: string, until: (text: string) => boolean, ms = 10_000): Promise<string> {
-  return new Promise<string>((resolve, reject) => {
-    const read = (): string => {
-      try {
-        return readFileSync(file, 'utf8');
-      } catch {
-        return '';
-      }
-    };
+export function whenChanged<T>(dir: string, check: () => T | undefined | false, ms = 10_000): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
     let done = false;
     const finish = (fn: () => void) => {
       if (done) return;
@@ -26,15 +19,44 @@ export function fileText(file: string, until: (text: string) => boolean, ms = 10
       clearTimeout(timer);
       fn();
     };
-    const check = () => {
-      const text = read();
-      if (until(text)) finish(() => resolve(text));
+    // A check may throw while a writer is mid-way (a file renamed by rotation): not yet, try again
+    // at the next change; the last error is reported if the deadline passes.
+    let lastError: unknown;
+    const test = () => {
+      try {
+        const v = check();
+        if (v) finish(() => resolve(v));
+      } catch (e) {
+        lastError = e;
+      }
     };
-    const watcher = watch(path.dirname(file), check);
-    const timer = setTimeout(() => finish(() => reject(new Error(`${file}: the awaited text did not appear within ${ms} ms`))), ms);
+    const watcher = watch(dir, test);
+    const timer = setTimeout(
+      () => finish(() => reject(new Error(`${dir}: the awaited change did not happen within ${ms} ms`, { cause: lastError }))),
+      ms,
+    );
     // Checked after the watcher is in place, so a write cannot fall between the two.
-    check();
+    test();
   });
+}
+
+/** Resolves with the text of `file` (which may not exist yet) once `until(text)` holds. */
+export function fileText(file: string, until: (text: string) => boolean, ms?: number): Promise<string> {
+  const read = (): string => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  return whenChanged(
+    path.dirname(file),
+    () => {
+      const text = read();
+      return until(text) && { text };
+    },
+    ms,
+  ).then((r) => r.text);
 }
 
 /** Resolves once `file` holds the line `line`. */
