@@ -62,7 +62,8 @@ export function challenger(metadataUrl: string, scopesSupported: readonly string
   const defaultScope = scopesSupported.join(' ');
   return function challenge(error: unknown): Challenge {
     const code: GatewayErrorCode = isGatewayError(error) ? error.code : 'ERR_AUTH_INVALID';
-    const required = isGatewayError(error) && Array.isArray(error.data?.required_scopes) ? (error.data.required_scopes as string[]) : undefined;
+    const listed = isGatewayError(error) ? error.data?.required_scopes : undefined;
+    const required = Array.isArray(listed) ? listed.filter((s): s is string => typeof s === 'string') : undefined;
     const scope = headerSafe(required === undefined ? defaultScope : required.join(' ')).trim();
     const description = describeFailure(code);
     if (code === 'ERR_AUTH_JWKS_UNAVAILABLE') {
