@@ -3,6 +3,7 @@
  * schemas/config-auth.schema.json, plus its defaults. Defaults fail closed: asymmetric algorithms
  * only, `exp` always required, dev keys only on loopback.
  */
+import { DEFAULT_SERVICE_ISSUER } from '../../schemas/contracts/service-credential.js';
 
 /** Asymmetric JWS algorithms. HS* and `none` are not in this list and cannot be configured. */
 export const ASYMMETRIC_ALGORITHMS = [
@@ -32,7 +33,7 @@ export interface ClaimsMapping {
 }
 
 export interface ServiceCredentialsConfig {
-  /** Lifetime of each per-call service token, seconds (1..60). Default 30. */
+  /** Lifetime of each per-call service token, seconds (1..MAX_CREDENTIAL_LIFETIME_S, 60). Default 30. */
   ttl_s?: number;
   /** Signing key rotation period, seconds. Default 3600. */
   rotate_every_s?: number;
@@ -60,19 +61,14 @@ export interface StateBindingConfig {
   ttl_s?: number;
 }
 
-export interface AuthConfig {
-  /** `dev`: trust the local dev key (loopback only). `jwt`: trust a real issuer. */
-  mode: 'dev' | 'jwt';
-  /** Expected `iss` (required in jwt mode; dev default "urn:micro-mcp:dev"). */
-  issuer?: string;
+/** What both modes share. Ranges and enums are enforced by schemas/config-auth.schema.json at load. */
+interface AuthConfigCommon {
   /** Accepted `aud` values. Default: the gateway's canonical resource URI (RFC 8707). */
   audience?: string | string[];
   /** Authorization servers advertised in Protected Resource Metadata. Default: [issuer]. */
   authorization_servers?: string[];
   /** Scopes advertised in metadata and in 401 challenges. */
   scopes_supported?: string[];
-  jwks_url?: string;
-  jwks_file?: string;
   /** JWKS fetch timeout, ms. Default 3000. */
   jwks_timeout_ms?: number;
   /** Minimum seconds between unknown-kid refreshes. Default 30. */
@@ -87,7 +83,7 @@ export interface AuthConfig {
   /** Expected JOSE `typ` header (e.g. "at+jwt", RFC 9068); unset = not checked. */
   token_type?: string;
   claims?: ClaimsMapping;
-  /** Largest accepted token, bytes. Default 8192. */
+  /** Largest accepted token, bytes (256..65536). Default 8192. */
   max_token_bytes?: number;
   /** Verified-token cache. `max_entries: 0` disables it. */
   token_cache?: { max_entries?: number; max_age_s?: number };
@@ -98,9 +94,30 @@ export interface AuthConfig {
   state_binding?: StateBindingConfig;
 }
 
+/** `dev`: trust the local dev key (loopback only); no other key source. */
+export interface DevAuthConfig extends AuthConfigCommon {
+  mode: 'dev';
+  /** Expected `iss`. Default "urn:micro-mcp:dev". */
+  issuer?: string;
+  jwks_url?: never;
+  jwks_file?: never;
+}
+
+/** `jwt`: trust a real issuer, whose keys come from exactly one of jwks_url and jwks_file. */
+export type JwtAuthConfig = AuthConfigCommon & {
+  mode: 'jwt';
+  /** Expected `iss`. */
+  issuer: string;
+} & ({ jwks_url: string; jwks_file?: never } | { jwks_file: string; jwks_url?: never });
+
+/**
+ * The `auth` section. Its shape mirrors what the schema guarantees (jwt mode has an issuer and
+ * exactly one key source; dev mode has no key source), so code never re-checks it.
+ */
+export type AuthConfig = DevAuthConfig | JwtAuthConfig;
+
 export const DEV_ISSUER = 'urn:micro-mcp:dev';
 export const DEFAULT_DEV_KEY_DIR = '.dev/keys';
-export const DEFAULT_SERVICE_ISSUER = 'micro-mcp:gateway';
 
 /** Defaults, written down in one place (and mirrored in the JSON Schema's `default`s). */
 export const AUTH_DEFAULTS = {

@@ -28,6 +28,8 @@ export interface RemoteKeySourceOptions {
   maxAgeMs: number;
   /** Largest JWKS response accepted, in bytes. */
   maxBytes?: number;
+  /** Clock in ms for the cooldown and the max age. Default Date.now. */
+  now?: () => number;
 }
 
 // Private / symmetric JWK members. A published JWKS must never carry them; we drop them rather than
@@ -184,7 +186,7 @@ async function readCapped(res: Response, maxBytes: number): Promise<string> {
 }
 
 /** Keys from a JWKS file, re-read when a token names a kid the file did not have at last read. */
-export function fileKeySource(path: string, opts: { cooldownMs: number; maxAgeMs: number }): KeySource {
+export function fileKeySource(path: string, opts: { cooldownMs: number; maxAgeMs: number; now?: () => number }): KeySource {
   const load = async (): Promise<JSONWebKeySet> => {
     let text: string;
     try {

@@ -113,10 +113,14 @@ describe('service credentials: minter and service verifier', () => {
     const inflight = await m.mint({ service: 'fs', principal: alice, tool: 'read', purpose: null, decisionId: 'd1' });
     await v.verify(inflight, { tool: 'read' }); // verifier has now cached the pre-rotation file
     const kidA = decodeProtectedHeader(inflight).kid;
+    assert.equal(m.jwks().keys[0]!.kid, kidA, 'the signing key is published first');
+    const published = m.jwks().keys[1]!.kid;
     await m.rotate();
     const fresh = await m.mint({ service: 'fs', principal: alice, tool: 'read', purpose: null, decisionId: 'd2' });
     const kidB = decodeProtectedHeader(fresh).kid;
     assert.notEqual(kidA, kidB);
+    assert.equal(kidB, published, 'the new signing key is the one published second before the rotation');
+    assert.equal(m.jwks().keys[0]!.kid, kidB, 'and is now published first');
     await v.verify(inflight, { tool: 'read' }); // old key still published
     await v.verify(fresh, { tool: 'read' }); // new key was pre-published before it signed anything
     const file = JSON.parse(await readFile(m.jwksFile!, 'utf8')) as { keys: Array<{ kid: string; d?: string }> };
@@ -153,8 +157,17 @@ describe('service credentials: minter and service verifier', () => {
     }
   });
 
-  it('refuses a ttl over 60 s at construction', async () => {
-    await assert.rejects(createServiceCredentialMinter({ ttl_s: 61, autoRotate: false }), (e: unknown) => e instanceof GatewayError && e.code === 'ERR_CONFIG_INVALID');
+  // ttl_s itself is bounded by the schema (schema.test.ts); this relation between two fields is not.
+  it('refuses a rotation period shorter than twice the ttl at construction', async () => {
+    await assert.rejects(createServiceCredentialMinter({ ttl_s: 30, rotate_every_s: 59, autoRotate: false }), (e: unknown) => {
+      assert.ok(e instanceof GatewayError, String(e));
+      assert.equal(e.code, 'ERR_CONFIG_INVALID');
+      assert.equal(e.data?.key, 'auth.service_credentials.rotate_every_s');
+      assert.equal(e.message, 'rotate_every_s must be at least twice ttl_s');
+      return true;
+    });
+    const m = await createServiceCredentialMinter({ ttl_s: 30, rotate_every_s: 60, autoRotate: false });
+    m.close();
   });
 
   it('mints fast', async () => {

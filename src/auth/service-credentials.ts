@@ -16,23 +16,22 @@ import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { calculateJwkThumbprint } from 'jose';
 import type { JSONWebKeySet, JWK } from 'jose';
+import {
+  CREDENTIAL_ENV,
+  SERVICE_CREDENTIAL_ALG,
+  SERVICE_CREDENTIAL_TYP,
+  serviceAudience,
+  toolScope,
+} from '../../schemas/contracts/service-credential.js';
+import type { ServiceCredentialClaims } from '../../schemas/contracts/service-credential.js';
 import { GatewayError } from '../errors.js';
 import type { Principal } from '../types.js';
 import { AUTH_DEFAULTS } from './config.js';
 import type { ServiceCredentialsConfig } from './config.js';
 
-export const SERVICE_CREDENTIAL_ALG = 'ES256';
-/** JOSE `typ` of service credentials, so they can never be mistaken for (or replayed as) another JWT. */
-export const SERVICE_CREDENTIAL_TYP = 'micro-mcp-service+jwt';
-/** Key in a stdio request's `params._meta` that carries the credential. */
-export const CREDENTIAL_META_KEY = 'dev.micro-mcp/credential';
-/** Env vars a stdio service reads to build its verifier (see services/common/credential.ts). */
-export const CREDENTIAL_ENV = {
-  audience: 'MICRO_MCP_CREDENTIAL_AUDIENCE',
-  issuer: 'MICRO_MCP_CREDENTIAL_ISSUER',
-  jwksFile: 'MICRO_MCP_CREDENTIAL_JWKS_FILE',
-  jwksUrl: 'MICRO_MCP_CREDENTIAL_JWKS_URL',
-} as const;
+// Still importable from here by test/corpora/harness.ts and test/e2e/service-credentials.test.ts;
+// the contract itself lives in schemas/contracts/service-credential.ts.
+export { CREDENTIAL_META_KEY } from '../../schemas/contracts/service-credential.js';
 
 // Verifiers allow a few seconds of clock skew; keep retired keys that much longer.
 const RETIRE_SLACK_MS = 10_000;
@@ -57,7 +56,10 @@ export interface ServiceCredentialMinterOptions extends ServiceCredentialsConfig
 export interface Minter {
   /** A signed credential for one forwarded call to one service. */
   mint(req: MintRequest): Promise<string>;
-  /** The public keys to publish at `/.well-known/jwks.json`. */
+  /**
+   * The public keys to publish at `/.well-known/jwks.json`: the key that signs now first, then the
+   * next one (published a period before it signs), then retired keys whose tokens may still live.
+   */
   jwks(): JSONWebKeySet;
   /** The `aud` a service must expect. */
   audienceFor(service: string): string;
@@ -107,29 +109,23 @@ async function newKey(): Promise<SigningKey> {
  * through jose's SignJWT (WebCrypto), and this runs on every forwarded call. Services verify the
  * result with jose like any other JWS.
  */
-function signCompact(key: SigningKey, claims: Record<string, unknown>): string {
+function signCompact(key: SigningKey, claims: ServiceCredentialClaims): string {
   const input = `${key.headerB64}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
   const sig = nodeSign('sha256', Buffer.from(input), { key: key.privateKey, dsaEncoding: 'ieee-p1363' });
   return `${input}.${sig.toString('base64url')}`;
 }
 
-/** The `aud` of credentials for `service`. */
-export function serviceAudience(service: string): string {
-  return `micro-mcp:service:${service}`;
-}
-
 /**
  * Creates the minter with a fresh (non-extractable, in-memory) key pair and starts rotation.
- * Throws GatewayError(ERR_CONFIG_INVALID) for ttl_s outside 1..60 or a rotation period shorter
- * than twice the ttl (a key must outlive the tokens it signs by a margin).
+ * ttl_s (1..MAX_CREDENTIAL_LIFETIME_S) is enforced by the config schema at load; throws
+ * GatewayError(ERR_CONFIG_INVALID) for a rotation period shorter than twice the ttl.
  */
 export async function createServiceCredentialMinter(options: ServiceCredentialMinterOptions = {}): Promise<Minter> {
   const now = options.now ?? Date.now;
   const ttl = options.ttl_s ?? AUTH_DEFAULTS.service_credentials.ttl_s;
-  if (!Number.isInteger(ttl) || ttl < 1 || ttl > 60) {
-    throw new GatewayError('ERR_CONFIG_INVALID', 'service credential ttl_s must be 1..60', { key: 'auth.service_credentials.ttl_s' });
-  }
   const rotateEvery = options.rotate_every_s ?? AUTH_DEFAULTS.service_credentials.rotate_every_s;
+  // A key must outlive the tokens it signs by a margin. Stays in code: it relates two fields, and
+  // the schema (JSON Schema cannot compare values) only bounds each one.
   if (!(rotateEvery >= 2 * ttl)) {
     throw new GatewayError('ERR_CONFIG_INVALID', 'rotate_every_s must be at least twice ttl_s', {
       key: 'auth.service_credentials.rotate_every_s',
@@ -197,7 +193,7 @@ export async function createServiceCredentialMinter(options: ServiceCredentialMi
     const t = now();
     key.lastUsed = t;
     const iat = Math.floor(t / 1000);
-    const claims: Record<string, unknown> = {
+    const claims: ServiceCredentialClaims = {
       iss: issuer,
       sub: req.principal.id,
       aud: serviceAudience(req.service),
@@ -205,7 +201,7 @@ export async function createServiceCredentialMinter(options: ServiceCredentialMi
       nbf: iat,
       exp: iat + ttl,
       jti: randomUUID(),
-      scope: `tool:${req.tool}`,
+      scope: toolScope(req.tool),
       decision_id: req.decisionId,
       purpose: req.purpose ?? null,
     };

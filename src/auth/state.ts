@@ -31,7 +31,10 @@ export interface StateBinder {
 
 const VERSION = 'v1';
 
-/** The stable identity to bind state to: issuer and subject (two issuers may share a `sub`). */
+/**
+ * Who owns gateway state (sessions, requestState, cursors, subscriptions): issuer and subject, since
+ * two issuers may share a `sub`. The one definition; every owner check compares these keys.
+ */
 export function principalKey(p: Pick<Principal, 'issuer' | 'id'>): string {
   return `${p.issuer}\u0000${p.id}`;
 }

@@ -11,10 +11,11 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync,
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { Client } from '@modelcontextprotocol/client';
+import { InsufficientScopeError, ProtocolError, type Client } from '@modelcontextprotocol/client';
 import { digest, sha256 } from '../../src/audit/canonical.js';
 import { auditFiles, auditText, copyDir, readRecords, secretNeedles, SPY_SERVICE, verifyCli, verifyCliAsync, type Line } from '../helpers/audit.js';
-import { connect, echoService, eventually, rawPost, sleep, startGateway, type Gateway, type TokenClaims } from '../helpers/harness.js';
+import { connect, echoService, eventually, rawPost, startGateway, type Gateway, type TokenClaims } from '../helpers/harness.js';
+import { fileLine, fileText, whenChanged } from '../helpers/watch.js';
 
 const text = (r: { content?: unknown }) => ((r.content as Array<{ text?: string }>)[0]?.text ?? '');
 const uniq = (p: string) => `${p}-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
@@ -64,6 +65,45 @@ function devKeySecrets(dir: string): string[] {
 const byDigest = (recs: Line[], args: Record<string, unknown>, kind = 'decision') =>
   recs.filter((l) => l.rec.kind === kind && l.rec.arguments_digest === digest(args));
 const byDecision = (recs: Line[], id: string) => recs.filter((l) => l.rec.decision_id === id);
+/**
+ * The records of `auditDir` once every call made with one of `argsList` has its decision and its
+ * outcome on disk (the outcome is written after the agent has its answer).
+ */
+function settled(auditDir: string, argsList: Array<Record<string, unknown>>): Promise<Line[]> {
+  return whenChanged(auditDir, () => {
+    const all = readRecords(auditDir);
+    const done = argsList.every((args) => {
+      const d = byDigest(all, args)[0];
+      return d !== undefined && byDecision(all, d.rec.decision_id!).some((l) => l.rec.kind === 'outcome');
+    });
+    return done && all;
+  });
+}
+
+/** True once `pid` has exited (gone, or a zombie nobody has reaped yet). */
+function processGone(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8'); // "pid (comm) STATE ..."
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}
+const markerLines = (marker: string) => (existsSync(marker) ? readFileSync(marker, 'utf8').split('\n') : []);
+
+/**
+ * Proves that a refused call (tagged `refusedTag`) never reached the echo service: an allowed call
+ * sent after the refusal reaches the same service process over the same ordered pipe, so once its
+ * "started" line is in the marker file, a forwarded refused call's line would be there before it.
+ */
+async function neverReachedEcho(client: Client, marker: string, auditDir: string, refusedTag: string): Promise<void> {
+  const later = { tag: uniq('later'), ms: 10 };
+  assert.equal(text(await client.callTool({ name: 'echo.slow', arguments: later })), 'finished');
+  await settled(auditDir, [later]); // leaves no record still to come for the next test
+  const lines = markerLines(marker);
+  assert.ok(lines.includes(`started ${later.tag}`), 'the later, allowed call reached the service');
+  assert.ok(!lines.includes(`started ${refusedTag}`), 'the refused call never reached the service');
+}
 
 after(async () => {
   for (const gw of gateways) if (gw.proc.exitCode === null && gw.proc.signalCode === null) await gw.stop('SIGKILL');
@@ -110,10 +150,7 @@ describe('audit records through the real gateway', () => {
     const args = { text: uniq('allowed') };
     const r = await client.callTool({ name: 'echo.echo', arguments: args });
     assert.equal(text(r), args.text);
-    const recs = await eventually(() => {
-      const all = readRecords(auditDir);
-      return byDigest(all, args).length > 0 && all.some((l) => l.rec.kind === 'outcome' && l.rec.decision_id === byDigest(all, args)[0]!.rec.decision_id) ? all : undefined;
-    }).then((x) => x!);
+    const recs = await settled(auditDir, [args]);
     const decisions = byDigest(recs, args);
     assert.equal(decisions.length, 1, note('exactly one decision record for the call'));
     const d = decisions[0]!.rec as Record<string, any> & Line['rec'];
@@ -168,12 +205,15 @@ describe('audit records through the real gateway', () => {
     // No purpose: echo.slow has no annotations, so it counts as open-world and needs one (purpose_required).
     const denied = await connect(gw, 'modern', { token: await gw.token({ scopes, purpose: '' }) });
     const args = { tag: uniq('denied'), ms: 10 };
-    let err: { message?: string; data?: { decision_id?: string } } | undefined;
-    await assert.rejects(
-      denied.callTool({ name: 'echo.slow', arguments: args }),
-      (e: unknown) => ((err = e as typeof err), /denied by policy: purpose_required$/.test(note((e as Error).message))),
-    );
+    let err: ProtocolError | undefined;
+    await assert.rejects(denied.callTool({ name: 'echo.slow', arguments: args }), (e: unknown) => {
+      assert.ok(e instanceof ProtocolError, note(String(e)));
+      err = e;
+      return true;
+    });
     await denied.close();
+    assert.equal(err!.code, -32003);
+    assert.equal(err!.message, 'denied by policy: purpose_required');
     const recs = readRecords(auditDir);
     const decisions = byDigest(recs, args);
     assert.equal(decisions.length, 1);
@@ -183,55 +223,40 @@ describe('audit records through the real gateway', () => {
     assert.ok(d.result.reasons.every((x: { id: string; message: string }) => x.id === 'purpose_required' && x.message.length > 0));
     assert.equal(d.purpose, null);
     assert.equal(d.session_id, null, '2026-era calls are stateless');
-    if (err?.data?.decision_id !== undefined) assert.equal(err.data.decision_id, d.decision_id, 'the agent can quote the decision id');
+    // The agent gets what the record holds: it can quote the decision id and the deciding rules.
+    assert.deepEqual(err!.data, { code: 'ERR_POLICY_DENIED', decision_id: d.decision_id, reasons: d.result.reasons, policy_revision: d.bundles.policy.revision });
     assert.deepEqual(byDecision(recs, d.decision_id!).map((l) => l.rec.kind), ['decision'], 'no outcome for a denied call');
-    // The service would mark "started <tag>" the moment it ran; give a forwarded call time to land.
-    await sleep(300);
-    assert.ok(!existsSync(marker) || !readFileSync(marker, 'utf8').includes(args.tag), 'the denied call never reached the service');
+    await neverReachedEcho(client, marker, auditDir, args.tag);
   });
 
-  /** A tools/call refused for want of scope: the decision path (deny record) or the edge's step-up refusal (403). */
-  const refuseForScope = async () => {
+  // Only more scope would allow it, so the edge refuses it with a 403 step-up before anything is
+  // decided (src/http/app.ts, Gateway.stepUpScopes): an auth_failure event, never a decision record.
+  test('a call refused for want of scope: 403 step-up, an event naming who and which tool, never forwarded', async () => {
     const args = { tag: uniq('noscope'), ms: 10 };
     const noScope = await connect(gw, 'modern', { token: await gw.token({ scopes: ['spy:call'] }) });
-    await assert.rejects(noScope.callTool({ name: 'echo.slow', arguments: args }), /scope/i);
-    await noScope.close();
     const before = readRecords(auditDir).length;
-    // The edge writes the refusal event before it answers 403; the poll only tolerates a slow disk.
-    const recs = await eventually(() => {
-      const all = readRecords(auditDir);
-      return byDigest(all, args).length > 0 || all.slice(before - 1).some((l) => (l.rec as Record<string, any>).error?.code === 'ERR_INSUFFICIENT_SCOPE') ? all : undefined;
-    }, 5000).catch(() => readRecords(auditDir));
-    const decision = byDigest(recs!, args)[0];
-    const events = recs!.slice(Math.max(0, before - 1)).filter((l) => l.rec.kind === 'event' && (l.rec as Record<string, any>).error?.code === 'ERR_INSUFFICIENT_SCOPE');
-    return { args, recs: recs!, decision, event: events.at(-1) };
-  };
-
-  test('a call refused for want of scope is audited and never forwarded', async () => {
-    const { args, recs, decision, event } = await refuseForScope();
-    if (decision) {
-      const d = decision.rec as Record<string, any>;
-      assert.equal(d.result.allow, false);
-      assert.ok(d.result.reasons.some((x: { id: string }) => x.id === 'service_call_scope_missing'));
-      assert.deepEqual(byDecision(recs, d.decision_id).map((l) => l.rec.kind), ['decision']);
-    } else {
-      assert.ok(event, 'the step-up refusal is recorded');
-      assert.equal(typeof event.rec.request_id, 'string');
-    }
-    await sleep(300);
-    assert.ok(!existsSync(marker) || !readFileSync(marker, 'utf8').includes(args.tag), 'the refused call never reached the service');
+    await assert.rejects(noScope.callTool({ name: 'echo.slow', arguments: args }), (e: unknown) => {
+      assert.ok(e instanceof InsufficientScopeError, note(String(e)));
+      assert.equal(e.requiredScope, 'echo:call');
+      return true;
+    });
+    await noScope.close();
+    // Written before the 403 went out, so it is on disk now.
+    const events = readRecords(auditDir)
+      .slice(before)
+      .filter((l) => l.rec.kind === 'event' && (l.rec as Record<string, any>).error?.code === 'ERR_INSUFFICIENT_SCOPE');
+    assert.equal(events.length, 1, note(`one step-up event: ${events.map((l) => l.text).join('\n')}`));
+    const e = events[0]!.rec as Record<string, any>;
+    assert.equal(e.type, 'auth_failure');
+    assert.equal(e.error.message, 'this call needs more scope');
+    assert.equal(e.principal.id, 'alice');
+    assert.equal(e.method, 'tools/call');
+    assert.equal(e.tool, 'echo.slow');
+    assert.equal(e.service, 'echo');
+    assert.match(e.request_id, /^[0-9a-f-]{36}$/);
+    await neverReachedEcho(client, marker, auditDir, args.tag);
+    assert.deepEqual(byDigest(readRecords(auditDir), args), [], 'nothing was decided for it');
   });
-
-  test(
-    'a step-up refusal names who was refused and for which tool',
-    async () => {
-      const { decision, event } = await refuseForScope();
-      if (decision) return; // refused by the decision path: the decision record names both
-      const e = event!.rec as Record<string, any>;
-      assert.equal(e.principal?.id, 'alice');
-      assert.equal(e.tool, 'echo.slow');
-    },
-  );
 
   test('a forged or garbled token: auth_failure event with the code, no token material', async () => {
     const good = await gw.token({ scopes });
@@ -246,7 +271,10 @@ describe('audit records through the real gateway', () => {
       assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer /);
       const rid = res.headers.get('x-request-id') ?? '';
       assert.ok(rid, 'the edge names the request');
-      const ev = (await eventually(() => readRecords(auditDir).find((l) => l.rec.kind === 'event' && l.rec.type === 'auth_failure' && l.rec.request_id === rid)))!;
+      // Written before the 401 went out, so it is on disk now.
+      const found = readRecords(auditDir).filter((l) => l.rec.kind === 'event' && l.rec.type === 'auth_failure' && l.rec.request_id === rid);
+      assert.equal(found.length, 1, 'one auth_failure event for the request');
+      const ev = found[0]!;
       const e = ev.rec as Record<string, any> & Line['rec'];
       assert.match(e.error.code, /^ERR_AUTH_[A-Z_]+$/);
       assert.equal(typeof e.error.message, 'string');
@@ -269,11 +297,7 @@ describe('audit records through the real gateway', () => {
         const r = await call;
         assert.equal(r.isError === true, c.outcome === 'tool_error', note(`${c.name} isError`));
       }
-      const recs = await eventually(() => {
-        const all = readRecords(auditDir);
-        const d = byDigest(all, c.args)[0];
-        return d && byDecision(all, d.rec.decision_id!).length === 2 ? all : undefined;
-      }).then((x) => x!);
+      const recs = await settled(auditDir, [c.args]);
       const d = byDigest(recs, c.args)[0]!;
       const linked = byDecision(recs, d.rec.decision_id!);
       const o = linked.find((l) => l.rec.kind === 'outcome')!.rec as Record<string, any> & Line['rec'];
@@ -288,28 +312,28 @@ describe('audit records through the real gateway', () => {
   });
 
   test('the decision record is on disk before the service runs', async () => {
-    const args = { tag: uniq('order'), ms: 1000 };
-    const call = client.callTool({ name: 'echo.slow', arguments: args });
-    // Poll the marker tightly and read the audit file the moment the service says "started".
-    let atStart: Line[] | undefined;
-    const end = Date.now() + 10_000;
-    while (!atStart && Date.now() < end) {
-      if (existsSync(marker) && readFileSync(marker, 'utf8').includes(`started ${args.tag}`)) atStart = readRecords(auditDir);
-      else await sleep(2);
-    }
-    assert.ok(atStart, 'the service started the call');
+    // The call runs until cancelled, so "no outcome yet" cannot race its end.
+    const args = { tag: uniq('order'), ms: 60_000 };
+    const ac = new AbortController();
+    const call = client.callTool({ name: 'echo.slow', arguments: args }, { signal: ac.signal });
+    await fileLine(marker, `started ${args.tag}`);
+    const atStart = readRecords(auditDir);
     const d = byDigest(atStart, args);
     assert.equal(d.length, 1, 'the decision record was already written when the service started');
     assert.equal((d[0]!.rec as Record<string, any>).result.allow, true);
     assert.deepEqual(byDecision(atStart, d[0]!.rec.decision_id!).map((l) => l.rec.kind), ['decision'], 'no outcome while the call runs');
-    assert.equal(text(await call), 'finished');
-    const o = (await eventually(() => byDecision(readRecords(auditDir), d[0]!.rec.decision_id!).find((l) => l.rec.kind === 'outcome')))!;
-    assert.equal(o.rec.outcome, 'ok');
+    ac.abort();
+    await assert.rejects(call);
+    await fileLine(marker, `cancelled ${args.tag}`);
+    const o = byDecision(await settled(auditDir, [args]), d[0]!.rec.decision_id!).find((l) => l.rec.kind === 'outcome')!;
+    assert.equal(o.rec.outcome, 'cancelled');
   });
 
   test('rotation keeps one chain: verify passes over all rotated files and prints the count', async () => {
-    // Fill a few more files.
-    for (let i = 0; i < 12; i++) await client.callTool({ name: 'echo.echo', arguments: { text: `fill ${i}` } });
+    // Fill a few more files; an outcome is written after the answer, so wait for the last ones.
+    const fills = Array.from({ length: 12 }, (_, i) => ({ text: uniq(`fill${i}`) }));
+    for (const args of fills) await client.callTool({ name: 'echo.echo', arguments: args });
+    await settled(auditDir, fills);
     const files = auditFiles(auditDir);
     assert.ok(files.length >= 4, note(`several rotated files (${files.length})`));
     for (const f of files) assert.ok(readFileSync(f).length <= 4096, 'each file stays within rotate_bytes');
@@ -334,7 +358,7 @@ describe('audit records through the real gateway', () => {
     // Not awaited: the answer to a call cut off by the shutdown is not what this test is about
     // (the SDK client would wait out its own request timeout); its audit record is.
     void client.callTool({ name: 'echo.slow', arguments: long }, { timeout: 10_000 }).catch(() => undefined);
-    await eventually(() => existsSync(marker) && [...short, long].every((a) => readFileSync(marker, 'utf8').includes(`started ${a.tag}`)));
+    await fileText(marker, (t) => [...short, long].every((a) => t.includes(`started ${a.tag}\n`)));
     const code = await gw.stop('SIGTERM');
     assert.equal(code, 0, 'clean exit after the drain');
     for (const c of calls) assert.equal(text(await c), 'finished', 'in-flight calls completed during the drain');
@@ -496,6 +520,8 @@ describe('kill -9 under load', () => {
     const first = await connect(gw, 'modern', { token });
     const args = { note: 'visible', api_key: apiKey, pin, header: bearer };
     assert.equal(text(await first.callTool({ name: 'spy.keep', arguments: args })), 'kept');
+    // The echo service outlives the gateway's SIGKILL for a moment; the test waits for its exit.
+    const echoPid = ((await first.callTool({ name: 'echo.env', arguments: {} })).structuredContent as { pid: number }).pid;
     await first.close();
     const rec = byDigest(readRecords(auditDir), args)[0]!.rec as Record<string, any>;
     assert.equal(rec.input.arguments.note, 'visible', 'arguments are logged when configured');
@@ -522,16 +548,20 @@ describe('kill -9 under load', () => {
         }
       }),
     );
-    const seen = () => (existsSync(marker) ? readFileSync(marker, 'utf8').split('\n').filter((l) => l.startsWith('started k9-')) : []);
-    await eventually(() => seen().length >= 120, 20_000, 5);
+    const started = (t: string) => t.split('\n').filter((l) => l.startsWith('started k9-'));
+    await fileText(marker, (t) => started(t).length >= 120, 20_000);
     const exited = new Promise((r) => gw.proc.once('exit', r));
     gw.proc.kill('SIGKILL');
     await exited;
     stop = true;
     // Closing the clients fails their pending calls at once (an SDK client would otherwise wait out its request timeout).
     await Promise.allSettled(clients.map((c) => c.close()));
-    await Promise.race([Promise.allSettled(loops), sleep(2000)]);
-    await sleep(200); // let the orphaned services write their last marker lines
+    await Promise.allSettled(loops);
+    // Calls already in the orphaned service's stdin pipe may still run (and be marked) after the
+    // kill; once the process is gone, the marker file is final. Its exit is the event; /proc is
+    // only where a process that is not our child can be seen to end.
+    await eventually(() => processGone(echoPid), 20_000);
+    const seen = () => started(markerLines(marker).join('\n'));
 
     const r = verifyCli(auditDir);
     note(r.out);

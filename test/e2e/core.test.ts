@@ -3,12 +3,13 @@
  * over real HTTP in both eras (pinned 2026-07-28 and 2025-11-25).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/client';
 import { connect, echoService, eventually, modernPost, rawPost, startGateway, type Era, type Gateway } from '../helpers/harness.js';
+import { fileLine } from '../helpers/watch.js';
 
 const text = (r: { content?: unknown }) => ((r.content as Array<{ text?: string }>)[0]?.text ?? '');
 
@@ -89,10 +90,10 @@ describe('gateway core (both eras)', () => {
           const tag = `${era}-${svc}-${Date.now()}`;
           const ac = new AbortController();
           const p = client.callTool({ name: `${svc}.slow`, arguments: { tag, ms: 20_000 } }, { signal: ac.signal });
-          await eventually(() => existsSync(marker) && readFileSync(marker, 'utf8').includes(`started ${tag}`));
+          await fileLine(marker, `started ${tag}`);
           ac.abort();
           await assert.rejects(p);
-          await eventually(() => readFileSync(marker, 'utf8').includes(`cancelled ${tag}`), 10_000);
+          await fileLine(marker, `cancelled ${tag}`);
         }
       });
 
@@ -141,13 +142,18 @@ describe('gateway core (both eras)', () => {
     const tag = `ambiguous-${Date.now()}`;
     const ac = new AbortController();
     const slow = a.callTool({ name: 'legacyecho.slow', arguments: { tag, ms: 20_000 } }, { signal: ac.signal }).catch(() => undefined);
-    await eventually(() => existsSync(marker) && readFileSync(marker, 'utf8').includes(`started ${tag}`));
-    // Two calls are in flight on the shared connection: the service's request names neither.
-    const r = await b.callTool({ name: 'legacyecho.confirm', arguments: { question: 'whose?' } }).then(
-      (x) => JSON.stringify(x),
-      (e: Error) => e.message,
-    );
-    assert.doesNotMatch(r, /"confirmed"/);
+    await fileLine(marker, `started ${tag}`);
+    // Two calls are in flight on the shared connection: the service's request names neither. The
+    // gateway refuses it (-32600, src/catalog/service.ts interaction()) to the service, whose SDK
+    // ends the call with a tool error carrying that message; the code stays between gateway and service.
+    const r = await b.callTool({ name: 'legacyecho.confirm', arguments: { question: 'whose?' } });
+    assert.equal(r.isError, true, JSON.stringify(r));
+    assert.deepEqual(r.content, [
+      {
+        type: 'text',
+        text: "Fulfilling input required by 'tools/call' failed: elicitation/create refused by the gateway: it cannot be attributed to exactly one call in progress",
+      },
+    ]);
     assert.equal(asked, 0, 'no agent was asked');
     ac.abort();
     await slow;
@@ -189,29 +195,22 @@ describe('gateway core (both eras)', () => {
     const r = await client.callTool({ name: 'legacyecho.echo', arguments: { text: 'back' } });
     assert.equal(text(r), 'back');
     assert.equal((await restarts()).state, 'ready');
-    await eventually(async () => {
-      try {
-        const r = await client.callTool({ name: 'legacyecho.echo', arguments: { text: 'back' } });
-        return text(r) === 'back';
-      } catch {
-        return false;
-      }
-    }, 20_000, 200);
     await client.close();
   });
 
-  test('list changes reach agents of both eras', async () => {
+  test('list changes reach agents of both eras, and the new list shows the change', async () => {
     const legacy = await connect(gw, 'legacy');
     const modern = await connect(gw, 'modern');
-    let legacySaw = 0;
-    let modernSaw = 0;
-    legacy.setNotificationHandler('notifications/tools/list_changed', () => void legacySaw++);
-    modern.setNotificationHandler('notifications/tools/list_changed', () => void modernSaw++);
-    const sub = await modern.listen({ toolsListChanged: true } as never);
-    await legacy.callTool({ name: 'legacyecho.toggle', arguments: {} });
-    await eventually(() => legacySaw > 0 && modernSaw > 0);
-    const tools = await modern.listTools(undefined, { cacheMode: 'bypass' } as never);
-    void tools;
+    const names = async (c: Client) => (await c.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name);
+    const before = await names(modern);
+    assert.ok(before.includes('legacyecho.echo') && !before.includes('legacyecho.extra'), JSON.stringify(before));
+    const legacySaw = new Promise<void>((r) => legacy.setNotificationHandler('notifications/tools/list_changed', () => r()));
+    const modernSaw = new Promise<void>((r) => modern.setNotificationHandler('notifications/tools/list_changed', () => r()));
+    const sub = await modern.listen({ toolsListChanged: true });
+    assert.equal(text(await legacy.callTool({ name: 'legacyecho.toggle', arguments: {} })), 'extra on');
+    await Promise.all([legacySaw, modernSaw]);
+    // Exactly one tool appeared, for agents of both eras.
+    for (const c of [modern, legacy]) assert.deepEqual((await names(c)).sort(), [...before, 'legacyecho.extra'].sort());
     await sub.close();
     await legacy.close();
     await modern.close();
@@ -268,8 +267,14 @@ describe('gateway core (both eras)', () => {
       },
     };
     r = await rawPost(gw, JSON.stringify(body), { ...auth, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' });
-    const j = (await r.json()) as { error?: { code: number; message: string } };
-    assert.ok(j.error, `mismatch must be refused: ${JSON.stringify(j)}`);
+    assert.equal(r.status, 400);
+    const j = (await r.json()) as { id: unknown; error?: { code: number; message: string } };
+    assert.equal(j.id, 7);
+    assert.equal(j.error?.code, -32020, JSON.stringify(j));
+    assert.equal(
+      j.error?.message,
+      'Bad Request: the request headers and body disagree: the body names method tools/call but the Mcp-Method header names tools/list',
+    );
     // wrong content type
     r = await fetch(gw.mcpUrl, { method: 'POST', headers: { ...auth, 'content-type': 'text/plain' }, body: '{}' });
     assert.equal(r.status, 415);
