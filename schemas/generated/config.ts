@@ -124,7 +124,7 @@ export interface GatewayConfig {
     [k: string]: ServiceConfig;
   };
   logging: LoggingConfig;
-  auth?: AuthConfig;
+  auth: AuthConfig;
   policy?: PolicyConfig;
   audit: AuditConfig;
   stdio?: StdioConfig;
@@ -201,10 +201,13 @@ export interface HttpServiceConfig {
   headers?: {
     [k: string]: string;
   };
+  /**
+   * Mutual TLS to this service: the gateway presents cert_file/key_file and trusts only ca_file.
+   */
   tls?: {
-    ca_file?: string;
-    cert_file?: string;
-    key_file?: string;
+    ca_file: string;
+    cert_file: string;
+    key_file: string;
   };
 }
 export interface LoggingConfig {

@@ -4,6 +4,7 @@
  * only, `exp` always required, dev keys only on loopback.
  */
 import { DEFAULT_SERVICE_ISSUER } from '../../schemas/contracts/service-credential.js';
+import type { AuthConfig as LoadedAuthConfig, AuthConfigInput } from '../../schemas/generated/config.js';
 
 /** Asymmetric JWS algorithms. HS* and `none` are not in this list and cannot be configured. */
 export const ASYMMETRIC_ALGORITHMS = [
@@ -115,6 +116,17 @@ export type JwtAuthConfig = AuthConfigCommon & {
  * exactly one key source; dev mode has no key source), so code never re-checks it.
  */
 export type AuthConfig = DevAuthConfig | JwtAuthConfig;
+
+/**
+ * The loaded `auth` section as the union above. The generated type (schemas/generated/config.ts)
+ * cannot express the schema's mode rules (if/then), which ajv has already enforced at load; the
+ * assertion below keeps this union inside what the schema allows, so the two cannot drift.
+ */
+export function authConfigOf(loaded: LoadedAuthConfig): AuthConfig {
+  return loaded as AuthConfig;
+}
+const _withinSchema = (c: AuthConfig): AuthConfigInput => c;
+void _withinSchema;
 
 export const DEV_ISSUER = 'urn:micro-mcp:dev';
 export const DEFAULT_DEV_KEY_DIR = '.dev/keys';

@@ -8,6 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { createLocalJWKSet, errors as joseErrors } from 'jose';
 import type { CryptoKey, FlattenedJWSInput, JSONWebKeySet, JWK, JWSHeaderParameters } from 'jose';
+import { readCapped } from '../read-capped.js';
 import { GatewayError } from '../errors.js';
 
 /** A key resolver as jose's `jwtVerify` expects it, plus cache control. */
@@ -147,7 +148,7 @@ export function remoteKeySource(url: string, opts: RemoteKeySourceOptions): KeyS
     }
     let text: string;
     try {
-      text = await readCapped(res, maxBytes);
+      text = await readBody(res, maxBytes);
     } catch (cause) {
       if (cause instanceof GatewayError) throw cause;
       throw new GatewayError('ERR_AUTH_JWKS_UNAVAILABLE', 'the key set endpoint timed out', undefined, { cause });
@@ -162,27 +163,15 @@ export function remoteKeySource(url: string, opts: RemoteKeySourceOptions): KeyS
   return cachingKeySource(load, opts);
 }
 
-async function readCapped(res: Response, maxBytes: number): Promise<string> {
+/** The response body as text, refused (and the stream cancelled) once it exceeds `maxBytes`. */
+async function readBody(res: Response, maxBytes: number): Promise<string> {
   const declared = Number(res.headers.get('content-length') ?? '0');
-  if (declared > maxBytes) {
+  const body = declared > maxBytes ? 'too_large' : res.body === null ? Buffer.alloc(0) : await readCapped(res.body, maxBytes);
+  if (body === 'too_large') {
     await res.body?.cancel().catch(() => undefined);
     throw new GatewayError('ERR_AUTH_JWKS_UNAVAILABLE', 'the key set is too large');
   }
-  if (res.body === null) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel().catch(() => undefined);
-      throw new GatewayError('ERR_AUTH_JWKS_UNAVAILABLE', 'the key set is too large');
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+  return body.toString('utf8');
 }
 
 /** Keys from a JWKS file, re-read when a token names a kid the file did not have at last read. */

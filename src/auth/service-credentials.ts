@@ -29,10 +29,6 @@ import type { Principal } from '../types.js';
 import { AUTH_DEFAULTS } from './config.js';
 import type { ServiceCredentialsConfig } from './config.js';
 
-// Still importable from here by test/corpora/harness.ts and test/e2e/service-credentials.test.ts;
-// the contract itself lives in schemas/contracts/service-credential.ts.
-export { CREDENTIAL_META_KEY } from '../../schemas/contracts/service-credential.js';
-
 // Verifiers allow a few seconds of clock skew; keep retired keys that much longer.
 const RETIRE_SLACK_MS = 10_000;
 

@@ -5,21 +5,19 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { auditOptionsFromConfig, createLogger, openAuditLog } from '../audit/index.js';
-import type { AuditConfig, AuditLog } from '../audit/index.js';
+import type { AuditLog } from '../audit/index.js';
 import { Refusals } from '../audit/refusals.js';
-import { createMtlsFetch, createServiceCredentialMinter, createStateBinder } from '../auth/index.js';
+import { authConfigOf, createMtlsFetch, createServiceCredentialMinter, createStateBinder } from '../auth/index.js';
 import type { AuthConfig, Minter } from '../auth/index.js';
 import { systemClock } from '../clock.js';
 import { RUN_DIR } from '../config/load.js';
 import type { Config } from '../config/types.js';
-import { GatewayError } from '../errors.js';
-import { Limiter, LIMITS_DEFAULTS } from '../limits/limiter.js';
+import { Limiter } from '../limits/limiter.js';
 import { CallPipeline } from '../pipeline/call-pipeline.js';
 import { InFlight } from '../pipeline/in-flight.js';
 import { ListView } from '../pipeline/list-view.js';
 import type { StatePort } from '../pipeline/ports.js';
 import { loadPolicies } from '../policy/policy-set.js';
-import type { PolicyConfig } from '../policy/types.js';
 import type { Logger } from '../types.js';
 import { Catalog } from '../upstream/catalog.js';
 import type { FetchLike } from '../upstream/connection.js';
@@ -45,7 +43,7 @@ export interface Core {
 export async function startCore(config: Config, opts: { dev: boolean }): Promise<Core> {
   const baseDir = path.dirname(config.source);
   const authConfig = resolveAuthPaths(config, baseDir);
-  const audit = await openAuditLog(auditOptionsFromConfig(config.audit as AuditConfig | undefined, { dev: opts.dev, baseDir, version: VERSION }));
+  const audit = await openAuditLog(auditOptionsFromConfig(config.audit, { dev: opts.dev, baseDir, version: VERSION }));
   const log: Logger = createLogger({ level: config.logging?.level ?? 'info', redact: audit.redactor });
   const refusals = new Refusals(audit, log);
   // The JWKS file stdio services read to verify their per-call credentials; private to this process.
@@ -53,7 +51,7 @@ export async function startCore(config: Config, opts: { dev: boolean }): Promise
   const minter = await createServiceCredentialMinter({ ...(authConfig.service_credentials ?? {}), jwks_file: path.join(RUN_DIR, 'service-jwks.json') });
   const binder = await createStateBinder(authConfig.state_binding ?? {});
   const state: StatePort = { sign: (p, payload) => binder.signState(p, payload), verify: (p, t) => binder.verifyState(p, t) };
-  const policy = await loadPolicies(config.policy as PolicyConfig | undefined, {
+  const policy = await loadPolicies(config.policy, {
     baseDir,
     log,
     onReload: (info) => void refusals.policyReloaded(info),
@@ -66,7 +64,7 @@ export async function startCore(config: Config, opts: { dev: boolean }): Promise
   await catalog.start();
   const clock = systemClock;
   const inFlight = new InFlight(clock);
-  const limiter = new Limiter({ ...LIMITS_DEFAULTS, ...config.limits });
+  const limiter = new Limiter(config.limits);
   const lists = new ListView({ catalog, policy, state, log, pageSize: config.server.page_size, clock });
   const calls = new CallPipeline({ catalog, policy, audit, credentials: minter, state, log, limiter, inFlight, clock });
   return {
@@ -92,9 +90,8 @@ export async function startCore(config: Config, opts: { dev: boolean }): Promise
 
 /** The auth section with its dev key folder resolved against the config's folder. */
 function resolveAuthPaths(config: Config, baseDir: string): AuthConfig {
-  const auth = config.auth as AuthConfig | undefined;
-  if (!auth) throw new GatewayError('ERR_CONFIG_INVALID', `${config.source}: /auth: the auth section is required (mode: dev or jwt)`);
-  return auth.dev_key_dir && !path.isAbsolute(auth.dev_key_dir) ? { ...auth, dev_key_dir: path.resolve(baseDir, auth.dev_key_dir) } : auth;
+  const auth = authConfigOf(config.auth);
+  return auth.mode === 'dev' && auth.dev_key_dir && !path.isAbsolute(auth.dev_key_dir) ? { ...auth, dev_key_dir: path.resolve(baseDir, auth.dev_key_dir) } : auth;
 }
 
 /** What each service connection gets besides its config: credential env (stdio), mutual-TLS fetch (remote). */
@@ -102,7 +99,7 @@ async function serviceEnvironments(config: Config, auth: AuthConfig, minter: Min
   const shared: FetchLike | undefined = auth.mtls ? await createMtlsFetch(auth.mtls) : undefined;
   const own = new Map<string, FetchLike>();
   for (const [name, s] of Object.entries(config.services)) {
-    if (s.transport === 'http' && s.tls) own.set(name, await createMtlsFetch({ cert_file: s.tls.cert_file ?? '', key_file: s.tls.key_file ?? '', ca_file: s.tls.ca_file ?? '' }));
+    if (s.transport === 'http' && s.tls) own.set(name, await createMtlsFetch(s.tls));
   }
   return (name: string) => {
     const f = own.get(name) ?? shared;

@@ -13,14 +13,9 @@ import type { Principal } from '../types.js';
 import { startCore } from './core.js';
 import { parseCommon, resolveConfigPath } from './serve.js';
 
-interface StdioSection {
-  principal?: Partial<Principal> & { id?: string };
-  audit_file?: string;
-}
-
 export async function stdioCommand(argv: string[]): Promise<number> {
   const config = loadConfig(resolveConfigPath(parseCommon(argv)));
-  const section: StdioSection = (config as Config & { stdio?: StdioSection }).stdio ?? {};
+  const section = config.stdio ?? {};
   const p = section.principal ?? {};
   const principal: Principal = Object.freeze({
     id: p.id ?? `local:${process.env.USER ?? 'user'}`,

@@ -47,8 +47,8 @@ function configValidator(): AjvValidate {
   if (validator) return validator;
   // strictNumbers: YAML's .inf and .nan are numbers to ajv otherwise, and pass `exclusiveMinimum: 0`.
   const ajv = new Ajv2020({ allErrors: true, useDefaults: true, strict: false, strictNumbers: true });
-  const addFormats = addFormatsModule as unknown as (a: Ajv2020) => void;
-  addFormats(ajv);
+  // ajv-formats is CommonJS: Node's default import is module.exports, whose `default` is the plugin too.
+  addFormatsModule.default(ajv);
   for (const f of readdirSync(SCHEMAS_DIR)) {
     if (/^config-.*\.schema\.json$/.test(f)) ajv.addSchema(JSON.parse(readFileSync(path.join(SCHEMAS_DIR, f), 'utf8')));
   }

@@ -176,7 +176,11 @@ describe('gateway core (both eras)', () => {
     const answer = { inputResponses: { [key]: { action: 'accept', content: { ok: true } } } };
     const stolen = await call(bob, { ...answer, requestState: state });
     assert.equal(stolen.error?.code, -32602, JSON.stringify(stolen));
-    const tampered = await call(alice, { ...answer, requestState: state.slice(0, -2) + (state.endsWith('A') ? 'B' : 'A') + state.slice(-1) });
+    // One character of the MAC replaced by a different one (a full 6-bit group, so the bytes change).
+    const at = state.length - 5;
+    const tamperedState = state.slice(0, at) + (state[at] === 'A' ? 'B' : 'A') + state.slice(at + 1);
+    assert.notEqual(tamperedState, state);
+    const tampered = await call(alice, { ...answer, requestState: tamperedState });
     assert.equal(tampered.error?.code, -32602, JSON.stringify(tampered));
     const own = await call(alice, { ...answer, requestState: state });
     assert.match(JSON.stringify(own.result?.content), /confirmed/);

@@ -9,6 +9,7 @@
 import { appendFileSync } from 'node:fs';
 import { Server } from '@modelcontextprotocol/server';
 import { serveStdio } from '@modelcontextprotocol/server/stdio';
+import type { Tool } from '@modelcontextprotocol/server';
 import { CREDENTIAL_META_KEY } from '../../schemas/contracts/service-credential.js';
 
 const outIdx = process.argv.indexOf('--out');
@@ -16,7 +17,7 @@ const out = outIdx > 0 ? process.argv[outIdx + 1] : undefined;
 
 // Open schemas: the tests pass secret-looking arguments that the audit log must redact.
 const open = { type: 'object' as const, properties: {}, additionalProperties: true };
-const TOOLS = [
+const TOOLS: Tool[] = [
   { name: 'keep', description: 'Write down the credential of this call; answer "kept"', inputSchema: open, annotations: { readOnlyHint: true, openWorldHint: false } },
   { name: 'fail', description: 'Answer with a tool error (isError)', inputSchema: open, annotations: { readOnlyHint: true, openWorldHint: false } },
   { name: 'boom', description: 'Answer with a JSON-RPC error', inputSchema: open, annotations: { readOnlyHint: true, openWorldHint: false } },
@@ -24,7 +25,7 @@ const TOOLS = [
 
 function build(): Server {
   const server = new Server({ name: 'audit-spy', version: '1.0.0' }, { capabilities: { tools: {} } });
-  server.setRequestHandler('tools/list', async () => ({ tools: TOOLS }) as never);
+  server.setRequestHandler('tools/list', async () => ({ tools: TOOLS }));
   server.setRequestHandler('tools/call', async (req, ctx) => {
     const meta = (ctx.mcpReq._meta ?? {}) as Record<string, unknown>;
     const credential = meta[CREDENTIAL_META_KEY];

@@ -1,5 +1,6 @@
-// The minter (gateway side) against the real verifier services run (services/common/credential.ts).
-// A test may cross the src/ services/ line; production code never does.
+// The service-credential contract (schemas/contracts/service-credential.ts) from both sides: the
+// gateway's minter (src/auth) against the real verifier services run (services/common/credential.ts).
+// It lives in test/ because it is the one place both sides meet; production code never crosses.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -11,10 +12,10 @@ import { join } from 'node:path';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { CredentialError, createCredentialVerifier, credentialVerifierFromEnv } from '../../services/common/credential.js';
 import type { CredentialVerifier } from '../../services/common/credential.js';
-import { GatewayError } from '../errors.js';
-import { ensureDevKey, mintDevToken } from './dev.js';
-import { createServiceCredentialMinter } from './service-credentials.js';
-import type { Minter } from './service-credentials.js';
+import { GatewayError } from '../../src/errors.js';
+import { ensureDevKey, mintDevToken } from '../../src/auth/dev.js';
+import { createServiceCredentialMinter } from '../../src/auth/service-credentials.js';
+import type { Minter } from '../../src/auth/service-credentials.js';
 
 const alice = { id: 'alice', client: { id: 'claude' } };
 
