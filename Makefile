@@ -16,7 +16,7 @@ TEST_FILES = $$(find dist/src dist/services dist/test -name '*.test.js' 2>/dev/n
 help:
 	@echo "make run    - install, build and start the gateway on 127.0.0.1:8080 (dev mode)"
 	@echo "make test   - install, build, run every test (policy tests included)"
-	@echo "make lint   - typecheck, opa fmt/check"
+	@echo "make lint   - Biome (lint + format check), typecheck, opa fmt/check"
 	@echo "make bench  - gateway vs direct benchmarks (test/bench)"
 	@echo "make schemas - regenerate schemas/generated/ (TypeScript types) from schemas/*.schema.json"
 
@@ -34,13 +34,16 @@ opa-check: $(OPA)
 
 setup: $(NODE_STAMP) opa-check
 
+# A clean build: a renamed or deleted source must not leave a stale compiled test behind.
 build: $(NODE_STAMP)
+	rm -rf dist
 	npx tsc -p tsconfig.json
 
 run: setup build
 	node dist/src/cli/main.js serve --dev
 
 test: setup build
+	npx biome check .
 	$(OPA) fmt --list --fail policies/rego
 	$(OPA) check --strict policies/rego
 	$(OPA) test policies/rego
@@ -50,6 +53,7 @@ test-node:
 	node --test --test-concurrency=2 --test-timeout=180000 $(TEST_FILES)
 
 lint: setup
+	npx biome check .
 	npx tsc -p tsconfig.json --noEmit
 	$(OPA) fmt --list --fail policies/rego
 	$(OPA) check --strict policies/rego

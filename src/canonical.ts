@@ -24,7 +24,7 @@ export function canonicalJson(value: unknown): string {
 
 /** `sha256:<hex>` of a string's UTF-8 bytes. */
 export function sha256(text: string): string {
-  return 'sha256:' + createHash('sha256').update(text, 'utf8').digest('hex');
+  return `sha256:${createHash('sha256').update(text, 'utf8').digest('hex')}`;
 }
 
 /** `sha256:<hex>` of the canonical JSON of a value: the `arguments_digest` of a record. */
@@ -34,7 +34,11 @@ export function digest(value: unknown): string {
 
 // String.prototype.toWellFormed is ES2024 (not in our lib target); this is the same mapping.
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
-const wellFormed = (s: string): string => (LONE_SURROGATE.test(s) ? ((LONE_SURROGATE.lastIndex = 0), s.replace(LONE_SURROGATE, '\uFFFD')) : s);
+function wellFormed(s: string): string {
+  if (!LONE_SURROGATE.test(s)) return s;
+  LONE_SURROGATE.lastIndex = 0; // test() on a /g regex moved it
+  return s.replace(LONE_SURROGATE, '\uFFFD');
+}
 
 // Deep enough for any real tool argument; deeper input is cut rather than risking a stack overflow
 // on a hostile, deeply nested argument object.

@@ -10,7 +10,11 @@ const SPECS = {
 } satisfies FlagSpecs;
 
 const usage = (argv: string[], message: RegExp): void => {
-  assert.throws(() => parseFlags(argv, SPECS), (e: unknown) => e instanceof UsageError && message.test(e.message), argv.join(' '));
+  assert.throws(
+    () => parseFlags(argv, SPECS),
+    (e: unknown) => e instanceof UsageError && message.test(e.message),
+    argv.join(' '),
+  );
 };
 
 describe('services/common/args', () => {
@@ -49,7 +53,12 @@ describe('services/common/args', () => {
   });
 
   it('reads the common flags', () => {
-    assert.deepEqual(commonOptions(parseFlags(['--http-port', '0', '--no-sandbox-check'], SPECS)), { httpPort: 0, sandboxCheck: false, check: false, help: false });
+    assert.deepEqual(commonOptions(parseFlags(['--http-port', '0', '--no-sandbox-check'], SPECS)), {
+      httpPort: 0,
+      sandboxCheck: false,
+      check: false,
+      help: false,
+    });
     assert.deepEqual(commonOptions(parseFlags(['--help'], SPECS)), { sandboxCheck: true, check: false, help: true });
   });
 

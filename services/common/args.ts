@@ -104,7 +104,7 @@ export function helpText(usage: string, specs: FlagSpecs): string {
     const left = spec.type === 'boolean' ? `--${name}` : `--${name} ${spec.value ?? 'VALUE'}`;
     lines.push(`  ${left.padEnd(34)} ${spec.help}${spec.multiple === true ? ' (repeatable)' : ''}`);
   }
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 /** The options behind COMMON_FLAGS, shared by every service's config. */

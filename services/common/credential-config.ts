@@ -15,11 +15,22 @@ import { CREDENTIAL_ENV, serviceAudience } from '../../schemas/contracts/service
 
 /** The credential flags both services accept (merged into their flag specs). */
 export const CREDENTIAL_FLAGS = {
-  'credential-audience': { type: 'string', value: 'AUD', help: `audience of the gateway's per-call credentials, "${serviceAudience('<name>')}" (default: $${CREDENTIAL_ENV.audience})` },
+  'credential-audience': {
+    type: 'string',
+    value: 'AUD',
+    help: `audience of the gateway's per-call credentials, "${serviceAudience('<name>')}" (default: $${CREDENTIAL_ENV.audience})`,
+  },
   'credential-issuer': { type: 'string', value: 'ISS', help: `issuer of the credentials, the gateway's id (default: $${CREDENTIAL_ENV.issuer})` },
   'credential-jwks-file': { type: 'string', value: 'FILE', help: `the gateway's public keys as a JWKS file (default: $${CREDENTIAL_ENV.jwksFile})` },
-  'credential-jwks-url': { type: 'string', value: 'URL', help: `the gateway's /.well-known/jwks.json, https or loopback http (default: $${CREDENTIAL_ENV.jwksUrl})` },
-  'insecure-no-credentials': { type: 'boolean', help: 'DEVELOPMENT ONLY: accept calls without a gateway credential (anyone who reaches the service can use it)' },
+  'credential-jwks-url': {
+    type: 'string',
+    value: 'URL',
+    help: `the gateway's /.well-known/jwks.json, https or loopback http (default: $${CREDENTIAL_ENV.jwksUrl})`,
+  },
+  'insecure-no-credentials': {
+    type: 'boolean',
+    help: 'DEVELOPMENT ONLY: accept calls without a gateway credential (anyone who reaches the service can use it)',
+  },
 } satisfies FlagSpecs;
 
 /** Either a verifier configuration or the explicit development opt-out. */

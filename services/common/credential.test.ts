@@ -16,13 +16,7 @@ import {
   toolScope,
 } from '../../schemas/contracts/service-credential.js';
 import type { ServiceCredentialClaims } from '../../schemas/contracts/service-credential.js';
-import {
-  CredentialError,
-  createCredentialVerifier,
-  credentialFromAuthorization,
-  credentialFromMeta,
-  guardWith,
-} from './credential.js';
+import { CredentialError, createCredentialVerifier, credentialFromAuthorization, credentialFromMeta, guardWith } from './credential.js';
 import type { CredentialVerifier } from './credential.js';
 
 const AUD = serviceAudience('fs');

@@ -14,12 +14,12 @@ export interface Logger {
 
 /** Creates the stderr logger; `minLevel` filters out lower levels (MICRO_MCP_LOG_LEVEL overrides). */
 export function createLogger(service: string, minLevel: LogLevel = 'info'): Logger {
-  const envLevel = process.env['MICRO_MCP_LOG_LEVEL'];
+  const envLevel = process.env.MICRO_MCP_LOG_LEVEL;
   const min = order[(envLevel && envLevel in order ? envLevel : minLevel) as LogLevel];
   return {
     log(level, msg, fields) {
       if (order[level] < min) return;
-      process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level, service, msg, ...fields }) + '\n');
+      process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, service, msg, ...fields })}\n`);
     },
   };
 }

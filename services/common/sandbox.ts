@@ -17,12 +17,14 @@ export function sandboxProblems(readablePaths: readonly string[]): string[] {
   // has('fs.write') without a path is false when only some subtrees are writable: probe the roots
   // and the usual writable places too.
   const writeProbes = [...readablePaths, '/', '/tmp', tmpdir(), process.cwd()];
-  if (perm.has('fs.write') || writeProbes.some((p) => perm.has('fs.write', p))) problems.push('file-system write permission is granted (drop --allow-fs-write)');
+  if (perm.has('fs.write') || writeProbes.some((p) => perm.has('fs.write', p)))
+    problems.push('file-system write permission is granted (drop --allow-fs-write)');
   if (perm.has('child')) problems.push('child-process permission is granted (drop --allow-child-process)');
   if (perm.has('worker')) problems.push('worker permission is granted (drop --allow-worker)');
   // Probe well-known files instead of "/": Node 20's has('fs.read', '/') answers true for some
   // narrow allow lists (seen with three or more entries), so it cannot tell "everything" apart.
-  if (perm.has('fs.read', '/etc/passwd') || perm.has('fs.read', '/proc/self/environ')) problems.push('read permission covers system files (limit --allow-fs-read to the code and the roots)');
+  if (perm.has('fs.read', '/etc/passwd') || perm.has('fs.read', '/proc/self/environ'))
+    problems.push('read permission covers system files (limit --allow-fs-read to the code and the roots)');
   for (const p of readablePaths) {
     if (!perm.has('fs.read', p)) problems.push(`a configured root is not readable under --allow-fs-read: ${p}`);
   }

@@ -77,7 +77,8 @@ export async function runService(spec: ServiceSpec): Promise<HttpServer | undefi
     // Remote mode: the gateway sends the per-call credential as `Authorization: Bearer`; the node
     // adapter hands `req.auth` to the handlers as authInfo, where guardWith finds it.
     const token = credentialFromAuthorization(req.headers.authorization);
-    if (token !== undefined) (req as IncomingMessage & { auth?: { token: string; clientId: string; scopes: string[] } }).auth = { token, clientId: '', scopes: [] };
+    if (token !== undefined)
+      (req as IncomingMessage & { auth?: { token: string; clientId: string; scopes: string[] } }).auth = { token, clientId: '', scopes: [] };
     void node(req, res);
   });
   await new Promise<void>((resolve, reject) => {

@@ -51,7 +51,10 @@ function describeErrors(errors: ErrorObject[] | null | undefined): string {
     .slice(0, 3)
     .map((e) => {
       const where = e.instancePath === '' ? 'arguments' : e.instancePath.slice(1).replace(/\//g, '.');
-      const extra = e.keyword === 'additionalProperties' ? ` (unexpected property "${String((e.params as { additionalProperty?: string }).additionalProperty).slice(0, 64)}")` : '';
+      const extra =
+        e.keyword === 'additionalProperties'
+          ? ` (unexpected property "${String((e.params as { additionalProperty?: string }).additionalProperty).slice(0, 64)}")`
+          : '';
       return `${where} ${e.message ?? 'is invalid'}${extra}`;
     })
     .join('; ');
@@ -65,8 +68,7 @@ export function ajvSchema(schema: JsonSchema): StandardSchemaWithJSON<Record<str
       version: 1,
       vendor: 'micro-mcp-ajv',
       jsonSchema: { input: () => schema, output: () => schema },
-      validate: (value: unknown) =>
-        check(value) ? { value: value as Record<string, unknown> } : { issues: [{ message: describeErrors(check.errors) }] },
+      validate: (value: unknown) => (check(value) ? { value: value as Record<string, unknown> } : { issues: [{ message: describeErrors(check.errors) }] }),
     },
   };
 }
@@ -100,7 +102,12 @@ export function registerTools(server: McpServer, tools: readonly ToolDef<never>[
         return result;
       } catch (e) {
         const code = e instanceof ToolError ? e.code : e instanceof CallRefusedError ? 'refused_credential' : 'internal';
-        logger.log(code === 'internal' ? 'error' : 'info', 'tool call', { tool: tool.name, outcome: 'error', code, ms: Math.round(performance.now() - started) });
+        logger.log(code === 'internal' ? 'error' : 'info', 'tool call', {
+          tool: tool.name,
+          outcome: 'error',
+          code,
+          ms: Math.round(performance.now() - started),
+        });
         if (e instanceof ToolError || e instanceof CallRefusedError) return toolErrorResult(e.message, code);
         return toolErrorResult(`${tool.name}: internal error`, code);
       }

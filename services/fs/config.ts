@@ -53,12 +53,13 @@ export function parseFsConfig(argv: readonly string[], env: NodeJS.ProcessEnv = 
       let real: string;
       try {
         real = realpathSync(resolve(dir));
-        if (!statSync(real).isDirectory()) throw new UsageError(`--root ${name ? name + '=' : ''}${dir}: not a directory`);
+        if (!statSync(real).isDirectory()) throw new UsageError(`--root ${name ? `${name}=` : ''}${dir}: not a directory`);
       } catch (e) {
         if (e instanceof UsageError) throw e;
-        throw new UsageError(`--root ${name ? name + '=' : ''}${dir}: directory not found or not readable`);
+        throw new UsageError(`--root ${name ? `${name}=` : ''}${dir}: directory not found or not readable`);
       }
-      if (roots.some((x) => x.name === name)) throw new UsageError(name ? `--root name "${name}" given twice` : 'only one unnamed --root DIR is allowed; name them (NAME=DIR) to serve several');
+      if (roots.some((x) => x.name === name))
+        throw new UsageError(name ? `--root name "${name}" given twice` : 'only one unnamed --root DIR is allowed; name them (NAME=DIR) to serve several');
       roots.push({ name, dir: real });
     }
     if (named > 0 && named !== roots.length) throw new UsageError('do not mix --root DIR with --root NAME=DIR');

@@ -65,7 +65,10 @@ test('tools are listed read-only with strict input schemas', async () => {
 
 test('read, list, stat and search work inside the roots', async () => {
   const root = await call('list', { path: '/' });
-  assert.deepEqual((root.structuredContent as { entries: { name: string }[] }).entries.map((e) => e.name), ['pub', 'eng']);
+  assert.deepEqual(
+    (root.structuredContent as { entries: { name: string }[] }).entries.map((e) => e.name),
+    ['pub', 'eng'],
+  );
   const list = await call('list', { path: 'pub' });
   const entries = (list.structuredContent as { entries: { name: string; type: string }[] }).entries;
   assert.equal(entries.find((e) => e.name === 'link-to-secret')?.type, 'symlink');
@@ -161,7 +164,7 @@ test('credential config: required by default (exit 2), from env or flags; the op
   const jwks = env[CREDENTIAL_ENV.jwksFile]!;
   const sandbox = ['--experimental-permission', ...codeReadFlags(), ...fx.rootDirs.map((d) => `--allow-fs-read=${d}`)];
   const run = (flags: string[], args: string[], e: Record<string, string> = {}) =>
-    spawnSync(process.execPath, [...flags, '--no-warnings', MAIN, ...args], { encoding: 'utf8', timeout: 15000, env: { PATH: process.env['PATH'] ?? '', ...e } });
+    spawnSync(process.execPath, [...flags, '--no-warnings', MAIN, ...args], { encoding: 'utf8', timeout: 15000, env: { PATH: process.env.PATH ?? '', ...e } });
   const none = run(sandbox, [...fx.rootFlags, '--check']);
   assert.equal(none.status, 2, none.stderr);
   assert.match(none.stderr, /refusing to start: every call must carry a gateway credential/);
@@ -181,7 +184,16 @@ test('credential config: required by default (exit 2), from env or flags; the op
     [...fx.rootFlags, '--check', '--credential-audience', serviceAudience('fs'), '--credential-issuer', DEFAULT_SERVICE_ISSUER, '--credential-jwks-file', jwks],
   );
   assert.equal(fromFlags.status, 0, fromFlags.stderr);
-  const badUrl = run(sandbox, [...fx.rootFlags, '--check', '--credential-audience', 'a', '--credential-issuer', 'i', '--credential-jwks-url', 'http://gateway.example/jwks.json']);
+  const badUrl = run(sandbox, [
+    ...fx.rootFlags,
+    '--check',
+    '--credential-audience',
+    'a',
+    '--credential-issuer',
+    'i',
+    '--credential-jwks-url',
+    'http://gateway.example/jwks.json',
+  ]);
   assert.equal(badUrl.status, 2);
   assert.match(badUrl.stderr, /must use https/);
   const both = run(sandbox, [...fx.rootFlags, '--check', '--insecure-no-credentials', '--credential-audience', 'a']);
@@ -223,7 +235,7 @@ test('under the same permission flags, a direct fs call cannot reach outside the
     process.stdout.write(JSON.stringify(out));`;
   const r = spawnSync(process.execPath, [...flags, '--no-warnings', '-e', script], { encoding: 'utf8', timeout: 15000 });
   const out = JSON.parse(r.stdout) as Record<string, string>;
-  assert.equal(out['inside'], 'allowed');
+  assert.equal(out.inside, 'allowed');
   // Note: Node 20's permission model checks the path as given and follows symlinks inside the
   // allowed tree to their targets (documented limitation); that case is covered by the service's own
   // no-follow checks (the corpus's sym-* cases), not by the sandbox.
@@ -267,7 +279,11 @@ test('a symlink swapped in between check and open is never followed (race, in pr
     await swapper;
     assert.equal(ok + refused, 400);
     assert.ok(refused > 0, 'the swapper never produced a refusal; the test did not exercise the race');
-    try { unlinkSync(target); } catch { /* gone */ }
+    try {
+      unlinkSync(target);
+    } catch {
+      /* gone */
+    }
   } finally {
     rmSync(base, { recursive: true, force: true });
   }
@@ -280,10 +296,23 @@ test('Streamable HTTP mode on 127.0.0.1 with /healthz; the credential comes as A
   const child = spawn(
     process.execPath,
     [
-      '--experimental-permission', ...codeReadFlags(), ...fx.rootDirs.map((d) => `--allow-fs-read=${d}`), `--allow-fs-read=${m.dir}`, '--no-warnings', MAIN, ...fx.rootFlags, '--http-port', '0',
-      '--credential-audience', serviceAudience('fs'), '--credential-issuer', m.minter.issuer, '--credential-jwks-file', jwks,
+      '--experimental-permission',
+      ...codeReadFlags(),
+      ...fx.rootDirs.map((d) => `--allow-fs-read=${d}`),
+      `--allow-fs-read=${m.dir}`,
+      '--no-warnings',
+      MAIN,
+      ...fx.rootFlags,
+      '--http-port',
+      '0',
+      '--credential-audience',
+      serviceAudience('fs'),
+      '--credential-issuer',
+      m.minter.issuer,
+      '--credential-jwks-file',
+      jwks,
     ],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env['PATH'] ?? '' } },
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '' } },
   );
   try {
     const port = await new Promise<number>((resolve, reject) => {
@@ -327,7 +356,9 @@ test('Streamable HTTP mode on 127.0.0.1 with /healthz; the credential comes as A
       request({ host: '127.0.0.1', port, path: '/healthz', headers: { host: 'evil.example' } }, (res) => {
         res.resume();
         resolve(res.statusCode ?? 0);
-      }).on('error', reject).end();
+      })
+        .on('error', reject)
+        .end();
     });
     assert.equal(badHost, 403, 'DNS-rebinding protection: a foreign Host header is refused');
   } finally {

@@ -22,7 +22,9 @@ try {
   throw e;
 }
 if (cfg.help) {
-  process.stdout.write(helpText('Usage: node --experimental-permission --allow-fs-read=... dist/services/fs/main.js --root DIR | --root NAME=DIR ... [flags]', FS_FLAGS));
+  process.stdout.write(
+    helpText('Usage: node --experimental-permission --allow-fs-read=... dist/services/fs/main.js --root DIR | --root NAME=DIR ... [flags]', FS_FLAGS),
+  );
   process.exit(0);
 }
 const logger = createLogger('fs');
@@ -34,7 +36,17 @@ if (problems.length > 0) {
 const tree = new VirtualTree(cfg.roots);
 const instructions = fsInstructions(tree, cfg);
 if (cfg.check) {
-  process.stdout.write(JSON.stringify({ status: 'ok', service: SERVICE, roots: cfg.roots.map((r) => r.name || '/'), sandboxed: problems.length === 0, credentials: cfg.credential.mode }) + '\n');
+  process.stdout.write(
+    `${JSON.stringify({ status: 'ok', service: SERVICE, roots: cfg.roots.map((r) => r.name || '/'), sandboxed: problems.length === 0, credentials: cfg.credential.mode })}\n`,
+  );
   process.exit(0);
 }
-await runService({ name: SERVICE, version: VERSION, instructions, tools: fsTools(tree, cfg), logger, credential: cfg.credential, ...(cfg.httpPort !== undefined ? { httpPort: cfg.httpPort } : {}) });
+await runService({
+  name: SERVICE,
+  version: VERSION,
+  instructions,
+  tools: fsTools(tree, cfg),
+  logger,
+  credential: cfg.credential,
+  ...(cfg.httpPort !== undefined ? { httpPort: cfg.httpPort } : {}),
+});

@@ -43,10 +43,11 @@ export function canonicalPath(raw: string): string {
   if (/%[0-9a-fA-F]{2}/.test(raw)) throw new ToolError('percent_encoded', 'path refused: percent-encoded sequences (%XX) are not decoded or accepted');
   if (CONTROL_OR_FORMAT.test(raw)) throw new ToolError('control_char', 'path refused: contains control or invisible formatting characters');
   if (LOOKALIKES.test(raw)) throw new ToolError('unicode_lookalike', 'path refused: contains a look-alike slash character');
-  if (raw.normalize('NFKC') !== raw) throw new ToolError('unicode_unnormalized', 'path refused: not in Unicode NFKC form (e.g. fullwidth or compatibility characters)');
+  if (raw.normalize('NFKC') !== raw)
+    throw new ToolError('unicode_unnormalized', 'path refused: not in Unicode NFKC form (e.g. fullwidth or compatibility characters)');
   const parts = raw.split('/');
   if (parts.some((p) => p === '..')) throw new ToolError('dot_dot', 'path refused: ".." segments are not allowed');
-  let canonical = posix.normalize('/' + raw);
+  let canonical = posix.normalize(`/${raw}`);
   if (canonical.length > 1 && canonical.endsWith('/')) canonical = canonical.slice(0, -1);
   return canonical;
 }

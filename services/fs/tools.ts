@@ -3,7 +3,7 @@
  * and the no-follow checks in paths.ts. Nothing in this service opens a file for writing.
  */
 import { promises as fsp } from 'node:fs';
-import type { BigIntStats } from 'node:fs';
+import type { BigIntStats, Dirent } from 'node:fs';
 import { join } from 'node:path';
 import { ToolError } from '../common/tool.js';
 import type { ToolDef } from '../common/tool.js';
@@ -98,7 +98,12 @@ export function fsTools(tree: VirtualTree, cfg: FsConfig): ToolDef<never>[] {
           type: 'array',
           items: {
             type: 'object',
-            properties: { name: { type: 'string' }, path: { type: 'string' }, type: { enum: ['file', 'directory', 'symlink', 'other'] }, size: { type: 'integer' } },
+            properties: {
+              name: { type: 'string' },
+              path: { type: 'string' },
+              type: { enum: ['file', 'directory', 'symlink', 'other'] },
+              size: { type: 'integer' },
+            },
             required: ['name', 'path', 'type'],
             additionalProperties: false,
           },
@@ -141,7 +146,13 @@ export function fsTools(tree: VirtualTree, cfg: FsConfig): ToolDef<never>[] {
           entries.push({ name, path: tree.childPath(r.canonical, name), type, ...(type === 'file' ? { size: Number(st.size) } : {}) });
         }
       }
-      const text = entries.map((e) => `${e.type === 'directory' ? 'd' : e.type === 'symlink' ? 'l' : e.type === 'file' ? 'f' : '?'} ${e.name}${e.size !== undefined ? `  (${e.size} bytes)` : ''}`).join('\n') + (truncated ? '\n(truncated)' : '');
+      const text =
+        entries
+          .map(
+            (e) =>
+              `${e.type === 'directory' ? 'd' : e.type === 'symlink' ? 'l' : e.type === 'file' ? 'f' : '?'} ${e.name}${e.size !== undefined ? `  (${e.size} bytes)` : ''}`,
+          )
+          .join('\n') + (truncated ? '\n(truncated)' : '');
       return { text: text || '(empty directory)', structured: { path: r.canonical, entries, truncated } };
     },
   };
@@ -228,7 +239,7 @@ export function fsTools(tree: VirtualTree, cfg: FsConfig): ToolDef<never>[] {
           truncated = true;
           break;
         }
-        let dirents;
+        let dirents: Dirent[];
         try {
           await checkDirectory(dir.root, dir.segments);
           dirents = await fsp.readdir(join(dir.root.dir, ...dir.segments), { withFileTypes: true });
@@ -269,7 +280,10 @@ export function fsTools(tree: VirtualTree, cfg: FsConfig): ToolDef<never>[] {
         }
         stack.push(...subdirs.reverse());
       }
-      const text = results.length === 0 ? 'no matches' : results.map((m) => (m.match === 'name' ? `${m.path} (name)` : `${m.path}:${m.line}: ${m.snippet}`)).join('\n') + (truncated ? '\n(truncated)' : '');
+      const text =
+        results.length === 0
+          ? 'no matches'
+          : results.map((m) => (m.match === 'name' ? `${m.path} (name)` : `${m.path}:${m.line}: ${m.snippet}`)).join('\n') + (truncated ? '\n(truncated)' : '');
       return { text, structured: { path: r.canonical, results, files_scanned: filesScanned, truncated } };
     },
   };
@@ -279,7 +293,7 @@ export function fsTools(tree: VirtualTree, cfg: FsConfig): ToolDef<never>[] {
 
 /** Finds the first line of a file containing `needle` (lower-case); skips binary and refused files. */
 async function searchFile(root: Root, segments: string[], needle: string, maxBytes: number): Promise<{ line: number; snippet: string } | undefined> {
-  let opened;
+  let opened: Awaited<ReturnType<typeof openVerifiedFile>>;
   try {
     opened = await openVerifiedFile(root, join(root.dir, ...segments), segments);
   } catch {
@@ -308,6 +322,6 @@ async function searchFile(root: Root, segments: string[], needle: string, maxByt
 
 /** The health summary exposed as the server's instructions and by --check. */
 export function fsInstructions(tree: VirtualTree, cfg: FsConfig): string {
-  const roots = tree.roots.length === 1 && tree.roots[0]!.name === '' ? 'one root at "/"' : `roots ${tree.roots.map((r) => '/' + r.name).join(', ')}`;
+  const roots = tree.roots.length === 1 && tree.roots[0]!.name === '' ? 'one root at "/"' : `roots ${tree.roots.map((r) => `/${r.name}`).join(', ')}`;
   return `micro-mcp fs service (read-only): ${roots}. Tools: read, list, stat, search. Paths are virtual ("docs/a.md" = "/docs/a.md"); ".." , symlinks, encoded tricks and special files are refused. Reads are capped at ${cfg.maxReadBytes} bytes per call. status: ok`;
 }

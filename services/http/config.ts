@@ -9,7 +9,12 @@ import { CREDENTIAL_FLAGS, credentialSetup } from '../common/credential-config.j
 import type { CredentialSetup } from '../common/credential-config.js';
 
 export const HTTP_FLAGS = {
-  'allow-host': { type: 'string', multiple: true, value: 'HOST', help: 'allowed host: exact ("api.example.com") or wildcard ("*.example.com", subdomains only); a bare "*" is refused' },
+  'allow-host': {
+    type: 'string',
+    multiple: true,
+    value: 'HOST',
+    help: 'allowed host: exact ("api.example.com") or wildcard ("*.example.com", subdomains only); a bare "*" is refused',
+  },
   'allow-port': { type: 'string', multiple: true, value: 'N', help: 'allowed port (default 443, plus 80 with --allow-http)' },
   'allow-http': { type: 'boolean', help: 'also allow plain http:// URLs (https only by default)' },
   'max-bytes': { type: 'string', value: 'N', help: 'largest body returned, in bytes (default 1048576, max 16777216)' },
@@ -17,7 +22,12 @@ export const HTTP_FLAGS = {
   'max-redirects': { type: 'string', value: 'N', help: 'redirects followed, each checked again (default 5, max 5)' },
   ...COMMON_FLAGS,
   ...CREDENTIAL_FLAGS,
-  'test-resolve': { type: 'string', multiple: true, value: 'HOST=ADDR[,ADDR2..]', help: 'TEST ONLY (needs MICRO_MCP_HTTP_TEST_HOOKS=1): fake resolver; the Nth lookup of HOST answers ADDRn (the last repeats); "a+b" answers two addresses at once' },
+  'test-resolve': {
+    type: 'string',
+    multiple: true,
+    value: 'HOST=ADDR[,ADDR2..]',
+    help: 'TEST ONLY (needs MICRO_MCP_HTTP_TEST_HOOKS=1): fake resolver; the Nth lookup of HOST answers ADDRn (the last repeats); "a+b" answers two addresses at once',
+  },
   'test-allow-loopback': { type: 'boolean', help: 'TEST ONLY (needs MICRO_MCP_HTTP_TEST_HOOKS=1): let the address guard pass 127.0.0.0/8 and ::1' },
 } satisfies FlagSpecs;
 
@@ -55,7 +65,7 @@ export function parseHostPattern(raw: string): HostPattern {
   const labels = host.split('.');
   if (host.length > 253 || labels.some((l) => !LABEL.test(l))) throw new UsageError(`--allow-host ${raw}: not a valid host name (use punycode for IDNs)`);
   if (wildcard && labels.length < 2) throw new UsageError(`--allow-host ${raw}: a wildcard over a top-level domain is too broad`);
-  return wildcard ? { kind: 'suffix', suffix: '.' + host } : { kind: 'exact', host };
+  return wildcard ? { kind: 'suffix', suffix: `.${host}` } : { kind: 'exact', host };
 }
 
 /** True when `hostname` (already canonicalised by the URL parser, lower case) is allowed. */
@@ -90,14 +100,18 @@ export function parseHttpConfig(argv: readonly string[], env: NodeJS.ProcessEnv 
   };
   const testResolve = flags['test-resolve'] ?? [];
   const testLoopback = flags['test-allow-loopback'] === true;
-  const hooks = env['MICRO_MCP_HTTP_TEST_HOOKS'] === '1';
-  if ((testResolve.length > 0 || testLoopback) && !hooks) throw new UsageError('--test-resolve and --test-allow-loopback are test-only: they need MICRO_MCP_HTTP_TEST_HOOKS=1');
+  const hooks = env.MICRO_MCP_HTTP_TEST_HOOKS === '1';
+  if ((testResolve.length > 0 || testLoopback) && !hooks)
+    throw new UsageError('--test-resolve and --test-allow-loopback are test-only: they need MICRO_MCP_HTTP_TEST_HOOKS=1');
   if (hooks) {
     const resolve = new Map<string, string[][]>();
     for (const entry of testResolve) {
       const eq = entry.indexOf('=');
       if (eq <= 0) throw new UsageError(`--test-resolve ${entry}: expected HOST=ADDR[,ADDR2]`);
-      const answers = entry.slice(eq + 1).split(',').map((a) => a.split('+'));
+      const answers = entry
+        .slice(eq + 1)
+        .split(',')
+        .map((a) => a.split('+'));
       for (const a of answers.flat()) if (isIP(a) === 0) throw new UsageError(`--test-resolve ${entry}: "${a}" is not an IP address`);
       resolve.set(entry.slice(0, eq).toLowerCase(), answers);
     }

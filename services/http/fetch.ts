@@ -87,7 +87,9 @@ export class GuardedFetcher {
       this.lookups.set(host, n + 1);
       return answers[Math.min(n, answers.length - 1)]!;
     }
-    const aborted = new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(new ToolError('timeout', 'timed out resolving the host')), { once: true }));
+    const aborted = new Promise<never>((_, reject) =>
+      signal.addEventListener('abort', () => reject(new ToolError('timeout', 'timed out resolving the host')), { once: true }),
+    );
     try {
       const res = await Promise.race([lookup(host, { all: true, verbatim: true }), aborted]);
       return res.map((r) => r.address);
@@ -189,7 +191,9 @@ export class GuardedFetcher {
         return;
       }
       req.on('response', resolve);
-      req.on('error', (e) => reject(e instanceof ToolError ? e : signal.aborted ? new ToolError('timeout', 'timed out') : new ToolError('io', 'connection failed')));
+      req.on('error', (e) =>
+        reject(e instanceof ToolError ? e : signal.aborted ? new ToolError('timeout', 'timed out') : new ToolError('io', 'connection failed')),
+      );
       req.end();
     });
   }
@@ -248,7 +252,10 @@ export class GuardedFetcher {
         reject(signal.aborted ? new ToolError('timeout', 'timed out while reading the body') : new ToolError('io', 'connection failed while reading the body'));
       });
       res.on('close', () => {
-        if (!truncated && !res.complete) reject(signal.aborted ? new ToolError('timeout', 'timed out while reading the body') : new ToolError('io', 'connection closed before the body ended'));
+        if (!truncated && !res.complete)
+          reject(
+            signal.aborted ? new ToolError('timeout', 'timed out while reading the body') : new ToolError('io', 'connection closed before the body ended'),
+          );
       });
     });
   }

@@ -5,12 +5,39 @@
  */
 
 const DROP = /<(script|style|template|noscript|svg|math|iframe|object|head)\b[^>]*>[\s\S]*?<\/\1\s*>/gi;
-const BLOCK = /<\/?(p|div|section|article|header|footer|nav|aside|main|h[1-6]|ul|ol|table|tr|blockquote|pre|hr|form|fieldset|dl|dt|dd|figure|figcaption|address|details|summary|title)\b[^>]*>/gi;
+const BLOCK =
+  /<\/?(p|div|section|article|header|footer|nav|aside|main|h[1-6]|ul|ol|table|tr|blockquote|pre|hr|form|fieldset|dl|dt|dd|figure|figcaption|address|details|summary|title)\b[^>]*>/gi;
 
 const NAMED: Record<string, string> = {
-  amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: ' ', copy: '©', reg: '®', trade: '™', hellip: '…',
-  mdash: '—', ndash: '–', lsquo: '‘', rsquo: '’', ldquo: '“', rdquo: '”', laquo: '«', raquo: '»', bull: '•',
-  middot: '·', deg: '°', euro: '€', pound: '£', yen: '¥', cent: '¢', sect: '§', para: '¶', times: '×', divide: '÷',
+  amp: '&',
+  lt: '<',
+  gt: '>',
+  quot: '"',
+  apos: "'",
+  nbsp: ' ',
+  copy: '©',
+  reg: '®',
+  trade: '™',
+  hellip: '…',
+  mdash: '—',
+  ndash: '–',
+  lsquo: '‘',
+  rsquo: '’',
+  ldquo: '“',
+  rdquo: '”',
+  laquo: '«',
+  raquo: '»',
+  bull: '•',
+  middot: '·',
+  deg: '°',
+  euro: '€',
+  pound: '£',
+  yen: '¥',
+  cent: '¢',
+  sect: '§',
+  para: '¶',
+  times: '×',
+  divide: '÷',
 };
 
 /** Decodes HTML character references; invalid or dangerous code points become U+FFFD. */
@@ -27,9 +54,15 @@ export function decodeEntities(s: string): string {
 
 /** Converts an HTML document to readable plain text. */
 export function htmlToText(html: string): string {
-  let s = html.replace(/<!--[\s\S]*?(-->|$)/g, ' ').replace(/<!\[CDATA\[[\s\S]*?\]\]>/g, ' ').replace(/<!doctype[^>]*>/gi, '');
+  let s = html
+    .replace(/<!--[\s\S]*?(-->|$)/g, ' ')
+    .replace(/<!\[CDATA\[[\s\S]*?\]\]>/g, ' ')
+    .replace(/<!doctype[^>]*>/gi, '');
   s = s.replace(DROP, ' ');
-  s = s.replace(/<br\s*\/?>/gi, '\n').replace(/<li\b[^>]*>/gi, '\n- ').replace(/<\/(td|th)\s*>/gi, '\t');
+  s = s
+    .replace(/<br\s*\/?>/gi, '\n')
+    .replace(/<li\b[^>]*>/gi, '\n- ')
+    .replace(/<\/(td|th)\s*>/gi, '\t');
   s = s.replace(BLOCK, '\n');
   s = s.replace(/<\/?[a-zA-Z][^>]*>/g, ''); // every remaining tag
   s = s.replace(/<[^>]*$/, ''); // an unterminated tag at the end (truncated body)

@@ -29,7 +29,11 @@ before(async () => {
         res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' }).end('hello from loopback ✓');
         return;
       case '/html':
-        res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><html><head><title>T</title><style>p{}</style></head><body><h1>Title</h1><script>alert(1)</script><p>One &amp; two&nbsp;&lt;three&gt; &#x263A;</p><!-- hidden --><ul><li>a</li><li>b</li></ul></body></html>');
+        res
+          .writeHead(200, { 'content-type': 'text/html' })
+          .end(
+            '<!doctype html><html><head><title>T</title><style>p{}</style></head><body><h1>Title</h1><script>alert(1)</script><p>One &amp; two&nbsp;&lt;three&gt; &#x263A;</p><!-- hidden --><ul><li>a</li><li>b</li></ul></body></html>',
+          );
         return;
       case '/json':
         res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
@@ -75,11 +79,28 @@ before(async () => {
     'http',
     [
       ...corpus.allow_hosts.flatMap((h) => ['--allow-host', h]),
-      '--allow-host', 'content.test', '--allow-host', 'pin.test', '--allow-host', 'rebind2.test',
-      '--allow-http', ...[...corpus.allow_ports, content.port, redirector.port].flatMap((p) => ['--allow-port', String(p)]),
-      '--test-resolve', 'content.test=127.0.0.1', '--test-resolve', 'redirector.test=127.0.0.1',
-      '--test-resolve', 'pin.test=127.0.0.1,10.0.0.1', '--test-resolve', 'rebind2.test=93.184.216.34,127.0.0.1',
-      ...resolveFlags, '--test-allow-loopback', '--timeout-ms', '1500', '--max-bytes', '100000',
+      '--allow-host',
+      'content.test',
+      '--allow-host',
+      'pin.test',
+      '--allow-host',
+      'rebind2.test',
+      '--allow-http',
+      ...[...corpus.allow_ports, content.port, redirector.port].flatMap((p) => ['--allow-port', String(p)]),
+      '--test-resolve',
+      'content.test=127.0.0.1',
+      '--test-resolve',
+      'redirector.test=127.0.0.1',
+      '--test-resolve',
+      'pin.test=127.0.0.1,10.0.0.1',
+      '--test-resolve',
+      'rebind2.test=93.184.216.34,127.0.0.1',
+      ...resolveFlags,
+      '--test-allow-loopback',
+      '--timeout-ms',
+      '1500',
+      '--max-bytes',
+      '100000',
     ],
     { sandboxRead: [], env: HOOKS },
   );
@@ -100,7 +121,12 @@ test('SSRF corpus (direct): at least 50 cases, each refused by the guard before 
   const resolveFlags = direct.flatMap((c) => Object.entries(c.resolve ?? {}).flatMap(([h, a]) => ['--test-resolve', `${h}=${a}`]));
   const strict = await startService(
     'http',
-    [...corpus.allow_hosts.flatMap((h) => ['--allow-host', h]), '--allow-http', ...corpus.allow_ports.flatMap((p) => ['--allow-port', String(p)]), ...resolveFlags],
+    [
+      ...corpus.allow_hosts.flatMap((h) => ['--allow-host', h]),
+      '--allow-http',
+      ...corpus.allow_ports.flatMap((p) => ['--allow-port', String(p)]),
+      ...resolveFlags,
+    ],
     { sandboxRead: [], env: HOOKS },
   );
   try {
@@ -135,7 +161,10 @@ test('fetches text, JSON and HTML (as readable text) from an allowed host', asyn
   const t = await fetchText(svc, { url: `${base}/text` });
   assert.equal(t.isError, undefined, resultText(t));
   assert.equal((t.structuredContent as { text: string }).text, 'hello from loopback ✓');
-  assert.ok(content.requests.some((r) => r === `GET content.test:${content.port} /text`), 'Host header carries the name, not the IP');
+  assert.ok(
+    content.requests.some((r) => r === `GET content.test:${content.port} /text`),
+    'Host header carries the name, not the IP',
+  );
   const h = await fetchText(svc, { url: `${base}/html` });
   const text = (h.structuredContent as { text: string }).text;
   assert.equal(text, 'Title\n\nOne & two <three> ☺\n\n- a\n- b');
@@ -174,7 +203,12 @@ test('size cap applies while streaming a huge body; slow drip hits the time cap'
 
 test('non-text content is refused', async () => {
   const base = `http://content.test:${content.port}`;
-  for (const [path, msg] of [['/binary', /not a text content type/], ['/nul', /binary content/], ['/gzip', /compressed/], ['/notype', /no content type/]] as const) {
+  for (const [path, msg] of [
+    ['/binary', /not a text content type/],
+    ['/nul', /binary content/],
+    ['/gzip', /compressed/],
+    ['/notype', /no content type/],
+  ] as const) {
     const r = await fetchText(svc, { url: `${base}${path}` });
     assert.equal(r.isError, true, path);
     assert.match(resultText(r), msg);
@@ -223,7 +257,11 @@ test('tool definition: strict schema, read-only, open world', async () => {
 });
 
 function runMain(args: string[], env: Record<string, string> = {}) {
-  return spawnSync(process.execPath, ['--experimental-permission', ...codeReadFlags(), '--no-warnings', MAIN, ...args], { encoding: 'utf8', timeout: 15000, env: { PATH: process.env['PATH'] ?? '', ...env } });
+  return spawnSync(process.execPath, ['--experimental-permission', ...codeReadFlags(), '--no-warnings', MAIN, ...args], {
+    encoding: 'utf8',
+    timeout: 15000,
+    env: { PATH: process.env.PATH ?? '', ...env },
+  });
 }
 
 test('config: bad flags exit 2; test flags need the env; https only by default', async () => {
@@ -251,7 +289,11 @@ test('config: bad flags exit 2; test flags need the env; https only by default',
   const noCredentials = runMain(['--allow-host', 'a.example', '--check']);
   assert.equal(noCredentials.status, 2, 'the credential check is on by default');
   assert.match(noCredentials.stderr, /refusing to start: every call must carry a gateway credential/);
-  const httpsOnly = await startService('http', ['--allow-host', 'content.test', '--allow-port', String(content.port), '--test-resolve', 'content.test=127.0.0.1', '--test-allow-loopback'], { sandboxRead: [], env: HOOKS });
+  const httpsOnly = await startService(
+    'http',
+    ['--allow-host', 'content.test', '--allow-port', String(content.port), '--test-resolve', 'content.test=127.0.0.1', '--test-allow-loopback'],
+    { sandboxRead: [], env: HOOKS },
+  );
   try {
     const r = await fetchText(httpsOnly, { url: `http://content.test:${content.port}/text` });
     assert.equal(r.isError, true);
@@ -262,7 +304,26 @@ test('config: bad flags exit 2; test flags need the env; https only by default',
 });
 
 test('address classification and helpers (unit)', () => {
-  for (const a of ['127.0.0.1', '10.0.0.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '224.0.0.1', '::1', '::', '::ffff:127.0.0.1', '::ffff:7f00:1', 'fe80::1', 'fc00::1', 'fd00:ec2::254', 'ff02::1', '64:ff9b::a9fe:a9fe', '2002:7f00:1::', '2001:db8::1', '168.63.129.16']) {
+  for (const a of [
+    '127.0.0.1',
+    '10.0.0.1',
+    '169.254.169.254',
+    '100.64.0.1',
+    '0.0.0.0',
+    '224.0.0.1',
+    '::1',
+    '::',
+    '::ffff:127.0.0.1',
+    '::ffff:7f00:1',
+    'fe80::1',
+    'fc00::1',
+    'fd00:ec2::254',
+    'ff02::1',
+    '64:ff9b::a9fe:a9fe',
+    '2002:7f00:1::',
+    '2001:db8::1',
+    '168.63.129.16',
+  ]) {
     assert.ok(blockedReason(a), `${a} should be blocked`);
   }
   for (const a of ['93.184.216.34', '8.8.8.8', '2606:4700::1111', '::ffff:93.184.216.34', '64:ff9b::5db8:d822']) assert.equal(blockedReason(a), undefined, a);

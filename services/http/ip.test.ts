@@ -52,8 +52,25 @@ const REFUSED: [string, string][] = [
   ['localhost', 'not an IP address'],
 ];
 
-const ALLOWED = ['93.184.216.34', '8.8.8.8', '100.63.255.255', '100.128.0.0', '172.32.0.1', '198.20.0.1', '168.63.129.17', '223.255.255.255',
-  '2606:4700::1111', '2001:200::1', '3fff:1000::1', '2000::1', '3fff:ffff::1', '::ffff:93.184.216.34', '::ffff:5db8:d822', '64:ff9b::5db8:d822', '64:ff9b::8.8.8.8'];
+const ALLOWED = [
+  '93.184.216.34',
+  '8.8.8.8',
+  '100.63.255.255',
+  '100.128.0.0',
+  '172.32.0.1',
+  '198.20.0.1',
+  '168.63.129.17',
+  '223.255.255.255',
+  '2606:4700::1111',
+  '2001:200::1',
+  '3fff:1000::1',
+  '2000::1',
+  '3fff:ffff::1',
+  '::ffff:93.184.216.34',
+  '::ffff:5db8:d822',
+  '64:ff9b::5db8:d822',
+  '64:ff9b::8.8.8.8',
+];
 
 test('every refused range answers with its reason', () => {
   for (const [address, reason] of REFUSED) assert.equal(blockedReason(address), reason, address);
@@ -65,7 +82,8 @@ test('global unicast passes, also behind the IPv4-mapped and NAT64 prefixes', ()
 
 test('loopback for test mode: 127/8, ::1 and IPv4-mapped 127/8 only', () => {
   for (const a of ['127.0.0.1', '127.255.255.255', '::1', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1', '::ffff:7f00:1']) assert.equal(isLoopback(a), true, a);
-  for (const a of ['128.0.0.1', '10.0.0.1', '::', '::2', '::127.0.0.1', '64:ff9b::127.0.0.1', '::ffff:0:7f00:1', '::1%lo', 'localhost']) assert.equal(isLoopback(a), false, a);
+  for (const a of ['128.0.0.1', '10.0.0.1', '::', '::2', '::127.0.0.1', '64:ff9b::127.0.0.1', '::ffff:0:7f00:1', '::1%lo', 'localhost'])
+    assert.equal(isLoopback(a), false, a);
 });
 
 test('why IPv4 and IPv6 rules are kept apart: Node matches across families through ::ffff:', () => {

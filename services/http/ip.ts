@@ -71,7 +71,13 @@ function v4Rules(under?: { prefix: string; label: string }): Rule[] {
   return [...byReason].map(([reason, cidrs]) =>
     under === undefined
       ? { ranges: blockList('ipv4', cidrs), reason }
-      : { ranges: blockList('ipv6', cidrs.map((c) => embed(under.prefix, c))), reason: `${under.label} ${reason}` },
+      : {
+          ranges: blockList(
+            'ipv6',
+            cidrs.map((c) => embed(under.prefix, c)),
+          ),
+          reason: `${under.label} ${reason}`,
+        },
   );
 }
 

@@ -22,7 +22,9 @@ try {
   throw e;
 }
 if (cfg.help) {
-  process.stdout.write(helpText('Usage: node --experimental-permission --allow-fs-read=... dist/services/http/main.js --allow-host HOST ... [flags]', HTTP_FLAGS));
+  process.stdout.write(
+    helpText('Usage: node --experimental-permission --allow-fs-read=... dist/services/http/main.js --allow-host HOST ... [flags]', HTTP_FLAGS),
+  );
   process.exit(0);
 }
 const logger = createLogger('http');
@@ -34,7 +36,17 @@ if (problems.length > 0) {
 }
 const instructions = httpInstructions(cfg);
 if (cfg.check) {
-  process.stdout.write(JSON.stringify({ status: 'ok', service: SERVICE, hosts: cfg.allow.length, sandboxed: problems.length === 0, credentials: cfg.credential.mode }) + '\n');
+  process.stdout.write(
+    `${JSON.stringify({ status: 'ok', service: SERVICE, hosts: cfg.allow.length, sandboxed: problems.length === 0, credentials: cfg.credential.mode })}\n`,
+  );
   process.exit(0);
 }
-await runService({ name: SERVICE, version: VERSION, instructions, tools: httpTools(new GuardedFetcher(cfg), cfg), logger, credential: cfg.credential, ...(cfg.httpPort !== undefined ? { httpPort: cfg.httpPort } : {}) });
+await runService({
+  name: SERVICE,
+  version: VERSION,
+  instructions,
+  tools: httpTools(new GuardedFetcher(cfg), cfg),
+  logger,
+  credential: cfg.credential,
+  ...(cfg.httpPort !== undefined ? { httpPort: cfg.httpPort } : {}),
+});

@@ -22,7 +22,10 @@ const validateRecord = ajv.compile(schema('audit-event.schema.json'));
 const validateConfig = ajv.compile(schema('config-audit.schema.json'));
 
 const readRecords = (file: string): Array<Record<string, unknown>> =>
-  readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 
 const isAuditUnavailable = (e: unknown): boolean => isGatewayError(e) && e.code === 'ERR_AUDIT_UNAVAILABLE';
 
@@ -33,14 +36,33 @@ test('allowed call: a decision then a linked outcome, exactly; a denial: one dec
   const input = policyInput();
   const d = await log.decision({ input, decision: decisionOf(true), token_id: 'jti-1' });
   assert.equal(readFileSync(file, 'utf8').split('\n').length - 1, 1, 'the decision is in the file when decision() resolves');
-  await log.outcome({ decision_id: d.decision_id, outcome: 'ok', service_us: 250, response_bytes: 42, result: { content: [{ type: 'text', text: SECRET_JWT }] } });
+  await log.outcome({
+    decision_id: d.decision_id,
+    outcome: 'ok',
+    service_us: 250,
+    response_bytes: 42,
+    result: { content: [{ type: 'text', text: SECRET_JWT }] },
+  });
   const denied = await log.decision({ input: policyInput({ scopes: [] }), decision: decisionOf(false) });
-  await log.event({ type: 'auth_failure', request_id: 'req-9', requested_by: '127.0.0.1', error: { code: 'ERR_AUTH_EXPIRED', message: `token expired: Bearer ${SECRET_JWT}` } });
+  await log.event({
+    type: 'auth_failure',
+    request_id: 'req-9',
+    requested_by: '127.0.0.1',
+    error: { code: 'ERR_AUTH_EXPIRED', message: `token expired: Bearer ${SECRET_JWT}` },
+  });
   assert.equal(log.stats.inflight, 0);
   await log.close();
 
   const recs = readRecords(file);
-  assert.deepEqual(recs.map((r) => [r.kind, r.seq]), [['decision', 1], ['outcome', 2], ['decision', 3], ['event', 4]]);
+  assert.deepEqual(
+    recs.map((r) => [r.kind, r.seq]),
+    [
+      ['decision', 1],
+      ['outcome', 2],
+      ['decision', 3],
+      ['event', 4],
+    ],
+  );
   for (const r of recs) assert.equal(validateRecord(r), true, JSON.stringify(validateRecord.errors));
   const [dec, out, deny, ev] = recs as [Record<string, unknown>, Record<string, unknown>, Record<string, unknown>, Record<string, unknown>];
   assert.equal(dec.prev_hash, GENESIS_HASH);
@@ -61,11 +83,11 @@ test('allowed call: a decision then a linked outcome, exactly; a denial: one dec
     method: 'tools/call',
     tool: 'fs.read',
     service: 'fs',
-    tool_definition_hash: 'sha256:' + 'a'.repeat(64),
+    tool_definition_hash: `sha256:${'a'.repeat(64)}`,
     purpose: 'incident-4711',
     scopes: ['fs:read'],
     result: { allow: true, reasons: [{ engine: 'rego', id: 'fs_read_allowed', message: 'reader may read' }] },
-    bundles: { policy: { revision: 'sha256:' + 'b'.repeat(64) } },
+    bundles: { policy: { revision: `sha256:${'b'.repeat(64)}` } },
     metrics: { timer_policy_eval_ns: 17000 },
     arguments_digest: digest(input.arguments),
   });
@@ -94,7 +116,12 @@ test('log_arguments / log_results log redacted copies and list what was masked',
   const file = path.join(dir, 'audit.jsonl');
   const log = await openAuditLog({ file, fsync: 'never', logArguments: true, logResults: true, redact: { paths: ['arguments.path'] } });
   const d = await log.decision({ input: policyInput(), decision: decisionOf(true) });
-  await log.outcome({ decision_id: d.decision_id, outcome: 'tool_error', error: { code: 'ERR_SERVICE_ERROR', message: 'denied' }, result: { token: 'x', text: 'fine' } });
+  await log.outcome({
+    decision_id: d.decision_id,
+    outcome: 'tool_error',
+    error: { code: 'ERR_SERVICE_ERROR', message: 'denied' },
+    result: { token: 'x', text: 'fine' },
+  });
   await log.close();
   const [dec, out] = readRecords(file) as [Record<string, unknown>, Record<string, unknown>];
   for (const r of [dec, out]) assert.equal(validateRecord(r), true, JSON.stringify(validateRecord.errors));
@@ -160,7 +187,10 @@ test('fail closed: a write error rejects with ERR_AUDIT_UNAVAILABLE, now and for
   const fd = openSync(path.join(dir, 'x'), 'w');
   closeSync(fd);
   const bad = await openAuditLog({ file: null, stdout: true, stdoutFd: fd });
-  await assert.rejects(bad.decision({ input: policyInput(), decision: decisionOf(true) }), (e: unknown) => isAuditUnavailable(e) && (e as { data?: { reason?: string } }).data?.reason === 'EBADF');
+  await assert.rejects(
+    bad.decision({ input: policyInput(), decision: decisionOf(true) }),
+    (e: unknown) => isAuditUnavailable(e) && (e as { data?: { reason?: string } }).data?.reason === 'EBADF',
+  );
   await bad.close().catch(() => {});
 
   // Cannot open: the parent "directory" is a file.
@@ -181,7 +211,14 @@ test('restart continues the chain; a torn tail is cut and recorded; a tampered t
   await log.event({ type: 'policy_reload' });
   await log.close();
   const recs = readRecords(file);
-  assert.deepEqual(recs.map((r) => [r.seq, r.type]), [[1, 'limit_refused'], [2, 'audit_recovered'], [3, 'policy_reload']]);
+  assert.deepEqual(
+    recs.map((r) => [r.seq, r.type]),
+    [
+      [1, 'limit_refused'],
+      [2, 'audit_recovered'],
+      [3, 'policy_reload'],
+    ],
+  );
   assert.deepEqual(recs[1]!.details, { reason: 'incomplete last line after a crash was removed', truncated_bytes: 21 });
   assert.equal((await verifyAuditFiles([file], { requireGenesis: true })).ok, true);
 
@@ -201,13 +238,20 @@ test('close() waits for in-flight outcomes, records the rest as cancelled, then 
   assert.equal(log.healthy, false);
   await assert.rejects(log.decision({ input: policyInput(), decision: decisionOf(true) }), isAuditUnavailable);
   const outs = readRecords(file).filter((r) => r.kind === 'outcome');
-  assert.deepEqual(outs.map((r) => [r.decision_id, r.outcome]), [[a.decision_id, 'ok'], [b.decision_id, 'cancelled']]);
+  assert.deepEqual(
+    outs.map((r) => [r.decision_id, r.outcome]),
+    [
+      [a.decision_id, 'ok'],
+      [b.decision_id, 'cancelled'],
+    ],
+  );
   assert.equal((await verifyAuditFiles([file])).ok, true);
 });
 
 test('config section: schema accepts the example and defaults; mapping resolves paths', () => {
   assert.equal(validateConfig({}), true);
-  for (const ex of (schema('config-audit.schema.json') as { examples: unknown[] }).examples) assert.equal(validateConfig(ex), true, JSON.stringify(validateConfig.errors));
+  for (const ex of (schema('config-audit.schema.json') as { examples: unknown[] }).examples)
+    assert.equal(validateConfig(ex), true, JSON.stringify(validateConfig.errors));
   assert.equal(validateConfig({ fsync: 'sometimes' }), false);
   assert.equal(validateConfig({ unknown_key: 1 }), false);
   const o = auditOptionsFromConfig({ log_arguments: true, redact: { paths: ['arguments.x'] } }, { dev: true, baseDir: '/etc/mm' });

@@ -7,7 +7,17 @@ import { canonicalize, digest, sha256 } from './canonical.js';
 import { createRedactor } from './redact.js';
 import type { RedactOptions, Redactor } from './redact.js';
 import { AUDIT_FORMAT_VERSION, GENESIS_HASH } from './records.js';
-import type { AuditReceipt, AuditPrincipal, DecisionInput, DecisionRecord, EventInput, EventRecord, OutcomeInput, OutcomeRecord, RecordFields } from './records.js';
+import type {
+  AuditReceipt,
+  AuditPrincipal,
+  DecisionInput,
+  DecisionRecord,
+  EventInput,
+  EventRecord,
+  OutcomeInput,
+  OutcomeRecord,
+  RecordFields,
+} from './records.js';
 import { FdSink, FileSink, GroupCommitWriter, auditUnavailable } from './sink.js';
 import type { ChainHead, FsyncMode, SinkStats } from './sink.js';
 
@@ -153,7 +163,11 @@ class AuditLogImpl implements AuditLog {
         formatters: { level: () => ({ _v: AUDIT_FORMAT_VERSION }) },
         serializers: {},
       },
-      { write: (s: string) => void (this.captured = s) },
+      {
+        write: (s: string) => {
+          this.captured = s;
+        },
+      },
     );
   }
 
@@ -197,7 +211,10 @@ class AuditLogImpl implements AuditLog {
       arguments_digest: input.arguments !== undefined ? digest(input.arguments) : undefined,
     };
     if (this.opts.logArguments && (input.arguments !== undefined || Object.keys(input.resource).length > 0)) {
-      r.input = { arguments: input.arguments === undefined ? undefined : this.redacted(input.arguments, 'arguments', masked, '/input'), resource: this.redacted(input.resource, 'resource', masked, '/input') };
+      r.input = {
+        arguments: input.arguments === undefined ? undefined : this.redacted(input.arguments, 'arguments', masked, '/input'),
+        resource: this.redacted(input.resource, 'resource', masked, '/input'),
+      };
     }
     if (masked.length > 0) r.masked = masked;
     const tracked = decision.allow && input.phase === 'call';
@@ -303,7 +320,13 @@ class AuditLogImpl implements AuditLog {
       // no allowed decision is left without an outcome.
       const left = [...this.inflight.keys()];
       await Promise.allSettled(
-        left.map((id) => this.outcome({ decision_id: id, outcome: 'cancelled', error: { code: 'ERR_SERVICE_UNAVAILABLE', message: 'gateway shut down before the call completed' } })),
+        left.map((id) =>
+          this.outcome({
+            decision_id: id,
+            outcome: 'cancelled',
+            error: { code: 'ERR_SERVICE_UNAVAILABLE', message: 'gateway shut down before the call completed' },
+          }),
+        ),
       );
     }
     this.state = 'closed';
@@ -363,4 +386,3 @@ class AuditLogImpl implements AuditLog {
     return this.writer.append(line).then(() => ({ seq, hash }));
   }
 }
-

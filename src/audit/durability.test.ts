@@ -40,10 +40,16 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
   }
 }
 
-const auditFiles = (dir: string): string[] => readdirSync(dir).filter((f) => f.startsWith('audit.jsonl')).map((f) => path.join(dir, f));
+const auditFiles = (dir: string): string[] =>
+  readdirSync(dir)
+    .filter((f) => f.startsWith('audit.jsonl'))
+    .map((f) => path.join(dir, f));
 const forwardedIds = (dir: string): string[] => {
   const text = readFileSync(path.join(dir, 'forwarded.txt'), 'utf8');
-  return text.split('\n').slice(0, text.endsWith('\n') ? -1 : -2).filter(Boolean);
+  return text
+    .split('\n')
+    .slice(0, text.endsWith('\n') ? -1 : -2)
+    .filter(Boolean);
 };
 function records(files: string[]): Array<Record<string, unknown>> {
   const out: Array<Record<string, unknown>> = [];
@@ -70,7 +76,11 @@ for (const fsync of ['always', 'never'] as const) {
     const v = await verifyAuditFiles(files);
     assert.equal(v.ok, true, JSON.stringify(v.error));
     assert.ok(v.files >= 2, 'the chain spans rotated files');
-    const decided = new Set(records(files).filter((r) => r.kind === 'decision').map((r) => r.decision_id as string));
+    const decided = new Set(
+      records(files)
+        .filter((r) => r.kind === 'decision')
+        .map((r) => r.decision_id as string),
+    );
     const fwd = forwardedIds(dir);
     assert.ok(fwd.length >= 200, `forwarded ${fwd.length}`);
     const missing = fwd.filter((id) => !decided.has(id));
@@ -105,7 +115,10 @@ test('SIGTERM drains in-flight calls and flushes: every allowed decision has an 
   const recs = records(files);
   const allowed = recs.filter((r) => r.kind === 'decision' && (r.result as { allow: boolean }).allow).map((r) => r.decision_id);
   const outcomes = new Set(recs.filter((r) => r.kind === 'outcome').map((r) => r.decision_id));
-  assert.deepEqual(allowed.filter((id) => !outcomes.has(id)), []);
+  assert.deepEqual(
+    allowed.filter((id) => !outcomes.has(id)),
+    [],
+  );
   assert.equal(forwardedIds(dir).length, allowed.length);
   assertNoSecrets('SIGTERM run', child.out() + child.err() + files.map((f) => readFileSync(f, 'utf8')).join(''));
 });

@@ -16,8 +16,21 @@ export interface LoggerOptions {
 
 /** Header names censored by pino's path redaction as a second line of defence. */
 const PINO_PATHS = [
-  'authorization', 'headers.authorization', 'req.headers.authorization', 'req.headers.cookie', 'headers.cookie',
-  'token', 'access_token', 'password', 'secret', 'api_key', 'private_key', '*.authorization', '*.token', '*.password', '*.secret',
+  'authorization',
+  'headers.authorization',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'headers.cookie',
+  'token',
+  'access_token',
+  'password',
+  'secret',
+  'api_key',
+  'private_key',
+  '*.authorization',
+  '*.token',
+  '*.password',
+  '*.secret',
 ];
 
 /**
@@ -27,7 +40,8 @@ const PINO_PATHS = [
  * debug calls in hot paths cost nothing in production.
  */
 export function createLogger(opts: LoggerOptions = {}): Logger {
-  const redactor: Redactor = typeof (opts.redact as Redactor | undefined)?.redact === 'function' ? (opts.redact as Redactor) : createRedactor(opts.redact as RedactOptions | undefined);
+  const redactor: Redactor =
+    typeof (opts.redact as Redactor | undefined)?.redact === 'function' ? (opts.redact as Redactor) : createRedactor(opts.redact as RedactOptions | undefined);
   return pino(
     {
       level: opts.level ?? 'info',
@@ -35,7 +49,9 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       redact: { paths: PINO_PATHS, censor: '[REDACTED]' },
       hooks: {
         logMethod(args, method) {
-          const clean = args.map((a: unknown) => (typeof a === 'string' ? redactor.redactString(a) : typeof a === 'object' && a !== null ? redactor.redact(a).value : a));
+          const clean = args.map((a: unknown) =>
+            typeof a === 'string' ? redactor.redactString(a) : typeof a === 'object' && a !== null ? redactor.redact(a).value : a,
+          );
           // pino's LogFn overloads cannot be expressed for a spread of unknowns.
           return (method as (...a: unknown[]) => void).apply(this, clean);
         },

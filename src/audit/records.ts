@@ -14,7 +14,7 @@ export type { AuditRecord, DecisionRecord, EventRecord, OutcomeRecord };
 export const AUDIT_FORMAT_VERSION: AuditRecord['_v'] = 1;
 
 /** `prev_hash` of the very first record of a chain (the genesis marker). */
-export const GENESIS_HASH = 'sha256:' + '0'.repeat(64);
+export const GENESIS_HASH = `sha256:${'0'.repeat(64)}`;
 
 /**
  * How a forwarded call ended. `refused`: the gateway stopped it after an allow (rate limit, consent,

@@ -6,7 +6,11 @@ import { createLogger } from './logger.js';
 import { CENSOR, createRedactor } from './redact.js';
 import { ALL_SECRETS, SECRET_APIKEY, SECRET_CARD, SECRET_EMAIL, SECRET_JWT, SECRET_PASSWORD } from './testdata/fixtures.js';
 
-const r = createRedactor({ paths: ['arguments.body.ssn', 'arguments.items[*].card', 'arguments.headers.*', '$.result["x-internal"]'], patterns: ['\\bACME-[0-9]{8}\\b'], keys: ['pin'] });
+const r = createRedactor({
+  paths: ['arguments.body.ssn', 'arguments.items[*].card', 'arguments.headers.*', '$.result["x-internal"]'],
+  patterns: ['\\bACME-[0-9]{8}\\b'],
+  keys: ['pin'],
+});
 
 test('secret key names are censored at any depth, case- and punctuation-insensitively', () => {
   const cases: Array<[string, unknown]> = [
@@ -60,8 +64,18 @@ test('configured JSON paths, wildcards and array indexes; masked pointers; input
   const args = { body: { ssn: '123-45-6789', name: 'x' }, items: [{ card: 'c1', n: 1 }, { card: 'c2' }], headers: { 'x-trace': 't', accept: 'json' } };
   const snapshot = structuredClone(args);
   const res = r.redact(args, 'arguments');
-  assert.deepEqual(res.value, { body: { ssn: CENSOR, name: 'x' }, items: [{ card: CENSOR, n: 1 }, { card: CENSOR }], headers: { 'x-trace': CENSOR, accept: CENSOR } });
-  assert.deepEqual(res.masked.sort(), ['/arguments/body/ssn', '/arguments/headers/accept', '/arguments/headers/x-trace', '/arguments/items/0/card', '/arguments/items/1/card']);
+  assert.deepEqual(res.value, {
+    body: { ssn: CENSOR, name: 'x' },
+    items: [{ card: CENSOR, n: 1 }, { card: CENSOR }],
+    headers: { 'x-trace': CENSOR, accept: CENSOR },
+  });
+  assert.deepEqual(res.masked.sort(), [
+    '/arguments/body/ssn',
+    '/arguments/headers/accept',
+    '/arguments/headers/x-trace',
+    '/arguments/items/0/card',
+    '/arguments/items/1/card',
+  ]);
   assert.deepEqual(args, snapshot, 'the caller object is not mutated');
   assert.deepEqual(r.redact({ 'x-internal': 1, ok: 2 }, 'result').value, { 'x-internal': CENSOR, ok: 2 });
   // paths are rooted: the same member under another root is untouched
@@ -70,13 +84,21 @@ test('configured JSON paths, wildcards and array indexes; masked pointers; input
 
 test('bad paths and patterns fail at build time with the config key', () => {
   for (const opts of [{ paths: ['a..b'] }, { paths: ['a[x'] }, { patterns: ['(unclosed'] }]) {
-    assert.throws(() => createRedactor(opts), (e: unknown) => isGatewayError(e) && e.code === 'ERR_CONFIG_INVALID' && typeof e.data?.key === 'string');
+    assert.throws(
+      () => createRedactor(opts),
+      (e: unknown) => isGatewayError(e) && e.code === 'ERR_CONFIG_INVALID' && typeof e.data?.key === 'string',
+    );
   }
 });
 
 test('the operational logger censors secrets in objects, messages and errors', () => {
   let out = '';
-  const dest = new Writable({ write(chunk: Buffer, _e, cb) { out += chunk.toString(); cb(); } });
+  const dest = new Writable({
+    write(chunk: Buffer, _e, cb) {
+      out += chunk.toString();
+      cb();
+    },
+  });
   const log = createLogger({ level: 'debug', destination: dest });
   log.info({ req: { headers: { authorization: `Bearer ${SECRET_JWT}`, host: 'h' } }, user: SECRET_EMAIL }, 'request');
   log.warn(`upstream said password=${SECRET_PASSWORD} for ${SECRET_APIKEY}`);

@@ -35,9 +35,29 @@ export interface Redactor {
 
 // Key names whose value is a secret wherever they appear. Normalised: lower case, letters and digits only.
 const SECRET_KEYS = new Set([
-  'authorization', 'proxyauthorization', 'cookie', 'setcookie', 'token', 'accesstoken', 'refreshtoken',
-  'idtoken', 'authtoken', 'bearertoken', 'sessiontoken', 'password', 'passwd', 'passphrase', 'secret',
-  'clientsecret', 'apikey', 'xapikey', 'privatekey', 'credentials', 'credential', 'jwt', 'assertion',
+  'authorization',
+  'proxyauthorization',
+  'cookie',
+  'setcookie',
+  'token',
+  'accesstoken',
+  'refreshtoken',
+  'idtoken',
+  'authtoken',
+  'bearertoken',
+  'sessiontoken',
+  'password',
+  'passwd',
+  'passphrase',
+  'secret',
+  'clientsecret',
+  'apikey',
+  'xapikey',
+  'privatekey',
+  'credentials',
+  'credential',
+  'jwt',
+  'assertion',
 ]);
 // ...and names ending like these (`github_token`, `db_password`, `stripe_api_key`).
 const SECRET_SUFFIX = /(?:token|secret|password|passwd|apikey|privatekey)$/;
@@ -148,7 +168,10 @@ export function createRedactor(opts: RedactOptions = {}): Redactor {
     let node = root;
     for (const s of segs) {
       let next = node.children.get(s);
-      if (!next) node.children.set(s, (next = newNode()));
+      if (!next) {
+        next = newNode();
+        node.children.set(s, next);
+      }
       node = next;
     }
     node.terminal = true;
@@ -194,8 +217,11 @@ export function createRedactor(opts: RedactOptions = {}): Redactor {
       for (const n of nodes) {
         const exact = n.children.get(key);
         const wild = n.children.get('*');
-        if (exact) (exact.terminal ? (hit = true) : next.push(exact));
-        if (wild) (wild.terminal ? (hit = true) : next.push(wild));
+        for (const child of [exact, wild]) {
+          if (child === undefined) continue;
+          if (child.terminal) hit = true;
+          else next.push(child);
+        }
       }
       const ptr = `${pointer}/${pointerEscape(key)}`;
       if (hit || isSecretKey(key)) {

@@ -92,7 +92,7 @@ export class FileSink implements Sink {
       let truncated = 0;
       let head: ChainHead | null = null;
       const cur = await statOrNull(opts.path);
-      if (cur && cur.isFile() && cur.size > 0) {
+      if (cur?.isFile() && cur.size > 0) {
         const tail = await readTail(opts.path, cur.size);
         truncated = tail.truncated;
         if (truncated > 0) await fsp.truncate(opts.path, cur.size - truncated);
@@ -101,7 +101,7 @@ export class FileSink implements Sink {
       if (!head) {
         // A crash between the last two renames of a rotation leaves no current file: continue from `.1`.
         const prev = await statOrNull(`${opts.path}.1`);
-        if (prev && prev.isFile() && prev.size > 0) head = (await readTail(`${opts.path}.1`, prev.size)).head;
+        if (prev?.isFile() && prev.size > 0) head = (await readTail(`${opts.path}.1`, prev.size)).head;
       }
       const fh = await fsp.open(opts.path, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT, 0o600);
       const size = (await fh.stat()).size;
@@ -153,7 +153,7 @@ export class FileSink implements Sink {
       top = 1;
       const base = path.basename(p);
       for (const name of await fsp.readdir(path.dirname(p))) {
-        const m = name.startsWith(base + '.') ? /^\d+$/.exec(name.slice(base.length + 1)) : null;
+        const m = name.startsWith(`${base}.`) ? /^\d+$/.exec(name.slice(base.length + 1)) : null;
         if (m) top = Math.max(top, Number(m[0]) + 1);
       }
     } else {
@@ -418,11 +418,17 @@ function parseHead(line: string, file: string): ChainHead {
     seq = undefined;
   }
   if (!m || typeof seq !== 'number' || !Number.isSafeInteger(seq)) {
-    throw new GatewayError('ERR_AUDIT_UNAVAILABLE', `audit log ${path.basename(file)} ends with a record that is not an audit record; run "micro-mcp audit verify"`);
+    throw new GatewayError(
+      'ERR_AUDIT_UNAVAILABLE',
+      `audit log ${path.basename(file)} ends with a record that is not an audit record; run "micro-mcp audit verify"`,
+    );
   }
-  const body = line.slice(0, m.index) + '}';
+  const body = `${line.slice(0, m.index)}}`;
   if (hashOf(body) !== m[1]) {
-    throw new GatewayError('ERR_AUDIT_UNAVAILABLE', `the last record of audit log ${path.basename(file)} does not match its hash; run "micro-mcp audit verify"`);
+    throw new GatewayError(
+      'ERR_AUDIT_UNAVAILABLE',
+      `the last record of audit log ${path.basename(file)} does not match its hash; run "micro-mcp audit verify"`,
+    );
   }
   return { seq, hash: m[1]! };
 }

@@ -22,8 +22,11 @@ function filesOf(dir: string): string[] {
   return names.sort((a, b) => idx(b) - idx(a)).map((f) => path.join(dir, f));
 }
 
-const lines = (f: string): string[] => readFileSync(f, 'utf8').split('\n').filter((l) => l !== '');
-const writeLines = (f: string, ls: string[]): void => writeFileSync(f, ls.map((l) => l + '\n').join(''));
+const lines = (f: string): string[] =>
+  readFileSync(f, 'utf8')
+    .split('\n')
+    .filter((l) => l !== '');
+const writeLines = (f: string, ls: string[]): void => writeFileSync(f, ls.map((l) => `${l}\n`).join(''));
 
 function capture(): { write(s: string): void; text: () => string } {
   let buf = '';
@@ -54,14 +57,14 @@ test('every record hash equals sha256 of its canonical JSON without hash', async
   const dir = tmpDir(t);
   const file = path.join(dir, 'audit.jsonl');
   const log = await openAuditLog({ file, fsync: 'never' });
-  const weird = { 'z\u2028': 'line\u2029sep', lone: 'a\ud800b', q: 'q"\\\u0001', nested: { b: [3, { y: 1, x: 2 }], a: null }, ['__proto__']: 'p', 'é': 'ü' };
+  const weird = { 'z\u2028': 'line\u2029sep', lone: 'a\ud800b', q: 'q"\\\u0001', nested: { b: [3, { y: 1, x: 2 }], a: null }, ['__proto__']: 'p', é: 'ü' };
   await log.event({ type: 'policy_reload', details: JSON.parse(JSON.stringify(weird)) as Record<string, unknown> });
-  await log.event({ type: 'policy_reload', details: { long: 'x'.repeat(300) + '"' } });
+  await log.event({ type: 'policy_reload', details: { long: `${'x'.repeat(300)}"` } });
   await log.close();
   for (const l of lines(file)) {
     const rec = JSON.parse(l) as Record<string, unknown>;
     const { hash, ...rest } = rec;
-    assert.equal(l.slice(0, l.lastIndexOf(',"hash"')) + '}', canonicalJson(rest), 'the line is canonical JSON');
+    assert.equal(`${l.slice(0, l.lastIndexOf(',"hash"'))}}`, canonicalJson(rest), 'the line is canonical JSON');
     assert.equal(hash, sha256(canonicalJson(rest)));
   }
   assert.equal((await verifyAuditFiles([file])).ok, true);
@@ -152,7 +155,7 @@ test('swapping, inserting and re-hashed forgeries are detected; the first bad re
   const { hash: _h, ...rest } = base;
   void _h;
   const forged = { ...rest, details: { i: 'forged' } };
-  const forgedLine = canonicalJson(forged).slice(0, -1) + `,"hash":"${sha256(canonicalJson(forged))}"}`;
+  const forgedLine = `${canonicalJson(forged).slice(0, -1)},"hash":"${sha256(canonicalJson(forged))}"}`;
   writeLines(f, [orig[0]!, forgedLine, ...orig.slice(1)]);
   r = await verifyAuditFiles(files);
   assert.equal(r.ok, false);
@@ -175,13 +178,13 @@ test('renamed rotated files still verify; a removed or moved middle piece does n
   assert.ok(files.length >= 3, 'rotated');
   // swap the names of two rotated files: order comes from seq, not names
   const [a, b] = [files[0]!, files[1]!];
-  renameSync(a, a + '.tmp');
+  renameSync(a, `${a}.tmp`);
   renameSync(b, a);
-  renameSync(a + '.tmp', b);
+  renameSync(`${a}.tmp`, b);
   assert.equal((await verifyAuditFiles(files)).ok, true);
-  renameSync(a, a + '.tmp');
+  renameSync(a, `${a}.tmp`);
   renameSync(b, a);
-  renameSync(a + '.tmp', b);
+  renameSync(`${a}.tmp`, b);
 
   // move the first record of the newest file to the end of the previous file: still one chain, so fine;
   // move it to the end of an older file: chain broken.
@@ -190,7 +193,7 @@ test('renamed rotated files still verify; a removed or moved middle piece does n
   const moved = lines(newest)[0]!;
   const keepNewest = lines(newest);
   writeLines(newest, keepNewest.slice(1));
-  appendFileSync(oldest, moved + '\n');
+  appendFileSync(oldest, `${moved}\n`);
   let r = await verifyAuditFiles(files);
   assert.equal(r.ok, false);
   assert.equal(r.error!.file, oldest);
@@ -226,7 +229,7 @@ test('an incomplete last line is a torn write, not tampering; elsewhere it is an
 
   // A complete line whose newline was altered is not a torn write.
   const full = readFileSync(newest, 'utf8').slice(0, -40);
-  writeFileSync(newest, full.slice(0, -1) + 'x');
+  writeFileSync(newest, `${full.slice(0, -1)}x`);
   assert.equal((await verifyAuditFiles(files)).ok, false);
   writeFileSync(newest, full);
 

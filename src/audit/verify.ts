@@ -99,8 +99,7 @@ async function readFile(file: string): Promise<ParsedFile> {
   const lines: Line[] = [];
   let start = 0;
   let n = 0;
-  let nl: number;
-  while ((nl = buf.indexOf(0x0a, start)) >= 0) {
+  for (let nl = buf.indexOf(0x0a, start); nl >= 0; nl = buf.indexOf(0x0a, start)) {
     n++;
     lines.push({ file, line: n, text: buf.subarray(start, nl).toString('utf8') });
     start = nl + 1;
@@ -131,7 +130,7 @@ function placeFile(lines: readonly Line[]): number | null {
   for (let i = 0; i < lines.length; i++) {
     const text = lines[i]!.text;
     const m = HASH_TAIL.exec(text);
-    if (m && sha256(text.slice(0, m.index) + '}') === m[1]) {
+    if (m && sha256(`${text.slice(0, m.index)}}`) === m[1]) {
       const seq = seqOf(text);
       if (seq !== null) return seq - i;
     }
@@ -167,7 +166,12 @@ export async function verifyAuditFiles(paths: readonly string[], opts: VerifyOpt
   }
   const alteredFile = files.find((f) => f.altered !== null);
   if (alteredFile) {
-    result.error = { file: alteredFile.file, line: alteredFile.altered!, seq: null, problem: 'last line is a complete record followed by other bytes (altered line ending)' };
+    result.error = {
+      file: alteredFile.file,
+      line: alteredFile.altered!,
+      seq: null,
+      problem: 'last line is a complete record followed by other bytes (altered line ending)',
+    };
     return result;
   }
   const ordered = files.filter((f) => f.lines.length > 0).sort((a, b) => a.firstSeq! - b.firstSeq!);
@@ -227,7 +231,7 @@ function checkLine(
   if (!rec) return { seq: seqOf(text), problem: 'not valid JSON (altered or corrupted record)' };
   if (!m || rec.hash !== m[1]) return { seq, problem: 'no hash as the last member (altered record)' };
   if (seq === null || typeof rec.prev_hash !== 'string') return { seq, problem: 'missing seq or prev_hash (altered record)' };
-  if (sha256(text.slice(0, m.index) + '}') !== m[1]) return { seq, problem: 'content does not match its hash (altered record)' };
+  if (sha256(`${text.slice(0, m.index)}}`) !== m[1]) return { seq, problem: 'content does not match its hash (altered record)' };
   if (prevSeq === null) {
     if (opts.requireGenesis && (seq !== 1 || rec.prev_hash !== GENESIS_HASH)) {
       return { seq, problem: `chain does not start at genesis (first seq ${seq}): records removed at the start` };

@@ -53,9 +53,7 @@ function baseClaims(t = nowS()): JWTPayload {
 
 async function sign(key: TestKey, claims: JWTPayload = baseClaims(), header: Record<string, unknown> = {}): Promise<string> {
   const crit = Array.isArray(header.crit) ? Object.fromEntries((header.crit as string[]).map((c) => [c, true])) : undefined;
-  return new SignJWT(claims)
-    .setProtectedHeader({ alg: key.alg, kid: key.kid, ...header })
-    .sign(key.privateKey, crit ? { crit } : undefined);
+  return new SignJWT(claims).setProtectedHeader({ alg: key.alg, kid: key.kid, ...header }).sign(key.privateKey, crit ? { crit } : undefined);
 }
 
 const b64 = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
@@ -262,10 +260,7 @@ describe('createAuthenticator (jwt mode, JWKS over HTTP)', () => {
   });
 
   it('gives up on a JWKS endpoint that does not answer (timeout)', async () => {
-    const a = await createAuthenticator(
-      { ...cfg(), jwks_url: `${jwks.base}/slow`, jwks_timeout_ms: 100 },
-      { resource: RESOURCE, loopback: false },
-    );
+    const a = await createAuthenticator({ ...cfg(), jwks_url: `${jwks.base}/slow`, jwks_timeout_ms: 100 }, { resource: RESOURCE, loopback: false });
     // The endpoint never answers: only the client's own timeout can end the wait.
     const err = await expectCode(a, `Bearer ${await sign(k1)}`, 'ERR_AUTH_JWKS_UNAVAILABLE');
     assert.equal(err.message, 'the key set endpoint timed out');
@@ -279,10 +274,7 @@ describe('createAuthenticator (jwt mode, JWKS over HTTP)', () => {
   });
 
   it('enforces configured required claims and token type', async () => {
-    const a = await createAuthenticator(
-      { ...cfg(), required_claims: ['client_id'], token_type: 'at+jwt' },
-      { resource: RESOURCE, loopback: false },
-    );
+    const a = await createAuthenticator({ ...cfg(), required_claims: ['client_id'], token_type: 'at+jwt' }, { resource: RESOURCE, loopback: false });
     await expectCode(a, `Bearer ${await sign(k1, baseClaims(), { typ: 'at+jwt' })}`, 'ERR_AUTH_CLAIM_MISSING');
     const ok = await a.authenticate(`Bearer ${await sign(k1, { ...baseClaims(), client_id: 'c' }, { typ: 'at+jwt' })}`);
     assert.equal(ok.id, 'alice');
@@ -464,7 +456,13 @@ describe('challenges and Protected Resource Metadata', () => {
 describe('configuration the schema cannot judge is refused at construction', () => {
   const offLoopback = { resource: RESOURCE, loopback: false };
   const bad: Array<[string, AuthConfig, AuthenticatorContext, string, string]> = [
-    ['dev mode off loopback', { mode: 'dev' }, offLoopback, 'auth.mode', 'dev mode trusts a local key and is allowed only when the gateway listens on loopback'],
+    [
+      'dev mode off loopback',
+      { mode: 'dev' },
+      offLoopback,
+      'auth.mode',
+      'dev mode trusts a local key and is allowed only when the gateway listens on loopback',
+    ],
     [
       'the dev issuer off loopback',
       { mode: 'jwt', issuer: DEV_ISSUER, jwks_url: 'https://idp.test/jwks' },
@@ -472,7 +470,13 @@ describe('configuration the schema cannot judge is refused at construction', () 
       'auth.issuer',
       'the dev issuer is trusted only when the gateway listens on loopback',
     ],
-    ['plain http JWKS off loopback', { mode: 'jwt', issuer: ISSUER, jwks_url: 'http://idp.test/jwks' }, offLoopback, 'auth.jwks_url', 'jwks_url must use https (http is allowed only on loopback)'],
+    [
+      'plain http JWKS off loopback',
+      { mode: 'jwt', issuer: ISSUER, jwks_url: 'http://idp.test/jwks' },
+      offLoopback,
+      'auth.jwks_url',
+      'jwks_url must use https (http is allowed only on loopback)',
+    ],
     [
       'plain http JWKS on a host that only starts like loopback',
       { mode: 'jwt', issuer: ISSUER, jwks_url: 'http://127.0.0.1.evil.test/jwks' },
@@ -480,7 +484,13 @@ describe('configuration the schema cannot judge is refused at construction', () 
       'auth.jwks_url',
       'jwks_url must use https (http is allowed only on loopback)',
     ],
-    ['a resource URI with a fragment', { mode: 'jwt', issuer: ISSUER, jwks_url: 'https://idp.test/jwks' }, { resource: `${RESOURCE}#x`, loopback: false }, 'auth.resource', 'the resource URI must be an http(s) URL without a fragment'],
+    [
+      'a resource URI with a fragment',
+      { mode: 'jwt', issuer: ISSUER, jwks_url: 'https://idp.test/jwks' },
+      { resource: `${RESOURCE}#x`, loopback: false },
+      'auth.resource',
+      'the resource URI must be an http(s) URL without a fragment',
+    ],
   ];
   for (const [name, c, ctx, key, message] of bad) {
     it(`refuses ${name}`, async () => {

@@ -120,10 +120,7 @@ async function resolveKeySource(options: AuthConfig, now: () => number): Promise
  * were checked by schemas/config-auth.schema.json at load; this refuses, with
  * GatewayError(ERR_CONFIG_INVALID), only what needs the listener, which the schema cannot see.
  */
-async function resolveVerification(
-  options: AuthConfig,
-  ctx: { resource: URL; loopback: boolean; now: () => number },
-): Promise<Verification> {
+async function resolveVerification(options: AuthConfig, ctx: { resource: URL; loopback: boolean; now: () => number }): Promise<Verification> {
   if (options.mode === 'dev' && !ctx.loopback) {
     throw configError('dev mode trusts a local key and is allowed only when the gateway listens on loopback', 'mode');
   }

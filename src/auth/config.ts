@@ -7,17 +7,7 @@ import { DEFAULT_SERVICE_ISSUER } from '../../schemas/contracts/service-credenti
 import type { AuthConfig as LoadedAuthConfig, AuthConfigInput } from '../../schemas/generated/config.js';
 
 /** Asymmetric JWS algorithms. HS* and `none` are not in this list and cannot be configured. */
-export const ASYMMETRIC_ALGORITHMS = [
-  'RS256',
-  'RS384',
-  'RS512',
-  'PS256',
-  'PS384',
-  'PS512',
-  'ES256',
-  'ES384',
-  'EdDSA',
-] as const;
+export const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'EdDSA'] as const;
 export type AsymmetricAlgorithm = (typeof ASYMMETRIC_ALGORITHMS)[number];
 
 /** Which claim feeds which Principal field. Each entry is a claim name or a dotted path

@@ -49,7 +49,7 @@ export async function ensureDevKey(dir: string = DEFAULT_DEV_KEY_DIR): Promise<D
     const kid = await calculateJwkThumbprint(jwk);
     privateJwk = { ...jwk, kid, alg: DEV_ALG, use: 'sig' };
     try {
-      await writeFile(privPath, JSON.stringify(privateJwk) + '\n', { flag: 'wx', mode: 0o600 });
+      await writeFile(privPath, `${JSON.stringify(privateJwk)}\n`, { flag: 'wx', mode: 0o600 });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       // Another process won the race: use its key.
@@ -63,7 +63,7 @@ export async function ensureDevKey(dir: string = DEFAULT_DEV_KEY_DIR): Promise<D
   // The public half is derived, so rewriting it is always safe (atomic rename, same 0600 mode).
   const pubPath = join(dir, PUBLIC_FILE);
   const tmp = `${pubPath}.${process.pid}.${randomUUID()}.tmp`;
-  await writeFile(tmp, JSON.stringify(publicJwks, null, 2) + '\n', { mode: 0o600 });
+  await writeFile(tmp, `${JSON.stringify(publicJwks, null, 2)}\n`, { mode: 0o600 });
   await chmod(tmp, 0o600);
   await rename(tmp, pubPath);
   return { privateJwk, publicJwks, kid: privateJwk.kid };
@@ -194,7 +194,7 @@ export async function tokenCommand(
     if (scopes !== undefined) opts.scopes = scopes;
     if (purpose !== undefined) opts.purpose = purpose;
     if (client !== undefined) opts.clientId = client;
-    out.write((await mintDevToken(opts)) + '\n');
+    out.write(`${await mintDevToken(opts)}\n`);
     return 0;
   } catch (e) {
     err.write(`${(e as Error).message}\n`);

@@ -3,7 +3,16 @@ export { createAuthenticator } from './authenticator.js';
 export type { Authenticator, AuthenticatorContext } from './authenticator.js';
 export type { Challenge, ProtectedResourceMetadata } from './challenge.js';
 export { ASYMMETRIC_ALGORITHMS, AUTH_DEFAULTS, authConfigOf, DEFAULT_DEV_KEY_DIR, DEV_ISSUER } from './config.js';
-export type { AsymmetricAlgorithm, AuthConfig, ClaimsMapping, DevAuthConfig, JwtAuthConfig, MtlsConfig, ServiceCredentialsConfig, StateBindingConfig } from './config.js';
+export type {
+  AsymmetricAlgorithm,
+  AuthConfig,
+  ClaimsMapping,
+  DevAuthConfig,
+  JwtAuthConfig,
+  MtlsConfig,
+  ServiceCredentialsConfig,
+  StateBindingConfig,
+} from './config.js';
 export { DEFAULT_DEV_AUDIENCE, ensureDevKey, mintDevToken, parseDuration, tokenCommand } from './dev.js';
 export type { DevKey, DevTokenOptions } from './dev.js';
 export { createMtlsFetch } from './mtls.js';

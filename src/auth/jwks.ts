@@ -68,10 +68,7 @@ function mapLookupError(err: unknown): never {
  * Shared machinery: a loader that returns a fresh sanitised set, wrapped with kid-miss refresh,
  * cooldown, max age and single-flight reloads.
  */
-function cachingKeySource(
-  load: () => Promise<JSONWebKeySet>,
-  opts: { cooldownMs: number; maxAgeMs: number; now?: () => number },
-): KeySource {
+function cachingKeySource(load: () => Promise<JSONWebKeySet>, opts: { cooldownMs: number; maxAgeMs: number; now?: () => number }): KeySource {
   const now = opts.now ?? Date.now;
   let jwks: JSONWebKeySet | undefined;
   let local: ReturnType<typeof createLocalJWKSet> | undefined;
@@ -133,12 +130,9 @@ export function remoteKeySource(url: string, opts: RemoteKeySourceOptions): KeyS
       });
     } catch (cause) {
       const timedOut = cause instanceof Error && (cause.name === 'TimeoutError' || cause.name === 'AbortError');
-      throw new GatewayError(
-        'ERR_AUTH_JWKS_UNAVAILABLE',
-        timedOut ? 'the key set endpoint timed out' : 'the key set endpoint is unreachable',
-        undefined,
-        { cause },
-      );
+      throw new GatewayError('ERR_AUTH_JWKS_UNAVAILABLE', timedOut ? 'the key set endpoint timed out' : 'the key set endpoint is unreachable', undefined, {
+        cause,
+      });
     }
     if (res.status !== 200) {
       await res.body?.cancel().catch(() => undefined);

@@ -36,11 +36,7 @@ function toHeaders(h: IncomingHttpHeaders): Headers {
  * Only https URLs are accepted; redirects are returned to the caller, never followed.
  */
 export async function createMtlsFetch(cfg: MtlsConfig): Promise<FetchLike> {
-  const [cert, key, ca] = await Promise.all([
-    readPem(cfg.cert_file, 'cert_file'),
-    readPem(cfg.key_file, 'key_file'),
-    readPem(cfg.ca_file, 'ca_file'),
-  ]);
+  const [cert, key, ca] = await Promise.all([readPem(cfg.cert_file, 'cert_file'), readPem(cfg.key_file, 'key_file'), readPem(cfg.ca_file, 'ca_file')]);
   let agent: Agent;
   try {
     agent = new Agent({ cert, key, ca, keepAlive: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' });
@@ -54,7 +50,9 @@ export async function createMtlsFetch(cfg: MtlsConfig): Promise<FetchLike> {
     if (url.protocol !== 'https:') throw new TypeError('mTLS fetch accepts https URLs only');
     const method = (init.method ?? req?.method ?? 'GET').toUpperCase();
     const headers = new Headers(req?.headers);
-    new Headers(init.headers).forEach((v, k) => headers.set(k, v));
+    new Headers(init.headers).forEach((v, k) => {
+      headers.set(k, v);
+    });
     const signal = init.signal ?? req?.signal ?? undefined;
     let body: Buffer | ReadableStream<Uint8Array> | null = null;
     const rawBody = init.body ?? req?.body ?? null;

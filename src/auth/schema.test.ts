@@ -78,12 +78,21 @@ state_binding: { key_file: /run/secrets/state.key }
       ['a service credential ttl_s of 0', 'mode: dev\nservice_credentials: { ttl_s: 0 }\n', ['/service_credentials/ttl_s: must be >= 1']],
       ['a fractional ttl_s', 'mode: dev\nservice_credentials: { ttl_s: 1.5 }\n', ['/service_credentials/ttl_s: must be integer']],
       ['a relative jwks_url', 'mode: jwt\nissuer: x\njwks_url: idp/jwks\n', ['/jwks_url: must match format "uri"']],
-      ['jwt mode without an issuer', 'mode: jwt\njwks_url: https://idp.example/jwks\n', ["/: must have required property 'issuer'", '/: must match "then" schema']],
+      [
+        'jwt mode without an issuer',
+        'mode: jwt\njwks_url: https://idp.example/jwks\n',
+        ["/: must have required property 'issuer'", '/: must match "then" schema'],
+      ],
       ['an empty issuer', 'mode: jwt\nissuer: ""\njwks_url: https://idp.example/jwks\n', ['/issuer: must NOT have fewer than 1 characters']],
       [
         'jwt mode without a key source',
         'mode: jwt\nissuer: x\n',
-        ["/: must have required property 'jwks_url'", "/: must have required property 'jwks_file'", '/: must match exactly one schema in oneOf', '/: must match "then" schema'],
+        [
+          "/: must have required property 'jwks_url'",
+          "/: must have required property 'jwks_file'",
+          '/: must match exactly one schema in oneOf',
+          '/: must match "then" schema',
+        ],
       ],
       ['both jwks_url and jwks_file', `${JWT}jwks_file: /k.json\n`, ['/: must match exactly one schema in oneOf', '/: must match "then" schema']],
       ['dev mode with a jwks_url', 'mode: dev\njwks_url: https://idp.example/jwks\n', ['/: must NOT be valid', '/: must match "then" schema']],

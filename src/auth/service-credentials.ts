@@ -16,13 +16,7 @@ import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { calculateJwkThumbprint } from 'jose';
 import type { JSONWebKeySet, JWK } from 'jose';
-import {
-  CREDENTIAL_ENV,
-  SERVICE_CREDENTIAL_ALG,
-  SERVICE_CREDENTIAL_TYP,
-  serviceAudience,
-  toolScope,
-} from '../../schemas/contracts/service-credential.js';
+import { CREDENTIAL_ENV, SERVICE_CREDENTIAL_ALG, SERVICE_CREDENTIAL_TYP, serviceAudience, toolScope } from '../../schemas/contracts/service-credential.js';
 import type { ServiceCredentialClaims } from '../../schemas/contracts/service-credential.js';
 import { GatewayError } from '../errors.js';
 import type { Principal } from '../types.js';
@@ -148,7 +142,7 @@ export async function createServiceCredentialMinter(options: ServiceCredentialMi
   let writing: Promise<void> = Promise.resolve();
   const writeJwks = (): Promise<void> => {
     if (!jwksFile) return Promise.resolve();
-    const doc = JSON.stringify(jwks(), null, 2) + '\n';
+    const doc = `${JSON.stringify(jwks(), null, 2)}\n`;
     writing = writing
       .catch(() => undefined)
       .then(async () => {

@@ -91,7 +91,9 @@ export async function startCore(config: Config, opts: { dev: boolean }): Promise
 /** The auth section with its dev key folder resolved against the config's folder. */
 function resolveAuthPaths(config: Config, baseDir: string): AuthConfig {
   const auth = authConfigOf(config.auth);
-  return auth.mode === 'dev' && auth.dev_key_dir && !path.isAbsolute(auth.dev_key_dir) ? { ...auth, dev_key_dir: path.resolve(baseDir, auth.dev_key_dir) } : auth;
+  return auth.mode === 'dev' && auth.dev_key_dir && !path.isAbsolute(auth.dev_key_dir)
+    ? { ...auth, dev_key_dir: path.resolve(baseDir, auth.dev_key_dir) }
+    : auth;
 }
 
 /** What each service connection gets besides its config: credential env (stdio), mutual-TLS fetch (remote). */

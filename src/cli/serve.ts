@@ -75,7 +75,10 @@ export async function startGateway(config: Config, opts: { host: string; port: n
   const loopback = LOOPBACK.has(opts.host) || /^127\./.test(opts.host);
   if (config.auth?.mode === 'dev' && !loopback) {
     // Refused before anything listens: the dev key must never guard a network-reachable endpoint.
-    throw new GatewayError('ERR_CONFIG_INVALID', `auth.mode "dev" is allowed only on a loopback address, not ${opts.host}; configure auth.mode "jwt" with your issuer`);
+    throw new GatewayError(
+      'ERR_CONFIG_INVALID',
+      `auth.mode "dev" is allowed only on a loopback address, not ${opts.host}; configure auth.mode "jwt" with your issuer`,
+    );
   }
   // Listen first: with port 0 the canonical resource URI (the token audience) needs the real port.
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
@@ -113,7 +116,13 @@ export async function startGateway(config: Config, opts: { host: string; port: n
   const publicHost = new URL(base).hostname.replace(/^\[|\]$/g, '');
   const face = new McpFace(
     { calls, lists, state: core.state },
-    { maxBodyBytes: config.server.max_body_bytes, sessionIdleMs: config.server.session_idle_timeout_s * 1000, maxSessions: config.server.max_sessions, log, clock: systemClock },
+    {
+      maxBodyBytes: config.server.max_body_bytes,
+      sessionIdleMs: config.server.session_idle_timeout_s * 1000,
+      maxSessions: config.server.max_sessions,
+      log,
+      clock: systemClock,
+    },
   );
   catalog.on('listChanged', (kind) => face.listChanged(kind));
   const app = createApp({

@@ -35,7 +35,13 @@ export async function stdioCommand(argv: string[]): Promise<number> {
       calls: core.calls,
       lists: core.lists,
       state: core.state,
-      contextOf: (ctx): CallContext => ({ principal, era, sessionId: null, requestId: `stdio-${String(ctx.mcpReq.id)}-${randomUUID().slice(0, 8)}`, clientIp: null }),
+      contextOf: (ctx): CallContext => ({
+        principal,
+        era,
+        sessionId: null,
+        requestId: `stdio-${String(ctx.mcpReq.id)}-${randomUUID().slice(0, 8)}`,
+        clientIp: null,
+      }),
     });
     servers.add(server);
     return server;

@@ -58,8 +58,14 @@ describe('config', () => {
     refused('auth: { mode: dev }\nservices:\n  Bad_Name: { transport: stdio, command: x }\n', /property name must be valid|must match pattern/);
     refused('services:\n  echo: { transport: http }\n', /url|required/);
     // The transport picks the branch: an http service is not accepted as stdio because it has a command.
-    refused('services:\n  echo: { transport: http, command: node }\n', /^bad\.yaml: \/services\/echo: must have required property 'url'; \/services\/echo: unknown key "command"$/);
-    refused(`${minimal}\n  other: { transport: stdio, command: "\${NOT_SET_ANYWHERE}" }\n`, /\/services\/other\/command: environment variable NOT_SET_ANYWHERE is not set/);
+    refused(
+      'services:\n  echo: { transport: http, command: node }\n',
+      /^bad\.yaml: \/services\/echo: must have required property 'url'; \/services\/echo: unknown key "command"$/,
+    );
+    refused(
+      `${minimal}\n  other: { transport: stdio, command: "\${NOT_SET_ANYWHERE}" }\n`,
+      /\/services\/other\/command: environment variable NOT_SET_ANYWHERE is not set/,
+    );
     refused('services: [\n', /bad\.yaml:\d+:\d+: YAML error/);
     refused('', /^bad\.yaml: \/: must be object$/);
     refused('- services\n', /^bad\.yaml: \/: must be object$/);

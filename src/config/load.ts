@@ -123,7 +123,12 @@ function describeErrors(all: ErrorObject[]): string {
   // In a oneOf, a branch whose discriminator (a `const`) does not match is not the user's intent:
   // drop its errors so the branch that applies speaks.
   const branchOf = (e: ErrorObject) => /^(.*\/oneOf\/\d+)\//.exec(e.schemaPath)?.[1];
-  const mismatched = new Set(all.filter((e) => e.keyword === 'const').map(branchOf).filter((b): b is string => !!b));
+  const mismatched = new Set(
+    all
+      .filter((e) => e.keyword === 'const')
+      .map(branchOf)
+      .filter((b): b is string => !!b),
+  );
   const kept = all.filter((e) => {
     const b = branchOf(e);
     return !b || !mismatched.has(b);

@@ -29,6 +29,13 @@ export function clientIp(c: Context<GatewayEnv>): string | null {
 }
 
 /** A JSON-RPC error answered by the edge, before any MCP server sees the request. */
-export function edgeError(c: Context, status: ContentfulStatusCode, code: number, message: string, data?: Record<string, unknown>, headers?: Record<string, string>): Response {
+export function edgeError(
+  c: Context,
+  status: ContentfulStatusCode,
+  code: number,
+  message: string,
+  data?: Record<string, unknown>,
+  headers?: Record<string, string>,
+): Response {
   return c.json({ jsonrpc: '2.0', error: { code, message, ...(data ? { data } : {}) }, id: null }, status, headers);
 }

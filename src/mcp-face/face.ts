@@ -64,7 +64,8 @@ export class McpFace {
     if (kind === 'prompts') this.modern.notify.promptsChanged();
     if (kind === 'resources') this.modern.notify.resourcesChanged();
     for (const s of this.sessions.values()) {
-      const sent = kind === 'tools' ? s.server.sendToolListChanged() : kind === 'prompts' ? s.server.sendPromptListChanged() : s.server.sendResourceListChanged();
+      const sent =
+        kind === 'tools' ? s.server.sendToolListChanged() : kind === 'prompts' ? s.server.sendPromptListChanged() : s.server.sendResourceListChanged();
       void Promise.resolve(sent).catch(() => undefined);
     }
   }

@@ -85,10 +85,13 @@ export class Sessions {
   }
 
   private scheduleSweep(): NodeJS.Timeout {
-    return this.opts.clock.setTimeout(() => {
-      this.sweep();
-      this.sweeper = this.scheduleSweep();
-    }, Math.min(60_000, this.opts.idleMs));
+    return this.opts.clock.setTimeout(
+      () => {
+        this.sweep();
+        this.sweeper = this.scheduleSweep();
+      },
+      Math.min(60_000, this.opts.idleMs),
+    );
   }
 
   /** Closes sessions idle longer than `idleMs`. */

@@ -22,15 +22,15 @@ interface Waiting {
   reject(e: Error): void;
 }
 
-export type RoundResult<T> =
-  | { kind: 'done'; value: T }
-  | { kind: 'error'; error: unknown }
-  | { kind: 'interaction'; key: string; req: InteractionRequest };
+export type RoundResult<T> = { kind: 'done'; value: T } | { kind: 'error'; error: unknown } | { kind: 'interaction'; key: string; req: InteractionRequest };
 
 /** Validates an agent's answer: the SDK hands `inputResponses` over unvalidated (untrusted input). */
 function parseAnswer<R extends InteractionRequest>(req: R, raw: unknown): InteractionAnswer<R> | undefined;
 function parseAnswer(req: InteractionRequest, raw: unknown): ElicitResult | CreateMessageResult | undefined {
-  const r = req.method === 'elicitation/create' ? specTypeSchemas.ElicitResult['~standard'].validate(raw) : specTypeSchemas.CreateMessageResult['~standard'].validate(raw);
+  const r =
+    req.method === 'elicitation/create'
+      ? specTypeSchemas.ElicitResult['~standard'].validate(raw)
+      : specTypeSchemas.CreateMessageResult['~standard'].validate(raw);
   return 'value' in r && r.issues === undefined ? r.value : undefined;
 }
 

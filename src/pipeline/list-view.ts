@@ -66,7 +66,7 @@ export class ListView {
     const tool = this.d.catalog.tool(toolName);
     if (!tool) return undefined;
     const d = this.decide(principal, 'tools/list', tool.facts, { request_id: requestId, session_id: null, client_ip: null });
-    const up = d.allow ? undefined : d.obligations['step_up_scopes'];
+    const up = d.allow ? undefined : d.obligations.step_up_scopes;
     return Array.isArray(up) && up.length > 0 && up.every((s): s is string => typeof s === 'string') ? up : undefined;
   }
 
@@ -80,18 +80,38 @@ export class ListView {
    * the entry and the policy revision, so it is cached briefly: lists are asked for often and are the
    * same for every call of a session.
    */
-  private decide(principal: Principal, method: ListMethod, facts: ToolFacts, context: { request_id: string; session_id: string | null; client_ip: string | null }): Decision {
+  private decide(
+    principal: Principal,
+    method: ListMethod,
+    facts: ToolFacts,
+    context: { request_id: string; session_id: string | null; client_ip: string | null },
+  ): Decision {
     const key = `${principalKey(principal)}\u0001${principal.scopes.join(' ')}\u0001${principal.groups.join(' ')}\u0001${principal.purpose ?? ''}\u0001${method}\u0001${facts.name}\u0001${facts.definition_hash}\u0001${this.d.policy.revision}`;
     const now = this.d.clock.now();
     const hit = this.cache.get(key);
     if (hit && hit.until > now) return hit.decision;
     let decision: Decision;
     try {
-      decision = this.d.policy.decide(buildPolicyInput({ phase: 'list', method, principal, purpose: principal.purpose, tool: facts, context: { ...context, time: new Date(now).toISOString() } }));
+      decision = this.d.policy.decide(
+        buildPolicyInput({
+          phase: 'list',
+          method,
+          principal,
+          purpose: principal.purpose,
+          tool: facts,
+          context: { ...context, time: new Date(now).toISOString() },
+        }),
+      );
     } catch (e) {
       // Fail closed: an entry whose decision fails is hidden (and not cached, so it is tried again).
       this.d.log.error({ err: (e as Error).message, tool: facts.name }, 'policy error at list time: entry hidden');
-      return { allow: false, reasons: [{ engine: 'gateway', id: 'engine_error', message: 'policy evaluation failed' }], obligations: {}, policy_revision: this.d.policy.revision, eval_us: 0 };
+      return {
+        allow: false,
+        reasons: [{ engine: 'gateway', id: 'engine_error', message: 'policy evaluation failed' }],
+        obligations: {},
+        policy_revision: this.d.policy.revision,
+        eval_us: 0,
+      };
     }
     if (this.cache.size >= CACHE_MAX) this.cache.clear();
     this.cache.set(key, { decision, until: now + CACHE_TTL_MS });

@@ -45,7 +45,7 @@ describe('micro-mcp policy CLI functions', () => {
       const c = capture();
       const code = await policyTest({ regoDir: join(dir, 'rego'), cedarDir: join(dir, 'cedar') }, c.out);
       assert.equal(code, 1);
-      assert.match(c.text(), /FAIL rego  data\.micro_mcp\.authz_test\.test_support_cannot_read_eng/);
+      assert.match(c.text(), /FAIL rego {2}data\.micro_mcp\.authz_test\.test_support_cannot_read_eng/);
       assert.match(c.text(), /FAIL cedar .*eng reads \/eng - expected deny, got allow/);
       assert.match(c.text().trimEnd().split('\n').at(-1) ?? '', /^\d+ passed, [1-9]\d* failed$/);
     } finally {
@@ -62,7 +62,7 @@ describe('micro-mcp policy CLI functions', () => {
     const rego = join(dir, 'rego', 'purpose.rego');
     const good = await readFile(rego, 'utf8');
     try {
-      await writeFile(rego, good + '\nunused_rule if {\n\tx := 1\n}\n');
+      await writeFile(rego, `${good}\nunused_rule if {\n\tx := 1\n}\n`);
       const bad = capture();
       assert.equal(await policyCheck({ regoDir: join(dir, 'rego') }, bad.out), 1);
       assert.match(bad.text(), /error: rego: .*purpose\.rego:\d+: rego_compile_error/);
@@ -84,7 +84,18 @@ describe('micro-mcp policy CLI functions', () => {
     assert.match(t, /^decision: deny \(engines: rego, cedar; revision sha256:[0-9a-f]{64}\)$/m);
 
     const allowed = capture();
-    await policyExplain({ baseDir: root, principal: 'alice', groups: ['eng'], scopes: ['http:fetch'], purpose: 'incident-4711', tool: 'http.fetchText', arguments: { url: 'https://status.example.com/' } }, allowed.out);
+    await policyExplain(
+      {
+        baseDir: root,
+        principal: 'alice',
+        groups: ['eng'],
+        scopes: ['http:fetch'],
+        purpose: 'incident-4711',
+        tool: 'http.fetchText',
+        arguments: { url: 'https://status.example.com/' },
+      },
+      allowed.out,
+    );
     assert.match(allowed.text(), /^decision: allow/m);
   });
 });

@@ -9,7 +9,7 @@ import type { Decision, DecisionReason, PolicyPhase, Principal, ToolFacts } from
 import { CedarEngine } from './cedar/engine.js';
 import { runCedarTests } from './cedar/run-tests.js';
 import { buildPolicyInput } from './input.js';
-import { loadPolicies } from './policy-set.js';
+import { loadPolicies, type PolicySet } from './policy-set.js';
 import { formatProblem, type PolicyProblem } from './problems.js';
 import { buildRegoBundle, parseOpaProblems, readRegoBundle } from './rego/bundle.js';
 import { RegoEngine } from './rego/engine.js';
@@ -23,12 +23,12 @@ export interface Writer {
 }
 
 const line = (out: Writer, s = ''): void => {
-  out.write(s + '\n');
+  out.write(`${s}\n`);
 };
 
 function reportError(out: Writer, e: unknown): void {
   if (isGatewayError(e)) {
-    const problems = e.data?.['problems'] as PolicyProblem[] | undefined;
+    const problems = e.data?.problems as PolicyProblem[] | undefined;
     if (Array.isArray(problems) && problems.length > 0) for (const p of problems) line(out, `error: ${p.engine}: ${formatProblem(p)}`);
     else line(out, `error: ${e.message}`);
   } else line(out, `error: ${e instanceof Error ? e.message : String(e)}`);
@@ -112,10 +112,7 @@ export async function policyTest(opts: { regoDir: string; cedarDir: string; opaP
  * `policy check`: `opa check --strict` and a WASM build of the Rego sources (or loads the given
  * bundle), and strict validation of the Cedar policies against the schema.
  */
-export async function policyCheck(
-  opts: { regoDir?: string; bundle?: string; cedarDir?: string; opaPath?: string },
-  out: Writer,
-): Promise<number> {
+export async function policyCheck(opts: { regoDir?: string; bundle?: string; cedarDir?: string; opaPath?: string }, out: Writer): Promise<number> {
   let failed = false;
   if (opts.bundle !== undefined) {
     try {
@@ -181,7 +178,7 @@ const fmtReason = (r: DecisionReason): string => `    - ${r.id}: ${r.message}`;
 
 /** `policy explain`: prints each engine's decision with its reasons, then the combined decision. */
 export async function policyExplain(opts: ExplainOptions, out: Writer): Promise<number> {
-  let set;
+  let set: PolicySet;
   try {
     set = await loadPolicies({ ...opts.config, watch: false }, opts.baseDir !== undefined ? { baseDir: opts.baseDir } : {});
   } catch (e) {
@@ -209,7 +206,10 @@ export async function policyExplain(opts: ExplainOptions, out: Writer): Promise<
       purpose: opts.purpose ?? null,
       context: { request_id: 'explain' },
     });
-    line(out, `input: ${JSON.stringify({ phase, principal: input.principal.id, groups: input.principal.groups, scopes: input.scopes, purpose: input.purpose, tool: tool.name, resource: input.resource })}`);
+    line(
+      out,
+      `input: ${JSON.stringify({ phase, principal: input.principal.id, groups: input.principal.groups, scopes: input.scopes, purpose: input.purpose, tool: tool.name, resource: input.resource })}`,
+    );
     const engines = opts.engines ?? set.enginesFor(tool.namespace);
     for (const name of engines) {
       const d: Decision = set.decide(input, [name]);

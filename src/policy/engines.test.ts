@@ -79,8 +79,8 @@ for (const [name, make] of Object.entries(factories)) {
 
 describe('engines agree', () => {
   it('on every case of the shared table', async () => {
-    const rego = await factories['rego']!();
-    const cedar = await factories['cedar']!();
+    const rego = await factories.rego!();
+    const cedar = await factories.cedar!();
     try {
       for (const c of POLICY_CASES) {
         const input = caseInput(c);

@@ -65,12 +65,26 @@ describe('buildPolicyInput', () => {
     assert.equal('scopes' in input.principal, false, 'scopes sit at the top level only');
   });
   it('omits arguments and resource facts in the list phase', () => {
-    const input = buildPolicyInput({ phase: 'list', method: 'tools/list', principal, tool: toolFacts('fs.read'), arguments: { path: '/x' }, context: { request_id: 'r' } });
+    const input = buildPolicyInput({
+      phase: 'list',
+      method: 'tools/list',
+      principal,
+      tool: toolFacts('fs.read'),
+      arguments: { path: '/x' },
+      context: { request_id: 'r' },
+    });
     assert.equal(input.arguments, undefined);
     assert.deepEqual(input.resource, {});
   });
   it('gives other services an empty resource', () => {
-    const input = buildPolicyInput({ phase: 'call', method: 'tools/call', principal, tool: toolFacts('everything.echo'), arguments: { path: '/x' }, context: { request_id: 'r' } });
+    const input = buildPolicyInput({
+      phase: 'call',
+      method: 'tools/call',
+      principal,
+      tool: toolFacts('everything.echo'),
+      arguments: { path: '/x' },
+      context: { request_id: 'r' },
+    });
     assert.deepEqual(input.resource, {});
   });
   it('binds the token purpose over a declared one, and ignores empty purposes', () => {

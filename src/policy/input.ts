@@ -27,8 +27,8 @@ type ResourceExtractor = (args: Record<string, unknown>) => Record<string, unkno
 
 /** Resource facts per service namespace; other services get {}. */
 const extractors: Readonly<Record<string, ResourceExtractor>> = Object.freeze({
-  fs: (args) => ({ path: canonicalFsPath(args['path']) }),
-  http: (args) => httpResource(args['url'], args['method']),
+  fs: (args) => ({ path: canonicalFsPath(args.path) }),
+  http: (args) => httpResource(args.url, args.method),
 });
 
 /** Builds the PolicyInput for one decision. */
@@ -90,7 +90,7 @@ export function canonicalFsPath(value: unknown): string | null {
     }
     out.push(seg);
   }
-  return '/' + out.join('/');
+  return `/${out.join('/')}`;
 }
 
 const DEFAULT_PORTS: Readonly<Record<string, number>> = { http: 80, https: 443, ws: 80, wss: 443, ftp: 21 };

@@ -67,7 +67,14 @@ describe('PolicySet with both engines (the default)', () => {
       assert.equal(d.policy_revision, set.revision);
       // Each engine cites the same ids, so the combined reasons hold every id once per engine.
       for (const engine of ['rego', 'cedar'] as const) {
-        assert.deepEqual(d.reasons.filter((r) => r.engine === engine).map((r) => r.id).sort(), [...c.expect.ids].sort(), `${c.name} (${engine})`);
+        assert.deepEqual(
+          d.reasons
+            .filter((r) => r.engine === engine)
+            .map((r) => r.id)
+            .sort(),
+          [...c.expect.ids].sort(),
+          `${c.name} (${engine})`,
+        );
       }
     }
   });
@@ -77,13 +84,19 @@ describe('PolicySet with both engines (the default)', () => {
     const input = { ...caseInput(byName('eng reads /eng')), method: 'ping' };
     const d = set.decide(input);
     assert.equal(d.allow, false);
-    assert.ok(d.reasons.some((r) => r.engine === 'cedar' && r.id === 'engine_error'), JSON.stringify(d.reasons));
+    assert.ok(
+      d.reasons.some((r) => r.engine === 'cedar' && r.id === 'engine_error'),
+      JSON.stringify(d.reasons),
+    );
   });
 
   it('lets the caller pick engines for one decision', () => {
     const input = { ...caseInput(byName('eng reads /eng')), method: 'ping' };
     assert.equal(set.decide(input, ['cedar']).allow, false);
-    assert.deepEqual(set.decide(input, ['rego']).reasons.map((r) => r.id), ['default_deny']);
+    assert.deepEqual(
+      set.decide(input, ['rego']).reasons.map((r) => r.id),
+      ['default_deny'],
+    );
     assert.equal(set.decide(caseInput(byName('eng reads /eng')), []).allow, false, 'no engine means deny');
   });
 });
@@ -95,7 +108,10 @@ describe('PolicySet configuration', () => {
       assert.deepEqual(set.enginesFor('everything'), ['cedar']);
       assert.deepEqual(set.enginesFor('fs'), ['rego', 'cedar']);
       const d = set.decide(caseInput(byName('third-party tool with scope and purpose')));
-      assert.deepEqual(d.reasons.map((r) => r.engine), ['cedar']);
+      assert.deepEqual(
+        d.reasons.map((r) => r.engine),
+        ['cedar'],
+      );
     } finally {
       set.close();
     }
@@ -106,12 +122,21 @@ describe('PolicySet configuration', () => {
     const e = await rejectsCompile(loadPolicies({ engines: ['rego'], services: { fs: ['cedar'] } }, { baseDir: root }));
     assert.equal(e.code, 'ERR_CONFIG_INVALID');
     assert.equal(e.message, 'policy.services.fs names cedar, which policy.engines does not load');
-    assert.equal(e.data?.['key'], 'policy.services.fs');
+    assert.equal(e.data?.key, 'policy.services.fs');
   });
 
   it('validates the example config section against the published schema', async () => {
     const valid = ajv.compile(await schema('config-policy.schema.json'));
-    assert.ok(valid({ engines: ['rego', 'cedar'], rego: { dir: 'policies/rego' }, cedar: { dir: 'policies/cedar' }, services: { everything: ['rego'] }, decision_timeout_ms: 50, watch: true }));
+    assert.ok(
+      valid({
+        engines: ['rego', 'cedar'],
+        rego: { dir: 'policies/rego' },
+        cedar: { dir: 'policies/cedar' },
+        services: { everything: ['rego'] },
+        decision_timeout_ms: 50,
+        watch: true,
+      }),
+    );
     assert.ok(!valid({ engines: ['opa'] }));
   });
 
@@ -167,7 +192,8 @@ describe('loading failures', () => {
     const undef = join(dir, 'rego-undef');
     await cp(join(dir, 'rego'), undef, { recursive: true });
     await writeFile(join(undef, 'authz.rego'), 'package micro_mcp.authz\n\nallow if input.never == true\n');
-    for (const f of ['fs.rego', 'http.rego', 'purpose.rego', 'authz_test.rego', 'fs_test.rego', 'http_test.rego', 'purpose_test.rego']) await rm(join(undef, f));
+    for (const f of ['fs.rego', 'http.rego', 'purpose.rego', 'authz_test.rego', 'fs_test.rego', 'http_test.rego', 'purpose_test.rego'])
+      await rm(join(undef, f));
     const set = await loadPolicies({ watch: false, engines: ['rego'], rego: { dir: undef } });
     try {
       const d = set.decide(caseInput(byName('eng reads /eng')));
@@ -236,7 +262,7 @@ describe('hot reload', () => {
         assert.notEqual(set.revision, first);
 
         // A broken edit: reported with file and line, the widened set keeps serving.
-        await writeFile(policyFile, widened + '\n!!! not a policy\n');
+        await writeFile(policyFile, `${widened}\n!!! not a policy\n`);
         await until(() => errors.length >= 1);
         assert.equal(errors[0]?.code, 'ERR_POLICY_COMPILE');
         assert.match(errors[0]?.message ?? '', new RegExp(`${engine === 'rego' ? 'fs\\.rego' : 'policies\\.cedar'}:\\d+: `));

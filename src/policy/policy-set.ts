@@ -122,8 +122,22 @@ function warmUp(engines: Map<EngineName, PolicyEngine>): void {
   // resource-fact paths (fs path, http URL) that real decisions take.
   const inputs = [
     buildPolicyInput({ phase: 'list', method: 'tools/list', principal, tool: toolFacts('warm-up.tool'), context: { request_id: 'warm-up' } }),
-    buildPolicyInput({ phase: 'call', method: 'tools/call', principal, tool: toolFacts('fs.read'), arguments: { path: '/warm-up' }, context: { request_id: 'warm-up' } }),
-    buildPolicyInput({ phase: 'call', method: 'tools/call', principal, tool: toolFacts('http.fetchText'), arguments: { url: 'https://warm-up.invalid/' }, context: { request_id: 'warm-up' } }),
+    buildPolicyInput({
+      phase: 'call',
+      method: 'tools/call',
+      principal,
+      tool: toolFacts('fs.read'),
+      arguments: { path: '/warm-up' },
+      context: { request_id: 'warm-up' },
+    }),
+    buildPolicyInput({
+      phase: 'call',
+      method: 'tools/call',
+      principal,
+      tool: toolFacts('http.fetchText'),
+      arguments: { url: 'https://warm-up.invalid/' },
+      context: { request_id: 'warm-up' },
+    }),
   ];
   for (const en of engines.values()) {
     for (const input of inputs) {
@@ -142,7 +156,10 @@ async function loadRego(cfg: ResolvedPolicyConfig): Promise<RegoEngine> {
     try {
       tarball = await readFile(cfg.rego.bundle);
     } catch (e) {
-      throw new GatewayError('ERR_POLICY_COMPILE', `policy set rejected: ${cfg.rego.bundle}: cannot read bundle (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+      throw new GatewayError(
+        'ERR_POLICY_COMPILE',
+        `policy set rejected: ${cfg.rego.bundle}: cannot read bundle (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
     }
     return RegoEngine.fromBundle(readRegoBundle(tarball, cfg.rego.bundle), cfg.rego.bundle);
   }
@@ -211,7 +228,7 @@ export class PolicySet {
         } else {
           denyReasons.push(...r.reasons);
           // The one obligation a denial keeps: which scopes would lift it (HTTP 403 step-up).
-          const up = r.obligations['step_up_scopes'];
+          const up = r.obligations.step_up_scopes;
           if (Array.isArray(up)) for (const x of up) if (typeof x === 'string') stepUp.add(x);
         }
       } catch (e) {
@@ -250,7 +267,10 @@ export class PolicySet {
       next = await loadGeneration(this.#cfg);
     } catch (e) {
       const err = isGatewayError(e) ? e : new GatewayError('ERR_POLICY_COMPILE', `policy reload failed: ${String(e)}`);
-      log?.error({ code: err.code, problems: err.data?.['problems'], revision: this.#gen.revision }, `policy reload rejected, keeping the running set: ${err.message}`);
+      log?.error(
+        { code: err.code, problems: err.data?.problems, revision: this.#gen.revision },
+        `policy reload rejected, keeping the running set: ${err.message}`,
+      );
       this.#hooks.onReloadError?.(err);
       return false;
     }

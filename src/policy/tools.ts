@@ -21,7 +21,6 @@ export function toolFacts(name: string, annotations?: Record<string, unknown>): 
     namespace: dot === -1 ? name : name.slice(0, dot),
     local_name: dot === -1 ? '' : name.slice(dot + 1),
     annotations: annotations ?? FIRST_PARTY_ANNOTATIONS[name] ?? {},
-    definition_hash: 'sha256:' + '0'.repeat(64),
+    definition_hash: `sha256:${'0'.repeat(64)}`,
   };
 }
-

@@ -170,7 +170,7 @@ export class Catalog extends EventEmitter {
     const sig: Record<ChangeKind, string> = {
       tools: tools.map((t) => `${t.name}@${t.facts.definition_hash}`).join('\n'),
       prompts: prompts.map((p) => p.name).join('\n'),
-      resources: resources.map((r) => r.uri).join('\n') + '\n' + templates.map((t) => t.template.uriTemplate).join('\n'),
+      resources: `${resources.map((r) => r.uri).join('\n')}\n${templates.map((t) => t.template.uriTemplate).join('\n')}`,
     };
     const kinds: ChangeKind[] = kind === 'all' ? ['tools', 'prompts', 'resources'] : [kind];
     for (const k of kinds) {

@@ -256,7 +256,11 @@ export class ServiceConnection extends EventEmitter {
     const transport = this.transport();
     try {
       const prior =
-        this.era === 'legacy' ? { kind: 'legacy' as const } : this.era === 'modern' && this.discover ? { kind: 'modern' as const, discover: this.discover } : undefined;
+        this.era === 'legacy'
+          ? { kind: 'legacy' as const }
+          : this.era === 'modern' && this.discover
+            ? { kind: 'modern' as const, discover: this.discover }
+            : undefined;
       await client.connect(transport, { timeout: this.cfg.connect_timeout_ms, ...(prior ? { prior } : {}) });
       this.era = client.getProtocolEra();
       this.discover = client.getDiscoverResult();

@@ -78,8 +78,7 @@ export class ChildProcessTransport implements Transport {
       child.stderr?.setEncoding('utf8');
       child.stderr?.on('data', (s: string) => {
         partial += s;
-        let nl: number;
-        while ((nl = partial.indexOf('\n')) >= 0) {
+        for (let nl = partial.indexOf('\n'); nl >= 0; nl = partial.indexOf('\n')) {
           const line = partial.slice(0, nl);
           partial = partial.slice(nl + 1);
           if (line.trim()) this.spec.onStderr?.(line.slice(0, 2000));

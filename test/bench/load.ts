@@ -124,11 +124,7 @@ export async function runLoad(clients: readonly Client[], o: LoadOptions): Promi
 }
 
 /** Times a synchronous or asynchronous operation `n` times after `warmup` runs; per-op µs. */
-export async function microBench(
-  fn: () => unknown,
-  n: number,
-  warmup: number,
-): Promise<{ n: number; meanUs: number; p50Us: number; p99Us: number }> {
+export async function microBench(fn: () => unknown, n: number, warmup: number): Promise<{ n: number; meanUs: number; p50Us: number; p99Us: number }> {
   for (let i = 0; i < warmup; i++) await fn();
   const lat = new Float64Array(n);
   let sum = 0;

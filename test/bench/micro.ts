@@ -85,7 +85,10 @@ export async function runMicro(n: number): Promise<MicroRow[]> {
         context: { request_id: 'bench' },
       });
     for (const [label, engines] of combos) {
-      rows.push({ name: `PolicySet.decide fs.read, ${label}, a new path each time`, ...(await microBench(() => policy.decide(fresh(), engines), n, Math.min(1000, n))) });
+      rows.push({
+        name: `PolicySet.decide fs.read, ${label}, a new path each time`,
+        ...(await microBench(() => policy.decide(fresh(), engines), n, Math.min(1000, n))),
+      });
     }
   } finally {
     policy.close();

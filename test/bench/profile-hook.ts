@@ -6,7 +6,7 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 
-const out = process.env['MICRO_MCP_BENCH_PROFILE'];
+const out = process.env.MICRO_MCP_BENCH_PROFILE;
 if (out) {
   const session = new Session();
   session.connect();
@@ -15,9 +15,7 @@ if (out) {
     if (!running) {
       running = true;
       // 100 µs sampling: fine enough for a few seconds of load, small enough to keep overhead low.
-      session.post('Profiler.enable', () =>
-        session.post('Profiler.setSamplingInterval', { interval: 100 }, () => session.post('Profiler.start')),
-      );
+      session.post('Profiler.enable', () => session.post('Profiler.setSamplingInterval', { interval: 100 }, () => session.post('Profiler.start')));
       return;
     }
     running = false;

@@ -39,7 +39,10 @@ export function bucketOf(area: string): string {
   if (/^src\/audit\/|^src\/canonical|^node:fs|^pino|^sonic-boom|^fast-redact/.test(area)) return 'audit (records, hash chain, file)';
   if (/^jose$|^src\/auth\/|^node:crypto/.test(area)) return 'auth and per-call credentials (jose, crypto)';
   if (/^src\/(front|catalog|http)\/|^src\/errors/.test(area)) return 'gateway data path (front, catalog, edge)';
-  if (/^hono$|^@hono|^node:(events|_http|http|undici|webstreams|net|stream|streams|url|abort_controller|event_target|worker|buffer|dns|timers|process)/.test(area)) return 'HTTP, streams, events (node, undici, hono)';
+  if (
+    /^hono$|^@hono|^node:(events|_http|http|undici|webstreams|net|stream|streams|url|abort_controller|event_target|worker|buffer|dns|timers|process)/.test(area)
+  )
+    return 'HTTP, streams, events (node, undici, hono)';
   return `other (${area})`;
 }
 
@@ -52,7 +55,12 @@ export function areaOf(url: string, fn: string): string {
   if (nm) return nm[1]!;
   const ours = /\/dist\/((?:src|test|services)\/.*)$/.exec(url);
   if (ours) return ours[1]!;
-  if (url.startsWith('node:')) return url.replace(/^node:internal\/(?:deps\/)?/, 'node:').split('/').slice(0, 2).join('/');
+  if (url.startsWith('node:'))
+    return url
+      .replace(/^node:internal\/(?:deps\/)?/, 'node:')
+      .split('/')
+      .slice(0, 2)
+      .join('/');
   return url;
 }
 

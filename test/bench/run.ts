@@ -28,7 +28,7 @@ const SERVICE = path.join(here, 'bench-service.js');
 const HOOK = path.join(here, 'profile-hook.js');
 const RESULTS = path.join(ROOT, 'test', 'bench', 'RESULTS.md');
 
-const SCALE = Number(process.env['BENCH_SCALE'] ?? '1') || 1;
+const SCALE = Number(process.env.BENCH_SCALE ?? '1') || 1;
 const scaled = (n: number) => Math.max(20, Math.round(n * SCALE));
 /** Per concurrency: measured calls (total), warm-up calls per client, time cap of the measured phase. */
 const PLAN = {
@@ -107,7 +107,11 @@ async function stopAndCheckAudit(gw: Gateway, expected: number): Promise<string>
   if (code !== 0) throw new Error(`gateway exited with ${code}:\n${gw.output().slice(-2000)}`);
   const dir = path.join(gw.dir, 'audit');
   let records = 0;
-  for (const f of readdirSync(dir)) if (f.startsWith('audit.jsonl')) records += readFileSync(path.join(dir, f), 'utf8').split('\n').filter((l) => l !== '').length;
+  for (const f of readdirSync(dir))
+    if (f.startsWith('audit.jsonl'))
+      records += readFileSync(path.join(dir, f), 'utf8')
+        .split('\n')
+        .filter((l) => l !== '').length;
   if (records < expected) throw new Error(`audit has ${records} records; the calls made need at least ${expected}`);
   const v = spawnSync(process.execPath, [CLI, 'audit', 'verify', dir], { encoding: 'utf8', timeout: 60_000 });
   if (v.status !== 0) throw new Error(`audit verify failed: ${v.stdout}${v.stderr}`);
@@ -120,7 +124,9 @@ async function measure(variant: Variant, era: Era, c: 1 | 16, make: () => Promis
   const clients = await Promise.all(Array.from({ length: c }, make));
   try {
     const r = await runLoad(clients, { ...PLAN[c], tool });
-    log(`${variant.padEnd(12)} ${era.padEnd(6)} c=${String(c).padEnd(2)} ${fmt(r.callsPerSec, 0).padStart(6)} calls/s  p50 ${fmt(r.p50Ms, 2)} ms  p99 ${fmt(r.p99Ms, 2)} ms${r.capped ? ' (time cap)' : ''}${errorNote(r)}`);
+    log(
+      `${variant.padEnd(12)} ${era.padEnd(6)} c=${String(c).padEnd(2)} ${fmt(r.callsPerSec, 0).padStart(6)} calls/s  p50 ${fmt(r.p50Ms, 2)} ms  p99 ${fmt(r.p99Ms, 2)} ms${r.capped ? ' (time cap)' : ''}${errorNote(r)}`,
+    );
     return { variant, era, r };
   } finally {
     await Promise.all(clients.map((cl) => cl.close().catch(() => undefined)));
@@ -159,7 +165,11 @@ async function profileRun(): Promise<{ summary: ProfileSummary; r: LoadResult }>
 }
 
 const errorNote = (r: LoadResult) =>
-  r.errors + r.warmupErrors === 0 ? '' : `  ${r.errors} errors (+${r.warmupErrors} in warm-up): ${Object.entries(r.errorKinds).map(([k, n]) => `${n}x ${k}`).join(' | ')}`;
+  r.errors + r.warmupErrors === 0
+    ? ''
+    : `  ${r.errors} errors (+${r.warmupErrors} in warm-up): ${Object.entries(r.errorKinds)
+        .map(([k, n]) => `${n}x ${k}`)
+        .join(' | ')}`;
 
 // ---- report -------------------------------------------------------------------------------------------
 
@@ -215,7 +225,7 @@ function profileTables(p: ProfileSummary, r: LoadResult): string {
 // ---- main ---------------------------------------------------------------------------------------------
 
 /** BENCH_ONLY=direct,always,never,profile,micro runs a subset (RESULTS.md is written only by a full run). */
-const ONLY = new Set((process.env['BENCH_ONLY'] ?? 'direct,always,never,profile,micro').split(',').map((x) => x.trim()));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'direct,always,never,profile,micro').split(',').map((x) => x.trim()));
 /** More failed calls than this share of a run fails the bench: a broken setup fails nearly all. */
 const MAX_ERROR_SHARE = 0.01;
 

@@ -91,7 +91,7 @@ describe('service credentials: minter and service verifier', () => {
     await minter.rotate();
   });
 
-  it('refuses the caller\'s own bearer token (no passthrough) and tokens from any other key', async () => {
+  it("refuses the caller's own bearer token (no passthrough) and tokens from any other key", async () => {
     const dev = await ensureDevKey(join(dir, 'dev'));
     const userToken = await mintDevToken({ sub: 'alice', ttl: 60, audience: 'micro-mcp:service:fs', issuer: 'micro-mcp:gateway', key: dev });
     await refused(fsVerifier, userToken, 'read', 'ERR_CREDENTIAL_INVALID');
@@ -126,7 +126,10 @@ describe('service credentials: minter and service verifier', () => {
     await v.verify(fresh, { tool: 'read' }); // new key was pre-published before it signed anything
     const file = JSON.parse(await readFile(m.jwksFile!, 'utf8')) as { keys: Array<{ kid: string; d?: string }> };
     assert.ok(file.keys.some((k) => k.kid === kidA) && file.keys.some((k) => k.kid === kidB));
-    assert.ok(file.keys.every((k) => k.d === undefined), 'never a private key in the published set');
+    assert.ok(
+      file.keys.every((k) => k.d === undefined),
+      'never a private key in the published set',
+    );
     // Once every token kidA signed has expired (+ slack), kidA leaves the set.
     clock += 60_000;
     await m.rotate();
@@ -151,7 +154,12 @@ describe('service credentials: minter and service verifier', () => {
       await minter.rotate();
       const after = await minter.mint({ service: 'http', principal: alice, tool: 'fetch', purpose: null, decisionId: 'd' });
       assert.equal((await v.verify(after, { tool: 'fetch' })).sub, 'alice');
-      await refused(v, await minter.mint({ service: 'fs', principal: alice, tool: 'fetch', purpose: null, decisionId: 'd' }), 'fetch', 'ERR_CREDENTIAL_AUDIENCE');
+      await refused(
+        v,
+        await minter.mint({ service: 'fs', principal: alice, tool: 'fetch', purpose: null, decisionId: 'd' }),
+        'fetch',
+        'ERR_CREDENTIAL_AUDIENCE',
+      );
     } finally {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));

@@ -72,7 +72,9 @@ export async function credentialMeta(service: 'fs' | 'http', tool: string): Prom
 
 /** The `--allow-fs-read` flags a service needs for its own code (see services/README.md). */
 export function codeReadFlags(): string[] {
-  return [join(REPO, 'dist', 'services'), join(REPO, 'dist', 'schemas', 'contracts'), join(REPO, 'node_modules'), join(REPO, 'package.json')].map((p) => `--allow-fs-read=${p}`);
+  return [join(REPO, 'dist', 'services'), join(REPO, 'dist', 'schemas', 'contracts'), join(REPO, 'node_modules'), join(REPO, 'package.json')].map(
+    (p) => `--allow-fs-read=${p}`,
+  );
 }
 
 /**
@@ -98,7 +100,7 @@ export async function startService(
       ...(opts.sandboxRead ? [] : ['--no-sandbox-check']),
       ...(opts.insecure ? ['--insecure-no-credentials'] : []),
     ],
-    env: { PATH: process.env['PATH'] ?? '', ...(m ? m.env(name) : {}), ...opts.env },
+    env: { PATH: process.env.PATH ?? '', ...(m ? m.env(name) : {}), ...opts.env },
     stderr: 'pipe',
   });
   let err = '';
@@ -210,7 +212,9 @@ export interface TestServer {
 }
 
 /** Starts a loopback server on an ephemeral port; `handle` answers each request. */
-export async function startTestServer(handle: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void): Promise<TestServer> {
+export async function startTestServer(
+  handle: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void,
+): Promise<TestServer> {
   const { createServer } = await import('node:http');
   const requests: string[] = [];
   const sockets = new Set<import('node:net').Socket>();

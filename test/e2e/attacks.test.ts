@@ -46,7 +46,8 @@ const commonHttp = (ports: number[]) => [
   '--allow-http',
   ...[...ssrf.allow_ports, ...ports].flatMap((p) => ['--allow-port', String(p)]),
   ...resolveFlags,
-  '--timeout-ms', '3000',
+  '--timeout-ms',
+  '3000',
 ];
 const redirectorUrl = (c: SsrfCase) => c.arguments.url.replace('{{REDIRECTOR}}', `http://redirector.test:${redirector.port}`);
 
@@ -119,14 +120,14 @@ function assertRefused(id: string, o: Outcome, expected: Refuser, extraSecrets: 
 async function runFs(gw: Gateway, purpose: string, which: 'shipped' | 'open') {
   const c = await client(gw, purpose);
   const outcomes = await inBatches(fsCorpus.cases, 4, (k: PathEscapeCase) => callOutcome(c, `fs.${k.tool}`, k.arguments));
-  fsCorpus.cases.forEach((k, i) => assertRefused(`fs ${k.id} (${k.why}) [${which}]`, outcomes[i]!, k.gateway[which]));
+  for (const [i, k] of fsCorpus.cases.entries()) assertRefused(`fs ${k.id} (${k.why}) [${which}]`, outcomes[i]!, k.gateway[which]);
   return outcomes;
 }
 
 async function runDirect(gw: Gateway, purpose: string, which: 'shipped' | 'open') {
   const c = await client(gw, purpose);
   const outcomes = await inBatches(direct, 4, (k: SsrfCase) => callOutcome(c, 'http.fetchText', k.arguments));
-  direct.forEach((k, i) => assertRefused(`ssrf ${k.id} (${k.why}) [${which}]`, outcomes[i]!, k.gateway[which]));
+  for (const [i, k] of direct.entries()) assertRefused(`ssrf ${k.id} (${k.why}) [${which}]`, outcomes[i]!, k.gateway[which]);
   return outcomes;
 }
 
@@ -135,7 +136,10 @@ describe('shipped policies (purpose local-dev)', () => {
     assert.ok(fsCorpus.cases.length >= 50, `corpus has ${fsCorpus.cases.length} cases`);
     const out = await runFs(gws.shipped!, 'local-dev', 'shipped');
     // /pub is no root this policy grants, so most cases stop at the policy; /eng cases reach the service.
-    assert.ok(out.some((o) => o.kind === 'service'), 'at least one case reached the fs service');
+    assert.ok(
+      out.some((o) => o.kind === 'service'),
+      'at least one case reached the fs service',
+    );
   });
 
   test('SSRF corpus: every case refused, by the expected party; redirect cases never reach the redirector', async () => {

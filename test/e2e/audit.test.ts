@@ -17,7 +17,7 @@ import { auditFiles, auditText, copyDir, readRecords, secretNeedles, SPY_SERVICE
 import { connect, echoService, eventually, rawPost, startGateway, type Gateway, type TokenClaims } from '../helpers/harness.js';
 import { fileLine, fileText, whenChanged } from '../helpers/watch.js';
 
-const text = (r: { content?: unknown }) => ((r.content as Array<{ text?: string }>)[0]?.text ?? '');
+const text = (r: { content?: unknown }) => (r.content as Array<{ text?: string }>)[0]?.text ?? '';
 const uniq = (p: string) => `${p}-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
 
 // ---- what the last test scans: every secret this run handled, every text this run produced ----
@@ -224,8 +224,17 @@ describe('audit records through the real gateway', () => {
     assert.equal(d.purpose, null);
     assert.equal(d.session_id, null, '2026-era calls are stateless');
     // The agent gets what the record holds: it can quote the decision id and the deciding rules.
-    assert.deepEqual(err!.data, { code: 'ERR_POLICY_DENIED', decision_id: d.decision_id, reasons: d.result.reasons, policy_revision: d.bundles.policy.revision });
-    assert.deepEqual(byDecision(recs, d.decision_id!).map((l) => l.rec.kind), ['decision'], 'no outcome for a denied call');
+    assert.deepEqual(err!.data, {
+      code: 'ERR_POLICY_DENIED',
+      decision_id: d.decision_id,
+      reasons: d.result.reasons,
+      policy_revision: d.bundles.policy.revision,
+    });
+    assert.deepEqual(
+      byDecision(recs, d.decision_id!).map((l) => l.rec.kind),
+      ['decision'],
+      'no outcome for a denied call',
+    );
     await neverReachedEcho(client, marker, auditDir, args.tag);
   });
 
@@ -321,7 +330,11 @@ describe('audit records through the real gateway', () => {
     const d = byDigest(atStart, args);
     assert.equal(d.length, 1, 'the decision record was already written when the service started');
     assert.equal((d[0]!.rec as Record<string, any>).result.allow, true);
-    assert.deepEqual(byDecision(atStart, d[0]!.rec.decision_id!).map((l) => l.rec.kind), ['decision'], 'no outcome while the call runs');
+    assert.deepEqual(
+      byDecision(atStart, d[0]!.rec.decision_id!).map((l) => l.rec.kind),
+      ['decision'],
+      'no outcome while the call runs',
+    );
     ac.abort();
     await assert.rejects(call);
     await fileLine(marker, `cancelled ${args.tag}`);
@@ -397,7 +410,12 @@ describe('audit records through the real gateway', () => {
     const tampered = (mutate: (ls: string[]) => string[], extra?: (copy: string) => void, flags: string[] = []) => {
       const copy = copyDir(auditDir);
       tempDirs.push(copy);
-      writeFileSync(path.join(copy, victim), mutate([...lines]).map((l) => `${l}\n`).join(''));
+      writeFileSync(
+        path.join(copy, victim),
+        mutate([...lines])
+          .map((l) => `${l}\n`)
+          .join(''),
+      );
       extra?.(copy);
       return verifyCliAsync(...flags, copy).then((r) => (note(r.out), r));
     };
@@ -417,21 +435,60 @@ describe('audit records through the real gateway', () => {
       flips = [1, l.indexOf('"timestamp":"') + '"timestamp":"'.length + 3, Math.floor(l.length / 2), l.indexOf('"prev_hash"') + 20, l.length - 10];
       // An attacker recomputes the hash of a made-up record that links to its predecessor.
       const prev = JSON.parse(lines[0]!) as Record<string, unknown>;
-      const fake: Record<string, unknown> = { ...(JSON.parse(lines[1]!) as Record<string, unknown>), seq: (prev.seq as number) + 1, prev_hash: prev.hash, decision_id: '00000000-0000-0000-0000-000000000000' };
+      const fake: Record<string, unknown> = {
+        ...(JSON.parse(lines[1]!) as Record<string, unknown>),
+        seq: (prev.seq as number) + 1,
+        prev_hash: prev.hash,
+        decision_id: '00000000-0000-0000-0000-000000000000',
+      };
       delete fake.hash;
       const body = canonicalLine(fake);
       const forgedLine = `${body.slice(0, -1)},"hash":"${sha256(body)}"}`;
       // Each verification is a separate CLI process; start them all at once (they only read).
-      runs.set('none', tampered((ls) => ls));
+      runs.set(
+        'none',
+        tampered((ls) => ls),
+      );
       for (const pos of flips) runs.set(`flip${pos}`, tampered(flip(pos)));
-      runs.set('drop', tampered((ls) => (ls.splice(1, 1), ls)));
-      runs.set('swap', tampered((ls) => ([ls[1], ls[2]] = [ls[2]!, ls[1]!], ls)));
-      runs.set('replay', tampered((ls) => (ls.splice(2, 0, ls[0]!), ls)));
-      runs.set('forged', tampered((ls) => (ls.splice(1, 0, forgedLine), ls)));
-      runs.set('file', tampered((ls) => ls, (copy) => unlinkSync(path.join(copy, victim))));
+      runs.set(
+        'drop',
+        tampered((ls) => (ls.splice(1, 1), ls)),
+      );
+      runs.set(
+        'swap',
+        tampered((ls) => (([ls[1], ls[2]] = [ls[2]!, ls[1]!]), ls)),
+      );
+      runs.set(
+        'replay',
+        tampered((ls) => (ls.splice(2, 0, ls[0]!), ls)),
+      );
+      runs.set(
+        'forged',
+        tampered((ls) => (ls.splice(1, 0, forgedLine), ls)),
+      );
+      runs.set(
+        'file',
+        tampered(
+          (ls) => ls,
+          (copy) => unlinkSync(path.join(copy, victim)),
+        ),
+      );
       const oldest = path.basename(files[0]!);
-      runs.set('oldest', tampered((ls) => ls, (copy) => unlinkSync(path.join(copy, oldest))));
-      runs.set('oldest-genesis', tampered((ls) => ls, (copy) => unlinkSync(path.join(copy, oldest)), ['--genesis']));
+      runs.set(
+        'oldest',
+        tampered(
+          (ls) => ls,
+          (copy) => unlinkSync(path.join(copy, oldest)),
+        ),
+      );
+      runs.set(
+        'oldest-genesis',
+        tampered(
+          (ls) => ls,
+          (copy) => unlinkSync(path.join(copy, oldest)),
+          ['--genesis'],
+        ),
+      );
     });
 
     test('the untouched copy verifies (the mutations below are what fails)', async () => {
@@ -494,7 +551,15 @@ describe('audit records through the real gateway', () => {
 /** Canonical JSON as the gateway writes it (sorted keys, no whitespace). */
 function canonicalLine(v: unknown): string {
   const sort = (x: unknown): unknown =>
-    Array.isArray(x) ? x.map(sort) : x && typeof x === 'object' ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, sort((x as Record<string, unknown>)[k])])) : x;
+    Array.isArray(x)
+      ? x.map(sort)
+      : x && typeof x === 'object'
+        ? Object.fromEntries(
+            Object.keys(x)
+              .sort()
+              .map((k) => [k, sort((x as Record<string, unknown>)[k])]),
+          )
+        : x;
   return JSON.stringify(sort(v));
 }
 
@@ -569,7 +634,9 @@ describe('kill -9 under load', () => {
     const recs = readRecords(auditDir);
     const m = /verified (\d+) records/.exec(r.out);
     assert.equal(Number(m?.[1]), recs.length, 'verify checked every complete record');
-    const digests = new Set(recs.filter((l) => l.rec.kind === 'decision' && (l.rec as Record<string, any>).result.allow === true).map((l) => l.rec.arguments_digest));
+    const digests = new Set(
+      recs.filter((l) => l.rec.kind === 'decision' && (l.rec as Record<string, any>).result.allow === true).map((l) => l.rec.arguments_digest),
+    );
     const tags = seen().map((l) => l.slice('started '.length));
     assert.ok(tags.length >= 120);
     const byTag = new Map(sent.map((a) => [a.tag as string, a]));

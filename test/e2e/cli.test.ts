@@ -81,7 +81,10 @@ describe('micro-mcp CLI', () => {
     const base = { auth: { mode: 'dev', dev_key_dir: path.join(dir, 'keys') }, policy, audit: { file: auditFile }, services: { echo: echoService() } };
     const first = writeConfig('first.yaml', { ...base, server: { port: 0 } });
     const second = writeConfig('second.yaml', { ...base, server: { port: 0 } });
-    const p = spawn(process.execPath, [CLI, 'serve', '--config', first], { env: { PATH: process.env.PATH ?? '', HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [CLI, 'serve', '--config', first], {
+      env: { PATH: process.env.PATH ?? '', HOME: dir },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     try {
       await new Promise<void>((resolve, reject) => {
         let out = '';
@@ -102,7 +105,10 @@ describe('micro-mcp CLI', () => {
       await new Promise((r) => p.once('exit', r));
     }
     // Once the first is gone, the file is free again.
-    const again = spawn(process.execPath, [CLI, 'serve', '--config', second], { env: { PATH: process.env.PATH ?? '', HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const again = spawn(process.execPath, [CLI, 'serve', '--config', second], {
+      env: { PATH: process.env.PATH ?? '', HOME: dir },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     again.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const { eventually } = await import('../helpers/harness.js');
@@ -133,7 +139,12 @@ describe('micro-mcp CLI', () => {
     for (const mode of ['legacy', { pin: '2026-07-28' }] as const) {
       const client = new Client({ name: 'stdio-e2e', version: '1' }, { versionNegotiation: { mode } });
       await client.connect(
-        new StdioClientTransport({ command: process.execPath, args: [CLI, 'stdio', '--config', file], env: { PATH: process.env.PATH ?? '', HOME: dir }, stderr: 'ignore' }),
+        new StdioClientTransport({
+          command: process.execPath,
+          args: [CLI, 'stdio', '--config', file],
+          env: { PATH: process.env.PATH ?? '', HOME: dir },
+          stderr: 'ignore',
+        }),
       );
       const { tools } = await client.listTools();
       assert.ok(tools.some((t) => t.name === 'echo.echo'));

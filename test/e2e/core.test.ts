@@ -11,7 +11,7 @@ import type { Client } from '@modelcontextprotocol/client';
 import { connect, echoService, eventually, modernPost, rawPost, startGateway, type Era, type Gateway } from '../helpers/harness.js';
 import { fileLine } from '../helpers/watch.js';
 
-const text = (r: { content?: unknown }) => ((r.content as Array<{ text?: string }>)[0]?.text ?? '');
+const text = (r: { content?: unknown }) => (r.content as Array<{ text?: string }>)[0]?.text ?? '';
 
 describe('gateway core (both eras)', () => {
   let gw: Gateway;
@@ -50,7 +50,10 @@ describe('gateway core (both eras)', () => {
         let pages = 0;
         do {
           // One page per request (listTools() without a cursor would walk all pages itself).
-          const r = (await client.request({ method: 'tools/list', params: cursor ? { cursor } : {} })) as { tools: Array<{ name: string }>; nextCursor?: string };
+          const r = (await client.request({ method: 'tools/list', params: cursor ? { cursor } : {} })) as {
+            tools: Array<{ name: string }>;
+            nextCursor?: string;
+          };
           names.push(...r.tools.map((t) => t.name));
           cursor = r.nextCursor;
           pages++;
@@ -121,7 +124,10 @@ describe('gateway core (both eras)', () => {
     assert.equal(sc.credential, true);
     for (const leaked of ['PATH', 'HOME', 'USER']) assert.ok(!sc.env.includes(leaked), `${leaked} must not reach the service`);
     // Only the gateway's own credential (and the gateway's progress token) reach the service.
-    assert.deepEqual(sc.meta_keys.filter((k) => k !== 'progressToken'), ['dev.micro-mcp/credential']);
+    assert.deepEqual(
+      sc.meta_keys.filter((k) => k !== 'progressToken'),
+      ['dev.micro-mcp/credential'],
+    );
     await client.close();
   });
 
@@ -166,7 +172,15 @@ describe('gateway core (both eras)', () => {
 
   test('requestState handed to an agent is signed and bound to that principal', async () => {
     const call = async (token: string, extra: Record<string, unknown> = {}) =>
-      (await modernPost(gw, token, 'tools/call', { name: 'modernecho.confirm', arguments: { question: 'ok?' }, ...extra }, { capabilities: { elicitation: { form: {} } } })).at(-1)!;
+      (
+        await modernPost(
+          gw,
+          token,
+          'tools/call',
+          { name: 'modernecho.confirm', arguments: { question: 'ok?' }, ...extra },
+          { capabilities: { elicitation: { form: {} } } },
+        )
+      ).at(-1)!;
     const alice = await gw.token({ sub: 'alice' });
     const bob = await gw.token({ sub: 'bob' });
     const first = await call(alice);
@@ -238,7 +252,8 @@ describe('gateway core (both eras)', () => {
     let sent = 0;
     const stream = new ReadableStream<Uint8Array>({
       pull(ctl) {
-        if (sent++ < 16_384) ctl.enqueue(chunk); // up to 1 GiB: only an early stop answers in time
+        if (sent++ < 16_384)
+          ctl.enqueue(chunk); // up to 1 GiB: only an early stop answers in time
         else ctl.close();
       },
     });
@@ -331,10 +346,13 @@ describe('gateway core (both eras)', () => {
     const { request } = await import('node:http');
     const u = new URL(gw.mcpUrl);
     const status = await new Promise<number>((resolve, reject) => {
-      const req = request({ host: u.hostname, port: u.port, path: '/mcp', method: 'POST', headers: { host: 'evil.example:80', 'content-type': 'application/json' } }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
+      const req = request(
+        { host: u.hostname, port: u.port, path: '/mcp', method: 'POST', headers: { host: 'evil.example:80', 'content-type': 'application/json' } },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
       req.on('error', reject);
       req.end('{}');
     });
@@ -346,7 +364,12 @@ describe('gateway core (both eras)', () => {
     const auth = { authorization: `Bearer ${token}` };
     const init = await rawPost(
       gw,
-      JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }),
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+      }),
       auth,
     );
     const sid = init.headers.get('mcp-session-id')!;

@@ -11,7 +11,7 @@ import type { Client } from '@modelcontextprotocol/client';
 import { connect, modernPost, ROOT, startGateway, type Era, type Gateway } from '../helpers/harness.js';
 
 const EVERYTHING = path.join(ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
-const text = (r: { content?: unknown }) => ((r.content as Array<{ text?: string }>)[0]?.text ?? '');
+const text = (r: { content?: unknown }) => (r.content as Array<{ text?: string }>)[0]?.text ?? '';
 
 describe('server-everything behind the gateway', () => {
   let gw: Gateway;
@@ -95,8 +95,14 @@ describe('server-everything behind the gateway', () => {
     const name = 'everything.trigger-long-running-operation';
     const events = await modernPost(gw, await gw.token(), 'tools/call', { name, arguments: { duration: 1, steps: 4 } }, { meta: { progressToken: 'p1' } });
     const progress = events.filter((e) => e.method === 'notifications/progress');
-    assert.deepEqual(progress.map((e) => e.params.progress), [1, 2, 3, 4]);
-    assert.ok(progress.every((e) => e.params.progressToken === 'p1'), 'the agent sees its own progress token');
+    assert.deepEqual(
+      progress.map((e) => e.params.progress),
+      [1, 2, 3, 4],
+    );
+    assert.ok(
+      progress.every((e) => e.params.progressToken === 'p1'),
+      'the agent sees its own progress token',
+    );
     assert.ok(events.at(-1)!.result, 'the result comes last');
   });
 

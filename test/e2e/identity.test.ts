@@ -68,7 +68,14 @@ describe('identity through the gateway', () => {
   before(async () => {
     as = await startAuthServer();
     gw = await startGateway({
-      auth: { mode: 'jwt', issuer: as.url, jwks_url: `${as.url}/jwks`, authorization_servers: [as.url], scopes_supported: ['echo:call'], dev_key_dir: undefined },
+      auth: {
+        mode: 'jwt',
+        issuer: as.url,
+        jwks_url: `${as.url}/jwks`,
+        authorization_servers: [as.url],
+        scopes_supported: ['echo:call'],
+        dev_key_dir: undefined,
+      },
       services: { echo: echoService() },
     });
   });
@@ -77,7 +84,10 @@ describe('identity through the gateway', () => {
     await as?.close();
   });
 
-  const sign = (claims: Record<string, unknown>, opts: { exp?: string | number; nbf?: string | number; iss?: string; aud?: string; kid?: string; noExp?: boolean } = {}) => {
+  const sign = (
+    claims: Record<string, unknown>,
+    opts: { exp?: string | number; nbf?: string | number; iss?: string; aud?: string; kid?: string; noExp?: boolean } = {},
+  ) => {
     let j = new SignJWT({ scope: 'echo:call', ...claims })
       .setProtectedHeader({ alg: 'ES256', kid: opts.kid ?? 'as-key-1' })
       .setIssuer(opts.iss ?? as.url)
@@ -114,7 +124,12 @@ describe('identity through the gateway', () => {
       ['oversized', await sign({ pad: 'x'.repeat(9_000) }), /ERR_AUTH_TOO_LARGE/],
       ['garbage', 'not-a-token', /ERR_AUTH_INVALID/],
     ];
-    const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } });
+    const body = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } },
+    });
     for (const [name, token, code] of cases) {
       const r = await rawPost(gw, body, token === undefined ? {} : { authorization: `Bearer ${token}` });
       assert.equal(r.status, 401, name);
@@ -126,7 +141,11 @@ describe('identity through the gateway', () => {
       if (token) assert.ok(!text.includes(token) && !www.includes(token), `${name}: the token must not be echoed`);
     }
     // A token in the query string is not accepted, even a valid one.
-    const q = await fetch(`${gw.mcpUrl}?access_token=${good}`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body });
+    const q = await fetch(`${gw.mcpUrl}?access_token=${good}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body,
+    });
     assert.equal(q.status, 401);
     // Still serving.
     const ok = await rawPost(gw, body, { authorization: `Bearer ${good}` });

@@ -55,7 +55,9 @@ describe('limits', () => {
   test('a ceiling on calls in flight per principal', async () => {
     const client = await connect(gw, 'legacy', { token: await gw.token({ sub: 'busy-carol' }) });
     const ac = new AbortController();
-    const slow = ['a', 'b'].map((tag) => client.callTool({ name: 'echo.slow', arguments: { tag: `busy-${tag}`, ms: 20_000 } }, { signal: ac.signal }).catch(() => undefined));
+    const slow = ['a', 'b'].map((tag) =>
+      client.callTool({ name: 'echo.slow', arguments: { tag: `busy-${tag}`, ms: 20_000 } }, { signal: ac.signal }).catch(() => undefined),
+    );
     const log = () => (existsSync(marker) ? readFileSync(marker, 'utf8') : '');
     await eventually(() => log().includes('started busy-a') && log().includes('started busy-b'));
     await assert.rejects(client.callTool({ name: 'echo.progress', arguments: { steps: 1 } }), /too many calls in flight/);
@@ -75,7 +77,9 @@ describe('limits', () => {
 
   test('an oversized body is refused (413) and audited as a limit refusal', async () => {
     const token = await gw.token();
-    const r = await rawPost(gw, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { pad: 'x'.repeat(8192) } }), { authorization: `Bearer ${token}` });
+    const r = await rawPost(gw, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { pad: 'x'.repeat(8192) } }), {
+      authorization: `Bearer ${token}`,
+    });
     assert.equal(r.status, 413);
     const requestId = r.headers.get('x-request-id');
     const ev = (await eventually(() => records(gw).find((x) => x.kind === 'event' && x.type === 'limit_refused' && x.request_id === requestId)))!;

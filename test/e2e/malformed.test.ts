@@ -28,14 +28,24 @@ test('malformed JSON-RPC gets a clear error and the gateway keeps serving', asyn
     ['jsonrpc 1.0', j({ jsonrpc: '1.0', id: 1, method: 'tools/list' }), H, -32600],
     ['neither id nor method', j({ jsonrpc: '2.0' }), H, -32600],
     ['2026: params is a number', j({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: 5 }), { ...M, 'mcp-method': 'tools/call' }, -32600],
-    ['2026: malformed envelope', j({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: { 'io.modelcontextprotocol/protocolVersion': 42 } } }), { ...M, 'mcp-method': 'tools/list' }, -32602],
+    [
+      '2026: malformed envelope',
+      j({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: { 'io.modelcontextprotocol/protocolVersion': 42 } } }),
+      { ...M, 'mcp-method': 'tools/list' },
+      -32602,
+    ],
     [
       '2026: unknown revision',
       j({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: { ...env, 'io.modelcontextprotocol/protocolVersion': '2099-01-01' } } }),
       { ...H, 'mcp-protocol-version': '2099-01-01', 'mcp-method': 'tools/list' },
       -32022,
     ],
-    ['2026: tool name is an object', j({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: { x: 1 }, _meta: env } }), { ...M, 'mcp-method': 'tools/call' }, -32602],
+    [
+      '2026: tool name is an object',
+      j({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: { x: 1 }, _meta: env } }),
+      { ...M, 'mcp-method': 'tools/call' },
+      -32602,
+    ],
     [
       '2026: arguments is an array',
       j({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo.echo', arguments: [1, 2], _meta: env } }),

@@ -29,7 +29,13 @@ describe('mutual TLS to a remote service', () => {
     const handler = createMcpHandler(() => {
       const s = new McpServer({ name: 'remote-echo', version: '1' }, { capabilities: { tools: {} } });
       s.setRequestHandler('tools/list', async () => ({
-        tools: [{ name: 'echo', inputSchema: { type: 'object', properties: { text: { type: 'string' } } }, annotations: { readOnlyHint: true, openWorldHint: false } }],
+        tools: [
+          {
+            name: 'echo',
+            inputSchema: { type: 'object', properties: { text: { type: 'string' } } },
+            annotations: { readOnlyHint: true, openWorldHint: false },
+          },
+        ],
       }));
       s.setRequestHandler('tools/call', async (req) => ({ content: [{ type: 'text', text: String((req.params.arguments as { text?: string }).text) }] }));
       return s;
@@ -38,7 +44,10 @@ describe('mutual TLS to a remote service', () => {
     https = createServer(
       { cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey), ca: readFileSync(pki.ca), requestCert: true, rejectUnauthorized: true },
       (req, res) => {
-        seen.push({ cn: (req.socket as TLSSocket).getPeerCertificate().subject?.CN as string | undefined, authorization: req.headers.authorization as string | undefined });
+        seen.push({
+          cn: (req.socket as TLSSocket).getPeerCertificate().subject?.CN as string | undefined,
+          authorization: req.headers.authorization as string | undefined,
+        });
         void node(req, res);
       },
     );
@@ -66,7 +75,10 @@ describe('mutual TLS to a remote service', () => {
     const claims = decodeJwt(call.authorization!.replace(/^Bearer /, ''));
     assert.equal(claims.aud, 'micro-mcp:service:remote');
     assert.equal(claims.scope, 'tool:echo');
-    assert.ok(seen.every((s) => !s.authorization?.includes(agentToken)), 'the agent token never reaches the service');
+    assert.ok(
+      seen.every((s) => !s.authorization?.includes(agentToken)),
+      'the agent token never reaches the service',
+    );
   });
 
   test('without a client certificate the service cannot be reached', async () => {

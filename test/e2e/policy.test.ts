@@ -115,7 +115,9 @@ describe('policy decisions through the gateway (repo policies, rego + cedar)', (
         const r = allowed(await call(client, 'fs.read', { path: '/eng/runbook.md' }));
         assert.notEqual(r.isError, true, JSON.stringify(r));
         assert.equal(firstText(r), readFileSync(path.join(ROOT, 'services', 'fs', 'sample', 'eng', 'runbook.md'), 'utf8'));
-        const rec = decisions(gw).filter((d) => d.principal.id === sub && d.tool === 'fs.read').at(-1);
+        const rec = decisions(gw)
+          .filter((d) => d.principal.id === sub && d.tool === 'fs.read')
+          .at(-1);
         assert.ok(rec, 'a decision record was written');
         assert.equal(rec.result.allow, true);
         assert.deepEqual(reasonKeys(rec.result.reasons), ['cedar:fs_read_scope', 'rego:fs_read_scope']);
@@ -139,7 +141,10 @@ describe('policy decisions through the gateway (repo policies, rego + cedar)', (
         // A call that only more scope could allow (the policy's step_up_scopes obligation) is answered
         // at the edge with HTTP 403 insufficient_scope, so the client can ask for fs:read (MCP auth spec).
         const client = await as({ sub: `noscope-${era}`, groups: ['eng'], scopes: ['http:fetch'] });
-        const e = await call(client, 'fs.read', { path: '/eng/runbook.md' }).then((o) => o, (err: Error) => err);
+        const e = await call(client, 'fs.read', { path: '/eng/runbook.md' }).then(
+          (o) => o,
+          (err: Error) => err,
+        );
         assert.ok(e instanceof Error, `expected a step-up refusal, got ${JSON.stringify(e)}`);
         assert.equal(e.name, 'InsufficientScopeError');
         assert.match(e.message, /required "fs:read"/);
@@ -190,8 +195,18 @@ describe('policy decisions through the gateway (repo policies, rego + cedar)', (
       'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
       'io.modelcontextprotocol/clientCapabilities': {},
     };
-    const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'fs.read', arguments: { path: '/eng/runbook.md' }, _meta: meta } });
-    const r = await rawPost(gw, body, { authorization: `Bearer ${token}`, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'fs.read' });
+    const body = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'tools/call',
+      params: { name: 'fs.read', arguments: { path: '/eng/runbook.md' }, _meta: meta },
+    });
+    const r = await rawPost(gw, body, {
+      authorization: `Bearer ${token}`,
+      'mcp-protocol-version': '2026-07-28',
+      'mcp-method': 'tools/call',
+      'mcp-name': 'fs.read',
+    });
     assert.equal(r.status, 403);
     const challenge = r.headers.get('www-authenticate') ?? '';
     assert.match(challenge, /error="insufficient_scope"/);
@@ -280,7 +295,9 @@ describe('fail closed and per-service engines (edited copy of the repo policies)
         const d = denied(await call(client, 'http.fetchText', { url: `http://localhost:${origin.port}/ok` }, 'docs-research'));
         assertCleanDenial(d);
         assert.deepEqual(reasonKeys(d), ['rego:http_host_not_allowed_for_purpose'], 'reasons come from Rego only');
-        const rec = decisions(gw).filter((x) => x.principal.id === `svc-${era}` && x.result.allow).at(-1);
+        const rec = decisions(gw)
+          .filter((x) => x.principal.id === `svc-${era}` && x.result.allow)
+          .at(-1);
         assert.deepEqual(reasonKeys(rec!.result.reasons), ['rego:http_fetch_scope']);
       } finally {
         await client.close();
@@ -482,13 +499,39 @@ describe('micro-mcp policy test | explain', () => {
     assert.match(r.stdout, /^ok +cedar /m);
   });
 
-  test('`policy explain` prints both engines\' decisions with reasons', async () => {
-    const r = await runCli(['policy', 'explain', '--principal', 'bob', '--groups', 'support', '--scopes', 'fs:read', '--tool', 'fs.read', '--args', '{"path":"/eng/runbook.md"}']);
+  test("`policy explain` prints both engines' decisions with reasons", async () => {
+    const r = await runCli([
+      'policy',
+      'explain',
+      '--principal',
+      'bob',
+      '--groups',
+      'support',
+      '--scopes',
+      'fs:read',
+      '--tool',
+      'fs.read',
+      '--args',
+      '{"path":"/eng/runbook.md"}',
+    ]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /^rego: deny\n {4}- fs_path_not_permitted: /m);
     assert.match(r.stdout, /^cedar: deny\n {4}- fs_path_not_permitted: /m);
     assert.match(r.stdout, /^decision: deny \(engines: rego, cedar; revision sha256:[0-9a-f]{64}\)$/m);
-    const ok = await runCli(['policy', 'explain', '--principal', 'alice', '--groups', 'eng', '--scopes', 'fs:read', '--tool', 'fs.read', '--args', '{"path":"/eng/runbook.md"}']);
+    const ok = await runCli([
+      'policy',
+      'explain',
+      '--principal',
+      'alice',
+      '--groups',
+      'eng',
+      '--scopes',
+      'fs:read',
+      '--tool',
+      'fs.read',
+      '--args',
+      '{"path":"/eng/runbook.md"}',
+    ]);
     assert.match(ok.stdout, /^rego: allow\n {4}- fs_read_scope: /m);
     assert.match(ok.stdout, /^cedar: allow\n {4}- fs_read_scope: /m);
     assert.match(ok.stdout, /^decision: allow /m);

@@ -23,7 +23,7 @@ import { codeReadFlags, fsServiceEntry, stopGateway } from '../helpers/attacks.j
 import { ROOT, connect, eventually, startGateway } from '../helpers/harness.js';
 import type { Gateway } from '../helpers/harness.js';
 
-const text = (r: { content?: unknown }): string => ((r.content as Array<{ text?: string }> | undefined)?.[0]?.text ?? '');
+const text = (r: { content?: unknown }): string => (r.content as Array<{ text?: string }> | undefined)?.[0]?.text ?? '';
 const FS_MAIN = path.join(ROOT, 'dist', 'services', 'fs', 'main.js');
 
 let base: string;
@@ -69,10 +69,12 @@ describe('straight to the sandboxed fs service', () => {
         `--allow-fs-read=${engDir}`,
         `--allow-fs-read=${runDir}`,
         FS_MAIN,
-        '--root', `public=${publicDir}`,
-        '--root', `eng=${engDir}`,
+        '--root',
+        `public=${publicDir}`,
+        '--root',
+        `eng=${engDir}`,
       ],
-      env: { PATH: process.env['PATH'] ?? '', ...minter.serviceEnv('fs') },
+      env: { PATH: process.env.PATH ?? '', ...minter.serviceEnv('fs') },
       stderr: 'pipe',
     });
     transport.stderr?.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
@@ -100,7 +102,12 @@ describe('straight to the sandboxed fs service', () => {
   const refusals: Array<[string, () => Promise<Record<string, unknown> | undefined>, RegExp, string]> = [
     ['no credential at all', async () => undefined, /carries no gateway credential/, 'ERR_CREDENTIAL_MISSING'],
     ['an empty credential', async () => withCredential(''), /carries no gateway credential/, 'ERR_CREDENTIAL_MISSING'],
-    ['a credential minted for another service (aud http)', async () => withCredential(await mint(minter, 'http', 'read')), /for another service/, 'ERR_CREDENTIAL_AUDIENCE'],
+    [
+      'a credential minted for another service (aud http)',
+      async () => withCredential(await mint(minter, 'http', 'read')),
+      /for another service/,
+      'ERR_CREDENTIAL_AUDIENCE',
+    ],
     [
       'an expired credential',
       async () => {
@@ -115,7 +122,12 @@ describe('straight to the sandboxed fs service', () => {
       'ERR_CREDENTIAL_EXPIRED',
     ],
     ['a credential signed by a foreign key', async () => withCredential(await mint(foreign, 'fs', 'read')), /is not valid/, 'ERR_CREDENTIAL_INVALID'],
-    ['a credential whose scope names another tool', async () => withCredential(await mint(minter, 'fs', 'stat')), /does not cover this tool/, 'ERR_CREDENTIAL_SCOPE'],
+    [
+      'a credential whose scope names another tool',
+      async () => withCredential(await mint(minter, 'fs', 'stat')),
+      /does not cover this tool/,
+      'ERR_CREDENTIAL_SCOPE',
+    ],
     ['a credential that is not a string', async () => ({ [CREDENTIAL_META_KEY]: { token: 'x' } }), /carries no gateway credential/, 'ERR_CREDENTIAL_MISSING'],
   ];
   for (const [name, meta, message, code] of refusals) {
@@ -142,7 +154,10 @@ describe('through the real gateway', () => {
   let gw: Gateway;
 
   before(async () => {
-    gw = await startGateway({ policy: { decision_timeout_ms: 5000 }, services: { fs: fsServiceEntry(['--root', `public=${publicDir}`, '--root', `eng=${engDir}`], [publicDir, engDir]) } });
+    gw = await startGateway({
+      policy: { decision_timeout_ms: 5000 },
+      services: { fs: fsServiceEntry(['--root', `public=${publicDir}`, '--root', `eng=${engDir}`], [publicDir, engDir]) },
+    });
   });
   after(async () => {
     if (gw) await stopGateway(gw);
@@ -195,7 +210,11 @@ describe('through the real gateway', () => {
     assert.ok(service, 'the fs service runs as a child of the gateway');
     const env = readFileSync(`/proc/${service}/environ`, 'utf8').split('\0').filter(Boolean);
     const cmdline = readFileSync(`/proc/${service}/cmdline`, 'utf8');
-    assert.deepEqual(env.map((e) => e.split('=')[0]).sort(), ['MICRO_MCP_CREDENTIAL_AUDIENCE', 'MICRO_MCP_CREDENTIAL_ISSUER', 'MICRO_MCP_CREDENTIAL_JWKS_FILE']);
+    assert.deepEqual(env.map((e) => e.split('=')[0]).sort(), [
+      'MICRO_MCP_CREDENTIAL_AUDIENCE',
+      'MICRO_MCP_CREDENTIAL_ISSUER',
+      'MICRO_MCP_CREDENTIAL_JWKS_FILE',
+    ]);
     assert.ok(env.includes('MICRO_MCP_CREDENTIAL_AUDIENCE=micro-mcp:service:fs'));
     for (const where of [env.join('\n'), cmdline]) {
       assert.ok(!where.includes(agentToken) && !where.includes(agentToken.split('.')[1]!), 'no agent token in the service process');
@@ -206,8 +225,16 @@ describe('through the real gateway', () => {
     await direct.connect(
       new StdioClientTransport({
         command: process.execPath,
-        args: ['--experimental-permission', ...codeReadFlags(), `--allow-fs-read=${publicDir}`, `--allow-fs-read=${path.dirname(jwks)}`, FS_MAIN, '--root', `public=${publicDir}`],
-        env: Object.fromEntries([['PATH', process.env['PATH'] ?? ''], ...env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])]),
+        args: [
+          '--experimental-permission',
+          ...codeReadFlags(),
+          `--allow-fs-read=${publicDir}`,
+          `--allow-fs-read=${path.dirname(jwks)}`,
+          FS_MAIN,
+          '--root',
+          `public=${publicDir}`,
+        ],
+        env: Object.fromEntries([['PATH', process.env.PATH ?? ''], ...env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])]),
         stderr: 'ignore',
       }),
     );
@@ -242,10 +269,22 @@ describe('through the real gateway to a remote (Streamable HTTP) fs service', ()
     service = spawn(
       process.execPath,
       [
-        '--experimental-permission', ...codeReadFlags(), `--allow-fs-read=${publicDir}`, FS_MAIN, '--root', `public=${publicDir}`, '--http-port', String(port),
-        '--credential-audience', 'micro-mcp:service:fs', '--credential-issuer', 'micro-mcp:gateway', '--credential-jwks-url', `${gw.url}/.well-known/jwks.json`,
+        '--experimental-permission',
+        ...codeReadFlags(),
+        `--allow-fs-read=${publicDir}`,
+        FS_MAIN,
+        '--root',
+        `public=${publicDir}`,
+        '--http-port',
+        String(port),
+        '--credential-audience',
+        'micro-mcp:service:fs',
+        '--credential-issuer',
+        'micro-mcp:gateway',
+        '--credential-jwks-url',
+        `${gw.url}/.well-known/jwks.json`,
       ],
-      { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env['PATH'] ?? '' } },
+      { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '' } },
     );
   });
   after(async () => {
@@ -258,14 +297,18 @@ describe('through the real gateway to a remote (Streamable HTTP) fs service', ()
   test("a remote service verifies the gateway's credential against the gateway's JWKS URL", async () => {
     const client = await connect(gw, 'modern');
     try {
-      const r = await eventually(async () => {
-        try {
-          const res = await client.callTool({ name: 'fs.read', arguments: { path: '/public/hello.txt' } });
-          return res.isError ? undefined : res;
-        } catch {
-          return undefined; // the gateway is still connecting to the service
-        }
-      }, 15_000, 100);
+      const r = await eventually(
+        async () => {
+          try {
+            const res = await client.callTool({ name: 'fs.read', arguments: { path: '/public/hello.txt' } });
+            return res.isError ? undefined : res;
+          } catch {
+            return undefined; // the gateway is still connecting to the service
+          }
+        },
+        15_000,
+        100,
+      );
       assert.equal(text(r as { content?: unknown }), 'hello from the fs service\n');
     } finally {
       await client.close();

@@ -12,7 +12,12 @@ import { ROOT } from './harness.js';
 
 /** The --allow-fs-read flags every sandboxed service needs for its own code (services/README.md). */
 export function codeReadFlags(): string[] {
-  return [path.join(ROOT, 'dist', 'services'), path.join(ROOT, 'dist', 'schemas', 'contracts'), path.join(ROOT, 'node_modules'), path.join(ROOT, 'package.json')].map((p) => `--allow-fs-read=${p}`);
+  return [
+    path.join(ROOT, 'dist', 'services'),
+    path.join(ROOT, 'dist', 'schemas', 'contracts'),
+    path.join(ROOT, 'node_modules'),
+    path.join(ROOT, 'package.json'),
+  ].map((p) => `--allow-fs-read=${p}`);
 }
 
 /**
@@ -40,7 +45,13 @@ export function httpServiceEntry(args: string[], env: Record<string, string> = {
   return {
     transport: 'stdio',
     command: 'node',
-    args: ['--experimental-permission', ...codeReadFlags(), '--allow-fs-read=${MICRO_MCP_RUN_DIR}', path.join(ROOT, 'dist', 'services', 'http', 'main.js'), ...args],
+    args: [
+      '--experimental-permission',
+      ...codeReadFlags(),
+      '--allow-fs-read=${MICRO_MCP_RUN_DIR}',
+      path.join(ROOT, 'dist', 'services', 'http', 'main.js'),
+      ...args,
+    ],
     env,
   };
 }
@@ -66,7 +77,11 @@ export function permissivePolicyDir(hosts: string[]): { rego: string; cedar: str
   const regoHosts = hosts.map((h) => JSON.stringify(h)).join(', ');
   edit(path.join(rego, 'http.rego'), '"local-dev": {"127.0.0.1", "localhost"},', `"local-dev": {"127.0.0.1", "localhost"},\n\t"attack-tests": {${regoHosts}},`);
   // fs: eng may read any canonical path (paths that do not canonicalise stay denied).
-  edit(path.join(rego, 'fs.rego'), '_fs_path_readable(path, roots) if path in roots', '_fs_path_readable(path, roots) if path in roots\n\n_fs_path_readable(path, roots) if "/public" in roots');
+  edit(
+    path.join(rego, 'fs.rego'),
+    '_fs_path_readable(path, roots) if path in roots',
+    '_fs_path_readable(path, roots) if path in roots\n\n_fs_path_readable(path, roots) if "/public" in roots',
+  );
   const cedarFile = path.join(cedar, 'policies.cedar');
   edit(
     cedarFile,

@@ -18,7 +18,12 @@ const out = outIdx > 0 ? process.argv[outIdx + 1] : undefined;
 // Open schemas: the tests pass secret-looking arguments that the audit log must redact.
 const open = { type: 'object' as const, properties: {}, additionalProperties: true };
 const TOOLS: Tool[] = [
-  { name: 'keep', description: 'Write down the credential of this call; answer "kept"', inputSchema: open, annotations: { readOnlyHint: true, openWorldHint: false } },
+  {
+    name: 'keep',
+    description: 'Write down the credential of this call; answer "kept"',
+    inputSchema: open,
+    annotations: { readOnlyHint: true, openWorldHint: false },
+  },
   { name: 'fail', description: 'Answer with a tool error (isError)', inputSchema: open, annotations: { readOnlyHint: true, openWorldHint: false } },
   { name: 'boom', description: 'Answer with a JSON-RPC error', inputSchema: open, annotations: { readOnlyHint: true, openWorldHint: false } },
 ];

@@ -36,7 +36,7 @@ export function readRecords(dir: string): Line[] {
     const lines = text.split('\n');
     // The part after the last newline is either empty or a torn write.
     lines.pop();
-    lines.forEach((t, i) => out.push({ file, line: i + 1, text: t, rec: JSON.parse(t) as Line['rec'] }));
+    for (const [i, t] of lines.entries()) out.push({ file, line: i + 1, text: t, rec: JSON.parse(t) as Line['rec'] });
   }
   return out;
 }

@@ -21,7 +21,23 @@ export function makePki(dir: string, name: string): Pki {
   ] as const) {
     writeFileSync(path.join(dir, `${name}-${who}.ext`), `${ext}\n`);
     ossl('req', ...ec, '-keyout', `${name}-${who}.key`, '-out', `${name}-${who}.csr`, '-subj', `/CN=micro-mcp-${who}`);
-    ossl('x509', '-req', '-in', `${name}-${who}.csr`, '-CA', `${name}-ca.pem`, '-CAkey', `${name}-ca.key`, '-CAcreateserial', '-out', `${name}-${who}.pem`, '-days', '1', '-extfile', `${name}-${who}.ext`);
+    ossl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}-${who}.csr`,
+      '-CA',
+      `${name}-ca.pem`,
+      '-CAkey',
+      `${name}-ca.key`,
+      '-CAcreateserial',
+      '-out',
+      `${name}-${who}.pem`,
+      '-days',
+      '1',
+      '-extfile',
+      `${name}-${who}.ext`,
+    );
   }
   const p = (f: string) => path.join(dir, f);
   return {

@@ -97,9 +97,14 @@ export interface CliRun {
 /** Runs `node dist/src/cli/main.js ...args` with exactly `env` (plus PATH unless overridden). */
 export function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<CliRun> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : null, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { env: { PATH: process.env.PATH ?? '', ...env }, timeout: timeoutMs, encoding: 'utf8' },
+      (err, stdout, stderr) => {
+        resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : null, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -153,4 +158,4 @@ export async function toolNames(client: Client): Promise<string[]> {
 }
 
 /** The first text block of a tool result. */
-export const firstText = (r: { content?: unknown }): string => ((r.content as Array<{ text?: string }> | undefined)?.[0]?.text ?? '');
+export const firstText = (r: { content?: unknown }): string => (r.content as Array<{ text?: string }> | undefined)?.[0]?.text ?? '';

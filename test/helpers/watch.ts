@@ -31,10 +31,7 @@ export function whenChanged<T>(dir: string, check: () => T | undefined | false, 
       }
     };
     const watcher = watch(dir, test);
-    const timer = setTimeout(
-      () => finish(() => reject(new Error(`${dir}: the awaited change did not happen within ${ms} ms`, { cause: lastError }))),
-      ms,
-    );
+    const timer = setTimeout(() => finish(() => reject(new Error(`${dir}: the awaited change did not happen within ${ms} ms`, { cause: lastError }))), ms);
     // Checked after the watcher is in place, so a write cannot fall between the two.
     test();
   });

@@ -26,7 +26,7 @@ export function policyInput(over: Partial<PolicyInput> = {}): PolicyInput {
     client: { id: 'agent-cli' },
     scopes: ['fs:read'],
     purpose: 'incident-4711',
-    tool: { name: 'fs.read', namespace: 'fs', local_name: 'read', annotations: { readOnlyHint: true }, definition_hash: 'sha256:' + 'a'.repeat(64) },
+    tool: { name: 'fs.read', namespace: 'fs', local_name: 'read', annotations: { readOnlyHint: true }, definition_hash: `sha256:${'a'.repeat(64)}` },
     arguments: {
       path: '/srv/data/report.txt',
       headers: { Authorization: `Bearer ${SECRET_JWT}` },
@@ -44,7 +44,7 @@ export function decisionOf(allow: boolean, over: Partial<Decision> = {}): Decisi
     allow,
     reasons: [{ engine: 'rego', id: allow ? 'fs_read_allowed' : 'fs_read_requires_scope', message: allow ? 'reader may read' : 'missing scope fs:read' }],
     obligations: {},
-    policy_revision: 'sha256:' + 'b'.repeat(64),
+    policy_revision: `sha256:${'b'.repeat(64)}`,
     eval_us: 17,
     ...over,
   };

@@ -44,9 +44,12 @@ if (cfg.mode === 'stdout') {
   const worker = async (): Promise<void> => {
     while (!stopping) {
       const allow = n++ % 5 !== 0;
-      const d = await log.decision({ input: policyInput({ context: { time: new Date().toISOString(), request_id: `r${n}`, session_id: 's', client_ip: '127.0.0.1' } }), decision: decisionOf(allow) });
+      const d = await log.decision({
+        input: policyInput({ context: { time: new Date().toISOString(), request_id: `r${n}`, session_id: 's', client_ip: '127.0.0.1' } }),
+        decision: decisionOf(allow),
+      });
       if (!allow) continue;
-      writeSync(fwd, d.decision_id + '\n'); // forwarded only now, after the decision is durable
+      writeSync(fwd, `${d.decision_id}\n`); // forwarded only now, after the decision is durable
       if (++forwarded === 200) process.stdout.write('READY\n');
       await sleep(Math.random() * 3);
       await log.outcome({ decision_id: d.decision_id, outcome: 'ok', service_us: 100, result: { content: [{ type: 'text', text: 'ok' }] } });

@@ -98,14 +98,14 @@ export class CedarEngine implements PolicyEngine {
         const line = lineOf(text, Math.max(0, text.indexOf(part)));
         const json = cedar.policyToJson(part);
         const ann = json.type === 'success' ? (json.json.annotations ?? {}) : {};
-        const id = ann['id'];
+        const id = ann.id;
         if (id === undefined || id === '') {
           problems.push({ engine: 'cedar', file, line, reason: 'policy has no @id("...") annotation' });
         } else if (id in policies) {
           problems.push({ engine: 'cedar', file, line, reason: `duplicate policy @id("${id}")` });
         } else {
           policies[id] = part;
-          messages.set(id, ann['reason'] ?? id);
+          messages.set(id, ann.reason ?? id);
         }
       }
     }

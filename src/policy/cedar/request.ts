@@ -71,6 +71,6 @@ const STRING_FACTS = ['path', 'url', 'scheme', 'host', 'method'] as const;
 function resourceFacts(r: Record<string, unknown>): Record<string, CedarValueJson> {
   const out: Record<string, CedarValueJson> = {};
   for (const k of STRING_FACTS) if (typeof r[k] === 'string') out[k] = r[k] as string;
-  if (Number.isSafeInteger(r['port'])) out['port'] = r['port'] as number;
+  if (Number.isSafeInteger(r.port)) out.port = r.port as number;
   return out;
 }

@@ -59,7 +59,10 @@ async function regoSources(dir: string): Promise<string[]> {
 async function regoSourceRevision(dir: string): Promise<string> {
   const h = createHash('sha256');
   for (const f of await regoSources(dir)) {
-    h.update(f).update('\0').update(await readFile(join(dir, f))).update('\0');
+    h.update(f)
+      .update('\0')
+      .update(await readFile(join(dir, f)))
+      .update('\0');
   }
   return `sha256:${h.digest('hex')}`;
 }
@@ -93,11 +96,9 @@ export async function buildRegoBundle(opa: string, dir: string, revision?: strin
     await mkdir(entryDir);
     await writeFile(join(entryDir, 'micro_mcp_gateway.rego'), ENTRY_REGO);
     // cwd = dir and "." so that opa reports file names relative to the policy dir.
-    const run = await runOpa(
-      opa,
-      ['build', '-t', 'wasm', '-e', REGO_ENTRYPOINT, '--ignore', '*_test.rego', '--revision', rev, '-o', out, '.', entryDir],
-      { cwd: dir },
-    );
+    const run = await runOpa(opa, ['build', '-t', 'wasm', '-e', REGO_ENTRYPOINT, '--ignore', '*_test.rego', '--revision', rev, '-o', out, '.', entryDir], {
+      cwd: dir,
+    });
     // opa prints its errors on stdout, other failures on stderr.
     if (run.code !== 0) throw compileError(parseOpaProblems(`${run.stdout}\n${run.stderr}`, dir));
     return { tarball: await readFile(out), revision: rev };

@@ -43,12 +43,12 @@ export function resolveOpa(explicit?: string): string {
   const candidates: string[] = [];
   if (explicit !== undefined && explicit !== '') candidates.push(explicit);
   else {
-    const env = process.env['MICRO_MCP_OPA'];
+    const env = process.env.MICRO_MCP_OPA;
     if (env !== undefined && env !== '') candidates.push(env);
     else {
       const root = repoRoot();
       if (root !== null) candidates.push(join(root, '.tools', 'bin', 'opa'));
-      for (const dir of (process.env['PATH'] ?? '').split(delimiter)) if (dir !== '') candidates.push(join(dir, 'opa'));
+      for (const dir of (process.env.PATH ?? '').split(delimiter)) if (dir !== '') candidates.push(join(dir, 'opa'));
     }
   }
   for (const c of candidates) if (executable(c)) return c;
@@ -68,17 +68,12 @@ export interface OpaRun {
 /** Runs opa with arguments (no shell); resolves with the exit code instead of throwing on failure. */
 export function runOpa(opa: string, args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<OpaRun> {
   return new Promise((resolve, reject) => {
-    execFile(
-      opa,
-      args,
-      { cwd: opts.cwd, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 16 * 1024 * 1024, encoding: 'utf8' },
-      (err, stdout, stderr) => {
-        if (err !== null && typeof err.code !== 'number') {
-          reject(new GatewayError('ERR_POLICY_COMPILE', `could not run opa: ${err.message}`, undefined, { cause: err }));
-          return;
-        }
-        resolve({ code: err === null ? 0 : (err.code as number), stdout, stderr });
-      },
-    );
+    execFile(opa, args, { cwd: opts.cwd, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 16 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err !== null && typeof err.code !== 'number') {
+        reject(new GatewayError('ERR_POLICY_COMPILE', `could not run opa: ${err.message}`, undefined, { cause: err }));
+        return;
+      }
+      resolve({ code: err === null ? 0 : (err.code as number), stdout, stderr });
+    });
   });
 }

@@ -60,7 +60,10 @@ describe('authenticate middleware (real dev-key authenticator)', () => {
     const body = await r.text();
     assert.equal((JSON.parse(body) as { code: string }).code, 'ERR_AUTH_INVALID');
     assert.ok(!body.includes(t) && !(r.headers.get('www-authenticate') ?? '').includes(t), 'the token is never echoed');
-    assert.deepEqual(refused.map(([e]) => [e.code, e.message]), [['ERR_AUTH_INVALID', 'tokens are accepted only in the Authorization header']]);
+    assert.deepEqual(
+      refused.map(([e]) => [e.code, e.message]),
+      [['ERR_AUTH_INVALID', 'tokens are accepted only in the Authorization header']],
+    );
   });
 
   test('a forged token: 401 invalid_token, recorded with its precise code', async () => {
@@ -70,6 +73,9 @@ describe('authenticate middleware (real dev-key authenticator)', () => {
     const r = await a.request('/mcp', { method: 'POST', headers: { authorization: `Bearer ${forged}` } });
     assert.equal(r.status, 401);
     assert.match(r.headers.get('www-authenticate') ?? '', /^Bearer error="invalid_token"/);
-    assert.deepEqual(refused.map(([e]) => e.code), ['ERR_AUTH_SIGNATURE']);
+    assert.deepEqual(
+      refused.map(([e]) => e.code),
+      ['ERR_AUTH_SIGNATURE'],
+    );
   });
 });

@@ -99,15 +99,18 @@ describe('body-cap middleware', () => {
     test('a chunked body that lies about nothing but grows past the cap gets its 413 on the same connection', async () => {
       const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
         let answered = false;
-        const req = httpRequest({ host: '127.0.0.1', port, path: '/mcp', method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (r) => {
-          answered = true;
-          let body = '';
-          r.setEncoding('utf8').on('data', (s: string) => (body += s));
-          r.on('end', () => {
-            req.destroy();
-            resolve({ status: r.statusCode ?? 0, body });
-          });
-        });
+        const req = httpRequest(
+          { host: '127.0.0.1', port, path: '/mcp', method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } },
+          (r) => {
+            answered = true;
+            let body = '';
+            r.setEncoding('utf8').on('data', (s: string) => (body += s));
+            r.on('end', () => {
+              req.destroy();
+              resolve({ status: r.statusCode ?? 0, body });
+            });
+          },
+        );
         req.on('error', (e) => (answered ? undefined : reject(e)));
         // Keep writing until the server answers: the answer must come while the body still streams.
         const chunk = Buffer.alloc(256, 0x20);
@@ -126,11 +129,14 @@ describe('body-cap middleware', () => {
       const one = { jsonrpc: '2.0', id: 1, method: 'ping', params: { pad: 'y'.repeat(600) } };
       const text = JSON.stringify(one);
       const res = await new Promise<string>((resolve, reject) => {
-        const req = httpRequest({ host: '127.0.0.1', port, path: '/mcp', method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (r) => {
-          let body = '';
-          r.setEncoding('utf8').on('data', (s: string) => (body += s));
-          r.on('end', () => resolve(body));
-        });
+        const req = httpRequest(
+          { host: '127.0.0.1', port, path: '/mcp', method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } },
+          (r) => {
+            let body = '';
+            r.setEncoding('utf8').on('data', (s: string) => (body += s));
+            r.on('end', () => resolve(body));
+          },
+        );
         req.on('error', reject);
         for (let i = 0; i < text.length; i += 50) req.write(text.slice(i, i + 50));
         req.end();

@@ -33,7 +33,12 @@ describe('era middleware', () => {
   });
 
   test('a 2025 initialize and a 2025 session request are legacy', async () => {
-    const init = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } };
+    const init = {
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+    };
     const r1 = await app(init).request('/mcp', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(init) });
     assert.equal(await r1.text(), 'legacy');
     const list = { jsonrpc: '2.0', id: 2, method: 'tools/list' };

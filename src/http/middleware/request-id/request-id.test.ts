@@ -16,7 +16,7 @@ function app() {
 }
 
 describe('request-id middleware', () => {
-  test("a well-formed X-Request-Id is kept, exposed as c.var.requestId and echoed", async () => {
+  test('a well-formed X-Request-Id is kept, exposed as c.var.requestId and echoed', async () => {
     const r = await app().request('/seen', { headers: { 'x-request-id': 'trace-1.a:b_C' } });
     assert.equal(await r.text(), 'trace-1.a:b_C');
     assert.equal(r.headers.get('x-request-id'), 'trace-1.a:b_C');
@@ -31,7 +31,7 @@ describe('request-id middleware', () => {
     }
   });
 
-  test("the id is stamped on a response the handler built itself", async () => {
+  test('the id is stamped on a response the handler built itself', async () => {
     const r = await app().request('/raw', { headers: { 'x-request-id': 'abc' } });
     assert.equal(await r.text(), 'raw');
     assert.equal(r.headers.get('x-request-id'), 'abc');

@@ -2,19 +2,28 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Hono } from 'hono';
 import type { RefusalFacts } from '../../../audit/refusals.js';
-import { GatewayError } from '../../../errors.js';
+import type { GatewayError } from '../../../errors.js';
 import type { Principal } from '../../../types.js';
 import '../../context.js';
 import { stepUp } from './index.js';
 
-const alice: Principal = { id: 'alice', type: 'user', issuer: 'urn:t', groups: ['eng'], attributes: {}, scopes: ['http:fetch'], client: { id: 'c' }, purpose: null };
+const alice: Principal = {
+  id: 'alice',
+  type: 'user',
+  issuer: 'urn:t',
+  groups: ['eng'],
+  attributes: {},
+  scopes: ['http:fetch'],
+  client: { id: 'c' },
+  purpose: null,
+};
 
 /** A challenge shaped like src/auth's (only the parts this middleware passes on). */
 const auth = {
   authenticate: async () => alice,
   challenge: (e: GatewayError) => ({
     status: 403,
-    headers: { 'www-authenticate': `Bearer error="insufficient_scope", scope="${(e.data?.required_scopes as string[]).join(' ')}"` },
+    headers: { 'www-authenticate': `Bearer error="insufficient_scope", scope="${String(e.data?.required_scopes)}"` },
     body: { error: 'insufficient_scope', code: e.code },
   }),
 };
@@ -70,7 +79,13 @@ describe('step-up middleware', () => {
   });
 
   test('other methods, batches and malformed calls are not its business (the pipeline decides them)', async () => {
-    for (const body of [{ jsonrpc: '2.0', id: 1, method: 'tools/list' }, [call('fs.read')], call(42), { jsonrpc: '2.0', id: 1, method: 'tools/call' }, undefined]) {
+    for (const body of [
+      { jsonrpc: '2.0', id: 1, method: 'tools/list' },
+      [call('fs.read')],
+      call(42),
+      { jsonrpc: '2.0', id: 1, method: 'tools/call' },
+      undefined,
+    ]) {
       const { a, asked, refused } = app(body, ['fs:read']);
       assert.equal(await (await post(a)).text(), 'passed', JSON.stringify(body));
       assert.equal(asked.length, 0);
