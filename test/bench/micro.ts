@@ -1,12 +1,13 @@
 /**
  * In-process micro-benchmarks of the two per-call costs the gateway owns outright: one policy
  * decision (PolicySet.decide with the repo's policies, each engine alone and both) and
- * authenticate (a verified-token cache hit, and a full ES256 verify with the cache disabled).
+ * authenticate (a verified-token cache hit, and a full ES256 verify with the cache disabled), and
+ * minting the per-call service credential.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createAuthenticator, mintDevToken } from '../../src/auth/index.js';
+import { createAuthenticator, createServiceCredentialMinter, mintDevToken } from '../../src/auth/index.js';
 import { buildPolicyInput, loadPolicies, toolFacts } from '../../src/policy/index.js';
 import type { EngineName } from '../../src/policy/index.js';
 import type { Principal } from '../../src/types.js';
@@ -110,6 +111,13 @@ export async function runMicro(n: number): Promise<MicroRow[]> {
     rows.push({ name: 'authenticate, uncached (ES256 verify)', ...(await microBench(() => uncached.authenticate(header), m, 200)) });
     if (cached.stats().cacheHits < n) throw new Error('the cached authenticator did not hit its cache');
     if (uncached.stats().cacheHits !== 0) throw new Error('the uncached authenticator used a cache');
+    const minter = await createServiceCredentialMinter({ ttl_s: 30, rotate_every_s: 60, autoRotate: false });
+    try {
+      const req = { service: 'fs', principal: PRINCIPAL, tool: 'read', purpose: null, decisionId: 'bench' };
+      rows.push({ name: 'mint a service credential (ES256)', ...(await microBench(() => minter.mint(req), m, 200)) });
+    } finally {
+      minter.close();
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
