@@ -10,6 +10,7 @@ import { AUDIT_FORMAT_VERSION, GENESIS_HASH } from './records.js';
 import type {
   AuditReceipt,
   AuditPrincipal,
+  AuditRecord,
   DecisionInput,
   DecisionRecord,
   EventInput,
@@ -366,8 +367,14 @@ class AuditLogImpl implements AuditLog {
     if (this.writer.failed) return Promise.reject(this.writer.failed);
     if (this.state === 'closed') return Promise.reject(new GatewayError('ERR_AUDIT_UNAVAILABLE', 'audit log is closed'));
     const seq = this.seq + 1;
-    // `_v` comes from pino's level formatter and `hash` from below, both at their fixed places.
-    const chained = { ...fields, seq, prev_hash: this.lastHash, timestamp: new Date().toISOString(), labels: this.labels };
+    // `_v` comes from pino's level formatter and `hash` from below, both at their fixed places. The
+    // chain members are set on the caller's fresh object rather than a copy: the copy was the largest
+    // item of append in the gateway's profile (~5 µs per record).
+    const chained: RecordFields & Partial<Pick<AuditRecord, 'seq' | 'prev_hash' | 'timestamp' | 'labels'>> = fields;
+    chained.seq = seq;
+    chained.prev_hash = this.lastHash;
+    chained.timestamp = new Date().toISOString();
+    chained.labels = this.labels;
     let body: string;
     try {
       this.captured = '';

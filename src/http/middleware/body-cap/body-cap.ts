@@ -35,9 +35,9 @@ export const bodyCap = (opts: BodyCapOptions): MiddlewareHandler<GatewayEnv> => 
     if (Number(c.req.header('content-length') ?? '0') > maxBytes) return tooLarge();
     // On Node the socket stream is read directly: materialising the web Request's ReadableStream
     // cost more than parsing (it was the largest single item in the gateway's CPU profile). It is
-    // not destroyed when the cap stops the read, so the 413 can still be sent on it.
+    // left open when the cap stops the read, so the 413 can still be sent on it.
     const incoming = c.env?.incoming;
-    const source = incoming ? incoming.iterator({ destroyOnReturn: false }) : c.req.raw.body?.values();
+    const source = incoming ?? c.req.raw.body;
     const raw = source ? await readCapped(source, maxBytes) : Buffer.alloc(0);
     if (raw === 'too_large') return tooLarge();
     let parsed: unknown;
