@@ -31,7 +31,7 @@ export interface ServiceSpec {
 }
 
 /** Installs the process-wide credential check; an explicit opt-out is logged loudly. */
-export function installCredentialCheck(setup: CredentialSetup, logger: Logger): void {
+function installCredentialCheck(setup: CredentialSetup, logger: Logger): void {
   if (setup.mode === 'insecure') {
     logger.log('warn', 'CREDENTIAL CHECK DISABLED (--insecure-no-credentials): any caller that reaches this service can use it; development only');
     setCredentialVerifier(() => true);

@@ -3,14 +3,7 @@
  * ceiling on calls in flight per principal (concurrency). Memory only; several replicas would share
  * counters through Redis (not built yet: each replica then enforces its own share).
  */
-import { LIMITS_CONFIG_DEFAULTS } from '../../schemas/generated/config.js';
 import type { LimitsConfig } from '../../schemas/generated/config.js';
-
-/**
- * @deprecated The schema's defaults, which loadConfig has already put into `config.limits`: pass
- * that as it is. Kept until src/cli/serve.ts stops spreading it.
- */
-export const LIMITS_DEFAULTS: LimitsConfig = LIMITS_CONFIG_DEFAULTS;
 
 export type LimitRefusal = { limit: 'rate'; retryAfterS: number } | { limit: 'concurrency' };
 
