@@ -38,7 +38,8 @@ export function bucketOf(area: string): string {
   if (/^@modelcontextprotocol|^zod$|^ajv/.test(area)) return 'MCP SDK (protocol, zod/ajv validation)';
   if (/^src\/audit\/|^src\/canonical|^node:fs|^pino|^sonic-boom|^fast-redact/.test(area)) return 'audit (records, hash chain, file)';
   if (/^jose$|^src\/auth\/|^node:crypto/.test(area)) return 'auth and per-call credentials (jose, crypto)';
-  if (/^src\/(http|mcp-face|pipeline|upstream|limits)\/|^src\/(errors|clock|read-capped)/.test(area)) return 'gateway data path (edge, MCP face, pipeline, upstream)';
+  if (/^src\/(http|mcp-face|pipeline|upstream|limits)\/|^src\/(errors|clock|read-capped)/.test(area))
+    return 'gateway data path (edge, MCP face, pipeline, upstream)';
   if (
     /^hono$|^@hono|^node:(events|_http|http|undici|webstreams|net|stream|streams|url|abort_controller|event_target|worker|buffer|dns|timers|process)/.test(area)
   )
