@@ -2,7 +2,6 @@
  * The composition root shared by `serve` and `stdio`: builds every module from the config and wires
  * them together. It decides nothing and records nothing itself; each concern lives in its module.
  */
-import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { auditOptionsFromConfig, createLogger, openAuditLog } from '../audit/index.js';
 import type { AuditLog } from '../audit/index.js';
@@ -10,7 +9,6 @@ import { Refusals } from '../audit/refusals.js';
 import { authConfigOf, createMtlsFetch, createServiceCredentialMinter, createStateBinder } from '../auth/index.js';
 import type { AuthConfig, Minter } from '../auth/index.js';
 import { systemClock } from '../clock.js';
-import { RUN_DIR } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { Limiter } from '../limits/limiter.js';
 import { CallPipeline } from '../pipeline/call-pipeline.js';
@@ -21,6 +19,7 @@ import { loadPolicies } from '../policy/policy-set.js';
 import type { Logger } from '../types.js';
 import { Catalog } from '../upstream/catalog.js';
 import type { FetchLike } from '../upstream/connection.js';
+import type { Lifecycle } from './lifecycle.js';
 
 export const VERSION = '0.1.0';
 
@@ -35,20 +34,28 @@ export interface Core {
   calls: CallPipeline;
   inFlight: InFlight;
   authConfig: AuthConfig;
-  /** Releases what startCore acquired (services, engines, keys, the runtime folder). */
-  stop(): Promise<void>;
 }
 
-/** Everything but the listener: shared by `serve` and `stdio`. */
-export async function startCore(config: Config, opts: { dev: boolean }): Promise<Core> {
+/**
+ * Everything but the listener, shared by `serve` and `stdio`. Each resource is acquired through the
+ * lifecycle, which releases them (newest first) on a failed start, a signal or a stop: the audit
+ * log last but one (it records the outcomes of calls still ending), the runtime folder last.
+ */
+export async function startCore(config: Config, opts: { dev: boolean; drainMs: number }, life: Lifecycle): Promise<Core> {
   const baseDir = path.dirname(config.source);
   const authConfig = resolveAuthPaths(config, baseDir);
-  const audit = await openAuditLog(auditOptionsFromConfig(config.audit, { dev: opts.dev, baseDir, version: VERSION }));
+  if (config.runDir === null) throw new Error('startCore needs the runtime folder (loadConfig runDir)');
+  const auditOptions = auditOptionsFromConfig(config.audit, { dev: opts.dev, baseDir, version: VERSION });
+  const audit = await life.acquire('audit log', await openAuditLog(auditOptions), (a) => a.close({ drainMs: opts.drainMs }));
   const log: Logger = createLogger({ level: config.logging?.level ?? 'info', redact: audit.redactor });
   const refusals = new Refusals(audit, log);
   // The JWKS file stdio services read to verify their per-call credentials; private to this process.
-  mkdirSync(RUN_DIR, { recursive: true, mode: 0o700 });
-  const minter = await createServiceCredentialMinter({ ...(authConfig.service_credentials ?? {}), jwks_file: path.join(RUN_DIR, 'service-jwks.json') });
+  const jwksFile = path.join(config.runDir, 'service-jwks.json');
+  const minter = await life.acquire(
+    'service credential keys',
+    await createServiceCredentialMinter({ ...(authConfig.service_credentials ?? {}), jwks_file: jwksFile }),
+    (m) => m.close(),
+  );
   const binder = await createStateBinder(authConfig.state_binding ?? {});
   const state: StatePort = { sign: (p, payload) => binder.signState(p, payload), verify: (p, t) => binder.verifyState(p, t) };
   const policy = await loadPolicies(config.policy, {
@@ -60,13 +67,17 @@ export async function startCore(config: Config, opts: { dev: boolean }): Promise
       void refusals.policyReloadRejected(e);
     },
   });
+  await life.acquire('policy engines', policy, (p) => p.close());
   const catalog = new Catalog(config, log, await serviceEnvironments(config, authConfig, minter));
+  // Registered before it starts: a signal during the start still stops the processes it spawned.
+  await life.acquire('service connections', catalog, (c) => c.stop());
   await catalog.start();
   const clock = systemClock;
   const inFlight = new InFlight(clock);
   const limiter = new Limiter(config.limits);
   const lists = new ListView({ catalog, policy, state, log, pageSize: config.server.page_size, clock });
   const calls = new CallPipeline({ catalog, policy, audit, credentials: minter, state, log, limiter, inFlight, clock });
+  await life.acquire('parked input requests', calls.parked, (p) => p.clear());
   return {
     log,
     audit,
@@ -78,13 +89,6 @@ export async function startCore(config: Config, opts: { dev: boolean }): Promise
     calls,
     inFlight,
     authConfig,
-    async stop() {
-      await catalog.stop();
-      calls.parked.clear();
-      policy.close();
-      minter.close();
-      rmSync(RUN_DIR, { recursive: true, force: true });
-    },
   };
 }
 

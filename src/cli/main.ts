@@ -50,6 +50,12 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// `micro-mcp audit verify ... | head`: a reader that stops early is not an error; end quietly.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     if (code !== -1) process.exitCode = code;

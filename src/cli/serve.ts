@@ -3,27 +3,26 @@
  * authenticator, the MCP face and the HTTP app together, listens, and shuts down cleanly (SIGTERM
  * drains in-flight calls and flushes the audit).
  */
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { getRequestListener } from '@hono/node-server';
-import { createAuthenticator, type Authenticator } from '../auth/index.js';
+import { createAuthenticator } from '../auth/index.js';
 import { systemClock } from '../clock.js';
 import { DEV_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 import { createApp } from '../http/app.js';
 import { McpFace } from '../mcp-face/face.js';
-import { startCore, type Core } from './core.js';
+import { startCore } from './core.js';
+import { Lifecycle, StopRequested } from './lifecycle.js';
 import { printDevHelp } from './dev-help.js';
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 const LOOPBACK_NAMES = ['127.0.0.1', 'localhost', '[::1]', '::1'];
-
-export interface RunningGateway {
-  url: string;
-  close(): Promise<void>;
-}
 
 /** The flags `serve` and `stdio` share. */
 export function parseCommon(argv: string[]) {
@@ -48,32 +47,42 @@ export function resolveConfigPath(v: { config?: string | undefined; dev?: boolea
   throw new GatewayError('ERR_CONFIG_INVALID', 'no config: pass --config FILE (or --dev for the embedded development config)');
 }
 
-/** `micro-mcp serve`. Returns -1: the process keeps running. */
+/** `micro-mcp serve`. Returns -1: the process keeps running (a signal stops it through the lifecycle). */
 export async function serveCommand(argv: string[]): Promise<number> {
   const v = parseCommon(argv);
   if (v.help) {
     process.stdout.write('usage: micro-mcp serve [--config FILE | --dev] [--host H] [--port N]\n');
     return 0;
   }
-  const config = loadConfig(resolveConfigPath(v));
-  const host = v.host ?? config.server.host;
-  const port = v.port !== undefined ? Number(v.port) : config.server.port;
-  const dev = v.dev || config.auth?.mode === 'dev';
-  const gw = await startGateway(config, { host, port, dev });
-  const stop = async (signal: string) => {
-    process.stderr.write(`micro-mcp: ${signal}: draining in-flight calls and flushing the audit log\n`);
-    await gw.close();
-    process.exit(0);
-  };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
+  // Signal handlers first: from here on a SIGTERM stops whatever has started, and nothing leaks.
+  const life = new Lifecycle({ onSignalStopped: () => process.exit(0), report: (line) => process.stderr.write(`${line}\n`) });
+  try {
+    const runDir = await life.acquire('runtime folder', makeRunDir(), (d) => rmSync(d, { recursive: true, force: true }));
+    const config = loadConfig(resolveConfigPath(v), { runDir });
+    const host = v.host ?? config.server.host;
+    const port = v.port !== undefined ? Number(v.port) : config.server.port;
+    const dev = v.dev || config.auth.mode === 'dev';
+    await startGateway(config, { host, port, dev }, life);
+  } catch (e) {
+    await life.stop('start-up failed');
+    if (e instanceof StopRequested) return -1; // the signal handler exits once the stop is done
+    throw e;
+  }
   return -1;
 }
 
-/** Starts the HTTP gateway and prints where it listens (and, in dev mode, how to connect). */
-export async function startGateway(config: Config, opts: { host: string; port: number; dev: boolean }): Promise<RunningGateway> {
+/** This process's private runtime folder: a fresh, unpredictable name, mode 0700 (mkdtemp). */
+export function makeRunDir(): string {
+  return mkdtempSync(path.join(tmpdir(), 'micro-mcp-'));
+}
+
+/**
+ * Starts the HTTP gateway on `life` and prints where it listens (and, in dev mode, how to connect).
+ * "listening" is printed only once everything is serving; stopping `life` stops it all.
+ */
+export async function startGateway(config: Config, opts: { host: string; port: number; dev: boolean }, life: Lifecycle): Promise<void> {
   const loopback = LOOPBACK.has(opts.host) || /^127\./.test(opts.host);
-  if (config.auth?.mode === 'dev' && !loopback) {
+  if (config.auth.mode === 'dev' && !loopback) {
     // Refused before anything listens: the dev key must never guard a network-reachable endpoint.
     throw new GatewayError(
       'ERR_CONFIG_INVALID',
@@ -94,35 +103,31 @@ export async function startGateway(config: Config, opts: { host: string; port: n
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => resolve());
   });
+  await life.acquire('listener', server, (s) => {
+    s.close();
+    s.closeAllConnections();
+  });
   const addr = server.address() as AddressInfo;
   const hostForUrl = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const base = (config.server.public_url ?? `http://${hostForUrl}:${addr.port}`).replace(/\/+$/, '');
-  let core: Core;
-  let auth: Authenticator;
-  try {
-    core = await startCore(config, { dev: opts.dev });
-  } catch (e) {
-    server.close();
-    throw e;
-  }
-  try {
-    auth = await createAuthenticator(core.authConfig, { resource: `${base}/mcp`, loopback });
-  } catch (e) {
-    server.close();
-    await core.stop();
-    throw e;
-  }
+  const grace = config.server.shutdown_grace_ms;
+  const core = await startCore(config, { dev: opts.dev, drainMs: grace }, life);
+  const auth = await createAuthenticator(core.authConfig, { resource: `${base}/mcp`, loopback });
   const { log, audit, catalog, lists, calls, inFlight } = core;
   const publicHost = new URL(base).hostname.replace(/^\[|\]$/g, '');
-  const face = new McpFace(
-    { calls, lists, state: core.state },
-    {
-      maxBodyBytes: config.server.max_body_bytes,
-      sessionIdleMs: config.server.session_idle_timeout_s * 1000,
-      maxSessions: config.server.max_sessions,
-      log,
-      clock: systemClock,
-    },
+  const face = await life.acquire(
+    'MCP face',
+    new McpFace(
+      { calls, lists, state: core.state },
+      {
+        maxBodyBytes: config.server.max_body_bytes,
+        sessionIdleMs: config.server.session_idle_timeout_s * 1000,
+        maxSessions: config.server.max_sessions,
+        log,
+        clock: systemClock,
+      },
+    ),
+    (f) => f.close(),
   );
   catalog.on('listChanged', (kind) => face.listChanged(kind));
   const app = createApp({
@@ -143,22 +148,13 @@ export async function startGateway(config: Config, opts: { host: string; port: n
       };
     },
   });
-  handler = getRequestListener(app.fetch);
+  // Serving is the last thing acquired, so it is the first released: stop taking requests, then
+  // let the calls in flight finish (up to the grace period) before anything they need goes away.
+  handler = await life.acquire('serving', getRequestListener(app.fetch), async () => {
+    server.close();
+    await inFlight.drain(grace);
+  });
   process.stdout.write(`micro-mcp listening on ${base}/mcp\n`);
   if (opts.dev) printDevHelp(base, config);
   log.info({ url: `${base}/mcp`, services: catalog.health().map((s) => `${s.name}:${s.state}`) }, 'gateway started');
-
-  let closing: Promise<void> | undefined;
-  return {
-    url: base,
-    close: () =>
-      (closing ??= (async () => {
-        server.close();
-        await inFlight.drain(config.server.shutdown_grace_ms);
-        await audit.close({ drainMs: config.server.shutdown_grace_ms }).catch(() => undefined);
-        await face.close();
-        await core.stop();
-        server.closeAllConnections();
-      })()),
-  };
 }

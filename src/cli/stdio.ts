@@ -4,6 +4,7 @@
  * with its own audit chain (`stdio.audit_file`) so it can run beside `serve`.
  */
 import { randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { serveStdio } from '@modelcontextprotocol/server/stdio';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
@@ -11,10 +12,26 @@ import { buildServer } from '../mcp-face/server.js';
 import type { CallContext } from '../pipeline/ports.js';
 import type { Principal } from '../types.js';
 import { startCore } from './core.js';
-import { parseCommon, resolveConfigPath } from './serve.js';
+import { Lifecycle, StopRequested } from './lifecycle.js';
+import { makeRunDir, parseCommon, resolveConfigPath } from './serve.js';
 
 export async function stdioCommand(argv: string[]): Promise<number> {
-  const config = loadConfig(resolveConfigPath(parseCommon(argv)));
+  const life = new Lifecycle({ onSignalStopped: () => process.exit(0), report: (line) => process.stderr.write(`${line}\n`) });
+  try {
+    await serveStdioOn(life, parseCommon(argv));
+  } catch (e) {
+    await life.stop('start-up failed');
+    if (e instanceof StopRequested) return -1;
+    throw e;
+  }
+  // The client closing stdin ends the session like a signal does.
+  process.stdin.once('end', () => void life.stop('stdin closed').then(() => process.exit(0)));
+  return -1;
+}
+
+async function serveStdioOn(life: Lifecycle, v: ReturnType<typeof parseCommon>): Promise<void> {
+  const runDir = await life.acquire('runtime folder', makeRunDir(), (d) => rmSync(d, { recursive: true, force: true }));
+  const config = loadConfig(resolveConfigPath(v), { runDir });
   const section = config.stdio ?? {};
   const p = section.principal ?? {};
   const principal: Principal = Object.freeze({
@@ -28,24 +45,28 @@ export async function stdioCommand(argv: string[]): Promise<number> {
     purpose: p.purpose ?? null,
   });
   const own: Config = section.audit_file ? { ...config, audit: { ...(config.audit ?? {}), file: section.audit_file } } : config;
-  const core = await startCore(own, { dev: true });
+  const core = await startCore(own, { dev: true, drainMs: config.server.shutdown_grace_ms }, life);
   const servers = new Set<ReturnType<typeof buildServer>>();
-  const handle = serveStdio(({ era }) => {
-    const server = buildServer({
-      calls: core.calls,
-      lists: core.lists,
-      state: core.state,
-      contextOf: (ctx): CallContext => ({
-        principal,
-        era,
-        sessionId: null,
-        requestId: `stdio-${String(ctx.mcpReq.id)}-${randomUUID().slice(0, 8)}`,
-        clientIp: null,
-      }),
-    });
-    servers.add(server);
-    return server;
-  });
+  await life.acquire(
+    'stdio face',
+    serveStdio(({ era }) => {
+      const server = buildServer({
+        calls: core.calls,
+        lists: core.lists,
+        state: core.state,
+        contextOf: (ctx): CallContext => ({
+          principal,
+          era,
+          sessionId: null,
+          requestId: `stdio-${String(ctx.mcpReq.id)}-${randomUUID().slice(0, 8)}`,
+          clientIp: null,
+        }),
+      });
+      servers.add(server);
+      return server;
+    }),
+    (h) => h.close(),
+  );
   // A 2025-era stdio client hears list changes as notifications on its connection.
   core.catalog.on('listChanged', (kind) => {
     for (const s of servers) {
@@ -53,14 +74,4 @@ export async function stdioCommand(argv: string[]): Promise<number> {
       void Promise.resolve(sent).catch(() => undefined);
     }
   });
-  const stop = async () => {
-    await handle.close().catch(() => undefined);
-    await core.audit.close().catch(() => undefined);
-    await core.stop();
-    process.exit(0);
-  };
-  process.stdin.once('end', () => void stop());
-  process.once('SIGTERM', () => void stop());
-  process.once('SIGINT', () => void stop());
-  return -1;
 }

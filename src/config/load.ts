@@ -18,11 +18,8 @@ export const PACKAGE_ROOT = findPackageRoot(path.dirname(fileURLToPath(import.me
 const SCHEMAS_DIR = path.join(PACKAGE_ROOT, 'schemas');
 /** The embedded default configuration `make run` uses: example services over the sample folder. */
 export const DEV_CONFIG_PATH = path.join(PACKAGE_ROOT, 'src', 'config', 'examples', 'dev.yaml');
-/**
- * This process's private runtime folder (e.g. the JWKS file stdio services verify credentials with).
- * Configs may name it as ${MICRO_MCP_RUN_DIR}, e.g. to let a sandboxed service read it.
- */
-export const RUN_DIR = path.join(tmpdir(), `micro-mcp-run-${process.pid}`);
+/** What ${MICRO_MCP_RUN_DIR} stands for when a config is only checked, not served. */
+const NO_RUN_DIR = path.join(tmpdir(), 'micro-mcp-run-dir-of-the-serving-process');
 
 function findPackageRoot(from: string): string {
   let dir = from;
@@ -59,6 +56,12 @@ function configValidator(): AjvValidate {
 export interface LoadOptions {
   /** Environment for ${VAR} interpolation; defaults to process.env. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * This process's private runtime folder (created by the CLI with mkdtemp, mode 0700), e.g. where
+   * the JWKS file stdio services verify credentials with lives. Configs may name it as
+   * ${MICRO_MCP_RUN_DIR} (to let a sandboxed service read it). Absent when a config is only checked.
+   */
+  runDir?: string;
 }
 
 /** Loads, interpolates, validates and freezes a config file. Throws GatewayError('ERR_CONFIG_INVALID'). */
@@ -86,7 +89,7 @@ export function parseConfig(text: string, file: string, opts: LoadOptions = {}):
     MICRO_MCP_HOME: PACKAGE_ROOT,
     CONFIG_DIR: path.dirname(path.resolve(file)),
     NODE: process.execPath,
-    MICRO_MCP_RUN_DIR: RUN_DIR,
+    MICRO_MCP_RUN_DIR: opts.runDir ?? NO_RUN_DIR,
   };
   const data = interpolate(raw, vars, '', file);
   const validate = configValidator();
@@ -95,6 +98,7 @@ export function parseConfig(text: string, file: string, opts: LoadOptions = {}):
   }
   const cfg = data as Config;
   cfg.source = path.resolve(file);
+  cfg.runDir = opts.runDir ?? null;
   return deepFreeze(cfg);
 }
 

@@ -13,4 +13,6 @@ export type Era = ServiceConfig['era'];
 export interface Config extends GatewayConfig {
   /** Absolute path of the file this came from. */
   source: string;
+  /** The serving process's private runtime folder (LoadOptions.runDir); null when only checked. */
+  runDir: string | null;
 }

@@ -127,6 +127,8 @@ export class ServiceConnection extends EventEmitter {
   pid: number | undefined;
 
   private client: GatewayClient | undefined;
+  /** The transport of a connect in progress (spawned, not yet initialised). */
+  private connecting: Transport | undefined;
   private discover: DiscoverResult | undefined;
   private stopping = false;
   private restartTimer: NodeJS.Timeout | undefined;
@@ -154,9 +156,13 @@ export class ServiceConnection extends EventEmitter {
     this.stopping = true;
     this.state = 'stopped';
     if (this.restartTimer) clearTimeout(this.restartTimer);
+    // A connection still being made is closed too (its transport: the SDK client may not hold it
+    // yet): its process must not outlive a stop during start-up.
     const c = this.client;
+    const pending = this.connecting;
     this.client = undefined;
-    await c?.close().catch(() => undefined);
+    this.connecting = undefined;
+    await Promise.all([c?.close().catch(() => undefined), pending?.close().catch(() => undefined)]);
     this.wakeWaiters();
   }
 
@@ -254,6 +260,7 @@ export class ServiceConnection extends EventEmitter {
     client.setRequestHandler('sampling/createMessage', (req) => this.interaction(req));
     client.onerror = (err) => this.log.debug({ service: this.name, err: err.message }, 'service transport error');
     const transport = this.transport();
+    this.connecting = transport;
     try {
       const prior =
         this.era === 'legacy'
@@ -267,13 +274,16 @@ export class ServiceConnection extends EventEmitter {
       this.pid = transport instanceof ChildProcessTransport ? transport.pid : undefined;
       await this.refreshAll(client);
     } catch (e) {
+      if (this.connecting === transport) this.connecting = undefined;
+      await client.close().catch(() => undefined);
+      if (this.stopping) return;
       this.lastError = (e as Error).message;
       this.log.warn({ service: this.name, err: this.lastError }, 'service connect failed');
-      await client.close().catch(() => undefined);
       this.state = 'down';
       this.scheduleRestart();
       return;
     }
+    if (this.connecting === transport) this.connecting = undefined;
     if (this.stopping) {
       await client.close().catch(() => undefined);
       return;
