@@ -278,9 +278,12 @@ export interface EventRecord {
    * OPA decision-log field: JSON Pointers of censored members.
    */
   masked?: string[];
-  type: 'auth_failure' | 'limit_refused' | 'policy_reload' | 'audit_recovered';
   /**
-   * Redacted, event-specific detail (reload revision, limit name, ...).
+   * auth_failure: a token refused (or too little scope: step-up). limit_refused: an edge limit refused a request. probe_refused: a request refused before any decision (unknown tool, header/body mismatch, forged or foreign state, cursor or session). refusals_suppressed: how many refusals of one type from one caller were not written one by one during a flood (details.suppressed). policy_reload, audit_recovered, audit_resumed: the gateway's own changes.
+   */
+  type: 'auth_failure' | 'limit_refused' | 'probe_refused' | 'refusals_suppressed' | 'policy_reload' | 'audit_recovered' | 'audit_resumed';
+  /**
+   * Redacted, event-specific detail (reload revision, limit name, suppressed count, ...).
    */
   details?: {
     [k: string]: unknown;

@@ -153,6 +153,50 @@ export interface ServerConfig {
   max_sessions: number;
   page_size: number;
   shutdown_grace_ms: number;
+  /**
+   * Time a client has to send all request headers (slowloris defence).
+   */
+  headers_timeout_ms: number;
+  /**
+   * Time a client has to send a whole request, body included. Responses (SSE streams) are not limited by it.
+   */
+  request_timeout_ms: number;
+  /**
+   * How long an idle keep-alive connection stays open.
+   */
+  keep_alive_timeout_ms: number;
+  /**
+   * Open connections in all; more are closed at once.
+   */
+  max_connections: number;
+  /**
+   * Open connections per client address; more are closed at once.
+   */
+  max_connections_per_ip: number;
+  /**
+   * Request bodies being read at once per client address; more are answered 429.
+   */
+  max_bodies_in_flight_per_ip: number;
+  /**
+   * Requests whose token is being verified at once (all clients); more are answered 503.
+   */
+  max_unauthenticated_in_flight: number;
+  /**
+   * Authentication failures a client address may cause per minute (burst the same); beyond it, requests from that address are answered 429 without verifying their token. 0 = off.
+   */
+  auth_failures_per_minute_per_ip: number;
+  /**
+   * Open 2025-era sessions per principal (max_sessions is the global cap).
+   */
+  max_sessions_per_principal: number;
+  /**
+   * Open server-to-client streams (2025 GET streams, 2026 subscriptions/listen) per principal.
+   */
+  max_streams_per_principal: number;
+  /**
+   * Open server-to-client streams in all.
+   */
+  max_streams: number;
 }
 export interface StdioServiceConfig {
   transport: 'stdio';
@@ -345,6 +389,10 @@ export interface LimitsConfig {
    * Forwarded calls in flight per principal; 0 = off.
    */
   concurrent_per_principal: number;
+  /**
+   * Forwarded calls in flight in all (keep it above concurrent_per_principal, so one principal cannot take every place); 0 = off.
+   */
+  concurrent_total: number;
 }
 
 // The config sections as a YAML file or a caller may write them: keys with a default are optional.
@@ -595,4 +643,5 @@ export const LIMITS_CONFIG_DEFAULTS = {
   calls_per_minute: 600,
   burst: 100,
   concurrent_per_principal: 64,
+  concurrent_total: 1024,
 } as const;

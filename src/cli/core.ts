@@ -14,7 +14,7 @@ import { Limiter } from '../limits/limiter.js';
 import { CallPipeline } from '../pipeline/call-pipeline.js';
 import { InFlight } from '../pipeline/in-flight.js';
 import { ListView } from '../pipeline/list-view.js';
-import type { StatePort } from '../pipeline/ports.js';
+import type { ProbePort, StatePort } from '../pipeline/ports.js';
 import { loadPolicies } from '../policy/policy-set.js';
 import type { Logger } from '../types.js';
 import { Catalog } from '../upstream/catalog.js';
@@ -33,6 +33,7 @@ export interface Core {
   lists: ListView;
   calls: CallPipeline;
   inFlight: InFlight;
+  probes: ProbePort;
   authConfig: AuthConfig;
 }
 
@@ -48,7 +49,15 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
   const auditOptions = auditOptionsFromConfig(config.audit, { dev: opts.dev, baseDir, version: VERSION });
   const audit = await life.acquire('audit log', await openAuditLog(auditOptions), (a) => a.close({ drainMs: opts.drainMs }));
   const log: Logger = createLogger({ level: config.logging?.level ?? 'info', redact: audit.redactor });
-  const refusals = new Refusals(audit, log);
+  const clock = systemClock;
+  const refusals = await life.acquire('refusal records', new Refusals(audit, log, { clock }), (r) => r.close());
+  const probes: ProbePort = {
+    refused: (cc, what) =>
+      refusals.probeRefused(
+        { requestId: cc.requestId, clientIp: cc.clientIp, principal: cc.principal, method: what.method, ...(what.tool ? { tool: what.tool } : {}) },
+        what,
+      ),
+  };
   // The JWKS file stdio services read to verify their per-call credentials; private to this process.
   const jwksFile = path.join(config.runDir, 'service-jwks.json');
   const minter = await life.acquire(
@@ -72,11 +81,10 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
   // Registered before it starts: a signal during the start still stops the processes it spawned.
   await life.acquire('service connections', catalog, (c) => c.stop());
   await catalog.start();
-  const clock = systemClock;
   const inFlight = new InFlight(clock);
   const limiter = new Limiter(config.limits);
-  const lists = new ListView({ catalog, policy, state, log, pageSize: config.server.page_size, clock });
-  const calls = new CallPipeline({ catalog, policy, audit, credentials: minter, state, log, limiter, inFlight, clock });
+  const lists = new ListView({ catalog, policy, state, probes, log, pageSize: config.server.page_size, clock });
+  const calls = new CallPipeline({ catalog, policy, audit, credentials: minter, state, probes, log, limiter, inFlight, clock });
   await life.acquire('parked input requests', calls.parked, (p) => p.clear());
   return {
     log,
@@ -88,6 +96,7 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
     lists,
     calls,
     inFlight,
+    probes,
     authConfig,
   };
 }

@@ -16,6 +16,8 @@ import { DEV_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 import { createApp } from '../http/app.js';
+import { limitConnections } from '../http/connections.js';
+import { Holdings, KeyedRate } from '../limits/keyed.js';
 import { McpFace } from '../mcp-face/face.js';
 import { startCore } from './core.js';
 import { Lifecycle, StopRequested } from './lifecycle.js';
@@ -98,7 +100,15 @@ export async function startGateway(config: Config, opts: { host: string; port: n
       res.end('{"error":"starting"}');
     }
   });
-  server.requestTimeout = 0; // SSE streams are long-lived; body reads are capped by size instead
+  const sc = config.server;
+  // Slow clients: headers and the whole request (not the response: SSE streams are long-lived) must
+  // arrive in time; idle keep-alive connections close.
+  server.headersTimeout = sc.headers_timeout_ms;
+  server.requestTimeout = sc.request_timeout_ms;
+  server.keepAliveTimeout = sc.keep_alive_timeout_ms;
+  // Reported once the audit is open (refusals before that are only counted by the kernel's backlog).
+  let onConnectionRefused: (ip: string, limit: string) => void = () => undefined;
+  limitConnections(server, new Holdings(sc.max_connections_per_ip, sc.max_connections), (ip, limit) => onConnectionRefused(ip, limit));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => resolve());
@@ -118,11 +128,14 @@ export async function startGateway(config: Config, opts: { host: string; port: n
   const face = await life.acquire(
     'MCP face',
     new McpFace(
-      { calls, lists, state: core.state },
+      { calls, lists, state: core.state, probes: core.probes },
       {
         maxBodyBytes: config.server.max_body_bytes,
         sessionIdleMs: config.server.session_idle_timeout_s * 1000,
-        maxSessions: config.server.max_sessions,
+        maxSessions: sc.max_sessions,
+        maxSessionsPerPrincipal: sc.max_sessions_per_principal,
+        maxStreamsPerPrincipal: sc.max_streams_per_principal,
+        maxStreams: sc.max_streams,
         log,
         clock: systemClock,
       },
@@ -130,8 +143,14 @@ export async function startGateway(config: Config, opts: { host: string; port: n
     (f) => f.close(),
   );
   catalog.on('listChanged', (kind) => face.listChanged(kind));
+  onConnectionRefused = (ip, limit) => void core.refusals.limitRefused(limit, { requestId: 'connection', clientIp: ip });
   const app = createApp({
     face,
+    limits: {
+      verifying: new Holdings(sc.max_unauthenticated_in_flight),
+      authFailures: new KeyedRate(sc.auth_failures_per_minute_per_ip, Math.max(1, sc.auth_failures_per_minute_per_ip), systemClock),
+      bodies: new Holdings(sc.max_bodies_in_flight_per_ip),
+    },
     auth,
     refusals: core.refusals,
     scopesToLift: (principal, tool, requestId) => lists.stepUpScopes(principal, tool, requestId),
@@ -144,7 +163,7 @@ export async function startGateway(config: Config, opts: { host: string; port: n
       const services = catalog.health();
       return {
         ready: services.some((s) => s.state === 'ready') && audit.healthy,
-        detail: { services, audit: audit.healthy ? 'ok' : 'unavailable', sessions: face.sessionCount, in_flight: inFlight.size },
+        detail: { services, audit: audit.healthy ? 'ok' : 'unavailable', sessions: face.sessionCount, streams: face.streamCount, in_flight: inFlight.size },
       };
     },
   });

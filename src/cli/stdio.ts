@@ -54,6 +54,7 @@ async function serveStdioOn(life: Lifecycle, v: ReturnType<typeof parseCommon>):
         calls: core.calls,
         lists: core.lists,
         state: core.state,
+        probes: core.probes,
         contextOf: (ctx): CallContext => ({
           principal,
           era,

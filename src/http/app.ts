@@ -3,12 +3,16 @@
  * /healthz and /readyz. A request to /mcp passes the edge middleware in data-path order, each one
  * adding to the typed request context (context.ts), before the MCP face serves it:
  *
- *   request-id -> host-origin -> body-cap -> authenticate -> era -> step-up -> MCP face
+ *   request-id -> host-origin -> authenticate -> body-cap -> era -> step-up -> MCP face
+ *
+ * The token is checked before the body is read: a caller without a valid token costs a header
+ * parse and (at most, within its address's failure budget) one signature check, never a buffered body.
  */
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import type { Refusals } from '../audit/refusals.js';
 import type { McpFace } from '../mcp-face/face.js';
 import { EdgeFacts } from '../mcp-face/request-context.js';
+import type { Holdings, KeyedRate } from '../limits/keyed.js';
 import type { Logger, Principal } from '../types.js';
 import { clientIp, edgeError, type GatewayEnv } from './context.js';
 import { authenticate, type EdgeAuthenticator } from './middleware/authenticate/index.js';
@@ -18,8 +22,19 @@ import { hostOrigin } from './middleware/host-origin/index.js';
 import { requestId } from './middleware/request-id/index.js';
 import { stepUp } from './middleware/step-up/index.js';
 
+/** The edge's fair shares for unauthenticated work (built by the composition root from `server:`). */
+export interface EdgeLimits {
+  /** Tokens being verified at once. */
+  verifying: Holdings;
+  /** Failed authentications per client address. */
+  authFailures: KeyedRate;
+  /** Request bodies being read at once per client address. */
+  bodies: Holdings;
+}
+
 export interface AppDeps {
   face: McpFace;
+  limits: EdgeLimits;
   auth: EdgeAuthenticator & { protectedResourceMetadata(): object };
   refusals: Refusals;
   /** The list-phase answer to step-up (ListView.stepUpScopes). */
@@ -53,13 +68,23 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
   app.on(
     ['POST', 'GET', 'DELETE'],
     '/mcp',
-    bodyCap({ maxBytes: d.maxBodyBytes, onRefused: (limit, f) => d.refusals.limitRefused(limit, f) }),
-    authenticate({ auth: d.auth, onRefused: refused }),
+    authenticate({
+      auth: d.auth,
+      onRefused: refused,
+      failures: d.limits.authFailures,
+      verifying: d.limits.verifying,
+      onLimited: (limit, f) => d.refusals.limitRefused(limit, f),
+    }),
+    bodyCap({ maxBytes: d.maxBodyBytes, inFlight: d.limits.bodies, onRefused: (limit, f) => d.refusals.limitRefused(limit, f) }),
     era({ maxBodyBytes: d.maxBodyBytes }),
     stepUp({ auth: d.auth, scopesToLift: d.scopesToLift, onRefused: refused }),
     async (c) => {
       try {
-        return await d.face.handle(c.req.raw, new EdgeFacts(c.var.principal, c.var.era, c.var.requestId, clientIp(c)), c.var.body);
+        const res = await d.face.handle(c.req.raw, new EdgeFacts(c.var.principal, c.var.era, c.var.requestId, clientIp(c)), c.var.body);
+        // A request the face refused before any handler ran (unknown or foreign session, header/body
+        // mismatch, a malformed envelope): probing is on the record.
+        if (res.status >= 400 && res.status < 500) await recordRejected(c, res);
+        return res;
       } catch (e) {
         d.log.error({ err: (e as Error).message, request_id: c.var.requestId }, 'unhandled error serving /mcp');
         return edgeError(c, 500, -32603, 'Internal error');
@@ -67,6 +92,19 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
     },
   );
   app.all('/mcp', (c) => c.json({ error: 'method not allowed' }, 405, { allow: 'GET, POST, DELETE' }));
+
+  async function recordRejected(c: Context<GatewayEnv>, res: Response): Promise<void> {
+    const body: unknown = await res
+      .clone()
+      .json()
+      .catch(() => undefined);
+    const error = typeof body === 'object' && body !== null && 'error' in body && typeof body.error === 'object' && body.error !== null ? body.error : {};
+    const code = 'code' in error && typeof error.code === 'number' ? `JSONRPC_${error.code}` : `HTTP_${res.status}`;
+    const message = 'message' in error && typeof error.message === 'string' ? error.message.slice(0, 200) : `HTTP ${res.status}`;
+    const sent = c.var.body;
+    const method = typeof sent === 'object' && sent !== null && 'method' in sent && typeof sent.method === 'string' ? sent.method : c.req.method;
+    await d.refusals.probeRefused({ requestId: c.var.requestId, clientIp: clientIp(c), principal: c.var.principal, method }, { code, message });
+  }
   app.notFound((c) => c.json({ error: 'not found' }, 404));
   app.onError((e, c) => {
     d.log.error({ err: e.message, request_id: c.var.requestId }, 'unhandled error');

@@ -4,8 +4,9 @@
  * counters through Redis (not built yet: each replica then enforces its own share).
  */
 import type { LimitsConfig } from '../../schemas/generated/config.js';
+import { Holdings } from './keyed.js';
 
-export type LimitRefusal = { limit: 'rate'; retryAfterS: number } | { limit: 'concurrency' };
+export type LimitRefusal = { limit: 'rate'; retryAfterS: number } | { limit: 'concurrency' } | { limit: 'concurrency_total' };
 
 interface Bucket {
   tokens: number;
@@ -17,7 +18,7 @@ const IDLE_MS = 10 * 60_000;
 
 export class Limiter {
   private readonly buckets = new Map<string, Bucket>();
-  private readonly inflight = new Map<string, number>();
+  private readonly inflight: Holdings;
   private readonly perMs: number;
   private lastSweep = Date.now();
 
@@ -26,6 +27,8 @@ export class Limiter {
     private readonly now: () => number = Date.now,
   ) {
     this.perMs = cfg.calls_per_minute / 60_000;
+    const off = Number.POSITIVE_INFINITY;
+    this.inflight = new Holdings(cfg.concurrent_per_principal > 0 ? cfg.concurrent_per_principal : off, cfg.concurrent_total > 0 ? cfg.concurrent_total : off);
   }
 
   /**
@@ -47,22 +50,9 @@ export class Limiter {
       b.tokens -= 1;
       if (t - this.lastSweep > IDLE_MS) this.sweep(t);
     }
-    if (this.cfg.concurrent_per_principal > 0) {
-      const n = this.inflight.get(principal) ?? 0;
-      if (n >= this.cfg.concurrent_per_principal) return { refused: { limit: 'concurrency' } };
-      this.inflight.set(principal, n + 1);
-      let released = false;
-      return {
-        release: () => {
-          if (released) return;
-          released = true;
-          const m = (this.inflight.get(principal) ?? 1) - 1;
-          if (m <= 0) this.inflight.delete(principal);
-          else this.inflight.set(principal, m);
-        },
-      };
-    }
-    return { release: () => undefined };
+    const held = this.inflight.take(principal);
+    if ('refused' in held) return { refused: { limit: held.refused === 'per_key' ? 'concurrency' : 'concurrency_total' } };
+    return held;
   }
 
   private sweep(t: number): void {

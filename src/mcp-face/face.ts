@@ -6,7 +6,9 @@
  * - 2025-03-26 / 2025-06-18 / 2025-11-25: sessions bound to their principal (sessions.ts).
  */
 import { createMcpHandler, type McpHttpHandler } from '@modelcontextprotocol/server';
+import { principalKey } from '../auth/state.js';
 import type { Clock } from '../clock.js';
+import { Holdings } from '../limits/keyed.js';
 import type { Logger } from '../types.js';
 import type { ChangeKind } from '../upstream/catalog.js';
 import { authInfoFor, callContextOf, type EdgeFacts } from './request-context.js';
@@ -17,6 +19,10 @@ export interface FaceOptions {
   maxBodyBytes: number;
   sessionIdleMs: number;
   maxSessions: number;
+  maxSessionsPerPrincipal: number;
+  /** Server-to-client streams (2025 GET streams, 2026 subscriptions/listen) per principal and in all. */
+  maxStreamsPerPrincipal: number;
+  maxStreams: number;
   log: Logger;
   clock: Clock;
 }
@@ -24,6 +30,7 @@ export interface FaceOptions {
 export class McpFace {
   private readonly modern: McpHttpHandler;
   private readonly sessions: Sessions;
+  private readonly streams: Holdings;
   private readonly deps: FaceDeps;
 
   constructor(pipeline: Omit<FaceDeps, 'contextOf'>, opts: FaceOptions) {
@@ -33,7 +40,18 @@ export class McpFace {
       maxRequestBodySize: opts.maxBodyBytes,
       onerror: (e) => opts.log.debug({ err: e.message }, 'mcp handler'),
     });
-    this.sessions = new Sessions({ maxBodyBytes: opts.maxBodyBytes, idleMs: opts.sessionIdleMs, max: opts.maxSessions, clock: opts.clock });
+    this.sessions = new Sessions({
+      maxBodyBytes: opts.maxBodyBytes,
+      idleMs: opts.sessionIdleMs,
+      max: opts.maxSessions,
+      maxPerPrincipal: opts.maxSessionsPerPrincipal,
+      clock: opts.clock,
+    });
+    this.streams = new Holdings(opts.maxStreamsPerPrincipal, opts.maxStreams);
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
   }
 
   get sessionCount(): number {
@@ -43,19 +61,50 @@ export class McpFace {
   /** Serves one authenticated request whose era the edge has classified. */
   async handle(req: Request, facts: EdgeFacts, parsedBody: unknown): Promise<Response> {
     const authInfo = authInfoFor(facts);
-    if (facts.era === 'modern') return this.modern.fetch(req, { authInfo, parsedBody });
+    if (facts.era === 'modern') {
+      if (!isListen(parsedBody)) return this.modern.fetch(req, { authInfo, parsedBody });
+      return this.stream(facts, () => this.modern.fetch(req, { authInfo, parsedBody }));
+    }
     const sid = req.headers.get('mcp-session-id');
     if (sid) {
       const s = this.sessions.find(sid, facts.principal);
       // Unknown, expired, or another principal's: the same answer, so ids cannot be probed.
       if (!s) return jsonRpcError(404, -32001, 'Session not found');
-      return s.transport.handleRequest(req, { parsedBody, authInfo });
+      if (req.method !== 'GET') return s.transport.handleRequest(req, { parsedBody, authInfo });
+      return this.stream(facts, () => s.transport.handleRequest(req, { parsedBody, authInfo }));
     }
     if (req.method !== 'POST') return jsonRpcError(400, -32000, 'Bad Request: Mcp-Session-Id header is required');
     if (!isInitialize(parsedBody)) return jsonRpcError(400, -32000, 'Bad Request: no session; send initialize first');
-    if (this.sessions.full) return jsonRpcError(503, -32000, 'Too many sessions; try again later');
-    const transport = await this.sessions.open(facts.principal, buildServer(this.deps));
-    return transport.handleRequest(req, { parsedBody, authInfo });
+    const r = await this.sessions.initialize(facts.principal, buildServer(this.deps), req, { parsedBody, authInfo });
+    if (r instanceof Response) return r;
+    return r.refused === 'per_principal'
+      ? jsonRpcError(429, -32029, 'Too many sessions for this principal; end one (DELETE) first')
+      : jsonRpcError(503, -32000, 'Too many sessions; try again later');
+  }
+
+  /**
+   * A long-lived server-to-client stream, counted per principal and in all while it is open: its
+   * place is given back when the stream ends or the client goes away.
+   */
+  private async stream(facts: EdgeFacts, open: () => Promise<Response>): Promise<Response> {
+    const place = this.streams.take(principalKey(facts.principal));
+    if ('refused' in place) {
+      return place.refused === 'per_key'
+        ? jsonRpcError(429, -32029, 'Too many open streams for this principal; close one first')
+        : jsonRpcError(503, -32000, 'Too many open streams; try again later');
+    }
+    let res: Response;
+    try {
+      res = await open();
+    } catch (e) {
+      place.release();
+      throw e;
+    }
+    if (res.body === null || !(res.headers.get('content-type') ?? '').includes('text/event-stream')) {
+      place.release();
+      return res;
+    }
+    return new Response(releasedAtEnd(res.body, place.release), { status: res.status, statusText: res.statusText, headers: res.headers });
   }
 
   /** Tells every agent that a list changed (2025 sessions: list_changed; 2026: subscriptions/listen streams). */
@@ -74,6 +123,33 @@ export class McpFace {
     await this.modern.close();
     await this.sessions.close();
   }
+}
+
+/** The stream relays `body` and calls `release` once when it ends, fails or is cancelled by the reader. */
+function releasedAtEnd(body: ReadableStream<Uint8Array>, release: () => void): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(ctl) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          release();
+          ctl.close();
+        } else ctl.enqueue(value);
+      } catch (e) {
+        release();
+        ctl.error(e);
+      }
+    },
+    async cancel(reason) {
+      release();
+      await reader.cancel(reason);
+    },
+  });
+}
+
+function isListen(body: unknown): boolean {
+  return typeof body === 'object' && body !== null && 'method' in body && body.method === 'subscriptions/listen';
 }
 
 function isInitialize(body: unknown): boolean {

@@ -8,7 +8,7 @@ import type { ServerContext } from '@modelcontextprotocol/server';
 import { principalKey } from '../auth/state.js';
 import type { CallPipeline } from '../pipeline/call-pipeline.js';
 import type { ListView } from '../pipeline/list-view.js';
-import type { CallContext, StatePort } from '../pipeline/ports.js';
+import type { CallContext, ProbePort, StatePort } from '../pipeline/ports.js';
 
 export const SERVER_INFO = { name: 'micro-mcp', version: '0.1.0' };
 
@@ -24,6 +24,7 @@ export interface FaceDeps {
   calls: CallPipeline;
   lists: ListView;
   state: StatePort;
+  probes: ProbePort;
   /** The CallContext of the request a handler serves (from the HTTP edge, or the stdio principal). */
   contextOf: (ctx: ServerContext) => CallContext;
 }
@@ -44,8 +45,17 @@ export function buildServer(d: FaceDeps): Server {
       'resources/read': PRIVATE,
     },
     requestState: {
-      // Our requestState is signed and bound to the principal; anything else is refused before a handler runs.
-      verify: (token, ctx) => d.state.verify(principalKey(d.contextOf(ctx).principal), token),
+      // Our requestState is signed and bound to the principal; anything else (forged, tampered,
+      // expired, another principal's) is refused, and recorded, before a handler runs.
+      verify: async (token, ctx) => {
+        const cc = d.contextOf(ctx);
+        try {
+          return d.state.verify(principalKey(cc.principal), token);
+        } catch (e) {
+          await d.probes.refused(cc, { method: ctx.mcpReq.method, code: 'ERR_INPUT_STATE_INVALID', message: 'Invalid or expired requestState' });
+          throw e;
+        }
+      },
     },
   });
   const { calls, lists, contextOf } = d;

@@ -5,9 +5,10 @@
  * id is never authentication: every request carries its own token, verified before it gets here.
  */
 import { randomUUID } from 'node:crypto';
-import { WebStandardStreamableHTTPServerTransport, type Server } from '@modelcontextprotocol/server';
+import { WebStandardStreamableHTTPServerTransport, type AuthInfo, type Server } from '@modelcontextprotocol/server';
 import { principalKey } from '../auth/state.js';
 import type { Clock } from '../clock.js';
+import { Holdings } from '../limits/keyed.js';
 import type { Principal } from '../types.js';
 
 export interface Session {
@@ -16,20 +17,33 @@ export interface Session {
   readonly transport: WebStandardStreamableHTTPServerTransport;
   readonly server: Server;
   lastSeen: number;
+  /** Gives the session's place back (per principal and in all). */
+  readonly release: () => void;
+}
+
+/** What a transport's handleRequest is given besides the request. */
+export interface HandleOptions {
+  parsedBody: unknown;
+  authInfo: AuthInfo;
 }
 
 export interface SessionOptions {
   maxBodyBytes: number;
   idleMs: number;
+  /** Open sessions in all. */
   max: number;
+  /** Open sessions per principal: one principal at its ceiling never takes another's place. */
+  maxPerPrincipal: number;
   clock: Clock;
 }
 
 export class Sessions {
   private readonly byId = new Map<string, Session>();
+  private readonly places: Holdings;
   private sweeper: NodeJS.Timeout;
 
   constructor(private readonly opts: SessionOptions) {
+    this.places = new Holdings(opts.maxPerPrincipal, opts.max);
     this.sweeper = this.scheduleSweep();
   }
 
@@ -49,33 +63,41 @@ export class Sessions {
     return s;
   }
 
-  get full(): boolean {
-    return this.byId.size >= this.opts.max;
-  }
-
   /**
-   * Opens a session for `principal` served by `server` (from the factory); it is registered when the
-   * SDK has initialised it, and forgotten when the transport closes.
+   * Serves an `initialize` request by opening a session for `principal` on `server` (from the
+   * factory). The session takes its place when the SDK has initialised it and gives it back when it
+   * closes, is deleted or idles out; an initialize that creates no session takes none. Refused when
+   * the principal (or the gateway) is at its ceiling of sessions.
    */
-  async open(principal: Principal, server: Server): Promise<WebStandardStreamableHTTPServerTransport> {
+  async initialize(principal: Principal, server: Server, req: Request, handled: HandleOptions): Promise<Response | { refused: 'per_principal' | 'total' }> {
     const owner = principalKey(principal);
-    let id: string | undefined;
+    const place = this.places.take(owner);
+    if ('refused' in place) return { refused: place.refused === 'per_key' ? 'per_principal' : 'total' };
+    let session: Session | undefined;
     const transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       maxRequestBodySize: this.opts.maxBodyBytes,
       onsessioninitialized: (sid) => {
-        id = sid;
-        this.byId.set(sid, { id: sid, owner, transport, server, lastSeen: this.opts.clock.now() });
+        session = { id: sid, owner, transport, server, lastSeen: this.opts.clock.now(), release: place.release };
+        this.byId.set(sid, session);
       },
-      onsessionclosed: (sid) => {
-        this.byId.delete(sid);
-      },
+      onsessionclosed: (sid) => this.forget(sid),
     });
-    transport.onclose = () => {
-      if (id !== undefined) this.byId.delete(id);
-    };
+    transport.onclose = () => (session ? this.forget(session.id) : place.release());
     await server.connect(transport);
-    return transport;
+    const res = await transport.handleRequest(req, handled);
+    if (session === undefined) {
+      place.release();
+      void transport.close().catch(() => undefined);
+    }
+    return res;
+  }
+
+  private forget(id: string): void {
+    const s = this.byId.get(id);
+    if (s === undefined) return;
+    this.byId.delete(id);
+    s.release();
   }
 
   async close(): Promise<void> {
@@ -99,7 +121,7 @@ export class Sessions {
     const cutoff = this.opts.clock.now() - this.opts.idleMs;
     for (const s of this.byId.values()) {
       if (s.lastSeen < cutoff) {
-        this.byId.delete(s.id);
+        this.forget(s.id);
         void s.transport.close().catch(() => undefined);
       }
     }

@@ -17,7 +17,7 @@ import type { Catalog } from '../upstream/catalog.js';
 import type { ForwardMethod, ForwardParams, ForwardResult } from '../upstream/connection.js';
 import type { InFlight } from './in-flight.js';
 import { ParkedCalls, PendingCall, type Finish } from './input-requests.js';
-import type { AuditPort, CallContext, CredentialPort, PolicyPort, StatePort } from './ports.js';
+import type { AuditPort, CallContext, CredentialPort, PolicyPort, ProbePort, StatePort } from './ports.js';
 
 export interface CallPipelineDeps {
   catalog: Catalog;
@@ -25,6 +25,8 @@ export interface CallPipelineDeps {
   audit: AuditPort;
   credentials: CredentialPort;
   state: StatePort;
+  /** Where refusals before any decision (unknown names, bad state) are recorded. */
+  probes: ProbePort;
   log: Logger;
   /** Rate and concurrency limits, checked after an allow (a refusal is an outcome of that decision). */
   limiter: Limiter;
@@ -66,12 +68,13 @@ export class CallPipeline {
   }
 
   async callTool(cc: CallContext, params: CallToolRequest['params'], ctx: ServerContext): Promise<ForwardResult<'tools/call'>> {
-    const state = this.stateOf(ctx);
-    if (state && state.tool !== params.name) throw new ProtocolError(-32602, 'requestState does not belong to this tool');
+    const state = await this.stateOf(cc, ctx, params.name);
+    if (state && state.tool !== params.name)
+      return this.refuse(cc, 'tools/call', 'ERR_INPUT_STATE_INVALID', 'requestState does not belong to this tool', params.name);
     if (state?.k === 'parked') return this.resumeParked(cc, state.id, ctx);
 
     const tool = this.d.catalog.tool(params.name);
-    if (!tool) throw new ProtocolError(-32602, `Unknown tool: ${params.name}`);
+    if (!tool) return this.refuse(cc, 'tools/call', 'ERR_TOOL_NOT_FOUND', `Unknown tool: ${params.name}`, params.name);
     const args = params.arguments ?? {};
     const forward: ForwardParams<'tools/call'> = { name: tool.local, arguments: args };
     if (state?.k === 'svc') {
@@ -92,7 +95,7 @@ export class CallPipeline {
 
   async getPrompt(cc: CallContext, params: GetPromptRequest['params'], ctx: ServerContext): Promise<ForwardResult<'prompts/get'>> {
     const p = this.d.catalog.prompt(params.name);
-    if (!p) throw new ProtocolError(-32602, `Unknown prompt: ${params.name}`);
+    if (!p) return this.refuse(cc, 'prompts/get', 'ERR_PROMPT_NOT_FOUND', `Unknown prompt: ${params.name}`, params.name);
     const args = params.arguments ?? {};
     return this.decideAndForward(cc, ctx, {
       method: 'prompts/get',
@@ -107,7 +110,7 @@ export class CallPipeline {
   async readResource(cc: CallContext, params: ReadResourceRequest['params'], ctx: ServerContext): Promise<ForwardResult<'resources/read'>> {
     const { uri } = params;
     const service = this.d.catalog.resourceService(uri);
-    if (!service) throw new ProtocolError(-32602, `Resource not found: ${uri}`, { uri });
+    if (!service) return this.refuse(cc, 'resources/read', 'ERR_RESOURCE_NOT_FOUND', `Resource not found: ${uri}`, uri, { uri });
     return this.decideAndForward(cc, ctx, {
       method: 'resources/read',
       service,
@@ -159,7 +162,11 @@ export class CallPipeline {
       const why = admitted.refused;
       const e = new GatewayError(
         'ERR_RATE_LIMITED',
-        why.limit === 'rate' ? `rate limit reached for this tool; retry in ${why.retryAfterS} s` : 'too many calls in flight for this principal',
+        why.limit === 'rate'
+          ? `rate limit reached for this tool; retry in ${why.retryAfterS} s`
+          : why.limit === 'concurrency'
+            ? 'too many calls in flight for this principal'
+            : 'too many calls in flight at the gateway; retry shortly',
         { decision_id: decisionId, limit: why.limit, ...(why.limit === 'rate' ? { retry_after_s: why.retryAfterS } : {}) },
       );
       void outcome({ outcome: 'refused', error: { code: e.code, message: e.message } });
@@ -284,18 +291,28 @@ export class CallPipeline {
 
   private async resumeParked(cc: CallContext, id: string, ctx: ServerContext): Promise<ForwardResult<'tools/call'>> {
     const call = this.parked.take(id, principalKey(cc.principal));
-    if (!call) throw toProtocolError(new GatewayError('ERR_INPUT_STATE_INVALID', 'the input request has expired or belongs to another caller'));
+    if (!call) {
+      const e = new GatewayError('ERR_INPUT_STATE_INVALID', 'the input request has expired or belongs to another caller');
+      await this.d.probes.refused(cc, { method: 'tools/call', code: e.code, message: e.message });
+      throw toProtocolError(e);
+    }
     const responses = ctx.mcpReq.inputResponses ?? {};
     call.answer(Object.values(responses)[0]);
     return this.round(call, ctx, (c) => this.parked.park(c));
   }
 
-  private stateOf(ctx: ServerContext): PipelineState | undefined {
+  private async stateOf(cc: CallContext, ctx: ServerContext, tool: string): Promise<PipelineState | undefined> {
     // Verified (signature, principal, expiry) by the server's requestState hook before the handler runs.
     const s: unknown = ctx.mcpReq.requestState();
     if (s === undefined) return undefined;
     if (isPipelineState(s)) return s;
-    throw new ProtocolError(-32602, 'Invalid or expired requestState');
+    return this.refuse(cc, 'tools/call', 'ERR_INPUT_STATE_INVALID', 'Invalid or expired requestState', tool);
+  }
+
+  /** Records a request refused before any decision, then refuses it with -32602 (the message is the agent's). */
+  private async refuse(cc: CallContext, method: string, code: string, message: string, tool: string, data?: Record<string, unknown>): Promise<never> {
+    await this.d.probes.refused(cc, { method, code, message, tool });
+    throw new ProtocolError(-32602, message, data);
   }
 
   private async outcome(decisionId: string, o: Parameters<Finish>[0]): Promise<void> {

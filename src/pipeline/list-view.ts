@@ -12,12 +12,14 @@ import type { Clock } from '../clock.js';
 import { buildPolicyInput } from '../policy/input.js';
 import type { Decision, Logger, Principal, ToolFacts } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
-import type { CallContext, PolicyPort, StatePort } from './ports.js';
+import type { CallContext, PolicyPort, ProbePort, StatePort } from './ports.js';
 
 export interface ListViewDeps {
   catalog: Catalog;
   policy: PolicyPort;
   state: StatePort;
+  /** Where a forged or foreign cursor is recorded. */
+  probes: ProbePort;
   log: Logger;
   pageSize: number;
   clock: Clock;
@@ -35,25 +37,25 @@ export class ListView {
   constructor(private readonly d: ListViewDeps) {}
 
   async tools(cc: CallContext, cursor: string | undefined): Promise<ListToolsResult> {
-    const { page, nextCursor } = this.page(cc, this.visible(cc, 'tools/list', this.d.catalog.tools()), cursor);
+    const { page, nextCursor } = await this.page(cc, 'tools/list', this.visible(cc, 'tools/list', this.d.catalog.tools()), cursor);
     return { tools: page.map((t) => t.definition), ...(nextCursor ? { nextCursor } : {}) };
   }
 
   async prompts(cc: CallContext, cursor: string | undefined): Promise<ListPromptsResult> {
-    const { page, nextCursor } = this.page(cc, this.visible(cc, 'prompts/list', this.d.catalog.prompts()), cursor);
+    const { page, nextCursor } = await this.page(cc, 'prompts/list', this.visible(cc, 'prompts/list', this.d.catalog.prompts()), cursor);
     return { prompts: page.map((p) => p.definition), ...(nextCursor ? { nextCursor } : {}) };
   }
 
   async resources(cc: CallContext, cursor: string | undefined): Promise<ListResourcesResult> {
     const { catalog } = this.d;
     const entries = catalog.resources().map((r) => ({ resource: r, facts: catalog.resourceFacts(catalog.resourceService(r.uri) ?? '', r.uri) }));
-    const { page, nextCursor } = this.page(cc, this.visible(cc, 'resources/list', entries), cursor);
+    const { page, nextCursor } = await this.page(cc, 'resources/list', this.visible(cc, 'resources/list', entries), cursor);
     return { resources: page.map((e) => e.resource), ...(nextCursor ? { nextCursor } : {}) };
   }
 
   async resourceTemplates(cc: CallContext, cursor: string | undefined): Promise<ListResourceTemplatesResult> {
     // Templates describe URI shapes, not data; every read of a concrete URI is decided on its own.
-    const { page, nextCursor } = this.page(cc, this.d.catalog.templates(), cursor);
+    const { page, nextCursor } = await this.page(cc, 'resources/templates/list', this.d.catalog.templates(), cursor);
     return { resourceTemplates: page, ...(nextCursor ? { nextCursor } : {}) };
   }
 
@@ -119,7 +121,7 @@ export class ListView {
   }
 
   /** One page of a filtered list; anything but a cursor this gateway signed for this principal is -32602. */
-  private page<T>(cc: CallContext, items: readonly T[], cursor: string | undefined): { page: T[]; nextCursor?: string } {
+  private async page<T>(cc: CallContext, method: string, items: readonly T[], cursor: string | undefined): Promise<{ page: T[]; nextCursor?: string }> {
     const who = principalKey(cc.principal);
     let offset = 0;
     if (cursor !== undefined) {
@@ -130,7 +132,10 @@ export class ListView {
       } catch {
         o = undefined;
       }
-      if (typeof o !== 'number' || !Number.isInteger(o) || o < 0) throw new ProtocolError(-32602, 'Invalid cursor');
+      if (typeof o !== 'number' || !Number.isInteger(o) || o < 0) {
+        await this.d.probes.refused(cc, { method, code: 'ERR_CURSOR_INVALID', message: 'Invalid cursor' });
+        throw new ProtocolError(-32602, 'Invalid cursor');
+      }
       offset = o;
     }
     const size = this.d.pageSize;

@@ -39,3 +39,8 @@ export interface StatePort {
   /** Verifies and returns the payload; throws for another principal, tampering or expiry. */
   verify(principalId: string, token: string): unknown;
 }
+
+/** Records a request refused before any decision (probing is on the record; floods are aggregated). */
+export interface ProbePort {
+  refused(cc: CallContext, what: { method: string; code: string; message: string; tool?: string }): Promise<void>;
+}
