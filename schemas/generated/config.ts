@@ -339,6 +339,13 @@ export interface AuditConfig {
    * Log tool results (redacted).
    */
   log_results: boolean;
+  /**
+   * Refusals before any decision (bad tokens, limits, probes) are recorded one by one up to `burst` per caller and type in each `window_s`; beyond that they are counted into one refusals_suppressed record per window, so a flood cannot fill the disk.
+   */
+  refusals: {
+    burst: number;
+    window_s: number;
+  };
   redact?: {
     /**
      * JSON paths rooted at arguments / result / details, e.g. arguments.headers.*, result.items[*].ssn.
@@ -595,6 +602,13 @@ export interface AuditConfigInput {
    * Log tool results (redacted).
    */
   log_results?: boolean;
+  /**
+   * Refusals before any decision (bad tokens, limits, probes) are recorded one by one up to `burst` per caller and type in each `window_s`; beyond that they are counted into one refusals_suppressed record per window, so a flood cannot fill the disk.
+   */
+  refusals?: {
+    burst?: number;
+    window_s?: number;
+  };
   redact?: {
     /**
      * JSON paths rooted at arguments / result / details, e.g. arguments.headers.*, result.items[*].ssn.
@@ -632,6 +646,10 @@ export const AUDIT_CONFIG_DEFAULTS = {
   keep_files: 10,
   log_arguments: false,
   log_results: false,
+  refusals: {
+    burst: 10,
+    window_s: 60,
+  },
   redact: {
     paths: [],
     patterns: [],

@@ -50,7 +50,8 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
   const audit = await life.acquire('audit log', await openAuditLog(auditOptions), (a) => a.close({ drainMs: opts.drainMs }));
   const log: Logger = createLogger({ level: config.logging?.level ?? 'info', redact: audit.redactor });
   const clock = systemClock;
-  const refusals = await life.acquire('refusal records', new Refusals(audit, log, { clock }), (r) => r.close());
+  const { burst, window_s } = config.audit.refusals;
+  const refusals = await life.acquire('refusal records', new Refusals(audit, log, { clock, burst, windowMs: window_s * 1000 }), (r) => r.close());
   const probes: ProbePort = {
     refused: (cc, what) =>
       refusals.probeRefused(
