@@ -27,6 +27,9 @@ export type GatewayErrorCode =
   | 'ERR_AUTH_KEY_UNKNOWN'
   | 'ERR_AUTH_CLAIM_MISSING'
   | 'ERR_AUTH_TOO_LARGE'
+  | 'ERR_AUTH_LIFETIME'
+  | 'ERR_AUTH_REPLAYED'
+  | 'ERR_AUTH_REPLAY_CACHE_FULL'
   | 'ERR_AUTH_JWKS_UNAVAILABLE'
   | 'ERR_INSUFFICIENT_SCOPE'
   // catalog / routing
@@ -82,6 +85,8 @@ export function toHttpStatus(code: GatewayErrorCode): number {
     case 'ERR_AUTH_KEY_UNKNOWN':
     case 'ERR_AUTH_CLAIM_MISSING':
     case 'ERR_AUTH_TOO_LARGE':
+    case 'ERR_AUTH_LIFETIME':
+    case 'ERR_AUTH_REPLAYED':
       return 401;
     case 'ERR_FORBIDDEN_ORIGIN':
     case 'ERR_INSUFFICIENT_SCOPE':
@@ -93,6 +98,7 @@ export function toHttpStatus(code: GatewayErrorCode): number {
     case 'ERR_RATE_LIMITED':
       return 429;
     case 'ERR_AUTH_JWKS_UNAVAILABLE':
+    case 'ERR_AUTH_REPLAY_CACHE_FULL':
     case 'ERR_SERVICE_UNAVAILABLE':
     case 'ERR_AUDIT_UNAVAILABLE':
       return 503;

@@ -75,6 +75,18 @@ export type AuthConfig = {
   };
   max_token_bytes: number;
   /**
+   * Longest lifetime (exp - iat, or exp - now without iat) a token may have; a token meant to live longer is refused (ERR_AUTH_LIFETIME).
+   */
+  max_token_lifetime_s: number;
+  /**
+   * A token that carries a `jti` is accepted once; its replay is refused (ERR_AUTH_REPLAYED) until it expires. For issuers that mint one token per request; tokens without a jti are unaffected.
+   */
+  single_use_jti: boolean;
+  /**
+   * Token ids remembered for single_use_jti; when full, new single-use tokens are refused (503) rather than an old id forgotten.
+   */
+  replay_cache_max_entries: number;
+  /**
    * Verified-token cache keyed by a SHA-256 of the token; entries never outlive `exp`. max_entries 0 disables it.
    */
   token_cache?: {
@@ -475,6 +487,18 @@ export type AuthConfigInput = {
     attributes?: string[];
   };
   max_token_bytes?: number;
+  /**
+   * Longest lifetime (exp - iat, or exp - now without iat) a token may have; a token meant to live longer is refused (ERR_AUTH_LIFETIME).
+   */
+  max_token_lifetime_s?: number;
+  /**
+   * A token that carries a `jti` is accepted once; its replay is refused (ERR_AUTH_REPLAYED) until it expires. For issuers that mint one token per request; tokens without a jti are unaffected.
+   */
+  single_use_jti?: boolean;
+  /**
+   * Token ids remembered for single_use_jti; when full, new single-use tokens are refused (503) rather than an old id forgotten.
+   */
+  replay_cache_max_entries?: number;
   /**
    * Verified-token cache keyed by a SHA-256 of the token; entries never outlive `exp`. max_entries 0 disables it.
    */

@@ -379,6 +379,70 @@ describe('createAuthenticator (jwt mode, JWKS over HTTP)', () => {
     await noCache.authenticate(token);
     assert.deepEqual(noCache.stats(), { cacheHits: 0, cacheMisses: 0, cacheSize: 0 });
   });
+
+  describe('token hygiene', () => {
+    it('refuses a token meant to live longer than max_token_lifetime_s (default one day), with or without iat', async () => {
+      const t = nowS();
+      const century = `Bearer ${await sign(k1, { ...baseClaims(t), exp: t + 100 * 365 * 86400 })}`;
+      assert.deepEqual((await expectCode(auth, century, 'ERR_AUTH_LIFETIME')).data, { claim: 'exp', max_lifetime_s: 86400 });
+      const day = `Bearer ${await sign(k1, { ...baseClaims(t), exp: t + 86400 })}`;
+      assert.equal((await auth.authenticate(day)).id, 'alice', 'exactly the ceiling is accepted');
+      const noIat = baseClaims(t);
+      delete noIat.iat;
+      noIat.exp = t + 2 * 86400;
+      await expectCode(auth, `Bearer ${await sign(k1, noIat)}`, 'ERR_AUTH_LIFETIME');
+      const short = await createAuthenticator({ ...cfg(), max_token_lifetime_s: 60 }, { resource: RESOURCE, loopback: false });
+      await expectCode(short, `Bearer ${await sign(k1, baseClaims(t))}`, 'ERR_AUTH_LIFETIME');
+      const e = await expectCode(auth, century, 'ERR_AUTH_LIFETIME');
+      assert.equal(toHttpStatus(e.code), 401);
+    });
+
+    it('refuses control characters and lone surrogates in the claims policies compare, naming only the claim', async () => {
+      const cases: Array<[string, JWTPayload]> = [
+        ['subject', { sub: 'alice\u0000admin' }],
+        ['subject', { sub: 'alice\u001b[31m' }],
+        ['groups', { groups: ['eng', 'ops\nadmin'] }],
+        ['scopes', { scope: 'fs:read \u0085x' }],
+        ['client', { azp: 'cli\u007f' }],
+        ['subject', { sub: 'bob\uD800' }],
+      ];
+      for (const [claim, extra] of cases) {
+        const e = await expectCode(auth, `Bearer ${await sign(k1, { ...baseClaims(), jti: `cc-${claim}-${Math.random()}`, ...extra })}`, 'ERR_AUTH_INVALID');
+        assert.deepEqual(e.data, { claim }, JSON.stringify(extra));
+        assert.ok(!e.message.includes('alice') && !e.message.includes('admin'), 'the value is never echoed');
+      }
+      const ok = await auth.authenticate(`Bearer ${await sign(k1, { ...baseClaims(), sub: 'ålice 👩‍💻', jti: 'printable' })}`);
+      assert.equal(ok.id, 'ålice 👩‍💻', 'printable Unicode is fine');
+    });
+
+    it('single_use_jti: a token with a jti is accepted once, even with the cache on; tokens without one are reusable', async () => {
+      let clock = Date.now();
+      const a = await createAuthenticator({ ...cfg(), single_use_jti: true }, { resource: RESOURCE, loopback: false, now: () => clock });
+      const t = Math.floor(clock / 1000);
+      const once = `Bearer ${await sign(k1, { ...baseClaims(t), jti: 'one-shot' })}`;
+      assert.equal((await a.authenticate(once)).id, 'alice');
+      assert.deepEqual((await expectCode(a, once, 'ERR_AUTH_REPLAYED')).data, { claim: 'jti' });
+      const noJti = baseClaims(t);
+      delete noJti.jti;
+      const reusable = `Bearer ${await sign(k1, noJti)}`;
+      await a.authenticate(reusable);
+      assert.equal((await a.authenticate(reusable)).id, 'alice');
+      // Remembered as long as the token could verify: exp plus the clock tolerance (30 s by default).
+      clock = (t + 300 + 29) * 1000;
+      await expectCode(a, once, 'ERR_AUTH_REPLAYED');
+      clock = (t + 300 + 30) * 1000;
+      await expectCode(a, once, 'ERR_AUTH_EXPIRED');
+    });
+
+    it('single_use_jti with a full replay memory refuses new single-use tokens (503), never forgets an id early', async () => {
+      const a = await createAuthenticator({ ...cfg(), single_use_jti: true, replay_cache_max_entries: 2 }, { resource: RESOURCE, loopback: false });
+      for (const id of ['r1', 'r2']) await a.authenticate(`Bearer ${await sign(k1, { ...baseClaims(), jti: id })}`);
+      const e = await expectCode(a, `Bearer ${await sign(k1, { ...baseClaims(), jti: 'r3' })}`, 'ERR_AUTH_REPLAY_CACHE_FULL');
+      assert.equal(toHttpStatus(e.code), 503);
+      assert.equal(a.challenge(e).status, 503);
+      await expectCode(a, `Bearer ${await sign(k1, { ...baseClaims(), jti: 'r1' })}`, 'ERR_AUTH_REPLAYED');
+    });
+  });
 });
 
 describe('challenges and Protected Resource Metadata', () => {

@@ -78,6 +78,7 @@ interface Verification {
   jose: JWTVerifyOptions;
   clockToleranceS: number;
   maxTokenBytes: number;
+  maxLifetimeS: number;
 }
 
 /** The canonical resource URI: derived by the caller from server.public_url or the listen address. */
@@ -145,6 +146,7 @@ async function resolveVerification(options: AuthConfig, ctx: { resource: URL; lo
     jose,
     clockToleranceS,
     maxTokenBytes: options.max_token_bytes ?? AUTH_DEFAULTS.max_token_bytes,
+    maxLifetimeS: options.max_token_lifetime_s ?? AUTH_DEFAULTS.max_token_lifetime_s,
   };
 }
 
@@ -196,6 +198,54 @@ function tokenCache(maxEntries: number, maxAgeMs: number, now: () => number) {
   };
 }
 
+/**
+ * Claims a policy compares and an audit record quotes must be plain text: a control character
+ * (C0, DEL, C1) or a lone surrogate in the subject, a group, a scope, the client, the purpose or an
+ * attribute refuses the token (ERR_AUTH_INVALID, naming the claim, never its value).
+ */
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function wellFormed(p: Principal): Principal {
+  const bad = (claim: string, v: unknown): void => {
+    if (typeof v === 'string' && UNPRINTABLE.test(v)) fail('ERR_AUTH_INVALID', { claim });
+    if (Array.isArray(v)) for (const x of v) bad(claim, x);
+  };
+  bad('subject', p.id);
+  bad('groups', p.groups);
+  bad('scopes', p.scopes);
+  bad('client', p.client.id);
+  bad('purpose', p.purpose);
+  for (const [name, v] of Object.entries(p.attributes)) bad(name, v);
+  return p;
+}
+
+/**
+ * `jti` replay protection for issuers that mint a token per request: a token id is accepted once,
+ * and remembered until its token expires. When the memory is full, new single-use tokens are refused
+ * (forgetting an id early would let its token be replayed).
+ */
+function replayGuard(maxEntries: number, toleranceS: number, now: () => number) {
+  const seen = new Map<string, number>();
+  let sweptAt = 0;
+  return {
+    once(payload: JWTPayload, principalOf: (p: JWTPayload) => Principal): Principal {
+      const principal = principalOf(payload);
+      if (typeof payload.jti !== 'string') return principal;
+      const t = now();
+      if (t - sweptAt > 1000 || seen.size >= maxEntries) {
+        sweptAt = t;
+        for (const [id, until] of seen) if (until <= t) seen.delete(id);
+      }
+      const until = seen.get(payload.jti);
+      if (until !== undefined && until > t) fail('ERR_AUTH_REPLAYED', { claim: 'jti' });
+      if (seen.size >= maxEntries) fail('ERR_AUTH_REPLAY_CACHE_FULL');
+      // Until the token can no longer verify: its exp plus the clock skew verification allows.
+      seen.set(payload.jti, typeof payload.exp === 'number' ? (payload.exp + toleranceS) * 1000 : Number.POSITIVE_INFINITY);
+      return principal;
+    },
+  };
+}
+
 /** Compact JWS -> verified payload, or GatewayError with the precise code; times from `now`. */
 function tokenVerifier(v: Verification, now: () => number): (token: string) => Promise<JWTPayload> {
   return async function verifyToken(token: string): Promise<JWTPayload> {
@@ -213,9 +263,14 @@ function tokenVerifier(v: Verification, now: () => number): (token: string) => P
     } catch (err) {
       failFromJose(err);
     }
+    const nowS = Math.floor(t / 1000);
     // jose checks `iat` only with maxTokenAge; a token "issued in the future" is not valid yet.
-    if (payload.iat !== undefined && payload.iat > Math.floor(t / 1000) + v.clockToleranceS) {
+    if (payload.iat !== undefined && payload.iat > nowS + v.clockToleranceS) {
       fail('ERR_AUTH_NOT_YET_VALID', { claim: 'iat' });
+    }
+    // A token meant to live for years is a leak waiting to happen: refuse what the issuer should not mint.
+    if (typeof payload.exp === 'number' && payload.exp - (payload.iat ?? nowS) > v.maxLifetimeS) {
+      fail('ERR_AUTH_LIFETIME', { claim: 'exp', max_lifetime_s: v.maxLifetimeS });
     }
     return payload;
   };
@@ -238,14 +293,21 @@ export async function createAuthenticator(options: AuthConfig, ctx: Authenticato
   const metadataUrl = resourceMetadataUrl(resource);
   const metadata = protectedResourceMetadata(resource.href, v.issuer, options);
 
+  const replay = options.single_use_jti
+    ? replayGuard(options.replay_cache_max_entries ?? AUTH_DEFAULTS.replay_cache_max_entries, v.clockToleranceS, now)
+    : undefined;
+  const principalOf = (payload: JWTPayload): Principal => wellFormed(principalFromClaims(payload, claims, v.issuer));
+
   const authenticate = async (header: string | undefined): Promise<Principal> => {
     const token = bearerToken(header, v.maxTokenBytes);
-    if (cache === undefined) return principalFromClaims(await verifyToken(token), claims, v.issuer);
+    if (cache === undefined) return replay ? replay.once(await verifyToken(token), principalOf) : principalOf(await verifyToken(token));
     const key = cache.keyOf(token);
     const hit = cache.get(key);
     if (hit !== undefined) return hit;
     const payload = await verifyToken(token);
-    const principal = principalFromClaims(payload, claims, v.issuer);
+    // A single-use token is never cached: its second use must meet the replay guard.
+    if (replay !== undefined && typeof payload.jti === 'string') return replay.once(payload, principalOf);
+    const principal = principalOf(payload);
     if (typeof payload.exp === 'number') cache.set(key, principal, payload.exp);
     return principal;
   };

@@ -66,7 +66,7 @@ export function challenger(metadataUrl: string, scopesSupported: readonly string
     const required = Array.isArray(listed) ? listed.filter((s): s is string => typeof s === 'string') : undefined;
     const scope = headerSafe(required === undefined ? defaultScope : required.join(' ')).trim();
     const description = describeFailure(code);
-    if (code === 'ERR_AUTH_JWKS_UNAVAILABLE') {
+    if (code === 'ERR_AUTH_JWKS_UNAVAILABLE' || code === 'ERR_AUTH_REPLAY_CACHE_FULL') {
       // Our fault, not the token's: 503 and no invalid_token, so clients retry rather than re-authorize.
       return {
         status: toHttpStatus(code),

@@ -76,6 +76,12 @@ interface AuthConfigCommon {
   claims?: ClaimsMapping;
   /** Largest accepted token, bytes (256..65536). Default 8192. */
   max_token_bytes?: number;
+  /** Longest token lifetime accepted (exp - iat), seconds. Default 86400. */
+  max_token_lifetime_s?: number;
+  /** Accept a token with a `jti` once only. Default false. */
+  single_use_jti?: boolean;
+  /** Token ids remembered for single_use_jti. Default 100000. */
+  replay_cache_max_entries?: number;
   /** Verified-token cache. `max_entries: 0` disables it. */
   token_cache?: { max_entries?: number; max_age_s?: number };
   /** Dev mode only: where the dev signing key lives. Default ".dev/keys". */
@@ -126,6 +132,8 @@ export const AUTH_DEFAULTS = {
   algorithms: [...ASYMMETRIC_ALGORITHMS] as AsymmetricAlgorithm[],
   clock_tolerance_s: 30,
   max_token_bytes: 8192,
+  max_token_lifetime_s: 86400,
+  replay_cache_max_entries: 100_000,
   jwks_timeout_ms: 3000,
   jwks_cooldown_s: 30,
   jwks_max_age_s: 600,

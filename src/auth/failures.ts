@@ -19,6 +19,9 @@ const DESCRIPTIONS: Partial<Record<GatewayErrorCode, string>> = {
   ERR_AUTH_CLAIM_MISSING: 'the token lacks a required claim',
   ERR_AUTH_TOO_LARGE: 'the token is too large',
   ERR_AUTH_INVALID: 'the token is malformed',
+  ERR_AUTH_LIFETIME: 'the token lives longer than this resource accepts',
+  ERR_AUTH_REPLAYED: 'the token was already used',
+  ERR_AUTH_REPLAY_CACHE_FULL: 'single-use tokens cannot be accepted right now; try again later',
   ERR_AUTH_JWKS_UNAVAILABLE: 'the token issuer keys are unavailable; try again later',
   ERR_INSUFFICIENT_SCOPE: 'the token lacks the scope this request needs',
 };

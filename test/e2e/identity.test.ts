@@ -86,12 +86,12 @@ describe('identity through the gateway', () => {
 
   const sign = (
     claims: Record<string, unknown>,
-    opts: { exp?: string | number; nbf?: string | number; iss?: string; aud?: string; kid?: string; noExp?: boolean } = {},
+    opts: { exp?: string | number; nbf?: string | number; iss?: string; aud?: string; kid?: string; noExp?: boolean; sub?: string } = {},
   ) => {
     let j = new SignJWT({ scope: 'echo:call', ...claims })
       .setProtectedHeader({ alg: 'ES256', kid: opts.kid ?? 'as-key-1' })
       .setIssuer(opts.iss ?? as.url)
-      .setSubject('agent-1')
+      .setSubject(opts.sub ?? 'agent-1')
       .setAudience(opts.aud ?? gw.mcpUrl)
       .setIssuedAt();
     if (!opts.noExp) j = j.setExpirationTime(opts.exp ?? '5m');
@@ -123,6 +123,8 @@ describe('identity through the gateway', () => {
       ['missing exp', await sign({}, { noExp: true }), /ERR_AUTH_CLAIM_MISSING/],
       ['oversized', await sign({ pad: 'x'.repeat(9_000) }), /ERR_AUTH_TOO_LARGE/],
       ['garbage', 'not-a-token', /ERR_AUTH_INVALID/],
+      ['meant to live 100 years', await sign({}, { exp: '36500d' }), /ERR_AUTH_LIFETIME/],
+      ['a NUL byte in the subject', await sign({}, { sub: 'agent-1\u0000root' }), /ERR_AUTH_INVALID/],
     ];
     const body = JSON.stringify({
       jsonrpc: '2.0',
