@@ -39,6 +39,8 @@ export type GatewayErrorCode =
   | 'ERR_SERVICE_UNAVAILABLE'
   | 'ERR_SERVICE_TIMEOUT'
   | 'ERR_SERVICE_ERROR'
+  | 'ERR_SERVICE_FLOOD'
+  | 'ERR_RESULT_TOO_LARGE'
   | 'ERR_INPUT_STATE_INVALID'
   | 'ERR_INPUT_REQUEST_REFUSED'
   // policy
@@ -127,6 +129,8 @@ export function toJsonRpcCode(code: GatewayErrorCode): number {
     case 'ERR_SERVICE_UNAVAILABLE':
     case 'ERR_SERVICE_TIMEOUT':
     case 'ERR_SERVICE_ERROR':
+    case 'ERR_SERVICE_FLOOD':
+    case 'ERR_RESULT_TOO_LARGE':
       return -32004;
     case 'ERR_INPUT_REQUEST_REFUSED':
       return -32005;

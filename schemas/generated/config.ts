@@ -224,6 +224,26 @@ export interface StdioServiceConfig {
     max_delay_ms: number;
   };
   /**
+   * Largest answer (result, prompt or resource) this service may send for one call; a larger one ends the call with ERR_RESULT_TOO_LARGE (audited). A single stdio message far beyond it drops the connection, which then restarts.
+   */
+  max_result_bytes: number;
+  /**
+   * Notifications (progress) this service may send per call per second; a call that floods is ended with ERR_SERVICE_FLOOD (audited).
+   */
+  max_notifications_per_s: number;
+  /**
+   * Per-tool settings, by the tool's name at the service (not namespaced).
+   */
+  tools: {
+    [k: string]: {
+      max_result_bytes?: number;
+    };
+  };
+  /**
+   * Keys of the agent's params._meta forwarded to this service. None by default: the service gets only what the protocol needs (its progress token, its per-call credential).
+   */
+  forward_meta: string[];
+  /**
    * Executable; "node" means the gateway's own Node binary.
    */
   command: string;
@@ -253,6 +273,26 @@ export interface HttpServiceConfig {
     initial_delay_ms: number;
     max_delay_ms: number;
   };
+  /**
+   * Largest answer (result, prompt or resource) this service may send for one call; a larger one ends the call with ERR_RESULT_TOO_LARGE (audited). A single stdio message far beyond it drops the connection, which then restarts.
+   */
+  max_result_bytes: number;
+  /**
+   * Notifications (progress) this service may send per call per second; a call that floods is ended with ERR_SERVICE_FLOOD (audited).
+   */
+  max_notifications_per_s: number;
+  /**
+   * Per-tool settings, by the tool's name at the service (not namespaced).
+   */
+  tools: {
+    [k: string]: {
+      max_result_bytes?: number;
+    };
+  };
+  /**
+   * Keys of the agent's params._meta forwarded to this service. None by default: the service gets only what the protocol needs (its progress token, its per-call credential).
+   */
+  forward_meta: string[];
   url: string;
   headers?: {
     [k: string]: string;

@@ -14,7 +14,7 @@ import type { Limiter } from '../limits/limiter.js';
 import { buildPolicyInput } from '../policy/input.js';
 import type { Decision, Logger, ToolFacts } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
-import type { ForwardMethod, ForwardParams, ForwardResult } from '../upstream/connection.js';
+import type { Forwarded, ForwardMethod, ForwardParams, ForwardResult } from '../upstream/connection.js';
 import type { InFlight } from './in-flight.js';
 import { ParkedCalls, PendingCall, type Finish } from './input-requests.js';
 import type { AuditPort, CallContext, CredentialPort, PolicyPort, ProbePort, StatePort } from './ports.js';
@@ -54,14 +54,14 @@ interface Forward<M extends ForwardMethod> {
    * Set for interactive calls (tools only): the service's 2025-era input requests are attributed to
    * this call, which parks here while the agent answers.
    */
-  park?: (call: PendingCall<ForwardResult<M>>) => void;
+  park?: (call: PendingCall<Forwarded<M>>) => void;
 }
 
 const us = (ms: number) => Math.round(ms * 1000);
 
 export class CallPipeline {
   /** Only tools/call is interactive, so only its calls park. */
-  readonly parked: ParkedCalls<ForwardResult<'tools/call'>>;
+  readonly parked: ParkedCalls<Forwarded<'tools/call'>>;
 
   constructor(private readonly d: CallPipelineDeps) {
     this.parked = new ParkedCalls(d.inputTtlMs ?? 10 * 60_000, d.clock);
@@ -189,12 +189,14 @@ export class CallPipeline {
       void outcome({ outcome: 'refused', error: { code: ge.code, message: ge.message } });
       throw toProtocolError(ge);
     }
-    // The agent's progress token stays here: the connection assigns its own for the service.
-    const { progressToken: _agentToken, ...meta } = agentMeta;
+    // Only the agent's `_meta` keys this service is configured to see travel on; the agent's progress
+    // token stays here (the connection assigns its own for the service).
+    const meta: Record<string, unknown> = {};
+    for (const k of conn.forwardMeta) if (k !== 'progressToken' && agentMeta[k] !== undefined) meta[k] = agentMeta[k];
 
     const tSend = performance.now();
     const finish: Finish = (o) => outcome({ service_us: us(performance.now() - tSend), total_us: us(performance.now() - t0), ...o });
-    const call = new PendingCall<ForwardResult<M>>(principalKey(cc.principal), r.label, new AbortController(), finish);
+    const call = new PendingCall<Forwarded<M>>(principalKey(cc.principal), r.label, new AbortController(), finish);
     const left = this.d.inFlight.enter();
     call.track(
       conn
@@ -235,9 +237,9 @@ export class CallPipeline {
    * one client); a SIGTERM drain still waits for them.
    */
   private async round<T extends object>(
-    call: PendingCall<T | InputRequiredResult>,
+    call: PendingCall<{ result: T | InputRequiredResult; bytes: number }>,
     ctx: ServerContext,
-    park: ((call: PendingCall<T | InputRequiredResult>) => void) | undefined,
+    park: ((call: PendingCall<{ result: T | InputRequiredResult; bytes: number }>) => void) | undefined,
   ): Promise<T | InputRequiredResult> {
     const progressToken = ctx.mcpReq._meta?.progressToken;
     // Notifications are chained and awaited before the result, so the last progress is not
@@ -274,7 +276,7 @@ export class CallPipeline {
         });
         throw isGatewayError(e) ? toProtocolError(e) : e;
       }
-      const value = r.value;
+      const { result: value, bytes } = r.value;
       if (isInputRequiredResult(value)) {
         // A 2026 service asks the agent for input: wrap its state so the retry comes back to it, bound to this principal.
         const inner = value.requestState;
@@ -282,7 +284,7 @@ export class CallPipeline {
         void call.finish({ outcome: 'input_required' });
         return inputRequired({ inputRequests: value.inputRequests ?? {}, requestState });
       }
-      void call.finish({ outcome: 'isError' in value && value.isError === true ? 'tool_error' : 'ok', response_bytes: approxSize(value), result: value });
+      void call.finish({ outcome: 'isError' in value && value.isError === true ? 'tool_error' : 'ok', response_bytes: bytes, result: value });
       return value;
     } finally {
       ctx.mcpReq.signal.removeEventListener('abort', onAbort);
@@ -328,12 +330,4 @@ function isPipelineState(s: unknown): s is PipelineState {
   if (typeof s !== 'object' || s === null || !('k' in s) || !('tool' in s) || typeof s.tool !== 'string') return false;
   if (s.k === 'parked') return 'id' in s && typeof s.id === 'string';
   return s.k === 'svc' && (!('inner' in s) || typeof s.inner === 'string');
-}
-
-function approxSize(v: unknown): number {
-  try {
-    return JSON.stringify(v).length;
-  } catch {
-    return 0;
-  }
 }

@@ -56,6 +56,11 @@ interface ForwardParamsMap {
 export type ForwardParams<M extends ForwardMethod> = ForwardParamsMap[M] & RetryParams;
 /** Their results: complete, or a 2026-era service's `input_required` round. */
 export type ForwardResult<M extends ForwardMethod> = ResultTypeMap[M] | InputRequiredResult;
+/** A service's answer and its size as JSON (measured once: the cap and the audit both use it). */
+export interface Forwarded<M extends ForwardMethod> {
+  result: ForwardResult<M>;
+  bytes: number;
+}
 
 /**
  * The call a server-to-client request belongs to. A 2025-era service sends its elicitation on the
@@ -104,6 +109,29 @@ class GatewayClient extends Client {
 }
 
 let progressSeq = 0;
+
+/** A per-call budget of notifications per second; returns true once the call has exceeded it. */
+function notificationBudget(perSecond: number): () => boolean {
+  let windowStart = 0;
+  let count = 0;
+  return () => {
+    const t = performance.now();
+    if (t - windowStart >= 1000) {
+      windowStart = t;
+      count = 0;
+    }
+    return ++count > perSecond;
+  };
+}
+
+/** The size of a value as JSON text (what an audit record counts as response_bytes). */
+function jsonSize(v: unknown): number {
+  try {
+    return JSON.stringify(v)?.length ?? 0;
+  } catch {
+    return 0;
+  }
+}
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
@@ -190,16 +218,16 @@ export class ServiceConnection extends EventEmitter {
    * `input_required` result is returned as is (the caller wraps it); protocol errors from the
    * service are re-thrown as ProtocolError so the agent sees the service's code and message.
    */
-  async forward<M extends ForwardMethod>(method: M, params: ForwardParams<M>, opts: ForwardOptions = {}): Promise<ForwardResult<M>> {
+  async forward<M extends ForwardMethod>(method: M, params: ForwardParams<M>, opts: ForwardOptions = {}): Promise<Forwarded<M>> {
     const client = await this.whenReady(Math.min(this.cfg.call_timeout_ms, 5000));
     if (opts.sink) this.sinks.add(opts.sink);
     // Our own idle timeout, reset by progress (the SDK's cannot see progress routed around it).
     const timeoutMs = opts.timeoutMs ?? this.cfg.call_timeout_ms;
     const ac = new AbortController();
-    let timedOut = false;
-    let timer = setTimeout(expire, timeoutMs);
-    function expire() {
-      timedOut = true;
+    let ended: 'timeout' | 'flood' | undefined;
+    let timer = setTimeout(() => stop('timeout'), timeoutMs);
+    function stop(why: 'timeout' | 'flood') {
+      ended = why;
       ac.abort();
     }
     const onAbort = () => ac.abort();
@@ -208,21 +236,31 @@ export class ServiceConnection extends EventEmitter {
     if (opts.onprogress) {
       token = `gw-${++progressSeq}`;
       const relay = opts.onprogress;
+      const flood = notificationBudget(this.cfg.max_notifications_per_s);
       client.progressRoutes.set(token, (p) => {
+        if (flood()) return stop('flood');
         clearTimeout(timer);
-        timer = setTimeout(expire, timeoutMs);
+        timer = setTimeout(() => stop('timeout'), timeoutMs);
         relay(p);
       });
     }
-    const wire: Record<string, unknown> = { ...params, _meta: { ...params._meta, ...opts.meta, ...(token ? { progressToken: token } : {}) } };
+    const meta = { ...params._meta, ...opts.meta, ...(token ? { progressToken: token } : {}) };
+    const wire: Record<string, unknown> = { ...params, _meta: meta };
     // allowInputRequired: a 2026 service's input_required result comes back as a value (the
     // pipeline wraps it for the agent), so the result may be either half of ForwardResult<M>.
     const ro: RequestOptions = { signal: ac.signal, timeout: 2_147_483_647, allowInputRequired: true };
+    let result: ForwardResult<M>;
     try {
-      const result: ForwardResult<M> = await client.request({ method, params: wire }, ro);
-      return result;
+      result = await client.request({ method, params: wire }, ro);
     } catch (e) {
-      if (timedOut) throw new GatewayError('ERR_SERVICE_TIMEOUT', `service "${this.name}" did not answer in time`, { service: this.name });
+      if (ended === 'timeout') throw new GatewayError('ERR_SERVICE_TIMEOUT', `service "${this.name}" did not answer in time`, { service: this.name });
+      if (ended === 'flood') {
+        throw new GatewayError(
+          'ERR_SERVICE_FLOOD',
+          `service "${this.name}" sent more than ${this.cfg.max_notifications_per_s} notifications a second; call ended`,
+          { service: this.name },
+        );
+      }
       throw this.mapError(e, opts.signal);
     } finally {
       clearTimeout(timer);
@@ -230,6 +268,30 @@ export class ServiceConnection extends EventEmitter {
       if (token) client.progressRoutes.delete(token);
       if (opts.sink) this.sinks.delete(opts.sink);
     }
+    const bytes = jsonSize(result);
+    const cap = this.maxResultBytes(method === 'tools/call' && 'name' in params ? params.name : undefined);
+    if (bytes > cap)
+      throw new GatewayError('ERR_RESULT_TOO_LARGE', `service "${this.name}" answered with more than ${cap} bytes; the answer was dropped`, {
+        service: this.name,
+        max_bytes: cap,
+      });
+    return { result, bytes };
+  }
+
+  /** The largest single message read from this service: its largest answer cap plus room for the envelope. */
+  private largestMessage(): number {
+    const caps = [this.cfg.max_result_bytes, ...Object.values(this.cfg.tools).map((t) => t.max_result_bytes ?? 0)];
+    return Math.max(...caps) + 64 * 1024;
+  }
+
+  /** The cap on one answer of this service (for a tool, its own when configured). */
+  maxResultBytes(tool?: string): number {
+    return (tool !== undefined ? this.cfg.tools[tool]?.max_result_bytes : undefined) ?? this.cfg.max_result_bytes;
+  }
+
+  /** The agent's `_meta` keys this service may see (config `forward_meta`; none by default). */
+  get forwardMeta(): readonly string[] {
+    return this.cfg.forward_meta;
   }
 
   private mapError(e: unknown, signal?: AbortSignal): Error {
@@ -323,11 +385,13 @@ export class ServiceConnection extends EventEmitter {
         env,
         ...(this.cfg.cwd ? { cwd: this.cfg.cwd } : {}),
         onStderr: (line) => this.log.debug({ service: this.name, stderr: line }, 'service stderr'),
+        // A message far beyond the largest answer allowed is not read into memory: the connection drops.
+        maxMessageBytes: this.largestMessage(),
       });
     }
     return new StreamableHTTPClientTransport(new URL(this.cfg.url), {
       requestInit: { headers: { ...(this.cfg.headers ?? {}) }, redirect: 'manual' },
-      fetch: credentialFetch(this.environment.fetch ?? fetch),
+      fetch: cappedResponses(credentialFetch(this.environment.fetch ?? fetch), this.largestMessage()),
     });
   }
 
@@ -423,6 +487,39 @@ function credentialFetch(base: FetchLike): FetchLike {
       }
     }
     return base(input, init);
+  };
+}
+
+/**
+ * A remote service's responses are read under a cap, like a stdio service's messages: a JSON body
+ * as a whole, an event stream per event (the counter restarts at each blank line). Past it the body
+ * errors, the request fails, and nothing more is buffered.
+ */
+function cappedResponses(base: FetchLike, max: number): FetchLike {
+  return async (input, init) => {
+    const res = await base(input, init);
+    if (res.body === null) return res;
+    const events = (res.headers.get('content-type') ?? '').includes('text/event-stream');
+    let size = 0;
+    let newlines = 0;
+    const cap = new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, ctl) {
+        if (!events) size += chunk.byteLength;
+        else {
+          for (const b of chunk) {
+            if (b === 0x0a) {
+              if (++newlines >= 2) size = 0;
+            } else if (b !== 0x0d) {
+              newlines = 0;
+              size++;
+            }
+          }
+        }
+        if (size > max) ctl.error(new Error(`the service's response exceeds ${max} bytes`));
+        else ctl.enqueue(chunk);
+      },
+    });
+    return new Response(res.body.pipeThrough(cap), { status: res.status, statusText: res.statusText, headers: res.headers });
   };
 }
 
