@@ -47,6 +47,8 @@ export interface AuditOptions {
   version?: string;
   /** Allowed calls awaiting an outcome that are tracked for `close()`; beyond this the oldest are dropped from tracking. Default 100000. */
   maxInflight?: number;
+  /** How often a failed audit log tries to resume. Default 1000 ms. */
+  recoverIntervalMs?: number;
   /** File descriptor of the stdout sink (tests); default 1. */
   stdoutFd?: number;
 }
@@ -134,6 +136,9 @@ export async function openAuditLog(options: AuditOptions): Promise<AuditLog> {
 class AuditLogImpl implements AuditLog {
   private seq: number;
   private lastHash: string;
+  /** The last record known to be on disk: the chain continues from here after a failed write. */
+  private durable: ChainHead;
+  private recovering: NodeJS.Timeout | null = null;
   /** open: everything accepted; draining: close() waits for outcomes, no new decisions; closed: nothing. */
   private state: 'open' | 'draining' | 'closed' = 'open';
   private closing: Promise<void> | null = null;
@@ -151,6 +156,7 @@ class AuditLogImpl implements AuditLog {
   ) {
     this.seq = head?.seq ?? 0;
     this.lastHash = head?.hash ?? GENESIS_HASH;
+    this.durable = { seq: this.seq, hash: this.lastHash };
     this.labels = { app: 'micro-mcp', id: opts.instanceId ?? randomUUID(), version: opts.version ?? '0.0.0' };
     // A dedicated pino instance, separate from the operational logger: pino does the formatting,
     // the destination below only captures the line so that sink.ts can own the fd (see there).
@@ -308,6 +314,8 @@ class AuditLogImpl implements AuditLog {
 
   private async doClose(drainMs: number): Promise<void> {
     this.state = 'draining'; // no new decisions; outcomes of running calls are still written
+    if (this.recovering !== null) clearTimeout(this.recovering);
+    this.recovering = null;
     if (this.inflight.size > 0 && this.writer.failed === null) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, drainMs);
@@ -390,6 +398,48 @@ class AuditLogImpl implements AuditLog {
     const line = `${body.slice(0, -1)},"hash":"${hash}"}\n`;
     this.seq = seq;
     this.lastHash = hash;
-    return this.writer.append(line).then(() => ({ seq, hash }));
+    return this.writer.append(line).then(
+      () => {
+        if (seq > this.durable.seq) this.durable = { seq, hash };
+        return { seq, hash };
+      },
+      (e: unknown) => {
+        this.failed(e);
+        throw e;
+      },
+    );
+  }
+
+  /**
+   * A write failed (disk full, file removed, I/O error): every record queued with it was refused,
+   * so the chain in memory goes back to the last record on disk, and a retry every
+   * `recoverIntervalMs` reopens the file and writes an `audit_resumed` record. Until one succeeds,
+   * `healthy` is false (readiness says so) and every decision is refused.
+   */
+  private failed(e: unknown): void {
+    if (this.recovering !== null || this.state === 'closed') return;
+    this.seq = this.durable.seq;
+    this.lastHash = this.durable.hash;
+    const since = Date.now();
+    const reason = (e as { data?: { reason?: unknown } }).data?.reason;
+    const retry = () => {
+      this.recovering = setTimeout(() => void attempt(), this.opts.recoverIntervalMs ?? 1000);
+      this.recovering.unref();
+    };
+    const attempt = async () => {
+      this.recovering = null;
+      if (this.state === 'closed') return;
+      try {
+        const { recreated } = await this.writer.recover();
+        await this.event({
+          type: 'audit_resumed',
+          details: { down_ms: Date.now() - since, ...(typeof reason === 'string' ? { reason } : {}), file_recreated: recreated },
+        });
+      } catch {
+        // Still failing. A failed write has already scheduled the next attempt; a failed reopen has not.
+        if (this.recovering === null) retry();
+      }
+    };
+    retry();
   }
 }

@@ -35,6 +35,11 @@ interface Sink {
   /** Write all lines (each ends with "\n"); `sync` asks for fdatasync before returning. */
   write(lines: string[], sync: boolean, stats: SinkStats): Promise<void>;
   sync(stats: SinkStats): Promise<void>;
+  /**
+   * After a failed write: make the sink writable again, with no partial line left behind. Throws
+   * while the cause persists. Says whether the file had to be created anew (it had been removed).
+   */
+  reopen(): Promise<{ recreated: boolean }>;
   close(): Promise<void>;
 }
 
@@ -129,6 +134,8 @@ export class FileSink implements Sink {
     }
     await this.writeChunk(chunk, chunkBytes);
     stats.bytes += chunkBytes;
+    // Writes to a file that was removed succeed and are lost: refuse them instead (one fstat per batch).
+    if ((await this.fh.stat()).nlink === 0) throw removed();
     if (sync) await this.sync(stats);
   }
 
@@ -136,6 +143,23 @@ export class FileSink implements Sink {
     if (chunk.length === 0) return;
     await writeAll(this.fh, Buffer.from(chunk.join(''), 'utf8'));
     this.size += bytes;
+  }
+
+  async reopen(): Promise<{ recreated: boolean }> {
+    const before = await this.fh.stat().catch(() => null);
+    await this.fh.close().catch(() => undefined);
+    const p = this.opts.path;
+    await fsp.mkdir(path.dirname(p), { recursive: true });
+    this.fh = await fsp.open(p, fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT, 0o600);
+    const now = await this.fh.stat();
+    const same = before !== null && before.nlink > 0 && before.ino === now.ino && before.dev === now.dev;
+    if (same) {
+      // Cut whatever a failed write left after the last complete line (ENOSPC mid-write).
+      if (now.size > this.size) await this.fh.truncate(this.size);
+    } else {
+      this.size = now.size;
+    }
+    return { recreated: !same };
   }
 
   async sync(stats: SinkStats): Promise<void> {
@@ -228,6 +252,9 @@ export class FdSink implements Sink {
   }
 
   async sync(): Promise<void> {}
+  async reopen(): Promise<{ recreated: boolean }> {
+    return { recreated: false };
+  }
   async close(): Promise<void> {}
 }
 
@@ -336,7 +363,22 @@ export class GroupCommitWriter {
     for (const w of waiters) w.resolve();
   }
 
-  /** Any I/O error is terminal: the chain on disk is now in an unknown state, so refuse from here on. */
+  /**
+   * After a failure, once its cause is gone: reopens the sinks (a removed file is created anew, a
+   * partial line is cut) and accepts writes again. Throws, staying failed, while the cause persists.
+   */
+  async recover(): Promise<{ recreated: boolean }> {
+    if (this.failure === null) return { recreated: false };
+    let recreated = false;
+    for (const s of this.sinks) recreated = (await s.reopen()).recreated || recreated;
+    this.failure = null;
+    return { recreated };
+  }
+
+  /**
+   * An I/O error stops the writer: every record queued is refused (its call is refused), and
+   * nothing is accepted until `recover()` has made the sinks whole again.
+   */
   private fail(cause: unknown, batch: Entry[]): void {
     this.failure = auditUnavailable(cause, 'write failed');
     if (this.timer) clearTimeout(this.timer);
@@ -349,6 +391,12 @@ export class GroupCommitWriter {
     for (const w of waiters) w.reject(this.failure);
     this.running = false;
   }
+}
+
+function removed(): NodeJS.ErrnoException {
+  const e: NodeJS.ErrnoException = new Error('the audit file was removed while open');
+  e.code = 'EREMOVED';
+  return e;
 }
 
 async function statOrNull(p: string): Promise<fs.Stats | null> {
