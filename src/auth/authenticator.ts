@@ -203,6 +203,7 @@ function tokenCache(maxEntries: number, maxAgeMs: number, now: () => number) {
  * (C0, DEL, C1) or a lone surrogate in the subject, a group, a scope, the client, the purpose or an
  * attribute refuses the token (ERR_AUTH_INVALID, naming the claim, never its value).
  */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is this regex's job.
 const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 function wellFormed(p: Principal): Principal {
