@@ -174,7 +174,7 @@ export interface ServerConfig {
    */
   request_timeout_ms: number;
   /**
-   * How long an idle keep-alive connection stays open.
+   * How long an idle keep-alive connection stays open. Long by default (like common load balancers): a client reuses a connection the server has just closed only when the server's timeout is the shorter one, and a POST sent on it fails. Connections per address are capped (max_connections_per_ip).
    */
   keep_alive_timeout_ms: number;
   /**

@@ -42,7 +42,7 @@ describe('config', () => {
     assert.equal(cfg.server.max_body_bytes, 1048576);
     assert.equal(cfg.services.echo!.era, 'auto');
     assert.equal(cfg.services.echo!.call_timeout_ms, 60000);
-    assert.deepEqual(cfg.limits, { calls_per_minute: 600, burst: 100, concurrent_per_principal: 64 });
+    assert.deepEqual(cfg.limits, { calls_per_minute: 600, burst: 100, concurrent_per_principal: 64, concurrent_total: 1024 });
     // An absent audit section is an empty one, so its defaults are there too.
     assert.equal(cfg.audit.fsync, 'always');
     assert.equal(cfg.audit.rotate_bytes, 67108864);

@@ -51,7 +51,8 @@ async function rejectsCompile(p: Promise<unknown>): Promise<GatewayError> {
 describe('PolicySet with both engines (the default)', () => {
   let set: PolicySet;
   before(async () => {
-    set = await loadPolicies({ watch: false }, { baseDir: root });
+    // A generous timeout: these cases test decisions, not the wall clock of a loaded test machine.
+    set = await loadPolicies({ watch: false, decision_timeout_ms: 5000 }, { baseDir: root });
   });
   after(() => set.close());
 

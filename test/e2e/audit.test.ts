@@ -367,14 +367,25 @@ describe('audit records through the real gateway', () => {
   test('SIGTERM drains in-flight calls; every allowed decision has exactly one outcome', async () => {
     const short = [0, 1, 2].map((i) => ({ tag: uniq(`term${i}`), ms: 700 }));
     const long = { tag: uniq('termlong'), ms: 60_000 };
-    const calls = short.map((a) => client.callTool({ name: 'echo.slow', arguments: a }));
+    // Settled into values at once, so an early failure is reported by the assertions below, not as
+    // an unhandled rejection.
+    const calls = short.map((a) =>
+      client.callTool({ name: 'echo.slow', arguments: a }).then(
+        (r) => r,
+        (e: Error) => e,
+      ),
+    );
     // Not awaited: the answer to a call cut off by the shutdown is not what this test is about
     // (the SDK client would wait out its own request timeout); its audit record is.
     void client.callTool({ name: 'echo.slow', arguments: long }, { timeout: 10_000 }).catch(() => undefined);
     await fileText(marker, (t) => [...short, long].every((a) => t.includes(`started ${a.tag}\n`)));
     const code = await gw.stop('SIGTERM');
     assert.equal(code, 0, 'clean exit after the drain');
-    for (const c of calls) assert.equal(text(await c), 'finished', 'in-flight calls completed during the drain');
+    for (const c of calls) {
+      const r = await c;
+      assert.ok(!(r instanceof Error), `an in-flight call failed: ${String(r)}`);
+      assert.equal(text(r), 'finished', 'in-flight calls completed during the drain');
+    }
     assert.match(gw.output(), /SIGTERM: draining in-flight calls/);
 
     const recs = readRecords(auditDir);
