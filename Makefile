@@ -11,13 +11,14 @@ export PATH := $(TOOLS_BIN):$(PATH)
 
 TEST_FILES = $$(find dist/src dist/services dist/test -name '*.test.js' 2>/dev/null | sort)
 
-.PHONY: help setup build run test test-node lint bench clean schemas
+.PHONY: help setup build run test test-node lint bench clean schemas soak-race
 
 help:
 	@echo "make run    - install, build and start the gateway on 127.0.0.1:8080 (dev mode)"
 	@echo "make test   - install, build, run every test (policy tests included)"
 	@echo "make lint   - Biome (lint + format check), typecheck, opa fmt/check"
 	@echo "make bench  - gateway vs direct benchmarks (test/bench)"
+	@echo "make soak-race - the fs directory/symlink swap race, long (20000 calls or 120 s per run)"
 	@echo "make schemas - regenerate schemas/generated/ (TypeScript types) from schemas/*.schema.json"
 
 $(NODE_STAMP): package.json package-lock.json
@@ -62,6 +63,10 @@ lint: setup
 # the result (src/config/schema-types.test.ts fails while they differ).
 schemas: $(NODE_STAMP)
 	node schemas/generate-types.mjs
+
+# The fs race test of make test, long: many more calls against the swapper (test/e2e/fs-race.test.ts).
+soak-race: setup build
+	MICRO_MCP_RACE_CALLS=20000 MICRO_MCP_RACE_MS=120000 node --test --test-timeout=600000 dist/test/e2e/fs-race.test.js
 
 bench: setup build
 	node dist/test/bench/run.js

@@ -32,6 +32,8 @@ export function fsServiceEntry(rootFlags: string[], rootDirs: string[], extraArg
       '--experimental-permission',
       ...codeReadFlags(),
       ...rootDirs.map((d) => `--allow-fs-read=${d}`),
+      // Directories are read through their open handles (services/fs/paths.ts OpenDir).
+      '--allow-fs-read=/proc/self/fd',
       '--allow-fs-read=${MICRO_MCP_RUN_DIR}',
       path.join(ROOT, 'dist', 'services', 'fs', 'main.js'),
       ...rootFlags,

@@ -30,7 +30,15 @@ export function fsService(root: string = FS_SAMPLE): Record<string, unknown> {
   return {
     transport: 'stdio',
     command: 'node',
-    args: ['--experimental-permission', ...baseReads(), `--allow-fs-read=${root}`, path.join(DIST, 'services', 'fs', 'main.js'), '--root', root],
+    args: [
+      '--experimental-permission',
+      ...baseReads(),
+      `--allow-fs-read=${root}`,
+      '--allow-fs-read=/proc/self/fd',
+      path.join(DIST, 'services', 'fs', 'main.js'),
+      '--root',
+      root,
+    ],
   };
 }
 
