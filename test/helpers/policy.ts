@@ -39,6 +39,7 @@ export function fsService(root: string = FS_SAMPLE): Record<string, unknown> {
       '--root',
       root,
     ],
+    sandbox: { read: [root] },
   };
 }
 
@@ -64,6 +65,7 @@ export function httpService(port: number): Record<string, unknown> {
       '--test-allow-loopback',
     ],
     env: { MICRO_MCP_HTTP_TEST_HOOKS: '1' },
+    sandbox: { network: true },
   };
 }
 
