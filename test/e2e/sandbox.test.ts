@@ -9,18 +9,20 @@
  *    warning naming the service;
  *  - fail closed: a missing bwrap, a bwrap that fails, a missing `read` path: the service does not
  *    start and /readyz says why;
- *  - the services die with the gateway.
+ *  - the services die with the gateway;
+ *  - the real fs and http services serve calls from inside their sandboxes (bwrap is their process).
  * Absence is shown by events: the payload's own connect error (never a wait for a connection that
  * does not come) and ENOENT from its reads.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/client';
-import { stopGateway } from '../helpers/attacks.js';
+import { fsServiceEntry, httpServiceEntry, stopGateway } from '../helpers/attacks.js';
+import { startOrigin } from '../helpers/policy.js';
 import { DIST, ROOT, connect, eventually, startGateway, type Gateway } from '../helpers/harness.js';
 
 const HOSTILE = path.join(DIST, 'test', 'fixtures', 'hostile-service.js');
@@ -179,6 +181,54 @@ describe('a compromised service under the fs and http sandbox settings, through 
       'the control sees the gateway (so the check above could fail)',
     );
   });
+});
+
+test('the real fs and http services work in their sandboxes through a real gateway', async () => {
+  const origin = await startOrigin('hello through the sandbox');
+  const gw = await startGateway({
+    services: {
+      fs: fsServiceEntry(['--root', `eng=${dataDir}`], [dataDir]),
+      http: httpServiceEntry(
+        ['--allow-host', 'localhost', '--allow-http', '--allow-port', String(origin.port), '--test-resolve', 'localhost=127.0.0.1', '--test-allow-loopback'],
+        { MICRO_MCP_HTTP_TEST_HOOKS: '1' },
+      ),
+    },
+    policy: { decision_timeout_ms: 5000 },
+  });
+  try {
+    const client = await connect(gw, 'modern', { token: await gw.token({ groups: ['eng'], scopes: ['fs:read', 'http:fetch'], purpose: 'local-dev' }) });
+    try {
+      // The shipped policy lets group eng read /eng/**.
+      const read = await client.callTool({ name: 'fs.read', arguments: { path: '/eng/visible.txt' } });
+      assert.equal(read.isError, undefined, JSON.stringify(read).slice(0, 300));
+      assert.equal((read.structuredContent as { text: string }).text, 'data the fs-like service may read\n');
+      const listed = await client.callTool({ name: 'fs.list', arguments: { path: '/eng' } });
+      assert.deepEqual(
+        (listed.structuredContent as { entries: Array<{ name: string }> }).entries.map((e) => e.name),
+        ['visible.txt'],
+      );
+      const fetched = await client.callTool({ name: 'http.fetchText', arguments: { url: `http://localhost:${origin.port}/` } });
+      assert.equal(fetched.isError, undefined, JSON.stringify(fetched).slice(0, 300));
+      assert.equal((fetched.structuredContent as { text: string }).text, 'hello through the sandbox');
+    } finally {
+      await client.close();
+    }
+    // Each service's process, as the gateway spawned it, is bwrap (the pid its "service ready" line names).
+    for (const name of ['fs', 'http']) {
+      const line = gw
+        .output()
+        .split('\n')
+        .find((l) => l.includes(`"service":"${name}"`) && l.includes('"msg":"service ready"'));
+      assert.ok(line, `${name} is ready`);
+      const rec = JSON.parse(line) as { pid: number; sandbox: string };
+      assert.equal(rec.sandbox, 'bwrap');
+      assert.equal(path.basename(readlinkSync(`/proc/${rec.pid}/exe`)), 'bwrap', `${name} runs under bwrap`);
+      assert.match(readFileSync(`/proc/${rec.pid}/cmdline`, 'utf8'), name === 'fs' ? /--unshare-net/ : /^(?![\s\S]*--unshare-net)/);
+    }
+  } finally {
+    await stopGateway(gw);
+    await origin.close();
+  }
 });
 
 describe('fail closed: a service that cannot be sandboxed as configured does not start, and /readyz says why', () => {
