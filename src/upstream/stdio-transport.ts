@@ -33,6 +33,7 @@ export class ChildProcessTransport implements Transport {
   private readonly buffer: ReadBuffer;
   private closed = false;
   private sandboxFailure: string | undefined;
+  private spoke = false;
 
   constructor(private readonly spec: ChildSpec) {
     this.buffer = new ReadBuffer({ maxBufferSize: spec.maxMessageBytes ?? 16 * 1024 * 1024 });
@@ -86,6 +87,7 @@ export class ChildProcessTransport implements Transport {
           for (;;) {
             const msg = this.buffer.readMessage();
             if (msg === null) break;
+            this.spoke = true;
             this.onmessage?.(msg);
           }
         } catch (err) {
@@ -101,7 +103,8 @@ export class ChildProcessTransport implements Transport {
         for (let nl = partial.indexOf('\n'); nl >= 0; nl = partial.indexOf('\n')) {
           const line = partial.slice(0, nl);
           partial = partial.slice(nl + 1);
-          if (sandbox?.mode === 'bwrap' && line.startsWith('bwrap: ')) this.sandboxFailure = `sandbox failed: ${line.slice(0, 500)}`;
+          // Only before the service has said anything: bwrap speaks first, if at all.
+          if (sandbox?.mode === 'bwrap' && !this.spoke && line.startsWith('bwrap: ')) this.sandboxFailure = `sandbox failed: ${line.slice(0, 500)}`;
           if (line.trim()) this.spec.onStderr?.(line.slice(0, 2000));
         }
         if (partial.length > 8192) partial = partial.slice(-8192);
