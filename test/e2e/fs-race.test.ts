@@ -137,7 +137,8 @@ async function underSwapper(fn: () => Promise<Tally>): Promise<{ tally: Tally; s
   return { tally: outcome.tally, swaps };
 }
 
-function assertHeld({ tally: t, swaps }: { tally: Tally; swaps: number }): void {
+function assertHeld({ tally: t, swaps }: { tally: Tally; swaps: number }, diagnostic: (msg: string) => void): void {
+  diagnostic(`${t.calls} calls (${t.ok} answered, ${t.refused} refused) against ${swaps} swaps; ${t.leaks.length} leaked`);
   assert.deepEqual(t.leaks.slice(0, 5), [], `${t.leaks.length} of ${t.calls} calls leaked from outside the root`);
   assert.ok(swaps > 0, 'the swapper swapped');
   // The race was really run: some calls met the swapped state (refused) and some the real one.
@@ -146,7 +147,7 @@ function assertHeld({ tally: t, swaps }: { tally: Tally; swaps: number }): void 
 }
 
 describe('fs listing, search, stat and read under a directory <-> symlink swapper', () => {
-  test('straight to the fs service over MCP: nothing from outside the root, ever', async () => {
+  test('straight to the fs service over MCP: nothing from outside the root, ever', async (t) => {
     const svc: RunningService = await startService('fs', ['--root', `pub=${pub}`], { sandboxRead: [pub] });
     try {
       // Warm-up without the swapper: every probe works and shows the inside only.
@@ -160,7 +161,7 @@ describe('fs listing, search, stat and read under a directory <-> symlink swappe
           return { ok: r.isError !== true, dump: JSON.stringify(r) };
         }),
       );
-      assertHeld(run);
+      assertHeld(run, (m) => t.diagnostic(m));
     } finally {
       await svc.close();
     }
@@ -183,7 +184,7 @@ describe('fs listing, search, stat and read under a directory <-> symlink swappe
       if (policy) rmSync(policy.dir, { recursive: true, force: true });
     });
 
-    test('nothing from outside the root, ever', async () => {
+    test('nothing from outside the root, ever', async (t) => {
       const client = await connect(gw, 'modern', { token: await gw.token({ sub: 'mallory', groups: ['eng'], scopes: ['fs:read'], purpose: '' }) });
       try {
         const run = await underSwapper(() =>
@@ -193,7 +194,7 @@ describe('fs listing, search, stat and read under a directory <-> symlink swappe
             return { ok: o.kind === 'ok', dump: o.dump };
           }),
         );
-        assertHeld(run);
+        assertHeld(run, (m) => t.diagnostic(m));
       } finally {
         await client.close();
       }
