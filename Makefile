@@ -11,13 +11,14 @@ export PATH := $(TOOLS_BIN):$(PATH)
 
 TEST_FILES = $$(find dist/src dist/services dist/test -name '*.test.js' 2>/dev/null | sort)
 
-.PHONY: help setup build run test test-node lint bench clean schemas
+.PHONY: help setup build run test test-node lint bench clean schemas soak-race sandbox-tools
 
 help:
 	@echo "make run    - install, build and start the gateway on 127.0.0.1:8080 (dev mode)"
 	@echo "make test   - install, build, run every test (policy tests included)"
 	@echo "make lint   - Biome (lint + format check), typecheck, opa fmt/check"
 	@echo "make bench  - gateway vs direct benchmarks (test/bench)"
+	@echo "make soak-race - the fs directory/symlink swap race, long (20000 calls or 120 s per run)"
 	@echo "make schemas - regenerate schemas/generated/ (TypeScript types) from schemas/*.schema.json"
 
 $(NODE_STAMP): package.json package-lock.json
@@ -32,7 +33,29 @@ $(OPA):
 opa-check: $(OPA)
 	@$(OPA) version | grep -q "^Version: $(OPA_VERSION:v%=%)$$" || { rm -f $(OPA); $(MAKE) $(OPA); }
 
-setup: $(NODE_STAMP) opa-check
+# bubblewrap: the OS sandbox every stdio service runs in unless its config says `sandbox: {mode: none}`
+# (src/upstream/sandbox.ts). Installed from the Debian packages when missing and this user may (root,
+# or sudo without a password); otherwise, or when it cannot create namespaces here, stop with the
+# reason: sandboxed services would not start (fail closed), so neither make run nor make test can work.
+sandbox-tools:
+	@if ! command -v bwrap >/dev/null 2>&1; then \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "make: bubblewrap (bwrap) is missing and there is no apt-get to install it: install bubblewrap"; exit 1; \
+	  elif [ "$$(id -u)" = 0 ]; then \
+	    echo "make: installing bubblewrap (the services' sandbox)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	    echo "make: installing bubblewrap (the services' sandbox) with sudo"; \
+	    sudo -n apt-get update -qq && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	  else \
+	    echo "make: bubblewrap (bwrap) is missing and cannot be installed here (needs root or sudo without a password):"; \
+	    echo "      run 'sudo apt-get install bubblewrap' (the services run in it; see services/README.md)"; exit 1; \
+	  fi; \
+	fi
+	@bwrap --unshare-user --unshare-pid --unshare-ipc --unshare-net --die-with-parent --ro-bind / / --proc /proc --dev /dev -- /bin/true \
+	  || { echo "make: bwrap is installed but cannot create namespaces on this machine (user namespaces off?): sandboxed services will not start; see services/README.md"; exit 1; }
+
+setup: $(NODE_STAMP) opa-check sandbox-tools
 
 # A clean build: a renamed or deleted source must not leave a stale compiled test behind.
 build: $(NODE_STAMP)
@@ -62,6 +85,10 @@ lint: setup
 # the result (src/config/schema-types.test.ts fails while they differ).
 schemas: $(NODE_STAMP)
 	node schemas/generate-types.mjs
+
+# The fs race test of make test, long: many more calls against the swapper (test/e2e/fs-race.test.ts).
+soak-race: setup build
+	MICRO_MCP_RACE_CALLS=20000 MICRO_MCP_RACE_MS=120000 node --test --test-timeout=600000 dist/test/e2e/fs-race.test.js
 
 bench: setup build
 	node dist/test/bench/run.js

@@ -259,6 +259,23 @@ export interface StdioServiceConfig {
    * Names of gateway environment variables passed through unchanged.
    */
   inherit_env?: string[];
+  /**
+   * The OS sandbox the service runs in. Absent = bubblewrap with no data and no network. The gateway adds the code (the executable and its shared libraries, dist/, node_modules/, package.json of the installation) and its run dir (the credential JWKS); everything is read-only. A service that cannot be sandboxed as asked does not start (fail closed; /readyz says why).
+   */
+  sandbox?: {
+    /**
+     * bwrap: own user, PID, IPC, UTS and cgroup namespaces (and network, unless network: true), no capabilities, clean environment, killed with the gateway. none: no OS sandbox (logged as a warning at start).
+     */
+    mode?: 'bwrap' | 'none';
+    /**
+     * Absolute paths the service may read besides its code (its data, e.g. the fs roots), at the same path inside the sandbox. Each must exist.
+     */
+    read?: string[];
+    /**
+     * false: a network namespace of its own (no interface but an isolated loopback). true: the host's network, plus /etc/resolv.conf, /etc/hosts and /etc/nsswitch.conf for name lookups.
+     */
+    network?: boolean;
+  };
 }
 export interface HttpServiceConfig {
   transport: 'http';

@@ -8,8 +8,11 @@
 
 import { tmpdir } from 'node:os';
 
-/** Returns problems with the current sandbox (empty when it is as tight as expected). */
-export function sandboxProblems(readablePaths: readonly string[]): string[] {
+/**
+ * Returns problems with the current sandbox (empty when it is as tight as expected).
+ * `needs.procFd`: the service reads directories through their open handles (/proc/self/fd/N).
+ */
+export function sandboxProblems(readablePaths: readonly string[], needs: { procFd?: boolean } = {}): string[] {
   // @types/node declares `permission` always present; it is undefined when the model is off.
   const perm: NodeJS.ProcessPermission | undefined = process.permission;
   if (!perm) return ['the Node permission model is off (start with --experimental-permission --allow-fs-read=...)'];
@@ -28,5 +31,7 @@ export function sandboxProblems(readablePaths: readonly string[]): string[] {
   for (const p of readablePaths) {
     if (!perm.has('fs.read', p)) problems.push(`a configured root is not readable under --allow-fs-read: ${p}`);
   }
+  if (needs.procFd && !perm.has('fs.read', '/proc/self/fd'))
+    problems.push('directories are read through their open handles: add --allow-fs-read=/proc/self/fd');
   return problems;
 }

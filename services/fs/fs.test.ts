@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, symlinkSync, renameSync, unlinkSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO, buildFsFixture, codeReadFlags, loadPathEscape, resultText, startService, testMinter } from '../../test/corpora/harness.js';
+import { PROC_FD_READ, REPO, buildFsFixture, codeReadFlags, loadPathEscape, resultText, startService, testMinter } from '../../test/corpora/harness.js';
 import type { RunningService } from '../../test/corpora/harness.js';
 import { VirtualTree } from './paths.js';
 import { fsTools } from './tools.js';
@@ -134,7 +134,7 @@ function runMain(nodeFlags: string[], args: string[]) {
 }
 
 test('flags: bad flags exit 2 with a clear message; --help and --check exit 0', () => {
-  const sandbox = ['--experimental-permission', ...codeReadFlags(), ...fx.rootDirs.map((d) => `--allow-fs-read=${d}`)];
+  const sandbox = ['--experimental-permission', ...codeReadFlags(), ...fx.rootDirs.map((d) => `--allow-fs-read=${d}`), PROC_FD_READ];
   const cases: [string[], RegExp][] = [
     [['--bogus'], /unknown flag --bogus/],
     [[], /at least one --root/],
@@ -162,7 +162,7 @@ test('credential config: required by default (exit 2), from env or flags; the op
   const m = await testMinter();
   const env = m.env('fs');
   const jwks = env[CREDENTIAL_ENV.jwksFile]!;
-  const sandbox = ['--experimental-permission', ...codeReadFlags(), ...fx.rootDirs.map((d) => `--allow-fs-read=${d}`)];
+  const sandbox = ['--experimental-permission', ...codeReadFlags(), ...fx.rootDirs.map((d) => `--allow-fs-read=${d}`), PROC_FD_READ];
   const run = (flags: string[], args: string[], e: Record<string, string> = {}) =>
     spawnSync(process.execPath, [...flags, '--no-warnings', MAIN, ...args], { encoding: 'utf8', timeout: 15000, env: { PATH: process.env.PATH ?? '', ...e } });
   const none = run(sandbox, [...fx.rootFlags, '--check']);
@@ -201,7 +201,7 @@ test('credential config: required by default (exit 2), from env or flags; the op
   assert.match(both.stderr, /contradicts/);
 });
 
-test('sandbox check: refuses without the permission model, with write or child permission, or without root access', () => {
+test('sandbox check: refuses without the permission model, with write or child permission, without root access or without /proc/self/fd', () => {
   const code = codeReadFlags();
   const roots = fx.rootDirs.map((d) => `--allow-fs-read=${d}`);
   const bare = runMain([], [...fx.rootFlags, '--insecure-no-credentials']);
@@ -215,6 +215,9 @@ test('sandbox check: refuses without the permission model, with write or child p
   assert.match(child.stderr, /child-process/);
   const noRoot = runMain(['--experimental-permission', ...code], [...fx.rootFlags, '--check', '--insecure-no-credentials']);
   assert.notEqual(noRoot.status, 0);
+  const noProcFd = runMain(['--experimental-permission', ...code, ...roots], [...fx.rootFlags, '--check', '--insecure-no-credentials']);
+  assert.equal(noProcFd.status, 2);
+  assert.match(noProcFd.stderr, /directories are read through their open handles: add --allow-fs-read=\/proc\/self\/fd/);
   const dev = runMain([], [...fx.rootFlags, '--no-sandbox-check', '--check', '--insecure-no-credentials']);
   assert.equal(dev.status, 0, dev.stderr);
   assert.equal(JSON.parse(dev.stdout).sandboxed, false);
@@ -300,6 +303,7 @@ test('Streamable HTTP mode on 127.0.0.1 with /healthz; the credential comes as A
       ...codeReadFlags(),
       ...fx.rootDirs.map((d) => `--allow-fs-read=${d}`),
       `--allow-fs-read=${m.dir}`,
+      PROC_FD_READ,
       '--no-warnings',
       MAIN,
       ...fx.rootFlags,

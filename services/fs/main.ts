@@ -2,6 +2,7 @@
  * Entry point of the fs service: `node [permission flags] dist/services/fs/main.js --root ...`.
  * See services/README.md for the flags and the exact sandboxed launch line.
  */
+import { existsSync } from 'node:fs';
 import { UsageError, helpText } from '../common/args.js';
 import { createLogger } from '../common/log.js';
 import { sandboxProblems } from '../common/sandbox.js';
@@ -28,11 +29,16 @@ if (cfg.help) {
   process.exit(0);
 }
 const logger = createLogger('fs');
-const problems = sandboxProblems(cfg.roots.map((r) => r.dir));
+const problems = sandboxProblems(
+  cfg.roots.map((r) => r.dir),
+  { procFd: true },
+);
 if (problems.length > 0) {
   if (cfg.sandboxCheck) exitUsage(SERVICE, `refusing to start: ${problems.join('; ')} (or pass --no-sandbox-check for development)`);
   logger.log('warn', 'sandbox check skipped', { problems: problems.length });
 }
+// Directories are opened relative to their opened parent through /proc/self/fd (paths.ts OpenDir).
+if (!existsSync('/proc/self/fd')) exitUsage(SERVICE, 'refusing to start: /proc/self/fd is not available (Linux with /proc mounted, and readable)');
 const tree = new VirtualTree(cfg.roots);
 const instructions = fsInstructions(tree, cfg);
 if (cfg.check) {

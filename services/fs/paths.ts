@@ -9,14 +9,15 @@
  * Refused before touching the disk: NUL and other control/format characters, backslashes, any ".."
  * segment (even one that would stay inside), percent-encoded sequences (%XX), characters that change
  * under Unicode NFKC normalisation (fullwidth dots and slashes, one-dot leaders, ...) and look-alike
- * slashes. On disk, every component is checked with lstat (symlinks refused, never followed); files
- * are opened with O_NOFOLLOW|O_NONBLOCK and the opened descriptor is verified (same device and inode
- * as the checked path, a regular file, a single link), so a symlink or FIFO swapped in between check
- * and open is refused rather than followed or blocked on.
+ * slashes. On disk, nothing is ever looked up by its full path: every directory is opened relative to
+ * its already-open parent with O_DIRECTORY|O_NOFOLLOW (OpenDir), and entries are listed, described
+ * and opened through that handle; files are opened with O_NOFOLLOW|O_NONBLOCK and the descriptor is
+ * verified (same device and inode as the entry checked, a regular file, a single link). So a
+ * symlink, FIFO or other directory swapped in at any moment is refused, never followed or blocked on.
  */
 import { constants as C, promises as fsp } from 'node:fs';
-import type { BigIntStats, Stats } from 'node:fs';
-import { posix, join } from 'node:path';
+import type { BigIntStats, Dirent, Stats } from 'node:fs';
+import { posix } from 'node:path';
 import { ToolError } from '../common/tool.js';
 
 /** A configured root: its virtual name ("" for the single-root form) and its real directory. */
@@ -28,7 +29,7 @@ export interface Root {
 /** The result of resolving a virtual path. */
 export type Resolved =
   | { kind: 'virtual-root'; canonical: '/' } // the "/" listing of named roots
-  | { kind: 'real'; canonical: string; root: Root; real: string; segments: string[] };
+  | { kind: 'real'; canonical: string; root: Root; segments: string[] };
 
 const MAX_PATH_CHARS = 4096;
 // Look-alike separators that NFKC leaves alone (division slash, fraction slash, big solidus, ...).
@@ -64,19 +65,19 @@ export class VirtualTree {
     this.byName = new Map(roots.map((r) => [r.name, r]));
   }
 
-  /** Resolves a raw path argument to a root-relative real path (no disk access yet). */
+  /** Resolves a raw path argument to its root and the segments below it (no disk access yet). */
   resolve(raw: string): Resolved {
     const canonical = canonicalPath(raw);
     const segments = canonical === '/' ? [] : canonical.slice(1).split('/');
     if (!this.named) {
       const root = this.roots[0]!;
-      return { kind: 'real', canonical, root, real: join(root.dir, ...segments), segments };
+      return { kind: 'real', canonical, root, segments };
     }
     if (segments.length === 0) return { kind: 'virtual-root', canonical: '/' };
     const root = this.byName.get(segments[0]!);
     if (!root) throw new ToolError('unknown_root', 'path refused: outside the configured roots (the first segment names no root)');
     const rest = segments.slice(1);
-    return { kind: 'real', canonical, root, real: join(root.dir, ...rest), segments: rest };
+    return { kind: 'real', canonical, root, segments: rest };
   }
 
   /** Virtual path of a real entry below a resolved directory. */
@@ -86,31 +87,163 @@ export class VirtualTree {
 }
 
 /**
- * lstat every component from the root down; refuses symlinks anywhere and missing entries.
- * Returns the final component's stats (bigint, for exact inode comparison).
+ * A directory opened without ever following a link: the root is opened with O_DIRECTORY|O_NOFOLLOW,
+ * and every component below it relative to its already-open parent (`/proc/self/fd/N/name`, which
+ * the kernel resolves from the open directory itself, never by name again). Listing and lookups go
+ * through the same handle path, so they reach exactly this directory, whatever is renamed or swapped
+ * for a symlink meanwhile: there is no window between a check and its use to race.
+ *
+ * Needs /proc (Linux) and, under Node's permission model, `--allow-fs-read=/proc/self/fd`.
  */
-export async function walkNoFollow(root: Root, segments: readonly string[]): Promise<BigIntStats> {
-  let cur = root.dir;
-  let st = await lstatOrRefuse(cur);
-  for (const seg of segments) {
-    if (!st.isDirectory()) throw new ToolError('not_found', 'not found: a parent is not a directory');
-    cur = join(cur, seg);
-    st = await lstatOrRefuse(cur);
-    if (st.isSymbolicLink()) throw new ToolError('symlink', 'path refused: symbolic links are not followed');
+export class OpenDir {
+  private constructor(private readonly fh: fsp.FileHandle) {}
+
+  /** Opens `segments` below `root` component by component (see the class doc). */
+  static async open(root: Root, segments: readonly string[]): Promise<OpenDir> {
+    let dir: OpenDir;
+    try {
+      dir = new OpenDir(await fsp.open(root.dir, DIR_FLAGS));
+    } catch (e) {
+      throw fsError(e);
+    }
+    for (const [i, seg] of segments.entries()) {
+      try {
+        const child = await dir.openDir(seg, i === segments.length - 1);
+        await dir.close();
+        dir = child;
+      } catch (e) {
+        await dir.close();
+        throw e;
+      }
+    }
+    return dir;
   }
-  return st;
+
+  /** The path the kernel resolves to this open directory (valid while it is open). */
+  private get path(): string {
+    return `/proc/self/fd/${this.fh.fd}`;
+  }
+
+  /** The path of entry `name` of this directory (a single component: no "/", ".", ".."). */
+  private at(name: string): string {
+    if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
+      throw new ToolError('bad_name', 'path refused: not a single path component');
+    }
+    return `${this.path}/${name}`;
+  }
+
+  /** This directory's own stats. */
+  stat(): Promise<BigIntStats> {
+    return this.fh.stat({ bigint: true });
+  }
+
+  /** The entry names, from this very directory. */
+  async names(): Promise<string[]> {
+    try {
+      return await fsp.readdir(this.path);
+    } catch (e) {
+      throw fsError(e);
+    }
+  }
+
+  /** The entries with their types, from this very directory. */
+  async entries(): Promise<Dirent[]> {
+    try {
+      return await fsp.readdir(this.path, { withFileTypes: true });
+    } catch (e) {
+      throw fsError(e);
+    }
+  }
+
+  /** lstat of one entry of this directory (a symlink is described, never followed). */
+  async lstat(name: string): Promise<BigIntStats> {
+    try {
+      return await fsp.lstat(this.at(name), { bigint: true });
+    } catch (e) {
+      throw fsError(e);
+    }
+  }
+
+  /**
+   * Opens the subdirectory `name` (O_DIRECTORY|O_NOFOLLOW: a symlink or anything else that is not a
+   * directory is refused, never followed). `last`: refusals name the entry itself rather than a parent.
+   */
+  async openDir(name: string, last = true): Promise<OpenDir> {
+    const p = this.at(name);
+    try {
+      return new OpenDir(await fsp.open(p, DIR_FLAGS));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTDIR' && code !== 'ELOOP') throw fsError(e);
+      // Say why: O_DIRECTORY|O_NOFOLLOW answers ENOTDIR for a symlink and for a file alike.
+      const st = await this.lstat(name);
+      if (st.isSymbolicLink()) throw new ToolError('symlink', 'path refused: symbolic links are not followed');
+      if (!last) throw new ToolError('not_found', 'not found: a parent is not a directory');
+      const kind = specialKind(st);
+      throw new ToolError(kind ? 'special_file' : 'not_directory', kind ? `path refused: ${kind}s are not listed` : 'path is not a directory');
+    }
+  }
+
+  /**
+   * Opens the regular file `name` without following a link and verifies the descriptor: the same
+   * device and inode as the entry checked first, a regular file, a single link.
+   */
+  async openFile(name: string): Promise<{ fh: fsp.FileHandle; st: BigIntStats }> {
+    const checked = await this.lstat(name);
+    const kind = specialKind(checked);
+    if (kind) throw new ToolError(kind === 'symbolic link' ? 'symlink' : 'special_file', `path refused: ${kind}s are not read`);
+    if (checked.isDirectory()) throw new ToolError('is_directory', 'path is a directory (use list)');
+    let fh: fsp.FileHandle;
+    try {
+      // O_NONBLOCK: a FIFO swapped in after the check must not hang the open.
+      fh = await fsp.open(this.at(name), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK | C.O_NOCTTY);
+    } catch (e) {
+      throw fsError(e);
+    }
+    try {
+      const st = await fh.stat({ bigint: true });
+      if (st.dev !== checked.dev || st.ino !== checked.ino) throw new ToolError('swapped', 'path refused: the file changed between check and open');
+      const k = specialKind(st);
+      if (k || !st.isFile()) throw new ToolError('special_file', `path refused: ${k ?? 'non-regular file'}s are not read`);
+      // A second hard link may be a link to a file outside the roots (same file system): refuse.
+      if (st.nlink > 1n) throw new ToolError('hardlink', 'path refused: files with several hard links are not read');
+      return { fh, st };
+    } catch (e) {
+      await fh.close();
+      throw e;
+    }
+  }
+
+  /** Closes the handle; call only once every operation on this directory has settled. */
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
 }
 
-async function lstatOrRefuse(p: string): Promise<BigIntStats> {
+const DIR_FLAGS = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW;
+
+/** Runs `fn` on the open directory `segments` below `root`, closing it afterwards. */
+export async function withDir<T>(root: Root, segments: readonly string[], fn: (dir: OpenDir) => Promise<T>): Promise<T> {
+  const dir = await OpenDir.open(root, segments);
   try {
-    return await fsp.lstat(p, { bigint: true });
-  } catch (e) {
-    throw fsError(e);
+    return await fn(dir);
+  } finally {
+    await dir.close();
   }
+}
+
+/**
+ * Runs `fn` on the parent directory of `segments` (opened as above) and the final name; `undefined`
+ * as the name when `segments` is the root itself.
+ */
+export function withParent<T>(root: Root, segments: readonly string[], fn: (parent: OpenDir, name: string | undefined) => Promise<T>): Promise<T> {
+  const name = segments.at(-1);
+  return withDir(root, name === undefined ? segments : segments.slice(0, -1), (dir) => fn(dir, name));
 }
 
 /** Maps a file-system error to a ToolError without echoing the path. */
 export function fsError(e: unknown): ToolError {
+  if (e instanceof ToolError) return e;
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
   switch (code) {
     case 'ENOENT':
@@ -137,41 +270,4 @@ export function specialKind(st: Stats | BigIntStats): string | undefined {
   if (st.isSocket()) return 'socket';
   if (st.isSymbolicLink()) return 'symbolic link';
   return undefined;
-}
-
-/** Opens a checked regular file without following links and verifies the descriptor. */
-export async function openVerifiedFile(root: Root, real: string, segments: readonly string[]): Promise<{ fh: fsp.FileHandle; st: BigIntStats }> {
-  const checked = await walkNoFollow(root, segments);
-  const kind = specialKind(checked);
-  if (kind) throw new ToolError('special_file', `path refused: ${kind}s are not read`);
-  if (checked.isDirectory()) throw new ToolError('is_directory', 'path is a directory (use list)');
-  let fh: fsp.FileHandle;
-  try {
-    // O_NONBLOCK: a FIFO swapped in after the check must not hang the open.
-    fh = await fsp.open(real, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK | C.O_NOCTTY);
-  } catch (e) {
-    throw fsError(e);
-  }
-  try {
-    const st = await fh.stat({ bigint: true });
-    if (st.dev !== checked.dev || st.ino !== checked.ino) throw new ToolError('swapped', 'path refused: the file changed between check and open');
-    const k = specialKind(st);
-    if (k || !st.isFile()) throw new ToolError('special_file', `path refused: ${k ?? 'non-regular file'}s are not read`);
-    // A second hard link may be a link to a file outside the roots (same file system): refuse.
-    if (st.nlink > 1n) throw new ToolError('hardlink', 'path refused: files with several hard links are not read');
-    return { fh, st };
-  } catch (e) {
-    await fh.close();
-    throw e;
-  }
-}
-
-/** Checks a directory path (no links) and returns its stats; verified again after listing. */
-export async function checkDirectory(root: Root, segments: readonly string[]): Promise<BigIntStats> {
-  const st = await walkNoFollow(root, segments);
-  if (!st.isDirectory()) {
-    const kind = specialKind(st);
-    throw new ToolError(kind ? 'special_file' : 'not_directory', kind ? `path refused: ${kind}s are not listed` : 'path is not a directory');
-  }
-  return st;
 }

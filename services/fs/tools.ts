@@ -1,14 +1,14 @@
 /**
- * The fs tools: read, list, stat, search. All read-only; every path goes through VirtualTree.resolve
- * and the no-follow checks in paths.ts. Nothing in this service opens a file for writing.
+ * The fs tools: read, list, stat, search. All read-only; every path goes through VirtualTree.resolve,
+ * and the disk only through OpenDir handles (paths.ts): directories opened relative to their opened
+ * parent without following links, never looked up again by name. Nothing in this service opens a
+ * file for writing.
  */
-import { promises as fsp } from 'node:fs';
 import type { BigIntStats, Dirent } from 'node:fs';
-import { join } from 'node:path';
 import { ToolError } from '../common/tool.js';
 import type { ToolDef } from '../common/tool.js';
 import { decodeTextOrBinary } from '../common/text.js';
-import { checkDirectory, fsError, openVerifiedFile, specialKind, walkNoFollow } from './paths.js';
+import { OpenDir, specialKind, withDir, withParent } from './paths.js';
 import type { Root, VirtualTree } from './paths.js';
 import type { FsConfig } from './config.js';
 
@@ -58,7 +58,10 @@ export function fsTools(tree: VirtualTree, cfg: FsConfig): ToolDef<never>[] {
     async handler(args) {
       const r = tree.resolve(args.path);
       if (r.kind === 'virtual-root') throw new ToolError('is_directory', 'path is a directory (use list)');
-      const { fh, st } = await openVerifiedFile(r.root, r.real, r.segments);
+      const { fh, st } = await withParent(r.root, r.segments, async (parent, name) => {
+        if (name === undefined) throw new ToolError('is_directory', 'path is a directory (use list)');
+        return parent.openFile(name);
+      });
       try {
         const size = Number(st.size);
         const offset = args.offset ?? 0;
@@ -120,31 +123,26 @@ export function fsTools(tree: VirtualTree, cfg: FsConfig): ToolDef<never>[] {
       if (r.kind === 'virtual-root') {
         entries = tree.roots.map((root) => ({ name: root.name, path: `/${root.name}`, type: 'directory' as const }));
       } else {
-        const before = await checkDirectory(r.root, r.segments);
-        let names: string[];
-        try {
-          names = (await fsp.readdir(r.real)).sort();
-        } catch (e) {
-          throw fsError(e);
-        }
-        // The directory must still be the one we checked (no symlink swapped in while listing).
-        const after = await walkNoFollow(r.root, r.segments);
-        if (after.ino !== before.ino || after.dev !== before.dev) throw new ToolError('swapped', 'path refused: the directory changed while listing');
-        if (names.length > cfg.listMaxEntries) {
-          names = names.slice(0, cfg.listMaxEntries);
-          truncated = true;
-        }
-        entries = [];
-        for (const name of names) {
-          let st: BigIntStats;
-          try {
-            st = await fsp.lstat(join(r.real, name), { bigint: true });
-          } catch {
-            continue; // vanished meanwhile
+        // Names and sizes come from the opened directory itself (no name lookup to race).
+        entries = await withDir(r.root, r.segments, async (dir) => {
+          let names = (await dir.names()).sort();
+          if (names.length > cfg.listMaxEntries) {
+            names = names.slice(0, cfg.listMaxEntries);
+            truncated = true;
           }
-          const type = entryType(st);
-          entries.push({ name, path: tree.childPath(r.canonical, name), type, ...(type === 'file' ? { size: Number(st.size) } : {}) });
-        }
+          const out: { name: string; path: string; type: EntryType; size?: number }[] = [];
+          for (const name of names) {
+            let st: BigIntStats;
+            try {
+              st = await dir.lstat(name);
+            } catch {
+              continue; // vanished meanwhile
+            }
+            const type = entryType(st);
+            out.push({ name, path: tree.childPath(r.canonical, name), type, ...(type === 'file' ? { size: Number(st.size) } : {}) });
+          }
+          return out;
+        });
       }
       const text =
         entries
@@ -174,7 +172,7 @@ export function fsTools(tree: VirtualTree, cfg: FsConfig): ToolDef<never>[] {
       if (r.kind === 'virtual-root') {
         return { text: 'directory /', structured: { path: '/', type: 'directory', size: 0, modified: new Date(0).toISOString() } };
       }
-      const st = await walkNoFollow(r.root, r.segments);
+      const st = await withParent(r.root, r.segments, (parent, name) => (name === undefined ? parent.stat() : parent.lstat(name)));
       const kind = specialKind(st);
       if (kind) throw new ToolError('special_file', `path refused: ${kind}s are not described`);
       const type = st.isDirectory() ? 'directory' : 'file';
@@ -230,7 +228,8 @@ export function fsTools(tree: VirtualTree, cfg: FsConfig): ToolDef<never>[] {
       if (r.kind === 'virtual-root') {
         for (const root of [...tree.roots].reverse()) stack.push({ root, segments: [], vpath: `/${root.name}` });
       } else {
-        await checkDirectory(r.root, r.segments);
+        // Refused here (not skipped below) when the start is no directory or a symlink.
+        await withDir(r.root, r.segments, async () => undefined);
         stack.push({ root: r.root, segments: r.segments, vpath: r.canonical });
       }
       outer: while (stack.length > 0) {
@@ -239,44 +238,54 @@ export function fsTools(tree: VirtualTree, cfg: FsConfig): ToolDef<never>[] {
           truncated = true;
           break;
         }
-        let dirents: Dirent[];
+        let open: OpenDir;
         try {
-          await checkDirectory(dir.root, dir.segments);
-          dirents = await fsp.readdir(join(dir.root.dir, ...dir.segments), { withFileTypes: true });
+          open = await OpenDir.open(dir.root, dir.segments);
         } catch {
-          continue; // unreadable or changed: skip silently, never follow
+          continue; // unreadable or swapped: skip silently, never follow
         }
-        dirents.sort((a, b) => (a.name < b.name ? 1 : a.name > b.name ? -1 : 0));
         const subdirs: typeof stack = [];
-        for (const d of dirents.reverse()) {
-          const vpath = dir.vpath === '/' ? `/${d.name}` : `${dir.vpath}/${d.name}`;
-          const segments = [...dir.segments, d.name];
-          if (d.isSymbolicLink()) continue;
-          if (d.name.toLowerCase().includes(needle)) {
-            results.push({ path: vpath, match: 'name' });
-            if (results.length >= max) {
-              truncated = true;
-              break outer;
-            }
-          }
-          if (d.isDirectory()) {
-            if (segments.length <= 32) subdirs.push({ root: dir.root, segments, vpath });
+        try {
+          // Entries, and the files scanned, come from this open directory, never by name again.
+          let dirents: Dirent[];
+          try {
+            dirents = await open.entries();
+          } catch {
             continue;
           }
-          if (!d.isFile()) continue;
-          if (filesScanned >= cfg.searchMaxFiles || Date.now() > deadline) {
-            truncated = true;
-            break outer;
-          }
-          filesScanned++;
-          const hit = await searchFile(dir.root, segments, needle, cfg.searchMaxFileBytes);
-          if (hit) {
-            results.push({ path: vpath, match: 'content', line: hit.line, snippet: hit.snippet });
-            if (results.length >= max) {
+          dirents.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+          for (const d of dirents) {
+            const vpath = dir.vpath === '/' ? `/${d.name}` : `${dir.vpath}/${d.name}`;
+            const segments = [...dir.segments, d.name];
+            if (d.isSymbolicLink()) continue;
+            if (d.name.toLowerCase().includes(needle)) {
+              results.push({ path: vpath, match: 'name' });
+              if (results.length >= max) {
+                truncated = true;
+                break outer;
+              }
+            }
+            if (d.isDirectory()) {
+              if (segments.length <= 32) subdirs.push({ root: dir.root, segments, vpath });
+              continue;
+            }
+            if (!d.isFile()) continue;
+            if (filesScanned >= cfg.searchMaxFiles || Date.now() > deadline) {
               truncated = true;
               break outer;
             }
+            filesScanned++;
+            const hit = await searchFile(open, d.name, needle, cfg.searchMaxFileBytes);
+            if (hit) {
+              results.push({ path: vpath, match: 'content', line: hit.line, snippet: hit.snippet });
+              if (results.length >= max) {
+                truncated = true;
+                break outer;
+              }
+            }
           }
+        } finally {
+          await open.close();
         }
         stack.push(...subdirs.reverse());
       }
@@ -291,11 +300,11 @@ export function fsTools(tree: VirtualTree, cfg: FsConfig): ToolDef<never>[] {
   return [read, list, stat, search] as ToolDef<never>[];
 }
 
-/** Finds the first line of a file containing `needle` (lower-case); skips binary and refused files. */
-async function searchFile(root: Root, segments: string[], needle: string, maxBytes: number): Promise<{ line: number; snippet: string } | undefined> {
-  let opened: Awaited<ReturnType<typeof openVerifiedFile>>;
+/** Finds the first line of file `name` of `dir` containing `needle` (lower-case); skips binary and refused files. */
+async function searchFile(dir: OpenDir, name: string, needle: string, maxBytes: number): Promise<{ line: number; snippet: string } | undefined> {
+  let opened: Awaited<ReturnType<OpenDir['openFile']>>;
   try {
-    opened = await openVerifiedFile(root, join(root.dir, ...segments), segments);
+    opened = await dir.openFile(name);
   } catch {
     return undefined;
   }

@@ -27,7 +27,8 @@ import type {
   Tool,
   Transport,
 } from '@modelcontextprotocol/client';
-import { CREDENTIAL_META_KEY } from '../../schemas/contracts/service-credential.js';
+import path from 'node:path';
+import { CREDENTIAL_ENV, CREDENTIAL_META_KEY } from '../../schemas/contracts/service-credential.js';
 import { GatewayError } from '../errors.js';
 import type { ServiceConfig } from '../config/types.js';
 import type { Logger } from '../types.js';
@@ -177,6 +178,9 @@ export class ServiceConnection extends EventEmitter {
   /** Connects once; failures schedule a retry with backoff (the gateway serves the other services meanwhile). */
   async start(): Promise<void> {
     this.stopping = false;
+    if (this.cfg.transport === 'stdio' && this.cfg.sandbox?.mode === 'none') {
+      this.log.warn({ service: this.name }, 'service runs WITHOUT an OS sandbox (sandbox.mode: none in its config)');
+    }
     await this.connect();
   }
 
@@ -339,7 +343,8 @@ export class ServiceConnection extends EventEmitter {
       if (this.connecting === transport) this.connecting = undefined;
       await client.close().catch(() => undefined);
       if (this.stopping) return;
-      this.lastError = (e as Error).message;
+      // A sandbox that bwrap could not build is the reason, not the closed connection it caused.
+      this.lastError = (transport instanceof ChildProcessTransport ? transport.failure : undefined) ?? (e as Error).message;
       this.log.warn({ service: this.name, err: this.lastError }, 'service connect failed');
       this.state = 'down';
       this.scheduleRestart();
@@ -355,7 +360,8 @@ export class ServiceConnection extends EventEmitter {
     this.state = 'ready';
     this.lastError = undefined;
     this.delay = this.cfg.restart?.initial_delay_ms ?? 250;
-    this.log.info({ service: this.name, era: this.era, tools: this.tools.length, pid: this.pid }, 'service ready');
+    const sandbox = this.cfg.transport === 'stdio' ? (this.cfg.sandbox?.mode ?? 'bwrap') : undefined;
+    this.log.info({ service: this.name, era: this.era, tools: this.tools.length, pid: this.pid, ...(sandbox ? { sandbox } : {}) }, 'service ready');
     this.emit('ready');
     this.emit('changed', 'all');
     this.wakeWaiters();
@@ -379,6 +385,9 @@ export class ServiceConnection extends EventEmitter {
         const v = process.env[k];
         if (v !== undefined) env[k] = v;
       }
+      // On unless the config says otherwise; the gateway's run dir (the credential JWKS) is readable.
+      const sb = this.cfg.sandbox;
+      const jwks = env[CREDENTIAL_ENV.jwksFile];
       return new ChildProcessTransport({
         command: this.cfg.command === 'node' ? process.execPath : this.cfg.command,
         args: [...(this.cfg.args ?? [])],
@@ -387,6 +396,7 @@ export class ServiceConnection extends EventEmitter {
         onStderr: (line) => this.log.debug({ service: this.name, stderr: line }, 'service stderr'),
         // A message far beyond the largest answer allowed is not read into memory: the connection drops.
         maxMessageBytes: this.largestMessage(),
+        sandbox: { mode: sb?.mode ?? 'bwrap', read: sb?.read ?? [], network: sb?.network ?? false, gatewayRead: jwks ? [path.dirname(jwks)] : [] },
       });
     }
     return new StreamableHTTPClientTransport(new URL(this.cfg.url), {

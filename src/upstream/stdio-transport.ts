@@ -1,12 +1,15 @@
 /**
- * A stdio client transport that gives the child exactly the environment its config names.
+ * A stdio client transport that gives the child exactly the environment its config names, inside
+ * its OS sandbox (./sandbox.ts: bubblewrap unless the config says `sandbox: {mode: none}`).
  *
  * The SDK's StdioClientTransport always merges its "safe default" variables (HOME, PATH, USER, ...)
  * into the child's environment; a least-privilege service must get nothing of the gateway's own
- * environment, so we spawn ourselves. Framing reuses the SDK's ReadBuffer/serializeMessage.
+ * environment, so we spawn ourselves. Framing reuses the SDK's ReadBuffer/serializeMessage. The
+ * environment is handed to bwrap, which passes it on: no value ever appears on a command line.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { ReadBuffer, serializeMessage, type JSONRPCMessage, type Transport } from '@modelcontextprotocol/client';
+import { bwrapCommand, type SandboxSpec } from './sandbox.js';
 
 export interface ChildSpec {
   command: string;
@@ -17,6 +20,8 @@ export interface ChildSpec {
   onStderr?: (line: string) => void;
   /** Largest single message accepted from the child. */
   maxMessageBytes?: number;
+  /** The OS sandbox to run the child in; absent or mode none: spawned as is. */
+  sandbox?: SandboxSpec;
 }
 
 export class ChildProcessTransport implements Transport {
@@ -27,6 +32,8 @@ export class ChildProcessTransport implements Transport {
   private child?: ChildProcess;
   private readonly buffer: ReadBuffer;
   private closed = false;
+  private sandboxFailure: string | undefined;
+  private spoke = false;
 
   constructor(private readonly spec: ChildSpec) {
     this.buffer = new ReadBuffer({ maxBufferSize: spec.maxMessageBytes ?? 16 * 1024 * 1024 });
@@ -36,10 +43,24 @@ export class ChildProcessTransport implements Transport {
     return this.child?.pid;
   }
 
+  /** What bwrap said when it could not build the sandbox (its own "bwrap: ..." line), if it did. */
+  get failure(): string | undefined {
+    return this.sandboxFailure;
+  }
+
   async start(): Promise<void> {
     if (this.child) throw new Error('transport already started');
+    const sandbox = this.spec.sandbox;
+    // Throws SandboxError (bwrap missing, a path to bind missing): the service does not start.
+    const run =
+      sandbox?.mode === 'bwrap'
+        ? await bwrapCommand(sandbox, this.spec.command, this.spec.args, {
+            ...(this.spec.cwd ? { cwd: this.spec.cwd } : {}),
+            searchPath: this.spec.env.PATH ?? process.env.PATH ?? '',
+          })
+        : { command: this.spec.command, args: this.spec.args };
     await new Promise<void>((resolve, reject) => {
-      const child = spawn(this.spec.command, this.spec.args, {
+      const child = spawn(run.command, run.args, {
         env: this.spec.env,
         cwd: this.spec.cwd,
         stdio: ['pipe', 'pipe', 'pipe'],
@@ -66,6 +87,7 @@ export class ChildProcessTransport implements Transport {
           for (;;) {
             const msg = this.buffer.readMessage();
             if (msg === null) break;
+            this.spoke = true;
             this.onmessage?.(msg);
           }
         } catch (err) {
@@ -81,6 +103,8 @@ export class ChildProcessTransport implements Transport {
         for (let nl = partial.indexOf('\n'); nl >= 0; nl = partial.indexOf('\n')) {
           const line = partial.slice(0, nl);
           partial = partial.slice(nl + 1);
+          // Only before the service has said anything: bwrap speaks first, if at all.
+          if (sandbox?.mode === 'bwrap' && !this.spoke && line.startsWith('bwrap: ')) this.sandboxFailure = `sandbox failed: ${line.slice(0, 500)}`;
           if (line.trim()) this.spec.onStderr?.(line.slice(0, 2000));
         }
         if (partial.length > 8192) partial = partial.slice(-8192);

@@ -77,6 +77,9 @@ export function codeReadFlags(): string[] {
   );
 }
 
+/** The fs service reads directories through their open handles: its one read grant beyond its code and roots. */
+export const PROC_FD_READ = '--allow-fs-read=/proc/self/fd';
+
 /**
  * Starts dist/services/<name>/main.js as a child process and connects a Client over stdio. By default
  * the service gets the credential env the gateway would give it (and read access to the JWKS folder
@@ -89,7 +92,9 @@ export async function startService(
 ): Promise<RunningService> {
   const m = opts.insecure ? undefined : await testMinter();
   const read = opts.sandboxRead ? [...opts.sandboxRead, ...(m ? [m.dir] : [])] : undefined;
-  const nodeFlags = read ? ['--experimental-permission', ...codeReadFlags(), ...read.map((p) => `--allow-fs-read=${p}`)] : [];
+  const nodeFlags = read
+    ? ['--experimental-permission', ...codeReadFlags(), ...read.map((p) => `--allow-fs-read=${p}`), ...(name === 'fs' ? [PROC_FD_READ] : [])]
+    : [];
   const transport = new StdioClientTransport({
     command: process.execPath,
     args: [

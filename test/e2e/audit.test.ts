@@ -133,7 +133,7 @@ describe('audit records through the real gateway', () => {
         services: {
           echo: echoService({}, marker),
           slowecho: echoService({ call_timeout_ms: 400 }, marker),
-          spy: { transport: 'stdio', command: 'node', args: [SPY_SERVICE, '--out', credFile] },
+          spy: { transport: 'stdio', command: 'node', args: [SPY_SERVICE, '--out', credFile], sandbox: { mode: 'none' } },
         },
         // Small files so that a handful of calls spans several rotated files; keep them all.
         audit: { rotate_bytes: 4096, keep_files: 0 },
@@ -581,7 +581,10 @@ describe('kill -9 under load', () => {
     const marker = path.join(dir, 'marker.log');
     const credFile = path.join(dir, 'credentials.log');
     const config = {
-      services: { echo: echoService({}, marker), spy: { transport: 'stdio', command: 'node', args: [SPY_SERVICE, '--out', credFile] } },
+      services: {
+        echo: echoService({}, marker),
+        spy: { transport: 'stdio', command: 'node', args: [SPY_SERVICE, '--out', credFile], sandbox: { mode: 'none' } },
+      },
       policy: { decision_timeout_ms: 5000 },
       audit: { rotate_bytes: 16_384, keep_files: 0, log_arguments: true, redact: { keys: ['pin'] } },
     };

@@ -18,6 +18,7 @@ import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/cli
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { CREDENTIAL_META_KEY } from '../../schemas/contracts/service-credential.js';
 import { createServiceCredentialMinter } from '../../src/auth/service-credentials.js';
+import { PROC_FD_READ } from '../corpora/harness.js';
 import type { Minter } from '../../src/auth/service-credentials.js';
 import { codeReadFlags, fsServiceEntry, stopGateway } from '../helpers/attacks.js';
 import { ROOT, connect, eventually, startGateway } from '../helpers/harness.js';
@@ -68,6 +69,7 @@ describe('straight to the sandboxed fs service', () => {
         `--allow-fs-read=${publicDir}`,
         `--allow-fs-read=${engDir}`,
         `--allow-fs-read=${runDir}`,
+        PROC_FD_READ,
         FS_MAIN,
         '--root',
         `public=${publicDir}`,
@@ -230,6 +232,7 @@ describe('through the real gateway', () => {
           ...codeReadFlags(),
           `--allow-fs-read=${publicDir}`,
           `--allow-fs-read=${path.dirname(jwks)}`,
+          PROC_FD_READ,
           FS_MAIN,
           '--root',
           `public=${publicDir}`,
@@ -272,6 +275,7 @@ describe('through the real gateway to a remote (Streamable HTTP) fs service', ()
         '--experimental-permission',
         ...codeReadFlags(),
         `--allow-fs-read=${publicDir}`,
+        PROC_FD_READ,
         FS_MAIN,
         '--root',
         `public=${publicDir}`,

@@ -1,7 +1,8 @@
 /**
  * Helpers for the end-to-end attack and service-credential tests: gateway service entries that
- * launch the REAL fs and http services exactly as src/config/examples/dev.yaml does (Node permission
- * model, read access to the code, the roots and the gateway's run dir holding the credential JWKS),
+ * launch the REAL fs and http services exactly as src/config/examples/dev.yaml does (in their
+ * bubblewrap sandbox, under Node's permission model, read access to the code, the roots and the
+ * gateway's run dir holding the credential JWKS),
  * a test-only policy dir derived from the shipped one, and a classifier for call outcomes.
  */
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -32,11 +33,15 @@ export function fsServiceEntry(rootFlags: string[], rootDirs: string[], extraArg
       '--experimental-permission',
       ...codeReadFlags(),
       ...rootDirs.map((d) => `--allow-fs-read=${d}`),
+      // Directories are read through their open handles (services/fs/paths.ts OpenDir).
+      '--allow-fs-read=/proc/self/fd',
       '--allow-fs-read=${MICRO_MCP_RUN_DIR}',
       path.join(ROOT, 'dist', 'services', 'fs', 'main.js'),
       ...rootFlags,
       ...extraArgs,
     ],
+    // The OS sandbox (on by default): the roots are its only data; no network.
+    sandbox: { read: rootDirs },
   };
 }
 
@@ -53,6 +58,8 @@ export function httpServiceEntry(args: string[], env: Record<string, string> = {
       ...args,
     ],
     env,
+    // The OS sandbox (on by default): the network, no data.
+    sandbox: { network: true },
   };
 }
 

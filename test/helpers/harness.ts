@@ -131,12 +131,16 @@ export async function connect(gw: Gateway, era: Era, opts: { token?: string; cap
   return client;
 }
 
-/** The gateway config for the echo fixture service (plus any others). */
+/**
+ * The gateway config for the echo fixture service (plus any others). It runs in the default OS
+ * sandbox, which is read-only; with a marker file (which it writes) it says `sandbox: {mode: none}`.
+ */
 export function echoService(extra: Record<string, unknown> = {}, markerFile?: string): Record<string, unknown> {
   return {
     transport: 'stdio',
     command: 'node',
     args: [FIXTURE, ...(markerFile ? ['--marker', markerFile] : [])],
+    ...(markerFile ? { sandbox: { mode: 'none' } } : {}),
     ...extra,
   };
 }

@@ -30,7 +30,16 @@ export function fsService(root: string = FS_SAMPLE): Record<string, unknown> {
   return {
     transport: 'stdio',
     command: 'node',
-    args: ['--experimental-permission', ...baseReads(), `--allow-fs-read=${root}`, path.join(DIST, 'services', 'fs', 'main.js'), '--root', root],
+    args: [
+      '--experimental-permission',
+      ...baseReads(),
+      `--allow-fs-read=${root}`,
+      '--allow-fs-read=/proc/self/fd',
+      path.join(DIST, 'services', 'fs', 'main.js'),
+      '--root',
+      root,
+    ],
+    sandbox: { read: [root] },
   };
 }
 
@@ -56,6 +65,7 @@ export function httpService(port: number): Record<string, unknown> {
       '--test-allow-loopback',
     ],
     env: { MICRO_MCP_HTTP_TEST_HOOKS: '1' },
+    sandbox: { network: true },
   };
 }
 
