@@ -13,6 +13,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/client';
 import { readRecords, verifyCli } from '../helpers/audit.js';
+import { PROC_FD_READ } from '../corpora/harness.js';
 import { codeReadFlags } from '../helpers/attacks.js';
 import { connect, echoService, eventually, type Gateway, ROOT, startGateway } from '../helpers/harness.js';
 import { fileLine } from '../helpers/watch.js';
@@ -144,7 +145,17 @@ describe('a remote service that hangs', () => {
     gw = await startGateway({
       services: { fs: { transport: 'http', url: `http://127.0.0.1:${port}/mcp`, call_timeout_ms: 1000, restart: { initial_delay_ms: 50, max_delay_ms: 200 } } },
     });
-    const args = ['--experimental-permission', ...codeReadFlags(), `--allow-fs-read=${dir}`, FS_MAIN, '--root', `public=${dir}`, '--http-port', String(port)];
+    const args = [
+      '--experimental-permission',
+      ...codeReadFlags(),
+      `--allow-fs-read=${dir}`,
+      PROC_FD_READ,
+      FS_MAIN,
+      '--root',
+      `public=${dir}`,
+      '--http-port',
+      String(port),
+    ];
     const cred = [
       '--credential-audience',
       'micro-mcp:service:fs',

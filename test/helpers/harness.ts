@@ -3,7 +3,7 @@
  * real child-process services, real SDK v2 clients over real HTTP, dev-key tokens.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +37,20 @@ export interface TokenClaims {
   ttl: string;
 }
 
+/** The TMPDIR a test gateway runs with (created). */
+function tmpOf(dir: string): string {
+  const t = path.join(dir, 'tmp');
+  mkdirSync(t, { recursive: true });
+  return t;
+}
+
+/** The running gateway's private runtime folder (where the services' credential key set lives). */
+export function runDirOf(gw: Gateway): string {
+  const [entry] = readdirSync(tmpOf(gw.dir)).filter((n) => n.startsWith('micro-mcp-'));
+  if (!entry) throw new Error('the gateway has no runtime folder');
+  return path.join(tmpOf(gw.dir), entry);
+}
+
 /** Starts `micro-mcp serve` with this config (YAML-able object); port 0, loopback, dev keys in a temp dir. */
 export async function startGateway(config: Record<string, unknown>, opts: { env?: Record<string, string>; dir?: string } = {}): Promise<Gateway> {
   const dir = opts.dir ?? mkdtempSync(path.join(tmpdir(), 'micro-mcp-e2e-'));
@@ -60,7 +74,8 @@ export async function startGateway(config: Record<string, unknown>, opts: { env?
   const file = path.join(dir, 'gateway.yaml');
   writeFileSync(file, stringify(cfg));
   const proc = spawn(process.execPath, [CLI, 'serve', '--config', file], {
-    env: { PATH: process.env.PATH ?? '', HOME: dir, ...(opts.env ?? {}) },
+    // Its own TMPDIR: the gateway's private runtime folder (mkdtemp) lands there, findable by runDirOf.
+    env: { PATH: process.env.PATH ?? '', HOME: dir, TMPDIR: tmpOf(dir), ...(opts.env ?? {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
