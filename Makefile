@@ -11,7 +11,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 
 TEST_FILES = $$(find dist/src dist/services dist/test -name '*.test.js' 2>/dev/null | sort)
 
-.PHONY: help setup build run test test-node lint bench clean schemas soak-race sandbox-tools
+.PHONY: help setup build run test test-node lint bench stress clean schemas soak-race sandbox-tools
 
 help:
 	@echo "make run    - install, build and start the gateway on 127.0.0.1:8080 (dev mode)"
@@ -19,6 +19,7 @@ help:
 	@echo "make lint   - Biome (lint + format check), typecheck, opa fmt/check"
 	@echo "make bench  - gateway vs direct benchmarks (test/bench)"
 	@echo "make soak-race - the fs directory/symlink swap race, long (20000 calls or 120 s per run)"
+	@echo "make stress - floods from hostile clients: connections held, memory, refusals (test/bench/STRESS.md)"
 	@echo "make schemas - regenerate schemas/generated/ (TypeScript types) from schemas/*.schema.json"
 
 $(NODE_STAMP): package.json package-lock.json
@@ -89,6 +90,9 @@ schemas: $(NODE_STAMP)
 # The fs race test of make test, long: many more calls against the swapper (test/e2e/fs-race.test.ts).
 soak-race: setup build
 	MICRO_MCP_RACE_CALLS=20000 MICRO_MCP_RACE_MS=120000 node --test --test-timeout=600000 dist/test/e2e/fs-race.test.js
+
+stress: setup build
+	node dist/test/bench/stress.js
 
 bench: setup build
 	node dist/test/bench/run.js

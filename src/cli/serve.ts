@@ -93,7 +93,9 @@ export async function startGateway(config: Config, opts: { host: string; port: n
   }
   // Listen first: with port 0 the canonical resource URI (the token audience) needs the real port.
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
-  const server = createServer((req, res) => {
+  // Header and request timeouts are enforced by a periodic sweep (Node's default: every 30 s); once
+  // a second keeps them close to what the config says.
+  const server = createServer({ connectionsCheckingInterval: 1000 }, (req, res) => {
     if (handler) handler(req, res);
     else {
       res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
