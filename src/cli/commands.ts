@@ -3,8 +3,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { tokenCommand } from '../auth/index.js';
 import { auditVerify } from '../audit/index.js';
-import { loadConfig, PACKAGE_ROOT } from '../config/load.js';
+import { DEV_CONFIG_PATH, loadConfig, PACKAGE_ROOT } from '../config/load.js';
 import { policyBuild, policyCheck, policyExplain, policyTest } from '../policy/cli.js';
+import { declaredFactNames } from '../policy/input.js';
 import type { PolicyConfig } from '../policy/types.js';
 import { resolveConfigPath } from './serve.js';
 
@@ -15,66 +16,114 @@ export async function token(argv: string[]): Promise<number> {
 }
 
 const POLICY_USAGE = `usage:
-  micro-mcp policy build   [--rego DIR] --out FILE        compile Rego to a WASM bundle (with its revision)
-  micro-mcp policy test    [--rego DIR] [--cedar DIR]     opa test + the Cedar cases; ends "N passed, M failed"
-  micro-mcp policy check   [--rego DIR | --bundle FILE] [--cedar DIR]
-  micro-mcp policy explain --principal ID [--groups "a b"] --scopes "x y" [--purpose P] --tool NAME
-                           [--args JSON] [--phase call|list] [--config FILE]
+  micro-mcp policy build   [--rego DIR] --out FILE [--config FILE]   compile Rego to a WASM bundle (with its revision)
+  micro-mcp policy test    [--rego DIR] [--cedar DIR] [--config FILE]  opa test + the Cedar cases; ends "N passed, M failed"
+  micro-mcp policy check   [--rego DIR | --bundle FILE] [--cedar DIR] [--config FILE]
+                           (--config: Rego is typed with the named resource facts its services declare)
+  micro-mcp policy explain --principal ID [--principal-type user|agent|service] [--groups "a b"] [--scopes "x y"]
+                           [--purposes "a b"] [--purpose P] --tool NAME [--method M | --phase call|list]
+                           [--annotations JSON] [--args JSON] [--rego DIR] [--cedar DIR] [--config FILE | --dev]
 `;
+
+const PRINCIPAL_TYPES = ['user', 'agent', 'service'] as const;
+
+/** A JSON object from a flag, or an error message naming the flag. */
+function jsonObject(flag: string, text: string | undefined): Record<string, unknown> | string | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const v: unknown = JSON.parse(text);
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    // reported below
+  }
+  return `--${flag} must be a JSON object`;
+}
+
+function usageError(message: string): number {
+  process.stderr.write(`micro-mcp policy: ${message}\n`);
+  return 2;
+}
 
 export async function policy(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   const { values: v } = parseArgs({
     args: rest,
     options: {
-      rego: { type: 'string', default: path.join(PACKAGE_ROOT, 'policies', 'rego') },
-      cedar: { type: 'string', default: path.join(PACKAGE_ROOT, 'policies', 'cedar') },
+      rego: { type: 'string' },
+      cedar: { type: 'string' },
       bundle: { type: 'string' },
       out: { type: 'string' },
       opa: { type: 'string' },
       principal: { type: 'string' },
+      'principal-type': { type: 'string', default: 'user' },
       groups: { type: 'string', default: '' },
       scopes: { type: 'string', default: '' },
+      purposes: { type: 'string', default: '' },
       purpose: { type: 'string' },
       tool: { type: 'string' },
+      method: { type: 'string' },
+      annotations: { type: 'string' },
       args: { type: 'string', default: '{}' },
-      phase: { type: 'string', default: 'call' },
+      phase: { type: 'string' },
       config: { type: 'string' },
       dev: { type: 'boolean', default: false },
     },
     strict: true,
   });
   const opa = v.opa ? { opaPath: v.opa } : {};
+  // Rego is typed with the named resource facts the config's services declare (--config, else none).
+  const factNames = v.config ? { factNames: declaredFactNames(loadConfig(v.config).services) } : {};
+  const regoDir = v.rego ?? path.join(PACKAGE_ROOT, 'policies', 'rego');
+  const cedarDir = v.cedar ?? path.join(PACKAGE_ROOT, 'policies', 'cedar');
   switch (sub) {
     case 'build':
       if (!v.out) break;
-      return policyBuild({ regoDir: v.rego, out: v.out, ...opa }, out);
+      return policyBuild({ regoDir, out: v.out, ...opa, ...factNames }, out);
     case 'test':
-      return policyTest({ regoDir: v.rego, cedarDir: v.cedar, ...opa }, out);
+      return policyTest({ regoDir, cedarDir, ...opa, ...factNames }, out);
     case 'check':
-      return policyCheck(v.bundle ? { bundle: v.bundle, cedarDir: v.cedar, ...opa } : { regoDir: v.rego, cedarDir: v.cedar, ...opa }, out);
+      return policyCheck(v.bundle ? { bundle: v.bundle, cedarDir, ...opa } : { regoDir, cedarDir, ...opa, ...factNames }, out);
     case 'explain': {
       if (!v.principal || !v.tool) break;
-      let args: Record<string, unknown>;
-      try {
-        args = JSON.parse(v.args) as Record<string, unknown>;
-      } catch {
-        process.stderr.write('micro-mcp policy explain: --args must be a JSON object\n');
-        return 2;
+      const args = jsonObject('args', v.args);
+      const annotations = jsonObject('annotations', v.annotations);
+      if (typeof args === 'string') return usageError(args);
+      if (typeof annotations === 'string') return usageError(annotations);
+      if (v.phase !== undefined && v.phase !== 'call' && v.phase !== 'list') return usageError(`--phase must be call or list, not ${JSON.stringify(v.phase)}`);
+      const type = PRINCIPAL_TYPES.find((t) => t === v['principal-type']);
+      if (type === undefined) return usageError(`--principal-type must be one of ${PRINCIPAL_TYPES.join(', ')}`);
+      const method = v.method ?? (v.phase === 'list' ? 'tools/list' : 'tools/call');
+      if (v.method !== undefined && v.phase !== undefined && (v.phase === 'list') !== v.method.endsWith('/list')) {
+        return usageError(`--phase ${v.phase} does not fit --method ${v.method}`);
       }
       const cfgFile = v.config ?? (v.dev ? resolveConfigPath({ dev: true }) : undefined);
       const cfg = cfgFile ? loadConfig(cfgFile) : undefined;
+      // Resource facts come from the services' declarations: the given config's, else the dev config's.
+      const services = (cfg ?? loadConfig(DEV_CONFIG_PATH)).services;
+      const resources = Object.fromEntries(Object.entries(services).map(([name, s]) => [name, s.resource]));
+      // --rego / --cedar win over the config's policy dirs.
+      const policyCfg: PolicyConfig = {
+        ...((cfg?.policy as PolicyConfig | undefined) ?? {}),
+        ...(v.rego !== undefined ? { rego: { dir: path.resolve(v.rego) } } : {}),
+        ...(v.cedar !== undefined ? { cedar: { dir: path.resolve(v.cedar) } } : {}),
+        ...(v.opa !== undefined ? { opa_path: v.opa } : {}),
+      };
       const split = (s: string) => s.split(/[\s,]+/).filter(Boolean);
       return policyExplain(
         {
-          ...(cfg?.policy ? { config: cfg.policy as PolicyConfig, baseDir: path.dirname(cfg.source) } : { baseDir: PACKAGE_ROOT }),
+          config: policyCfg,
+          baseDir: cfg ? path.dirname(cfg.source) : PACKAGE_ROOT,
           principal: v.principal,
+          principalType: type,
           groups: split(v.groups),
           scopes: split(v.scopes),
+          purposes: split(v.purposes),
           purpose: v.purpose ?? null,
           tool: v.tool,
-          arguments: args,
-          phase: v.phase === 'list' ? 'list' : 'call',
+          method,
+          ...(annotations !== undefined ? { annotations } : {}),
+          arguments: args ?? {},
+          resources,
         },
         out,
       );

@@ -26,6 +26,7 @@ export async function stdioCommand(argv: string[]): Promise<number> {
     scopes: p.scopes ?? [],
     client: { id: 'stdio' },
     purpose: p.purpose ?? null,
+    purposes: p.purposes ?? [],
   });
   const own: Config = section.audit_file ? { ...config, audit: { ...(config.audit ?? {}), file: section.audit_file } } : config;
   const core = await startCore(own, { dev: true });

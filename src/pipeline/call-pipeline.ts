@@ -11,7 +11,7 @@ import { principalKey } from '../auth/state.js';
 import type { Clock } from '../clock.js';
 import { GatewayError, isGatewayError, toProtocolError } from '../errors.js';
 import type { Limiter } from '../limits/limiter.js';
-import { buildPolicyInput } from '../policy/input.js';
+import { buildPolicyInput, type ResourceExtractor } from '../policy/input.js';
 import type { Decision, Logger, ToolFacts } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
 import type { ForwardMethod, ForwardParams, ForwardResult } from '../upstream/connection.js';
@@ -30,6 +30,8 @@ export interface CallPipelineDeps {
   limiter: Limiter;
   inFlight: InFlight;
   clock: Clock;
+  /** Resource-fact extractors by service, from each service's `resource` declaration (none: resource {}). */
+  resources?: ReadonlyMap<string, ResourceExtractor>;
   /** How long a call that waits for an agent's input stays parked. Default 10 minutes. */
   inputTtlMs?: number;
 }
@@ -125,12 +127,12 @@ export class CallPipeline {
     const declared = agentMeta[PURPOSE_META_KEY];
     const decisionId = randomUUID();
     const input = buildPolicyInput({
-      phase: 'call',
       method: r.method,
       principal: cc.principal,
       purpose: typeof declared === 'string' && declared.length > 0 ? declared.slice(0, 200) : null,
       tool: r.facts,
       arguments: r.args,
+      resource: this.d.resources?.get(r.service),
       context: { time: new Date(clock.now()).toISOString(), request_id: cc.requestId, session_id: cc.sessionId, client_ip: cc.clientIp },
     });
     const decision = this.decide(input, decisionId);

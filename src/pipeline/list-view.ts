@@ -27,7 +27,7 @@ export interface ListViewDeps {
 const CACHE_TTL_MS = 5000;
 const CACHE_MAX = 50_000;
 
-type ListMethod = 'tools/list' | 'prompts/list' | 'resources/list';
+type ListMethod = 'tools/list' | 'prompts/list' | 'resources/list' | 'resources/templates/list';
 
 export class ListView {
   private readonly cache = new Map<string, { decision: Decision; until: number }>();
@@ -52,9 +52,10 @@ export class ListView {
   }
 
   async resourceTemplates(cc: CallContext, cursor: string | undefined): Promise<ListResourceTemplatesResult> {
-    // Templates describe URI shapes, not data; every read of a concrete URI is decided on its own.
-    const { page, nextCursor } = this.page(cc, this.d.catalog.templates(), cursor);
-    return { resourceTemplates: page, ...(nextCursor ? { nextCursor } : {}) };
+    // Filtered like every other list (action list_resource_templates); every read of a concrete URI
+    // is still decided on its own.
+    const { page, nextCursor } = this.page(cc, this.visible(cc, 'resources/templates/list', this.d.catalog.templateEntries()), cursor);
+    return { resourceTemplates: page.map((e) => e.template), ...(nextCursor ? { nextCursor } : {}) };
   }
 
   /**
@@ -86,7 +87,7 @@ export class ListView {
     facts: ToolFacts,
     context: { request_id: string; session_id: string | null; client_ip: string | null },
   ): Decision {
-    const key = `${principalKey(principal)}\u0001${principal.scopes.join(' ')}\u0001${principal.groups.join(' ')}\u0001${principal.purpose ?? ''}\u0001${method}\u0001${facts.name}\u0001${facts.definition_hash}\u0001${this.d.policy.revision}`;
+    const key = `${principalKey(principal)}\u0001${principal.scopes.join(' ')}\u0001${principal.groups.join(' ')}\u0001${principal.purpose ?? ''}\u0001${(principal.purposes ?? []).join(' ')}\u0001${method}\u0001${facts.name}\u0001${facts.definition_hash}\u0001${this.d.policy.revision}`;
     const now = this.d.clock.now();
     const hit = this.cache.get(key);
     if (hit && hit.until > now) return hit.decision;
@@ -94,7 +95,6 @@ export class ListView {
     try {
       decision = this.d.policy.decide(
         buildPolicyInput({
-          phase: 'list',
           method,
           principal,
           purpose: principal.purpose,

@@ -5,15 +5,15 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { isGatewayError } from '../errors.js';
-import type { Decision, DecisionReason, PolicyPhase, Principal, ToolFacts } from '../types.js';
+import type { Decision, DecisionReason, Principal, ToolFacts } from '../types.js';
 import { CedarEngine } from './cedar/engine.js';
 import { runCedarTests } from './cedar/run-tests.js';
-import { buildPolicyInput } from './input.js';
+import { buildPolicyInput, resourceExtractor, type ResourceSpec } from './input.js';
 import { loadPolicies, type PolicySet } from './policy-set.js';
 import { formatProblem, type PolicyProblem } from './problems.js';
 import { buildRegoBundle, parseOpaProblems, readRegoBundle } from './rego/bundle.js';
 import { RegoEngine } from './rego/engine.js';
-import { resolveOpa, runOpa } from './rego/opa.js';
+import { resolveOpa, runOpa, withInputSchema } from './rego/opa.js';
 import { toolFacts } from './tools.js';
 import type { EngineName, PolicyConfig } from './types.js';
 
@@ -35,10 +35,10 @@ function reportError(out: Writer, e: unknown): void {
 }
 
 /** `policy build`: compiles Rego sources into a WASM bundle at `out`, with the sources' revision hash. */
-export async function policyBuild(opts: { regoDir: string; out: string; opaPath?: string }, out: Writer): Promise<number> {
+export async function policyBuild(opts: { regoDir: string; out: string; opaPath?: string; factNames?: string[] }, out: Writer): Promise<number> {
   try {
     const dir = resolve(opts.regoDir);
-    const { tarball, revision } = await buildRegoBundle(resolveOpa(opts.opaPath), dir);
+    const { tarball, revision } = await buildRegoBundle(resolveOpa(opts.opaPath), dir, opts.factNames);
     // Load it once so that a bundle that cannot serve is never written.
     (await RegoEngine.fromBundle(readRegoBundle(tarball, dir), dir)).close();
     await mkdir(dirname(resolve(opts.out)), { recursive: true });
@@ -63,11 +63,15 @@ interface OpaTestResult {
  * `policy test`: the Rego suite with `opa test` and the Cedar cases (tests/*.json, `cedar
  * run-tests` format) in-process. The last line is `N passed, M failed`; exit 1 on any failure.
  */
-export async function policyTest(opts: { regoDir: string; cedarDir: string; opaPath?: string }, out: Writer): Promise<number> {
+export async function policyTest(opts: { regoDir: string; cedarDir: string; opaPath?: string; factNames?: string[] }, out: Writer): Promise<number> {
   let passed = 0;
   let failed = 0;
   try {
-    const run = await runOpa(resolveOpa(opts.opaPath), ['test', '--format', 'json', '.'], { cwd: resolve(opts.regoDir) });
+    // Typed like every other compile: a test run must not pass a policy that cannot load.
+    const opa = resolveOpa(opts.opaPath);
+    const run = await withInputSchema(opts.factNames ?? [], (schema) =>
+      runOpa(opa, ['test', '--format', 'json', '-s', schema, '.'], { cwd: resolve(opts.regoDir) }),
+    );
     let results: OpaTestResult[] | null = null;
     try {
       results = JSON.parse(run.stdout) as OpaTestResult[];
@@ -109,10 +113,13 @@ export async function policyTest(opts: { regoDir: string; cedarDir: string; opaP
 }
 
 /**
- * `policy check`: `opa check --strict` and a WASM build of the Rego sources (or loads the given
+ * `policy check`: `opa check --strict` typed against the PolicyInput schema and a WASM build of the Rego sources (or loads the given
  * bundle), and strict validation of the Cedar policies against the schema.
  */
-export async function policyCheck(opts: { regoDir?: string; bundle?: string; cedarDir?: string; opaPath?: string }, out: Writer): Promise<number> {
+export async function policyCheck(
+  opts: { regoDir?: string; bundle?: string; cedarDir?: string; opaPath?: string; factNames?: string[] },
+  out: Writer,
+): Promise<number> {
   let failed = false;
   if (opts.bundle !== undefined) {
     try {
@@ -128,12 +135,12 @@ export async function policyCheck(opts: { regoDir?: string; bundle?: string; ced
     const dir = resolve(opts.regoDir);
     try {
       const opa = resolveOpa(opts.opaPath);
-      const check = await runOpa(opa, ['check', '--strict', '.'], { cwd: dir });
+      const check = await withInputSchema(opts.factNames ?? [], (schema) => runOpa(opa, ['check', '--strict', '-s', schema, '.'], { cwd: dir }));
       if (check.code !== 0) {
         failed = true;
         for (const p of parseOpaProblems(`${check.stdout}\n${check.stderr}`, dir)) line(out, `error: rego: ${formatProblem(p)}`);
       } else {
-        const { tarball, revision } = await buildRegoBundle(opa, dir);
+        const { tarball, revision } = await buildRegoBundle(opa, dir, opts.factNames);
         (await RegoEngine.fromBundle(readRegoBundle(tarball, dir), dir)).close();
         line(out, `ok   rego  ${opts.regoDir} (revision ${revision})`);
       }
@@ -164,17 +171,27 @@ export interface ExplainOptions {
   principalType?: Principal['type'];
   groups?: string[];
   scopes: string[];
+  /** Purposes the principal's token grants (principal.purposes). */
+  purposes?: string[];
   purpose?: string | null;
   /** A tool name ("fs.read") or full facts from the catalog. */
   tool: string | ToolFacts;
-  /** Annotations when `tool` is a name; default: the first-party services' own, else {} (riskiest). */
+  /** Annotations when `tool` is a name; default {} (the riskiest, as the MCP spec's defaults). */
   annotations?: Record<string, unknown>;
+  /** The services' resource declarations (config `services.<name>.resource`), by service name. */
+  resources?: Readonly<Record<string, ResourceSpec | undefined>>;
   arguments?: Record<string, unknown>;
-  phase?: PolicyPhase;
+  /** The MCP method (default tools/call; tools/list for the list phase); phase and action follow from it. */
+  method?: string;
   engines?: EngineName[];
 }
 
 const fmtReason = (r: DecisionReason): string => `    - ${r.id}: ${r.message}`;
+
+function specOf(resources: ExplainOptions['resources'], service: string) {
+  const spec = resources !== undefined && Object.hasOwn(resources, service) ? resources[service] : undefined;
+  return spec === undefined ? undefined : resourceExtractor(spec);
+}
 
 /** `policy explain`: prints each engine's decision with its reasons, then the combined decision. */
 export async function policyExplain(opts: ExplainOptions, out: Writer): Promise<number> {
@@ -186,11 +203,9 @@ export async function policyExplain(opts: ExplainOptions, out: Writer): Promise<
     return 1;
   }
   try {
-    const phase = opts.phase ?? 'call';
     const tool = typeof opts.tool === 'string' ? toolFacts(opts.tool, opts.annotations) : opts.tool;
     const input = buildPolicyInput({
-      phase,
-      method: phase === 'list' ? 'tools/list' : 'tools/call',
+      method: opts.method ?? 'tools/call',
       principal: {
         id: opts.principal,
         type: opts.principalType ?? 'user',
@@ -200,24 +215,28 @@ export async function policyExplain(opts: ExplainOptions, out: Writer): Promise<
         scopes: opts.scopes,
         client: { id: null },
         purpose: null,
+        purposes: opts.purposes ?? [],
       },
       tool,
       arguments: opts.arguments,
       purpose: opts.purpose ?? null,
+      resource: specOf(opts.resources, tool.namespace),
       context: { request_id: 'explain' },
     });
     line(
       out,
-      `input: ${JSON.stringify({ phase, principal: input.principal.id, groups: input.principal.groups, scopes: input.scopes, purpose: input.purpose, tool: tool.name, resource: input.resource })}`,
+      `input: ${JSON.stringify({ phase: input.phase, method: input.method, action: input.action, principal: input.principal.id, type: input.principal.type, groups: input.principal.groups, scopes: input.scopes, purpose: input.purpose, tool: tool.name, resource: input.resource })}`,
     );
     const engines = opts.engines ?? set.enginesFor(tool.namespace);
     for (const name of engines) {
       const d: Decision = set.decide(input, [name]);
       line(out, `${name}: ${d.allow ? 'allow' : 'deny'}`);
       for (const r of d.reasons) line(out, fmtReason(r));
+      if (Object.keys(d.obligations).length > 0) line(out, `    obligations: ${JSON.stringify(d.obligations)}`);
     }
     const d = set.decide(input, engines);
     line(out, `decision: ${d.allow ? 'allow' : 'deny'} (engines: ${engines.join(', ')}; revision ${d.policy_revision})`);
+    if (Object.keys(d.obligations).length > 0) line(out, `obligations: ${JSON.stringify(d.obligations)}`);
     return 0;
   } finally {
     set.close();

@@ -11,7 +11,8 @@ import { POLICY_CONFIG_DEFAULTS as DEFAULTS } from '../../schemas/generated/conf
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { Decision, DecisionReason, PolicyInput, Principal } from '../types.js';
 import { CedarEngine } from './cedar/engine.js';
-import { buildPolicyInput } from './input.js';
+import { buildPolicyInput, resourceExtractor } from './input.js';
+import { isPolicyMethod, POLICY_METHODS } from './methods.js';
 import { buildRegoBundle, readRegoBundle } from './rego/bundle.js';
 import { RegoEngine } from './rego/engine.js';
 import { resolveOpa } from './rego/opa.js';
@@ -24,6 +25,8 @@ const RELOAD_DEBOUNCE_MS = 150;
 export interface LoadPoliciesHooks {
   /** Base for relative paths in the config (the config file's dir); default process.cwd(). */
   baseDir?: string;
+  /** The named resource facts the services declare (config `resource.facts`): Rego is typed with them. */
+  resourceFacts?: readonly string[];
   /** Called after a reload swapped in a new set. */
   onReload?: (info: { revision: string; previous: string }) => void;
   /** Called when a reload failed; the last good set keeps running. */
@@ -40,6 +43,7 @@ export interface ResolvedPolicyConfig {
   decision_timeout_ms: number;
   watch: boolean;
   opa_path: string | undefined;
+  fact_names: readonly string[];
 }
 
 /**
@@ -48,7 +52,7 @@ export interface ResolvedPolicyConfig {
  * names, non-empty unique lists, decision_timeout_ms > 0) are the schema's, checked once by
  * loadConfig; the one rule left here relates two keys. Throws ERR_CONFIG_INVALID with the key path.
  */
-function resolvePolicyConfig(config: PolicyConfig = {}, baseDir: string = process.cwd()): ResolvedPolicyConfig {
+function resolvePolicyConfig(config: PolicyConfig = {}, baseDir: string = process.cwd(), factNames: readonly string[] = []): ResolvedPolicyConfig {
   const engines = [...(config.engines ?? DEFAULTS.engines)];
   const services: Record<string, EngineName[]> = {};
   for (const [ns, list] of Object.entries(config.services ?? {})) {
@@ -71,6 +75,7 @@ function resolvePolicyConfig(config: PolicyConfig = {}, baseDir: string = proces
     decision_timeout_ms: config.decision_timeout_ms ?? DEFAULTS.decision_timeout_ms,
     watch: config.watch ?? DEFAULTS.watch,
     opa_path: config.opa_path,
+    fact_names: [...new Set(factNames)].sort(),
   };
 }
 
@@ -119,23 +124,23 @@ function warmUp(engines: Map<EngineName, PolicyEngine>): void {
     purpose: null,
   };
   // V8 compiles WASM functions lazily, on first use: exercise the list path and the
-  // resource-fact paths (fs path, http URL) that real decisions take.
+  // resource-fact paths (a path, a URL) that real decisions take.
   const inputs = [
-    buildPolicyInput({ phase: 'list', method: 'tools/list', principal, tool: toolFacts('warm-up.tool'), context: { request_id: 'warm-up' } }),
+    buildPolicyInput({ method: 'tools/list', principal, tool: toolFacts('warm-up.tool'), context: { request_id: 'warm-up' } }),
     buildPolicyInput({
-      phase: 'call',
       method: 'tools/call',
       principal,
-      tool: toolFacts('fs.read'),
+      tool: toolFacts('warm-up.path'),
       arguments: { path: '/warm-up' },
+      resource: resourceExtractor({ kind: 'path' }),
       context: { request_id: 'warm-up' },
     }),
     buildPolicyInput({
-      phase: 'call',
       method: 'tools/call',
       principal,
-      tool: toolFacts('http.fetchText'),
+      tool: toolFacts('warm-up.url'),
       arguments: { url: 'https://warm-up.invalid/' },
+      resource: resourceExtractor({ kind: 'url' }),
       context: { request_id: 'warm-up' },
     }),
   ];
@@ -164,7 +169,7 @@ async function loadRego(cfg: ResolvedPolicyConfig): Promise<RegoEngine> {
     return RegoEngine.fromBundle(readRegoBundle(tarball, cfg.rego.bundle), cfg.rego.bundle);
   }
   const dir = cfg.rego.dir as string;
-  const { tarball } = await buildRegoBundle(resolveOpa(cfg.opa_path), dir);
+  const { tarball } = await buildRegoBundle(resolveOpa(cfg.opa_path), dir, cfg.fact_names);
   return RegoEngine.fromBundle(readRegoBundle(tarball, dir), dir);
 }
 
@@ -204,6 +209,18 @@ export class PolicySet {
   decide(input: PolicyInput, engines?: readonly EngineName[]): Decision {
     const t0 = performance.now();
     const gen = this.#gen; // read once: a concurrent swap never mixes two generations
+    const m = isPolicyMethod(input.method) ? POLICY_METHODS[input.method] : undefined;
+    if (m === undefined || m.action !== input.action || m.phase !== input.phase) {
+      // Refused before any engine sees it: an engine asked about a method it was never written for
+      // could answer anything.
+      return {
+        allow: false,
+        reasons: [{ engine: 'gateway', id: 'unknown_method', message: 'this MCP method is not decided by the gateway policy' }],
+        obligations: {},
+        policy_revision: gen.revision,
+        eval_us: Math.round((performance.now() - t0) * 1000),
+      };
+    }
     const names = engines ?? this.enginesFor(input.tool.namespace);
     const allowReasons: DecisionReason[] = [];
     const denyReasons: DecisionReason[] = [];
@@ -330,7 +347,7 @@ export class PolicySet {
  * GatewayError('ERR_POLICY_COMPILE') naming file, line and reason: the gateway must not start.
  */
 export async function loadPolicies(config: PolicyConfig | undefined, hooks: LoadPoliciesHooks = {}): Promise<PolicySet> {
-  const cfg = resolvePolicyConfig(config, hooks.baseDir);
+  const cfg = resolvePolicyConfig(config, hooks.baseDir, hooks.resourceFacts);
   const gen = await loadGeneration(cfg);
   const set = new PolicySet(gen, cfg, hooks);
   hooks.log?.info({ revision: gen.revision, engines: [...gen.engines.keys()] }, 'policy set loaded');

@@ -44,7 +44,6 @@ export async function runMicro(n: number): Promise<MicroRow[]> {
       // The benchmark's own tool (a third-party service granted by scope), and a first-party tool
       // whose policies also check the canonical path.
       'echo.echo': buildPolicyInput({
-        phase: 'call',
         method: 'tools/call',
         principal: PRINCIPAL,
         tool: toolFacts('echo.echo', { readOnlyHint: true }),
@@ -52,7 +51,6 @@ export async function runMicro(n: number): Promise<MicroRow[]> {
         context: { request_id: 'bench' },
       }),
       'fs.read': buildPolicyInput({
-        phase: 'call',
         method: 'tools/call',
         principal: PRINCIPAL,
         tool: toolFacts('fs.read'),
@@ -78,7 +76,6 @@ export async function runMicro(n: number): Promise<MicroRow[]> {
     let i = 0;
     const fresh = () =>
       buildPolicyInput({
-        phase: 'call',
         method: 'tools/call',
         principal: PRINCIPAL,
         tool: toolFacts('fs.read'),

@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/client';
 import { connect, eventually, rawPost, ROOT, startGateway, type Era, type Gateway, type TokenClaims } from '../helpers/harness.js';
 import {
+  addPurposeHosts,
   allowed,
   call,
   copyPolicies,
@@ -84,17 +85,25 @@ function decisions(gw: Gateway): Array<{ tool: string; principal: { id: string }
   return out;
 }
 
-describe('policy decisions through the gateway (repo policies, rego + cedar)', () => {
+describe('policy decisions through the gateway (repo policies + a test-only loopback purpose, rego + cedar)', () => {
   let gw: Gateway;
   let origin: Awaited<ReturnType<typeof startOrigin>>;
+  let policies: ReturnType<typeof copyPolicies>;
 
   before(async () => {
     origin = await startOrigin();
-    gw = await startGateway({ services: { fs: fsService(), http: httpService(origin.port) } });
+    // The shipped policies have no purpose that reaches loopback; the test adds one (both engines).
+    policies = copyPolicies();
+    addPurposeHosts(policies, 'e2e-loopback', ['localhost']);
+    gw = await startGateway({
+      services: { fs: fsService(), http: httpService(origin.port) },
+      policy: { rego: { dir: policies.rego }, cedar: { dir: policies.cedar } },
+    });
   });
   after(async () => {
     await gw?.stop();
     await origin?.close();
+    if (policies) rmSync(policies.dir, { recursive: true, force: true });
   });
 
   for (const era of ERAS) {
@@ -154,16 +163,34 @@ describe('policy decisions through the gateway (repo policies, rego + cedar)', (
         // A purpose bound into the token wins over a declared one: incident-4711 allows only status hosts.
         const incident = await as({ sub: `responder-${era}`, scopes: ['http:fetch'], purpose: 'incident-4711' });
         const hits = origin.hits();
-        const d = denied(await call(incident, 'http.fetchText', { url: `http://localhost:${origin.port}/status` }, 'local-dev'));
+        const d = denied(await call(incident, 'http.fetchText', { url: `http://localhost:${origin.port}/status` }, 'e2e-loopback'));
         assertCleanDenial(d);
         assert.deepEqual(reasonKeys(d), ['cedar:http_host_not_allowed_for_purpose', 'rego:http_host_not_allowed_for_purpose']);
         assert.equal(origin.hits(), hits, 'a denied call never reaches the service');
-        // A token without a purpose may declare local-dev on the call, which allows localhost.
-        const dev = await as({ sub: `dev-${era}`, scopes: ['http:fetch'], purpose: '' });
-        const r = allowed(await call(dev, 'http.fetchText', { url: `http://localhost:${origin.port}/ok` }, 'local-dev'));
+        // A token that grants e2e-loopback (purposes claim) may declare it on the call, which allows localhost.
+        const dev = await as({ sub: `dev-${era}`, scopes: ['http:fetch'], purpose: '', purposes: ['e2e-loopback'] });
+        const r = allowed(await call(dev, 'http.fetchText', { url: `http://localhost:${origin.port}/ok` }, 'e2e-loopback'));
         assert.notEqual(r.isError, true, JSON.stringify(r));
         assert.equal((r.structuredContent as { text?: string }).text, 'hello from the origin');
         assert.equal(origin.hits(), hits + 1);
+      });
+
+      test('http: a declared purpose the principal is not granted is denied with purpose_not_granted, in both engines', async () => {
+        // The purpose would reach localhost, but neither the token nor the group eng grants it.
+        const client = await as({ sub: `asserted-${era}`, groups: ['eng'], scopes: ['http:fetch'], purpose: '', purposes: ['incident-4711'] });
+        const hits = origin.hits();
+        const d = denied(await call(client, 'http.fetchText', { url: `http://localhost:${origin.port}/ok` }, 'e2e-loopback'));
+        assertCleanDenial(d);
+        assert.deepEqual(reasonKeys(d), ['cedar:purpose_not_granted', 'rego:purpose_not_granted']);
+        assert.equal(origin.hits(), hits, 'a denied call never reaches the service');
+        // The retired example purpose local-dev is granted to nobody and reaches nothing.
+        const dev = denied(await call(client, 'http.fetchText', { url: `http://localhost:${origin.port}/ok` }, 'local-dev'));
+        assert.deepEqual(reasonKeys(dev), [
+          'cedar:http_host_not_allowed_for_purpose',
+          'cedar:purpose_not_granted',
+          'rego:http_host_not_allowed_for_purpose',
+          'rego:purpose_not_granted',
+        ]);
       });
 
       test('http: an open-world tool without a purpose is denied with purpose_required', async () => {
@@ -224,6 +251,7 @@ describe('fail closed and per-service engines (edited copy of the repo policies)
   before(async () => {
     origin = await startOrigin();
     policies = copyPolicies();
+    addPurposeHosts(policies, 'e2e-loopback', ['localhost']);
     // A Rego rule that errors at evaluation (conflicting values of a complete rule) for fs.search only.
     writeFileSync(
       path.join(policies.rego, 'e2e_boom.rego'),
@@ -288,9 +316,9 @@ describe('fail closed and per-service engines (edited copy of the repo policies)
     });
 
     test(`${era}: policy.services {http: [rego]}: only Rego decides http, so Cedar's forbid does not apply`, async () => {
-      const client = await connect(gw, era, { token: await gw.token({ sub: `svc-${era}`, scopes: ['http:fetch'], purpose: '' }) });
+      const client = await connect(gw, era, { token: await gw.token({ sub: `svc-${era}`, scopes: ['http:fetch'], purpose: '', purposes: ['e2e-loopback'] }) });
       try {
-        const r = allowed(await call(client, 'http.fetchText', { url: `http://localhost:${origin.port}/ok` }, 'local-dev'));
+        const r = allowed(await call(client, 'http.fetchText', { url: `http://localhost:${origin.port}/ok` }, 'e2e-loopback'));
         assert.equal((r.structuredContent as { text?: string }).text, 'hello from the origin');
         const d = denied(await call(client, 'http.fetchText', { url: `http://localhost:${origin.port}/ok` }, 'docs-research'));
         assertCleanDenial(d);
@@ -379,6 +407,29 @@ describe('hot reload', () => {
     assert.deepEqual(reasonKeys(denied(await readEng(legacy))), ['rego:fs_path_not_permitted']);
     assert.notEqual(allowed(await call(eng, 'fs.read', { path: '/public/faq.md' })).isError, true);
     assert.equal(gw.proc.exitCode, null, 'the gateway keeps running');
+  });
+
+  test('a Rego typo in a deny rule (unknown input field) is refused by the type check; the last good set keeps running', async () => {
+    const rev = denied(await statPublic(eng)).data.policy_revision;
+    const okReloads = reloads();
+    const rejected = () => gw.output().match(/policy reload rejected[^\n]*/g) ?? [];
+    const before = rejected().length;
+    // Without the type check this deny would load and silently never fire.
+    writeFileSync(
+      path.join(policies.rego, 'zz_broken.rego'),
+      'package micro_mcp.authz\n\n_denies contains "typo_deny: x" if {\n\t"eng" in input.principal.grups\n}\n',
+    );
+    const report = await eventually(
+      () =>
+        rejected()
+          .slice(before)
+          .find((l) => l.includes('rego_type_error')) ?? '',
+      15_000,
+    );
+    assert.match(report, /zz_broken\.rego:4: rego_type_error: undefined ref: input\.principal\.grups/);
+    assert.equal(reloads(), okReloads, 'no swap happened');
+    assert.equal(denied(await statPublic(eng)).data.policy_revision, rev);
+    assert.notEqual(allowed(await call(eng, 'fs.read', { path: '/public/faq.md' })).isError, true);
   });
 });
 
@@ -529,6 +580,8 @@ describe('micro-mcp policy test | explain', () => {
       'fs:read',
       '--tool',
       'fs.read',
+      '--annotations',
+      '{"readOnlyHint":true,"openWorldHint":false}',
       '--args',
       '{"path":"/eng/runbook.md"}',
     ]);
