@@ -83,6 +83,17 @@ obligations := {"step_up_scopes": _step_up_scopes} if {
 	count(_step_up_scopes) > 0
 }
 
+# METADATA
+# title: reach
+# description: |
+#   On an allowed call, what the decision narrows the service's reach to; it travels to the service
+#   in the per-call credential, which enforces it on the request and on every redirect hop. A rule
+#   of the package adds entries to _reach (hosts, ports, roots).
+obligations := {"reach": _reach} if {
+	allow
+	count(_reach) > 0
+}
+
 _scope_denial_scope := {
 	"fs_read_scope_missing": "fs:read",
 	"http_fetch_scope_missing": "http:fetch",

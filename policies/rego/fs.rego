@@ -81,3 +81,9 @@ _fs_path_readable(path, roots) if {
 	some root in roots
 	startswith(path, concat("", [root, "/"]))
 }
+
+# The principal's readable roots: the fs service refuses any path outside them.
+_reach["roots"] := _fs_readable_roots(input.principal.groups) if {
+	_call
+	input.tool.namespace == "fs"
+}

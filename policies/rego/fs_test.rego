@@ -69,3 +69,7 @@ test_engineer_cannot_read_without_any_path_fact if {
 	not authz.allow with input as inp
 	_ids(authz.reasons) == {"fs_path_invalid"} with input as inp
 }
+
+test_allowed_read_carries_the_readable_roots_as_reach if {
+	authz.obligations == {"reach": {"roots": {"/eng", "/public"}}} with input as _fs(["eng"], ["fs:read"], "/eng/design.md")
+}

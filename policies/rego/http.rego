@@ -83,3 +83,7 @@ _denies contains "http_host_not_allowed_for_purpose: the host is not allowed for
 	_url_valid
 	not _host_allowed_for_purpose
 }
+
+# The authorised purpose's hosts: a redirect from one of them to any other host is refused by the
+# service itself.
+_reach["hosts"] := _purpose_hosts[input.purpose] if _fetch_call

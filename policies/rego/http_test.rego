@@ -93,3 +93,8 @@ test_anyone_cannot_fetch_without_any_url_fact if {
 	not authz.allow with input as inp
 	_ids(authz.reasons) == {"http_url_invalid", "http_method_not_read_only"} with input as inp
 }
+
+test_allowed_fetch_carries_the_purpose_hosts_as_reach if {
+	inp := _fetch(["http:fetch"], "incident-4711", _url("https", "status.example.com", "GET"))
+	authz.obligations == {"reach": {"hosts": {"status.example.com", "api.pagerduty.com"}}} with input as inp
+}

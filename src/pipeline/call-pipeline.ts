@@ -11,7 +11,7 @@ import { principalKey } from '../auth/state.js';
 import type { Clock } from '../clock.js';
 import { GatewayError, isGatewayError, toProtocolError } from '../errors.js';
 import type { Limiter } from '../limits/limiter.js';
-import { buildPolicyInput, type ResourceExtractor } from '../policy/input.js';
+import { buildPolicyInput, decisionReach, type ResourceExtractor } from '../policy/input.js';
 import type { Decision, Logger, ToolFacts } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
 import type { ForwardMethod, ForwardParams, ForwardResult } from '../upstream/connection.js';
@@ -176,7 +176,15 @@ export class CallPipeline {
     }
     let credential: string;
     try {
-      credential = await this.d.credentials.mint({ service: r.service, principal: cc.principal, tool: r.facts.local_name, purpose: input.purpose, decisionId });
+      credential = await this.d.credentials.mint({
+        service: r.service,
+        principal: cc.principal,
+        tool: r.facts.local_name,
+        purpose: input.purpose,
+        decisionId,
+        // What the decision narrowed: the authorised purpose's hosts, the permitted roots.
+        reach: decisionReach(decision, input),
+      });
     } catch (e) {
       admitted.release();
       this.d.log.error({ err: (e as Error).message, service: r.service }, 'minting the service credential failed');

@@ -2,7 +2,8 @@
  * Builds the one PolicyInput both engines see (schemas/policy-input.schema.json), including the
  * service-specific resource facts. Pure and allocation-light: it runs once per decision.
  */
-import type { PolicyInput, Principal, ToolFacts } from '../types.js';
+import type { CredentialReach } from '../../schemas/contracts/service-credential.js';
+import type { Decision, PolicyInput, Principal, ToolFacts } from '../types.js';
 import { isPolicyMethod, POLICY_METHODS } from './methods.js';
 
 export interface BuildPolicyInputParams {
@@ -200,4 +201,27 @@ export function httpResource(url: unknown, method: unknown): HttpResource {
   const scheme = u.protocol.slice(0, -1);
   const port = u.port !== '' ? Number(u.port) : (DEFAULT_PORTS[scheme] ?? null);
   return { url: u.href, scheme, host: u.hostname, port, method: m };
+}
+
+const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+
+/**
+ * The reach an allowed call's credential carries (schemas/contracts/service-credential.ts): what the
+ * decision narrowed it to. The policy states it as the obligation `reach` ({hosts, ports} of the
+ * authorised purpose, {roots} the principal may read); without one, the facts decided on are the
+ * reach: the URL's host and port, or the canonical path. A service enforces it on the request and on
+ * every redirect hop. undefined when the call has neither (the service's own configuration applies).
+ */
+export function decisionReach(decision: Decision, input: PolicyInput): CredentialReach | undefined {
+  const ob = decision.obligations.reach;
+  const stated = typeof ob === 'object' && ob !== null && !Array.isArray(ob) ? (ob as Record<string, unknown>) : {};
+  const r = input.resource;
+  const reach: CredentialReach = {};
+  if (isStrings(stated.hosts)) reach.hosts = [...new Set(stated.hosts.map((h) => h.toLowerCase()))].sort();
+  else if (typeof r.host === 'string' && r.host !== '') reach.hosts = [r.host];
+  if (Array.isArray(stated.ports) && stated.ports.every((p) => Number.isInteger(p))) reach.ports = [...new Set(stated.ports as number[])].sort((a, b) => a - b);
+  else if (reach.hosts !== undefined && !isStrings(stated.hosts) && Number.isInteger(r.port)) reach.ports = [r.port as number];
+  if (isStrings(stated.roots) && stated.roots.every((x) => x.startsWith('/'))) reach.roots = [...new Set(stated.roots)].sort();
+  else if (typeof r.path === 'string') reach.roots = [r.path];
+  return Object.keys(reach).length > 0 ? reach : undefined;
 }

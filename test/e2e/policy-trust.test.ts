@@ -6,11 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/client';
-import { connect, echoService, type Gateway, startGateway } from '../helpers/harness.js';
-import { allowed, call, copyPolicies, denied, edit, FS_SAMPLE, fsService, reasonKeys } from '../helpers/policy.js';
+import { codeReadFlags } from '../helpers/attacks.js';
+import { connect, DIST, echoService, type Gateway, startGateway } from '../helpers/harness.js';
+import { addPurposeHosts, allowed, call, copyPolicies, denied, edit, FS_SAMPLE, fsService, HTTP_RESOURCE, reasonKeys } from '../helpers/policy.js';
 
 /** Every record of the gateway's audit log, oldest first. */
 function records(gw: Gateway): Array<Record<string, any>> {
@@ -108,5 +111,86 @@ describe('resource facts by declaration, for any service name (rego + cedar)', (
     assert.notEqual(ok.isError, true, JSON.stringify(ok));
     const d = denied(await call(c, 'tickets.echo', { text: 'secret' }));
     assert.deepEqual(reasonKeys(d), ['cedar:tickets_topic_forbidden', 'rego:tickets_topic_forbidden']);
+  });
+});
+
+describe("a decision's reach travels to the http service and binds every redirect hop (loopback, test resolver)", () => {
+  let gw: Gateway;
+  let policies: ReturnType<typeof copyPolicies>;
+  let origin: Server;
+  let port = 0;
+  let landed = 0;
+  let client: Client;
+
+  before(async () => {
+    // One loopback origin, reached as localhost and as other.test (the service's test resolver maps
+    // both to 127.0.0.1; its connect hook refuses anything outside loopback).
+    origin = createServer((req, res) => {
+      if (req.url === '/hop') res.writeHead(302, { location: `http://other.test:${port}/landed` }).end();
+      else if (req.url === '/landed') {
+        landed++;
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('landed on other.test');
+      } else res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+    port = (origin.address() as AddressInfo).port;
+    policies = copyPolicies();
+    addPurposeHosts(policies, 'e2e-one-host', ['localhost']);
+    addPurposeHosts(policies, 'e2e-two-hosts', ['localhost', 'other.test']);
+    const http = {
+      transport: 'stdio',
+      command: 'node',
+      args: [
+        '--experimental-permission',
+        ...codeReadFlags(),
+        '--allow-fs-read=${MICRO_MCP_RUN_DIR}',
+        path.join(DIST, 'services', 'http', 'main.js'),
+        // The service's own allowlist holds both hosts: only the decision's reach tells them apart.
+        '--allow-host',
+        'localhost',
+        '--allow-host',
+        'other.test',
+        '--allow-http',
+        '--allow-port',
+        String(port),
+        '--test-resolve',
+        'localhost=127.0.0.1',
+        '--test-resolve',
+        'other.test=127.0.0.1',
+        '--test-allow-loopback',
+      ],
+      env: { MICRO_MCP_HTTP_TEST_HOOKS: '1' },
+      resource: HTTP_RESOURCE,
+    };
+    gw = await startGateway({ services: { http }, policy: { rego: { dir: policies.rego }, cedar: { dir: policies.cedar } } });
+    client = await connect(gw, 'modern', {
+      token: await gw.token({ sub: 'fetcher', scopes: ['http:fetch'], purpose: '', purposes: ['e2e-one-host', 'e2e-two-hosts'] }),
+    });
+  });
+  after(async () => {
+    await client?.close();
+    await gw?.stop();
+    await new Promise<void>((r) => (origin ? origin.close(() => r()) : r()));
+    if (policies) rmSync(policies.dir, { recursive: true, force: true });
+  });
+
+  test("a redirect from the purpose's host to a host outside the purpose is refused by the service; the target is never reached", async () => {
+    const r = allowed(await call(client, 'http.fetchText', { url: `http://localhost:${port}/hop` }, 'e2e-one-host'));
+    assert.equal(r.isError, true, JSON.stringify(r));
+    assert.equal((r.structuredContent as { error: { code: string } }).error.code, 'host_not_in_reach');
+    assert.equal(landed, 0, 'the redirect target was never requested');
+    // The decision record says what the call was allowed on.
+    const rec = records(gw)
+      .filter((x) => x.kind === 'decision' && x.principal?.id === 'fetcher')
+      .at(-1);
+    assert.equal(rec?.result.allow, true);
+  });
+
+  test('the control: under a purpose that holds both hosts the same redirect is followed', async () => {
+    const r = allowed(await call(client, 'http.fetchText', { url: `http://localhost:${port}/hop` }, 'e2e-two-hosts'));
+    assert.notEqual(r.isError, true, JSON.stringify(r));
+    assert.equal((r.structuredContent as { text: string; redirects: number }).redirects, 1);
+    assert.match((r.structuredContent as { text: string }).text, /landed on other\.test/);
+    assert.equal(landed, 1);
   });
 });
