@@ -3,7 +3,7 @@
  * /healthz and /readyz. A request to /mcp passes the edge middleware in data-path order, each one
  * adding to the typed request context (context.ts), before the MCP face serves it:
  *
- *   request-id -> host-origin -> body-cap -> authenticate -> era -> step-up -> MCP face
+ *   request-id -> host-origin -> body-cap -> authenticate -> well-formed -> era -> step-up -> MCP face
  */
 import { Hono } from 'hono';
 import type { Refusals } from '../audit/refusals.js';
@@ -17,6 +17,7 @@ import { era } from './middleware/era/index.js';
 import { hostOrigin } from './middleware/host-origin/index.js';
 import { requestId } from './middleware/request-id/index.js';
 import { stepUp } from './middleware/step-up/index.js';
+import { wellFormed } from './middleware/well-formed/index.js';
 
 export interface AppDeps {
   face: McpFace;
@@ -55,6 +56,7 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
     '/mcp',
     bodyCap({ maxBytes: d.maxBodyBytes, onRefused: (limit, f) => d.refusals.limitRefused(limit, f) }),
     authenticate({ auth: d.auth, onRefused: refused }),
+    wellFormed(),
     era({ maxBodyBytes: d.maxBodyBytes }),
     stepUp({ auth: d.auth, scopesToLift: d.scopesToLift, onRefused: refused }),
     async (c) => {

@@ -11,7 +11,7 @@ import { principalKey } from '../auth/state.js';
 import type { Clock } from '../clock.js';
 import { GatewayError, isGatewayError, toProtocolError } from '../errors.js';
 import type { Limiter } from '../limits/limiter.js';
-import { buildPolicyInput, decisionReach, type ResourceExtractor } from '../policy/input.js';
+import { buildPolicyInput, decisionReach, isWellFormedJson, type ResourceExtractor } from '../policy/input.js';
 import type { Decision, Logger, ToolFacts } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
 import type { ForwardMethod, ForwardParams, ForwardResult } from '../upstream/connection.js';
@@ -124,6 +124,10 @@ export class CallPipeline {
     const { clock } = this.d;
     const t0 = performance.now();
     const agentMeta = ctx.mcpReq._meta ?? {};
+    if (!isWellFormedJson([r.label, r.args, agentMeta])) {
+      // The HTTP edge refuses these already; stdio has no such edge.
+      throw new ProtocolError(-32602, 'Invalid params: names, arguments and _meta values must be well-formed Unicode (no lone surrogates)');
+    }
     const declared = agentMeta[PURPOSE_META_KEY];
     const decisionId = randomUUID();
     const input = buildPolicyInput({

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/client';
 import { codeReadFlags } from '../helpers/attacks.js';
-import { connect, DIST, echoService, type Gateway, startGateway } from '../helpers/harness.js';
+import { connect, DIST, echoService, type Gateway, modernEnvelope, rawPost, startGateway } from '../helpers/harness.js';
 import { addPurposeHosts, allowed, call, copyPolicies, denied, edit, FS_SAMPLE, fsService, HTTP_RESOURCE, reasonKeys } from '../helpers/policy.js';
 
 /** Every record of the gateway's audit log, oldest first. */
@@ -112,6 +112,51 @@ describe('resource facts by declaration, for any service name (rego + cedar)', (
     const d = denied(await call(c, 'tickets.echo', { text: 'secret' }));
     assert.deepEqual(reasonKeys(d), ['cedar:tickets_topic_forbidden', 'rego:tickets_topic_forbidden']);
   });
+});
+
+describe('well-formed input only: lone surrogates are refused at the edge with -32602', () => {
+  let gw: Gateway;
+  before(async () => {
+    gw = await startGateway({ services: { tickets: echoService({ resource: { facts: { topic: '/text' } } }) } });
+  });
+  after(async () => {
+    await gw?.stop();
+  });
+
+  /** One raw 2026-07-28 tools/call whose JSON text is given (escapes as the agent sends them). */
+  const post = async (sub: string, argsJson: string, metaJson = '{}') => {
+    const token = await gw.token({ sub, scopes: ['tickets:call'] });
+    const meta = JSON.stringify(modernEnvelope()).slice(0, -1) + (metaJson === '{}' ? '}' : `,${metaJson.slice(1)}`);
+    const body = `{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"tickets.echo","arguments":${argsJson},"_meta":${meta}}}`;
+    return rawPost(gw, body, {
+      authorization: `Bearer ${token}`,
+      'mcp-protocol-version': '2026-07-28',
+      'mcp-method': 'tools/call',
+      'mcp-name': 'tickets.echo',
+    });
+  };
+  const decided = (sub: string) => records(gw).filter((r) => r.kind === 'decision' && r.principal?.id === sub).length;
+
+  for (const [where, args, meta] of [
+    ['an argument value', '{"text":"a\\ud800b"}', '{}'],
+    ['an argument name', '{"text":"x","\\udc00":1}', '{}'],
+    ['a _meta value (the declared purpose)', '{"text":"x"}', '{"micro-mcp/purpose":"\\udfffx"}'],
+  ] as const) {
+    test(`in ${where}: HTTP 400, JSON-RPC -32602 with the request id, nothing decided or forwarded`, async () => {
+      const sub = `surrogate-${where.replace(/[^a-z]+/g, '-')}`;
+      const r = await post(sub, args, meta);
+      assert.equal(r.status, 400);
+      const body = (await r.json()) as { id: unknown; error: { code: number; message: string } };
+      assert.equal(body.error.code, -32602);
+      assert.equal(body.id, 41);
+      assert.match(body.error.message, /well-formed Unicode/);
+      // The control on the same gateway: the well-formed call is decided (a decision record appears).
+      const ok = await post(`${sub}-control`, '{"text":"fine"}');
+      assert.equal(ok.status, 200);
+      assert.equal(decided(`${sub}-control`), 1);
+      assert.equal(decided(sub), 0, 'the malformed call never reached the policy or the audit');
+    });
+  }
 });
 
 describe("a decision's reach travels to the http service and binds every redirect hop (loopback, test resolver)", () => {
