@@ -71,9 +71,21 @@ export interface DecisionReason {
   message: string;
 }
 
+/** One engine's own answer within a decision: both engines are on the record, allow and deny. */
+export interface EngineVerdict {
+  engine: DecisionReason['engine'];
+  allow: boolean;
+  /** This engine's grants when it allowed, its denials when it denied. */
+  reasons: DecisionReason[];
+  /** Why the engine could not answer (a stable code, e.g. ERR_ENGINE_TIMEOUT); absent when it answered. */
+  error?: string;
+}
+
 export interface Decision {
   allow: boolean;
   reasons: DecisionReason[];
+  /** Each engine's verdict, in the order they decided (absent only where no engine was asked). */
+  engines?: EngineVerdict[];
   obligations: Record<string, unknown>;
   /** Hash of the policy bundle(s) that decided. */
   policy_revision: string;

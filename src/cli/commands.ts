@@ -1,10 +1,12 @@
 /** The small subcommands: token, policy, audit, config. Each returns its exit code. */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { tokenCommand } from '../auth/index.js';
 import { auditVerify } from '../audit/index.js';
 import { DEV_CONFIG_PATH, loadConfig, PACKAGE_ROOT } from '../config/load.js';
-import { policyBuild, policyCheck, policyExplain, policyTest } from '../policy/cli.js';
+import type { Config } from '../config/types.js';
+import { policyBuild, policyCheck, policyExplain, policyReplay, policyTest, type RecordedDecision } from '../policy/cli.js';
 import { declaredFactNames } from '../policy/input.js';
 import type { PolicyConfig } from '../policy/types.js';
 import { resolveConfigPath } from './serve.js';
@@ -23,6 +25,8 @@ const POLICY_USAGE = `usage:
   micro-mcp policy explain --principal ID [--principal-type user|agent|service] [--groups "a b"] [--scopes "x y"]
                            [--purposes "a b"] [--purpose P] --tool NAME [--method M | --phase call|list]
                            [--annotations JSON] [--args JSON] [--rego DIR] [--cedar DIR] [--config FILE | --dev]
+  micro-mcp policy explain --decision ID --audit FILE|DIR [--rego DIR] [--cedar DIR] [--config FILE | --dev]
+                           replays a recorded decision against today's policy: "verdict: same|different"
 `;
 
 const PRINCIPAL_TYPES = ['user', 'agent', 'service'] as const;
@@ -37,6 +41,33 @@ function jsonObject(flag: string, text: string | undefined): Record<string, unkn
     // reported below
   }
   return `--${flag} must be a JSON object`;
+}
+
+/** The policy section explain decides with: the config's, with --rego / --cedar / --opa winning. */
+function explainPolicyConfig(cfg: Config | undefined, v: { rego?: string | undefined; cedar?: string | undefined; opa?: string | undefined }): PolicyConfig {
+  return {
+    ...((cfg?.policy as PolicyConfig | undefined) ?? {}),
+    ...(v.rego !== undefined ? { rego: { dir: path.resolve(v.rego) } } : {}),
+    ...(v.cedar !== undefined ? { cedar: { dir: path.resolve(v.cedar) } } : {}),
+    ...(v.opa !== undefined ? { opa_path: v.opa } : {}),
+  };
+}
+
+/** The decision record `id` in an audit file, or in any file of an audit folder (rotated files too). */
+function findDecisionRecord(where: string, id: string): RecordedDecision | undefined {
+  const files = statSync(where).isDirectory() ? readdirSync(where).map((f) => path.join(where, f)) : [where];
+  for (const file of files) {
+    for (const l of readFileSync(file, 'utf8').split('\n')) {
+      if (!l.includes(id)) continue;
+      try {
+        const r = JSON.parse(l) as { kind?: unknown; decision_id?: unknown };
+        if (r.kind === 'decision' && r.decision_id === id) return r as RecordedDecision;
+      } catch {
+        // a torn last line
+      }
+    }
+  }
+  return undefined;
 }
 
 function usageError(message: string): number {
@@ -67,6 +98,8 @@ export async function policy(argv: string[]): Promise<number> {
       phase: { type: 'string' },
       config: { type: 'string' },
       dev: { type: 'boolean', default: false },
+      decision: { type: 'string' },
+      audit: { type: 'string' },
     },
     strict: true,
   });
@@ -84,6 +117,22 @@ export async function policy(argv: string[]): Promise<number> {
     case 'check':
       return policyCheck(v.bundle ? { bundle: v.bundle, cedarDir, ...opa } : { regoDir, cedarDir, ...opa, ...factNames }, out);
     case 'explain': {
+      if (v.decision !== undefined || v.audit !== undefined) {
+        if (!v.decision || !v.audit) return usageError('--decision ID and --audit FILE go together');
+        const record = findDecisionRecord(v.audit, v.decision);
+        if (record === undefined) return usageError(`no decision record ${JSON.stringify(v.decision)} in ${v.audit}`);
+        const cfgFile = v.config ?? (v.dev ? resolveConfigPath({ dev: true }) : undefined);
+        const cfg = cfgFile ? loadConfig(cfgFile) : undefined;
+        return policyReplay(
+          {
+            record,
+            config: explainPolicyConfig(cfg, v),
+            baseDir: cfg ? path.dirname(cfg.source) : PACKAGE_ROOT,
+            resourceFacts: declaredFactNames((cfg ?? loadConfig(DEV_CONFIG_PATH)).services),
+          },
+          out,
+        );
+      }
       if (!v.principal || !v.tool) break;
       const args = jsonObject('args', v.args);
       const annotations = jsonObject('annotations', v.annotations);
@@ -101,13 +150,7 @@ export async function policy(argv: string[]): Promise<number> {
       // Resource facts come from the services' declarations: the given config's, else the dev config's.
       const services = (cfg ?? loadConfig(DEV_CONFIG_PATH)).services;
       const resources = Object.fromEntries(Object.entries(services).map(([name, s]) => [name, s.resource]));
-      // --rego / --cedar win over the config's policy dirs.
-      const policyCfg: PolicyConfig = {
-        ...((cfg?.policy as PolicyConfig | undefined) ?? {}),
-        ...(v.rego !== undefined ? { rego: { dir: path.resolve(v.rego) } } : {}),
-        ...(v.cedar !== undefined ? { cedar: { dir: path.resolve(v.cedar) } } : {}),
-        ...(v.opa !== undefined ? { opa_path: v.opa } : {}),
-      };
+      const policyCfg = explainPolicyConfig(cfg, v);
       const split = (s: string) => s.split(/[\s,]+/).filter(Boolean);
       return policyExplain(
         {

@@ -108,6 +108,14 @@ export class ListView {
       return {
         allow: false,
         reasons: [{ engine: 'gateway', id: 'engine_error', message: 'policy evaluation failed' }],
+        engines: [
+          {
+            engine: 'gateway',
+            allow: false,
+            reasons: [{ engine: 'gateway', id: 'engine_error', message: 'policy evaluation failed' }],
+            error: 'ERR_POLICY_UNAVAILABLE',
+          },
+        ],
         obligations: {},
         policy_revision: this.d.policy.revision,
         eval_us: 0,

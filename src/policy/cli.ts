@@ -5,10 +5,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { isGatewayError } from '../errors.js';
-import type { Decision, DecisionReason, Principal, ToolFacts } from '../types.js';
+import type { Decision, DecisionReason, PolicyInput, Principal, ToolFacts } from '../types.js';
 import { CedarEngine } from './cedar/engine.js';
 import { runCedarTests } from './cedar/run-tests.js';
 import { buildPolicyInput, resourceExtractor, type ResourceSpec } from './input.js';
+import { isPolicyMethod, POLICY_METHODS } from './methods.js';
 import { loadPolicies, type PolicySet } from './policy-set.js';
 import { formatProblem, type PolicyProblem } from './problems.js';
 import { buildRegoBundle, parseOpaProblems, readRegoBundle } from './rego/bundle.js';
@@ -188,6 +189,15 @@ export interface ExplainOptions {
 
 const fmtReason = (r: DecisionReason): string => `    - ${r.id}: ${r.message}`;
 
+/** `<engine>: allow|deny`, its reasons, and an engine error's cause. */
+function printVerdicts(out: Writer, d: Decision): void {
+  for (const v of d.engines ?? []) {
+    line(out, `${v.engine}: ${v.allow ? 'allow' : 'deny'}`);
+    for (const r of v.reasons) line(out, fmtReason(r));
+    if (v.error !== undefined) line(out, `    error: ${v.error}`);
+  }
+}
+
 function specOf(resources: ExplainOptions['resources'], service: string) {
   const spec = resources !== undefined && Object.hasOwn(resources, service) ? resources[service] : undefined;
   return spec === undefined ? undefined : resourceExtractor(spec);
@@ -229,15 +239,126 @@ export async function policyExplain(opts: ExplainOptions, out: Writer): Promise<
     );
     const engines = opts.engines ?? set.enginesFor(tool.namespace);
     for (const name of engines) {
+      // Each engine alone, so its obligations show too; the verdict is the one the combined decision records.
       const d: Decision = set.decide(input, [name]);
-      line(out, `${name}: ${d.allow ? 'allow' : 'deny'}`);
-      for (const r of d.reasons) line(out, fmtReason(r));
+      printVerdicts(out, d);
       if (Object.keys(d.obligations).length > 0) line(out, `    obligations: ${JSON.stringify(d.obligations)}`);
     }
     const d = set.decide(input, engines);
     line(out, `decision: ${d.allow ? 'allow' : 'deny'} (engines: ${engines.join(', ')}; revision ${d.policy_revision})`);
+    if (d.reasons.some((r) => r.engine === 'gateway')) for (const r of d.reasons) line(out, fmtReason(r));
     if (Object.keys(d.obligations).length > 0) line(out, `obligations: ${JSON.stringify(d.obligations)}`);
     return 0;
+  } finally {
+    set.close();
+  }
+}
+
+/** The members of an audit decision record a replay needs (schemas/audit-event.schema.json). */
+export interface RecordedDecision {
+  decision_id: string;
+  timestamp?: string;
+  request_id?: string | null;
+  session_id?: string | null;
+  requested_by?: string | null;
+  method: string;
+  tool: string;
+  service: string;
+  tool_definition_hash?: string;
+  tool_annotations?: Record<string, unknown>;
+  principal: { id: string; type: Principal['type']; issuer: string; groups?: string[]; purposes?: string[] };
+  client?: { id: string | null };
+  scopes: string[];
+  purpose?: string | null;
+  resource?: Record<string, unknown>;
+  input?: { arguments?: unknown };
+  result: {
+    allow: boolean;
+    reasons: Array<{ engine: string; id: string }>;
+    engines?: Array<{ engine: string; allow: boolean; reasons: Array<{ id: string }>; error?: string }>;
+  };
+  bundles?: { policy?: { revision?: string } };
+}
+
+/** "allow" or "deny - id, id" per engine, comparable across the record and today's decision. */
+function verdictLines(engines: ReadonlyArray<{ engine: string; allow: boolean; reasons: ReadonlyArray<{ id: string }>; error?: string }>): string[] {
+  return engines.map(
+    (v) => `${v.engine}: ${v.allow ? 'allow' : 'deny'} - ${[...new Set(v.reasons.map((r) => r.id))].sort().join(', ')}${v.error ? ` (${v.error})` : ''}`,
+  );
+}
+
+/**
+ * `policy explain --decision ID --audit FILE`: replays a recorded decision (its principal, scopes,
+ * purpose, tool, annotations and resource facts as the record holds them) against the policy set
+ * loaded now, prints both, and says whether today's policy decides the same: the same allow and the
+ * same rule ids per engine. Exit 0 when the same, 1 when different or when the set does not load.
+ */
+export async function policyReplay(
+  opts: { record: RecordedDecision; config?: PolicyConfig; baseDir?: string; resourceFacts?: readonly string[] },
+  out: Writer,
+): Promise<number> {
+  const rec = opts.record;
+  let set: PolicySet;
+  try {
+    set = await loadPolicies(
+      { ...opts.config, watch: false },
+      { ...(opts.baseDir !== undefined ? { baseDir: opts.baseDir } : {}), ...(opts.resourceFacts ? { resourceFacts: opts.resourceFacts } : {}) },
+    );
+  } catch (e) {
+    reportError(out, e);
+    return 1;
+  }
+  try {
+    const m = isPolicyMethod(rec.method) ? POLICY_METHODS[rec.method] : undefined;
+    const prefix = `${rec.service}.`;
+    const args = rec.input?.arguments;
+    const input: PolicyInput = {
+      phase: m?.phase ?? 'call',
+      method: rec.method,
+      action: m?.action ?? '',
+      principal: {
+        id: rec.principal.id,
+        type: rec.principal.type,
+        issuer: rec.principal.issuer,
+        groups: rec.principal.groups ?? [],
+        purposes: rec.principal.purposes ?? [],
+        attributes: {},
+      },
+      client: { id: rec.client?.id ?? null },
+      scopes: rec.scopes,
+      purpose: rec.purpose ?? null,
+      tool: {
+        name: rec.tool,
+        namespace: rec.service,
+        local_name: rec.tool.startsWith(prefix) ? rec.tool.slice(prefix.length) : rec.tool,
+        annotations: rec.tool_annotations ?? {},
+        definition_hash: rec.tool_definition_hash ?? `sha256:${'0'.repeat(64)}`,
+      },
+      // The record keeps arguments only with audit.log_arguments (redacted); the facts are what policies decide on.
+      arguments: typeof args === 'object' && args !== null && !Array.isArray(args) ? (args as Record<string, unknown>) : {},
+      resource: rec.resource ?? {},
+      context: {
+        time: rec.timestamp ?? new Date().toISOString(),
+        request_id: rec.request_id ?? 'replay',
+        session_id: rec.session_id ?? null,
+        client_ip: rec.requested_by ?? null,
+      },
+    };
+    const d = set.decide(input);
+    line(out, `decision ${rec.decision_id} (${rec.tool}, principal ${rec.principal.id}${rec.timestamp ? `, ${rec.timestamp}` : ''})`);
+    const recorded = rec.result.engines ?? [];
+    line(out, `recorded: ${rec.result.allow ? 'allow' : 'deny'} (revision ${rec.bundles?.policy?.revision ?? 'unknown'})`);
+    for (const l of verdictLines(recorded)) line(out, `    ${l}`);
+    line(out, `today:    ${d.allow ? 'allow' : 'deny'} (revision ${d.policy_revision})`);
+    const today = d.engines ?? [];
+    for (const l of verdictLines(today)) line(out, `    ${l}`);
+    // Compare engines by name: a record without per-engine verdicts compares on allow and the rule ids.
+    const a =
+      recorded.length > 0 ? verdictLines(recorded).sort() : [`ids: ${[...new Set(rec.result.reasons.map((r) => `${r.engine}:${r.id}`))].sort().join(', ')}`];
+    const b = recorded.length > 0 ? verdictLines(today).sort() : [`ids: ${[...new Set(d.reasons.map((r) => `${r.engine}:${r.id}`))].sort().join(', ')}`];
+    const same = rec.result.allow === d.allow && JSON.stringify(a) === JSON.stringify(b);
+    line(out, same ? "verdict: same - today's policy decides this call as recorded" : "verdict: different - today's policy decides this call otherwise");
+    return same ? 0 : 1;
   } finally {
     set.close();
   }

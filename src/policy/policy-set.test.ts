@@ -65,6 +65,18 @@ describe('PolicySet with both engines (the default)', () => {
       assert.ok(validDecision(d), `${c.name}: ${JSON.stringify(validDecision.errors)}`);
       assert.equal(d.allow, c.expect.allow, c.name);
       assert.equal(d.policy_revision, set.revision);
+      // Both engines' own verdicts, allow and deny, are part of the decision.
+      assert.deepEqual(
+        d.engines?.map(
+          (v) =>
+            `${v.engine}:${v.allow}:${v.reasons
+              .map((r) => r.id)
+              .sort()
+              .join()}`,
+        ),
+        ['rego', 'cedar'].map((e) => `${e}:${c.expect.allow}:${[...c.expect.ids].sort().join()}`),
+        c.name,
+      );
       // Each engine cites the same ids, so the combined reasons hold every id once per engine.
       for (const engine of ['rego', 'cedar'] as const) {
         assert.deepEqual(
@@ -150,6 +162,10 @@ describe('PolicySet configuration', () => {
       const d = set.decide(caseInput(byName('eng reads /eng')));
       assert.equal(d.allow, false);
       assert.ok(d.reasons.every((r) => r.id === 'engine_error' && /timeout/.test(r.message)));
+      assert.deepEqual(
+        d.engines?.map((v) => `${v.engine}:${v.error}`),
+        ['rego:ERR_ENGINE_TIMEOUT', 'cedar:ERR_ENGINE_TIMEOUT'],
+      );
     } finally {
       set.close();
     }
@@ -203,6 +219,7 @@ describe('loading failures', () => {
       const d = set.decide(caseInput(byName('eng reads /eng')));
       assert.equal(d.allow, false);
       assert.equal(d.reasons[0]?.id, 'engine_error');
+      assert.equal(d.engines?.[0]?.error, 'ERR_ENGINE_UNDEFINED');
     } finally {
       set.close();
     }
@@ -223,6 +240,11 @@ describe('loading failures', () => {
       assert.deepEqual(
         d.reasons.map((r) => `${r.engine}:${r.id}`),
         ['cedar:engine_error'],
+      );
+      // Both engines on the record: Rego's grant, and Cedar's failure with its cause.
+      assert.deepEqual(
+        d.engines?.map((v) => `${v.engine}:${v.allow}:${v.reasons.map((r) => r.id).join()}:${v.error ?? ''}`),
+        ['rego:true:http_fetch_scope:', 'cedar:false:engine_error:ERR_ENGINE_EVALUATION'],
       );
     } finally {
       set.close();

@@ -9,7 +9,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { POLICY_CONFIG_DEFAULTS as DEFAULTS } from '../../schemas/generated/config.js';
 import { GatewayError, isGatewayError } from '../errors.js';
-import type { Decision, DecisionReason, PolicyInput, Principal } from '../types.js';
+import type { Decision, DecisionReason, EngineVerdict, PolicyInput, Principal } from '../types.js';
 import { CedarEngine } from './cedar/engine.js';
 import { buildPolicyInput, resourceExtractor } from './input.js';
 import { isPolicyMethod, POLICY_METHODS } from './methods.js';
@@ -17,7 +17,7 @@ import { buildRegoBundle, readRegoBundle } from './rego/bundle.js';
 import { RegoEngine } from './rego/engine.js';
 import { resolveOpa } from './rego/opa.js';
 import { toolFacts } from './tools.js';
-import type { EngineName, PolicyConfig, PolicyEngine, PolicyLogger } from './types.js';
+import { EngineError, type EngineErrorCode, type EngineName, type PolicyConfig, type PolicyEngine, type PolicyLogger } from './types.js';
 
 /** A reload waits this long after the last change, so that one save (or checkout) is one reload. */
 const RELOAD_DEBOUNCE_MS = 150;
@@ -216,6 +216,7 @@ export class PolicySet {
       return {
         allow: false,
         reasons: [{ engine: 'gateway', id: 'unknown_method', message: 'this MCP method is not decided by the gateway policy' }],
+        engines: [],
         obligations: {},
         policy_revision: gen.revision,
         eval_us: Math.round((performance.now() - t0) * 1000),
@@ -224,13 +225,19 @@ export class PolicySet {
     const names = engines ?? this.enginesFor(input.tool.namespace);
     const allowReasons: DecisionReason[] = [];
     const denyReasons: DecisionReason[] = [];
+    const verdicts: EngineVerdict[] = [];
     let obligations: Record<string, unknown> = {};
     const stepUp = new Set<string>();
-    if (names.length === 0) denyReasons.push(errorReason('gateway', 'no policy engine is configured for this request'));
+    const failed = (engine: EngineName | 'gateway', code: EngineErrorCode, message: string): void => {
+      const reason = errorReason(engine, message);
+      denyReasons.push(reason);
+      verdicts.push({ engine, allow: false, reasons: [reason], error: code });
+    };
+    if (names.length === 0) failed('gateway', 'ERR_ENGINE_NONE', 'no policy engine is configured for this request');
     for (const name of names) {
       const engine = gen.engines.get(name);
       if (engine === undefined) {
-        denyReasons.push(errorReason(name, `${name} engine is not loaded`));
+        failed(name, 'ERR_ENGINE_NOT_LOADED', `${name} engine is not loaded`);
         continue;
       }
       const start = performance.now();
@@ -238,26 +245,30 @@ export class PolicySet {
         const r = engine.evaluate(input);
         // WASM evaluation cannot be pre-empted; a too-slow answer is discarded, failing closed.
         if (performance.now() - start > this.#cfg.decision_timeout_ms) {
-          denyReasons.push(errorReason(name, `${name} exceeded the decision timeout of ${this.#cfg.decision_timeout_ms} ms`));
+          failed(name, 'ERR_ENGINE_TIMEOUT', `${name} exceeded the decision timeout of ${this.#cfg.decision_timeout_ms} ms`);
         } else if (r.allow) {
           allowReasons.push(...r.reasons);
+          verdicts.push({ engine: name, allow: true, reasons: r.reasons });
           obligations = { ...obligations, ...r.obligations };
         } else {
           denyReasons.push(...r.reasons);
+          verdicts.push({ engine: name, allow: false, reasons: r.reasons });
           // The one obligation a denial keeps: which scopes would lift it (HTTP 403 step-up).
           const up = r.obligations.step_up_scopes;
           if (Array.isArray(up)) for (const x of up) if (typeof x === 'string') stepUp.add(x);
         }
       } catch (e) {
-        // Agents see only that the engine failed; where in the policy it failed is for operators.
+        // Agents see only that the engine failed; where in the policy it failed is for operators,
+        // and the audit record keeps the cause as a stable code.
         this.#hooks.log?.error({ engine: name, err: e instanceof Error ? e.message : String(e) }, 'policy evaluation failed: denied');
-        denyReasons.push(errorReason(name, `${name} evaluation failed`));
+        failed(name, e instanceof EngineError ? e.code : 'ERR_ENGINE_EVALUATION', `${name} evaluation failed`);
       }
     }
     const allow = denyReasons.length === 0;
     return {
       allow,
       reasons: allow ? allowReasons : denyReasons,
+      engines: verdicts,
       obligations: allow ? obligations : stepUp.size > 0 ? { step_up_scopes: [...stepUp].sort() } : {},
       policy_revision: gen.revision,
       eval_us: Math.round((performance.now() - t0) * 1000),

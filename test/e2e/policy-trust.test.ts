@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/client';
 import { codeReadFlags } from '../helpers/attacks.js';
 import { connect, DIST, echoService, type Gateway, modernEnvelope, rawPost, startGateway } from '../helpers/harness.js';
-import { addPurposeHosts, allowed, call, copyPolicies, denied, edit, FS_SAMPLE, fsService, HTTP_RESOURCE, reasonKeys } from '../helpers/policy.js';
+import { addPurposeHosts, allowed, call, copyPolicies, denied, edit, FS_SAMPLE, fsService, HTTP_RESOURCE, reasonKeys, runCli } from '../helpers/policy.js';
 
 /** Every record of the gateway's audit log, oldest first. */
 function records(gw: Gateway): Array<Record<string, any>> {
@@ -103,6 +103,50 @@ describe('resource facts by declaration, for any service name (rego + cedar)', (
     assert.deepEqual(reasonKeys(d), ['cedar:docs_path_private', 'rego:docs_path_private']);
     const rec = records(gw).filter((r) => r.kind === 'decision' && r.principal?.id === 'docs-reader');
     assert.equal(rec.length, 2);
+  });
+
+  test("both engines on the record: each engine's verdict and rule ids, the facts decided on; `policy explain --decision` replays it", async () => {
+    const c = await as('recorded');
+    const d = denied(await call(c, 'docs.read', { path: '/eng/runbook.md' }));
+    const rec = records(gw).find((r) => r.kind === 'decision' && r.decision_id === d.data.decision_id);
+    assert.ok(rec, 'the denial has its decision record');
+    assert.deepEqual(rec.result.engines, [
+      { engine: 'rego', allow: false, reasons: [{ id: 'docs_path_private', message: '/eng is private in the docs service' }] },
+      { engine: 'cedar', allow: false, reasons: [{ id: 'docs_path_private', message: '/eng is private in the docs service' }] },
+    ]);
+    assert.deepEqual(rec.resource, { path: '/eng/runbook.md', root: 'sample' });
+    assert.deepEqual(rec.principal.purposes, ['e2e-tests']);
+    // An allowed call keeps both engines' grants too.
+    const ok = allowed(await call(c, 'docs.read', { path: '/public/faq.md' }));
+    assert.notEqual(ok.isError, true);
+    const okRec = records(gw)
+      .filter((r) => r.kind === 'decision' && r.principal?.id === 'recorded' && r.result.allow)
+      .at(-1);
+    assert.deepEqual(
+      okRec?.result.engines.map(
+        (v: { engine: string; allow: boolean; reasons: Array<{ id: string }> }) => `${v.engine}:${v.allow}:${v.reasons.map((r) => r.id).join()}`,
+      ),
+      ['rego:true:service_call_scope', 'cedar:true:service_call_scope'],
+    );
+
+    const audit = path.join(gw.dir, 'audit', 'audit.jsonl');
+    const replay = () =>
+      runCli(['policy', 'explain', '--decision', d.data.decision_id, '--audit', audit, '--config', path.join(gw.dir, 'gateway.yaml')], {}, 60_000);
+    const same = await replay();
+    assert.equal(same.code, 0, same.stdout + same.stderr);
+    assert.match(same.stdout, /^recorded: deny /m);
+    assert.match(same.stdout, /^ {4}rego: deny - docs_path_private$/m);
+    assert.match(same.stdout, /^verdict: same/m);
+    // Today's policy no longer denies /eng in Rego: the replay says so, and exits 1.
+    edit(path.join(policies.rego, 'zz_third_party.rego'), 'startswith(input.resource.path, "/eng")', 'startswith(input.resource.path, "/nowhere")');
+    try {
+      const differs = await replay();
+      assert.equal(differs.code, 1, differs.stdout + differs.stderr);
+      assert.match(differs.stdout, /^ {4}rego: allow - service_call_scope$/m);
+      assert.match(differs.stdout, /^verdict: different/m);
+    } finally {
+      edit(path.join(policies.rego, 'zz_third_party.rego'), 'startswith(input.resource.path, "/nowhere")', 'startswith(input.resource.path, "/eng")');
+    }
   });
 
   test('a third-party service: a named fact from a JSON pointer (topic = /text) is decided on by both engines', async () => {

@@ -295,6 +295,14 @@ describe('fail closed and per-service engines (edited copy of the repo policies)
         assert.deepEqual(reasonKeys(d), ['rego:engine_error']);
         // Agents learn that the engine failed, not where in the policy (no file name, no line).
         assert.doesNotMatch(JSON.stringify(d), /\.rego|:\d+:\d+/);
+        // The decision record keeps the cause as a stable code, and Cedar's own verdict beside it.
+        const rec = decisions(gw).find((x) => (x as { decision_id?: string }).decision_id === d.data.decision_id) as unknown as {
+          result: { engines: Array<{ engine: string; allow: boolean; error?: string }> };
+        };
+        assert.deepEqual(
+          rec.result.engines.map((v) => `${v.engine}:${v.allow}:${v.error ?? ''}`),
+          ['rego:false:ERR_ENGINE_EVALUATION', 'cedar:true:'],
+        );
         // The neighbouring tool decides normally: the error is the rule, not the engine.
         assert.notEqual(allowed(await call(client, 'fs.read', { path: '/eng/runbook.md' })).isError, true);
         assert.deepEqual(await toolNames(client), ['fs.list', 'fs.read', 'fs.stat']);

@@ -10,7 +10,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DecisionReason, PolicyInput } from '../../types.js';
 import { compileError, lineOf, type PolicyProblem } from '../problems.js';
-import type { EngineResult, PolicyEngine } from '../types.js';
+import { EngineError, type EngineResult, type PolicyEngine } from '../types.js';
 import { toCedarRequest } from './request.js';
 
 const CEDAR_SCHEMA_FILE = 'schema.cedarschema';
@@ -127,7 +127,7 @@ export class CedarEngine implements PolicyEngine {
     context: Context;
     entities: EntityJson[];
   }): CedarAnswer {
-    if (this.#closed) throw new Error('cedar engine is closed');
+    if (this.#closed) throw new EngineError('ERR_ENGINE_CLOSED', 'cedar engine is closed');
     // No schema at evaluation: the policies were validated against it (strict) at load, and the
     // request and entities are well-typed by construction (toCedarRequest). Parsing them with the
     // schema again costs more than evaluating the policies (measured here: 256 µs with the
@@ -136,7 +136,7 @@ export class CedarEngine implements PolicyEngine {
     if (ans.type === 'failure') {
       // Cedar's messages can quote entity or context values (tool arguments): keep only codes.
       const codes = ans.errors.map((e) => e.code ?? 'request_invalid');
-      throw new Error(`cedar rejected the request (${codes.join(', ')})`);
+      throw new EngineError('ERR_ENGINE_REQUEST_INVALID', `cedar rejected the request (${codes.join(', ')})`);
     }
     return {
       decision: ans.response.decision,
@@ -167,7 +167,7 @@ export class CedarEngine implements PolicyEngine {
     const ans = this.authorize(req);
     // Cedar skips a policy that errors; a skipped forbid could turn a deny into an allow, so
     // any evaluation error fails the whole decision closed.
-    if (ans.errors.length > 0) throw new Error(`cedar policies failed to evaluate: ${ans.errors.join(', ')}`);
+    if (ans.errors.length > 0) throw new EngineError('ERR_ENGINE_EVALUATION', `cedar policies failed to evaluate: ${ans.errors.join(', ')}`);
     const reasons: DecisionReason[] = ans.reason.map((id) => ({ engine: 'cedar', id, message: this.#messages.get(id) ?? id }));
     if (reasons.length === 0) {
       reasons.push(
