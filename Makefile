@@ -47,6 +47,7 @@ test: setup build
 	$(OPA) fmt --list --fail policies/rego
 	$(OPA) check --strict -s schemas/policy-input.schema.json policies/rego
 	$(OPA) test -s schemas/policy-input.schema.json policies/rego
+	node dist/src/cli/main.js policy parity --count 10000 --seed 1 | tail -n 3
 	$(MAKE) --no-print-directory test-node
 
 test-node:

@@ -6,7 +6,7 @@ import { tokenCommand } from '../auth/index.js';
 import { auditVerify } from '../audit/index.js';
 import { DEV_CONFIG_PATH, loadConfig, PACKAGE_ROOT } from '../config/load.js';
 import type { Config } from '../config/types.js';
-import { policyBuild, policyCheck, policyExplain, policyReplay, policyTest, type RecordedDecision } from '../policy/cli.js';
+import { policyBuild, policyCheck, policyExplain, policyParity, policyReplay, policyTest, type RecordedDecision } from '../policy/cli.js';
 import { declaredFactNames } from '../policy/input.js';
 import type { PolicyConfig } from '../policy/types.js';
 import { resolveConfigPath } from './serve.js';
@@ -25,6 +25,8 @@ const POLICY_USAGE = `usage:
   micro-mcp policy explain --principal ID [--principal-type user|agent|service] [--groups "a b"] [--scopes "x y"]
                            [--purposes "a b"] [--purpose P] --tool NAME [--method M | --phase call|list]
                            [--annotations JSON] [--args JSON] [--rego DIR] [--cedar DIR] [--config FILE | --dev]
+  micro-mcp policy parity  [--count N] [--seed S] [--rego DIR] [--cedar DIR] [--config FILE]
+                           both engines on N generated inputs; every disagreement by class, exit 1 unless declared
   micro-mcp policy explain --decision ID --audit FILE|DIR [--rego DIR] [--cedar DIR] [--config FILE | --dev]
                            replays a recorded decision against today's policy: "verdict: same|different"
 `;
@@ -100,6 +102,8 @@ export async function policy(argv: string[]): Promise<number> {
       dev: { type: 'boolean', default: false },
       decision: { type: 'string' },
       audit: { type: 'string' },
+      count: { type: 'string', default: '10000' },
+      seed: { type: 'string', default: '1' },
     },
     strict: true,
   });
@@ -116,6 +120,16 @@ export async function policy(argv: string[]): Promise<number> {
       return policyTest({ regoDir, cedarDir, ...opa, ...factNames }, out);
     case 'check':
       return policyCheck(v.bundle ? { bundle: v.bundle, cedarDir, ...opa } : { regoDir, cedarDir, ...opa, ...factNames }, out);
+    case 'parity': {
+      const count = Number(v.count);
+      const seed = Number(v.seed);
+      if (!Number.isSafeInteger(count) || count < 1) return usageError('--count must be a positive integer');
+      if (!Number.isSafeInteger(seed)) return usageError('--seed must be an integer');
+      // Resource facts as the services declare them: the given config's, else the dev config's.
+      const services = loadConfig(v.config ?? DEV_CONFIG_PATH).services;
+      const resources = Object.fromEntries(Object.entries(services).map(([name, s]) => [name, s.resource]));
+      return policyParity({ regoDir, cedarDir, count, seed, resources, ...opa, ...factNames }, out);
+    }
     case 'explain': {
       if (v.decision !== undefined || v.audit !== undefined) {
         if (!v.decision || !v.audit) return usageError('--decision ID and --audit FILE go together');

@@ -8,7 +8,8 @@ import { isGatewayError } from '../errors.js';
 import type { Decision, DecisionReason, PolicyInput, Principal, ToolFacts } from '../types.js';
 import { CedarEngine } from './cedar/engine.js';
 import { runCedarTests } from './cedar/run-tests.js';
-import { buildPolicyInput, resourceExtractor, type ResourceSpec } from './input.js';
+import { buildPolicyInput, type ResourceExtractor, resourceExtractor, type ResourceSpec } from './input.js';
+import { parityInputs, runParity } from './parity.js';
 import { isPolicyMethod, POLICY_METHODS } from './methods.js';
 import { loadPolicies, type PolicySet } from './policy-set.js';
 import { formatProblem, type PolicyProblem } from './problems.js';
@@ -361,5 +362,76 @@ export async function policyReplay(
     return same ? 0 : 1;
   } finally {
     set.close();
+  }
+}
+
+/** Rule ids whose METADATA declares `custom: {parity: why}` (`opa inspect -a`): approximations on purpose. */
+async function regoParityDeclarations(opa: string, dir: string): Promise<Map<string, string>> {
+  const run = await runOpa(opa, ['inspect', '-a', '--format', 'json', '.'], { cwd: dir });
+  const out = new Map<string, string>();
+  if (run.code !== 0) return out;
+  const doc = JSON.parse(run.stdout) as { annotations?: Array<{ annotations?: { title?: unknown; custom?: { parity?: unknown } } }> };
+  for (const a of doc.annotations ?? []) {
+    const title = a.annotations?.title;
+    const why = a.annotations?.custom?.parity;
+    if (typeof title === 'string' && typeof why === 'string') out.set(title, why);
+  }
+  return out;
+}
+
+/**
+ * `policy parity`: generates `count` PolicyInputs from `seed` (groups, scopes, purposes, every
+ * method of the table and every tool, odd paths and URLs, list and call), decides each with Rego and
+ * Cedar alone, and reports every disagreement by class with its smallest example. Exit 1 when a
+ * disagreement is not declared on purpose by the policy files.
+ */
+export async function policyParity(
+  opts: {
+    regoDir: string;
+    cedarDir: string;
+    count: number;
+    seed: number;
+    resources?: Readonly<Record<string, ResourceSpec | undefined>>;
+    factNames?: string[];
+    opaPath?: string;
+  },
+  out: Writer,
+): Promise<number> {
+  let rego: RegoEngine | null = null;
+  let cedar: CedarEngine | null = null;
+  try {
+    const opa = resolveOpa(opts.opaPath);
+    const dir = resolve(opts.regoDir);
+    const { tarball } = await buildRegoBundle(opa, dir, opts.factNames);
+    rego = await RegoEngine.fromBundle(readRegoBundle(tarball, dir), dir);
+    cedar = await CedarEngine.load(resolve(opts.cedarDir));
+    const declared = new Map([...(await regoParityDeclarations(opa, dir)), ...cedar.parityDeclared]);
+    const resources = new Map<string, ResourceExtractor>();
+    for (const [name, spec] of Object.entries(opts.resources ?? {})) if (spec !== undefined) resources.set(name, resourceExtractor(spec));
+    const report = runParity(rego, cedar, parityInputs({ count: opts.count, seed: opts.seed, resources }), new Set(declared.keys()));
+    line(out, `parity: ${report.inputs} inputs (seed ${opts.seed}); the engines agree on ${report.agreed}`);
+    let undeclared = 0;
+    let onPurpose = 0;
+    for (const c of report.classes) {
+      if (c.declared) onPurpose += c.count;
+      else undeclared += c.count;
+      line(out, `${c.declared ? 'declared' : 'DIFF'}  ${c.name} (${c.count} input${c.count === 1 ? '' : 's'})`);
+      if (c.declared) {
+        const ids = [...c.rego.ids, ...c.cedar.ids].filter((x) => declared.has(x));
+        for (const id of new Set(ids)) line(out, `      ${id}: ${declared.get(id)}`);
+      }
+      const fmt = (a: { allow: boolean; ids: string[]; error?: string }) => `${a.error ?? (a.allow ? 'allow' : 'deny')} [${a.ids.join(', ')}]`;
+      line(out, `      rego ${fmt(c.rego)}; cedar ${fmt(c.cedar)}`);
+      line(out, `      minimal example: ${JSON.stringify(c.example)}`);
+    }
+    const classes = report.classes.filter((c) => !c.declared).length;
+    line(out, `${undeclared} disagreement${undeclared === 1 ? '' : 's'} in ${classes} class${classes === 1 ? '' : 'es'} (${onPurpose} declared on purpose)`);
+    return undeclared === 0 ? 0 : 1;
+  } catch (e) {
+    reportError(out, e);
+    return 1;
+  } finally {
+    rego?.close();
+    cedar?.close();
   }
 }

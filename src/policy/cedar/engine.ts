@@ -40,13 +40,16 @@ export class CedarEngine implements PolicyEngine {
   readonly revision: string;
   readonly #psetId: string;
   readonly #messages: ReadonlyMap<string, string>;
+  /** Policy ids annotated `@parity("why")`: rules Rego can only approximate, declared for `policy parity`. */
+  readonly parityDeclared: ReadonlyMap<string, string>;
   #closed = false;
   /** Decisions by request, oldest first (a Map keeps insertion order: eviction drops the oldest). */
   readonly #memo = new Map<string, EngineResult>();
 
-  private constructor(psetId: string, messages: Map<string, string>, revision: string) {
+  private constructor(psetId: string, messages: Map<string, string>, revision: string, parity: Map<string, string>) {
     this.#psetId = psetId;
     this.#messages = messages;
+    this.parityDeclared = parity;
     this.revision = revision;
   }
 
@@ -72,6 +75,7 @@ export class CedarEngine implements PolicyEngine {
     const problems: PolicyProblem[] = [];
     const policies: Record<string, string> = {};
     const messages = new Map<string, string>();
+    const parity = new Map<string, string>();
     const hash = createHash('sha256').update(schema).update('\0');
     for (const name of names) {
       const file = join(dir, name);
@@ -106,6 +110,7 @@ export class CedarEngine implements PolicyEngine {
         } else {
           policies[id] = part;
           messages.set(id, ann.reason ?? id);
+          if (ann.parity !== undefined) parity.set(id, ann.parity);
         }
       }
     }
@@ -116,7 +121,7 @@ export class CedarEngine implements PolicyEngine {
     const psetId = `micro-mcp-policies-${++generation}`;
     const ps = cedar.preparsePolicySet(psetId, { staticPolicies: policies });
     if (ps.type === 'failure') throw compileError(ps.errors.map((e) => ({ engine: 'cedar', file: dir, line: null, reason: e.message })));
-    return new CedarEngine(psetId, messages, `sha256:${hash.digest('hex')}`);
+    return new CedarEngine(psetId, messages, `sha256:${hash.digest('hex')}`, parity);
   }
 
   /** Authorizes one raw Cedar request against the pre-parsed set (used by decide and the test runner). */
