@@ -54,6 +54,32 @@ describe('micro-mcp policy CLI functions', () => {
     }
   });
 
+  it('Cedar cases written as PolicyInputs go through the real request mapping; a fixture that breaks the schema fails with its reason', async () => {
+    const extra = join(dir, 'cedar', 'tests', 'zz_inputs.json');
+    const cases = JSON.parse(await readFile(join(root, 'policies', 'cedar', 'tests', 'authz.json'), 'utf8')) as Array<{ input: Record<string, unknown> }>;
+    const base = cases[0]!.input;
+    try {
+      await writeFile(
+        extra,
+        JSON.stringify([
+          { name: 'wrong ids', input: base, decision: 'allow', reason: ['fs_read_scope', 'http_fetch_scope'] },
+          { name: 'not a PolicyInput', input: { ...base, action: 'fly' }, decision: 'allow', reason: ['fs_read_scope'] },
+          { name: 'as the gateway builds it', input: base, decision: 'allow', reason: ['fs_read_scope'] },
+        ]),
+      );
+      const c = capture();
+      assert.equal(await policyTest({ regoDir: join(root, 'policies/rego'), cedarDir: join(dir, 'cedar') }, c.out), 1);
+      assert.match(c.text(), /FAIL cedar .*zz_inputs\.json: wrong ids - expected reason fs_read_scope, http_fetch_scope, got fs_read_scope$/m);
+      assert.match(
+        c.text(),
+        /FAIL cedar .*zz_inputs\.json: not a PolicyInput - input does not match schemas\/policy-input\.schema\.json: \/action must be equal to one of the allowed values$/m,
+      );
+      assert.match(c.text(), /^ok {3}cedar .*zz_inputs\.json: as the gateway builds it$/m);
+    } finally {
+      await rm(extra, { force: true });
+    }
+  });
+
   it('policy check passes on the examples and names file and line when broken', async () => {
     const ok = capture();
     assert.equal(await policyCheck({ regoDir: join(root, 'policies/rego'), cedarDir: join(root, 'policies/cedar') }, ok.out), 0, ok.text());

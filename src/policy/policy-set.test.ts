@@ -198,6 +198,9 @@ describe('loading failures', () => {
     assert.equal(e.code, 'ERR_POLICY_COMPILE');
     const lineNo = src.slice(0, src.indexOf('context.scopes.contains("http:fetch") };')).split('\n').length;
     assert.match(e.message, new RegExp(`policies\\.cedar:${lineNo}: `));
+    // The error cites the policy's @id, not the "policy17" Cedar makes up.
+    assert.match(e.message, /: in policy @id\("http_fetch_scope"\): the types Long and String are not compatible/);
+    assert.doesNotMatch(e.message, /`policy\d+`/);
   });
 
   it('refuses a Cedar policy without @id', async () => {
@@ -315,6 +318,23 @@ describe('hot reload', () => {
     dir = await copyPolicies();
   });
   after(() => rm(dir, { recursive: true, force: true }));
+
+  it('a reload that changes nothing is not a new revision: no swap, no reload event', async () => {
+    const reloads: string[] = [];
+    const set = await loadPolicies(
+      { rego: { dir: join(dir, 'rego') }, cedar: { dir: join(dir, 'cedar') }, watch: false },
+      { onReload: (i) => reloads.push(i.revision) },
+    );
+    try {
+      const rev = set.revision;
+      assert.equal(await set.reload(), true);
+      assert.equal(set.revision, rev);
+      assert.deepEqual(reloads, []);
+      assert.equal(set.decide(caseInput(byName('eng reads /eng'))).allow, true, 'the running set still serves');
+    } finally {
+      set.close();
+    }
+  });
 
   for (const engine of ['rego', 'cedar'] as const) {
     it(`${engine}: swaps in an edit, keeps the last good set on a broken edit`, async () => {

@@ -306,6 +306,13 @@ export class PolicySet {
       for (const e of next.engines.values()) e.close();
       return false;
     }
+    if (next.revision === this.#gen.revision) {
+      // The same sources (a touch, a save without changes, a checkout of the same tree): not a new
+      // revision, so no swap and no reload event.
+      for (const e of next.engines.values()) e.close();
+      log?.info({ revision: next.revision }, 'policy reload: unchanged');
+      return true;
+    }
     const previous = this.#gen;
     this.#gen = next; // the atomic swap: one reference assignment; decide() reads it once
     for (const e of previous.engines.values()) e.close();

@@ -85,6 +85,22 @@ function decisions(gw: Gateway): Array<{ tool: string; principal: { id: string }
   return out;
 }
 
+/** The event records of the audit log, oldest first. */
+function auditEvents(gw: Gateway): Array<{ type?: string; error?: { code: string }; details?: unknown }> {
+  const file = path.join(gw.dir, 'audit', 'audit.jsonl');
+  if (!existsSync(file)) return [];
+  const out: ReturnType<typeof auditEvents> = [];
+  for (const l of readFileSync(file, 'utf8').split('\n')) {
+    try {
+      const r = JSON.parse(l) as { kind: string } & ReturnType<typeof auditEvents>[number];
+      if (r.kind === 'event') out.push(r);
+    } catch {
+      // a record being appended right now
+    }
+  }
+  return out;
+}
+
 describe('policy decisions through the gateway (repo policies + a test-only loopback purpose, rego + cedar)', () => {
   let gw: Gateway;
   let origin: Awaited<ReturnType<typeof startOrigin>>;
@@ -401,6 +417,19 @@ describe('hot reload', () => {
     }
   });
 
+  test('a reload that changes nothing (a file saved unchanged) is not a new revision and not a reload event', async () => {
+    // Runs while the set is good. A file saved unchanged makes the watcher reload; the log says it was unchanged.
+    const file = path.join(policies.rego, 'purpose.rego');
+    const unchanged = () => (gw.output().match(/"msg":"policy reload: unchanged"/g) ?? []).length;
+    const before = unchanged();
+    const events = auditEvents(gw).filter((r) => r.type === 'policy_reload').length;
+    const rev = denied(await statPublic(eng)).data.policy_revision;
+    writeFileSync(file, readFileSync(file, 'utf8'));
+    await eventually(() => unchanged() > before, 15_000);
+    assert.equal(auditEvents(gw).filter((r) => r.type === 'policy_reload').length, events, 'no policy_reload record');
+    assert.equal(denied(await statPublic(eng)).data.policy_revision, rev);
+  });
+
   test('a broken Rego edit keeps the last good set and reports file:line and reason', async () => {
     const rev = denied(await statPublic(eng)).data.policy_revision;
     const okReloads = reloads();
@@ -408,6 +437,16 @@ describe('hot reload', () => {
     const report = await eventually(() => /policy reload rejected[^\n]*/.exec(gw.output())?.[0] ?? '', 15_000);
     assert.match(report, /zz_broken\.rego:5: rego_parse_error: unexpected } token/);
     assert.equal(reloads(), okReloads, 'no swap happened');
+    // The rejection is audited with file, line and reason.
+    const rejected = (r: ReturnType<typeof auditEvents>[number]) => r.type === 'policy_reload' && r.error !== undefined;
+    await eventually(() => auditEvents(gw).some(rejected), 15_000);
+    const events = auditEvents(gw).filter(rejected);
+    const problems = (events.at(-1)!.details as { problems: Array<{ engine: string; file: string; line: number; reason: string }> }).problems;
+    assert.equal(events.at(-1)!.error!.code, 'ERR_POLICY_COMPILE');
+    assert.deepEqual(
+      problems.map((p) => [p.engine, path.basename(p.file), p.line, p.reason]),
+      [['rego', 'zz_broken.rego', 5, 'rego_parse_error: unexpected } token']],
+    );
     // The last good set keeps deciding exactly as before.
     const d = denied(await statPublic(eng));
     assert.deepEqual(reasonKeys(d), ['cedar:hot_reload_forbid']);
@@ -556,6 +595,76 @@ describe('micro-mcp policy test | explain', () => {
     assert.ok(Number(m[1]) >= 20, `suites ran (${m[1]})`);
     assert.match(r.stdout, /^ok +rego /m);
     assert.match(r.stdout, /^ok +cedar /m);
+  });
+
+  test('`policy explain` honours --rego/--cedar, --principal-type, --method and --annotations; prints obligations and an engine error; refuses an unknown --phase', async () => {
+    const bad = await runCli(['policy', 'explain', '--principal', 'bob', '--tool', 'fs.read', '--phase', 'sideways']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--phase must be call or list, not "sideways"/);
+    const badType = await runCli(['policy', 'explain', '--principal', 'bob', '--tool', 'fs.read', '--principal-type', 'robot']);
+    assert.equal(badType.code, 2);
+    assert.match(badType.stderr, /--principal-type must be one of user, agent, service/);
+
+    const policies = copyPolicies();
+    try {
+      writeFileSync(
+        path.join(policies.rego, 'e2e_boom.rego'),
+        'package micro_mcp.authz\n\nreasons := {"boom: conflicting reasons"} if input.principal.type == "service"\n',
+      );
+      writeFileSync(
+        path.join(policies.cedar, 'e2e.cedar'),
+        '@id("e2e_no_agents")\n@reason("agents may not get prompts")\nforbid (principal, action == MicroMcp::Action::"get_prompt", resource) when { principal.type == "agent" };\n',
+      );
+      const args = (type: string) => [
+        'policy',
+        'explain',
+        '--rego',
+        policies.rego,
+        '--cedar',
+        policies.cedar,
+        '--principal',
+        'ci-bot',
+        '--principal-type',
+        type,
+        '--scopes',
+        'everything:call',
+        '--tool',
+        'everything.simple-prompt',
+        '--method',
+        'prompts/get',
+        '--annotations',
+        '{"readOnlyHint":true,"openWorldHint":false}',
+      ];
+      const agent = await runCli(args('agent'));
+      assert.equal(agent.code, 0, agent.stdout + agent.stderr);
+      assert.match(agent.stdout, /"method":"prompts\/get","action":"get_prompt","principal":"ci-bot","type":"agent"/);
+      assert.match(agent.stdout, /^rego: allow\n {4}- service_content_scope: /m);
+      assert.match(agent.stdout, /^cedar: deny\n {4}- e2e_no_agents: agents may not get prompts$/m);
+      const service = await runCli(args('service'));
+      assert.match(service.stdout, /^rego: deny\n {4}- engine_error: rego evaluation failed\n {4}error: ERR_ENGINE_EVALUATION$/m);
+      assert.match(service.stdout, /^cedar: allow$/m);
+    } finally {
+      rmSync(policies.dir, { recursive: true, force: true });
+    }
+
+    const reach = await runCli([
+      'policy',
+      'explain',
+      '--principal',
+      'alice',
+      '--groups',
+      'eng',
+      '--scopes',
+      'fs:read',
+      '--tool',
+      'fs.read',
+      '--annotations',
+      '{"readOnlyHint":true,"openWorldHint":false}',
+      '--args',
+      '{"path":"/eng/runbook.md"}',
+    ]);
+    const obligations = /^obligations: (.*)$/m.exec(reach.stdout)?.[1] ?? '{}';
+    assert.deepEqual((JSON.parse(obligations) as { reach: { roots: string[] } }).reach.roots.sort(), ['/eng', '/public']);
   });
 
   test("`policy explain` prints both engines' decisions with reasons", async () => {

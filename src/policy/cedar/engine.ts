@@ -86,20 +86,22 @@ export class CedarEngine implements PolicyEngine {
         problems.push(...problemsFrom(parsed.errors, file, text));
         continue;
       }
-      const v = cedar.validate({ schema, policies: { staticPolicies: text }, validationSettings: { mode: 'strict' } });
-      if (v.type === 'failure') {
-        problems.push(...problemsFrom(v.errors, file, text));
-        continue;
-      }
-      for (const ve of [...v.validationErrors, ...v.validationWarnings]) problems.push(...problemsFrom([ve.error], file, text));
       const parts = cedar.policySetTextToParts(text);
       if (parts.type === 'failure') {
         problems.push(...problemsFrom(parts.errors, file, text));
         continue;
       }
       if (parts.policy_templates.length > 0) problems.push({ engine: 'cedar', file, line: null, reason: 'templates are not supported' });
+      // Validated keyed by @id, so that a validation error cites the policy's own id rather than
+      // the "policy17" Cedar makes up for a set given as one text.
+      const own: Record<string, string> = {};
+      const offsets = new Map<string, number>();
+      let from = 0;
       for (const part of parts.policies) {
-        const line = lineOf(text, Math.max(0, text.indexOf(part)));
+        const found = text.indexOf(part, from);
+        const offset = found === -1 ? Math.max(0, text.indexOf(part)) : found;
+        if (found !== -1) from = found + part.length;
+        const line = lineOf(text, offset);
         const json = cedar.policyToJson(part);
         const ann = json.type === 'success' ? (json.json.annotations ?? {}) : {};
         const id = ann.id;
@@ -109,9 +111,25 @@ export class CedarEngine implements PolicyEngine {
           problems.push({ engine: 'cedar', file, line, reason: `duplicate policy @id("${id}")` });
         } else {
           policies[id] = part;
+          own[id] = part;
+          offsets.set(id, offset);
           messages.set(id, ann.reason ?? id);
           if (ann.parity !== undefined) parity.set(id, ann.parity);
         }
+      }
+      if (Object.keys(own).length === 0) continue;
+      const v = cedar.validate({ schema, policies: { staticPolicies: own }, validationSettings: { mode: 'strict' } });
+      if (v.type === 'failure') {
+        problems.push(...problemsFrom(v.errors, file, text));
+        continue;
+      }
+      for (const ve of [...v.validationErrors, ...v.validationWarnings]) {
+        // Source locations are relative to the policy's own text: shift them to the file.
+        const base = offsets.get(ve.policyId) ?? 0;
+        const loc = ve.error.sourceLocations?.[0];
+        const msg = ve.error.message;
+        const reason = msg.includes(`\`${ve.policyId}\``) ? msg : `in policy @id("${ve.policyId}"): ${msg}`;
+        problems.push({ engine: 'cedar', file, line: lineOf(text, base + (loc?.start ?? 0)), reason });
       }
     }
     if (problems.length > 0) throw compileError(problems);
