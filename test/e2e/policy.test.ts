@@ -481,12 +481,17 @@ describe('hot reload', () => {
 });
 
 describe('a broken policy set at start-up', () => {
-  for (const kind of ['rego', 'cedar'] as const) {
+  for (const kind of ['rego', 'rego-typo', 'cedar'] as const) {
     test(`${kind}: the gateway refuses to start, naming file, line and reason`, async () => {
       const policies = copyPolicies();
       const dir = mkdtempSync(path.join(tmpdir(), 'micro-mcp-e2e-broken-'));
       try {
         if (kind === 'rego') writeFileSync(path.join(policies.rego, 'zz_broken.rego'), 'package micro_mcp.authz\n\n_x if {\n\tinput.phase ==\n}\n');
+        else if (kind === 'rego-typo')
+          writeFileSync(
+            path.join(policies.rego, 'zz_broken.rego'),
+            'package micro_mcp.authz\n\n_denies contains "typo_deny: x" if {\n\tcount(input.principal.groups - {"x"}) > 0\n}\n',
+          );
         else writeFileSync(path.join(policies.cedar, 'zz_broken.cedar'), '@id("broken")\npermit (principal, action, resource)\nwhen { context.nope == };\n');
         const err = await startGateway(
           { services: { fs: fsService() }, policy: { rego: { dir: policies.rego }, cedar: { dir: policies.cedar } } },
@@ -502,6 +507,7 @@ describe('a broken policy set at start-up', () => {
         const m = /gateway exited with (\d+)/.exec(err.message);
         assert.ok(m && Number(m[1]) !== 0, err.message);
         if (kind === 'rego') assert.match(err.message, /zz_broken\.rego:5: rego_parse_error: unexpected } token/);
+        else if (kind === 'rego-typo') assert.match(err.message, /zz_broken\.rego:4: rego_type_error: minus: invalid argument\(s\)/);
         else assert.match(err.message, /zz_broken\.cedar:3: .*unexpected token/);
         assert.doesNotMatch(err.message, /listening on/);
       } finally {
