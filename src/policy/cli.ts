@@ -408,7 +408,8 @@ export async function policyParity(
     const declared = new Map([...(await regoParityDeclarations(opa, dir)), ...cedar.parityDeclared]);
     const resources = new Map<string, ResourceExtractor>();
     for (const [name, spec] of Object.entries(opts.resources ?? {})) if (spec !== undefined) resources.set(name, resourceExtractor(spec));
-    const report = runParity(rego, cedar, parityInputs({ count: opts.count, seed: opts.seed, resources }), new Set(declared.keys()));
+    const services = Object.keys(opts.resources ?? {});
+    const report = runParity(rego, cedar, parityInputs({ count: opts.count, seed: opts.seed, services, resources }), new Set(declared.keys()));
     line(out, `parity: ${report.inputs} inputs (seed ${opts.seed}); the engines agree on ${report.agreed}`);
     let undeclared = 0;
     let onPurpose = 0;

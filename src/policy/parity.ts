@@ -30,35 +30,23 @@ const TYPES: Principal['type'][] = ['user', 'agent', 'service'];
 const GROUPS = ['eng', 'support', 'sales', 'admin', 'Eng', 'eng ', ''];
 const SCOPES = ['fs:read', 'http:fetch', 'everything:call', 'echo:call', 'docs:call', 'fs:call', 'http:call', 'other:call', 'FS:READ', ''];
 const PURPOSES = ['incident-4711', 'docs-research', 'audit-2026', 'local-dev', 'curiosity', 'INCIDENT-4711'];
-const TOOLS = [
-  'fs.read',
-  'fs.list',
-  'fs.stat',
-  'fs.search',
-  'fs.write',
-  'http.fetchText',
-  'http.post',
-  'everything.echo',
-  'everything.add',
-  'everything.static',
-  'echo.echo',
-  'docs.read',
-  'x',
-];
-const ANNOTATIONS: Array<Record<string, unknown> | null> = [
-  null, // the example services' own (below), else {}
+/**
+ * Tool names: every configured service's name (the config's, so the example fs and http services
+ * come from src/config/examples/dev.yaml, not from here) with common verbs, known and unknown to the
+ * policies, plus services no config names.
+ */
+const VERBS = ['read', 'list', 'stat', 'search', 'write', 'fetchText', 'post', 'echo', 'add', 'static'];
+const OTHER_SERVICES = ['everything', 'echo', 'docs', 'x'];
+const ANNOTATIONS: Array<Record<string, unknown>> = [
   {},
   { readOnlyHint: true, openWorldHint: false },
+  { readOnlyHint: true, openWorldHint: true },
   { readOnlyHint: true },
   { openWorldHint: false, destructiveHint: true },
   { destructiveHint: false, openWorldHint: false },
   { readOnlyHint: true, openWorldHint: 'no' },
   { readOnlyHint: 1, openWorldHint: 0 },
 ];
-const OWN_ANNOTATIONS: Readonly<Record<string, Record<string, unknown>>> = {
-  fs: { readOnlyHint: true, openWorldHint: false },
-  http: { readOnlyHint: true, openWorldHint: true },
-};
 const PATHS: unknown[] = [
   '/eng/a.md',
   'eng/design.md',
@@ -117,6 +105,8 @@ const HTTP_METHODS: unknown[] = ['GET', 'HEAD', 'get', 'post', 'POST', 'DELETE',
 export interface ParityOptions {
   count: number;
   seed: number;
+  /** The configured services' names (tools are generated for each). */
+  services: readonly string[];
   /** Resource-fact extractors by service (the config's declarations). */
   resources: ReadonlyMap<string, ResourceExtractor>;
 }
@@ -132,12 +122,17 @@ export function* parityInputs(opts: ParityOptions): Generator<PolicyInput> {
     return [...out];
   };
   const methods = Object.keys(POLICY_METHODS) as PolicyMethod[];
+  const tools = [...new Set([...opts.services, ...OTHER_SERVICES])].flatMap((ns) => VERBS.map((v) => `${ns}.${v}`));
+  tools.push('x');
   for (let i = 0; i < opts.count; i++) {
     // Half the inputs are tool calls, where most of the rules are.
     const method: PolicyMethod = rnd() < 0.5 ? 'tools/call' : pick(methods);
-    const name = pick(TOOLS);
-    const tool = toolFacts(name);
-    const annotations = pick(ANNOTATIONS) ?? OWN_ANNOTATIONS[tool.namespace] ?? {};
+    const tool = toolFacts(pick(tools));
+    // Half the inputs are near the allow boundary (a likely group, the service's scopes, read-only
+    // hints, a purpose the token grants), where a difference between the engines matters most; the
+    // rest are wholly random.
+    const near = rnd() < 0.5;
+    const annotations = near ? pick(ANNOTATIONS.slice(1, 3)) : pick(ANNOTATIONS);
     const args: Record<string, unknown> = {};
     const put = (k: string, v: unknown) => {
       if (v !== MISSING) args[k] = v;
@@ -148,23 +143,27 @@ export function* parityInputs(opts: ParityOptions): Generator<PolicyInput> {
     // A service configured without its declaration gives no facts at all: both engines must still deny.
     const resource = rnd() < 0.1 ? undefined : opts.resources.get(tool.namespace);
     const bound = rnd() < 0.15 ? pick(PURPOSES) : null;
+    const declared = rnd() < 0.3 ? null : rnd() < 0.1 ? '' : pick(PURPOSES);
+    const groups = near ? [pick(['eng', 'support']), ...some(GROUPS, 1)] : some(GROUPS, 3);
+    const scopes = near ? [...new Set([`${tool.namespace}:read`, `${tool.namespace}:fetch`, `${tool.namespace}:call`, ...some(SCOPES, 2)])] : some(SCOPES, 4);
+    const purposes = near && declared ? [declared, ...some(PURPOSES, 1)] : some(PURPOSES, 2);
     const principal: Principal = {
       id: pick(PRINCIPAL_IDS),
       type: pick(TYPES),
       issuer: 'https://idp.parity',
-      groups: some(GROUPS, 3),
+      groups: [...new Set(groups)],
       attributes: {},
-      scopes: some(SCOPES, 4),
+      scopes,
       client: { id: rnd() < 0.5 ? 'agent' : null },
       purpose: bound,
-      purposes: some(PURPOSES, 2),
+      purposes: [...new Set(purposes)],
     };
     yield buildPolicyInput({
       method,
       principal,
       tool: { ...tool, annotations },
       arguments: args,
-      purpose: rnd() < 0.3 ? null : rnd() < 0.1 ? '' : pick(PURPOSES),
+      purpose: declared,
       resource,
       context: { request_id: `parity-${i}`, time: '2026-01-01T00:00:00.000Z' },
     });
