@@ -69,8 +69,9 @@ run: setup build
 test: setup build
 	npx biome check .
 	$(OPA) fmt --list --fail policies/rego
-	$(OPA) check --strict policies/rego
-	$(OPA) test policies/rego
+	$(OPA) check --strict -s schemas/policy-input.schema.json policies/rego
+	$(OPA) test -s schemas/policy-input.schema.json policies/rego
+	node dist/src/cli/main.js policy parity --count 10000 --seed 1 | tail -n 3
 	$(MAKE) --no-print-directory test-node
 
 test-node:
@@ -80,7 +81,7 @@ lint: setup
 	npx biome check .
 	npx tsc -p tsconfig.json --noEmit
 	$(OPA) fmt --list --fail policies/rego
-	$(OPA) check --strict policies/rego
+	$(OPA) check --strict -s schemas/policy-input.schema.json policies/rego
 
 # The types in schemas/generated/ come from the JSON Schemas; run after editing a schema and commit
 # the result (src/config/schema-types.test.ts fails while they differ).

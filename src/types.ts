@@ -17,6 +17,11 @@ export interface Principal {
   client: { id: string | null };
   /** A purpose bound into the token (`purpose` claim), if any. */
   purpose: string | null;
+  /**
+   * The purposes the principal may act under, granted by its token (the `purposes` claim, and the
+   * bound `purpose`). Policies may grant more by group; any other declared purpose is denied.
+   */
+  purposes?: readonly string[];
   /** Token id (`jti`) when present, for audit correlation; never the token. */
   token_id?: string;
   /** Seconds since epoch when the credential expires. */
@@ -36,12 +41,17 @@ export interface ToolFacts {
 /** The one document both engines see, built once per decision. */
 export interface PolicyInput {
   phase: PolicyPhase;
+  /** The MCP method; only those of the method table (src/policy/methods.ts) are decided. */
   method: string;
+  /** The policy action of the method, from the same table ("call_tool", "list_tools", ...). */
+  action: string;
   principal: {
     id: string;
     type: Principal['type'];
     issuer: string;
     groups: string[];
+    /** Purposes granted by the token (sorted, unique; the bound purpose included). */
+    purposes: string[];
     attributes: Record<string, unknown>;
   };
   client: { id: string | null };
@@ -61,9 +71,21 @@ export interface DecisionReason {
   message: string;
 }
 
+/** One engine's own answer within a decision: both engines are on the record, allow and deny. */
+export interface EngineVerdict {
+  engine: DecisionReason['engine'];
+  allow: boolean;
+  /** This engine's grants when it allowed, its denials when it denied. */
+  reasons: DecisionReason[];
+  /** Why the engine could not answer (a stable code, e.g. ERR_ENGINE_TIMEOUT); absent when it answered. */
+  error?: string;
+}
+
 export interface Decision {
   allow: boolean;
   reasons: DecisionReason[];
+  /** Each engine's verdict, in the order they decided (absent only where no engine was asked). */
+  engines?: EngineVerdict[];
   obligations: Record<string, unknown>;
   /** Hash of the policy bundle(s) that decided. */
   policy_revision: string;

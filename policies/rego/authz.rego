@@ -30,14 +30,12 @@ reasons := {"default_deny: no policy grants this tool to this principal"} if {
 # Tool listing and tool calls of every service, and the prompts and resources of third-party
 # services, are governed by this example set. The first-party services (fs, http) publish no
 # prompts or resources, so theirs fall through to default_deny until a policy grants them.
-_tool_method if input.method in {"tools/call", "tools/list"}
+# input.action comes from the gateway's one method table (the same action Cedar is asked about).
+_tool_method if input.action in {"list_tools", "call_tool"}
 
-_content_method if input.method in {"prompts/list", "prompts/get", "resources/list", "resources/read"}
+_content_method if input.action in {"list_prompts", "get_prompt", "list_resources", "list_resource_templates", "read_resource"}
 
-_call if {
-	_tool_method
-	input.phase == "call"
-}
+_call if input.action == "call_tool"
 
 # The first-party services and the tools this policy knows. A tool a service adds later is
 # denied (tool_not_in_policy) until the policy is reviewed for it.
@@ -83,6 +81,17 @@ _call_scope(namespace) := concat("", [namespace, ":call"])
 obligations := {"step_up_scopes": _step_up_scopes} if {
 	not allow
 	count(_step_up_scopes) > 0
+}
+
+# METADATA
+# title: reach
+# description: |
+#   On an allowed call, what the decision narrows the service's reach to; it travels to the service
+#   in the per-call credential, which enforces it on the request and on every redirect hop. A rule
+#   of the package adds entries to _reach (hosts, ports, roots).
+obligations := {"reach": _reach} if {
+	allow
+	count(_reach) > 0
 }
 
 _scope_denial_scope := {

@@ -8,7 +8,8 @@ import data.micro_mcp.authz
 _base := {
 	"phase": "call",
 	"method": "tools/call",
-	"principal": {"id": "alice", "type": "user", "issuer": "https://idp.test", "groups": ["eng"], "attributes": {}},
+	"action": "call_tool",
+	"principal": {"id": "alice", "type": "user", "issuer": "https://idp.test", "groups": ["eng"], "purposes": [], "attributes": {}},
 	"client": {"id": "agent-1"},
 	"scopes": [],
 	"purpose": null,
@@ -29,7 +30,21 @@ _tool(namespace, local_name, annotations) := {
 }
 
 # The same request at list time: arguments and resource facts are unknown.
-_relist(inp) := object.union(object.remove(inp, {"arguments", "resource"}), {"phase": "list", "method": "tools/list", "resource": {}})
+_relist(inp) := object.union(object.remove(inp, {"arguments", "resource"}), {"phase": "list", "method": "tools/list", "action": "list_tools", "resource": {}})
+
+# The method table (src/policy/methods.ts) as the gateway fills phase, method and action.
+_methods := {
+	"tools/list": {"phase": "list", "action": "list_tools"},
+	"tools/call": {"phase": "call", "action": "call_tool"},
+	"prompts/list": {"phase": "list", "action": "list_prompts"},
+	"prompts/get": {"phase": "call", "action": "get_prompt"},
+	"resources/list": {"phase": "list", "action": "list_resources"},
+	"resources/templates/list": {"phase": "list", "action": "list_resource_templates"},
+	"resources/read": {"phase": "call", "action": "read_resource"},
+}
+
+# An input for another method: phase and action follow the method, as the gateway sets them.
+_with_method(inp, method) := object.union(inp, {"method": method, "phase": _methods[method].phase, "action": _methods[method].action})
 
 _ids(reasons) := {id | some r in reasons; id := split(r, ":")[0]}
 
@@ -57,21 +72,21 @@ test_agent_cannot_call_third_party_tool_without_namespace_scope if {
 }
 
 test_agent_can_read_third_party_resources_and_prompts_with_namespace_scope if {
-	every method in ["resources/read", "resources/list", "prompts/get", "prompts/list"] {
-		inp := _input({"method": method, "scopes": ["everything:call"], "tool": _tool("everything", "static", {})})
+	every method in ["resources/read", "resources/list", "resources/templates/list", "prompts/get", "prompts/list"] {
+		inp := _with_method(_input({"scopes": ["everything:call"], "tool": _tool("everything", "static", {})}), method)
 		authz.allow with input as inp
 		_ids(authz.reasons) == {"service_content_scope"} with input as inp
 	}
 }
 
 test_agent_cannot_read_third_party_resources_without_namespace_scope if {
-	inp := _input({"method": "prompts/get", "scopes": ["other:call"], "tool": _tool("everything", "simple", {})})
+	inp := _with_method(_input({"scopes": ["other:call"], "tool": _tool("everything", "simple", {})}), "prompts/get")
 	not authz.allow with input as inp
 	_ids(authz.reasons) == {"service_content_scope_missing"} with input as inp
 }
 
 test_anyone_cannot_read_resources_without_a_grant if {
-	inp := _input({"method": "resources/read", "scopes": ["fs:read"], "resource": {"path": "/eng/a"}})
+	inp := _with_method(_input({"scopes": ["fs:read"], "resource": {"path": "/eng/a"}}), "resources/read")
 	not authz.allow with input as inp
 	authz.reasons == {"default_deny: no policy grants this tool to this principal"} with input as inp
 }

@@ -53,8 +53,12 @@ _denies contains "fs_requires_group: fs tools require membership in a group with
 _denies contains "fs_path_invalid: the path argument is missing or not a valid canonical path" if {
 	_call
 	input.tool.namespace == "fs"
-	not is_string(input.resource.path)
+	not _fs_path_valid
 }
+
+# A helper rule, not `not is_string(input.resource.path)`: Rego evaluates a function's arguments
+# before `not`, so with no path fact at all that expression is undefined and the deny never fires.
+_fs_path_valid if is_string(input.resource.path)
 
 # METADATA
 # title: fs_path_not_permitted
@@ -76,4 +80,10 @@ _fs_path_readable(path, roots) if path in roots
 _fs_path_readable(path, roots) if {
 	some root in roots
 	startswith(path, concat("", [root, "/"]))
+}
+
+# The principal's readable roots: the fs service refuses any path outside them.
+_reach["roots"] := _fs_readable_roots(input.principal.groups) if {
+	_call
+	input.tool.namespace == "fs"
 }

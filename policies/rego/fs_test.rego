@@ -62,3 +62,14 @@ test_outsider_cannot_call_fs_tools if {
 	not authz.allow with input as inp
 	_ids(authz.reasons) == {"fs_requires_group", "fs_path_not_permitted"} with input as inp
 }
+
+# A service configured without its resource declaration gives no path fact at all: still denied.
+test_engineer_cannot_read_without_any_path_fact if {
+	inp := _input({"scopes": ["fs:read"], "resource": {}})
+	not authz.allow with input as inp
+	_ids(authz.reasons) == {"fs_path_invalid"} with input as inp
+}
+
+test_allowed_read_carries_the_readable_roots_as_reach if {
+	authz.obligations == {"reach": {"roots": {"/eng", "/public"}}} with input as _fs(["eng"], ["fs:read"], "/eng/design.md")
+}

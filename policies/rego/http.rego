@@ -4,13 +4,12 @@
 # purpose may reach only the hosts listed for it, with read-only methods.
 package micro_mcp.authz
 
-# Hosts reachable per declared purpose. Keep in step with http_host_not_allowed_for_purpose
-# in policies/cedar/policies.cedar. "local-dev" serves `make run` demos and loopback tests.
-_purpose_hosts := {
-	"incident-4711": {"status.example.com", "api.pagerduty.com"},
-	"docs-research": {"docs.example.com", "developer.mozilla.org"},
-	"local-dev": {"127.0.0.1", "localhost"},
-}
+# Hosts reachable per purpose (who may act under which purpose: purpose.rego). One entry per
+# purpose, so another file of the package can add a purpose. Keep in step with
+# http_host_not_allowed_for_purpose in policies/cedar/policies.cedar.
+_purpose_hosts["incident-4711"] := {"status.example.com", "api.pagerduty.com"}
+
+_purpose_hosts["docs-research"] := {"docs.example.com", "developer.mozilla.org"}
 
 _fetch_tool if {
 	input.tool.namespace == "http"
@@ -45,16 +44,27 @@ _denies contains "http_fetch_scope_missing: http.fetchText requires scope http:f
 # description: A call whose url argument does not parse as a URL is denied.
 _denies contains "http_url_invalid: the url argument is missing or not a valid URL" if {
 	_fetch_call
-	not is_string(input.resource.url)
+	not _url_valid
 }
+
+# Helper rules, not `not is_string(...)` or `not x in set` on a fact: Rego evaluates a function's
+# arguments before `not`, so with the fact missing such an expression is undefined and the deny
+# would never fire (Cedar's `unless { context.resource has ... }` does fire).
+_url_valid if is_string(input.resource.url)
+
+_scheme_allowed if input.resource.scheme in {"http", "https"}
+
+_method_read_only if input.resource.method in {"GET", "HEAD"}
+
+_host_allowed_for_purpose if input.resource.host in _purpose_hosts[input.purpose]
 
 # METADATA
 # title: http_scheme_not_allowed
 # description: Only http and https URLs may be fetched (no file:, data:, ftp:, ...).
 _denies contains "http_scheme_not_allowed: only http and https URLs may be fetched" if {
 	_fetch_call
-	is_string(input.resource.url)
-	not input.resource.scheme in {"http", "https"}
+	_url_valid
+	not _scheme_allowed
 }
 
 # METADATA
@@ -62,7 +72,7 @@ _denies contains "http_scheme_not_allowed: only http and https URLs may be fetch
 # description: Only the read-only methods GET and HEAD may be used.
 _denies contains "http_method_not_read_only: only GET and HEAD requests are allowed" if {
 	_fetch_call
-	not input.resource.method in {"GET", "HEAD"}
+	not _method_read_only
 }
 
 # METADATA
@@ -70,8 +80,10 @@ _denies contains "http_method_not_read_only: only GET and HEAD requests are allo
 # description: The URL's host must be listed for the declared purpose.
 _denies contains "http_host_not_allowed_for_purpose: the host is not allowed for the declared purpose" if {
 	_fetch_call
-	is_string(input.resource.url)
-	not _host_allowed(input.purpose, input.resource.host)
+	_url_valid
+	not _host_allowed_for_purpose
 }
 
-_host_allowed(purpose, host) if host in _purpose_hosts[purpose]
+# The authorised purpose's hosts: a redirect from one of them to any other host is refused by the
+# service itself.
+_reach["hosts"] := _purpose_hosts[input.purpose] if _fetch_call

@@ -48,7 +48,9 @@ test_anyone_cannot_fetch_without_purpose if {
 }
 
 test_anyone_cannot_fetch_with_unknown_purpose if {
-	not authz.allow with input as _fetch(["http:fetch"], "curiosity", _url("https", "status.example.com", "GET"))
+	inp := _fetch(["http:fetch"], "curiosity", _url("https", "status.example.com", "GET"))
+	not authz.allow with input as inp
+	_ids(authz.reasons) == {"purpose_not_granted", "http_host_not_allowed_for_purpose"} with input as inp
 }
 
 test_anyone_cannot_post if {
@@ -58,7 +60,7 @@ test_anyone_cannot_post if {
 }
 
 test_anyone_cannot_fetch_file_scheme if {
-	inp := _fetch(["http:fetch"], "local-dev", {"url": "file:///etc/passwd", "scheme": "file", "host": "", "port": null, "method": "GET"})
+	inp := _fetch(["http:fetch"], "incident-4711", {"url": "file:///etc/passwd", "scheme": "file", "host": "", "port": null, "method": "GET"})
 	not authz.allow with input as inp
 	_ids(authz.reasons) == {"http_scheme_not_allowed", "http_host_not_allowed_for_purpose"} with input as inp
 }
@@ -69,8 +71,10 @@ test_anyone_cannot_fetch_invalid_url if {
 	_ids(authz.reasons) == {"http_url_invalid"} with input as inp
 }
 
-test_developer_can_fetch_loopback_for_local_dev if {
-	authz.allow with input as _fetch(["http:fetch"], "local-dev", _url("http", "127.0.0.1", "GET"))
+test_anyone_cannot_fetch_loopback_there_is_no_local_dev_purpose if {
+	inp := _fetch(["http:fetch"], "local-dev", _url("http", "127.0.0.1", "GET"))
+	not authz.allow with input as inp
+	_ids(authz.reasons) == {"purpose_not_granted", "http_host_not_allowed_for_purpose"} with input as inp
 }
 
 test_anyone_can_list_fetch_without_purpose if {
@@ -81,4 +85,16 @@ test_anyone_can_list_fetch_without_purpose if {
 test_anyone_cannot_list_fetch_without_scope if {
 	inp := _relist(_fetch([], null, {}))
 	not authz.allow with input as inp
+}
+
+# A service configured without its resource declaration gives no URL facts at all: still denied.
+test_anyone_cannot_fetch_without_any_url_fact if {
+	inp := _fetch(["http:fetch"], "incident-4711", {})
+	not authz.allow with input as inp
+	_ids(authz.reasons) == {"http_url_invalid", "http_method_not_read_only"} with input as inp
+}
+
+test_allowed_fetch_carries_the_purpose_hosts_as_reach if {
+	inp := _fetch(["http:fetch"], "incident-4711", _url("https", "status.example.com", "GET"))
+	authz.obligations == {"reach": {"hosts": {"status.example.com", "api.pagerduty.com"}}} with input as inp
 }

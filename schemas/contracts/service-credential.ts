@@ -44,6 +44,19 @@ export function toolScope(tool: string): string {
   return `tool:${tool}`;
 }
 
+/**
+ * What the policy decision narrowed one call's reach to. The service enforces it on the request
+ * and on every redirect hop, on top of its own configuration (it can only narrow, never widen).
+ */
+export interface CredentialReach {
+  /** http: the hosts this call may reach (lower case, as WHATWG URL parsing gives them). */
+  hosts?: string[];
+  /** http: the ports this call may reach. */
+  ports?: number[];
+  /** fs: the canonical virtual paths this call may touch; each covers itself and everything below it. */
+  roots?: string[];
+}
+
 /** The claims of a service credential, as minted by the gateway and verified by a service. */
 export interface ServiceCredentialClaims {
   iss: string;
@@ -63,4 +76,6 @@ export interface ServiceCredentialClaims {
   purpose: string | null;
   /** The OAuth client acting for the principal, when known. */
   client_id?: string;
+  /** What the decision narrowed this call's reach to (absent: the service's own configuration only). */
+  reach?: CredentialReach;
 }

@@ -51,6 +51,10 @@ export interface DecisionRecord {
     issuer: string;
     groups?: string[];
     token_id?: string;
+    /**
+     * Decision records: the purposes the token granted (principal.purposes).
+     */
+    purposes?: string[];
   };
   client?: {
     id: string | null;
@@ -82,6 +86,12 @@ export interface DecisionRecord {
    */
   masked?: string[];
   tool_definition_hash?: string;
+  /**
+   * The tool's annotations as the policy saw them (so the decision can be replayed: `micro-mcp policy explain --decision`).
+   */
+  tool_annotations?: {
+    [k: string]: unknown;
+  };
   scopes: string[];
   /**
    * OPA decision-log field: the policy decision.
@@ -96,6 +106,21 @@ export interface DecisionRecord {
     obligations?: {
       [k: string]: unknown;
     };
+    /**
+     * Both engines on the record: each engine's verdict and rule ids, allow and deny, and an engine error's cause as a stable code.
+     */
+    engines?: {
+      engine: 'rego' | 'cedar' | 'gateway';
+      allow: boolean;
+      reasons: {
+        id: string;
+        message: string;
+      }[];
+      /**
+       * ERR_ENGINE_EVALUATION, ERR_ENGINE_UNDEFINED, ERR_ENGINE_TIMEOUT, ... (decision.schema.json).
+       */
+      error?: string;
+    }[];
   };
   /**
    * OPA decision-log field: revision of the policy set that decided.
@@ -111,6 +136,12 @@ export interface DecisionRecord {
    * sha256 of the canonical JSON of the call's arguments; present for every call.
    */
   arguments_digest?: string;
+  /**
+   * The resource facts decided on (canonical path, host, port, named facts), redacted; a url fact without its query and fragment.
+   */
+  resource?: {
+    [k: string]: unknown;
+  };
   /**
    * Redacted arguments/resource; only with log_arguments.
    */
@@ -165,6 +196,10 @@ export interface OutcomeRecord {
     issuer: string;
     groups?: string[];
     token_id?: string;
+    /**
+     * Decision records: the purposes the token granted (principal.purposes).
+     */
+    purposes?: string[];
   };
   client?: {
     id: string | null;
@@ -248,6 +283,10 @@ export interface EventRecord {
     issuer: string;
     groups?: string[];
     token_id?: string;
+    /**
+     * Decision records: the purposes the token granted (principal.purposes).
+     */
+    purposes?: string[];
   };
   client?: {
     id: string | null;

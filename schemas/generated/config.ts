@@ -69,6 +69,10 @@ export type AuthConfig = {
     actor: string;
     purpose: string;
     /**
+     * The claim listing the purposes the principal may act under (principal.purposes). A declared purpose outside them and outside the policy's grants by group is denied (purpose_not_granted).
+     */
+    purposes: string;
+    /**
      * Claims copied into principal.attributes.
      */
     attributes: string[];
@@ -219,6 +223,33 @@ export interface StdioServiceConfig {
   era: 'auto' | 'legacy' | 'modern';
   call_timeout_ms: number;
   connect_timeout_ms: number;
+  /**
+   * How this service's tool arguments become the policy input's resource facts (input.resource in Rego, context.resource in Cedar). kind path: {path (canonical virtual path, null when ambiguous), root?} from argument `arg` (default path); kind url: {url, scheme, host, port, method} from `arg` (default url) and `method_arg` (default method); facts: named facts from JSON Pointers into the arguments. Without it the service's calls have resource {}.
+   */
+  resource?: {
+    /**
+     * Which well-known facts to extract; none (the default) extracts only the named facts.
+     */
+    kind?: 'path' | 'url' | 'none';
+    /**
+     * The argument holding the path (kind path, default "path") or the URL (kind url, default "url").
+     */
+    arg?: string;
+    /**
+     * kind url: the argument holding the HTTP method (default "method"; GET when absent).
+     */
+    method_arg?: string;
+    /**
+     * kind path: a label for the tree the service serves, passed to policies as resource.root.
+     */
+    root?: string;
+    /**
+     * Named facts: fact name -> JSON Pointer (RFC 6901) into the arguments, e.g. {repo: /repo, table: /query/table}. A string, number or boolean is passed on; anything else, or nothing, is null.
+     */
+    facts?: {
+      [k: string]: string;
+    };
+  };
   restart: {
     initial_delay_ms: number;
     max_delay_ms: number;
@@ -286,6 +317,33 @@ export interface HttpServiceConfig {
   era: 'auto' | 'legacy' | 'modern';
   call_timeout_ms: number;
   connect_timeout_ms: number;
+  /**
+   * How this service's tool arguments become the policy input's resource facts (input.resource in Rego, context.resource in Cedar). kind path: {path (canonical virtual path, null when ambiguous), root?} from argument `arg` (default path); kind url: {url, scheme, host, port, method} from `arg` (default url) and `method_arg` (default method); facts: named facts from JSON Pointers into the arguments. Without it the service's calls have resource {}.
+   */
+  resource?: {
+    /**
+     * Which well-known facts to extract; none (the default) extracts only the named facts.
+     */
+    kind?: 'path' | 'url' | 'none';
+    /**
+     * The argument holding the path (kind path, default "path") or the URL (kind url, default "url").
+     */
+    arg?: string;
+    /**
+     * kind url: the argument holding the HTTP method (default "method"; GET when absent).
+     */
+    method_arg?: string;
+    /**
+     * kind path: a label for the tree the service serves, passed to policies as resource.root.
+     */
+    root?: string;
+    /**
+     * Named facts: fact name -> JSON Pointer (RFC 6901) into the arguments, e.g. {repo: /repo, table: /query/table}. A string, number or boolean is passed on; anything else, or nothing, is null.
+     */
+    facts?: {
+      [k: string]: string;
+    };
+  };
   restart: {
     initial_delay_ms: number;
     max_delay_ms: number;
@@ -440,6 +498,10 @@ export interface StdioConfig {
     groups?: string[];
     scopes?: string[];
     purpose?: string | null;
+    /**
+     * Purposes the local principal may act under (as a token's purposes claim grants them).
+     */
+    purposes?: string[];
     attributes?: {
       [k: string]: unknown;
     };
@@ -538,6 +600,10 @@ export type AuthConfigInput = {
      */
     actor?: string;
     purpose?: string;
+    /**
+     * The claim listing the purposes the principal may act under (principal.purposes). A declared purpose outside them and outside the policy's grants by group is denied (purpose_not_granted).
+     */
+    purposes?: string;
     /**
      * Claims copied into principal.attributes.
      */

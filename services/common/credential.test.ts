@@ -97,10 +97,19 @@ describe('services/common/credential', () => {
     assert.equal(credentialFromAuthorization(`Bearer ${t}`), t);
     assert.equal(credentialFromAuthorization('Basic abc'), undefined);
     const guard = guardWith(verifier);
-    assert.equal(await guard({ mcpReq: { _meta: { [CREDENTIAL_META_KEY]: t } } }, 'read'), true);
-    assert.equal(await guard({ mcpReq: {}, http: { authInfo: { token: t } } }, 'read'), true);
+    assert.equal((await guard({ mcpReq: { _meta: { [CREDENTIAL_META_KEY]: t } } }, 'read')).sub, 'alice');
+    assert.equal((await guard({ mcpReq: {}, http: { authInfo: { token: t } } }, 'read')).reach, null);
     await assert.rejects(guard({ mcpReq: {} }, 'read'), CredentialError);
     await assert.rejects(guard({ mcpReq: { _meta: { [CREDENTIAL_META_KEY]: t } } }, 'write'), CredentialError);
+  });
+
+  it('reads the reach the decision narrowed the call to, and refuses a malformed one', async () => {
+    const reach = { hosts: ['Status.Example.com'], ports: [443], roots: ['/eng'] };
+    const ok = await verifier.verify(await sign(claims({ reach })), { tool: 'read' });
+    assert.deepEqual(ok.reach, { hosts: ['status.example.com'], ports: [443], roots: ['/eng'] });
+    for (const bad of [[], 'x', { hosts: 'a' }, { ports: [0] }, { roots: ['eng'] }, { paths: ['/'] }]) {
+      await refused(verifier, await sign(claims({ reach: bad })), 'ERR_CREDENTIAL_INVALID');
+    }
   });
 
   it('requires exactly one key source', () => {

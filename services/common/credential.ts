@@ -20,7 +20,7 @@ import {
   SERVICE_CREDENTIAL_TYP,
   toolScope,
 } from '../../schemas/contracts/service-credential.js';
-import type { ServiceCredentialClaims } from '../../schemas/contracts/service-credential.js';
+import type { CredentialReach, ServiceCredentialClaims } from '../../schemas/contracts/service-credential.js';
 
 export type CredentialErrorCode =
   | 'ERR_CREDENTIAL_MISSING'
@@ -45,7 +45,40 @@ export class CredentialError extends Error {
 /** What a verified credential tells the service (`jti` is for the service's own logs, not a secret). */
 export type ServiceCredential = Pick<ServiceCredentialClaims, 'sub' | 'scope' | 'purpose' | 'decision_id' | 'jti' | 'exp'> & {
   client_id: string | null;
+  /** What the gateway's decision narrowed this call to; null when the credential carries no reach. */
+  reach: CredentialReach | null;
 };
+
+const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+
+/**
+ * The `reach` claim, checked member by member: a malformed reach refuses the credential (fail closed)
+ * rather than being read as "no narrowing".
+ */
+function parseReach(v: unknown): CredentialReach | null {
+  if (v === undefined) return null;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new CredentialError('ERR_CREDENTIAL_INVALID', 'the call credential is not valid');
+  const r = v as Record<string, unknown>;
+  const out: CredentialReach = {};
+  for (const k of Object.keys(r))
+    if (k !== 'hosts' && k !== 'ports' && k !== 'roots') throw new CredentialError('ERR_CREDENTIAL_INVALID', 'the call credential is not valid');
+  if (r.hosts !== undefined) {
+    if (!isStringList(r.hosts)) throw new CredentialError('ERR_CREDENTIAL_INVALID', 'the call credential is not valid');
+    out.hosts = r.hosts.map((h) => h.toLowerCase());
+  }
+  if (r.ports !== undefined) {
+    if (!Array.isArray(r.ports) || !r.ports.every((p) => Number.isInteger(p) && p > 0 && p < 65536)) {
+      throw new CredentialError('ERR_CREDENTIAL_INVALID', 'the call credential is not valid');
+    }
+    out.ports = r.ports as number[];
+  }
+  if (r.roots !== undefined) {
+    if (!isStringList(r.roots) || !r.roots.every((x) => x.startsWith('/')))
+      throw new CredentialError('ERR_CREDENTIAL_INVALID', 'the call credential is not valid');
+    out.roots = r.roots;
+  }
+  return out;
+}
 
 /**
  * The claims a service relies on and their JSON types, checked at run time after jose. Also jose's
@@ -228,6 +261,7 @@ export function createCredentialVerifier(opts: CredentialVerifierOptions): Crede
         client_id: typeof client === 'string' ? client : null,
         jti,
         exp,
+        reach: parseReach(payload.reach),
       };
     },
   };
@@ -271,12 +305,12 @@ export interface CredentialCarrier {
  * Adapts a verifier to services/common/guard.ts `setCredentialVerifier`: the `_meta` credential
  * (stdio) wins, else the HTTP bearer token the transport put into `authInfo` (remote; with
  * @modelcontextprotocol/node set `req.auth = { token, clientId: '', scopes: [] }` from the header).
- * Throws CredentialError on failure, which guardCall turns into a refusal.
+ * Throws CredentialError on failure, which guardCall turns into a refusal; resolves with the verified
+ * credential, whose `reach` the tool enforces.
  */
-export function guardWith(verifier: CredentialVerifier): (ctx: CredentialCarrier, toolName: string) => Promise<boolean> {
+export function guardWith(verifier: CredentialVerifier): (ctx: CredentialCarrier, toolName: string) => Promise<ServiceCredential> {
   return async (ctx, toolName) => {
     const token = credentialFromMeta(ctx.mcpReq._meta) ?? ctx.http?.authInfo?.token;
-    await verifier.verify(token, { tool: toolName });
-    return true;
+    return verifier.verify(token, { tool: toolName });
   };
 }

@@ -7,10 +7,20 @@
  * call fail closed with a tool error, and the handler never runs.
  */
 import type { ServerContext } from '@modelcontextprotocol/server';
+import type { CredentialReach } from '../../schemas/contracts/service-credential.js';
 import { CredentialError } from './credential.js';
+import type { ServiceCredential } from './credential.js';
 
-/** Verifies the credential attached to one call. Return false (or throw) to refuse the call. */
-export type CredentialVerifier = (ctx: ServerContext, toolName: string) => boolean | Promise<boolean>;
+/**
+ * Verifies the credential attached to one call: the verified credential (whose reach the tool then
+ * enforces), true to accept without one (the development opt-out), false (or a throw) to refuse.
+ */
+export type CredentialVerifier = (ctx: ServerContext, toolName: string) => boolean | ServiceCredential | Promise<boolean | ServiceCredential>;
+
+/** What a guarded call may do: the reach its credential narrowed it to, or null (no narrowing). */
+export interface CallGrant {
+  reach: CredentialReach | null;
+}
 
 /** A refused call: the message is safe to show (it never contains the credential). */
 export class CallRefusedError extends Error {
@@ -28,8 +38,8 @@ export function setCredentialVerifier(v: CredentialVerifier): void {
 }
 
 /** Checks the caller's credential for one tool call; throws CallRefusedError when it fails. */
-export async function guardCall(ctx: ServerContext, toolName: string): Promise<void> {
-  let ok: boolean;
+export async function guardCall(ctx: ServerContext, toolName: string): Promise<CallGrant> {
+  let ok: boolean | ServiceCredential;
   try {
     ok = await verifier(ctx, toolName);
   } catch (e) {
@@ -38,5 +48,6 @@ export async function guardCall(ctx: ServerContext, toolName: string): Promise<v
     if (e instanceof CredentialError) throw new CallRefusedError(`refused: ${e.message} (${e.code})`);
     ok = false;
   }
-  if (!ok) throw new CallRefusedError('refused: the call credential was not accepted');
+  if (ok === false) throw new CallRefusedError('refused: the call credential was not accepted');
+  return { reach: ok === true ? null : ok.reach };
 }

@@ -9,6 +9,7 @@ import { Ajv } from 'ajv';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import type { CallToolResult, McpServer, ServerContext, StandardSchemaWithJSON, ToolAnnotations } from '@modelcontextprotocol/server';
 import { guardCall, CallRefusedError } from './guard.js';
+import type { CallGrant } from './guard.js';
 import type { Logger } from './log.js';
 
 /** A JSON Schema object (draft-07 subset used by our tools). */
@@ -39,7 +40,8 @@ export interface ToolDef<Args = Record<string, unknown>> {
   inputSchema: JsonSchema;
   outputSchema?: JsonSchema;
   annotations: ToolAnnotations;
-  handler: (args: Args, ctx: ServerContext) => Promise<ToolOutput>;
+  /** `grant`: what this call's credential allows (its reach), checked by the guard before the handler runs. */
+  handler: (args: Args, ctx: ServerContext, grant: CallGrant) => Promise<ToolOutput>;
 }
 
 const ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true });
@@ -82,7 +84,7 @@ export function toolErrorResult(message: string, code = 'error'): CallToolResult
 /** Registers the tools on `server`, routing every call through `guardCall` and logging outcomes only. */
 export function registerTools(server: McpServer, tools: readonly ToolDef<never>[], logger: Logger): void {
   for (const tool of tools) {
-    const handler = tool.handler as (args: Record<string, unknown>, ctx: ServerContext) => Promise<ToolOutput>;
+    const handler = tool.handler as (args: Record<string, unknown>, ctx: ServerContext, grant: CallGrant) => Promise<ToolOutput>;
     const inputSchema = ajvSchema(tool.inputSchema);
     const config = {
       title: tool.title,
@@ -94,8 +96,8 @@ export function registerTools(server: McpServer, tools: readonly ToolDef<never>[
     server.registerTool(tool.name, config, async (args: Record<string, unknown>, ctx: ServerContext): Promise<CallToolResult> => {
       const started = performance.now();
       try {
-        await guardCall(ctx, tool.name);
-        const out = await handler(args, ctx);
+        const grant = await guardCall(ctx, tool.name);
+        const out = await handler(args, ctx, grant);
         logger.log('info', 'tool call', { tool: tool.name, outcome: 'ok', ms: Math.round(performance.now() - started) });
         const result: CallToolResult = { content: [{ type: 'text', text: out.text }] };
         if (out.structured !== undefined) result.structuredContent = out.structured;

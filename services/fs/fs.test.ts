@@ -13,7 +13,7 @@ import type { RunningService } from '../../test/corpora/harness.js';
 import { VirtualTree } from './paths.js';
 import { fsTools } from './tools.js';
 import { parseFsConfig } from './config.js';
-import { CREDENTIAL_ENV, DEFAULT_SERVICE_ISSUER, serviceAudience } from '../../schemas/contracts/service-credential.js';
+import { CREDENTIAL_ENV, CREDENTIAL_META_KEY, DEFAULT_SERVICE_ISSUER, serviceAudience } from '../../schemas/contracts/service-credential.js';
 
 const MAIN = join(REPO, 'dist', 'services', 'fs', 'main.js');
 const corpus = loadPathEscape();
@@ -367,5 +367,26 @@ test('Streamable HTTP mode on 127.0.0.1 with /healthz; the credential comes as A
     assert.equal(badHost, 403, 'DNS-rebinding protection: a foreign Host header is refused');
   } finally {
     child.kill();
+  }
+});
+
+test('the credential narrows the reach: a path outside its roots is refused by the service, whatever the configured roots', async () => {
+  const { minter } = await testMinter();
+  const withReach = async (tool: string, args: Record<string, unknown>, roots: string[]) => {
+    const credential = await minter.mint({ service: 'fs', tool, principal: { id: 'harness' }, purpose: null, decisionId: 'd-reach', reach: { roots } });
+    return svc.client.callTool({ name: tool, arguments: args, _meta: { [CREDENTIAL_META_KEY]: credential } });
+  };
+  // The control: inside the reach the same read works.
+  assert.equal(resultText(await withReach('read', { path: '/pub/utf8.txt' }, ['/pub'])), 'héllo wörld ✓\n');
+  for (const [tool, args] of [
+    ['read', { path: '/pub/utf8.txt' }],
+    ['stat', { path: 'pub/utf8.txt' }],
+    ['list', { path: '/pub' }],
+    ['search', { path: '/', query: 'héllo' }],
+  ] as const) {
+    const r = await withReach(tool, args, ['/pub/sub', '/publications']);
+    assert.equal(r.isError, true, `${tool}: ${JSON.stringify(r)}`);
+    assert.equal((r.structuredContent as { error: { code: string } }).error.code, 'path_not_in_reach', tool);
+    assert.doesNotMatch(resultText(r), /utf8|pub/);
   }
 });

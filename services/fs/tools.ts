@@ -11,6 +11,7 @@ import { decodeTextOrBinary } from '../common/text.js';
 import { OpenDir, specialKind, withDir, withParent } from './paths.js';
 import type { Root, VirtualTree } from './paths.js';
 import type { FsConfig } from './config.js';
+import { checkReach } from './reach.js';
 
 const READ_ONLY = { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false } as const;
 const PATH_SCHEMA = { type: 'string', minLength: 1, maxLength: 4096, description: 'Path in the virtual tree, e.g. "/docs/a.md" (a leading "/" is optional).' };
@@ -55,8 +56,9 @@ export function fsTools(tree: VirtualTree, cfg: FsConfig): ToolDef<never>[] {
       required: ['path', 'size', 'offset', 'bytes_read', 'eof', 'binary'],
       additionalProperties: false,
     },
-    async handler(args) {
+    async handler(args, _ctx, grant) {
       const r = tree.resolve(args.path);
+      checkReach(r.canonical, grant.reach);
       if (r.kind === 'virtual-root') throw new ToolError('is_directory', 'path is a directory (use list)');
       const { fh, st } = await withParent(r.root, r.segments, async (parent, name) => {
         if (name === undefined) throw new ToolError('is_directory', 'path is a directory (use list)');
@@ -116,8 +118,9 @@ export function fsTools(tree: VirtualTree, cfg: FsConfig): ToolDef<never>[] {
       required: ['path', 'entries', 'truncated'],
       additionalProperties: false,
     },
-    async handler(args) {
+    async handler(args, _ctx, grant) {
       const r = tree.resolve(args.path);
+      checkReach(r.canonical, grant.reach);
       let entries: { name: string; path: string; type: EntryType; size?: number }[];
       let truncated = false;
       if (r.kind === 'virtual-root') {
@@ -167,8 +170,9 @@ export function fsTools(tree: VirtualTree, cfg: FsConfig): ToolDef<never>[] {
       required: ['path', 'type', 'size', 'modified'],
       additionalProperties: false,
     },
-    async handler(args) {
+    async handler(args, _ctx, grant) {
       const r = tree.resolve(args.path);
+      checkReach(r.canonical, grant.reach);
       if (r.kind === 'virtual-root') {
         return { text: 'directory /', structured: { path: '/', type: 'directory', size: 0, modified: new Date(0).toISOString() } };
       }
@@ -215,8 +219,9 @@ export function fsTools(tree: VirtualTree, cfg: FsConfig): ToolDef<never>[] {
       required: ['path', 'results', 'files_scanned', 'truncated'],
       additionalProperties: false,
     },
-    async handler(args) {
+    async handler(args, _ctx, grant) {
       const r = tree.resolve(args.path);
+      checkReach(r.canonical, grant.reach);
       const needle = args.query.toLowerCase();
       const max = args.max_results ?? 50;
       const deadline = Date.now() + cfg.searchMaxMs;

@@ -14,6 +14,7 @@ import type { ClientRequest, ClientRequestArgs, IncomingMessage } from 'node:htt
 import { connect as netConnect, isIP } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { lookup } from 'node:dns/promises';
+import type { CredentialReach } from '../../schemas/contracts/service-credential.js';
 import { ToolError } from '../common/tool.js';
 import { decodeTextOrBinary } from '../common/text.js';
 import { hostAllowed } from './config.js';
@@ -56,8 +57,11 @@ export class GuardedFetcher {
     this.cfg = cfg;
   }
 
-  /** Checks one URL against scheme, credential, host and port rules; returns the parsed URL. */
-  checkUrl(raw: string): URL {
+  /**
+   * Checks one URL against scheme, credential, host and port rules, then against the reach the
+   * call's decision narrowed it to (the authorised purpose's hosts and ports); returns the parsed URL.
+   */
+  checkUrl(raw: string, reach: CredentialReach | null = null): URL {
     let url: URL;
     try {
       url = new URL(raw);
@@ -74,6 +78,13 @@ export class GuardedFetcher {
     if (!hostAllowed(this.cfg.allow, host)) throw new ToolError('host_not_allowed', 'URL refused: host is not in the allowlist');
     const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
     if (!this.cfg.ports.has(port)) throw new ToolError('port', 'URL refused: port is not allowed');
+    // The decision's reach narrows the service's own allowlist, on the first URL and on every hop.
+    if (reach?.hosts !== undefined && !reach.hosts.includes(host)) {
+      throw new ToolError('host_not_in_reach', "URL refused: host is outside this call's authorised reach");
+    }
+    if (reach?.ports !== undefined && !reach.ports.includes(port)) {
+      throw new ToolError('port_not_in_reach', "URL refused: port is outside this call's authorised reach");
+    }
     return url;
   }
 
@@ -127,12 +138,15 @@ export class GuardedFetcher {
     };
   }
 
-  /** Fetches `raw` with GET or HEAD, following at most the configured number of checked redirects. */
-  async fetchText(raw: string, method: 'GET' | 'HEAD', maxBytes: number): Promise<FetchResult> {
+  /**
+   * Fetches `raw` with GET or HEAD, following at most the configured number of checked redirects;
+   * every hop is checked against the configuration and the call's `reach`.
+   */
+  async fetchText(raw: string, method: 'GET' | 'HEAD', maxBytes: number, reach: CredentialReach | null = null): Promise<FetchResult> {
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), this.cfg.timeoutMs);
     try {
-      let url = this.checkUrl(raw);
+      let url = this.checkUrl(raw, reach);
       for (let redirects = 0; ; redirects++) {
         const addresses = await this.resolve(url.hostname, ac.signal);
         if (addresses.length === 0) throw new ToolError('dns', 'host could not be resolved');
@@ -149,7 +163,7 @@ export class GuardedFetcher {
             throw new ToolError('invalid_url', 'redirect refused: invalid Location');
           }
           try {
-            url = this.checkUrl(next);
+            url = this.checkUrl(next, reach);
           } catch (e) {
             if (e instanceof ToolError) throw new ToolError(e.code, `redirect ${e.message}`);
             throw e;

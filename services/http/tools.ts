@@ -36,8 +36,8 @@ export function httpTools(fetcher: GuardedFetcher, cfg: HttpConfig): ToolDef<nev
       required: ['url', 'status', 'content_type', 'bytes', 'truncated', 'redirects', 'text'],
       additionalProperties: false,
     },
-    async handler(args) {
-      const r = await fetcher.fetchText(args.url, args.method ?? 'GET', args.max_bytes ?? cfg.maxBytes);
+    async handler(args, _ctx, grant) {
+      const r = await fetcher.fetchText(args.url, args.method ?? 'GET', args.max_bytes ?? cfg.maxBytes, grant.reach);
       const head = `HTTP ${r.status} ${r.content_type}${r.truncated ? ' (truncated)' : ''}${r.redirects ? `, after ${r.redirects} redirect(s)` : ''}`;
       return { text: args.method === 'HEAD' ? head : `${head}\n\n${r.text}`, structured: { ...r } };
     },

@@ -78,12 +78,14 @@ test('allowed call: a decision then a linked outcome, exactly; a denial: one dec
     request_id: 'req-1',
     session_id: 'sess-1',
     requested_by: '127.0.0.1',
-    principal: { id: 'alice', type: 'user', issuer: 'https://idp.test', groups: ['dev'], token_id: 'jti-1' },
+    principal: { id: 'alice', type: 'user', issuer: 'https://idp.test', groups: ['dev'], purposes: [], token_id: 'jti-1' },
     client: { id: 'agent-cli' },
     method: 'tools/call',
     tool: 'fs.read',
     service: 'fs',
     tool_definition_hash: `sha256:${'a'.repeat(64)}`,
+    tool_annotations: { readOnlyHint: true },
+    resource: { path: '/srv/data/report.txt' },
     purpose: 'incident-4711',
     scopes: ['fs:read'],
     result: { allow: true, reasons: [{ engine: 'rego', id: 'fs_read_allowed', message: 'reader may read' }] },
@@ -107,7 +109,11 @@ test('allowed call: a decision then a linked outcome, exactly; a denial: one dec
   assert.deepEqual(ev.error, { code: 'ERR_AUTH_EXPIRED', message: 'token expired: Bearer [REDACTED]' });
   const text = readFileSync(file, 'utf8');
   for (const s of ALL_SECRETS) assert.equal(text.includes(s), false, 'a secret reached the audit file');
-  assert.equal(text.includes('/srv/data/report.txt'), false, 'arguments are not logged by default');
+  // Arguments are not logged by default: only their digest, and the resource facts decided on (here
+  // the canonical path, in `resource`), never the other argument values.
+  assert.equal(dec.input, undefined, 'arguments are not logged by default');
+  assert.equal(text.includes('contact '), false, 'argument values are not logged by default');
+  assert.equal(text.split('/srv/data/report.txt').length - 1, 2, 'the path appears only as the resource fact of the two decisions');
   assert.equal((await verifyAuditFiles([file], { requireGenesis: true })).ok, true);
 });
 

@@ -190,7 +190,13 @@ class AuditLogImpl implements AuditLog {
     if (this.state !== 'open') throw new GatewayError('ERR_AUDIT_UNAVAILABLE', 'audit log is closed');
     const { input, decision } = rec;
     const decision_id = rec.decision_id ?? randomUUID();
-    const principal: AuditPrincipal = { id: input.principal.id, type: input.principal.type, issuer: input.principal.issuer, groups: input.principal.groups };
+    const principal: AuditPrincipal = {
+      id: input.principal.id,
+      type: input.principal.type,
+      issuer: input.principal.issuer,
+      groups: input.principal.groups,
+      purposes: input.principal.purposes,
+    };
     if (rec.token_id !== undefined) principal.token_id = rec.token_id;
     const masked: string[] = [];
     const r: RecordFields<DecisionRecord> = {
@@ -205,6 +211,7 @@ class AuditLogImpl implements AuditLog {
       tool: input.tool.name,
       service: input.tool.namespace,
       tool_definition_hash: input.tool.definition_hash,
+      tool_annotations: input.tool.annotations,
       purpose: input.purpose,
       scopes: input.scopes,
       result: {
@@ -212,7 +219,17 @@ class AuditLogImpl implements AuditLog {
         // Reason messages are policy-authored text and may quote argument values.
         reasons: decision.reasons.map((x) => ({ engine: x.engine, id: x.id, message: this.redactor.redactString(x.message) })),
         obligations: Object.keys(decision.obligations).length > 0 ? this.redacted(decision.obligations, 'obligations', masked, '/result') : undefined,
+        // Both engines on the record, allow and deny, with an engine error's cause as a stable code.
+        engines: decision.engines?.map((v) => ({
+          engine: v.engine,
+          allow: v.allow,
+          reasons: v.reasons.map((x) => ({ id: x.id, message: this.redactor.redactString(x.message) })),
+          ...(v.error !== undefined ? { error: v.error } : {}),
+        })),
       },
+      // The facts decided on (canonical path, host, port, named facts); a URL's query and fragment
+      // often carry secrets and are left out.
+      resource: Object.keys(input.resource).length > 0 ? this.redacted(recordedFacts(input.resource), 'resource', masked) : undefined,
       bundles: { policy: { revision: decision.policy_revision } },
       metrics: { timer_policy_eval_ns: nsFromUs(decision.eval_us) },
       arguments_digest: input.arguments !== undefined ? digest(input.arguments) : undefined,
@@ -442,4 +459,19 @@ class AuditLogImpl implements AuditLog {
     };
     retry();
   }
+}
+
+/** Resource facts as the decision record keeps them: a url without its query and fragment. */
+function recordedFacts(resource: Record<string, unknown>): Record<string, unknown> {
+  if (typeof resource.url !== 'string') return resource;
+  let url = resource.url;
+  try {
+    const u = new URL(url);
+    u.search = '';
+    u.hash = '';
+    url = u.href;
+  } catch {
+    url = url.split(/[?#]/)[0] ?? '';
+  }
+  return { ...resource, url };
 }

@@ -76,7 +76,9 @@ export class Refusals {
 
   /** A policy edit that did not compile or validate; the last good set keeps running. */
   policyReloadRejected(e: GatewayError): Promise<void> {
-    return this.write({ type: 'policy_reload', error: { code: e.code, message: e.message }, details: { ok: false } });
+    // Each problem with its engine, file, line and reason (ERR_POLICY_COMPILE carries them).
+    const problems = Array.isArray(e.data?.problems) ? e.data.problems : undefined;
+    return this.write({ type: 'policy_reload', error: { code: e.code, message: e.message }, details: { ok: false, ...(problems ? { problems } : {}) } });
   }
 
   /** Writes what is still counted (shutdown). */

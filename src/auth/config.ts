@@ -19,6 +19,8 @@ export interface ClaimsMapping {
   client?: string | string[];
   actor?: string;
   purpose?: string;
+  /** The claim listing the purposes the principal may act under (a list or a space/comma-separated string). */
+  purposes?: string;
   /** Extra claims copied verbatim into `principal.attributes` (strings, numbers, booleans, string arrays). */
   attributes?: string[];
 }
@@ -145,6 +147,7 @@ export const AUTH_DEFAULTS = {
     client: ['azp', 'client_id'],
     actor: 'act',
     purpose: 'purpose',
+    purposes: 'purposes',
     attributes: [] as string[],
   },
   service_credentials: { ttl_s: 30, rotate_every_s: 3600, issuer: DEFAULT_SERVICE_ISSUER },

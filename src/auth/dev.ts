@@ -91,6 +91,8 @@ export interface DevTokenOptions {
   /** Lifetime: seconds or "15m"-style. At most 7 days. */
   ttl: string | number;
   purpose?: string;
+  /** Purposes the token grants (the `purposes` claim). */
+  purposes?: string[] | string;
   clientId?: string;
   /** The gateway's canonical resource URI, e.g. http://127.0.0.1:8080/mcp. */
   audience: string;
@@ -120,6 +122,8 @@ export async function mintDevToken(opts: DevTokenOptions): Promise<string> {
     client_id: opts.clientId ?? 'micro-mcp-cli',
   };
   if (opts.purpose) claims.purpose = opts.purpose;
+  const purposes = splitList(opts.purposes, /[\s,]+/);
+  if (purposes.length > 0) claims.purposes = purposes;
   return new SignJWT(claims)
     .setProtectedHeader({ alg: DEV_ALG, kid: key.kid, typ: 'at+jwt' })
     .setIssuer(opts.issuer ?? DEV_ISSUER)
@@ -134,7 +138,7 @@ export async function mintDevToken(opts: DevTokenOptions): Promise<string> {
 
 const USAGE =
   'usage: micro-mcp token --sub <id> [--groups "eng,ops"] [--scopes "fs:read http:fetch"] [--ttl 15m]\n' +
-  '                       [--purpose P] [--aud URI] [--client ID] [--iss ISSUER] [--key-dir DIR]\n';
+  '                       [--purpose P] [--purposes "a b"] [--aud URI] [--client ID] [--iss ISSUER] [--key-dir DIR]\n';
 
 /**
  * `micro-mcp token ...`: prints just the token (and a newline) on `out`. Returns the exit code;
@@ -157,6 +161,7 @@ export async function tokenCommand(
         scopes: { type: 'string' },
         ttl: { type: 'string', default: '15m' },
         purpose: { type: 'string' },
+        purposes: { type: 'string' },
         aud: { type: 'string', default: DEFAULT_DEV_AUDIENCE },
         client: { type: 'string' },
         iss: { type: 'string', default: DEV_ISSUER },
@@ -189,10 +194,12 @@ export async function tokenCommand(
     const groups = str('groups');
     const scopes = str('scopes');
     const purpose = str('purpose');
+    const purposes = str('purposes');
     const client = str('client');
     if (groups !== undefined) opts.groups = groups;
     if (scopes !== undefined) opts.scopes = scopes;
     if (purpose !== undefined) opts.purpose = purpose;
+    if (purposes !== undefined) opts.purposes = purposes;
     if (client !== undefined) opts.clientId = client;
     out.write(`${await mintDevToken(opts)}\n`);
     return 0;

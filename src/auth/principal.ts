@@ -16,6 +16,7 @@ export interface ClaimSources {
   client?: string | readonly string[];
   actor?: string;
   purpose?: string;
+  purposes?: string;
   attributes?: readonly string[];
 }
 
@@ -60,6 +61,7 @@ function deepFreeze(p: Principal): Principal {
   Object.freeze(p.groups);
   Object.freeze(p.scopes);
   Object.freeze(p.client);
+  if (p.purposes) Object.freeze(p.purposes);
   for (const v of Object.values(p.attributes)) if (Array.isArray(v)) Object.freeze(v);
   Object.freeze(p.attributes);
   return Object.freeze(p);
@@ -75,6 +77,10 @@ export function principalFromClaims(payload: JWTPayload, claims: ClaimSources, i
   if (typeof subject !== 'string' || subject.length === 0) fail('ERR_AUTH_CLAIM_MISSING', { claim: subjectClaim });
   const client = firstClaim(payload, claims.client ?? []);
   const purpose = claims.purpose ? claimAt(payload, claims.purpose) : undefined;
+  // The purposes the issuer grants: a declared purpose outside them (and outside the policy's
+  // grants by group) is denied by policy (purpose_not_granted). A bound purpose is granted too.
+  const bound = typeof purpose === 'string' && purpose.length > 0 ? purpose : null;
+  const granted = claims.purposes ? stringList(claimAt(payload, claims.purposes), /[\s,]+/) : [];
   const attributes: Record<string, unknown> = {};
   const chain = claims.actor ? actorChain(claimAt(payload, claims.actor)) : [];
   if (chain.length > 0) {
@@ -94,7 +100,8 @@ export function principalFromClaims(payload: JWTPayload, claims: ClaimSources, i
     attributes,
     scopes: stringList(firstClaim(payload, claims.scopes ?? []), /\s+/),
     client: { id: typeof client === 'string' && client.length > 0 ? client : null },
-    purpose: typeof purpose === 'string' && purpose.length > 0 ? purpose : null,
+    purpose: bound,
+    purposes: [...new Set(bound === null ? granted : [...granted, bound])].sort(),
   };
   if (typeof payload.jti === 'string') p.token_id = payload.jti;
   if (typeof payload.exp === 'number') p.expires_at = payload.exp;

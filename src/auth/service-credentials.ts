@@ -17,7 +17,7 @@ import { dirname, resolve } from 'node:path';
 import { calculateJwkThumbprint } from 'jose';
 import type { JSONWebKeySet, JWK } from 'jose';
 import { CREDENTIAL_ENV, SERVICE_CREDENTIAL_ALG, SERVICE_CREDENTIAL_TYP, serviceAudience, toolScope } from '../../schemas/contracts/service-credential.js';
-import type { ServiceCredentialClaims } from '../../schemas/contracts/service-credential.js';
+import type { CredentialReach, ServiceCredentialClaims } from '../../schemas/contracts/service-credential.js';
 import { GatewayError } from '../errors.js';
 import type { Principal } from '../types.js';
 import { AUTH_DEFAULTS } from './config.js';
@@ -34,6 +34,8 @@ export interface MintRequest {
   tool: string;
   purpose: string | null;
   decisionId: string;
+  /** What the decision narrowed this call to (hosts and ports, or roots); the service enforces it. */
+  reach?: CredentialReach | undefined;
 }
 
 export interface ServiceCredentialMinterOptions extends ServiceCredentialsConfig {
@@ -196,6 +198,7 @@ export async function createServiceCredentialMinter(options: ServiceCredentialMi
       purpose: req.purpose ?? null,
     };
     if (req.principal.client?.id) claims.client_id = req.principal.client.id;
+    if (req.reach !== undefined) claims.reach = req.reach;
     return signCompact(key, claims);
   };
 

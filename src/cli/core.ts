@@ -15,6 +15,7 @@ import { CallPipeline } from '../pipeline/call-pipeline.js';
 import { InFlight } from '../pipeline/in-flight.js';
 import { ListView } from '../pipeline/list-view.js';
 import type { ProbePort, StatePort } from '../pipeline/ports.js';
+import { declaredFactNames, resourceExtractors } from '../policy/input.js';
 import { loadPolicies } from '../policy/policy-set.js';
 import type { Logger } from '../types.js';
 import { Catalog } from '../upstream/catalog.js';
@@ -71,6 +72,7 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
   const policy = await loadPolicies(config.policy, {
     baseDir,
     log,
+    resourceFacts: declaredFactNames(config.services),
     onReload: (info) => void refusals.policyReloaded(info),
     onReloadError: (e) => {
       log.error({ err: e.message }, 'policy reload failed; the last good policy set keeps running');
@@ -85,7 +87,8 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
   const inFlight = new InFlight(clock);
   const limiter = new Limiter(config.limits);
   const lists = new ListView({ catalog, policy, state, probes, log, pageSize: config.server.page_size, clock });
-  const calls = new CallPipeline({ catalog, policy, audit, credentials: minter, state, probes, log, limiter, inFlight, clock });
+  const resources = resourceExtractors(config.services);
+  const calls = new CallPipeline({ catalog, policy, audit, credentials: minter, state, probes, log, limiter, inFlight, clock, resources });
   await life.acquire('parked input requests', calls.parked, (p) => p.clear());
   return {
     log,

@@ -43,6 +43,7 @@ async function serveStdioOn(life: Lifecycle, v: ReturnType<typeof parseCommon>):
     scopes: p.scopes ?? [],
     client: { id: 'stdio' },
     purpose: p.purpose ?? null,
+    purposes: p.purposes ?? [],
   });
   const own: Config = section.audit_file ? { ...config, audit: { ...(config.audit ?? {}), file: section.audit_file } } : config;
   const core = await startCore(own, { dev: true, drainMs: config.server.shutdown_grace_ms }, life);

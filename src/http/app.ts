@@ -3,7 +3,7 @@
  * /healthz and /readyz. A request to /mcp passes the edge middleware in data-path order, each one
  * adding to the typed request context (context.ts), before the MCP face serves it:
  *
- *   request-id -> host-origin -> authenticate -> body-cap -> era -> step-up -> MCP face
+ *   request-id -> host-origin -> authenticate -> body-cap -> well-formed -> era -> step-up -> MCP face
  *
  * The token is checked before the body is read: a caller without a valid token costs a header
  * parse and (at most, within its address's failure budget) one signature check, never a buffered body.
@@ -21,6 +21,7 @@ import { era } from './middleware/era/index.js';
 import { hostOrigin } from './middleware/host-origin/index.js';
 import { requestId } from './middleware/request-id/index.js';
 import { stepUp } from './middleware/step-up/index.js';
+import { wellFormed } from './middleware/well-formed/index.js';
 
 /** The edge's fair shares for unauthenticated work (built by the composition root from `server:`). */
 export interface EdgeLimits {
@@ -76,6 +77,9 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
       onLimited: (limit, f) => d.refusals.limitRefused(limit, f),
     }),
     bodyCap({ maxBytes: d.maxBodyBytes, inFlight: d.limits.bodies, onRefused: (limit, f) => d.refusals.limitRefused(limit, f) }),
+    wellFormed({
+      onRefused: (f) => d.refusals.probeRefused(f, { code: 'ERR_MALFORMED_UNICODE', message: 'names, arguments and _meta values must be well-formed Unicode' }),
+    }),
     era({ maxBodyBytes: d.maxBodyBytes }),
     stepUp({ auth: d.auth, scopesToLift: d.scopesToLift, onRefused: refused }),
     async (c) => {

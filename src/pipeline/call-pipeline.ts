@@ -11,7 +11,7 @@ import { principalKey } from '../auth/state.js';
 import type { Clock } from '../clock.js';
 import { GatewayError, isGatewayError, toProtocolError } from '../errors.js';
 import type { Limiter } from '../limits/limiter.js';
-import { buildPolicyInput } from '../policy/input.js';
+import { buildPolicyInput, decisionReach, isWellFormedJson, type ResourceExtractor } from '../policy/input.js';
 import type { Decision, Logger, ToolFacts } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
 import type { Forwarded, ForwardMethod, ForwardParams, ForwardResult } from '../upstream/connection.js';
@@ -32,6 +32,8 @@ export interface CallPipelineDeps {
   limiter: Limiter;
   inFlight: InFlight;
   clock: Clock;
+  /** Resource-fact extractors by service, from each service's `resource` declaration (none: resource {}). */
+  resources?: ReadonlyMap<string, ResourceExtractor>;
   /** How long a call that waits for an agent's input stays parked. Default 10 minutes. */
   inputTtlMs?: number;
 }
@@ -125,15 +127,19 @@ export class CallPipeline {
     const { clock } = this.d;
     const t0 = performance.now();
     const agentMeta = ctx.mcpReq._meta ?? {};
+    if (!isWellFormedJson([r.label, r.args, agentMeta])) {
+      // The HTTP edge refuses these already; stdio has no such edge.
+      throw new ProtocolError(-32602, 'Invalid params: names, arguments and _meta values must be well-formed Unicode (no lone surrogates)');
+    }
     const declared = agentMeta[PURPOSE_META_KEY];
     const decisionId = randomUUID();
     const input = buildPolicyInput({
-      phase: 'call',
       method: r.method,
       principal: cc.principal,
       purpose: typeof declared === 'string' && declared.length > 0 ? declared.slice(0, 200) : null,
       tool: r.facts,
       arguments: r.args,
+      resource: this.d.resources?.get(r.service),
       context: { time: new Date(clock.now()).toISOString(), request_id: cc.requestId, session_id: cc.sessionId, client_ip: cc.clientIp },
     });
     const decision = this.decide(input, decisionId);
@@ -181,7 +187,15 @@ export class CallPipeline {
     }
     let credential: string;
     try {
-      credential = await this.d.credentials.mint({ service: r.service, principal: cc.principal, tool: r.facts.local_name, purpose: input.purpose, decisionId });
+      credential = await this.d.credentials.mint({
+        service: r.service,
+        principal: cc.principal,
+        tool: r.facts.local_name,
+        purpose: input.purpose,
+        decisionId,
+        // What the decision narrowed: the authorised purpose's hosts, the permitted roots.
+        reach: decisionReach(decision, input),
+      });
     } catch (e) {
       admitted.release();
       this.d.log.error({ err: (e as Error).message, service: r.service }, 'minting the service credential failed');
@@ -223,6 +237,14 @@ export class CallPipeline {
       return {
         allow: false,
         reasons: [{ engine: 'gateway', id: 'engine_error', message: 'policy evaluation failed' }],
+        engines: [
+          {
+            engine: 'gateway',
+            allow: false,
+            reasons: [{ engine: 'gateway', id: 'engine_error', message: 'policy evaluation failed' }],
+            error: 'ERR_POLICY_UNAVAILABLE',
+          },
+        ],
         obligations: {},
         policy_revision: this.d.policy.revision,
         eval_us: 0,

@@ -29,7 +29,7 @@ export interface ListViewDeps {
 const CACHE_TTL_MS = 5000;
 const CACHE_MAX = 50_000;
 
-type ListMethod = 'tools/list' | 'prompts/list' | 'resources/list';
+type ListMethod = 'tools/list' | 'prompts/list' | 'resources/list' | 'resources/templates/list';
 
 export class ListView {
   private readonly cache = new Map<string, { decision: Decision; until: number }>();
@@ -54,9 +54,15 @@ export class ListView {
   }
 
   async resourceTemplates(cc: CallContext, cursor: string | undefined): Promise<ListResourceTemplatesResult> {
-    // Templates describe URI shapes, not data; every read of a concrete URI is decided on its own.
-    const { page, nextCursor } = await this.page(cc, 'resources/templates/list', this.d.catalog.templates(), cursor);
-    return { resourceTemplates: page, ...(nextCursor ? { nextCursor } : {}) };
+    // Filtered like every other list (action list_resource_templates); every read of a concrete URI
+    // is still decided on its own.
+    const { page, nextCursor } = await this.page(
+      cc,
+      'resources/templates/list',
+      this.visible(cc, 'resources/templates/list', this.d.catalog.templateEntries()),
+      cursor,
+    );
+    return { resourceTemplates: page.map((e) => e.template), ...(nextCursor ? { nextCursor } : {}) };
   }
 
   /**
@@ -88,7 +94,7 @@ export class ListView {
     facts: ToolFacts,
     context: { request_id: string; session_id: string | null; client_ip: string | null },
   ): Decision {
-    const key = `${principalKey(principal)}\u0001${principal.scopes.join(' ')}\u0001${principal.groups.join(' ')}\u0001${principal.purpose ?? ''}\u0001${method}\u0001${facts.name}\u0001${facts.definition_hash}\u0001${this.d.policy.revision}`;
+    const key = `${principalKey(principal)}\u0001${principal.scopes.join(' ')}\u0001${principal.groups.join(' ')}\u0001${principal.purpose ?? ''}\u0001${(principal.purposes ?? []).join(' ')}\u0001${method}\u0001${facts.name}\u0001${facts.definition_hash}\u0001${this.d.policy.revision}`;
     const now = this.d.clock.now();
     const hit = this.cache.get(key);
     if (hit && hit.until > now) return hit.decision;
@@ -96,7 +102,6 @@ export class ListView {
     try {
       decision = this.d.policy.decide(
         buildPolicyInput({
-          phase: 'list',
           method,
           principal,
           purpose: principal.purpose,
@@ -110,6 +115,14 @@ export class ListView {
       return {
         allow: false,
         reasons: [{ engine: 'gateway', id: 'engine_error', message: 'policy evaluation failed' }],
+        engines: [
+          {
+            engine: 'gateway',
+            allow: false,
+            reasons: [{ engine: 'gateway', id: 'engine_error', message: 'policy evaluation failed' }],
+            error: 'ERR_POLICY_UNAVAILABLE',
+          },
+        ],
         obligations: {},
         policy_revision: this.d.policy.revision,
         eval_us: 0,

@@ -3,6 +3,7 @@
  * request carries through it. The composition root (src/cli) wires the real implementations
  * (policy/, audit/, auth/) in; nothing in this folder signs, records or decides by itself.
  */
+import type { CredentialReach } from '../../schemas/contracts/service-credential.js';
 import type { DecisionInput, OutcomeInput } from '../audit/records.js';
 import type { Decision, PolicyInput, Principal } from '../types.js';
 
@@ -29,8 +30,15 @@ export interface AuditPort {
 }
 
 export interface CredentialPort {
-  /** A short-lived token for this service and this call only (never the agent's token). */
-  mint(req: { service: string; principal: Principal; tool: string; purpose: string | null; decisionId: string }): Promise<string>;
+  /** A short-lived token for this service and this call only (never the agent's token), carrying the decision's reach. */
+  mint(req: {
+    service: string;
+    principal: Principal;
+    tool: string;
+    purpose: string | null;
+    decisionId: string;
+    reach?: CredentialReach | undefined;
+  }): Promise<string>;
 }
 
 export interface StatePort {

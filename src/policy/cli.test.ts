@@ -3,7 +3,7 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { policyCheck, policyExplain, policyTest } from './cli.js';
+import { policyBuild, policyCheck, policyExplain, policyTest } from './cli.js';
 import { repoRoot } from './rego/opa.js';
 
 const root = repoRoot() as string;
@@ -54,6 +54,32 @@ describe('micro-mcp policy CLI functions', () => {
     }
   });
 
+  it('Cedar cases written as PolicyInputs go through the real request mapping; a fixture that breaks the schema fails with its reason', async () => {
+    const extra = join(dir, 'cedar', 'tests', 'zz_inputs.json');
+    const cases = JSON.parse(await readFile(join(root, 'policies', 'cedar', 'tests', 'authz.json'), 'utf8')) as Array<{ input: Record<string, unknown> }>;
+    const base = cases[0]!.input;
+    try {
+      await writeFile(
+        extra,
+        JSON.stringify([
+          { name: 'wrong ids', input: base, decision: 'allow', reason: ['fs_read_scope', 'http_fetch_scope'] },
+          { name: 'not a PolicyInput', input: { ...base, action: 'fly' }, decision: 'allow', reason: ['fs_read_scope'] },
+          { name: 'as the gateway builds it', input: base, decision: 'allow', reason: ['fs_read_scope'] },
+        ]),
+      );
+      const c = capture();
+      assert.equal(await policyTest({ regoDir: join(root, 'policies/rego'), cedarDir: join(dir, 'cedar') }, c.out), 1);
+      assert.match(c.text(), /FAIL cedar .*zz_inputs\.json: wrong ids - expected reason fs_read_scope, http_fetch_scope, got fs_read_scope$/m);
+      assert.match(
+        c.text(),
+        /FAIL cedar .*zz_inputs\.json: not a PolicyInput - input does not match schemas\/policy-input\.schema\.json: \/action must be equal to one of the allowed values$/m,
+      );
+      assert.match(c.text(), /^ok {3}cedar .*zz_inputs\.json: as the gateway builds it$/m);
+    } finally {
+      await rm(extra, { force: true });
+    }
+  });
+
   it('policy check passes on the examples and names file and line when broken', async () => {
     const ok = capture();
     assert.equal(await policyCheck({ regoDir: join(root, 'policies/rego'), cedarDir: join(root, 'policies/cedar') }, ok.out), 0, ok.text());
@@ -71,10 +97,37 @@ describe('micro-mcp policy CLI functions', () => {
     }
   });
 
+  it('policy check, test and build refuse a Rego typo in a deny rule with file, line and reason (typed against the input schema)', async () => {
+    const typo = join(dir, 'rego', 'zz_typo.rego');
+    await writeFile(typo, 'package micro_mcp.authz\n\n_denies contains "typo_deny: x" if {\n\t"sales" in input.principal.grups\n}\n');
+    try {
+      const check = capture();
+      assert.equal(await policyCheck({ regoDir: join(dir, 'rego') }, check.out), 1);
+      assert.match(check.text(), /error: rego: .*zz_typo\.rego:4: rego_type_error: undefined ref: input\.principal\.grups/);
+      const test = capture();
+      assert.equal(await policyTest({ regoDir: join(dir, 'rego'), cedarDir: join(root, 'policies/cedar') }, test.out), 1);
+      assert.match(test.text(), /FAIL rego: .*zz_typo\.rego:4: rego_type_error: undefined ref: input\.principal\.grups/);
+      const build = capture();
+      assert.equal(await policyBuild({ regoDir: join(dir, 'rego'), out: join(dir, 'out.tar.gz') }, build.out), 1);
+      assert.match(build.text(), /zz_typo\.rego:4: rego_type_error/);
+    } finally {
+      await rm(typo, { force: true });
+    }
+  });
+
   it('policy explain prints each engine decision with reasons', async () => {
     const c = capture();
     const code = await policyExplain(
-      { baseDir: root, principal: 'sam', groups: ['support'], scopes: ['fs:read'], tool: 'fs.read', arguments: { path: '/eng/design.md' } },
+      {
+        baseDir: root,
+        principal: 'sam',
+        groups: ['support'],
+        scopes: ['fs:read'],
+        tool: 'fs.read',
+        annotations: { readOnlyHint: true, openWorldHint: false },
+        arguments: { path: '/eng/design.md' },
+        resources: { fs: { kind: 'path', arg: 'path' } },
+      },
       c.out,
     );
     assert.equal(code, 0);
@@ -93,6 +146,7 @@ describe('micro-mcp policy CLI functions', () => {
         purpose: 'incident-4711',
         tool: 'http.fetchText',
         arguments: { url: 'https://status.example.com/' },
+        resources: { http: { kind: 'url', arg: 'url' } },
       },
       allowed.out,
     );

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { buildPolicyInput, canonicalFsPath, httpResource } from './input.js';
-import { testPrincipal } from './testing/cases.js';
+import { loadConfig, DEV_CONFIG_PATH } from '../config/load.js';
+import { buildPolicyInput, canonicalFsPath, httpResource, resourceExtractor, resourceExtractors } from './input.js';
+import { EXAMPLE_RESOURCES, testPrincipal } from './testing/cases.js';
 import { toolFacts } from './tools.js';
 
 describe('canonicalFsPath', () => {
@@ -49,13 +50,13 @@ describe('httpResource', () => {
 
 describe('buildPolicyInput', () => {
   const principal = testPrincipal('alice', ['eng'], ['fs:read']);
-  it('extracts fs facts in the call phase', () => {
+  it('extracts path facts in the call phase, as the service declares', () => {
     const input = buildPolicyInput({
-      phase: 'call',
       method: 'tools/call',
       principal,
-      tool: toolFacts('fs.read'),
+      tool: toolFacts('docs.read'),
       arguments: { path: 'eng/a.md' },
+      resource: resourceExtractor({ kind: 'path', arg: 'path' }),
       context: { request_id: 'r1' },
     });
     assert.deepEqual(input.resource, { path: '/eng/a.md' });
@@ -66,19 +67,60 @@ describe('buildPolicyInput', () => {
   });
   it('omits arguments and resource facts in the list phase', () => {
     const input = buildPolicyInput({
-      phase: 'list',
       method: 'tools/list',
       principal,
       tool: toolFacts('fs.read'),
       arguments: { path: '/x' },
+      resource: resourceExtractor({ kind: 'path' }),
       context: { request_id: 'r' },
     });
     assert.equal(input.arguments, undefined);
     assert.deepEqual(input.resource, {});
   });
-  it('gives other services an empty resource', () => {
+  it('fills phase and action from the one method table', () => {
+    const base = { principal, tool: toolFacts('x.y'), context: { request_id: 'r' } };
+    const pick = (method: string) => {
+      const i = buildPolicyInput({ ...base, method });
+      return `${i.phase}:${i.action}`;
+    };
+    assert.equal(pick('tools/call'), 'call:call_tool');
+    assert.equal(pick('tools/list'), 'list:list_tools');
+    assert.equal(pick('prompts/list'), 'list:list_prompts');
+    assert.equal(pick('prompts/get'), 'call:get_prompt');
+    assert.equal(pick('resources/list'), 'list:list_resources');
+    assert.equal(pick('resources/templates/list'), 'list:list_resource_templates');
+    assert.equal(pick('resources/read'), 'call:read_resource');
+    assert.equal(buildPolicyInput({ ...base, method: 'ping' }).action, '', 'unknown: the combiner refuses it');
+  });
+  it('url facts, named facts by JSON pointer, and a root, for any service name', () => {
+    const url = resourceExtractor({ kind: 'url', arg: 'target', method_arg: 'verb', facts: { team: '/meta/team' } });
+    assert.deepEqual(url({ target: 'https://A.example/x', verb: 'head', meta: { team: 'sre' } }), {
+      url: 'https://a.example/x',
+      scheme: 'https',
+      host: 'a.example',
+      port: 443,
+      method: 'HEAD',
+      team: 'sre',
+    });
+    const named = resourceExtractor({ facts: { repo: '/repo', table: '/query/table', n: '/n', first: '/list/0', odd: '/a~1b', obj: '/query' } });
+    assert.deepEqual(named({ repo: 'core', query: { table: 'users' }, n: 3, list: [true], 'a/b': 'x' }), {
+      repo: 'core',
+      table: 'users',
+      n: 3,
+      first: true,
+      odd: 'x',
+      obj: null,
+    });
+    assert.deepEqual(named({}), { repo: null, table: null, n: null, first: null, odd: null, obj: null });
+    assert.deepEqual(resourceExtractor({ kind: 'path', root: 'docs' })({ path: '/a/../b' }), { path: '/b', root: 'docs' });
+  });
+  it("the example resource declarations the tests use are the dev config's", () => {
+    const cfg = loadConfig(DEV_CONFIG_PATH);
+    for (const [name, spec] of Object.entries(EXAMPLE_RESOURCES)) assert.deepEqual(cfg.services[name]?.resource, spec, name);
+    assert.deepEqual([...resourceExtractors(cfg.services).keys()].sort(), ['fs', 'http']);
+  });
+  it('gives services without a declaration an empty resource', () => {
     const input = buildPolicyInput({
-      phase: 'call',
       method: 'tools/call',
       principal,
       tool: toolFacts('everything.echo'),
@@ -88,7 +130,7 @@ describe('buildPolicyInput', () => {
     assert.deepEqual(input.resource, {});
   });
   it('binds the token purpose over a declared one, and ignores empty purposes', () => {
-    const base = { phase: 'call' as const, method: 'tools/call', tool: toolFacts('everything.echo'), context: { request_id: 'r' } };
+    const base = { method: 'tools/call', tool: toolFacts('everything.echo'), context: { request_id: 'r' } };
     assert.equal(buildPolicyInput({ ...base, principal, purpose: 'incident-4711' }).purpose, 'incident-4711');
     assert.equal(buildPolicyInput({ ...base, principal, purpose: '' }).purpose, null);
     const bound = { ...principal, purpose: 'docs-research' };

@@ -66,6 +66,18 @@ describe('PolicySet with both engines (the default)', () => {
       assert.ok(validDecision(d), `${c.name}: ${JSON.stringify(validDecision.errors)}`);
       assert.equal(d.allow, c.expect.allow, c.name);
       assert.equal(d.policy_revision, set.revision);
+      // Both engines' own verdicts, allow and deny, are part of the decision.
+      assert.deepEqual(
+        d.engines?.map(
+          (v) =>
+            `${v.engine}:${v.allow}:${v.reasons
+              .map((r) => r.id)
+              .sort()
+              .join()}`,
+        ),
+        ['rego', 'cedar'].map((e) => `${e}:${c.expect.allow}:${[...c.expect.ids].sort().join()}`),
+        c.name,
+      );
       // Each engine cites the same ids, so the combined reasons hold every id once per engine.
       for (const engine of ['rego', 'cedar'] as const) {
         assert.deepEqual(
@@ -80,23 +92,27 @@ describe('PolicySet with both engines (the default)', () => {
     }
   });
 
-  it('denies with engine_error when an engine fails, even if the other allows', () => {
-    // No Cedar action exists for this method, so the Cedar engine throws; Rego denies by default.
+  it('refuses a method outside the method table before any engine evaluates it', () => {
     const input = { ...caseInput(byName('eng reads /eng')), method: 'ping' };
     const d = set.decide(input);
     assert.equal(d.allow, false);
-    assert.ok(
-      d.reasons.some((r) => r.engine === 'cedar' && r.id === 'engine_error'),
-      JSON.stringify(d.reasons),
+    assert.deepEqual(d.reasons, [{ engine: 'gateway', id: 'unknown_method', message: 'this MCP method is not decided by the gateway policy' }]);
+    // An action that does not belong to the method is refused the same way.
+    assert.deepEqual(
+      set.decide({ ...caseInput(byName('eng reads /eng')), action: 'list_tools' }).reasons.map((r) => r.id),
+      ['unknown_method'],
     );
   });
 
   it('lets the caller pick engines for one decision', () => {
-    const input = { ...caseInput(byName('eng reads /eng')), method: 'ping' };
-    assert.equal(set.decide(input, ['cedar']).allow, false);
+    const input = caseInput(byName('support reads /eng'));
     assert.deepEqual(
-      set.decide(input, ['rego']).reasons.map((r) => r.id),
-      ['default_deny'],
+      set.decide(input, ['cedar']).reasons.map((r) => `${r.engine}:${r.id}`),
+      ['cedar:fs_path_not_permitted'],
+    );
+    assert.deepEqual(
+      set.decide(input, ['rego']).reasons.map((r) => `${r.engine}:${r.id}`),
+      ['rego:fs_path_not_permitted'],
     );
     assert.equal(set.decide(caseInput(byName('eng reads /eng')), []).allow, false, 'no engine means deny');
   });
@@ -147,6 +163,10 @@ describe('PolicySet configuration', () => {
       const d = set.decide(caseInput(byName('eng reads /eng')));
       assert.equal(d.allow, false);
       assert.ok(d.reasons.every((r) => r.id === 'engine_error' && /timeout/.test(r.message)));
+      assert.deepEqual(
+        d.engines?.map((v) => `${v.engine}:${v.error}`),
+        ['rego:ERR_ENGINE_TIMEOUT', 'cedar:ERR_ENGINE_TIMEOUT'],
+      );
     } finally {
       set.close();
     }
@@ -179,6 +199,9 @@ describe('loading failures', () => {
     assert.equal(e.code, 'ERR_POLICY_COMPILE');
     const lineNo = src.slice(0, src.indexOf('context.scopes.contains("http:fetch") };')).split('\n').length;
     assert.match(e.message, new RegExp(`policies\\.cedar:${lineNo}: `));
+    // The error cites the policy's @id, not the "policy17" Cedar makes up.
+    assert.match(e.message, /: in policy @id\("http_fetch_scope"\): the types Long and String are not compatible/);
+    assert.doesNotMatch(e.message, /`policy\d+`/);
   });
 
   it('refuses a Cedar policy without @id', async () => {
@@ -192,7 +215,7 @@ describe('loading failures', () => {
   it('denies (engine_error) when the Rego allow is undefined', async () => {
     const undef = join(dir, 'rego-undef');
     await cp(join(dir, 'rego'), undef, { recursive: true });
-    await writeFile(join(undef, 'authz.rego'), 'package micro_mcp.authz\n\nallow if input.never == true\n');
+    await writeFile(join(undef, 'authz.rego'), 'package micro_mcp.authz\n\nallow if input.principal.id == "nobody"\n');
     for (const f of ['fs.rego', 'http.rego', 'purpose.rego', 'authz_test.rego', 'fs_test.rego', 'http_test.rego', 'purpose_test.rego'])
       await rm(join(undef, f));
     const set = await loadPolicies({ watch: false, engines: ['rego'], rego: { dir: undef } });
@@ -200,9 +223,73 @@ describe('loading failures', () => {
       const d = set.decide(caseInput(byName('eng reads /eng')));
       assert.equal(d.allow, false);
       assert.equal(d.reasons[0]?.id, 'engine_error');
+      assert.equal(d.engines?.[0]?.error, 'ERR_ENGINE_UNDEFINED');
     } finally {
       set.close();
     }
+  });
+
+  it('denies (engine_error) when a Cedar policy errors at evaluation, even though Rego allows', async () => {
+    const boom = join(dir, 'cedar-boom');
+    await cp(join(dir, 'cedar'), boom, { recursive: true });
+    // Valid under strict validation, an overflow at evaluation: Cedar would skip the forbid, we deny.
+    await writeFile(
+      join(boom, 'boom.cedar'),
+      '@id("boom")\nforbid (principal, action, resource) when { context.resource has port && context.resource.port * 9223372036854775807 > 0 };\n',
+    );
+    const set = await loadPolicies({ watch: false, cedar: { dir: boom } }, { baseDir: root });
+    try {
+      const d = set.decide(caseInput(byName('fetch status page for incident')));
+      assert.equal(d.allow, false);
+      assert.deepEqual(
+        d.reasons.map((r) => `${r.engine}:${r.id}`),
+        ['cedar:engine_error'],
+      );
+      // Both engines on the record: Rego's grant, and Cedar's failure with its cause.
+      assert.deepEqual(
+        d.engines?.map((v) => `${v.engine}:${v.allow}:${v.reasons.map((r) => r.id).join()}:${v.error ?? ''}`),
+        ['rego:true:http_fetch_scope:', 'cedar:false:engine_error:ERR_ENGINE_EVALUATION'],
+      );
+    } finally {
+      set.close();
+    }
+  });
+
+  it('type-checks Rego against the PolicyInput schema: a typo or a type error in a deny rule refuses the set', async () => {
+    // Each rule would otherwise never fire: the deny would silently not apply.
+    const mistakes = [
+      [
+        '_denies contains "typo_deny: x" if {\n\t"sales" in input.principal.grups\n}\n',
+        /zz_typo\.rego:4: rego_type_error: undefined ref: input\.principal\.grups/,
+      ],
+      [
+        '_denies contains "type_deny: x" if {\n\tcount(input.principal.groups - {"x"}) > 0\n}\n',
+        /zz_typo\.rego:4: rego_type_error: minus: invalid argument\(s\)/,
+      ],
+      ['_denies contains "field_deny: x" if {\n\tinput.resource.path.x == 1\n}\n', /zz_typo\.rego:4: rego_type_error: /],
+    ] as const;
+    for (const [rule, want] of mistakes) {
+      const bad = join(dir, 'rego-typed');
+      await rm(bad, { recursive: true, force: true });
+      await cp(join(dir, 'rego'), bad, { recursive: true });
+      await writeFile(join(bad, 'zz_typo.rego'), `package micro_mcp.authz\n\n${rule}`);
+      const e = await rejectsCompile(loadPolicies({ watch: false, engines: ['rego'], rego: { dir: bad } }));
+      assert.equal(e.code, 'ERR_POLICY_COMPILE');
+      assert.match(e.message, want);
+      const problems = e.data?.problems as Array<{ file: string; line: number }>;
+      assert.equal(problems[0]?.line, 4);
+      assert.match(problems[0]?.file ?? '', /zz_typo\.rego$/);
+    }
+  });
+
+  it('types a rule on a named resource fact only where a service declares that fact', async () => {
+    const named = join(dir, 'rego-named');
+    await cp(join(dir, 'rego'), named, { recursive: true });
+    await writeFile(join(named, 'zz_repo.rego'), 'package micro_mcp.authz\n\n_denies contains "repo_frozen: x" if {\n\tinput.resource.repo == "core"\n}\n');
+    const e = await rejectsCompile(loadPolicies({ watch: false, engines: ['rego'], rego: { dir: named } }));
+    assert.match(e.message, /zz_repo\.rego:4: rego_type_error: undefined ref: input\.resource\.repo/);
+    const set = await loadPolicies({ watch: false, engines: ['rego'], rego: { dir: named } }, { resourceFacts: ['repo'] });
+    set.close();
   });
 
   it('needs the opa CLI for sources, and says so', async () => {
@@ -232,6 +319,23 @@ describe('hot reload', () => {
     dir = await copyPolicies();
   });
   after(() => rm(dir, { recursive: true, force: true }));
+
+  it('a reload that changes nothing is not a new revision: no swap, no reload event', async () => {
+    const reloads: string[] = [];
+    const set = await loadPolicies(
+      { rego: { dir: join(dir, 'rego') }, cedar: { dir: join(dir, 'cedar') }, watch: false },
+      { onReload: (i) => reloads.push(i.revision) },
+    );
+    try {
+      const rev = set.revision;
+      assert.equal(await set.reload(), true);
+      assert.equal(set.revision, rev);
+      assert.deepEqual(reloads, []);
+      assert.equal(set.decide(caseInput(byName('eng reads /eng'))).allow, true, 'the running set still serves');
+    } finally {
+      set.close();
+    }
+  });
 
   for (const engine of ['rego', 'cedar'] as const) {
     it(`${engine}: swaps in an edit, keeps the last good set on a broken edit`, async () => {

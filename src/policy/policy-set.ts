@@ -9,14 +9,15 @@ import { basename, dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { POLICY_CONFIG_DEFAULTS as DEFAULTS } from '../../schemas/generated/config.js';
 import { GatewayError, isGatewayError } from '../errors.js';
-import type { Decision, DecisionReason, PolicyInput, Principal } from '../types.js';
+import type { Decision, DecisionReason, EngineVerdict, PolicyInput, Principal } from '../types.js';
 import { CedarEngine } from './cedar/engine.js';
-import { buildPolicyInput } from './input.js';
+import { buildPolicyInput, resourceExtractor } from './input.js';
+import { isPolicyMethod, POLICY_METHODS } from './methods.js';
 import { buildRegoBundle, readRegoBundle } from './rego/bundle.js';
 import { RegoEngine } from './rego/engine.js';
 import { resolveOpa } from './rego/opa.js';
 import { toolFacts } from './tools.js';
-import type { EngineName, PolicyConfig, PolicyEngine, PolicyLogger } from './types.js';
+import { EngineError, type EngineErrorCode, type EngineName, type PolicyConfig, type PolicyEngine, type PolicyLogger } from './types.js';
 
 /** A reload waits this long after the last change, so that one save (or checkout) is one reload. */
 const RELOAD_DEBOUNCE_MS = 150;
@@ -24,6 +25,8 @@ const RELOAD_DEBOUNCE_MS = 150;
 export interface LoadPoliciesHooks {
   /** Base for relative paths in the config (the config file's dir); default process.cwd(). */
   baseDir?: string;
+  /** The named resource facts the services declare (config `resource.facts`): Rego is typed with them. */
+  resourceFacts?: readonly string[];
   /** Called after a reload swapped in a new set. */
   onReload?: (info: { revision: string; previous: string }) => void;
   /** Called when a reload failed; the last good set keeps running. */
@@ -40,6 +43,7 @@ export interface ResolvedPolicyConfig {
   decision_timeout_ms: number;
   watch: boolean;
   opa_path: string | undefined;
+  fact_names: readonly string[];
 }
 
 /**
@@ -48,7 +52,7 @@ export interface ResolvedPolicyConfig {
  * names, non-empty unique lists, decision_timeout_ms > 0) are the schema's, checked once by
  * loadConfig; the one rule left here relates two keys. Throws ERR_CONFIG_INVALID with the key path.
  */
-function resolvePolicyConfig(config: PolicyConfig = {}, baseDir: string = process.cwd()): ResolvedPolicyConfig {
+function resolvePolicyConfig(config: PolicyConfig = {}, baseDir: string = process.cwd(), factNames: readonly string[] = []): ResolvedPolicyConfig {
   const engines = [...(config.engines ?? DEFAULTS.engines)];
   const services: Record<string, EngineName[]> = {};
   for (const [ns, list] of Object.entries(config.services ?? {})) {
@@ -71,6 +75,7 @@ function resolvePolicyConfig(config: PolicyConfig = {}, baseDir: string = proces
     decision_timeout_ms: config.decision_timeout_ms ?? DEFAULTS.decision_timeout_ms,
     watch: config.watch ?? DEFAULTS.watch,
     opa_path: config.opa_path,
+    fact_names: [...new Set(factNames)].sort(),
   };
 }
 
@@ -119,23 +124,23 @@ function warmUp(engines: Map<EngineName, PolicyEngine>): void {
     purpose: null,
   };
   // V8 compiles WASM functions lazily, on first use: exercise the list path and the
-  // resource-fact paths (fs path, http URL) that real decisions take.
+  // resource-fact paths (a path, a URL) that real decisions take.
   const inputs = [
-    buildPolicyInput({ phase: 'list', method: 'tools/list', principal, tool: toolFacts('warm-up.tool'), context: { request_id: 'warm-up' } }),
+    buildPolicyInput({ method: 'tools/list', principal, tool: toolFacts('warm-up.tool'), context: { request_id: 'warm-up' } }),
     buildPolicyInput({
-      phase: 'call',
       method: 'tools/call',
       principal,
-      tool: toolFacts('fs.read'),
+      tool: toolFacts('warm-up.path'),
       arguments: { path: '/warm-up' },
+      resource: resourceExtractor({ kind: 'path' }),
       context: { request_id: 'warm-up' },
     }),
     buildPolicyInput({
-      phase: 'call',
       method: 'tools/call',
       principal,
-      tool: toolFacts('http.fetchText'),
+      tool: toolFacts('warm-up.url'),
       arguments: { url: 'https://warm-up.invalid/' },
+      resource: resourceExtractor({ kind: 'url' }),
       context: { request_id: 'warm-up' },
     }),
   ];
@@ -164,7 +169,7 @@ async function loadRego(cfg: ResolvedPolicyConfig): Promise<RegoEngine> {
     return RegoEngine.fromBundle(readRegoBundle(tarball, cfg.rego.bundle), cfg.rego.bundle);
   }
   const dir = cfg.rego.dir as string;
-  const { tarball } = await buildRegoBundle(resolveOpa(cfg.opa_path), dir);
+  const { tarball } = await buildRegoBundle(resolveOpa(cfg.opa_path), dir, cfg.fact_names);
   return RegoEngine.fromBundle(readRegoBundle(tarball, dir), dir);
 }
 
@@ -204,16 +209,35 @@ export class PolicySet {
   decide(input: PolicyInput, engines?: readonly EngineName[]): Decision {
     const t0 = performance.now();
     const gen = this.#gen; // read once: a concurrent swap never mixes two generations
+    const m = isPolicyMethod(input.method) ? POLICY_METHODS[input.method] : undefined;
+    if (m === undefined || m.action !== input.action || m.phase !== input.phase) {
+      // Refused before any engine sees it: an engine asked about a method it was never written for
+      // could answer anything.
+      return {
+        allow: false,
+        reasons: [{ engine: 'gateway', id: 'unknown_method', message: 'this MCP method is not decided by the gateway policy' }],
+        engines: [],
+        obligations: {},
+        policy_revision: gen.revision,
+        eval_us: Math.round((performance.now() - t0) * 1000),
+      };
+    }
     const names = engines ?? this.enginesFor(input.tool.namespace);
     const allowReasons: DecisionReason[] = [];
     const denyReasons: DecisionReason[] = [];
+    const verdicts: EngineVerdict[] = [];
     let obligations: Record<string, unknown> = {};
     const stepUp = new Set<string>();
-    if (names.length === 0) denyReasons.push(errorReason('gateway', 'no policy engine is configured for this request'));
+    const failed = (engine: EngineName | 'gateway', code: EngineErrorCode, message: string): void => {
+      const reason = errorReason(engine, message);
+      denyReasons.push(reason);
+      verdicts.push({ engine, allow: false, reasons: [reason], error: code });
+    };
+    if (names.length === 0) failed('gateway', 'ERR_ENGINE_NONE', 'no policy engine is configured for this request');
     for (const name of names) {
       const engine = gen.engines.get(name);
       if (engine === undefined) {
-        denyReasons.push(errorReason(name, `${name} engine is not loaded`));
+        failed(name, 'ERR_ENGINE_NOT_LOADED', `${name} engine is not loaded`);
         continue;
       }
       const start = performance.now();
@@ -221,26 +245,30 @@ export class PolicySet {
         const r = engine.evaluate(input);
         // WASM evaluation cannot be pre-empted; a too-slow answer is discarded, failing closed.
         if (performance.now() - start > this.#cfg.decision_timeout_ms) {
-          denyReasons.push(errorReason(name, `${name} exceeded the decision timeout of ${this.#cfg.decision_timeout_ms} ms`));
+          failed(name, 'ERR_ENGINE_TIMEOUT', `${name} exceeded the decision timeout of ${this.#cfg.decision_timeout_ms} ms`);
         } else if (r.allow) {
           allowReasons.push(...r.reasons);
+          verdicts.push({ engine: name, allow: true, reasons: r.reasons });
           obligations = { ...obligations, ...r.obligations };
         } else {
           denyReasons.push(...r.reasons);
+          verdicts.push({ engine: name, allow: false, reasons: r.reasons });
           // The one obligation a denial keeps: which scopes would lift it (HTTP 403 step-up).
           const up = r.obligations.step_up_scopes;
           if (Array.isArray(up)) for (const x of up) if (typeof x === 'string') stepUp.add(x);
         }
       } catch (e) {
-        // Agents see only that the engine failed; where in the policy it failed is for operators.
+        // Agents see only that the engine failed; where in the policy it failed is for operators,
+        // and the audit record keeps the cause as a stable code.
         this.#hooks.log?.error({ engine: name, err: e instanceof Error ? e.message : String(e) }, 'policy evaluation failed: denied');
-        denyReasons.push(errorReason(name, `${name} evaluation failed`));
+        failed(name, e instanceof EngineError ? e.code : 'ERR_ENGINE_EVALUATION', `${name} evaluation failed`);
       }
     }
     const allow = denyReasons.length === 0;
     return {
       allow,
       reasons: allow ? allowReasons : denyReasons,
+      engines: verdicts,
       obligations: allow ? obligations : stepUp.size > 0 ? { step_up_scopes: [...stepUp].sort() } : {},
       policy_revision: gen.revision,
       eval_us: Math.round((performance.now() - t0) * 1000),
@@ -277,6 +305,13 @@ export class PolicySet {
     if (this.#closed) {
       for (const e of next.engines.values()) e.close();
       return false;
+    }
+    if (next.revision === this.#gen.revision) {
+      // The same sources (a touch, a save without changes, a checkout of the same tree): not a new
+      // revision, so no swap and no reload event.
+      for (const e of next.engines.values()) e.close();
+      log?.info({ revision: next.revision }, 'policy reload: unchanged');
+      return true;
     }
     const previous = this.#gen;
     this.#gen = next; // the atomic swap: one reference assignment; decide() reads it once
@@ -330,7 +365,7 @@ export class PolicySet {
  * GatewayError('ERR_POLICY_COMPILE') naming file, line and reason: the gateway must not start.
  */
 export async function loadPolicies(config: PolicyConfig | undefined, hooks: LoadPoliciesHooks = {}): Promise<PolicySet> {
-  const cfg = resolvePolicyConfig(config, hooks.baseDir);
+  const cfg = resolvePolicyConfig(config, hooks.baseDir, hooks.resourceFacts);
   const gen = await loadGeneration(cfg);
   const set = new PolicySet(gen, cfg, hooks);
   hooks.log?.info({ revision: gen.revision, engines: [...gen.engines.keys()] }, 'policy set loaded');

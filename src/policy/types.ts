@@ -42,3 +42,30 @@ export interface PolicyLogger {
   warn(obj: Record<string, unknown>, msg: string): void;
   error(obj: Record<string, unknown>, msg: string): void;
 }
+
+/**
+ * Why an engine could not answer, as a stable code for the audit record (the message stays in the
+ * operator's log): ERR_ENGINE_EVALUATION (the policy failed while evaluating, e.g. a Rego conflict or
+ * a Cedar policy error), ERR_ENGINE_UNDEFINED (no allow/result), ERR_ENGINE_REQUEST_INVALID (the
+ * engine refused the request), ERR_ENGINE_CLOSED, ERR_ENGINE_TIMEOUT, ERR_ENGINE_NOT_LOADED,
+ * ERR_ENGINE_NONE (no engine configured), ERR_POLICY_UNAVAILABLE (the policy set itself failed).
+ */
+export type EngineErrorCode =
+  | 'ERR_ENGINE_EVALUATION'
+  | 'ERR_ENGINE_UNDEFINED'
+  | 'ERR_ENGINE_REQUEST_INVALID'
+  | 'ERR_ENGINE_CLOSED'
+  | 'ERR_ENGINE_TIMEOUT'
+  | 'ERR_ENGINE_NOT_LOADED'
+  | 'ERR_ENGINE_NONE'
+  | 'ERR_POLICY_UNAVAILABLE';
+
+/** An engine failure with its stable code; the combiner turns it into a deny (engine_error). */
+export class EngineError extends Error {
+  readonly code: EngineErrorCode;
+  constructor(code: EngineErrorCode, message: string) {
+    super(message);
+    this.name = 'EngineError';
+    this.code = code;
+  }
+}

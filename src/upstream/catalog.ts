@@ -86,8 +86,9 @@ export class Catalog extends EventEmitter {
     return this.resourceList;
   }
 
-  templates(): readonly ResourceTemplate[] {
-    return this.templateList.map((t) => t.template);
+  /** Resource templates with the policy's `tool` facts (the URI template names it), for the list phase. */
+  templateEntries(): Array<{ template: ResourceTemplate; facts: ToolFacts }> {
+    return this.templateList.map((t) => ({ template: t.template, facts: this.resourceFacts(t.service, t.template.uriTemplate) }));
   }
 
   /** The policy's `tool` facts for reading one resource: the URI names it, the service is its namespace. */

@@ -8,11 +8,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createAuthenticator, createServiceCredentialMinter, mintDevToken } from '../../src/auth/index.js';
-import { buildPolicyInput, loadPolicies, toolFacts } from '../../src/policy/index.js';
+import { buildPolicyInput, loadPolicies, resourceExtractor, toolFacts } from '../../src/policy/index.js';
 import type { EngineName } from '../../src/policy/index.js';
 import type { Principal } from '../../src/types.js';
 import { ROOT } from '../helpers/harness.js';
 import { microBench } from './load.js';
+
+/** The fs service as src/config/examples/dev.yaml declares it: its path is the resource fact. */
+const FS_RESOURCE = resourceExtractor({ kind: 'path', arg: 'path' });
+const FS_ANNOTATIONS = { readOnlyHint: true, openWorldHint: false };
 
 export interface MicroRow {
   name: string;
@@ -44,7 +48,6 @@ export async function runMicro(n: number): Promise<MicroRow[]> {
       // The benchmark's own tool (a third-party service granted by scope), and a first-party tool
       // whose policies also check the canonical path.
       'echo.echo': buildPolicyInput({
-        phase: 'call',
         method: 'tools/call',
         principal: PRINCIPAL,
         tool: toolFacts('echo.echo', { readOnlyHint: true }),
@@ -52,11 +55,11 @@ export async function runMicro(n: number): Promise<MicroRow[]> {
         context: { request_id: 'bench' },
       }),
       'fs.read': buildPolicyInput({
-        phase: 'call',
         method: 'tools/call',
         principal: PRINCIPAL,
-        tool: toolFacts('fs.read'),
+        tool: toolFacts('fs.read', FS_ANNOTATIONS),
         arguments: { path: '/eng/runbook.md' },
+        resource: FS_RESOURCE,
         context: { request_id: 'bench' },
       }),
     };
@@ -78,11 +81,11 @@ export async function runMicro(n: number): Promise<MicroRow[]> {
     let i = 0;
     const fresh = () =>
       buildPolicyInput({
-        phase: 'call',
         method: 'tools/call',
         principal: PRINCIPAL,
-        tool: toolFacts('fs.read'),
+        tool: toolFacts('fs.read', FS_ANNOTATIONS),
         arguments: { path: `/eng/notes-${i++}.md` },
+        resource: FS_RESOURCE,
         context: { request_id: 'bench' },
       });
     for (const [label, engines] of combos) {

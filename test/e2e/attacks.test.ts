@@ -6,7 +6,7 @@
  * or the service (a tool error). Nothing of the outside files or the loopback servers may leak.
  *
  * Three gateways, started in parallel:
- *  - shipped: the shipped policies (purpose local-dev), fs + the strict http service;
+ *  - shipped: the shipped policies plus a test-only purpose local-dev (loopback hosts), fs + the strict http service;
  *  - open:    a test-only policy copy that lets most cases through to fs + the strict http service,
  *             so the SERVICE guards are proven through the gateway too;
  *  - redirect: the open policy + an http service that may reach the loopback redirector, for the
@@ -21,7 +21,7 @@ import type { Client } from '@modelcontextprotocol/client';
 import { httpResource } from '../../src/policy/input.js';
 import { buildFsFixture, loadPathEscape, loadSsrf, redirectorHandler, startTestServer } from '../corpora/harness.js';
 import type { PathEscapeCase, Refuser, SsrfCase, TestServer } from '../corpora/harness.js';
-import { callOutcome, fsServiceEntry, httpServiceEntry, inBatches, permissivePolicyDir, stopGateway } from '../helpers/attacks.js';
+import { callOutcome, fsServiceEntry, httpServiceEntry, inBatches, permissivePolicyDir, shippedPolicyDir, stopGateway } from '../helpers/attacks.js';
 import type { Outcome } from '../helpers/attacks.js';
 import { connect, startGateway } from '../helpers/harness.js';
 import type { Gateway } from '../helpers/harness.js';
@@ -37,6 +37,7 @@ const redirects = ssrf.cases.filter((c) => c.mode === 'redirect');
 let redirector: TestServer;
 let redirectTarget = '';
 let policy: ReturnType<typeof permissivePolicyDir>;
+let shippedPolicy: ReturnType<typeof shippedPolicyDir>;
 const gws: Record<'shipped' | 'open' | 'redirect', Gateway | undefined> = { shipped: undefined, open: undefined, redirect: undefined };
 const clients: Client[] = [];
 
@@ -75,6 +76,7 @@ async function client(gw: Gateway, purpose: string): Promise<Client> {
 before(async () => {
   redirector = await startTestServer(redirectorHandler(() => redirectTarget));
   policy = permissivePolicyDir(corpusHosts());
+  shippedPolicy = shippedPolicyDir();
   const fs = fsServiceEntry(fx.rootFlags, fx.rootDirs);
   const strictHttp = httpServiceEntry(commonHttp([]), HOOKS);
   const loopHttp = httpServiceEntry([...commonHttp([redirector.port]), '--test-resolve', 'redirector.test=127.0.0.1', '--test-allow-loopback'], HOOKS);
@@ -84,7 +86,11 @@ before(async () => {
   const open = { ...slack, rego: { dir: policy.rego }, cedar: { dir: policy.cedar } };
   // Debug logging carries the services' stderr (the test hook's refusals) into the gateway output.
   const [a, b, c] = await Promise.all([
-    startGateway({ logging: { level: 'debug' }, policy: slack, services: { fs, http: strictHttp } }),
+    startGateway({
+      logging: { level: 'debug' },
+      policy: { ...slack, rego: { dir: shippedPolicy.rego }, cedar: { dir: shippedPolicy.cedar } },
+      services: { fs, http: strictHttp },
+    }),
     startGateway({ logging: { level: 'debug' }, policy: open, services: { fs, http: strictHttp } }),
     startGateway({ logging: { level: 'debug' }, policy: open, services: { http: loopHttp } }),
   ]);
@@ -97,6 +103,7 @@ after(async () => {
   await redirector?.close();
   fx.cleanup();
   if (policy) rmSync(policy.dir, { recursive: true, force: true });
+  if (shippedPolicy) rmSync(shippedPolicy.dir, { recursive: true, force: true });
 });
 
 /** Asserts one outcome: refused by the expected party, with nothing leaking. */
@@ -131,7 +138,7 @@ async function runDirect(gw: Gateway, purpose: string, which: 'shipped' | 'open'
   return outcomes;
 }
 
-describe('shipped policies (purpose local-dev)', () => {
+describe('shipped policies + a test-only local-dev purpose', () => {
   test('path-escape corpus: every case refused, by the expected party', async () => {
     assert.ok(fsCorpus.cases.length >= 50, `corpus has ${fsCorpus.cases.length} cases`);
     const out = await runFs(gws.shipped!, 'local-dev', 'shipped');

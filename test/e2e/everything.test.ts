@@ -106,6 +106,23 @@ describe('server-everything behind the gateway', () => {
     assert.ok(events.at(-1)!.result, 'the result comes last');
   });
 
+  test('every list is filtered by policy: without the scope, no prompts, resources or resource templates either', async () => {
+    const scoped = await connect(gw, 'modern');
+    const without = await connect(gw, 'legacy', { token: await gw.token({ scopes: ['fs:read'] }) });
+    try {
+      // The control: with everything:call the service's templates, prompts and resources are listed.
+      assert.ok((await scoped.listResourceTemplates()).resourceTemplates.length > 0);
+      assert.ok((await scoped.listPrompts()).prompts.length > 0);
+      assert.ok((await scoped.listResources()).resources.length > 0);
+      assert.deepEqual((await without.listResourceTemplates()).resourceTemplates, []);
+      assert.deepEqual((await without.listPrompts()).prompts, []);
+      assert.deepEqual((await without.listResources()).resources, []);
+    } finally {
+      await scoped.close();
+      await without.close();
+    }
+  });
+
   test('a third-party tool without its scope is hidden and denied', async () => {
     const token = await gw.token({ scopes: ['fs:read'] });
     const client = await connect(gw, 'modern', { token });

@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/client';
 import { connect, eventually, rawPost, ROOT, startGateway, type Era, type Gateway, type TokenClaims } from '../helpers/harness.js';
 import {
+  addPurposeHosts,
   allowed,
   call,
   copyPolicies,
@@ -84,17 +85,41 @@ function decisions(gw: Gateway): Array<{ tool: string; principal: { id: string }
   return out;
 }
 
-describe('policy decisions through the gateway (repo policies, rego + cedar)', () => {
+/** The event records of the audit log, oldest first. */
+function auditEvents(gw: Gateway): Array<{ type?: string; error?: { code: string }; details?: unknown }> {
+  const file = path.join(gw.dir, 'audit', 'audit.jsonl');
+  if (!existsSync(file)) return [];
+  const out: ReturnType<typeof auditEvents> = [];
+  for (const l of readFileSync(file, 'utf8').split('\n')) {
+    try {
+      const r = JSON.parse(l) as { kind: string } & ReturnType<typeof auditEvents>[number];
+      if (r.kind === 'event') out.push(r);
+    } catch {
+      // a record being appended right now
+    }
+  }
+  return out;
+}
+
+describe('policy decisions through the gateway (repo policies + a test-only loopback purpose, rego + cedar)', () => {
   let gw: Gateway;
   let origin: Awaited<ReturnType<typeof startOrigin>>;
+  let policies: ReturnType<typeof copyPolicies>;
 
   before(async () => {
     origin = await startOrigin();
-    gw = await startGateway({ services: { fs: fsService(), http: httpService(origin.port) } });
+    // The shipped policies have no purpose that reaches loopback; the test adds one (both engines).
+    policies = copyPolicies();
+    addPurposeHosts(policies, 'e2e-loopback', ['localhost']);
+    gw = await startGateway({
+      services: { fs: fsService(), http: httpService(origin.port) },
+      policy: { rego: { dir: policies.rego }, cedar: { dir: policies.cedar } },
+    });
   });
   after(async () => {
     await gw?.stop();
     await origin?.close();
+    if (policies) rmSync(policies.dir, { recursive: true, force: true });
   });
 
   for (const era of ERAS) {
@@ -154,16 +179,34 @@ describe('policy decisions through the gateway (repo policies, rego + cedar)', (
         // A purpose bound into the token wins over a declared one: incident-4711 allows only status hosts.
         const incident = await as({ sub: `responder-${era}`, scopes: ['http:fetch'], purpose: 'incident-4711' });
         const hits = origin.hits();
-        const d = denied(await call(incident, 'http.fetchText', { url: `http://localhost:${origin.port}/status` }, 'local-dev'));
+        const d = denied(await call(incident, 'http.fetchText', { url: `http://localhost:${origin.port}/status` }, 'e2e-loopback'));
         assertCleanDenial(d);
         assert.deepEqual(reasonKeys(d), ['cedar:http_host_not_allowed_for_purpose', 'rego:http_host_not_allowed_for_purpose']);
         assert.equal(origin.hits(), hits, 'a denied call never reaches the service');
-        // A token without a purpose may declare local-dev on the call, which allows localhost.
-        const dev = await as({ sub: `dev-${era}`, scopes: ['http:fetch'], purpose: '' });
-        const r = allowed(await call(dev, 'http.fetchText', { url: `http://localhost:${origin.port}/ok` }, 'local-dev'));
+        // A token that grants e2e-loopback (purposes claim) may declare it on the call, which allows localhost.
+        const dev = await as({ sub: `dev-${era}`, scopes: ['http:fetch'], purpose: '', purposes: ['e2e-loopback'] });
+        const r = allowed(await call(dev, 'http.fetchText', { url: `http://localhost:${origin.port}/ok` }, 'e2e-loopback'));
         assert.notEqual(r.isError, true, JSON.stringify(r));
         assert.equal((r.structuredContent as { text?: string }).text, 'hello from the origin');
         assert.equal(origin.hits(), hits + 1);
+      });
+
+      test('http: a declared purpose the principal is not granted is denied with purpose_not_granted, in both engines', async () => {
+        // The purpose would reach localhost, but neither the token nor the group eng grants it.
+        const client = await as({ sub: `asserted-${era}`, groups: ['eng'], scopes: ['http:fetch'], purpose: '', purposes: ['incident-4711'] });
+        const hits = origin.hits();
+        const d = denied(await call(client, 'http.fetchText', { url: `http://localhost:${origin.port}/ok` }, 'e2e-loopback'));
+        assertCleanDenial(d);
+        assert.deepEqual(reasonKeys(d), ['cedar:purpose_not_granted', 'rego:purpose_not_granted']);
+        assert.equal(origin.hits(), hits, 'a denied call never reaches the service');
+        // The retired example purpose local-dev is granted to nobody and reaches nothing.
+        const dev = denied(await call(client, 'http.fetchText', { url: `http://localhost:${origin.port}/ok` }, 'local-dev'));
+        assert.deepEqual(reasonKeys(dev), [
+          'cedar:http_host_not_allowed_for_purpose',
+          'cedar:purpose_not_granted',
+          'rego:http_host_not_allowed_for_purpose',
+          'rego:purpose_not_granted',
+        ]);
       });
 
       test('http: an open-world tool without a purpose is denied with purpose_required', async () => {
@@ -224,6 +267,7 @@ describe('fail closed and per-service engines (edited copy of the repo policies)
   before(async () => {
     origin = await startOrigin();
     policies = copyPolicies();
+    addPurposeHosts(policies, 'e2e-loopback', ['localhost']);
     // A Rego rule that errors at evaluation (conflicting values of a complete rule) for fs.search only.
     writeFileSync(
       path.join(policies.rego, 'e2e_boom.rego'),
@@ -267,6 +311,14 @@ describe('fail closed and per-service engines (edited copy of the repo policies)
         assert.deepEqual(reasonKeys(d), ['rego:engine_error']);
         // Agents learn that the engine failed, not where in the policy (no file name, no line).
         assert.doesNotMatch(JSON.stringify(d), /\.rego|:\d+:\d+/);
+        // The decision record keeps the cause as a stable code, and Cedar's own verdict beside it.
+        const rec = decisions(gw).find((x) => (x as { decision_id?: string }).decision_id === d.data.decision_id) as unknown as {
+          result: { engines: Array<{ engine: string; allow: boolean; error?: string }> };
+        };
+        assert.deepEqual(
+          rec.result.engines.map((v) => `${v.engine}:${v.allow}:${v.error ?? ''}`),
+          ['rego:false:ERR_ENGINE_EVALUATION', 'cedar:true:'],
+        );
         // The neighbouring tool decides normally: the error is the rule, not the engine.
         assert.notEqual(allowed(await call(client, 'fs.read', { path: '/eng/runbook.md' })).isError, true);
         assert.deepEqual(await toolNames(client), ['fs.list', 'fs.read', 'fs.stat']);
@@ -288,9 +340,9 @@ describe('fail closed and per-service engines (edited copy of the repo policies)
     });
 
     test(`${era}: policy.services {http: [rego]}: only Rego decides http, so Cedar's forbid does not apply`, async () => {
-      const client = await connect(gw, era, { token: await gw.token({ sub: `svc-${era}`, scopes: ['http:fetch'], purpose: '' }) });
+      const client = await connect(gw, era, { token: await gw.token({ sub: `svc-${era}`, scopes: ['http:fetch'], purpose: '', purposes: ['e2e-loopback'] }) });
       try {
-        const r = allowed(await call(client, 'http.fetchText', { url: `http://localhost:${origin.port}/ok` }, 'local-dev'));
+        const r = allowed(await call(client, 'http.fetchText', { url: `http://localhost:${origin.port}/ok` }, 'e2e-loopback'));
         assert.equal((r.structuredContent as { text?: string }).text, 'hello from the origin');
         const d = denied(await call(client, 'http.fetchText', { url: `http://localhost:${origin.port}/ok` }, 'docs-research'));
         assertCleanDenial(d);
@@ -365,6 +417,19 @@ describe('hot reload', () => {
     }
   });
 
+  test('a reload that changes nothing (a file saved unchanged) is not a new revision and not a reload event', async () => {
+    // Runs while the set is good. A file saved unchanged makes the watcher reload; the log says it was unchanged.
+    const file = path.join(policies.rego, 'purpose.rego');
+    const unchanged = () => (gw.output().match(/"msg":"policy reload: unchanged"/g) ?? []).length;
+    const before = unchanged();
+    const events = auditEvents(gw).filter((r) => r.type === 'policy_reload').length;
+    const rev = denied(await statPublic(eng)).data.policy_revision;
+    writeFileSync(file, readFileSync(file, 'utf8'));
+    await eventually(() => unchanged() > before, 15_000);
+    assert.equal(auditEvents(gw).filter((r) => r.type === 'policy_reload').length, events, 'no policy_reload record');
+    assert.equal(denied(await statPublic(eng)).data.policy_revision, rev);
+  });
+
   test('a broken Rego edit keeps the last good set and reports file:line and reason', async () => {
     const rev = denied(await statPublic(eng)).data.policy_revision;
     const okReloads = reloads();
@@ -372,6 +437,16 @@ describe('hot reload', () => {
     const report = await eventually(() => /policy reload rejected[^\n]*/.exec(gw.output())?.[0] ?? '', 15_000);
     assert.match(report, /zz_broken\.rego:5: rego_parse_error: unexpected } token/);
     assert.equal(reloads(), okReloads, 'no swap happened');
+    // The rejection is audited with file, line and reason.
+    const rejected = (r: ReturnType<typeof auditEvents>[number]) => r.type === 'policy_reload' && r.error !== undefined;
+    await eventually(() => auditEvents(gw).some(rejected), 15_000);
+    const events = auditEvents(gw).filter(rejected);
+    const problems = (events.at(-1)!.details as { problems: Array<{ engine: string; file: string; line: number; reason: string }> }).problems;
+    assert.equal(events.at(-1)!.error!.code, 'ERR_POLICY_COMPILE');
+    assert.deepEqual(
+      problems.map((p) => [p.engine, path.basename(p.file), p.line, p.reason]),
+      [['rego', 'zz_broken.rego', 5, 'rego_parse_error: unexpected } token']],
+    );
     // The last good set keeps deciding exactly as before.
     const d = denied(await statPublic(eng));
     assert.deepEqual(reasonKeys(d), ['cedar:hot_reload_forbid']);
@@ -380,15 +455,43 @@ describe('hot reload', () => {
     assert.notEqual(allowed(await call(eng, 'fs.read', { path: '/public/faq.md' })).isError, true);
     assert.equal(gw.proc.exitCode, null, 'the gateway keeps running');
   });
+
+  test('a Rego typo in a deny rule (unknown input field) is refused by the type check; the last good set keeps running', async () => {
+    const rev = denied(await statPublic(eng)).data.policy_revision;
+    const okReloads = reloads();
+    const rejected = () => gw.output().match(/policy reload rejected[^\n]*/g) ?? [];
+    const before = rejected().length;
+    // Without the type check this deny would load and silently never fire.
+    writeFileSync(
+      path.join(policies.rego, 'zz_broken.rego'),
+      'package micro_mcp.authz\n\n_denies contains "typo_deny: x" if {\n\t"eng" in input.principal.grups\n}\n',
+    );
+    const report = await eventually(
+      () =>
+        rejected()
+          .slice(before)
+          .find((l) => l.includes('rego_type_error')) ?? '',
+      15_000,
+    );
+    assert.match(report, /zz_broken\.rego:4: rego_type_error: undefined ref: input\.principal\.grups/);
+    assert.equal(reloads(), okReloads, 'no swap happened');
+    assert.equal(denied(await statPublic(eng)).data.policy_revision, rev);
+    assert.notEqual(allowed(await call(eng, 'fs.read', { path: '/public/faq.md' })).isError, true);
+  });
 });
 
 describe('a broken policy set at start-up', () => {
-  for (const kind of ['rego', 'cedar'] as const) {
+  for (const kind of ['rego', 'rego-typo', 'cedar'] as const) {
     test(`${kind}: the gateway refuses to start, naming file, line and reason`, async () => {
       const policies = copyPolicies();
       const dir = mkdtempSync(path.join(tmpdir(), 'micro-mcp-e2e-broken-'));
       try {
         if (kind === 'rego') writeFileSync(path.join(policies.rego, 'zz_broken.rego'), 'package micro_mcp.authz\n\n_x if {\n\tinput.phase ==\n}\n');
+        else if (kind === 'rego-typo')
+          writeFileSync(
+            path.join(policies.rego, 'zz_broken.rego'),
+            'package micro_mcp.authz\n\n_denies contains "typo_deny: x" if {\n\tcount(input.principal.groups - {"x"}) > 0\n}\n',
+          );
         else writeFileSync(path.join(policies.cedar, 'zz_broken.cedar'), '@id("broken")\npermit (principal, action, resource)\nwhen { context.nope == };\n');
         const err = await startGateway(
           { services: { fs: fsService() }, policy: { rego: { dir: policies.rego }, cedar: { dir: policies.cedar } } },
@@ -404,6 +507,7 @@ describe('a broken policy set at start-up', () => {
         const m = /gateway exited with (\d+)/.exec(err.message);
         assert.ok(m && Number(m[1]) !== 0, err.message);
         if (kind === 'rego') assert.match(err.message, /zz_broken\.rego:5: rego_parse_error: unexpected } token/);
+        else if (kind === 'rego-typo') assert.match(err.message, /zz_broken\.rego:4: rego_type_error: minus: invalid argument\(s\)/);
         else assert.match(err.message, /zz_broken\.cedar:3: .*unexpected token/);
         assert.doesNotMatch(err.message, /listening on/);
       } finally {
@@ -499,6 +603,76 @@ describe('micro-mcp policy test | explain', () => {
     assert.match(r.stdout, /^ok +cedar /m);
   });
 
+  test('`policy explain` honours --rego/--cedar, --principal-type, --method and --annotations; prints obligations and an engine error; refuses an unknown --phase', async () => {
+    const bad = await runCli(['policy', 'explain', '--principal', 'bob', '--tool', 'fs.read', '--phase', 'sideways']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--phase must be call or list, not "sideways"/);
+    const badType = await runCli(['policy', 'explain', '--principal', 'bob', '--tool', 'fs.read', '--principal-type', 'robot']);
+    assert.equal(badType.code, 2);
+    assert.match(badType.stderr, /--principal-type must be one of user, agent, service/);
+
+    const policies = copyPolicies();
+    try {
+      writeFileSync(
+        path.join(policies.rego, 'e2e_boom.rego'),
+        'package micro_mcp.authz\n\nreasons := {"boom: conflicting reasons"} if input.principal.type == "service"\n',
+      );
+      writeFileSync(
+        path.join(policies.cedar, 'e2e.cedar'),
+        '@id("e2e_no_agents")\n@reason("agents may not get prompts")\nforbid (principal, action == MicroMcp::Action::"get_prompt", resource) when { principal.type == "agent" };\n',
+      );
+      const args = (type: string) => [
+        'policy',
+        'explain',
+        '--rego',
+        policies.rego,
+        '--cedar',
+        policies.cedar,
+        '--principal',
+        'ci-bot',
+        '--principal-type',
+        type,
+        '--scopes',
+        'everything:call',
+        '--tool',
+        'everything.simple-prompt',
+        '--method',
+        'prompts/get',
+        '--annotations',
+        '{"readOnlyHint":true,"openWorldHint":false}',
+      ];
+      const agent = await runCli(args('agent'));
+      assert.equal(agent.code, 0, agent.stdout + agent.stderr);
+      assert.match(agent.stdout, /"method":"prompts\/get","action":"get_prompt","principal":"ci-bot","type":"agent"/);
+      assert.match(agent.stdout, /^rego: allow\n {4}- service_content_scope: /m);
+      assert.match(agent.stdout, /^cedar: deny\n {4}- e2e_no_agents: agents may not get prompts$/m);
+      const service = await runCli(args('service'));
+      assert.match(service.stdout, /^rego: deny\n {4}- engine_error: rego evaluation failed\n {4}error: ERR_ENGINE_EVALUATION$/m);
+      assert.match(service.stdout, /^cedar: allow$/m);
+    } finally {
+      rmSync(policies.dir, { recursive: true, force: true });
+    }
+
+    const reach = await runCli([
+      'policy',
+      'explain',
+      '--principal',
+      'alice',
+      '--groups',
+      'eng',
+      '--scopes',
+      'fs:read',
+      '--tool',
+      'fs.read',
+      '--annotations',
+      '{"readOnlyHint":true,"openWorldHint":false}',
+      '--args',
+      '{"path":"/eng/runbook.md"}',
+    ]);
+    const obligations = /^obligations: (.*)$/m.exec(reach.stdout)?.[1] ?? '{}';
+    assert.deepEqual((JSON.parse(obligations) as { reach: { roots: string[] } }).reach.roots.sort(), ['/eng', '/public']);
+  });
+
   test("`policy explain` prints both engines' decisions with reasons", async () => {
     const r = await runCli([
       'policy',
@@ -529,6 +703,8 @@ describe('micro-mcp policy test | explain', () => {
       'fs:read',
       '--tool',
       'fs.read',
+      '--annotations',
+      '{"readOnlyHint":true,"openWorldHint":false}',
       '--args',
       '{"path":"/eng/runbook.md"}',
     ]);

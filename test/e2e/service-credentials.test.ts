@@ -267,7 +267,14 @@ describe('through the real gateway to a remote (Streamable HTTP) fs service', ()
     });
     gw = await startGateway({
       policy: { decision_timeout_ms: 5000 },
-      services: { fs: { transport: 'http', url: `http://127.0.0.1:${port}/mcp`, restart: { initial_delay_ms: 50, max_delay_ms: 200 } } },
+      services: {
+        fs: {
+          transport: 'http',
+          url: `http://127.0.0.1:${port}/mcp`,
+          restart: { initial_delay_ms: 50, max_delay_ms: 200 },
+          resource: { kind: 'path', arg: 'path' },
+        },
+      },
     });
     service = spawn(
       process.execPath,

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Client } from '@modelcontextprotocol/client';
 import { ROOT } from './harness.js';
+import { addPurposeHosts, FS_RESOURCE, HTTP_RESOURCE } from './policy.js';
 
 /** The --allow-fs-read flags every sandboxed service needs for its own code (services/README.md). */
 export function codeReadFlags(): string[] {
@@ -42,6 +43,7 @@ export function fsServiceEntry(rootFlags: string[], rootDirs: string[], extraArg
     ],
     // The OS sandbox (on by default): the roots are its only data; no network.
     sandbox: { read: rootDirs },
+    resource: FS_RESOURCE,
   };
 }
 
@@ -60,7 +62,24 @@ export function httpServiceEntry(args: string[], env: Record<string, string> = {
     env,
     // The OS sandbox (on by default): the network, no data.
     sandbox: { network: true },
+    resource: HTTP_RESOURCE,
   };
+}
+
+/** The loopback hosts of the test-only `local-dev` purpose (the shipped policies have no such purpose). */
+export const LOCAL_DEV_HOSTS = ['127.0.0.1', 'localhost'];
+
+/**
+ * A TEST-ONLY copy of the shipped policies in a temp dir with one addition: purpose `local-dev` (which
+ * the shipped policies no longer have) may reach the loopback hosts. A token that binds it is granted it.
+ */
+export function shippedPolicyDir(): { rego: string; cedar: string; dir: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'micro-mcp-attack-policy-'));
+  const p = { rego: path.join(dir, 'rego'), cedar: path.join(dir, 'cedar'), dir };
+  cpSync(path.join(ROOT, 'policies', 'rego'), p.rego, { recursive: true });
+  cpSync(path.join(ROOT, 'policies', 'cedar'), p.cedar, { recursive: true });
+  addPurposeHosts(p, 'local-dev', LOCAL_DEV_HOSTS);
+  return p;
 }
 
 /**
@@ -81,20 +100,17 @@ export function permissivePolicyDir(hosts: string[]): { rego: string; cedar: str
     if (!text.includes(from)) throw new Error(`test policy: "${from}" not found in ${file}; the shipped policy changed`);
     writeFileSync(file, text.replace(from, to));
   };
-  const regoHosts = hosts.map((h) => JSON.stringify(h)).join(', ');
-  edit(path.join(rego, 'http.rego'), '"local-dev": {"127.0.0.1", "localhost"},', `"local-dev": {"127.0.0.1", "localhost"},\n\t"attack-tests": {${regoHosts}},`);
+  addPurposeHosts({ rego, cedar }, 'local-dev', LOCAL_DEV_HOSTS);
+  addPurposeHosts({ rego, cedar }, 'attack-tests', hosts);
   // fs: eng may read any canonical path (paths that do not canonicalise stay denied).
   edit(
     path.join(rego, 'fs.rego'),
     '_fs_path_readable(path, roots) if path in roots',
-    '_fs_path_readable(path, roots) if path in roots\n\n_fs_path_readable(path, roots) if "/public" in roots',
+    '_fs_path_readable(path, roots) if path in roots\n\n_fs_path_readable(_, roots) if "/public" in roots',
   );
+  // ... and the reach the decision hands the fs service (the readable roots) covers every path.
+  edit(path.join(rego, 'fs.rego'), '"eng": {"/eng", "/public"},', '"eng": {"/", "/eng", "/public"},');
   const cedarFile = path.join(cedar, 'policies.cedar');
-  edit(
-    cedarFile,
-    '(context.purpose == "local-dev" &&',
-    `(context.purpose == "attack-tests" &&\n      [${hosts.map((h) => JSON.stringify(h)).join(', ')}].contains(context.resource.host)) ||\n     (context.purpose == "local-dev" &&`,
-  );
   edit(cedarFile, '!((principal in MicroMcp::Group::"eng" &&', '!((principal in MicroMcp::Group::"eng") ||\n    (principal in MicroMcp::Group::"eng" &&');
   // Tests beside the policies assert the shipped behaviour; they are not loaded by the gateway but
   // would no longer hold, so drop them from the copy.

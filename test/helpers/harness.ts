@@ -34,6 +34,8 @@ export interface TokenClaims {
   scopes: string[];
   /** Bound into the token; default "e2e-tests"; '' for none. */
   purpose?: string;
+  /** The purposes the token grants (its `purposes` claim); default none. */
+  purposes?: string[];
   ttl: string;
 }
 
@@ -111,6 +113,7 @@ export async function startGateway(config: Record<string, unknown>, opts: { env?
         ttl: c.ttl ?? '10m',
         audience: `${url}/mcp`,
         ...(c.purpose !== '' ? { purpose: c.purpose ?? 'e2e-tests' } : {}),
+        ...(c.purposes ? { purposes: c.purposes } : {}),
       }),
     stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
       if (proc.exitCode !== null) return proc.exitCode;

@@ -15,6 +15,10 @@ import { CLI, DIST, ROOT } from './harness.js';
 /** The sample tree the fs service serves in `make run`. */
 export const FS_SAMPLE = path.join(ROOT, 'services', 'fs', 'sample');
 
+/** The resource declarations of the example services, as src/config/examples/dev.yaml writes them. */
+export const FS_RESOURCE = { kind: 'path', arg: 'path' };
+export const HTTP_RESOURCE = { kind: 'url', arg: 'url', method_arg: 'method' };
+
 /** Reads the service needs to start under Node's permission model (services/README.md). */
 const baseReads = () => [
   `--allow-fs-read=${path.join(DIST, 'services')}`,
@@ -40,6 +44,7 @@ export function fsService(root: string = FS_SAMPLE): Record<string, unknown> {
       root,
     ],
     sandbox: { read: [root] },
+    resource: FS_RESOURCE,
   };
 }
 
@@ -66,6 +71,7 @@ export function httpService(port: number): Record<string, unknown> {
     ],
     env: { MICRO_MCP_HTTP_TEST_HOOKS: '1' },
     sandbox: { network: true },
+    resource: HTTP_RESOURCE,
   };
 }
 
@@ -89,6 +95,23 @@ export function copyPolicies(): { dir: string; rego: string; cedar: string } {
   const dir = mkdtempSync(path.join(tmpdir(), 'micro-mcp-policies-'));
   cpSync(path.join(ROOT, 'policies'), dir, { recursive: true });
   return { dir, rego: path.join(dir, 'rego'), cedar: path.join(dir, 'cedar') };
+}
+
+/**
+ * TEST ONLY: lets `purpose` reach `hosts` with http.fetchText in a copy of the policies, in both
+ * engines. Who may act under it is the token's business (its purposes claim or bound purpose).
+ */
+export function addPurposeHosts(p: { rego: string; cedar: string }, purpose: string, hosts: readonly string[]): void {
+  const list = hosts.map((h) => JSON.stringify(h)).join(', ');
+  writeFileSync(
+    path.join(p.rego, `zz_purpose_${purpose.replace(/[^a-z0-9]/gi, '_')}.rego`),
+    `package micro_mcp.authz\n\n_purpose_hosts[${JSON.stringify(purpose)}] := {${list}}\n`,
+  );
+  edit(
+    path.join(p.cedar, 'policies.cedar'),
+    '(context.purpose == "incident-4711" &&',
+    `(context.purpose == ${JSON.stringify(purpose)} &&\n      [${list}].contains(context.resource.host)) ||\n     (context.purpose == "incident-4711" &&`,
+  );
 }
 
 /** Replaces `from` with `to` in a file; throws when `from` is absent, so an edit can never silently miss. */

@@ -22,7 +22,8 @@ export function policyInput(over: Partial<PolicyInput> = {}): PolicyInput {
   return {
     phase: 'call',
     method: 'tools/call',
-    principal: { id: 'alice', type: 'user', issuer: 'https://idp.test', groups: ['dev'], attributes: {} },
+    action: 'call_tool',
+    principal: { id: 'alice', type: 'user', issuer: 'https://idp.test', groups: ['dev'], purposes: [], attributes: {} },
     client: { id: 'agent-cli' },
     scopes: ['fs:read'],
     purpose: 'incident-4711',

@@ -10,7 +10,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DecisionReason, PolicyInput } from '../../types.js';
 import { compileError, lineOf, type PolicyProblem } from '../problems.js';
-import type { EngineResult, PolicyEngine } from '../types.js';
+import { EngineError, type EngineResult, type PolicyEngine } from '../types.js';
 import { toCedarRequest } from './request.js';
 
 const CEDAR_SCHEMA_FILE = 'schema.cedarschema';
@@ -40,13 +40,16 @@ export class CedarEngine implements PolicyEngine {
   readonly revision: string;
   readonly #psetId: string;
   readonly #messages: ReadonlyMap<string, string>;
+  /** Policy ids annotated `@parity("why")`: rules Rego can only approximate, declared for `policy parity`. */
+  readonly parityDeclared: ReadonlyMap<string, string>;
   #closed = false;
   /** Decisions by request, oldest first (a Map keeps insertion order: eviction drops the oldest). */
   readonly #memo = new Map<string, EngineResult>();
 
-  private constructor(psetId: string, messages: Map<string, string>, revision: string) {
+  private constructor(psetId: string, messages: Map<string, string>, revision: string, parity: Map<string, string>) {
     this.#psetId = psetId;
     this.#messages = messages;
+    this.parityDeclared = parity;
     this.revision = revision;
   }
 
@@ -72,6 +75,7 @@ export class CedarEngine implements PolicyEngine {
     const problems: PolicyProblem[] = [];
     const policies: Record<string, string> = {};
     const messages = new Map<string, string>();
+    const parity = new Map<string, string>();
     const hash = createHash('sha256').update(schema).update('\0');
     for (const name of names) {
       const file = join(dir, name);
@@ -82,20 +86,22 @@ export class CedarEngine implements PolicyEngine {
         problems.push(...problemsFrom(parsed.errors, file, text));
         continue;
       }
-      const v = cedar.validate({ schema, policies: { staticPolicies: text }, validationSettings: { mode: 'strict' } });
-      if (v.type === 'failure') {
-        problems.push(...problemsFrom(v.errors, file, text));
-        continue;
-      }
-      for (const ve of [...v.validationErrors, ...v.validationWarnings]) problems.push(...problemsFrom([ve.error], file, text));
       const parts = cedar.policySetTextToParts(text);
       if (parts.type === 'failure') {
         problems.push(...problemsFrom(parts.errors, file, text));
         continue;
       }
       if (parts.policy_templates.length > 0) problems.push({ engine: 'cedar', file, line: null, reason: 'templates are not supported' });
+      // Validated keyed by @id, so that a validation error cites the policy's own id rather than
+      // the "policy17" Cedar makes up for a set given as one text.
+      const own: Record<string, string> = {};
+      const offsets = new Map<string, number>();
+      let from = 0;
       for (const part of parts.policies) {
-        const line = lineOf(text, Math.max(0, text.indexOf(part)));
+        const found = text.indexOf(part, from);
+        const offset = found === -1 ? Math.max(0, text.indexOf(part)) : found;
+        if (found !== -1) from = found + part.length;
+        const line = lineOf(text, offset);
         const json = cedar.policyToJson(part);
         const ann = json.type === 'success' ? (json.json.annotations ?? {}) : {};
         const id = ann.id;
@@ -105,8 +111,25 @@ export class CedarEngine implements PolicyEngine {
           problems.push({ engine: 'cedar', file, line, reason: `duplicate policy @id("${id}")` });
         } else {
           policies[id] = part;
+          own[id] = part;
+          offsets.set(id, offset);
           messages.set(id, ann.reason ?? id);
+          if (ann.parity !== undefined) parity.set(id, ann.parity);
         }
+      }
+      if (Object.keys(own).length === 0) continue;
+      const v = cedar.validate({ schema, policies: { staticPolicies: own }, validationSettings: { mode: 'strict' } });
+      if (v.type === 'failure') {
+        problems.push(...problemsFrom(v.errors, file, text));
+        continue;
+      }
+      for (const ve of [...v.validationErrors, ...v.validationWarnings]) {
+        // Source locations are relative to the policy's own text: shift them to the file.
+        const base = offsets.get(ve.policyId) ?? 0;
+        const loc = ve.error.sourceLocations?.[0];
+        const msg = ve.error.message;
+        const reason = msg.includes(`\`${ve.policyId}\``) ? msg : `in policy @id("${ve.policyId}"): ${msg}`;
+        problems.push({ engine: 'cedar', file, line: lineOf(text, base + (loc?.start ?? 0)), reason });
       }
     }
     if (problems.length > 0) throw compileError(problems);
@@ -116,7 +139,7 @@ export class CedarEngine implements PolicyEngine {
     const psetId = `micro-mcp-policies-${++generation}`;
     const ps = cedar.preparsePolicySet(psetId, { staticPolicies: policies });
     if (ps.type === 'failure') throw compileError(ps.errors.map((e) => ({ engine: 'cedar', file: dir, line: null, reason: e.message })));
-    return new CedarEngine(psetId, messages, `sha256:${hash.digest('hex')}`);
+    return new CedarEngine(psetId, messages, `sha256:${hash.digest('hex')}`, parity);
   }
 
   /** Authorizes one raw Cedar request against the pre-parsed set (used by decide and the test runner). */
@@ -127,7 +150,7 @@ export class CedarEngine implements PolicyEngine {
     context: Context;
     entities: EntityJson[];
   }): CedarAnswer {
-    if (this.#closed) throw new Error('cedar engine is closed');
+    if (this.#closed) throw new EngineError('ERR_ENGINE_CLOSED', 'cedar engine is closed');
     // No schema at evaluation: the policies were validated against it (strict) at load, and the
     // request and entities are well-typed by construction (toCedarRequest). Parsing them with the
     // schema again costs more than evaluating the policies (measured here: 256 µs with the
@@ -136,7 +159,7 @@ export class CedarEngine implements PolicyEngine {
     if (ans.type === 'failure') {
       // Cedar's messages can quote entity or context values (tool arguments): keep only codes.
       const codes = ans.errors.map((e) => e.code ?? 'request_invalid');
-      throw new Error(`cedar rejected the request (${codes.join(', ')})`);
+      throw new EngineError('ERR_ENGINE_REQUEST_INVALID', `cedar rejected the request (${codes.join(', ')})`);
     }
     return {
       decision: ans.response.decision,
@@ -167,7 +190,7 @@ export class CedarEngine implements PolicyEngine {
     const ans = this.authorize(req);
     // Cedar skips a policy that errors; a skipped forbid could turn a deny into an allow, so
     // any evaluation error fails the whole decision closed.
-    if (ans.errors.length > 0) throw new Error(`cedar policies failed to evaluate: ${ans.errors.join(', ')}`);
+    if (ans.errors.length > 0) throw new EngineError('ERR_ENGINE_EVALUATION', `cedar policies failed to evaluate: ${ans.errors.join(', ')}`);
     const reasons: DecisionReason[] = ans.reason.map((id) => ({ engine: 'cedar', id, message: this.#messages.get(id) ?? id }));
     if (reasons.length === 0) {
       reasons.push(

@@ -16,14 +16,6 @@ export interface CedarRequest {
 const NS = 'MicroMcp';
 const HINTS = ['readOnlyHint', 'destructiveHint', 'idempotentHint', 'openWorldHint'] as const;
 
-/** The Cedar action for a method and phase; throws for methods the schema does not know. */
-function cedarAction(method: string, phase: PolicyInput['phase']): string {
-  if (method.startsWith('tools/')) return phase === 'list' ? 'list_tools' : 'call_tool';
-  if (method.startsWith('resources/')) return 'read_resource';
-  if (method.startsWith('prompts/')) return 'get_prompt';
-  throw new Error(`no Cedar action for method ${method}`);
-}
-
 const uid = (type: string, id: string): { type: string; id: string } => ({ type: `${NS}::${type}`, id });
 
 /**
@@ -48,13 +40,14 @@ export function toCedarRequest(input: PolicyInput): CedarRequest {
   for (const h of HINTS) if (typeof ann[h] === 'boolean') toolAttrs[h] = ann[h] as boolean;
 
   const entities: EntityJson[] = [
-    { uid: principal, attrs: {}, parents: groups as EntityUidJson[] },
+    { uid: principal, attrs: { type: p.type, purposes: [...new Set(p.purposes)] }, parents: groups as EntityUidJson[] },
     { uid: tool, attrs: toolAttrs, parents: [service] },
   ];
 
   return {
     principal,
-    action: uid('Action', cedarAction(input.method, input.phase)),
+    // The action comes from the one method table (src/policy/methods.ts), as Rego's input.action does.
+    action: uid('Action', input.action),
     resource: tool,
     context: {
       scopes: [...new Set(input.scopes)],
@@ -65,12 +58,15 @@ export function toCedarRequest(input: PolicyInput): CedarRequest {
   };
 }
 
-const STRING_FACTS = ['path', 'url', 'scheme', 'host', 'method'] as const;
-
-/** Cedar has no null: unknown or invalid facts are left out, and policies test them with `has`. */
+/**
+ * Every fact Cedar can hold: strings, booleans and integers (Long). Cedar has no null: unknown or
+ * invalid facts (and non-integer numbers) are left out, and policies test them with `has`.
+ */
 function resourceFacts(r: Record<string, unknown>): Record<string, CedarValueJson> {
   const out: Record<string, CedarValueJson> = {};
-  for (const k of STRING_FACTS) if (typeof r[k] === 'string') out[k] = r[k] as string;
-  if (Number.isSafeInteger(r.port)) out.port = r.port as number;
+  for (const [k, v] of Object.entries(r)) {
+    if (typeof v === 'string' || typeof v === 'boolean') out[k] = v;
+    else if (typeof v === 'number' && Number.isSafeInteger(v)) out[k] = v;
+  }
   return out;
 }

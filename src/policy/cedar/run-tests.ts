@@ -1,15 +1,36 @@
 /**
- * An in-process runner for Cedar tests in the `cedar run-tests` JSON format (there is no cedar
- * CLI here): each file in tests/ holds an array of
- *   { name?, request: {principal, action, resource, context}, entities: [...] | "file.json",
- *     decision: "allow" | "deny", reason: [policy ids], num_errors }
- * where principal/action/resource are entity uids such as `MicroMcp::User::"alice"`. As the
- * CLI does, `reason` must be a subset of the determining policies.
+ * An in-process runner for Cedar tests (there is no cedar CLI here). Each file in tests/ holds an
+ * array of cases in either form:
+ *   - the `cedar run-tests` format: { name?, request: {principal, action, resource, context},
+ *     entities: [...] | "file.json", decision: "allow" | "deny", reason: [policy ids], num_errors }
+ *     where principal/action/resource are entity uids such as `MicroMcp::User::"alice"`; as the CLI
+ *     does, `reason` must be a subset of the determining policies;
+ *   - a PolicyInput: { name?, input: {...}, decision, reason } where `input` is what the gateway
+ *     builds (validated against schemas/policy-input.schema.json) and goes through the real request
+ *     mapping (request.ts); `reason` must be exactly the determining policies' ids.
  */
 import type { Context, EntityJson } from '@cedar-policy/cedar-wasm/nodejs';
+import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
+import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
+import addFormatsModule from 'ajv-formats';
+import type { PolicyInput } from '../../types.js';
+import { policyInputSchema } from '../rego/opa.js';
 import type { CedarEngine } from './engine.js';
+import { toCedarRequest } from './request.js';
+
+type Validate = ((data: unknown) => data is PolicyInput) & { errors?: ErrorObject[] | null };
+let validateInput: Validate | undefined;
+
+/** The PolicyInput schema, compiled once: fixtures are checked against what the gateway promises. */
+function inputValidator(): Validate {
+  if (validateInput) return validateInput;
+  const ajv = new Ajv2020({ allErrors: true, strict: false });
+  addFormatsModule.default(ajv);
+  validateInput = ajv.compile(JSON.parse(readFileSync(policyInputSchema(), 'utf8'))) as Validate;
+  return validateInput;
+}
 
 export interface CedarTestResult {
   file: string;
@@ -21,6 +42,7 @@ export interface CedarTestResult {
 
 interface CedarTestCase {
   name?: string;
+  input?: unknown;
   request?: { principal?: string; action?: string; resource?: string; context?: Context };
   entities?: EntityJson[] | string;
   decision?: string;
@@ -37,7 +59,24 @@ function parseEntityUid(s: string): { type: string; id: string } {
   return { type: (m[1] as string).trim(), id: JSON.parse(m[2] as string) as string };
 }
 
+/** A PolicyInput case: schema-checked, mapped as the gateway maps it, ids compared exactly. */
+function runInputCase(engine: CedarEngine, t: CedarTestCase): string {
+  if (t.decision !== 'allow' && t.decision !== 'deny') return 'decision must be "allow" or "deny"';
+  const valid = inputValidator();
+  if (!valid(t.input)) {
+    const e = valid.errors?.[0];
+    return `input does not match schemas/policy-input.schema.json: ${e?.instancePath || '/'} ${e?.message ?? 'is invalid'}`;
+  }
+  const ans = engine.authorize(toCedarRequest(t.input));
+  if (ans.errors.length > 0) return `the policies failed to evaluate: ${ans.errors.join(', ')}`;
+  const want = [...new Set(t.reason ?? [])].sort();
+  if (ans.decision !== t.decision) return `expected ${t.decision}, got ${ans.decision} (reason: ${ans.reason.join(', ') || 'none'})`;
+  if (want.join() !== ans.reason.join()) return `expected reason ${want.join(', ') || 'none'}, got ${ans.reason.join(', ') || 'none'}`;
+  return '';
+}
+
 async function runCase(engine: CedarEngine, t: CedarTestCase, dir: string): Promise<string> {
+  if (t.input !== undefined) return runInputCase(engine, t);
   const r = t.request;
   if (r?.principal === undefined || r.action === undefined || r.resource === undefined) return 'request needs principal, action and resource';
   if (t.decision !== 'allow' && t.decision !== 'deny') return 'decision must be "allow" or "deny"';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { compileError, type PolicyProblem } from '../problems.js';
-import { runOpa } from './opa.js';
+import { runOpa, withInputSchema } from './opa.js';
 
 /** The package every policy set defines (ARCHITECTURE.md "The policy contract"). */
 const REGO_PACKAGE = 'micro_mcp.authz';
@@ -84,11 +84,24 @@ export function parseOpaProblems(stderr: string, dir: string): PolicyProblem[] {
 }
 
 /**
- * Compiles the Rego sources in `dir` with `opa build -t wasm` into one bundle (tests ignored).
- * Rejects with ERR_POLICY_COMPILE naming file, line and reason.
+ * Type-checks the Rego sources in `dir` (tests included) against the PolicyInput schema with
+ * `opa check --strict -s`. `opa build` has no schema flag, so every path that compiles Rego (start-up,
+ * hot reload, `policy build|check|test`) runs this first. Rejects with ERR_POLICY_COMPILE naming
+ * file, line and reason, e.g. `fs.rego:12: rego_type_error: undefined ref: input.principal.grups`.
  */
-export async function buildRegoBundle(opa: string, dir: string, revision?: string): Promise<{ tarball: Buffer; revision: string }> {
-  const rev = revision ?? (await regoSourceRevision(dir));
+export async function checkRegoTypes(opa: string, dir: string, factNames: readonly string[] = []): Promise<void> {
+  const run = await withInputSchema(factNames, (schema) => runOpa(opa, ['check', '--strict', '-s', schema, '.'], { cwd: dir }));
+  if (run.code !== 0) throw compileError(parseOpaProblems(`${run.stdout}\n${run.stderr}`, dir));
+}
+
+/**
+ * Compiles the Rego sources in `dir` with `opa build -t wasm` into one bundle (tests ignored), after
+ * the type check (`factNames`: the services' declared named resource facts). Rejects with
+ * ERR_POLICY_COMPILE naming file, line and reason.
+ */
+export async function buildRegoBundle(opa: string, dir: string, factNames: readonly string[] = []): Promise<{ tarball: Buffer; revision: string }> {
+  await checkRegoTypes(opa, dir, factNames);
+  const rev = await regoSourceRevision(dir);
   const tmp = await mkdtemp(join(tmpdir(), 'micro-mcp-opa-'));
   try {
     const out = join(tmp, 'bundle.tar.gz');

@@ -6,7 +6,7 @@
 import { loadPolicy, type LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import type { DecisionReason, PolicyInput } from '../../types.js';
 import { compileError } from '../problems.js';
-import type { EngineResult, PolicyEngine } from '../types.js';
+import { EngineError, type EngineResult, type PolicyEngine } from '../types.js';
 import { REGO_ENTRYPOINT, type RegoBundle } from './bundle.js';
 
 /** Splits a Rego reason "<id>: <message>" (the contract's convention) into id and message. */
@@ -53,13 +53,19 @@ export class RegoEngine implements PolicyEngine {
 
   evaluate(input: PolicyInput): EngineResult {
     const policy = this.#policy;
-    if (policy === null) throw new Error('rego engine is closed');
-    const rs: unknown = policy.evaluate(input, this.#entrypoint);
+    if (policy === null) throw new EngineError('ERR_ENGINE_CLOSED', 'rego engine is closed');
+    let rs: unknown;
+    try {
+      rs = policy.evaluate(input, this.#entrypoint);
+    } catch (e) {
+      // A conflict, a builtin error (halt), an out-of-memory: the policy failed on this input.
+      throw new EngineError('ERR_ENGINE_EVALUATION', `rego evaluation failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
     const doc = Array.isArray(rs) ? ((rs[0] as { result?: unknown } | undefined)?.result as AuthzDocument | undefined) : undefined;
-    if (doc === undefined || doc === null || typeof doc !== 'object') throw new Error('rego result is undefined');
+    if (doc === undefined || doc === null || typeof doc !== 'object') throw new EngineError('ERR_ENGINE_UNDEFINED', 'rego result is undefined');
     // An undefined or non-boolean allow is an error, not a deny decision: the combiner denies
     // either way, but the audit record then says the policy is broken.
-    if (typeof doc.allow !== 'boolean') throw new Error('rego allow is undefined or not a boolean');
+    if (typeof doc.allow !== 'boolean') throw new EngineError('ERR_ENGINE_UNDEFINED', 'rego allow is undefined or not a boolean');
     const raw = Array.isArray(doc.reasons) ? doc.reasons.filter((r): r is string => typeof r === 'string') : [];
     const reasons = raw.sort().map(parseRegoReason);
     if (reasons.length === 0) {

@@ -4,6 +4,8 @@
  */
 import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GatewayError } from '../../errors.js';
@@ -23,6 +25,41 @@ export function repoRoot(): string | null {
     const up = dirname(dir);
     if (up === dir) return null;
     dir = up;
+  }
+}
+
+/**
+ * The PolicyInput JSON Schema every Rego source is type-checked against (`opa check --strict -s`):
+ * an unknown input field or a type error refuses the set instead of making a rule silently never fire.
+ */
+export function policyInputSchema(): string {
+  const root = repoRoot();
+  const file = root === null ? null : join(root, 'schemas', 'policy-input.schema.json');
+  if (file === null || !existsSync(file)) {
+    throw new GatewayError('ERR_POLICY_COMPILE', 'policy set rejected: schemas/policy-input.schema.json was not found, so Rego cannot be type-checked');
+  }
+  return file;
+}
+
+/**
+ * Runs `fn` with the path of the PolicyInput schema to type-check against, extended with the named
+ * resource facts the services declare (`resource.facts` in the config): OPA types only the members
+ * a schema lists, so a rule on `input.resource.repo` type-checks only where `repo` is declared.
+ */
+export async function withInputSchema<T>(factNames: readonly string[], fn: (schemaFile: string) => Promise<T>): Promise<T> {
+  const base = policyInputSchema();
+  if (factNames.length === 0) return fn(base);
+  const schema = JSON.parse(readFileSync(base, 'utf8')) as { properties: { resource: { properties: Record<string, unknown> } } };
+  const props = schema.properties.resource.properties;
+  // Untyped (any): OPA reads a list of types as one of them, and a named fact may be any scalar or null.
+  for (const name of factNames) if (!Object.hasOwn(props, name)) props[name] = { description: 'a named resource fact declared by a service' };
+  const dir = await mkdtemp(join(tmpdir(), 'micro-mcp-schema-'));
+  try {
+    const file = join(dir, 'policy-input.schema.json');
+    await writeFile(file, JSON.stringify(schema));
+    return await fn(file);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 }
 

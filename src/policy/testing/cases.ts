@@ -4,16 +4,31 @@
  * the two engines agree rule for rule (same decision, same deciding ids).
  */
 import type { PolicyInput, PolicyPhase, Principal } from '../../types.js';
-import { buildPolicyInput } from '../input.js';
+import { buildPolicyInput, resourceExtractor, type ResourceSpec } from '../input.js';
 import { toolFacts } from '../tools.js';
 
-export function testPrincipal(id: string, groups: string[], scopes: string[], type: Principal['type'] = 'user'): Principal {
-  return { id, type, issuer: 'https://idp.test', groups, attributes: {}, scopes, client: { id: 'test-agent' }, purpose: null };
+export function testPrincipal(id: string, groups: string[], scopes: string[], type: Principal['type'] = 'user', purposes: string[] = []): Principal {
+  return { id, type, issuer: 'https://idp.test', groups, attributes: {}, scopes, client: { id: 'test-agent' }, purpose: null, purposes };
 }
+
+/** The example services' resource declarations, as src/config/examples/dev.yaml writes them (input.test.ts checks). */
+export const EXAMPLE_RESOURCES: Readonly<Record<string, ResourceSpec>> = {
+  fs: { kind: 'path', arg: 'path' },
+  http: { kind: 'url', arg: 'url', method_arg: 'method' },
+};
+
+/** Annotations the example services declare (services/fs, services/http). */
+export const EXAMPLE_ANNOTATIONS: Readonly<Record<string, Record<string, unknown>>> = {
+  'fs.read': { readOnlyHint: true, openWorldHint: false },
+  'fs.list': { readOnlyHint: true, openWorldHint: false },
+  'fs.stat': { readOnlyHint: true, openWorldHint: false },
+  'fs.search': { readOnlyHint: true, openWorldHint: false },
+  'http.fetchText': { readOnlyHint: true, openWorldHint: true },
+};
 
 export interface PolicyCase {
   name: string;
-  principal: { id: string; type?: Principal['type']; groups: string[] };
+  principal: { id: string; type?: Principal['type']; groups: string[]; purposes?: string[] };
   scopes: string[];
   purpose?: string | null;
   tool: string;
@@ -198,7 +213,7 @@ export const POLICY_CASES: readonly PolicyCase[] = [
     name: 'fetch file URL',
     principal: alice,
     scopes: ['http:fetch'],
-    purpose: 'local-dev',
+    purpose: 'incident-4711',
     tool: 'http.fetchText',
     arguments: { url: 'file:///etc/passwd' },
     expect: { allow: false, ids: ['http_host_not_allowed_for_purpose', 'http_scheme_not_allowed'] },
@@ -212,14 +227,42 @@ export const POLICY_CASES: readonly PolicyCase[] = [
     arguments: { url: 'not a url' },
     expect: { allow: false, ids: ['http_url_invalid'] },
   },
+  // purposes: granted by group (policy) or by the token (principal.purposes), never by declaring one
   {
-    name: 'fetch loopback for local-dev',
+    name: 'support acts under a purpose granted to eng only',
+    principal: sam,
+    scopes: ['http:fetch'],
+    purpose: 'incident-4711',
+    tool: 'http.fetchText',
+    arguments: { url: 'https://status.example.com/' },
+    expect: { allow: false, ids: ['purpose_not_granted'] },
+  },
+  {
+    name: 'fetch under the retired local-dev purpose',
     principal: alice,
     scopes: ['http:fetch'],
     purpose: 'local-dev',
     tool: 'http.fetchText',
     arguments: { url: 'http://127.0.0.1:8081/x' },
-    expect: { allow: true, ids: ['http_fetch_scope'] },
+    expect: { allow: false, ids: ['http_host_not_allowed_for_purpose', 'purpose_not_granted'] },
+  },
+  {
+    name: 'third-party tool under a purpose the token grants',
+    principal: { id: 'auditor', groups: [], purposes: ['audit-2026'] },
+    scopes: ['everything:call'],
+    purpose: 'audit-2026',
+    tool: 'everything.echo',
+    arguments: {},
+    expect: { allow: true, ids: ['service_call_scope'] },
+  },
+  {
+    name: 'third-party tool under a purpose nobody grants',
+    principal: bot,
+    scopes: ['everything:call'],
+    purpose: 'curiosity',
+    tool: 'everything.echo',
+    arguments: {},
+    expect: { allow: false, ids: ['purpose_not_granted'] },
   },
   {
     name: 'list fetch without purpose',
@@ -338,14 +381,17 @@ export const POLICY_CASES: readonly PolicyCase[] = [
   },
 ];
 
+const extractors = new Map(Object.entries(EXAMPLE_RESOURCES).map(([ns, spec]) => [ns, resourceExtractor(spec)]));
+
 /** The PolicyInput of a case, built the way the gateway builds it. */
 export function caseInput(c: PolicyCase): PolicyInput {
   const phase = c.phase ?? 'call';
+  const tool = toolFacts(c.tool, c.annotations ?? EXAMPLE_ANNOTATIONS[c.tool]);
   return buildPolicyInput({
-    phase,
     method: c.method ?? (phase === 'list' ? 'tools/list' : 'tools/call'),
-    principal: testPrincipal(c.principal.id, c.principal.groups, c.scopes, c.principal.type),
-    tool: toolFacts(c.tool, c.annotations),
+    principal: testPrincipal(c.principal.id, c.principal.groups, c.scopes, c.principal.type, c.principal.purposes),
+    tool,
+    resource: extractors.get(tool.namespace),
     arguments: c.arguments,
     purpose: c.purpose ?? null,
     context: { request_id: `case-${c.name}`, time: '2026-01-01T00:00:00.000Z' },

@@ -1,0 +1,1 @@
+export { isWellFormedJson, wellFormed } from './well-formed.js';

@@ -1,0 +1,58 @@
+import type { MiddlewareHandler } from 'hono';
+import type { RefusalFacts } from '../../../audit/refusals.js';
+import { clientIp, type GatewayEnv } from '../../context.js';
+
+/** A UTF-16 code unit of a surrogate pair that has no partner (the `u` flag pairs the valid ones). */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+/**
+ * True when every string (and every member name) in a parsed JSON value is well-formed Unicode. JSON
+ * text can spell a lone surrogate (`"\ud800"`), which no engine, service or log can represent
+ * faithfully. Walked with an explicit stack: a body under the cap can still nest deeper than the
+ * call stack.
+ */
+export function isWellFormedJson(value: unknown): boolean {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'string') {
+      if (LONE_SURROGATE.test(v)) return false;
+    } else if (Array.isArray(v)) {
+      for (const x of v) stack.push(x);
+    } else if (typeof v === 'object' && v !== null) {
+      for (const [k, x] of Object.entries(v)) {
+        if (LONE_SURROGATE.test(k)) return false;
+        stack.push(x);
+      }
+    }
+  }
+  return true;
+}
+
+/**
+ * Refuses, before anything decides or records it, a JSON-RPC message whose method, params (tool
+ * names, arguments, `_meta`) or result holds a string that is not well-formed Unicode: JSON-RPC error
+ * -32602 (HTTP 400) naming the rule, never the value. Otherwise such a string would reach the
+ * policy engines and fail them (an engine error) instead of being refused as the bad input it is.
+ */
+export const wellFormed = (opts: { onRefused?: (facts: RefusalFacts) => Promise<void> } = {}): MiddlewareHandler<GatewayEnv> =>
+  async function wellFormed(c, next) {
+    const body = c.var.body;
+    const messages: unknown[] = Array.isArray(body) ? body : body === undefined ? [] : [body];
+    for (const m of messages) {
+      if (isWellFormedJson(m)) continue;
+      const id = typeof m === 'object' && m !== null && 'id' in m && (typeof m.id === 'string' || typeof m.id === 'number') ? m.id : null;
+      const method = typeof m === 'object' && m !== null && 'method' in m && typeof m.method === 'string' && isWellFormedJson(m.method) ? m.method : undefined;
+      await opts.onRefused?.({ requestId: c.var.requestId, clientIp: clientIp(c), principal: c.var.principal, ...(method ? { method } : {}) });
+      return c.json(
+        {
+          jsonrpc: '2.0',
+          error: { code: -32602, message: 'Invalid params: names, arguments and _meta values must be well-formed Unicode (no lone surrogates)' },
+          id: Array.isArray(body) ? null : id,
+        },
+        400,
+      );
+    }
+    await next();
+    return undefined;
+  };
