@@ -143,7 +143,15 @@ describe('a remote service that hangs', () => {
       });
     });
     gw = await startGateway({
-      services: { fs: { transport: 'http', url: `http://127.0.0.1:${port}/mcp`, call_timeout_ms: 1000, restart: { initial_delay_ms: 50, max_delay_ms: 200 } } },
+      services: {
+        fs: {
+          transport: 'http',
+          url: `http://127.0.0.1:${port}/mcp`,
+          call_timeout_ms: 1000,
+          restart: { initial_delay_ms: 50, max_delay_ms: 200 },
+          resource: { kind: 'path', arg: 'path' },
+        },
+      },
     });
     const args = [
       '--experimental-permission',

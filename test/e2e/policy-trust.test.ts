@@ -250,6 +250,8 @@ describe("a decision's reach travels to the http service and binds every redirec
       ],
       env: { MICRO_MCP_HTTP_TEST_HOOKS: '1' },
       resource: HTTP_RESOURCE,
+      // The OS sandbox with the network (its default has none).
+      sandbox: { network: true },
     };
     gw = await startGateway({ services: { http }, policy: { rego: { dir: policies.rego }, cedar: { dir: policies.cedar } } });
     client = await connect(gw, 'modern', {

@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/client';
-import { fsServiceEntry, httpServiceEntry, stopGateway } from '../helpers/attacks.js';
+import { fsServiceEntry, httpServiceEntry, shippedPolicyDir, stopGateway } from '../helpers/attacks.js';
 import { startOrigin } from '../helpers/policy.js';
 import { DIST, ROOT, connect, eventually, runDirOf, startGateway, type Gateway } from '../helpers/harness.js';
 
@@ -185,6 +185,8 @@ describe('a compromised service under the fs and http sandbox settings, through 
 
 test('the real fs and http services work in their sandboxes through a real gateway', async () => {
   const origin = await startOrigin('hello through the sandbox');
+  // The shipped policies plus the test-only purpose local-dev (loopback hosts).
+  const policies = shippedPolicyDir();
   const gw = await startGateway({
     services: {
       fs: fsServiceEntry(['--root', `eng=${dataDir}`], [dataDir]),
@@ -193,7 +195,7 @@ test('the real fs and http services work in their sandboxes through a real gatew
         { MICRO_MCP_HTTP_TEST_HOOKS: '1' },
       ),
     },
-    policy: { decision_timeout_ms: 5000 },
+    policy: { decision_timeout_ms: 5000, rego: { dir: policies.rego }, cedar: { dir: policies.cedar } },
   });
   try {
     const client = await connect(gw, 'modern', { token: await gw.token({ groups: ['eng'], scopes: ['fs:read', 'http:fetch'], purpose: 'local-dev' }) });
