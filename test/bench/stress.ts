@@ -9,7 +9,8 @@
 import { request as httpRequest } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import path from 'node:path';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { readRecords } from '../helpers/audit.js';
 import { echoService, type Gateway, ROOT, startGateway } from '../helpers/harness.js';
 
@@ -54,10 +55,14 @@ interface Row {
 
 async function main(): Promise<void> {
   const t0 = Date.now();
-  const gw = await startGateway({
-    server: { headers_timeout_ms: 5000, request_timeout_ms: 10_000, max_connections_per_ip: 256, auth_failures_per_minute_per_ip: 120 },
-    services: { echo: echoService() },
-  });
+  const dir = mkdtempSync(path.join(tmpdir(), 'micro-mcp-stress-'));
+  const gw = await startGateway(
+    {
+      server: { headers_timeout_ms: 5000, request_timeout_ms: 10_000, max_connections_per_ip: 256, auth_failures_per_minute_per_ip: 120 },
+      services: { echo: echoService() },
+    },
+    { dir },
+  );
   const port = Number(new URL(gw.url).port);
   const rows: Row[] = [];
   try {
@@ -70,6 +75,7 @@ async function main(): Promise<void> {
       for (let i = 0; i < n(512); i++) {
         const s = netConnect({ host: '127.0.0.1', port, localAddress: `127.0.1.${1 + (i % 8)}` });
         s.on('error', () => undefined);
+        s.resume(); // read (and drop) the 408, so the close that follows it is seen
         s.write(`POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nX-Slow: `);
         sockets.push(s);
       }
@@ -104,7 +110,7 @@ async function main(): Promise<void> {
               agent: false,
               headers: { host: `127.0.0.1:${port}`, 'content-type': 'application/json', 'content-length': String(900 * 1024) },
             });
-            req.on('socket', (s) => sockets.push(s));
+            req.on('socket', (sock) => sockets.push(sock));
             req.on('response', (res) => {
               res.resume();
               resolve(res.statusCode ?? 0);
@@ -192,8 +198,10 @@ async function main(): Promise<void> {
       });
     }
 
+    // Stopped first: the counts of suppressed refusals are written when their window ends, or at stop.
+    await gw.stop();
     const refusals = new Map<string, number>();
-    for (const l of readRecords(path.join(gw.dir, 'audit'))) {
+    for (const l of readRecords(path.join(dir, 'audit'))) {
       const r = l.rec as Record<string, any>;
       if (r.kind !== 'event') continue;
       const cause =
@@ -219,6 +227,7 @@ async function main(): Promise<void> {
     log(`wrote ${path.relative(ROOT, OUT)}`);
   } finally {
     await gw.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
