@@ -11,7 +11,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 
 TEST_FILES = $$(find dist/src dist/services dist/test -name '*.test.js' 2>/dev/null | sort)
 
-.PHONY: help setup build run test test-node lint bench stress clean schemas soak-race sandbox-tools
+.PHONY: help setup build run test test-node lint bench stress clean schemas soak-race sandbox-tools replica-tools
 
 help:
 	@echo "make run    - install, build and start the gateway on 127.0.0.1:8080 (dev mode)"
@@ -58,6 +58,22 @@ sandbox-tools:
 
 setup: $(NODE_STAMP) opa-check sandbox-tools
 
+# redis-server and nginx from the Debian packages: only the tests of several replicas need them
+# (test/e2e/replicas.test.ts; a gateway uses Redis only when `state.redis` is configured).
+replica-tools:
+	@missing=""; for p in redis-server:redis-server nginx:nginx; do command -v $${p%%:*} >/dev/null 2>&1 || missing="$$missing $${p##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "make: installing$$missing (for the tests of several replicas)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	    echo "make: installing$$missing with sudo (for the tests of several replicas)"; \
+	    sudo -n apt-get update -qq && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "make:$$missing missing and cannot be installed here (needs root or sudo without a password): apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi
+
 # A clean build: a renamed or deleted source must not leave a stale compiled test behind.
 build: $(NODE_STAMP)
 	rm -rf dist
@@ -66,7 +82,7 @@ build: $(NODE_STAMP)
 run: setup build
 	node dist/src/cli/main.js serve --dev
 
-test: setup build
+test: setup replica-tools build
 	npx biome check .
 	$(OPA) fmt --list --fail policies/rego
 	$(OPA) check --strict -s schemas/policy-input.schema.json policies/rego

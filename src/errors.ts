@@ -51,6 +51,8 @@ export type GatewayErrorCode =
   | 'ERR_RATE_LIMITED'
   // audit
   | 'ERR_AUDIT_UNAVAILABLE'
+  // shared state (several replicas)
+  | 'ERR_STATE_UNAVAILABLE'
   // configuration
   | 'ERR_CONFIG_INVALID'
   | 'ERR_INTERNAL';
@@ -101,6 +103,7 @@ export function toHttpStatus(code: GatewayErrorCode): number {
       return 429;
     case 'ERR_AUTH_JWKS_UNAVAILABLE':
     case 'ERR_AUTH_REPLAY_CACHE_FULL':
+    case 'ERR_STATE_UNAVAILABLE':
     case 'ERR_SERVICE_UNAVAILABLE':
     case 'ERR_AUDIT_UNAVAILABLE':
       return 503;
@@ -126,6 +129,8 @@ export function toJsonRpcCode(code: GatewayErrorCode): number {
       return -32003;
     case 'ERR_RATE_LIMITED':
       return -32029;
+    case 'ERR_STATE_UNAVAILABLE':
+      return -32004;
     case 'ERR_SERVICE_UNAVAILABLE':
     case 'ERR_SERVICE_TIMEOUT':
     case 'ERR_SERVICE_ERROR':

@@ -35,6 +35,11 @@ export interface AuthenticatorContext {
   loopback: boolean;
   /** Clock in ms for `exp`/`nbf`/`iat`, the token cache and JWKS refreshes. Default Date.now. */
   now?: () => number;
+  /**
+   * Where single-use token ids are remembered when several replicas must share them (the shared
+   * state); default: in this process, bounded by `replay_cache_max_entries`.
+   */
+  replay?: { firstSight(id: string, ttlMs: number): Promise<boolean> };
 }
 
 export interface Authenticator {
@@ -247,6 +252,25 @@ function replayGuard(maxEntries: number, toleranceS: number, now: () => number) 
   };
 }
 
+/** The replay guard on the shared state: the first replica to see a token id wins; the store unreachable refuses. */
+function sharedReplayGuard(store: { firstSight(id: string, ttlMs: number): Promise<boolean> }, toleranceS: number, now: () => number) {
+  return {
+    async once(payload: JWTPayload, principalOf: (p: JWTPayload) => Principal): Promise<Principal> {
+      const principal = principalOf(payload);
+      if (typeof payload.jti !== 'string') return principal;
+      const ttlMs = typeof payload.exp === 'number' ? (payload.exp + toleranceS) * 1000 - now() : 24 * 3600_000;
+      let first = false;
+      try {
+        first = await store.firstSight(`jti:${payload.jti}`, Math.max(1, ttlMs));
+      } catch {
+        fail('ERR_AUTH_REPLAY_CACHE_FULL');
+      }
+      if (!first) fail('ERR_AUTH_REPLAYED', { claim: 'jti' });
+      return principal;
+    },
+  };
+}
+
 /** Compact JWS -> verified payload, or GatewayError with the precise code; times from `now`. */
 function tokenVerifier(v: Verification, now: () => number): (token: string) => Promise<JWTPayload> {
   return async function verifyToken(token: string): Promise<JWTPayload> {
@@ -294,20 +318,22 @@ export async function createAuthenticator(options: AuthConfig, ctx: Authenticato
   const metadataUrl = resourceMetadataUrl(resource);
   const metadata = protectedResourceMetadata(resource.href, v.issuer, options);
 
-  const replay = options.single_use_jti
-    ? replayGuard(options.replay_cache_max_entries ?? AUTH_DEFAULTS.replay_cache_max_entries, v.clockToleranceS, now)
-    : undefined;
+  const replay = !options.single_use_jti
+    ? undefined
+    : ctx.replay !== undefined
+      ? sharedReplayGuard(ctx.replay, v.clockToleranceS, now)
+      : replayGuard(options.replay_cache_max_entries ?? AUTH_DEFAULTS.replay_cache_max_entries, v.clockToleranceS, now);
   const principalOf = (payload: JWTPayload): Principal => wellFormed(principalFromClaims(payload, claims, v.issuer));
 
   const authenticate = async (header: string | undefined): Promise<Principal> => {
     const token = bearerToken(header, v.maxTokenBytes);
-    if (cache === undefined) return replay ? replay.once(await verifyToken(token), principalOf) : principalOf(await verifyToken(token));
+    if (cache === undefined) return replay ? await replay.once(await verifyToken(token), principalOf) : principalOf(await verifyToken(token));
     const key = cache.keyOf(token);
     const hit = cache.get(key);
     if (hit !== undefined) return hit;
     const payload = await verifyToken(token);
     // A single-use token is never cached: its second use must meet the replay guard.
-    if (replay !== undefined && typeof payload.jti === 'string') return replay.once(payload, principalOf);
+    if (replay !== undefined && typeof payload.jti === 'string') return await replay.once(payload, principalOf);
     const principal = principalOf(payload);
     if (typeof payload.exp === 'number') cache.set(key, principal, payload.exp);
     return principal;

@@ -3,7 +3,7 @@
  * folder, and `micro-mcp token` to mint tokens for it. The authenticator trusts this key only when
  * the gateway listens on loopback (see createAuthenticator).
  */
-import { randomUUID } from 'node:crypto';
+import { hkdfSync, randomUUID } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -67,6 +67,14 @@ export async function ensureDevKey(dir: string = DEFAULT_DEV_KEY_DIR): Promise<D
   await chmod(tmp, 0o600);
   await rename(tmp, pubPath);
   return { privateJwk, publicJwks, kid: privateJwk.kid };
+}
+
+/**
+ * A state binding key for dev-mode replicas that share one dev key folder (and so one dev key):
+ * derived from the private key, so it is as secret as the key that signs every dev token.
+ */
+export function devStateKey(key: DevKey): Buffer {
+  return Buffer.from(hkdfSync('sha256', Buffer.from(String(key.privateJwk.d), 'base64url'), Buffer.alloc(0), 'micro-mcp dev state binding', 32));
 }
 
 /** Parses "90", "90s", "15m", "2h", "1d" into seconds. */

@@ -59,11 +59,12 @@ async function loadKey(cfg: StateBindingConfig): Promise<Buffer> {
 }
 
 /**
- * Creates the binder. Without `key_file` the key is random per process, which is right for one
- * replica; several replicas must share a key file so any replica accepts state from any other.
+ * Creates the binder. Without `key_file` the key is `sharedKey` if given (replicas in dev mode derive
+ * one from the dev key they share), else random per process, which is right for one replica; several
+ * replicas must share a key file so any replica accepts state from any other.
  */
-export async function createStateBinder(cfg: StateBindingConfig = {}, now: () => number = Date.now): Promise<StateBinder> {
-  const key = await loadKey(cfg);
+export async function createStateBinder(cfg: StateBindingConfig = {}, now: () => number = Date.now, sharedKey?: Buffer): Promise<StateBinder> {
+  const key = cfg.key_file || !sharedKey ? await loadKey(cfg) : sharedKey;
   const defaultTtl = cfg.ttl_s ?? AUTH_DEFAULTS.state_binding.ttl_s;
 
   const mac = (kind: string, principalId: string, body: string): Buffer =>

@@ -2,15 +2,21 @@
  * The composition root shared by `serve` and `stdio`: builds every module from the config and wires
  * them together. It decides nothing and records nothing itself; each concern lives in its module.
  */
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { auditOptionsFromConfig, createLogger, openAuditLog } from '../audit/index.js';
 import type { AuditLog } from '../audit/index.js';
 import { Refusals } from '../audit/refusals.js';
 import { authConfigOf, createMtlsFetch, createServiceCredentialMinter, createStateBinder } from '../auth/index.js';
 import type { AuthConfig, Minter } from '../auth/index.js';
+import { DEFAULT_DEV_KEY_DIR } from '../auth/config.js';
+import { devStateKey, ensureDevKey } from '../auth/dev.js';
 import { systemClock } from '../clock.js';
 import type { Config } from '../config/types.js';
-import { Limiter } from '../limits/limiter.js';
+import { GatewayError } from '../errors.js';
+import { memoryState } from '../state/memory.js';
+import { redisState } from '../state/redis.js';
+import type { SharedState } from '../state/state.js';
 import { CallPipeline } from '../pipeline/call-pipeline.js';
 import { InFlight } from '../pipeline/in-flight.js';
 import { ListView } from '../pipeline/list-view.js';
@@ -36,6 +42,10 @@ export interface Core {
   inFlight: InFlight;
   probes: ProbePort;
   authConfig: AuthConfig;
+  /** What replicas share (memory for one). */
+  shared: SharedState;
+  /** This replica's name (config `server.replica_id`, else random). */
+  replicaId: string;
 }
 
 /**
@@ -46,6 +56,7 @@ export interface Core {
 export async function startCore(config: Config, opts: { dev: boolean; drainMs: number }, life: Lifecycle): Promise<Core> {
   const baseDir = path.dirname(config.source);
   const authConfig = resolveAuthPaths(config, baseDir);
+  const replicaId = config.server.replica_id ?? `r${randomUUID().slice(0, 8)}`;
   if (config.runDir === null) throw new Error('startCore needs the runtime folder (loadConfig runDir)');
   const auditOptions = auditOptionsFromConfig(config.audit, { dev: opts.dev, baseDir, version: VERSION });
   const audit = await life.acquire('audit log', await openAuditLog(auditOptions), (a) => a.close({ drainMs: opts.drainMs }));
@@ -67,7 +78,7 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
     await createServiceCredentialMinter({ ...(authConfig.service_credentials ?? {}), jwks_file: jwksFile }),
     (m) => m.close(),
   );
-  const binder = await createStateBinder(authConfig.state_binding ?? {});
+  const binder = await createStateBinder(authConfig.state_binding ?? {}, Date.now, await replicaStateKey(config, authConfig));
   const state: StatePort = { sign: (p, payload) => binder.signState(p, payload), verify: (p, t) => binder.verifyState(p, t) };
   const policy = await loadPolicies(config.policy, {
     baseDir,
@@ -85,10 +96,21 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
   await life.acquire('service connections', catalog, (c) => c.stop());
   await catalog.start();
   const inFlight = new InFlight(clock);
-  const limiter = new Limiter(config.limits);
+  const shared = await life.acquire(
+    'shared state',
+    config.state.redis !== undefined
+      ? await redisState({ url: config.state.redis, prefix: config.state.key_prefix, limits: config.limits, log })
+      : memoryState(config.limits, clock),
+    (s) => s.close(),
+  );
+  await life.acquire('published keys', publishKeys(shared, replicaId, minter, log), (stop) => stop());
+  const limiter = shared.limiter;
   const lists = new ListView({ catalog, policy, state, probes, log, pageSize: config.server.page_size, clock });
   const resources = resourceExtractors(config.services);
-  const calls = new CallPipeline({ catalog, policy, audit, credentials: minter, state, probes, log, limiter, inFlight, clock, resources });
+  const calls = new CallPipeline({
+    ...{ catalog, policy, audit, credentials: minter, state, probes, log, limiter, inFlight, clock, resources },
+    outcomeBeforeAnswer: config.audit.outcome_before_answer,
+  });
   await life.acquire('parked input requests', calls.parked, (p) => p.clear());
   return {
     log,
@@ -102,7 +124,43 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
     inFlight,
     probes,
     authConfig,
+    shared,
+    replicaId,
   };
+}
+
+/**
+ * Keeps this replica's public signing keys in the shared state (a remote service verifies a credential
+ * from any replica against any replica's JWKS document). Published at start and every 30 s with a
+ * 90 s lifetime; the minter publishes its next key a whole rotation period before it signs with it.
+ */
+function publishKeys(shared: SharedState, replicaId: string, minter: Minter, log: Logger): () => void {
+  if (shared.kind === 'memory') return () => undefined;
+  const publish = () =>
+    shared.keys
+      .publish(replicaId, minter.jwks(), 90_000)
+      .catch((e: Error) => log.warn({ err: e.message }, 'publishing the signing keys to the shared state failed'));
+  void publish();
+  const timer = setInterval(() => void publish(), 30_000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/**
+ * With shared state, state handed to agents (requestState, cursors) must verify on every replica: a
+ * key file they share, or in dev mode a key derived from the dev key they share. A random key per
+ * process would break the first retry that reaches another replica, so that is a config error.
+ */
+export async function replicaStateKey(config: Config, auth: AuthConfig): Promise<Buffer | undefined> {
+  if (config.state.redis === undefined || auth.state_binding?.key_file) return undefined;
+  if (auth.mode === 'dev') return devStateKey(await ensureDevKey(auth.dev_key_dir ?? DEFAULT_DEV_KEY_DIR));
+  throw new GatewayError(
+    'ERR_CONFIG_INVALID',
+    'with state.redis, every replica must share auth.state_binding.key_file (state signed by one replica is verified by another)',
+    {
+      key: 'auth.state_binding.key_file',
+    },
+  );
 }
 
 /** The auth section with its dev key folder resolved against the config's folder. */

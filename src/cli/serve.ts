@@ -124,7 +124,12 @@ export async function startGateway(config: Config, opts: { host: string; port: n
   const base = (config.server.public_url ?? `http://${hostForUrl}:${addr.port}`).replace(/\/+$/, '');
   const grace = config.server.shutdown_grace_ms;
   const core = await startCore(config, { dev: opts.dev, drainMs: grace }, life);
-  const auth = await createAuthenticator(core.authConfig, { resource: `${base}/mcp`, loopback });
+  const auth = await createAuthenticator(core.authConfig, {
+    resource: `${base}/mcp`,
+    loopback,
+    // Several replicas share the single-use jti memory; one keeps it in memory (bounded).
+    ...(core.shared.kind === 'redis' ? { replay: core.shared.replay } : {}),
+  });
   const { log, audit, catalog, lists, calls, inFlight } = core;
   const publicHost = new URL(base).hostname.replace(/^\[|\]$/g, '');
   const face = await life.acquire(
@@ -138,6 +143,7 @@ export async function startGateway(config: Config, opts: { host: string; port: n
         maxSessionsPerPrincipal: sc.max_sessions_per_principal,
         maxStreamsPerPrincipal: sc.max_streams_per_principal,
         maxStreams: sc.max_streams,
+        replicaId: core.replicaId,
         log,
         clock: systemClock,
       },
@@ -160,12 +166,23 @@ export async function startGateway(config: Config, opts: { host: string; port: n
     maxBodyBytes: config.server.max_body_bytes,
     allowedHosts: config.server.allowed_hosts ?? (loopback ? LOOPBACK_NAMES : [publicHost]),
     allowedOrigins: config.server.allowed_origins ?? (loopback ? LOOPBACK_NAMES : [publicHost]),
-    jwks: () => core.minter.jwks(),
+    trustedProxies: sc.trusted_proxies,
+    // Every replica's keys: a remote service may verify a credential any replica minted against this one.
+    jwks: () => core.shared.keys.all(core.minter.jwks()),
     health: () => {
       const services = catalog.health();
+      const stateOk = core.shared.healthy();
       return {
-        ready: services.some((s) => s.state === 'ready') && audit.healthy,
-        detail: { services, audit: audit.healthy ? 'ok' : 'unavailable', sessions: face.sessionCount, streams: face.streamCount, in_flight: inFlight.size },
+        ready: services.some((s) => s.state === 'ready') && audit.healthy && stateOk,
+        detail: {
+          replica: core.replicaId,
+          services,
+          audit: audit.healthy ? 'ok' : 'unavailable',
+          state: { kind: core.shared.kind, status: stateOk ? 'ok' : 'unavailable' },
+          sessions: face.sessionCount,
+          streams: face.streamCount,
+          in_flight: inFlight.size,
+        },
       };
     },
   });

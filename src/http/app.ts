@@ -3,7 +3,7 @@
  * /healthz and /readyz. A request to /mcp passes the edge middleware in data-path order, each one
  * adding to the typed request context (context.ts), before the MCP face serves it:
  *
- *   request-id -> host-origin -> authenticate -> body-cap -> well-formed -> era -> step-up -> MCP face
+ *   client-address -> request-id -> host-origin -> authenticate -> body-cap -> well-formed -> era -> step-up -> MCP face
  *
  * The token is checked before the body is read: a caller without a valid token costs a header
  * parse and (at most, within its address's failure budget) one signature check, never a buffered body.
@@ -16,6 +16,7 @@ import type { Holdings, KeyedRate } from '../limits/keyed.js';
 import type { Logger, Principal } from '../types.js';
 import { clientIp, edgeError, type GatewayEnv } from './context.js';
 import { authenticate, type EdgeAuthenticator } from './middleware/authenticate/index.js';
+import { clientAddress } from './middleware/client-address/index.js';
 import { bodyCap } from './middleware/body-cap/index.js';
 import { era } from './middleware/era/index.js';
 import { hostOrigin } from './middleware/host-origin/index.js';
@@ -44,8 +45,10 @@ export interface AppDeps {
   maxBodyBytes: number;
   allowedHosts: readonly string[];
   allowedOrigins: readonly string[];
-  /** The gateway's public keys for per-service credentials. */
-  jwks: () => object;
+  /** Proxies whose X-Forwarded-For names the caller (server.trusted_proxies). */
+  trustedProxies: readonly string[];
+  /** The gateway's public keys for per-service credentials (every replica's, with shared state). */
+  jwks: () => Promise<object>;
   health: () => { ready: boolean; detail: Record<string, unknown> };
 }
 
@@ -53,6 +56,7 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
   const refused = (e: Parameters<Refusals['authFailure']>[0], f: Parameters<Refusals['authFailure']>[1]) => d.refusals.authFailure(e, f);
 
+  app.use('*', clientAddress({ trustedProxies: d.trustedProxies }));
   app.use('*', requestId());
   app.use('*', hostOrigin({ hosts: d.allowedHosts, origins: d.allowedOrigins }));
 
@@ -64,7 +68,7 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
   const prm = () => Response.json(d.auth.protectedResourceMetadata());
   app.get('/.well-known/oauth-protected-resource', prm);
   app.get('/.well-known/oauth-protected-resource/mcp', prm);
-  app.get('/.well-known/jwks.json', () => Response.json(d.jwks()));
+  app.get('/.well-known/jwks.json', async () => Response.json(await d.jwks()));
 
   app.on(
     ['POST', 'GET', 'DELETE'],

@@ -9,6 +9,8 @@ import type { Principal } from '../types.js';
 
 declare module 'hono' {
   interface ContextVariableMap {
+    /** client-address: the caller's address (behind trusted proxies, from X-Forwarded-For). */
+    clientIp: string | null;
     /** request-id: the caller's X-Request-Id when well-formed, else a fresh UUID. */
     requestId: string;
     /** body-cap: the parsed JSON-RPC body of a POST (an object or a batch), undefined for GET/DELETE. */
@@ -23,9 +25,10 @@ declare module 'hono' {
 /** The app's environment: Node's request objects when served by @hono/node-server (absent in `app.request` tests). */
 export type GatewayEnv = { Bindings: Partial<HttpBindings> };
 
-/** The caller's address as the socket saw it. */
+/** The caller's address: the client-address middleware's answer, else the socket's peer. */
 export function clientIp(c: Context<GatewayEnv>): string | null {
-  return c.env?.incoming?.socket.remoteAddress ?? null;
+  const known: string | null | undefined = c.get('clientIp');
+  return known !== undefined ? known : (c.env?.incoming?.socket.remoteAddress ?? null);
 }
 
 /** A JSON-RPC error answered by the edge, before any MCP server sees the request. */

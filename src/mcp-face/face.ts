@@ -23,6 +23,8 @@ export interface FaceOptions {
   /** Server-to-client streams (2025 GET streams, 2026 subscriptions/listen) per principal and in all. */
   maxStreamsPerPrincipal: number;
   maxStreams: number;
+  /** This replica's name: 2025 session ids start with it. */
+  replicaId: string;
   log: Logger;
   clock: Clock;
 }
@@ -45,6 +47,7 @@ export class McpFace {
       idleMs: opts.sessionIdleMs,
       max: opts.maxSessions,
       maxPerPrincipal: opts.maxSessionsPerPrincipal,
+      idPrefix: opts.replicaId,
       clock: opts.clock,
     });
     this.streams = new Holdings(opts.maxStreamsPerPrincipal, opts.maxStreams);

@@ -34,6 +34,8 @@ export interface SessionOptions {
   max: number;
   /** Open sessions per principal: one principal at its ceiling never takes another's place. */
   maxPerPrincipal: number;
+  /** Prefix of every session id (`<replica>-<uuid>`), so a load balancer can route a session home. */
+  idPrefix: string;
   clock: Clock;
 }
 
@@ -75,7 +77,7 @@ export class Sessions {
     if ('refused' in place) return { refused: place.refused === 'per_key' ? 'per_principal' : 'total' };
     let session: Session | undefined;
     const transport = new WebStandardStreamableHTTPServerTransport({
-      sessionIdGenerator: () => randomUUID(),
+      sessionIdGenerator: () => `${this.opts.idPrefix}-${randomUUID()}`,
       maxRequestBodySize: this.opts.maxBodyBytes,
       onsessioninitialized: (sid) => {
         session = { id: sid, owner, transport, server, lastSeen: this.opts.clock.now(), release: place.release };

@@ -10,7 +10,7 @@ import { CREDENTIAL_META_KEY, PURPOSE_META_KEY } from '../../schemas/contracts/s
 import { principalKey } from '../auth/state.js';
 import type { Clock } from '../clock.js';
 import { GatewayError, isGatewayError, toProtocolError } from '../errors.js';
-import type { Limiter } from '../limits/limiter.js';
+import type { CallLimiter } from '../state/state.js';
 import { buildPolicyInput, decisionReach, isWellFormedJson, type ResourceExtractor } from '../policy/input.js';
 import type { Decision, Logger, ToolFacts } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
@@ -29,13 +29,15 @@ export interface CallPipelineDeps {
   probes: ProbePort;
   log: Logger;
   /** Rate and concurrency limits, checked after an allow (a refusal is an outcome of that decision). */
-  limiter: Limiter;
+  limiter: CallLimiter;
   inFlight: InFlight;
   clock: Clock;
   /** Resource-fact extractors by service, from each service's `resource` declaration (none: resource {}). */
   resources?: ReadonlyMap<string, ResourceExtractor>;
   /** How long a call that waits for an agent's input stays parked. Default 10 minutes. */
   inputTtlMs?: number;
+  /** Hold each answer until its outcome record is written (audit.outcome_before_answer). Default false. */
+  outcomeBeforeAnswer?: boolean;
 }
 
 /** requestState payloads the pipeline signs for the agent to bring back (verified before a handler runs). */
@@ -163,18 +165,27 @@ export class CallPipeline {
     }
     const outcome: Finish = (o) => this.outcome(decisionId, o);
 
-    const admitted = this.d.limiter.admit(principalKey(cc.principal), r.service, r.facts.local_name);
+    // A slot held by a call lapses after the call's own timeout (plus a margin): a replica that dies
+    // with calls in flight does not hold their places in the shared state for ever.
+    const slotTtlMs = (this.d.catalog.service(r.service)?.callTimeoutMs ?? 60_000) + 30_000;
+    const admitted = await this.d.limiter.admit(principalKey(cc.principal), r.service, r.facts.local_name, slotTtlMs);
     if ('refused' in admitted) {
       const why = admitted.refused;
-      const e = new GatewayError(
-        'ERR_RATE_LIMITED',
-        why.limit === 'rate'
-          ? `rate limit reached for this tool; retry in ${why.retryAfterS} s`
-          : why.limit === 'concurrency'
-            ? 'too many calls in flight for this principal'
-            : 'too many calls in flight at the gateway; retry shortly',
-        { decision_id: decisionId, limit: why.limit, ...(why.limit === 'rate' ? { retry_after_s: why.retryAfterS } : {}) },
-      );
+      const e =
+        why.limit === 'state_unavailable'
+          ? new GatewayError('ERR_STATE_UNAVAILABLE', 'the shared state holding the call limits is unreachable; call refused', {
+              decision_id: decisionId,
+              limit: why.limit,
+            })
+          : new GatewayError(
+              'ERR_RATE_LIMITED',
+              why.limit === 'rate'
+                ? `rate limit reached for this tool; retry in ${why.retryAfterS} s`
+                : why.limit === 'concurrency'
+                  ? 'too many calls in flight for this principal'
+                  : 'too many calls in flight at the gateway; retry shortly',
+              { decision_id: decisionId, limit: why.limit, ...(why.limit === 'rate' ? { retry_after_s: why.retryAfterS } : {}) },
+            );
       void outcome({ outcome: 'refused', error: { code: e.code, message: e.message } });
       throw toProtocolError(e);
     }
@@ -254,9 +265,10 @@ export class CallPipeline {
 
   /**
    * Runs one round of a forwarded call for the agent request `ctx`: result, error, or an input request.
-   * Outcome records are written without holding the answer back: only the decision record must be
-   * durable before forwarding (measured: awaiting the outcome's fsync too cost ~40% of throughput at
-   * one client); a SIGTERM drain still waits for them.
+   * Outcome records are written without holding the answer back unless outcomeBeforeAnswer: only the
+   * decision record must be durable before forwarding (measured: awaiting the outcome's fsync too cost
+   * ~40% of throughput at one client); a SIGTERM drain still waits for them, a SIGKILL may lose the
+   * outcomes of the last calls answered.
    */
   private async round<T extends object>(
     call: PendingCall<{ result: T | InputRequiredResult; bytes: number }>,
@@ -290,12 +302,14 @@ export class CallPipeline {
       if (r.kind === 'error') {
         const e = r.error;
         const cancelled = ctx.mcpReq.signal.aborted || (isGatewayError(e) && e.data?.cancelled === true);
-        void call.finish({
-          outcome: cancelled ? 'cancelled' : isGatewayError(e) && e.code === 'ERR_SERVICE_TIMEOUT' ? 'timeout' : 'service_error',
-          error: isGatewayError(e)
-            ? { code: e.code, message: e.message }
-            : { code: e instanceof ProtocolError ? `JSONRPC_${e.code}` : 'ERR_SERVICE_ERROR', message: 'the service answered with an error' },
-        });
+        await this.written(
+          call.finish({
+            outcome: cancelled ? 'cancelled' : isGatewayError(e) && e.code === 'ERR_SERVICE_TIMEOUT' ? 'timeout' : 'service_error',
+            error: isGatewayError(e)
+              ? { code: e.code, message: e.message }
+              : { code: e instanceof ProtocolError ? `JSONRPC_${e.code}` : 'ERR_SERVICE_ERROR', message: 'the service answered with an error' },
+          }),
+        );
         throw isGatewayError(e) ? toProtocolError(e) : e;
       }
       const { result: value, bytes } = r.value;
@@ -303,10 +317,10 @@ export class CallPipeline {
         // A 2026 service asks the agent for input: wrap its state so the retry comes back to it, bound to this principal.
         const inner = value.requestState;
         const requestState = this.d.state.sign(call.principalId, { k: 'svc', tool: call.tool, ...(inner !== undefined ? { inner } : {}) });
-        void call.finish({ outcome: 'input_required' });
+        await this.written(call.finish({ outcome: 'input_required' }));
         return inputRequired({ inputRequests: value.inputRequests ?? {}, requestState });
       }
-      void call.finish({ outcome: 'isError' in value && value.isError === true ? 'tool_error' : 'ok', response_bytes: bytes, result: value });
+      await this.written(call.finish({ outcome: 'isError' in value && value.isError === true ? 'tool_error' : 'ok', response_bytes: bytes, result: value }));
       return value;
     } finally {
       ctx.mcpReq.signal.removeEventListener('abort', onAbort);
@@ -337,6 +351,11 @@ export class CallPipeline {
   private async refuse(cc: CallContext, method: string, code: string, message: string, tool: string, data?: Record<string, unknown>): Promise<never> {
     await this.d.probes.refused(cc, { method, code, message, tool });
     throw new ProtocolError(-32602, message, data);
+  }
+
+  /** An outcome record being written: awaited before the answer only with outcomeBeforeAnswer. */
+  private async written(outcome: Promise<void>): Promise<void> {
+    if (this.d.outcomeBeforeAnswer) await outcome;
   }
 
   private async outcome(decisionId: string, o: Parameters<Finish>[0]): Promise<void> {

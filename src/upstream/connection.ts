@@ -288,6 +288,11 @@ export class ServiceConnection extends EventEmitter {
     return Math.max(...caps) + 64 * 1024;
   }
 
+  /** How long a call to this service may run without an answer (progress resets it). */
+  get callTimeoutMs(): number {
+    return this.cfg.call_timeout_ms;
+  }
+
   /** The cap on one answer of this service (for a tool, its own when configured). */
   maxResultBytes(tool?: string): number {
     return (tool !== undefined ? this.cfg.tools[tool]?.max_result_bytes : undefined) ?? this.cfg.max_result_bytes;

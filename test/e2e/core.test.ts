@@ -385,7 +385,8 @@ describe('gateway core (both eras)', () => {
   test('2025 session ids come from a random source and are bound to their principal', async () => {
     const alice = await connect(gw, 'legacy', { token: await gw.token({ sub: 'alice' }) });
     const sid = (alice as unknown as { transport?: { sessionId?: string } }).transport?.sessionId;
-    assert.match(sid ?? '', /^[0-9a-f-]{36}$/);
+    // <replica>-<a random UUID>: the prefix routes the session home behind a load balancer.
+    assert.match(sid ?? '', /^r[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     const bobToken = await gw.token({ sub: 'bob' });
     const r = await rawPost(gw, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }), {
       authorization: `Bearer ${bobToken}`,

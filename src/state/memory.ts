@@ -1,0 +1,37 @@
+/** The state of one gateway process: nothing to share, nothing outside the process. */
+import type { JSONWebKeySet } from 'jose';
+import type { LimitsConfig } from '../../schemas/generated/config.js';
+import type { Clock } from '../clock.js';
+import { Limiter } from '../limits/limiter.js';
+import type { SharedState } from './state.js';
+
+export function memoryState(limits: LimitsConfig, clock: Clock): SharedState {
+  const limiter = new Limiter(limits, () => clock.now());
+  const seen = new Map<string, number>();
+  let sweptAt = 0;
+  return {
+    kind: 'memory',
+    limiter: { admit: async (principal, service, tool) => limiter.admit(principal, service, tool) },
+    replay: {
+      async firstSight(id, ttlMs) {
+        const now = clock.now();
+        if (now - sweptAt > 1000) {
+          sweptAt = now;
+          for (const [k, until] of seen) if (until <= now) seen.delete(k);
+        }
+        const until = seen.get(id);
+        if (until !== undefined && until > now) return false;
+        seen.set(id, now + ttlMs);
+        return true;
+      },
+    },
+    keys: {
+      async publish() {},
+      async all(own: JSONWebKeySet) {
+        return own;
+      },
+    },
+    healthy: () => true,
+    close: async () => undefined,
+  };
+}

@@ -1,0 +1,186 @@
+/**
+ * Shared state on Redis for several replicas (ioredis). Every limit check is one atomic script, so
+ * two replicas can never both take the last token or the last place; time is Redis's own (TIME), so
+ * replicas with skewed clocks agree. While Redis is unreachable, commands fail at once (no offline
+ * queue) and the state says so: limits refuse (`state_unavailable`, fail closed) and replay checks
+ * refuse, until ioredis has reconnected by itself.
+ */
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import type { JWK } from 'jose';
+import type { LimitsConfig } from '../../schemas/generated/config.js';
+import type { Logger } from '../types.js';
+import type { Admission, SharedState } from './state.js';
+
+/**
+ * Rate (token bucket per principal x service x tool) and concurrency (a sorted set of call ids per
+ * principal and one for all, scored by when each slot lapses: a crashed replica's slots expire).
+ * KEYS: bucket, principal's calls, all calls. ARGV: per-ms rate, burst (0 = no rate), max per
+ * principal (0 = off), max total (0 = off), call id, slot ttl ms, bucket idle ms.
+ * Returns {1} admitted, {0, "rate", seconds}, {0, "concurrency"} or {0, "concurrency_total"}.
+ */
+const ADMIT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local perMs = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+if burst > 0 then
+  local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+  local tokens = tonumber(b[1]) or burst
+  local at = tonumber(b[2]) or now
+  tokens = math.min(burst, tokens + (now - at) * perMs)
+  if tokens < 1 then
+    return {0, 'rate', tostring(math.ceil((1 - tokens) / perMs / 1000))}
+  end
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'at', tostring(now))
+  redis.call('PEXPIRE', KEYS[1], ARGV[7])
+end
+local maxP = tonumber(ARGV[3])
+local maxT = tonumber(ARGV[4])
+local lapse = now + tonumber(ARGV[6])
+if maxP > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if redis.call('ZCARD', KEYS[2]) >= maxP then return {0, 'concurrency'} end
+end
+if maxT > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  if redis.call('ZCARD', KEYS[3]) >= maxT then return {0, 'concurrency_total'} end
+end
+if maxP > 0 then
+  redis.call('ZADD', KEYS[2], lapse, ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+end
+if maxT > 0 then
+  redis.call('ZADD', KEYS[3], lapse, ARGV[5])
+  redis.call('PEXPIRE', KEYS[3], ARGV[6])
+end
+return {1}
+`;
+
+/** Buckets idle this long are full again: Redis forgets them (the same rule as the in-memory limiter). */
+const BUCKET_IDLE_MS = 10 * 60_000;
+
+export interface RedisStateOptions {
+  url: string;
+  /** Prefix of every key, so several gateways (or tests) can share one Redis. */
+  prefix: string;
+  limits: LimitsConfig;
+  log: Logger;
+}
+
+export async function redisState(opts: RedisStateOptions): Promise<SharedState> {
+  const redis = new Redis(opts.url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    lazyConnect: true,
+    connectTimeout: 2000,
+    retryStrategy: (times) => Math.min(times * 100, 1000),
+  });
+  let up = false;
+  redis.on('ready', () => {
+    if (!up) opts.log.info({ state: 'redis' }, 'shared state reachable');
+    up = true;
+  });
+  redis.on('end', () => (up = false));
+  redis.on('close', () => {
+    if (up) opts.log.warn({ state: 'redis' }, 'shared state unreachable: limits refuse until it is back');
+    up = false;
+  });
+  redis.on('error', () => undefined); // reported through 'close' and readiness; ioredis reconnects by itself
+  await redis.connect();
+  const admitSha = (await redis.script('LOAD', ADMIT)) as string;
+  const k = (s: string) => `${opts.prefix}${s}`;
+  const { limits } = opts;
+  const perMs = limits.calls_per_minute / 60_000;
+  const burst = limits.calls_per_minute > 0 ? limits.burst : 0;
+
+  const admit = async (principal: string, service: string, tool: string, ttlMs: number): Promise<Admission> => {
+    const id = randomUUID();
+    const keys = [k(`rate:${principal}\u0000${service}\u0000${tool}`), k(`calls:${principal}`), k('calls:*')];
+    let r: unknown;
+    try {
+      const args = [
+        String(perMs),
+        String(burst),
+        String(limits.concurrent_per_principal),
+        String(limits.concurrent_total),
+        id,
+        String(ttlMs),
+        String(BUCKET_IDLE_MS),
+      ];
+      r = await redis.evalsha(admitSha, keys.length, ...keys, ...args).catch(async (e: Error) => {
+        // A restarted Redis has forgotten the script: load it again once.
+        if (!/NOSCRIPT/.test(e.message)) throw e;
+        await redis.script('LOAD', ADMIT);
+        return redis.evalsha(admitSha, keys.length, ...keys, ...args);
+      });
+    } catch {
+      return { refused: { limit: 'state_unavailable' } };
+    }
+    if (!Array.isArray(r) || r[0] !== 1) {
+      const answer: unknown[] = Array.isArray(r) ? r : [];
+      const why = answer[1];
+      if (why === 'rate') return { refused: { limit: 'rate', retryAfterS: Number(answer[2]) } };
+      if (why === 'concurrency' || why === 'concurrency_total') return { refused: { limit: why } };
+      return { refused: { limit: 'state_unavailable' } };
+    }
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        // Best effort: a slot that cannot be given back lapses after its ttl.
+        redis
+          .multi()
+          .zrem(keys[1]!, id)
+          .zrem(keys[2]!, id)
+          .exec()
+          .catch(() => undefined);
+      },
+    };
+  };
+
+  return {
+    kind: 'redis',
+    limiter: { admit },
+    replay: {
+      async firstSight(id, ttlMs) {
+        const set = await redis.set(k(`seen:${id}`), '1', 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX');
+        return set === 'OK';
+      },
+    },
+    keys: {
+      async publish(replicaId, jwks, ttlMs) {
+        await redis
+          .multi()
+          .set(k(`jwks:${replicaId}`), JSON.stringify(jwks), 'PX', ttlMs)
+          .sadd(k('jwks-replicas'), replicaId)
+          .exec();
+      },
+      async all(own) {
+        const byKid = new Map<string, JWK>();
+        for (const key of own.keys) if (key.kid) byKid.set(key.kid, key);
+        try {
+          const replicas = await redis.smembers(k('jwks-replicas'));
+          const docs = replicas.length > 0 ? await redis.mget(...replicas.map((r) => k(`jwks:${r}`))) : [];
+          // A replica whose keys have lapsed (it stopped publishing) leaves the set.
+          const gone = replicas.filter((_, i) => docs[i] === null);
+          if (gone.length > 0) await redis.srem(k('jwks-replicas'), ...gone);
+          for (const doc of docs) {
+            if (doc === null) continue;
+            const parsed: unknown = JSON.parse(doc);
+            if (typeof parsed !== 'object' || parsed === null || !('keys' in parsed) || !Array.isArray(parsed.keys)) continue;
+            for (const key of parsed.keys as JWK[]) if (typeof key.kid === 'string' && !byKid.has(key.kid)) byKid.set(key.kid, key);
+          }
+        } catch {
+          // Unreachable: this replica's own keys are still right for what it minted.
+        }
+        return { keys: [...byKid.values()] };
+      },
+    },
+    healthy: () => up,
+    close: async () => {
+      redis.disconnect();
+    },
+  };
+}

@@ -1,0 +1,42 @@
+/**
+ * What gateway replicas share. One process needs nothing outside itself (the in-memory state);
+ * several replicas behind a load balancer share it through Redis (`state: {redis: URL}`): call limits,
+ * replay caches, every replica's public signing keys. Each piece is one small interface, so a module
+ * that needs it takes only that (the call limiter, the authenticator's jti cache, the JWKS document).
+ */
+import type { JSONWebKeySet } from 'jose';
+
+/** How a call admission went: admitted (release it when the call ends) or refused by a named limit. */
+export type Admission =
+  | { release: () => void }
+  | { refused: { limit: 'rate'; retryAfterS: number } | { limit: 'concurrency' } | { limit: 'concurrency_total' } | { limit: 'state_unavailable' } };
+
+/** Rate per principal x service x tool, calls in flight per principal and in all. */
+export interface CallLimiter {
+  /** One atomic check (and take) per call; `ttlMs` bounds how long an unreleased slot counts (a dead replica's calls). */
+  admit(principal: string, service: string, tool: string, ttlMs: number): Promise<Admission>;
+}
+
+/** Ids seen once, for as long as what carries them could still be accepted. */
+export interface ReplayCache {
+  /** True the first time `id` is seen (remembered for `ttlMs`), false after. Rejects when the store is unreachable. */
+  firstSight(id: string, ttlMs: number): Promise<boolean>;
+}
+
+/** Every replica's public keys for per-service credentials, so a remote service accepts any replica's. */
+export interface KeyDirectory {
+  /** Publishes this replica's keys (refreshed on every rotation). */
+  publish(replicaId: string, jwks: JSONWebKeySet, ttlMs: number): Promise<void>;
+  /** Every live replica's keys, deduplicated by kid; this replica's own are always among them. */
+  all(own: JSONWebKeySet): Promise<JSONWebKeySet>;
+}
+
+export interface SharedState {
+  readonly kind: 'memory' | 'redis';
+  readonly limiter: CallLimiter;
+  readonly replay: ReplayCache;
+  readonly keys: KeyDirectory;
+  /** For readiness: the store answers. */
+  healthy(): boolean;
+  close(): Promise<void>;
+}
