@@ -146,7 +146,7 @@ export interface GatewayConfig {
   stdio?: StdioConfig;
   limits: LimitsConfig;
   /**
-   * What several replicas share. Without `redis`, everything lives in this process (one replica). With it: call limits, replay caches and every replica's public signing keys live in Redis; limits refuse (fail closed) while it is unreachable.
+   * What several replicas share. Without `redis`, everything lives in this process (one replica). With it: call limits, replay caches and every replica's public signing keys live in Redis; limits refuse (fail closed) while it is unreachable, unless when_unavailable: local. Several replicas must also share auth.state_binding.key_file (dev mode derives it from the shared dev key).
    */
   state: {
     /**
@@ -154,6 +154,10 @@ export interface GatewayConfig {
      */
     redis?: string;
     key_prefix: string;
+    /**
+     * While Redis is unreachable: refuse every call with ERR_STATE_UNAVAILABLE and report not ready (fail closed), or let each replica enforce the limits on its own (limits then multiply by the number of replicas) and stay ready, reported as degraded. Replay checks (single_use_jti) refuse either way.
+     */
+    when_unavailable: 'refuse' | 'local';
   };
 }
 export interface ServerConfig {

@@ -99,7 +99,10 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
   const shared = await life.acquire(
     'shared state',
     config.state.redis !== undefined
-      ? await redisState({ url: config.state.redis, prefix: config.state.key_prefix, limits: config.limits, log })
+      ? await redisState({
+          ...{ url: config.state.redis, prefix: config.state.key_prefix, limits: config.limits, log },
+          ...{ whenUnavailable: config.state.when_unavailable, clock },
+        })
       : memoryState(config.limits, clock),
     (s) => s.close(),
   );

@@ -171,14 +171,16 @@ export async function startGateway(config: Config, opts: { host: string; port: n
     jwks: () => core.shared.keys.all(core.minter.jwks()),
     health: () => {
       const services = catalog.health();
-      const stateOk = core.shared.healthy();
+      const stateUp = core.shared.healthy();
+      // Each replica limiting on its own while Redis is down is degraded, not down.
+      const stateOk = stateUp || core.shared.degradedMode === 'local';
       return {
         ready: services.some((s) => s.state === 'ready') && audit.healthy && stateOk,
         detail: {
           replica: core.replicaId,
           services,
           audit: audit.healthy ? 'ok' : 'unavailable',
-          state: { kind: core.shared.kind, status: stateOk ? 'ok' : 'unavailable' },
+          state: { kind: core.shared.kind, status: stateUp ? 'ok' : stateOk ? 'degraded' : 'unavailable' },
           sessions: face.sessionCount,
           streams: face.streamCount,
           in_flight: inFlight.size,

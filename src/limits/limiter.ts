@@ -1,7 +1,7 @@
 /**
  * Call limits on one gateway process: a token bucket per principal x service x tool (rate), and a
- * ceiling on calls in flight per principal (concurrency). Memory only; several replicas would share
- * counters through Redis (not built yet: each replica then enforces its own share).
+ * ceiling on calls in flight per principal and in all (concurrency). The limits of one process; several
+ * replicas share them through Redis (src/state/redis.ts runs the same rules in one script).
  */
 import type { LimitsConfig } from '../../schemas/generated/config.js';
 import { Holdings } from './keyed.js';
@@ -20,13 +20,14 @@ export class Limiter {
   private readonly buckets = new Map<string, Bucket>();
   private readonly inflight: Holdings;
   private readonly perMs: number;
-  private lastSweep = Date.now();
+  private lastSweep: number;
 
   constructor(
     private readonly cfg: LimitsConfig,
     private readonly now: () => number = Date.now,
   ) {
     this.perMs = cfg.calls_per_minute / 60_000;
+    this.lastSweep = now();
     const off = Number.POSITIVE_INFINITY;
     this.inflight = new Holdings(cfg.concurrent_per_principal > 0 ? cfg.concurrent_per_principal : off, cfg.concurrent_total > 0 ? cfg.concurrent_total : off);
   }

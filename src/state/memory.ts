@@ -32,6 +32,7 @@ export function memoryState(limits: LimitsConfig, clock: Clock): SharedState {
       },
     },
     healthy: () => true,
+    degradedMode: 'refuse',
     close: async () => undefined,
   };
 }

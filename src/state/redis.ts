@@ -2,13 +2,16 @@
  * Shared state on Redis for several replicas (ioredis). Every limit check is one atomic script, so
  * two replicas can never both take the last token or the last place; time is Redis's own (TIME), so
  * replicas with skewed clocks agree. While Redis is unreachable, commands fail at once (no offline
- * queue) and the state says so: limits refuse (`state_unavailable`, fail closed) and replay checks
- * refuse, until ioredis has reconnected by itself.
+ * queue) and the state says so: limits refuse (`state_unavailable`, fail closed; or, with
+ * `when_unavailable: local`, each replica limits on its own) and replay checks refuse, until ioredis
+ * has reconnected by itself.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { JWK } from 'jose';
 import type { LimitsConfig } from '../../schemas/generated/config.js';
+import type { Clock } from '../clock.js';
+import { Limiter } from '../limits/limiter.js';
 import type { Logger } from '../types.js';
 import type { Admission, SharedState } from './state.js';
 
@@ -66,6 +69,10 @@ export interface RedisStateOptions {
   prefix: string;
   limits: LimitsConfig;
   log: Logger;
+  /** While Redis is unreachable: refuse every call (default, fail closed) or limit each replica on its own. */
+  whenUnavailable?: 'refuse' | 'local';
+  /** The local limiter's clock (whenUnavailable: local). */
+  clock?: Pick<Clock, 'now'>;
 }
 
 export async function redisState(opts: RedisStateOptions): Promise<SharedState> {
@@ -87,8 +94,12 @@ export async function redisState(opts: RedisStateOptions): Promise<SharedState> 
     up = false;
   });
   redis.on('error', () => undefined); // reported through 'close' and readiness; ioredis reconnects by itself
-  await redis.connect();
-  const admitSha = (await redis.script('LOAD', ADMIT)) as string;
+  // A Redis that is down at start is not fatal: the gateway starts not ready and ioredis keeps trying.
+  await redis
+    .connect()
+    .catch((e: Error) => opts.log.warn({ state: 'redis', err: e.message }, 'shared state unreachable at start: limits refuse until it is up'));
+  const admitSha = createHash('sha1').update(ADMIT).digest('hex');
+  const local = opts.whenUnavailable === 'local' ? new Limiter(opts.limits, () => (opts.clock ?? Date).now()) : undefined;
   const k = (s: string) => `${opts.prefix}${s}`;
   const { limits } = opts;
   const perMs = limits.calls_per_minute / 60_000;
@@ -109,13 +120,13 @@ export async function redisState(opts: RedisStateOptions): Promise<SharedState> 
         String(BUCKET_IDLE_MS),
       ];
       r = await redis.evalsha(admitSha, keys.length, ...keys, ...args).catch(async (e: Error) => {
-        // A restarted Redis has forgotten the script: load it again once.
+        // A new or restarted Redis does not know the script yet: load it once.
         if (!/NOSCRIPT/.test(e.message)) throw e;
         await redis.script('LOAD', ADMIT);
         return redis.evalsha(admitSha, keys.length, ...keys, ...args);
       });
     } catch {
-      return { refused: { limit: 'state_unavailable' } };
+      return local ? local.admit(principal, service, tool) : { refused: { limit: 'state_unavailable' } };
     }
     if (!Array.isArray(r) || r[0] !== 1) {
       const answer: unknown[] = Array.isArray(r) ? r : [];
@@ -179,6 +190,7 @@ export async function redisState(opts: RedisStateOptions): Promise<SharedState> 
       },
     },
     healthy: () => up,
+    degradedMode: local ? 'local' : 'refuse',
     close: async () => {
       redis.disconnect();
     },

@@ -38,5 +38,7 @@ export interface SharedState {
   readonly keys: KeyDirectory;
   /** For readiness: the store answers. */
   healthy(): boolean;
+  /** What limits do while the store does not answer: refuse every call, or each replica limits alone (ready, degraded). */
+  readonly degradedMode: 'refuse' | 'local';
   close(): Promise<void>;
 }

@@ -1,0 +1,153 @@
+/**
+ * The shared state's rules are the same in one process and on Redis: the same cases run against the
+ * in-memory state and a real redis-server (two clients, as two replicas would hold).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { LimitsConfig } from '../../schemas/generated/config.js';
+import { eventually } from '../../test/helpers/harness.js';
+import { type RedisServer, startRedis } from '../../test/helpers/replicas.js';
+import type { Clock } from '../clock.js';
+import { memoryState } from './memory.js';
+import { redisState } from './redis.js';
+import type { Admission, SharedState } from './state.js';
+
+const silent = { warn: () => undefined, info: () => undefined, error: () => undefined, debug: () => undefined, child: () => silent };
+const limits = (l: Partial<LimitsConfig>): LimitsConfig => ({ calls_per_minute: 0, burst: 1, concurrent_per_principal: 0, concurrent_total: 0, ...l });
+const refusal = (a: Admission) => ('refused' in a ? a.refused.limit : 'admitted');
+const fixedClock = (t: number): Clock => ({ now: () => t, setTimeout: () => setTimeout(() => undefined, 0), clearTimeout: () => undefined });
+
+let redis: RedisServer;
+let n = 0;
+before(async () => {
+  redis = await startRedis();
+});
+after(async () => {
+  await redis?.stop();
+});
+
+/** Two handles on one state, as two replicas hold: the same object in memory, two clients on Redis. */
+type Pair = { a: SharedState; b: SharedState; close(): Promise<void> };
+const kinds: Record<string, (l: LimitsConfig) => Promise<Pair>> = {
+  memory: async (l) => {
+    const s = memoryState(l, fixedClock(1_000_000));
+    return { a: s, b: s, close: () => s.close() };
+  },
+  redis: async (l) => {
+    const prefix = `state-test-${++n}:`;
+    const a = await redisState({ url: redis.url, prefix, limits: l, log: silent });
+    const b = await redisState({ url: redis.url, prefix, limits: l, log: silent });
+    return { a, b, close: async () => void (await Promise.all([a.close(), b.close()])) };
+  },
+};
+
+for (const [kind, make] of Object.entries(kinds)) {
+  describe(`shared state: ${kind}`, () => {
+    test('a token bucket per principal x service x tool: burst, then rate refusals with a retry hint; others unaffected', async () => {
+      const s = await make(limits({ calls_per_minute: 6, burst: 3 }));
+      try {
+        const got: string[] = [];
+        for (let i = 0; i < 4; i++) got.push(refusal(await (i % 2 ? s.b : s.a).limiter.admit('p', 'svc', 't', 60_000)));
+        assert.deepEqual(got, ['admitted', 'admitted', 'admitted', 'rate']);
+        const r = await s.a.limiter.admit('p', 'svc', 't', 60_000);
+        assert.ok('refused' in r && r.refused.limit === 'rate' && r.refused.retryAfterS >= 1 && r.refused.retryAfterS <= 10, JSON.stringify(r));
+        assert.equal(refusal(await s.b.limiter.admit('p', 'svc', 'other', 60_000)), 'admitted');
+        assert.equal(refusal(await s.b.limiter.admit('q', 'svc', 't', 60_000)), 'admitted');
+      } finally {
+        await s.close();
+      }
+    });
+
+    test('calls in flight per principal and in all; a release frees the place', async () => {
+      const s = await make(limits({ concurrent_per_principal: 2, concurrent_total: 3 }));
+      try {
+        const p1 = await s.a.limiter.admit('p', 'svc', 't', 60_000);
+        const p2 = await s.b.limiter.admit('p', 'svc', 't', 60_000);
+        assert.equal(refusal(await s.a.limiter.admit('p', 'svc', 't', 60_000)), 'concurrency');
+        const q1 = await s.b.limiter.admit('q', 'svc', 't', 60_000);
+        assert.equal(refusal(await s.a.limiter.admit('r', 'svc', 't', 60_000)), 'concurrency_total');
+        assert.ok('release' in p1 && 'release' in p2 && 'release' in q1);
+        p1.release();
+        p1.release(); // twice is once
+        await eventually(async () => {
+          const again = await s.b.limiter.admit('p', 'svc', 't', 60_000);
+          if ('release' in again) again.release();
+          return 'release' in again;
+        });
+        p2.release();
+        q1.release();
+      } finally {
+        await s.close();
+      }
+    });
+
+    test('a replay cache answers true once per id', async () => {
+      const s = await make(limits({}));
+      try {
+        assert.equal(await s.a.replay.firstSight('jti-1', 60_000), true);
+        assert.equal(await s.b.replay.firstSight('jti-1', 60_000), false);
+        assert.equal(await s.b.replay.firstSight('jti-2', 60_000), true);
+      } finally {
+        await s.close();
+      }
+    });
+  });
+}
+
+describe('shared state: Redis specifics', () => {
+  test("a crashed replica's concurrency slots lapse after their ttl", async () => {
+    const s = await kinds.redis!(limits({ concurrent_per_principal: 1 }));
+    try {
+      const held = await s.a.limiter.admit('p', 'svc', 't', 300);
+      assert.ok('release' in held);
+      assert.equal(refusal(await s.b.limiter.admit('p', 'svc', 't', 300)), 'concurrency');
+      // Never released (its replica died): admitted again once the slot lapsed, by Redis's clock.
+      await eventually(async () => refusal(await s.b.limiter.admit('p', 'svc', 't', 60_000)) === 'admitted', 5000);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('Redis gone: limits refuse (state_unavailable) or, with when_unavailable local, limit alone; both recover when it is back', async () => {
+    const prefix = `state-test-${++n}:`;
+    const l = limits({ calls_per_minute: 60, burst: 2 });
+    const refuse = await redisState({ url: redis.url, prefix, limits: l, log: silent });
+    const local = await redisState({ url: redis.url, prefix, limits: l, log: silent, whenUnavailable: 'local', clock: fixedClock(5_000_000) });
+    try {
+      assert.equal(refuse.healthy(), true);
+      await redis.stop();
+      await eventually(() => !refuse.healthy() && !local.healthy());
+      assert.equal(refusal(await refuse.limiter.admit('p', 'svc', 't', 60_000)), 'state_unavailable');
+      await assert.rejects(refuse.replay.firstSight('jti-x', 60_000));
+      // Local limits: the burst of this replica alone, then rate.
+      assert.deepEqual(
+        [
+          await local.limiter.admit('p', 'svc', 't', 60_000),
+          await local.limiter.admit('p', 'svc', 't', 60_000),
+          await local.limiter.admit('p', 'svc', 't', 60_000),
+        ].map(refusal),
+        ['admitted', 'admitted', 'rate'],
+      );
+      await redis.start();
+      await eventually(() => refuse.healthy() && local.healthy(), 15_000);
+      assert.equal(refusal(await refuse.limiter.admit('p', 'svc', 't', 60_000)), 'admitted');
+    } finally {
+      await refuse.close();
+      await local.close();
+    }
+  });
+
+  test('a Redis that is down at start: the state starts unhealthy and becomes healthy when Redis comes up', async () => {
+    await redis.stop();
+    const s = await redisState({ url: redis.url, prefix: `state-test-${++n}:`, limits: limits({ concurrent_total: 5 }), log: silent });
+    try {
+      assert.equal(s.healthy(), false);
+      assert.equal(refusal(await s.limiter.admit('p', 'svc', 't', 60_000)), 'state_unavailable');
+      await redis.start();
+      await eventually(() => s.healthy(), 15_000);
+      assert.equal(refusal(await s.limiter.admit('p', 'svc', 't', 60_000)), 'admitted');
+    } finally {
+      await s.close();
+    }
+  });
+});
