@@ -11,7 +11,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 
 TEST_FILES = $$(find dist/src dist/services dist/test -name '*.test.js' 2>/dev/null | sort)
 
-.PHONY: help setup build run test test-node lint bench stress clean schemas soak-race sandbox-tools replica-tools
+.PHONY: help setup build run test test-node lint bench stress soak clean schemas soak-race sandbox-tools replica-tools
 
 help:
 	@echo "make run    - install, build and start the gateway on 127.0.0.1:8080 (dev mode)"
@@ -19,6 +19,7 @@ help:
 	@echo "make lint   - Biome (lint + format check), typecheck, opa fmt/check"
 	@echo "make bench  - gateway vs direct benchmarks (test/bench)"
 	@echo "make soak-race - the fs directory/symlink swap race, long (20000 calls or 120 s per run)"
+	@echo "make soak   - 16 agents for 10 min, stdio and remote services: RSS, p99, leaks every 30 s (test/bench/SOAK.md)"
 	@echo "make stress - floods from hostile clients: connections held, memory, refusals (test/bench/STRESS.md)"
 	@echo "make schemas - regenerate schemas/generated/ (TypeScript types) from schemas/*.schema.json"
 
@@ -110,6 +111,10 @@ soak-race: setup build
 
 stress: setup build
 	node dist/test/bench/stress.js
+
+# SOAK_MINUTES, SOAK_REPORT_S, SOAK_AGENTS, SOAK_RSS_SLACK_MIB tune it (test/bench/soak.ts).
+soak: setup build
+	node dist/test/bench/soak.js
 
 bench: setup build
 	node dist/test/bench/run.js
