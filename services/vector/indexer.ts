@@ -116,7 +116,7 @@ export async function buildIndex(cfg: VectorConfig, embedder: Embedder): Promise
   const vectors: Float32Array[] = [];
   for (let i = 0; i < docs.length; i += EMBED_BATCH) vectors.push(...(await embedder.embed(docs.slice(i, i + EMBED_BATCH).map((d) => d.text))));
   const store = VectorStore.empty(cfg.store, cfg.collection, { id: embedder.id, dims: embedder.dims });
-  for (const [i, d] of docs.entries()) store.put(d, vectors[i]!);
+  for (const [i, d] of docs.entries()) await store.put(d, vectors[i]!);
   await store.persist();
   return { status: 'ok', collection: cfg.collection, store: cfg.store, embedder: embedder.id, files: files.length, documents: docs.length, skipped };
 }

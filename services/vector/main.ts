@@ -56,7 +56,7 @@ if (problems.length > 0) {
 }
 let store: VectorStore;
 try {
-  store = VectorStore.open(cfg.store, cfg.collection, { id: embedder.id, dims: embedder.dims });
+  store = await VectorStore.open(cfg.store, cfg.collection, { id: embedder.id, dims: embedder.dims });
 } catch (e) {
   exitUsage(SERVICE, `refusing to start: ${e instanceof Error ? e.message : 'the collection cannot be opened'}`);
 }

@@ -117,13 +117,14 @@ export class VectorStore {
   }
 
   /** Opens `<dir>/collection.json`; refuses another collection's file or another embedder's vectors. */
-  static open(dir: string, collection: string, embedder: { id: string; dims: number }): VectorStore {
+  static async open(dir: string, collection: string, embedder: { id: string; dims: number }): Promise<VectorStore> {
     const f = readStoreFile(join(dir, STORE_FILE));
     if (f.collection !== collection) throw new Error(`the store holds collection "${f.collection}", not "${collection}"`);
     if (f.embedder.id !== embedder.id || (embedder.dims !== 0 && f.embedder.dims !== embedder.dims))
       throw new Error(`the collection was built with embedder ${f.embedder.id} (${f.embedder.dims} dimensions), this service uses ${embedder.id}: rebuild it`);
     const store = new VectorStore(dir, collection, f.embedder);
-    for (const d of f.documents) store.put({ id: d.id, text: d.text, source: d.source, tags: d.tags, title: d.title }, decodeVector(d.vector, f.embedder.dims));
+    for (const d of f.documents)
+      await store.put({ id: d.id, text: d.text, source: d.source, tags: d.tags, title: d.title }, decodeVector(d.vector, f.embedder.dims));
     return store;
   }
 
@@ -132,12 +133,12 @@ export class VectorStore {
   }
 
   /** Adds or replaces a document in memory. */
-  put(doc: VectorDocument, vector: Float32Array): 'created' | 'updated' {
+  async put(doc: VectorDocument, vector: Float32Array): Promise<'created' | 'updated'> {
     if (vector.length !== this.dims) throw new ToolError('embedder_error', 'the embedding has the wrong length for this collection');
     const existed = this.docs.has(doc.id);
-    if (existed) remove(this.db, doc.id);
+    if (existed) await remove(this.db, doc.id);
     // Orama takes ownership of the object it is given (it may rewrite the vector field), so it gets a fresh one.
-    insert(this.db, { id: doc.id, source: doc.source, tags: [...doc.tags], embedding: Array.from(vector) });
+    await insert(this.db, { id: doc.id, source: doc.source, tags: [...doc.tags], embedding: Array.from(vector) });
     this.docs.set(doc.id, { doc: { ...doc, tags: [...doc.tags] }, vector });
     return existed ? 'updated' : 'created';
   }

@@ -188,7 +188,7 @@ export function vectorTools(store: VectorStore, embedder: Embedder, cfg: VectorC
       if (store.get(args.id) === undefined && store.size >= cfg.maxDocuments)
         throw new ToolError('collection_full', `the collection holds its maximum of ${cfg.maxDocuments} documents`);
       const [vector] = await embedder.embed([args.text]);
-      const result = store.put({ id: args.id, text: args.text, source: args.source ?? args.id, tags: args.tags ?? [], title: args.title ?? '' }, vector!);
+      const result = await store.put({ id: args.id, text: args.text, source: args.source ?? args.id, tags: args.tags ?? [], title: args.title ?? '' }, vector!);
       try {
         await store.persist();
       } catch {
