@@ -81,6 +81,7 @@ build: $(NODE_STAMP)
 	npx tsc -p tsconfig.json
 
 run: setup build
+	node dist/src/cli/main.js vector index services/fs/sample --collection sample
 	node dist/src/cli/main.js serve --dev
 
 test: setup replica-tools build

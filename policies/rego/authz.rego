@@ -28,7 +28,7 @@ reasons := {"default_deny: no policy grants this tool to this principal"} if {
 }
 
 # Tool listing and tool calls of every service, and the prompts and resources of third-party
-# services, are governed by this example set. The first-party services (fs, http) publish no
+# services, are governed by this example set. The first-party services (fs, http, vector, github) publish no
 # prompts or resources, so theirs fall through to default_deny until a policy grants them.
 # input.action comes from the gateway's one method table (the same action Cedar is asked about).
 _tool_method if input.action in {"list_tools", "call_tool"}
@@ -42,6 +42,8 @@ _call if input.action == "call_tool"
 _known_tools := {
 	"fs": {"read", "list", "stat", "search"},
 	"http": {"fetchText"},
+	"vector": {"search", "get", "upsert"},
+	"github": {"searchIssues", "getIssue", "listRepos", "createIssue"},
 }
 
 # METADATA
@@ -73,6 +75,17 @@ _denies contains "service_call_scope_missing: tools of this service require scop
 
 _call_scope(namespace) := concat("", [namespace, ":call"])
 
+# A named resource fact is present as Cedar sees it (context.resource has it): a string, a boolean
+# or an integer. null (no such argument, or an object or list) and other numbers are absent.
+_fact_present(v) if is_string(v)
+
+_fact_present(v) if is_boolean(v)
+
+_fact_present(v) if {
+	is_number(v)
+	v == floor(v)
+}
+
 # METADATA
 # title: obligations
 # description: |
@@ -97,6 +110,10 @@ obligations := {"reach": _reach} if {
 _scope_denial_scope := {
 	"fs_read_scope_missing": "fs:read",
 	"http_fetch_scope_missing": "http:fetch",
+	"vector_read_scope_missing": "vector:read",
+	"vector_write_scope_missing": "vector:write",
+	"github_read_scope_missing": "github:read",
+	"github_write_scope_missing": "github:write",
 }
 
 _step_up_scopes contains scope if {

@@ -7,21 +7,33 @@
  */
 
 import { tmpdir } from 'node:os';
+import { dirname } from 'node:path';
 
 /**
  * Returns problems with the current sandbox (empty when it is as tight as expected).
  * `needs.procFd`: the service reads directories through their open handles (/proc/self/fd/N).
+ * `needs.writable`: folders the service writes (the vector store with --allow-writes): write
+ * permission must cover them and nothing else.
  */
-export function sandboxProblems(readablePaths: readonly string[], needs: { procFd?: boolean } = {}): string[] {
+export function sandboxProblems(readablePaths: readonly string[], needs: { procFd?: boolean; writable?: readonly string[] } = {}): string[] {
   // @types/node declares `permission` always present; it is undefined when the model is off.
   const perm: NodeJS.ProcessPermission | undefined = process.permission;
   if (!perm) return ['the Node permission model is off (start with --experimental-permission --allow-fs-read=...)'];
   const problems: string[] = [];
   // has('fs.write') without a path is false when only some subtrees are writable: probe the roots
   // and the usual writable places too.
-  const writeProbes = [...readablePaths, '/', '/tmp', tmpdir(), process.cwd()];
+  const writable = needs.writable ?? [];
+  const inside = (p: string) => writable.some((w) => p === w || p.startsWith(`${w}/`));
+  // A grant to a folder above a writable path also covers it: probe each one's parent and a sibling.
+  const around = writable.flatMap((w) => [dirname(w), `${w}.sibling-probe`]);
+  const writeProbes = [...readablePaths, '/', '/tmp', tmpdir(), process.cwd(), ...around].filter((p) => !inside(p));
   if (perm.has('fs.write') || writeProbes.some((p) => perm.has('fs.write', p)))
-    problems.push('file-system write permission is granted (drop --allow-fs-write)');
+    problems.push(
+      writable.length > 0
+        ? 'file-system write permission reaches beyond the writable store (limit --allow-fs-write to it)'
+        : 'file-system write permission is granted (drop --allow-fs-write)',
+    );
+  for (const w of writable) if (!perm.has('fs.write', w)) problems.push(`the writable store is not covered by --allow-fs-write: ${w}`);
   if (perm.has('child')) problems.push('child-process permission is granted (drop --allow-child-process)');
   if (perm.has('worker')) problems.push('worker permission is granted (drop --allow-worker)');
   // Probe well-known files instead of "/": Node 20's has('fs.read', '/') answers true for some

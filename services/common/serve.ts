@@ -43,9 +43,11 @@ function installCredentialCheck(setup: CredentialSetup, logger: Logger): void {
 
 /** Builds one McpServer with the service's tools (the factory both transports call). */
 export function buildServer(spec: ServiceSpec): McpServer {
+  // A service with no tools (a connector not configured yet) declares no tools capability, so the
+  // gateway lists nothing for it rather than asking for a list the server cannot answer.
   const server = new McpServer(
     { name: spec.name, version: spec.version },
-    { capabilities: { tools: { listChanged: false } }, instructions: spec.instructions },
+    { capabilities: spec.tools.length > 0 ? { tools: { listChanged: false } } : {}, instructions: spec.instructions },
   );
   registerTools(server, spec.tools, spec.logger);
   return server;

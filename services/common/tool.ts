@@ -19,10 +19,13 @@ export type JsonSchema = Record<string, unknown>;
 export class ToolError extends Error {
   /** A stable short code (e.g. "symlink", "not_found") for tests and the gateway's audit. */
   readonly code: string;
-  constructor(code: string, message: string) {
+  /** Machine-readable facts about the failure (e.g. `retry_after_s`), sent beside code and message. */
+  readonly details: Readonly<Record<string, string | number | boolean>> | undefined;
+  constructor(code: string, message: string, details?: Record<string, string | number | boolean>) {
     super(message);
     this.name = 'ToolError';
     this.code = code;
+    this.details = details;
   }
 }
 
@@ -76,9 +79,9 @@ export function ajvSchema(schema: JsonSchema): StandardSchemaWithJSON<Record<str
 }
 
 /** A tool error result with a clear message. */
-export function toolErrorResult(message: string, code = 'error'): CallToolResult {
+export function toolErrorResult(message: string, code = 'error', details: Readonly<Record<string, string | number | boolean>> = {}): CallToolResult {
   // The stable code rides in structuredContent so the gateway can audit it without parsing text.
-  return { content: [{ type: 'text', text: message }], structuredContent: { error: { code, message } }, isError: true };
+  return { content: [{ type: 'text', text: message }], structuredContent: { error: { ...details, code, message } }, isError: true };
 }
 
 /** Registers the tools on `server`, routing every call through `guardCall` and logging outcomes only. */
@@ -110,7 +113,8 @@ export function registerTools(server: McpServer, tools: readonly ToolDef<never>[
           code,
           ms: Math.round(performance.now() - started),
         });
-        if (e instanceof ToolError || e instanceof CallRefusedError) return toolErrorResult(e.message, code);
+        if (e instanceof ToolError) return toolErrorResult(e.message, code, e.details);
+        if (e instanceof CallRefusedError) return toolErrorResult(e.message, code);
         return toolErrorResult(`${tool.name}: internal error`, code);
       }
     });

@@ -7,6 +7,11 @@ import { COMMON_FLAGS, UsageError, commonOptions, intFlag, parseFlags } from '..
 import type { CommonOptions, FlagSpecs } from '../common/args.js';
 import { CREDENTIAL_FLAGS, credentialSetup } from '../common/credential-config.js';
 import type { CredentialSetup } from '../common/credential-config.js';
+import { parseTestHooks, testHookFlags } from '../common/guarded-net.js';
+import type { NetTestHooks } from '../common/guarded-net.js';
+
+/** The env variable that unlocks the test-only flags. */
+export const HTTP_TEST_HOOKS_ENV = 'MICRO_MCP_HTTP_TEST_HOOKS';
 
 export const HTTP_FLAGS = {
   'allow-host': {
@@ -22,13 +27,7 @@ export const HTTP_FLAGS = {
   'max-redirects': { type: 'string', value: 'N', help: 'redirects followed, each checked again (default 5, max 5)' },
   ...COMMON_FLAGS,
   ...CREDENTIAL_FLAGS,
-  'test-resolve': {
-    type: 'string',
-    multiple: true,
-    value: 'HOST=ADDR[,ADDR2..]',
-    help: 'TEST ONLY (needs MICRO_MCP_HTTP_TEST_HOOKS=1): fake resolver; the Nth lookup of HOST answers ADDRn (the last repeats); "a+b" answers two addresses at once',
-  },
-  'test-allow-loopback': { type: 'boolean', help: 'TEST ONLY (needs MICRO_MCP_HTTP_TEST_HOOKS=1): let the address guard pass 127.0.0.0/8 and ::1' },
+  ...testHookFlags(HTTP_TEST_HOOKS_ENV),
 } satisfies FlagSpecs;
 
 /** One allowlist entry. */
@@ -45,7 +44,7 @@ export interface HttpConfig extends CommonOptions {
   /** How every call's gateway credential is checked (or the development opt-out). */
   credential: CredentialSetup;
   /** Present only in test-hook mode: every socket connect is refused unless it targets loopback. */
-  test?: { resolve: Map<string, string[][]>; allowLoopback: boolean };
+  test?: NetTestHooks;
 }
 
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
@@ -98,25 +97,8 @@ export function parseHttpConfig(argv: readonly string[], env: NodeJS.ProcessEnv 
     maxRedirects: intFlag(flags, 'max-redirects', 5, 0, 5),
     ...commonOptions(flags),
   };
-  const testResolve = flags['test-resolve'] ?? [];
-  const testLoopback = flags['test-allow-loopback'] === true;
-  const hooks = env.MICRO_MCP_HTTP_TEST_HOOKS === '1';
-  if ((testResolve.length > 0 || testLoopback) && !hooks)
-    throw new UsageError('--test-resolve and --test-allow-loopback are test-only: they need MICRO_MCP_HTTP_TEST_HOOKS=1');
-  if (hooks) {
-    const resolve = new Map<string, string[][]>();
-    for (const entry of testResolve) {
-      const eq = entry.indexOf('=');
-      if (eq <= 0) throw new UsageError(`--test-resolve ${entry}: expected HOST=ADDR[,ADDR2]`);
-      const answers = entry
-        .slice(eq + 1)
-        .split(',')
-        .map((a) => a.split('+'));
-      for (const a of answers.flat()) if (isIP(a) === 0) throw new UsageError(`--test-resolve ${entry}: "${a}" is not an IP address`);
-      resolve.set(entry.slice(0, eq).toLowerCase(), answers);
-    }
-    cfg.test = { resolve, allowLoopback: testLoopback };
-  }
+  const test = parseTestHooks(flags, env, HTTP_TEST_HOOKS_ENV);
+  if (test) cfg.test = test;
   // Last, so that every other usage error is reported first; --help needs no credential setup.
   return { ...cfg, credential: help ? { mode: 'insecure' } : credentialSetup(flags, env) };
 }

@@ -2,24 +2,21 @@
  * The guarded fetcher behind `fetchText`. For every hop (the first URL and each redirect):
  *   parse (WHATWG URL: canonicalises decimal/octal/hex IPv4 and IDNs) -> scheme (https; http only
  *   when allowed) -> no credentials in the URL -> host allowlist -> port allowlist -> resolve once
- *   -> every resolved address must be global unicast (ip.ts) -> connect to exactly that checked
+ *   -> every resolved address must be global unicast (services/common/ip.ts) -> connect to exactly that checked
  *   address (the socket is opened to the IP literal with SNI/Host set to the name, so there is no
  *   second lookup and DNS rebinding cannot redirect the connection).
  * Size and time caps apply while streaming; only text content types are returned; HTML is converted
- * to text. In test-hook mode the resolver is a fixed table (never the network) and the connect hook
+ * to text. Resolve, check and connect are the shared guard (services/common/guarded-net.ts); in
+ * test-hook mode its resolver is a fixed table (never the network) and its connect hook
  * refuses, and reports on stderr, any address outside loopback.
  */
-import { request as httpRequest } from 'node:http';
-import type { ClientRequest, ClientRequestArgs, IncomingMessage } from 'node:http';
-import { connect as netConnect, isIP } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
-import { lookup } from 'node:dns/promises';
+import type { IncomingMessage } from 'node:http';
 import type { CredentialReach } from '../../schemas/contracts/service-credential.js';
 import { ToolError } from '../common/tool.js';
 import { decodeTextOrBinary } from '../common/text.js';
 import { hostAllowed } from './config.js';
 import type { HttpConfig } from './config.js';
-import { blockedReason, isLoopback } from './ip.js';
+import { GuardedNet, urlPort } from '../common/guarded-net.js';
 import { htmlToText } from './html.js';
 
 /** The structured result of one fetch. */
@@ -51,10 +48,12 @@ function parseContentType(raw: string | undefined): { type: string; charset: str
 /** Fetches text for the http service under the configured guards. */
 export class GuardedFetcher {
   private readonly cfg: HttpConfig;
-  private readonly lookups = new Map<string, number>();
+  /** The shared SSRF guard (services/common/guarded-net.ts): resolve once, check, connect to the checked address. */
+  private readonly net: GuardedNet;
 
   constructor(cfg: HttpConfig) {
     this.cfg = cfg;
+    this.net = new GuardedNet(cfg.test);
   }
 
   /**
@@ -76,7 +75,7 @@ export class GuardedFetcher {
     if (host.endsWith('.')) throw new ToolError('host', 'URL refused: host names with a trailing dot are not accepted');
     if (host.startsWith('[')) throw new ToolError('host_not_allowed', 'URL refused: IPv6 literal hosts are not in the allowlist');
     if (!hostAllowed(this.cfg.allow, host)) throw new ToolError('host_not_allowed', 'URL refused: host is not in the allowlist');
-    const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
+    const port = urlPort(url);
     if (!this.cfg.ports.has(port)) throw new ToolError('port', 'URL refused: port is not allowed');
     // The decision's reach narrows the service's own allowlist, on the first URL and on every hop.
     if (reach?.hosts !== undefined && !reach.hosts.includes(host)) {
@@ -86,56 +85,6 @@ export class GuardedFetcher {
       throw new ToolError('port_not_in_reach', "URL refused: port is outside this call's authorised reach");
     }
     return url;
-  }
-
-  /** Resolves a host name once (test table in test mode, the system resolver otherwise). */
-  async resolve(host: string, signal: AbortSignal): Promise<string[]> {
-    if (isIP(host)) return [host];
-    if (this.cfg.test) {
-      const answers = this.cfg.test.resolve.get(host);
-      if (!answers) throw new ToolError('dns', 'host could not be resolved');
-      const n = this.lookups.get(host) ?? 0;
-      this.lookups.set(host, n + 1);
-      return answers[Math.min(n, answers.length - 1)]!;
-    }
-    const aborted = new Promise<never>((_, reject) =>
-      signal.addEventListener('abort', () => reject(new ToolError('timeout', 'timed out resolving the host')), { once: true }),
-    );
-    try {
-      const res = await Promise.race([lookup(host, { all: true, verbatim: true }), aborted]);
-      return res.map((r) => r.address);
-    } catch (e) {
-      if (e instanceof ToolError) throw e;
-      throw new ToolError('dns', 'host could not be resolved');
-    }
-  }
-
-  /** Refuses an address unless it is global unicast (or loopback in test mode with the flag). */
-  checkAddress(address: string): void {
-    if (this.cfg.test?.allowLoopback && isLoopback(address)) return;
-    const reason = blockedReason(address);
-    if (reason) throw new ToolError('address_blocked', `URL refused: the host resolves to a non-public address (${reason})`);
-  }
-
-  /** The actual socket connect: always to a checked IP literal; re-checked here as a last line. */
-  /**
-   * The last line of SSRF defence: the connect itself. A refused address throws here, which Node's
-   * ClientRequest turns into its 'error' event (the ToolError is passed on as is).
-   */
-  private connect(url: URL, address: string, port: number): NonNullable<ClientRequestArgs['createConnection']> {
-    return () => {
-      const test = this.cfg.test;
-      const refused = test ? !isLoopback(address) : blockedReason(address) !== undefined;
-      if (refused) {
-        if (test) process.stderr.write(`test-hook: refused connect to ${address} port ${port}\n`);
-        throw new ToolError('address_blocked', 'URL refused: connection to a non-public address');
-      }
-      if (url.protocol === 'https:') {
-        const servername = isIP(url.hostname) ? undefined : url.hostname;
-        return tlsConnect({ host: address, port, ...(servername ? { servername } : {}), ALPNProtocols: ['http/1.1'] });
-      }
-      return netConnect({ host: address, port });
-    };
   }
 
   /**
@@ -148,10 +97,16 @@ export class GuardedFetcher {
     try {
       let url = this.checkUrl(raw, reach);
       for (let redirects = 0; ; redirects++) {
-        const addresses = await this.resolve(url.hostname, ac.signal);
-        if (addresses.length === 0) throw new ToolError('dns', 'host could not be resolved');
-        for (const a of addresses) this.checkAddress(a); // any bad answer refuses the host
-        const res = await this.send(url, addresses[0]!, method, ac.signal);
+        const res = await this.net.send({
+          url,
+          method,
+          headers: {
+            'user-agent': 'micro-mcp-http/0.1',
+            accept: 'text/*, application/json, application/xml;q=0.9, */*;q=0.1',
+            'accept-encoding': 'identity',
+          },
+          signal: ac.signal,
+        });
         const location = res.headers.location;
         if (REDIRECTS.has(res.statusCode ?? 0) && location) {
           res.destroy();
@@ -178,38 +133,6 @@ export class GuardedFetcher {
     } finally {
       clearTimeout(timer);
     }
-  }
-
-  private send(url: URL, address: string, method: string, signal: AbortSignal): Promise<IncomingMessage> {
-    const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
-    return new Promise<IncomingMessage>((resolve, reject) => {
-      let req: ClientRequest;
-      try {
-        req = httpRequest({
-          host: address,
-          port,
-          method,
-          path: url.pathname + url.search,
-          headers: {
-            host: url.host,
-            'user-agent': 'micro-mcp-http/0.1',
-            accept: 'text/*, application/json, application/xml;q=0.9, */*;q=0.1',
-            'accept-encoding': 'identity',
-            connection: 'close',
-          },
-          createConnection: this.connect(url, address, port),
-          signal,
-        });
-      } catch {
-        reject(new ToolError('io', 'request failed'));
-        return;
-      }
-      req.on('response', resolve);
-      req.on('error', (e) =>
-        reject(e instanceof ToolError ? e : signal.aborted ? new ToolError('timeout', 'timed out') : new ToolError('io', 'connection failed')),
-      );
-      req.end();
-    });
   }
 
   private readBody(url: URL, res: IncomingMessage, method: string, maxBytes: number, redirects: number, signal: AbortSignal): Promise<FetchResult> {

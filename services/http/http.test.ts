@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { REPO, codeReadFlags, credentialMeta, loadSsrf, redirectorHandler, resultText, startService, startTestServer } from '../../test/corpora/harness.js';
 import type { RunningService, TestServer } from '../../test/corpora/harness.js';
-import { blockedReason, isLoopback } from './ip.js';
+import { blockedReason, isLoopback } from '../common/ip.js';
 import { htmlToText } from './html.js';
 import { parseHostPattern, hostAllowed } from './config.js';
 

@@ -3,14 +3,19 @@ import type { Config } from '../config/types.js';
 
 export function printDevHelp(url: string, config: Config): void {
   const services = Object.keys(config.services).join(', ');
+  // A service's description is its one-line note for the operator (the github connector's: how to enable it).
+  const notes = Object.entries(config.services)
+    .filter(([, s]) => typeof s.description === 'string' && s.description !== '')
+    .map(([name, s]) => `  ${name}: ${s.description}`);
   process.stdout.write(
     [
       '',
       'DEVELOPMENT MODE: loopback only, tokens signed by the local dev key in .dev/keys (never use this on a network).',
       `Services: ${services}`,
+      ...notes,
       '',
       'Mint a token and connect an MCP client:',
-      `  TOKEN=$(node dist/src/cli/main.js token --sub alice --groups eng --scopes "fs:read http:fetch" --ttl 15m --aud ${url}/mcp)`,
+      `  TOKEN=$(node dist/src/cli/main.js token --sub alice --groups eng --scopes "fs:read http:fetch vector:read github:read" --ttl 15m --aud ${url}/mcp)`,
       `  npx @modelcontextprotocol/inspector --transport http --server-url ${url}/mcp --header "Authorization: Bearer $TOKEN"`,
       '',
       'Or by hand:',

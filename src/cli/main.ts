@@ -8,6 +8,7 @@
  *   micro-mcp policy build|test|check|explain ...
  *   micro-mcp audit verify FILE...
  *   micro-mcp config check [--config FILE]
+ *   micro-mcp vector index DIR [--collection NAME] [--store DIR]
  */
 import { isGatewayError } from '../errors.js';
 
@@ -21,6 +22,7 @@ commands:
   policy  build|test|check|explain ...                    policy tooling (micro-mcp policy --help)
   audit   verify FILE...                                  verify the audit hash chain
   config  check [--config FILE | --dev]                   validate a config file
+  vector  index DIR [--collection NAME] [--store DIR]     build a vector collection from a folder of text files
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -38,6 +40,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./commands.js')).audit(rest);
     case 'config':
       return (await import('./commands.js')).config(rest);
+    case 'vector':
+      return (await import('./vector.js')).vectorCommand(rest);
     case undefined:
     case '-h':
     case '--help':

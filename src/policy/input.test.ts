@@ -117,7 +117,7 @@ describe('buildPolicyInput', () => {
   it("the example resource declarations the tests use are the dev config's", () => {
     const cfg = loadConfig(DEV_CONFIG_PATH);
     for (const [name, spec] of Object.entries(EXAMPLE_RESOURCES)) assert.deepEqual(cfg.services[name]?.resource, spec, name);
-    assert.deepEqual([...resourceExtractors(cfg.services).keys()].sort(), ['fs', 'http']);
+    assert.deepEqual([...resourceExtractors(cfg.services).keys()].sort(), ['fs', 'github', 'http', 'vector']);
   });
   it('gives services without a declaration an empty resource', () => {
     const input = buildPolicyInput({

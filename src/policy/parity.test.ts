@@ -71,7 +71,7 @@ describe('policy parity', () => {
   it('an undeclared approximation fails, by class, with a minimal example; declared on purpose it passes', async () => {
     await writeFile(join(dir, 'rego', 'zz_ip.rego'), REGO_IP);
     await writeFile(join(dir, 'cedar', 'zz_ip.cedar'), cedarIp(false));
-    const bad = await run(3000, 7);
+    const bad = await run(10000, 7);
     assert.equal(bad.code, 1, bad.text);
     assert.match(bad.text, /^DIFF {2}rego deny \/ cedar deny; only cedar: http_host_ip_literal \(\d+ inputs?\)$/m);
     const example = /^ {6}minimal example: (.*)$/m.exec(bad.text)?.[1] ?? '';
@@ -81,7 +81,7 @@ describe('policy parity', () => {
     assert.match(bad.text.trimEnd().split('\n').at(-1) ?? '', /^[1-9]\d* disagreements? in 1 class \(0 declared on purpose\)$/);
 
     await writeFile(join(dir, 'cedar', 'zz_ip.cedar'), cedarIp(true));
-    const declared = await run(3000, 7);
+    const declared = await run(10000, 7);
     assert.equal(declared.code, 0, declared.text);
     assert.match(declared.text, /^declared {2}rego deny \/ cedar deny; only cedar: http_host_ip_literal/m);
     assert.match(declared.text, /^ {6}http_host_ip_literal: cedar like approximates the IPv4 regex/m);
@@ -94,7 +94,7 @@ describe('policy parity', () => {
       REGO_IP.replace('# description: IPv4', '# custom:\n#   parity: the Cedar copy approximates this regex\n# description: IPv4'),
     );
     await writeFile(join(dir, 'cedar', 'zz_ip.cedar'), cedarIp(false));
-    const r = await run(3000, 7);
+    const r = await run(10000, 7);
     assert.equal(r.code, 0, r.text);
     assert.match(r.text, /^ {6}http_host_ip_literal: the Cedar copy approximates this regex$/m);
   });

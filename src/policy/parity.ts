@@ -28,14 +28,44 @@ const MISSING = Symbol('missing');
 const PRINCIPAL_IDS = ['alice', 'sam', 'olga', 'ci-bot', 'svc-1', 'ünïcode', 'a b', ''];
 const TYPES: Principal['type'][] = ['user', 'agent', 'service'];
 const GROUPS = ['eng', 'support', 'sales', 'admin', 'Eng', 'eng ', ''];
-const SCOPES = ['fs:read', 'http:fetch', 'everything:call', 'echo:call', 'docs:call', 'fs:call', 'http:call', 'other:call', 'FS:READ', ''];
+const SCOPES = [
+  'fs:read',
+  'http:fetch',
+  'vector:write',
+  'github:write',
+  'everything:call',
+  'echo:call',
+  'docs:call',
+  'fs:call',
+  'http:call',
+  'other:call',
+  'FS:READ',
+  '',
+];
 const PURPOSES = ['incident-4711', 'docs-research', 'audit-2026', 'local-dev', 'curiosity', 'INCIDENT-4711'];
 /**
  * Tool names: every configured service's name (the config's, so the example fs and http services
  * come from src/config/examples/dev.yaml, not from here) with common verbs, known and unknown to the
  * policies, plus services no config names.
  */
-const VERBS = ['read', 'list', 'stat', 'search', 'write', 'fetchText', 'post', 'echo', 'add', 'static'];
+const VERBS = [
+  'read',
+  'list',
+  'stat',
+  'search',
+  'write',
+  'fetchText',
+  'post',
+  'echo',
+  'add',
+  'static',
+  'get',
+  'upsert',
+  'searchIssues',
+  'getIssue',
+  'listRepos',
+  'createIssue',
+];
 const OTHER_SERVICES = ['everything', 'echo', 'docs', 'x'];
 const ANNOTATIONS: Array<Record<string, unknown>> = [
   {},
@@ -101,6 +131,24 @@ const URLS: unknown[] = [
   MISSING,
 ];
 const HTTP_METHODS: unknown[] = ['GET', 'HEAD', 'get', 'post', 'POST', 'DELETE', 7, MISSING];
+/** Values for the named facts services declare by pointer (collection, filter.tag, owner, repo in the dev config). */
+const NAMES: unknown[] = [
+  'sample',
+  'eng',
+  'public',
+  'octokit-fixture-org',
+  'hello-world',
+  'search-issues',
+  'acme',
+  'Sample',
+  'eng ',
+  '',
+  7,
+  1.5,
+  true,
+  null,
+  MISSING,
+];
 
 export interface ParityOptions {
   count: number;
@@ -140,6 +188,11 @@ export function* parityInputs(opts: ParityOptions): Generator<PolicyInput> {
     put('path', pick(PATHS));
     put('url', pick(URLS));
     put('method', pick(HTTP_METHODS));
+    put('collection', pick(NAMES));
+    put('owner', pick(NAMES));
+    put('repo', pick(NAMES));
+    const tag = pick(NAMES);
+    put('filter', rnd() < 0.2 ? pick(NAMES) : tag === MISSING ? {} : { tag });
     // A service configured without its declaration gives no facts at all: both engines must still deny.
     const resource = rnd() < 0.1 ? undefined : opts.resources.get(tool.namespace);
     const bound = rnd() < 0.15 ? pick(PURPOSES) : null;

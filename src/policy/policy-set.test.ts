@@ -216,7 +216,19 @@ describe('loading failures', () => {
     const undef = join(dir, 'rego-undef');
     await cp(join(dir, 'rego'), undef, { recursive: true });
     await writeFile(join(undef, 'authz.rego'), 'package micro_mcp.authz\n\nallow if input.principal.id == "nobody"\n');
-    for (const f of ['fs.rego', 'http.rego', 'purpose.rego', 'authz_test.rego', 'fs_test.rego', 'http_test.rego', 'purpose_test.rego'])
+    for (const f of [
+      'fs.rego',
+      'http.rego',
+      'purpose.rego',
+      'vector.rego',
+      'github.rego',
+      'authz_test.rego',
+      'fs_test.rego',
+      'http_test.rego',
+      'purpose_test.rego',
+      'vector_test.rego',
+      'github_test.rego',
+    ])
       await rm(join(undef, f));
     const set = await loadPolicies({ watch: false, engines: ['rego'], rego: { dir: undef } });
     try {

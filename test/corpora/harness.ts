@@ -27,6 +27,9 @@ export const REPO = (() => {
 /** The corpora directory in the source tree (JSON files are not compiled). */
 export const CORPORA = join(REPO, 'test', 'corpora');
 
+/** The services under services/ (dist/services/<name>/main.js). */
+export type ServiceName = 'fs' | 'http' | 'vector' | 'github';
+
 /** A running service with a connected client. */
 export interface RunningService {
   client: Client;
@@ -43,7 +46,7 @@ export interface TestMinter {
   /** The folder holding the JWKS file (what a sandboxed service needs in --allow-fs-read). */
   dir: string;
   /** The env the gateway would give the service at spawn. */
-  env(service: 'fs' | 'http'): Record<string, string>;
+  env(service: ServiceName): Record<string, string>;
   /** A credential for one call of `tool` on `service`. */
   mint(service: string, tool: string): Promise<string>;
 }
@@ -66,7 +69,7 @@ export function testMinter(): Promise<TestMinter> {
 }
 
 /** `_meta` carrying a fresh credential for one call. */
-export async function credentialMeta(service: 'fs' | 'http', tool: string): Promise<Record<string, string>> {
+export async function credentialMeta(service: ServiceName, tool: string): Promise<Record<string, string>> {
   return { [CREDENTIAL_META_KEY]: await (await testMinter()).mint(service, tool) };
 }
 
@@ -86,14 +89,20 @@ export const PROC_FD_READ = '--allow-fs-read=/proc/self/fd';
  * under the sandbox); `insecure: true` starts it with --insecure-no-credentials instead.
  */
 export async function startService(
-  name: 'fs' | 'http',
+  name: ServiceName,
   args: string[],
-  opts: { sandboxRead?: string[]; env?: Record<string, string>; era?: 'legacy' | 'modern'; insecure?: boolean } = {},
+  opts: { sandboxRead?: string[]; sandboxWrite?: string[]; env?: Record<string, string>; era?: 'legacy' | 'modern'; insecure?: boolean } = {},
 ): Promise<RunningService> {
   const m = opts.insecure ? undefined : await testMinter();
   const read = opts.sandboxRead ? [...opts.sandboxRead, ...(m ? [m.dir] : [])] : undefined;
   const nodeFlags = read
-    ? ['--experimental-permission', ...codeReadFlags(), ...read.map((p) => `--allow-fs-read=${p}`), ...(name === 'fs' ? [PROC_FD_READ] : [])]
+    ? [
+        '--experimental-permission',
+        ...codeReadFlags(),
+        ...read.map((p) => `--allow-fs-read=${p}`),
+        ...(opts.sandboxWrite ?? []).map((p) => `--allow-fs-write=${p}`),
+        ...(name === 'fs' ? [PROC_FD_READ] : []),
+      ]
     : [];
   const transport = new StdioClientTransport({
     command: process.execPath,
