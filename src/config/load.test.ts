@@ -26,10 +26,25 @@ describe('config', () => {
   test('every example config in the repository validates against the schema', () => {
     const examples = readdirSync(path.join(PACKAGE_ROOT, 'src', 'config', 'examples')).filter((f) => f.endsWith('.yaml'));
     assert.ok(examples.length > 0);
+    // What replica.yaml asks its operator to set (each variable it names; an unset one is an error).
+    const replicaEnv = {
+      REPLICA_ID: 'r1',
+      PUBLIC_URL: 'https://mcp.example.com',
+      OIDC_ISSUER: 'https://login.example.com/realms/acme',
+      OIDC_JWKS_URL: 'https://login.example.com/realms/acme/certs',
+      STATE_BINDING_KEY_FILE: '/etc/micro-mcp/state-binding.key',
+      REDIS_URL: 'redis://127.0.0.1:6379/0',
+      AUDIT_DIR: '/var/log/micro-mcp',
+    };
     for (const f of examples) {
-      const cfg = loadConfig(path.join(PACKAGE_ROOT, 'src', 'config', 'examples', f));
+      const cfg = loadConfig(path.join(PACKAGE_ROOT, 'src', 'config', 'examples', f), { env: { ...process.env, ...replicaEnv } });
       assert.ok(Object.keys(cfg.services).length > 0, f);
     }
+    const replica = loadConfig(path.join(PACKAGE_ROOT, 'src', 'config', 'examples', 'replica.yaml'), { env: replicaEnv });
+    assert.equal(replica.server.replica_id, 'r1');
+    assert.equal(replica.state?.redis, 'redis://127.0.0.1:6379/0');
+    assert.equal(replica.audit.outcome_before_answer, true);
+    assert.equal(replica.audit.file, '/var/log/micro-mcp/audit-r1.jsonl');
     const dev = loadConfig(DEV_CONFIG_PATH);
     assert.equal(dev.server.host, '127.0.0.1');
     assert.equal(dev.auth?.mode, 'dev');
