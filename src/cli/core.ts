@@ -101,7 +101,7 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
     config.state.redis !== undefined
       ? await redisState({
           ...{ url: config.state.redis, prefix: config.state.key_prefix, limits: config.limits, log },
-          ...{ whenUnavailable: config.state.when_unavailable, clock },
+          ...{ whenUnavailable: config.state.when_unavailable, clock, replicaId },
         })
       : memoryState(config.limits, clock),
     (s) => s.close(),

@@ -19,6 +19,7 @@ import { createApp } from '../http/app.js';
 import { limitConnections } from '../http/connections.js';
 import { Holdings, KeyedRate } from '../limits/keyed.js';
 import { McpFace } from '../mcp-face/face.js';
+import type { ChangeKind } from '../upstream/catalog.js';
 import { startCore } from './core.js';
 import { Lifecycle, StopRequested } from './lifecycle.js';
 import { printDevHelp } from './dev-help.js';
@@ -150,7 +151,20 @@ export async function startGateway(config: Config, opts: { host: string; port: n
     ),
     (f) => f.close(),
   );
-  catalog.on('listChanged', (kind) => face.listChanged(kind));
+  // A list change tells this replica's agents and, through the shared state's event bus, every other
+  // replica's (which also lists the service again); memory state has no other replica to tell.
+  catalog.on('listChanged', (kind: ChangeKind, service: string) => {
+    face.listChanged(kind);
+    core.shared.events.publish({ type: 'list_changed', service, kind });
+  });
+  await life.acquire(
+    'event bus subscription',
+    core.shared.events.subscribe((e) => {
+      face.listChanged(e.kind);
+      void catalog.peerChanged(e.service, e.kind);
+    }),
+    (unsubscribe) => unsubscribe(),
+  );
   onConnectionRefused = (ip, limit) => void core.refusals.limitRefused(limit, { requestId: 'connection', clientIp: ip });
   const app = createApp({
     face,

@@ -31,6 +31,8 @@ export function memoryState(limits: LimitsConfig, clock: Clock): SharedState {
         return own;
       },
     },
+    // One replica: nobody else to tell, nobody else to hear from.
+    events: { publish: () => undefined, subscribe: () => () => undefined },
     healthy: () => true,
     degradedMode: 'refuse',
     close: async () => undefined,

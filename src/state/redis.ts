@@ -13,7 +13,26 @@ import type { LimitsConfig } from '../../schemas/generated/config.js';
 import type { Clock } from '../clock.js';
 import { Limiter } from '../limits/limiter.js';
 import type { Logger } from '../types.js';
-import type { Admission, SharedState } from './state.js';
+import type { Admission, ListChangedEvent, SharedState } from './state.js';
+
+const LIST_KINDS = new Set(['tools', 'prompts', 'resources']);
+
+/** An event as another replica published it, or undefined for anything else on the channel. */
+function parseEvent(message: string, self: string): ListChangedEvent | undefined {
+  let m: unknown;
+  try {
+    m = JSON.parse(message);
+  } catch {
+    return undefined;
+  }
+  if (typeof m !== 'object' || m === null) return undefined;
+  const { origin, event } = m as { origin?: unknown; event?: { type?: unknown; service?: unknown; kind?: unknown } };
+  if (origin === self || typeof event !== 'object' || event === null) return undefined;
+  if (event.type !== 'list_changed' || typeof event.service !== 'string' || typeof event.kind !== 'string' || !LIST_KINDS.has(event.kind)) {
+    return undefined;
+  }
+  return { type: 'list_changed', service: event.service, kind: event.kind as ListChangedEvent['kind'] };
+}
 
 /**
  * Rate (token bucket per principal x service x tool) and concurrency (a sorted set of call ids per
@@ -73,6 +92,8 @@ export interface RedisStateOptions {
   whenUnavailable?: 'refuse' | 'local';
   /** The local limiter's clock (whenUnavailable: local). */
   clock?: Pick<Clock, 'now'>;
+  /** This replica's name: events it publishes are not delivered back to it. */
+  replicaId: string;
 }
 
 export async function redisState(opts: RedisStateOptions): Promise<SharedState> {
@@ -98,6 +119,22 @@ export async function redisState(opts: RedisStateOptions): Promise<SharedState> 
   await redis
     .connect()
     .catch((e: Error) => opts.log.warn({ state: 'redis', err: e.message }, 'shared state unreachable at start: limits refuse until it is up'));
+  // Pub/sub needs a connection of its own (a subscribed connection runs no other command).
+  const subscriber = redis.duplicate({ lazyConnect: true });
+  subscriber.on('error', () => undefined); // it reconnects and resubscribes by itself, like the main connection
+  const handlers = new Set<(event: ListChangedEvent) => void>();
+  const channel = `${opts.prefix}events`;
+  subscriber.on('message', (from: string, message: string) => {
+    if (from !== channel) return;
+    const event = parseEvent(message, opts.replicaId);
+    if (!event) return;
+    for (const h of handlers) h(event);
+  });
+  await subscriber
+    .connect()
+    .then(() => subscriber.subscribe(channel))
+    .catch((e: Error) => opts.log.warn({ state: 'redis', err: e.message }, 'event bus unreachable at start: subscribing when Redis is up'));
+  subscriber.on('ready', () => void subscriber.subscribe(channel).catch(() => undefined));
   const admitSha = createHash('sha1').update(ADMIT).digest('hex');
   const local = opts.whenUnavailable === 'local' ? new Limiter(opts.limits, () => (opts.clock ?? Date).now()) : undefined;
   const k = (s: string) => `${opts.prefix}${s}`;
@@ -189,9 +226,20 @@ export async function redisState(opts: RedisStateOptions): Promise<SharedState> 
         return { keys: [...byKid.values()] };
       },
     },
+    events: {
+      publish(event) {
+        redis.publish(channel, JSON.stringify({ origin: opts.replicaId, event })).catch(() => undefined);
+      },
+      subscribe(handler) {
+        handlers.add(handler);
+        return () => handlers.delete(handler);
+      },
+    },
     healthy: () => up,
     degradedMode: local ? 'local' : 'refuse',
     close: async () => {
+      handlers.clear();
+      subscriber.disconnect();
       redis.disconnect();
     },
   };

@@ -4,13 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
 import type { LimitsConfig } from '../../schemas/generated/config.js';
 import { eventually } from '../../test/helpers/harness.js';
 import { type RedisServer, startRedis } from '../../test/helpers/replicas.js';
 import type { Clock } from '../clock.js';
 import { memoryState } from './memory.js';
 import { redisState } from './redis.js';
-import type { Admission, SharedState } from './state.js';
+import type { Admission, ListChangedEvent, SharedState } from './state.js';
 
 const silent = { warn: () => undefined, info: () => undefined, error: () => undefined, debug: () => undefined, child: () => silent };
 const limits = (l: Partial<LimitsConfig>): LimitsConfig => ({ calls_per_minute: 0, burst: 1, concurrent_per_principal: 0, concurrent_total: 0, ...l });
@@ -35,8 +36,8 @@ const kinds: Record<string, (l: LimitsConfig) => Promise<Pair>> = {
   },
   redis: async (l) => {
     const prefix = `state-test-${++n}:`;
-    const a = await redisState({ url: redis.url, prefix, limits: l, log: silent });
-    const b = await redisState({ url: redis.url, prefix, limits: l, log: silent });
+    const a = await redisState({ url: redis.url, prefix, limits: l, log: silent, replicaId: 'ra' });
+    const b = await redisState({ url: redis.url, prefix, limits: l, log: silent, replicaId: 'rb' });
     return { a, b, close: async () => void (await Promise.all([a.close(), b.close()])) };
   },
 };
@@ -111,8 +112,16 @@ describe('shared state: Redis specifics', () => {
   test('Redis gone: limits refuse (state_unavailable) or, with when_unavailable local, limit alone; both recover when it is back', async () => {
     const prefix = `state-test-${++n}:`;
     const l = limits({ calls_per_minute: 60, burst: 2 });
-    const refuse = await redisState({ url: redis.url, prefix, limits: l, log: silent });
-    const local = await redisState({ url: redis.url, prefix, limits: l, log: silent, whenUnavailable: 'local', clock: fixedClock(5_000_000) });
+    const refuse = await redisState({ url: redis.url, prefix, limits: l, log: silent, replicaId: 'refuse' });
+    const local = await redisState({
+      url: redis.url,
+      prefix,
+      limits: l,
+      log: silent,
+      replicaId: 'local',
+      whenUnavailable: 'local',
+      clock: fixedClock(5_000_000),
+    });
     try {
       assert.equal(refuse.healthy(), true);
       await redis.stop();
@@ -139,7 +148,7 @@ describe('shared state: Redis specifics', () => {
 
   test('a Redis that is down at start: the state starts unhealthy and becomes healthy when Redis comes up', async () => {
     await redis.stop();
-    const s = await redisState({ url: redis.url, prefix: `state-test-${++n}:`, limits: limits({ concurrent_total: 5 }), log: silent });
+    const s = await redisState({ url: redis.url, prefix: `state-test-${++n}:`, limits: limits({ concurrent_total: 5 }), log: silent, replicaId: 'late' });
     try {
       assert.equal(s.healthy(), false);
       assert.equal(refusal(await s.limiter.admit('p', 'svc', 't', 60_000)), 'state_unavailable');
@@ -148,6 +157,45 @@ describe('shared state: Redis specifics', () => {
       assert.equal(refusal(await s.limiter.admit('p', 'svc', 't', 60_000)), 'admitted');
     } finally {
       await s.close();
+    }
+  });
+
+  test('the event bus: what one replica publishes reaches the others, never itself; anything else on the channel is dropped', async () => {
+    const prefix = `state-test-${++n}:`;
+    const l = limits({});
+    const a = await redisState({ url: redis.url, prefix, limits: l, log: silent, replicaId: 'ra' });
+    const b = await redisState({ url: redis.url, prefix, limits: l, log: silent, replicaId: 'rb' });
+    const otherPrefix = `state-test-${++n}:`;
+    const elsewhere = await redisState({ url: redis.url, prefix: otherPrefix, limits: l, log: silent, replicaId: 'rc' });
+    const raw = new Redis(redis.url);
+    try {
+      const got: Record<'a' | 'b' | 'elsewhere', ListChangedEvent[]> = { a: [], b: [], elsewhere: [] };
+      const next = { a: () => undefined, b: () => undefined } as Record<'a' | 'b', () => void>;
+      const arrived = (who: 'a' | 'b') => new Promise<void>((r) => (next[who] = r));
+      a.events.subscribe((e) => (got.a.push(e), next.a()));
+      b.events.subscribe((e) => (got.b.push(e), next.b()));
+      elsewhere.events.subscribe((e) => got.elsewhere.push(e));
+      const atB = arrived('b');
+      a.events.publish({ type: 'list_changed', service: 'echo', kind: 'tools' });
+      await atB;
+      // Garbage and an unknown kind on the channel, then b's own event: a receives b's alone. Redis
+      // delivers one channel's messages in order, so a's own event, had it come back, would be first.
+      await raw.publish(`${prefix}events`, 'not json');
+      await raw.publish(`${prefix}events`, JSON.stringify({ origin: 'rx', event: { type: 'list_changed', service: 'echo', kind: 'secrets' } }));
+      const atA = arrived('a');
+      b.events.publish({ type: 'list_changed', service: 'docs', kind: 'resources' });
+      await atA;
+      assert.deepEqual(got.a, [{ type: 'list_changed', service: 'docs', kind: 'resources' }]);
+      assert.deepEqual(got.b, [{ type: 'list_changed', service: 'echo', kind: 'tools' }]);
+      // Another gateway's prefix is another bus: an event on its channel, sent after a's and b's, is
+      // the first and only one it got.
+      const atElsewhere = new Promise<void>((r) => elsewhere.events.subscribe(() => r()));
+      await raw.publish(`${otherPrefix}events`, JSON.stringify({ origin: 'rx', event: { type: 'list_changed', service: 'x', kind: 'prompts' } }));
+      await atElsewhere;
+      assert.deepEqual(got.elsewhere, [{ type: 'list_changed', service: 'x', kind: 'prompts' }]);
+    } finally {
+      raw.disconnect();
+      await Promise.all([a.close(), b.close(), elsewhere.close()]);
     }
   });
 });

@@ -2,7 +2,7 @@
  * What gateway replicas share. One process needs nothing outside itself (the in-memory state);
  * several replicas behind a load balancer share it through Redis (`state: {redis: URL}`): call limits,
  * replay caches, every replica's public signing keys. Each piece is one small interface, so a module
- * that needs it takes only that (the call limiter, the authenticator's jti cache, the JWKS document).
+ * that needs it takes only that (the call limiter, the authenticator's jti cache, the JWKS document, the event bus).
  */
 import type { JSONWebKeySet } from 'jose';
 
@@ -31,11 +31,27 @@ export interface KeyDirectory {
   all(own: JSONWebKeySet): Promise<JSONWebKeySet>;
 }
 
+/** What one replica tells the others: one of its services' lists changed. */
+export interface ListChangedEvent {
+  type: 'list_changed';
+  service: string;
+  kind: 'tools' | 'prompts' | 'resources';
+}
+
+/** Carries events between replicas: every other replica's subscribers receive what one publishes, never the publisher's own. */
+export interface EventBus {
+  /** Best effort: an event published while the store is unreachable is lost (list changes are hints; agents list again). */
+  publish(event: ListChangedEvent): void;
+  /** Events from the other replicas; returns the unsubscribe. */
+  subscribe(handler: (event: ListChangedEvent) => void): () => void;
+}
+
 export interface SharedState {
   readonly kind: 'memory' | 'redis';
   readonly limiter: CallLimiter;
   readonly replay: ReplayCache;
   readonly keys: KeyDirectory;
+  readonly events: EventBus;
   /** For readiness: the store answers. */
   healthy(): boolean;
   /** What limits do while the store does not answer: refuse every call, or each replica limits alone (ready, degraded). */

@@ -52,7 +52,7 @@ export class Catalog extends EventEmitter {
     super();
     for (const [name, cfg] of Object.entries(config.services)) {
       const conn = new ServiceConnection(name, cfg, log.child({ service: name }), environmentFor(name));
-      conn.on('changed', (kind: ChangeKind | 'all') => this.rebuild(kind));
+      conn.on('changed', (kind: ChangeKind | 'all') => this.rebuild(kind, name));
       this.services.set(name, conn);
     }
   }
@@ -121,7 +121,26 @@ export class Catalog extends EventEmitter {
     }));
   }
 
-  private rebuild(kind: ChangeKind | 'all'): void {
+  /**
+   * Another replica saw `service`'s list change: list it again here (a remote service may tell only
+   * the connection it changed through). The caller has already told this replica's agents, so the
+   * rebuild tells nobody, and nothing goes back to the other replicas. A service this replica does not
+   * have, or a failed list, leaves the catalog as it was.
+   */
+  async peerChanged(service: string, kind: ChangeKind): Promise<void> {
+    const conn = this.services.get(service);
+    if (!conn) return;
+    try {
+      await conn.relist(kind);
+    } catch (e) {
+      this.log.warn({ service, kind, err: (e as Error).message }, 'list after another replica saw a change failed');
+      return;
+    }
+    this.rebuild(kind, service, false);
+  }
+
+  /** Rebuilds the namespaced lists; emits `listChanged` (kind, service) for each list that really changed, when `notify`. */
+  private rebuild(kind: ChangeKind | 'all', service?: string, notify = true): void {
     const tools: CatalogTool[] = [];
     const prompts: CatalogPrompt[] = [];
     const resources: Resource[] = [];
@@ -177,7 +196,7 @@ export class Catalog extends EventEmitter {
     for (const k of kinds) {
       if (sig[k] === this.signatures[k]) continue;
       this.signatures[k] = sig[k];
-      this.emit('listChanged', k);
+      if (notify) this.emit('listChanged', k, service);
     }
   }
 }

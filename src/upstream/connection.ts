@@ -424,6 +424,20 @@ export class ServiceConnection extends EventEmitter {
     }
   }
 
+  /** Lists `kind` again from the service (resources with their templates) and stores it; tells nobody. Rejects when not connected. */
+  async relist(kind: 'tools' | 'prompts' | 'resources'): Promise<void> {
+    const client = this.client;
+    if (!client) throw new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${this.name}" is not connected`, { service: this.name });
+    const caps = client.getServerCapabilities() ?? {};
+    const opts = { cacheMode: 'refresh' as const };
+    if (kind === 'tools' && caps.tools) this.tools = (await client.listTools(undefined, opts)).tools;
+    if (kind === 'prompts' && caps.prompts) this.prompts = (await client.listPrompts(undefined, opts)).prompts;
+    if (kind === 'resources' && caps.resources) {
+      this.resources = (await client.listResources(undefined, opts)).resources;
+      this.templates = (await client.listResourceTemplates(undefined, opts)).resourceTemplates;
+    }
+  }
+
   /** Stores a refreshed list and tells the catalog; a failed refresh is logged and the last list stays. */
   private refreshed<T>(kind: 'tools' | 'prompts' | 'resources', err: Error | null, items: T[] | null, store: (items: T[]) => void): void {
     if (err || !items) {

@@ -113,6 +113,30 @@ describe('two replicas behind nginx, sharing Redis', () => {
     assert.equal(new Set(names).size, names.length, 'no tool twice');
   });
 
+  test('a list change seen by one replica reaches listeners held by the other (both eras), through the Redis event bus', { timeout: 30_000 }, async () => {
+    const direct = (r: 'r1' | 'r2') => ({ ...replicas[r], mcpUrl: `http://127.0.0.1:${ports[r]}/mcp` });
+    // Listeners held by r2: a 2025 session (its GET stream) and a 2026-07-28 subscriptions/listen.
+    const legacy = await connect(direct('r2'), 'legacy', { token: await token('listener-2025') });
+    const modern = await connect(direct('r2'), 'modern', { token: await token('listener-2026') });
+    const legacySaw = new Promise<void>((r) => legacy.setNotificationHandler('notifications/tools/list_changed', () => r()));
+    const modernSaw = new Promise<void>((r) => modern.setNotificationHandler('notifications/tools/list_changed', () => r()));
+    const sub = await modern.listen({ toolsListChanged: true });
+    // The change happens at r1: its echo service adds a tool.
+    const caller = await connect(direct('r1'), 'modern', { token: await token('toggler') });
+    try {
+      assert.equal(text(await caller.callTool({ name: 'echo.toggle', arguments: {} })), 'extra on');
+      await Promise.all([legacySaw, modernSaw]);
+      // r1's own list shows the change (each replica runs its own stdio service processes).
+      assert.ok((await caller.listTools(undefined, { cacheMode: 'bypass' })).tools.some((t) => t.name === 'echo.extra'));
+    } finally {
+      assert.equal(text(await caller.callTool({ name: 'echo.toggle', arguments: {} })), 'extra off');
+      await caller.close();
+      await sub.close();
+      await legacy.close();
+      await modern.close();
+    }
+  });
+
   test("every replica's JWKS document holds both replicas' signing keys", async () => {
     const kids = async (p: number) =>
       (
@@ -135,12 +159,14 @@ describe('two replicas behind nginx, sharing Redis', () => {
       prefix: 'e2e-replay:',
       limits: { calls_per_minute: 0, burst: 1, concurrent_per_principal: 0, concurrent_total: 0 },
       log: silent,
+      replicaId: 'ra',
     });
     const b = await redisState({
       url: redis.url,
       prefix: 'e2e-replay:',
       limits: { calls_per_minute: 0, burst: 1, concurrent_per_principal: 0, concurrent_total: 0 },
       log: silent,
+      replicaId: 'rb',
     });
     try {
       const keyDir = path.join(dir, 'keys');
