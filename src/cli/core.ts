@@ -113,8 +113,15 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
   const calls = new CallPipeline({
     ...{ catalog, policy, audit, credentials: minter, state, probes, log, limiter, inFlight, clock, resources },
     outcomeBeforeAnswer: config.audit.outcome_before_answer,
+    ...{ replicaId, peers: shared.peers },
   });
   await life.acquire('parked input requests', calls.parked, (p) => p.clear());
+  // Another replica's agent retry for a call parked here.
+  await life.acquire(
+    'requests from other replicas',
+    shared.peers.serve((body) => calls.resumeForPeer(body)),
+    (stop) => stop(),
+  );
   return {
     log,
     audit,

@@ -4,13 +4,13 @@
  * it for `tools/call`, `prompts/get` and `resources/read` from either era with a CallContext.
  */
 import { randomUUID } from 'node:crypto';
-import { inputRequired, isInputRequiredResult, ProtocolError } from '@modelcontextprotocol/server';
+import { inputRequired, isInputRequiredResult, ProtocolError, specTypeSchemas } from '@modelcontextprotocol/server';
 import type { CallToolRequest, GetPromptRequest, InputRequiredResult, ReadResourceRequest, ServerContext } from '@modelcontextprotocol/server';
 import { CREDENTIAL_META_KEY, PURPOSE_META_KEY } from '../../schemas/contracts/service-credential.js';
 import { principalKey } from '../auth/state.js';
 import type { Clock } from '../clock.js';
 import { GatewayError, isGatewayError, toProtocolError } from '../errors.js';
-import type { CallLimiter } from '../state/state.js';
+import { type CallLimiter, type ReplicaCalls, ReplicaUnreachable } from '../state/state.js';
 import { buildPolicyInput, decisionReach, isWellFormedJson, type ResourceExtractor } from '../policy/input.js';
 import type { Decision, Logger, ToolFacts } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
@@ -38,12 +38,55 @@ export interface CallPipelineDeps {
   inputTtlMs?: number;
   /** Hold each answer until its outcome record is written (audit.outcome_before_answer). Default false. */
   outcomeBeforeAnswer?: boolean;
+  /** This replica's name, written into parked calls' requestState so a retry at another replica finds it. */
+  replicaId?: string;
+  /** The other replicas: an agent's answer for a call parked at one of them is carried there. */
+  peers?: ReplicaCalls;
+}
+
+/** What one round of a forwarded call needs from the agent's request: cancellation, and where progress goes. */
+interface RoundContext {
+  signal: AbortSignal;
+  progress?: (p: { progress: number; total?: number; message?: string }) => Promise<void>;
+}
+
+function roundContext(ctx: ServerContext): RoundContext {
+  const progressToken = ctx.mcpReq._meta?.progressToken;
+  return {
+    signal: ctx.mcpReq.signal,
+    ...(progressToken === undefined
+      ? {}
+      : {
+          progress: (p: { progress: number; total?: number; message?: string }) =>
+            ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken, ...p } }),
+        }),
+  };
+}
+
+/** An agent's answer for a call parked at another replica, as that replica receives it. */
+interface ResumeRequest {
+  op: 'resume';
+  id: string;
+  principal: string;
+  answer?: unknown;
+}
+
+/** What the replica holding a parked call sends back: the round's result, or its error. */
+type ResumeReply =
+  | { result: unknown }
+  | { error: { protocol: { code: number; message: string; data?: unknown } } }
+  | { error: { gateway: 'ERR_INPUT_STATE_INVALID'; message: string } };
+
+function isResumeRequest(b: unknown): b is ResumeRequest {
+  if (typeof b !== 'object' || b === null) return false;
+  const r = b as Record<string, unknown>;
+  return r.op === 'resume' && typeof r.id === 'string' && typeof r.principal === 'string';
 }
 
 /** requestState payloads the pipeline signs for the agent to bring back (verified before a handler runs). */
 export type PipelineState =
   | { k: 'svc'; tool: string; inner?: string } // a 2026 service's input_required, wrapped
-  | { k: 'parked'; tool: string; id: string }; // a 2025 service's elicitation, waiting for the agent
+  | { k: 'parked'; tool: string; id: string; r?: string }; // a 2025 service's elicitation, waiting for the agent at replica r
 
 /** One request on its way to a service. */
 interface Forward<M extends ForwardMethod> {
@@ -75,7 +118,7 @@ export class CallPipeline {
     const state = await this.stateOf(cc, ctx, params.name);
     if (state && state.tool !== params.name)
       return this.refuse(cc, 'tools/call', 'ERR_INPUT_STATE_INVALID', 'requestState does not belong to this tool', params.name);
-    if (state?.k === 'parked') return this.resumeParked(cc, state.id, ctx);
+    if (state?.k === 'parked') return this.resumeParked(cc, state, ctx);
 
     const tool = this.d.catalog.tool(params.name);
     if (!tool) return this.refuse(cc, 'tools/call', 'ERR_TOOL_NOT_FOUND', `Unknown tool: ${params.name}`, params.name);
@@ -236,7 +279,7 @@ export class CallPipeline {
           left();
         }),
     );
-    return this.round(call, ctx, r.park);
+    return this.round(call, roundContext(ctx), r.park);
   }
 
   /** Decides one call; an engine that throws denies (fail closed). */
@@ -272,21 +315,21 @@ export class CallPipeline {
    */
   private async round<T extends object>(
     call: PendingCall<{ result: T | InputRequiredResult; bytes: number }>,
-    ctx: ServerContext,
+    rc: RoundContext,
     park: ((call: PendingCall<{ result: T | InputRequiredResult; bytes: number }>) => void) | undefined,
   ): Promise<T | InputRequiredResult> {
-    const progressToken = ctx.mcpReq._meta?.progressToken;
     // Notifications are chained and awaited before the result, so the last progress is not
     // overtaken by the response (after which the transport would drop it).
     let relayed: Promise<void> = Promise.resolve();
+    const progress = rc.progress;
     call.progress =
-      progressToken === undefined
+      progress === undefined
         ? undefined
         : (p) => {
-            relayed = relayed.then(() => ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken, ...p } })).catch(() => undefined);
+            relayed = relayed.then(() => progress(p)).catch(() => undefined);
           };
     const onAbort = () => call.abandon('cancelled by the agent');
-    ctx.mcpReq.signal.addEventListener('abort', onAbort, { once: true });
+    rc.signal.addEventListener('abort', onAbort, { once: true });
     try {
       const r = await call.next();
       await relayed;
@@ -296,12 +339,15 @@ export class CallPipeline {
         call.progress = undefined;
         park(call);
         // The service's call goes on across rounds under this one decision: its outcome is written when it ends.
-        const requestState = this.d.state.sign(call.principalId, { k: 'parked', tool: call.tool, id: call.id });
+        const requestState = this.d.state.sign(call.principalId, {
+          ...{ k: 'parked', tool: call.tool, id: call.id },
+          ...(this.d.replicaId !== undefined ? { r: this.d.replicaId } : {}),
+        });
         return inputRequired({ inputRequests: { [r.key]: r.req }, requestState });
       }
       if (r.kind === 'error') {
         const e = r.error;
-        const cancelled = ctx.mcpReq.signal.aborted || (isGatewayError(e) && e.data?.cancelled === true);
+        const cancelled = rc.signal.aborted || (isGatewayError(e) && e.data?.cancelled === true);
         await this.written(
           call.finish({
             outcome: cancelled ? 'cancelled' : isGatewayError(e) && e.code === 'ERR_SERVICE_TIMEOUT' ? 'timeout' : 'service_error',
@@ -323,20 +369,71 @@ export class CallPipeline {
       await this.written(call.finish({ outcome: 'isError' in value && value.isError === true ? 'tool_error' : 'ok', response_bytes: bytes, result: value }));
       return value;
     } finally {
-      ctx.mcpReq.signal.removeEventListener('abort', onAbort);
+      rc.signal.removeEventListener('abort', onAbort);
     }
   }
 
-  private async resumeParked(cc: CallContext, id: string, ctx: ServerContext): Promise<ForwardResult<'tools/call'>> {
-    const call = this.parked.take(id, principalKey(cc.principal));
-    if (!call) {
-      const e = new GatewayError('ERR_INPUT_STATE_INVALID', 'the input request has expired or belongs to another caller');
-      await this.d.probes.refused(cc, { method: 'tools/call', code: e.code, message: e.message });
-      throw toProtocolError(e);
+  private async resumeParked(cc: CallContext, state: { id: string; r?: string }, ctx: ServerContext): Promise<ForwardResult<'tools/call'>> {
+    const answer = Object.values(ctx.mcpReq.inputResponses ?? {})[0];
+    if (state.r !== undefined && state.r !== this.d.replicaId) return this.resumeElsewhere(cc, state.r, state.id, answer);
+    const call = this.parked.take(state.id, principalKey(cc.principal));
+    if (!call) return this.stateRefused(cc, 'the input request has expired or belongs to another caller');
+    call.answer(answer);
+    return this.round(call, roundContext(ctx), (c) => this.parked.park(c));
+  }
+
+  /**
+   * The agent's retry reached this replica, but its call is parked at replica `owner`: the answer is
+   * carried there, which runs the round and sends back its result or error (the outcome is recorded
+   * there, with the decision). Progress of a round run elsewhere is not relayed, nor is a cancellation.
+   */
+  private async resumeElsewhere(cc: CallContext, owner: string, id: string, answer: unknown): Promise<ForwardResult<'tools/call'>> {
+    const peers = this.d.peers;
+    if (!peers) return this.stateRefused(cc, 'the input request belongs to another gateway replica');
+    let reply: unknown;
+    try {
+      const req: ResumeRequest = { op: 'resume', id, principal: principalKey(cc.principal), ...(answer !== undefined ? { answer } : {}) };
+      reply = await peers.request(owner, req, this.d.inputTtlMs ?? 10 * 60_000);
+    } catch (e) {
+      const why =
+        e instanceof ReplicaUnreachable && e.why === 'gone'
+          ? 'the gateway replica holding this call is gone; call the tool again'
+          : 'the gateway replica holding this call did not answer';
+      this.d.log.warn({ replica: owner, err: (e as Error).message }, 'resuming a call parked at another replica failed');
+      return this.stateRefused(cc, why);
     }
-    const responses = ctx.mcpReq.inputResponses ?? {};
-    call.answer(Object.values(responses)[0]);
-    return this.round(call, ctx, (c) => this.parked.park(c));
+    const r = reply as Partial<{
+      result: unknown;
+      error: { protocol?: { code: number; message: string; data?: unknown }; gateway?: string; message?: string };
+    }>;
+    if (r.error?.protocol) throw new ProtocolError(r.error.protocol.code, r.error.protocol.message, r.error.protocol.data);
+    if (r.error?.gateway === 'ERR_INPUT_STATE_INVALID') return this.stateRefused(cc, String(r.error.message));
+    if (isInputRequiredResult(r.result)) return r.result;
+    const checked = specTypeSchemas.CallToolResult['~standard'].validate(r.result);
+    if ('value' in checked && checked.issues === undefined) return checked.value;
+    return this.stateRefused(cc, 'the gateway replica holding this call sent an answer that is not a tool result');
+  }
+
+  /** Serves another replica's agent retry for a call parked here (ReplicaCalls handler). */
+  async resumeForPeer(body: unknown): Promise<ResumeReply> {
+    if (!isResumeRequest(body)) throw new Error('not a resume request');
+    const call = this.parked.take(body.id, body.principal);
+    if (!call) return { error: { gateway: 'ERR_INPUT_STATE_INVALID', message: 'the input request has expired or belongs to another caller' } };
+    call.answer(body.answer);
+    try {
+      // The agent's request is at the other replica: nothing to relay progress to, no cancellation from here.
+      return { result: await this.round(call, { signal: new AbortController().signal }, (c) => this.parked.park(c)) };
+    } catch (e) {
+      if (e instanceof ProtocolError) return { error: { protocol: { code: e.code, message: e.message, ...(e.data !== undefined ? { data: e.data } : {}) } } };
+      throw e;
+    }
+  }
+
+  /** A retry whose requestState names a call that cannot be resumed: recorded, then -32602-style refusal. */
+  private async stateRefused(cc: CallContext, message: string): Promise<never> {
+    const e = new GatewayError('ERR_INPUT_STATE_INVALID', message);
+    await this.d.probes.refused(cc, { method: 'tools/call', code: e.code, message: e.message });
+    throw toProtocolError(e);
   }
 
   private async stateOf(cc: CallContext, ctx: ServerContext, tool: string): Promise<PipelineState | undefined> {
@@ -369,6 +466,6 @@ export class CallPipeline {
 
 function isPipelineState(s: unknown): s is PipelineState {
   if (typeof s !== 'object' || s === null || !('k' in s) || !('tool' in s) || typeof s.tool !== 'string') return false;
-  if (s.k === 'parked') return 'id' in s && typeof s.id === 'string';
+  if (s.k === 'parked') return 'id' in s && typeof s.id === 'string' && (!('r' in s) || typeof s.r === 'string');
   return s.k === 'svc' && (!('inner' in s) || typeof s.inner === 'string');
 }

@@ -3,7 +3,7 @@ import type { JSONWebKeySet } from 'jose';
 import type { LimitsConfig } from '../../schemas/generated/config.js';
 import type { Clock } from '../clock.js';
 import { Limiter } from '../limits/limiter.js';
-import type { SharedState } from './state.js';
+import { ReplicaUnreachable, type SharedState } from './state.js';
 
 export function memoryState(limits: LimitsConfig, clock: Clock): SharedState {
   const limiter = new Limiter(limits, () => clock.now());
@@ -33,6 +33,12 @@ export function memoryState(limits: LimitsConfig, clock: Clock): SharedState {
     },
     // One replica: nobody else to tell, nobody else to hear from.
     events: { publish: () => undefined, subscribe: () => () => undefined },
+    peers: {
+      request: async (to) => {
+        throw new ReplicaUnreachable(to, 'gone');
+      },
+      serve: () => () => undefined,
+    },
     healthy: () => true,
     degradedMode: 'refuse',
     close: async () => undefined,

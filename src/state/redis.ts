@@ -10,10 +10,10 @@ import { createHash, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { JWK } from 'jose';
 import type { LimitsConfig } from '../../schemas/generated/config.js';
-import type { Clock } from '../clock.js';
+import { type Clock, systemClock } from '../clock.js';
 import { Limiter } from '../limits/limiter.js';
 import type { Logger } from '../types.js';
-import type { Admission, ListChangedEvent, SharedState } from './state.js';
+import { type Admission, type ListChangedEvent, ReplicaUnreachable, type SharedState } from './state.js';
 
 const LIST_KINDS = new Set(['tools', 'prompts', 'resources']);
 
@@ -90,8 +90,8 @@ export interface RedisStateOptions {
   log: Logger;
   /** While Redis is unreachable: refuse every call (default, fail closed) or limit each replica on its own. */
   whenUnavailable?: 'refuse' | 'local';
-  /** The local limiter's clock (whenUnavailable: local). */
-  clock?: Pick<Clock, 'now'>;
+  /** The local limiter's clock (whenUnavailable: local) and the timers of requests to other replicas. */
+  clock?: Clock;
   /** This replica's name: events it publishes are not delivered back to it. */
   replicaId: string;
 }
@@ -124,7 +124,40 @@ export async function redisState(opts: RedisStateOptions): Promise<SharedState> 
   subscriber.on('error', () => undefined); // it reconnects and resubscribes by itself, like the main connection
   const handlers = new Set<(event: ListChangedEvent) => void>();
   const channel = `${opts.prefix}events`;
+  // Requests between replicas: each listens on its own channel; PUBLISH counts the listeners, so a
+  // request to a replica that is gone is known at once.
+  const clock = opts.clock ?? systemClock;
+  const rpcChannel = (replica: string) => `${opts.prefix}rpc:${replica}`;
+  const ownRpc = rpcChannel(opts.replicaId);
+  const waiting = new Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  let serveHandler: ((body: unknown) => Promise<unknown>) | undefined;
+  const onRpc = (message: string) => {
+    let m: { t?: unknown; id?: unknown; re?: unknown; from?: unknown; body?: unknown; ok?: unknown; error?: unknown };
+    try {
+      m = JSON.parse(message) as typeof m;
+    } catch {
+      return;
+    }
+    if (m.t === 'res' && typeof m.re === 'string') {
+      const w = waiting.get(m.re);
+      if (!w) return;
+      waiting.delete(m.re);
+      clock.clearTimeout(w.timer);
+      if (typeof m.error === 'string') w.reject(new Error(m.error));
+      else w.resolve(m.ok);
+      return;
+    }
+    if (m.t !== 'req' || typeof m.id !== 'string' || typeof m.from !== 'string' || !serveHandler) return;
+    const { id, from } = m;
+    const reply = (r: { ok: unknown } | { error: string }) =>
+      redis.publish(rpcChannel(from), JSON.stringify({ t: 'res', re: id, ...r })).catch(() => undefined);
+    serveHandler(m.body).then(
+      (ok) => reply({ ok }),
+      (e: Error) => reply({ error: e.message }),
+    );
+  };
   subscriber.on('message', (from: string, message: string) => {
+    if (from === ownRpc) return onRpc(message);
     if (from !== channel) return;
     const event = parseEvent(message, opts.replicaId);
     if (!event) return;
@@ -132,11 +165,11 @@ export async function redisState(opts: RedisStateOptions): Promise<SharedState> 
   });
   await subscriber
     .connect()
-    .then(() => subscriber.subscribe(channel))
+    .then(() => subscriber.subscribe(channel, ownRpc))
     .catch((e: Error) => opts.log.warn({ state: 'redis', err: e.message }, 'event bus unreachable at start: subscribing when Redis is up'));
-  subscriber.on('ready', () => void subscriber.subscribe(channel).catch(() => undefined));
+  subscriber.on('ready', () => void subscriber.subscribe(channel, ownRpc).catch(() => undefined));
   const admitSha = createHash('sha1').update(ADMIT).digest('hex');
-  const local = opts.whenUnavailable === 'local' ? new Limiter(opts.limits, () => (opts.clock ?? Date).now()) : undefined;
+  const local = opts.whenUnavailable === 'local' ? new Limiter(opts.limits, () => clock.now()) : undefined;
   const k = (s: string) => `${opts.prefix}${s}`;
   const { limits } = opts;
   const perMs = limits.calls_per_minute / 60_000;
@@ -235,10 +268,49 @@ export async function redisState(opts: RedisStateOptions): Promise<SharedState> 
         return () => handlers.delete(handler);
       },
     },
+    peers: {
+      async request(to, body, timeoutMs) {
+        const id = randomUUID();
+        const answer = new Promise<unknown>((resolve, reject) => {
+          const timer = clock.setTimeout(() => {
+            waiting.delete(id);
+            reject(new ReplicaUnreachable(to, 'timeout'));
+          }, timeoutMs);
+          waiting.set(id, { resolve, reject, timer });
+        });
+        // The answer (or the timeout) may come while PUBLISH is still on its way: handled below.
+        answer.catch(() => undefined);
+        let listeners: number;
+        try {
+          listeners = await redis.publish(rpcChannel(to), JSON.stringify({ t: 'req', id, from: opts.replicaId, body }));
+        } catch {
+          listeners = 0;
+        }
+        if (listeners === 0) {
+          const w = waiting.get(id);
+          waiting.delete(id);
+          if (w) clock.clearTimeout(w.timer);
+          throw new ReplicaUnreachable(to, 'gone');
+        }
+        return answer;
+      },
+      serve(handler) {
+        serveHandler = handler;
+        return () => {
+          if (serveHandler === handler) serveHandler = undefined;
+        };
+      },
+    },
     healthy: () => up,
     degradedMode: local ? 'local' : 'refuse',
     close: async () => {
       handlers.clear();
+      serveHandler = undefined;
+      for (const w of waiting.values()) {
+        clock.clearTimeout(w.timer);
+        w.reject(new Error('shared state closed'));
+      }
+      waiting.clear();
       subscriber.disconnect();
       redis.disconnect();
     },

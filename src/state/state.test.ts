@@ -11,7 +11,7 @@ import { type RedisServer, startRedis } from '../../test/helpers/replicas.js';
 import type { Clock } from '../clock.js';
 import { memoryState } from './memory.js';
 import { redisState } from './redis.js';
-import type { Admission, ListChangedEvent, SharedState } from './state.js';
+import { type Admission, type ListChangedEvent, ReplicaUnreachable, type SharedState } from './state.js';
 
 const silent = { warn: () => undefined, info: () => undefined, error: () => undefined, debug: () => undefined, child: () => silent };
 const limits = (l: Partial<LimitsConfig>): LimitsConfig => ({ calls_per_minute: 0, burst: 1, concurrent_per_principal: 0, concurrent_total: 0, ...l });
@@ -198,4 +198,53 @@ describe('shared state: Redis specifics', () => {
       await Promise.all([a.close(), b.close(), elsewhere.close()]);
     }
   });
+
+  test('requests between replicas: answered by the named replica, its failure carried back, a replica nobody serves is gone at once', async () => {
+    const prefix = `state-test-${++n}:`;
+    const l = limits({});
+    const a = await redisState({ url: redis.url, prefix, limits: l, log: silent, replicaId: 'ra' });
+    const b = await redisState({ url: redis.url, prefix, limits: l, log: silent, replicaId: 'rb' });
+    try {
+      const seen: unknown[] = [];
+      b.peers.serve(async (body) => {
+        seen.push(body);
+        if ((body as { fail?: boolean }).fail) throw new Error('no such call');
+        return { echoed: body };
+      });
+      assert.deepEqual(await a.peers.request('rb', { op: 'resume', id: 'x' }, 5000), { echoed: { op: 'resume', id: 'x' } });
+      await assert.rejects(a.peers.request('rb', { fail: true }, 5000), (e: Error) => e.message === 'no such call' && !(e instanceof ReplicaUnreachable));
+      // Nobody listens for rc: refused at once, not after the timeout (an hour here).
+      await assert.rejects(
+        a.peers.request('rc', { op: 'resume' }, 3_600_000),
+        (e: unknown) => e instanceof ReplicaUnreachable && e.why === 'gone' && e.replica === 'rc',
+      );
+      assert.deepEqual(seen, [{ op: 'resume', id: 'x' }, { fail: true }]);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  test('requests between replicas: a replica that listens but never answers times out on the injected clock', async () => {
+    const prefix = `state-test-${++n}:`;
+    let fire: (() => void) | undefined;
+    const clock: Clock = { now: () => 0, setTimeout: (fn) => ((fire = fn), setTimeout(() => undefined, 0)), clearTimeout: () => undefined };
+    const a = await redisState({ url: redis.url, prefix, limits: limits({}), log: silent, replicaId: 'ra', clock });
+    const b = await redisState({ url: redis.url, prefix, limits: limits({}), log: silent, replicaId: 'rb' });
+    try {
+      let arrived: () => void = () => undefined;
+      const atB = new Promise<void>((r) => (arrived = r));
+      b.peers.serve(() => (arrived(), new Promise(() => undefined)));
+      const pending = a.peers.request('rb', { op: 'resume' }, 1000);
+      await atB;
+      fire?.();
+      await assert.rejects(pending, (e: unknown) => e instanceof ReplicaUnreachable && e.why === 'timeout');
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+});
+
+test('one process (memory state): a request to another replica is refused as gone', async () => {
+  const s = memoryState(limits({}), fixedClock(0));
+  await assert.rejects(s.peers.request('r2', {}, 1000), (e: unknown) => e instanceof ReplicaUnreachable && e.why === 'gone');
 });

@@ -46,12 +46,35 @@ export interface EventBus {
   subscribe(handler: (event: ListChangedEvent) => void): () => void;
 }
 
+/** A request to another replica found nobody listening (that replica is gone), or got no answer in time. */
+export class ReplicaUnreachable extends Error {
+  constructor(
+    readonly replica: string,
+    readonly why: 'gone' | 'timeout',
+  ) {
+    super(why === 'gone' ? `replica ${replica} is gone` : `replica ${replica} did not answer in time`);
+  }
+}
+
+/** Requests from one replica to a named other (the one that holds a call). */
+export interface ReplicaCalls {
+  /**
+   * Sends `body` to replica `to` and resolves with what its handler answered (a handler's failure
+   * rejects with an Error carrying its message). Rejects with ReplicaUnreachable at once when `to` is
+   * not listening, or after `timeoutMs` without an answer.
+   */
+  request(to: string, body: unknown, timeoutMs: number): Promise<unknown>;
+  /** Answers the requests sent to this replica (one handler; returns the unregister). */
+  serve(handler: (body: unknown) => Promise<unknown>): () => void;
+}
+
 export interface SharedState {
   readonly kind: 'memory' | 'redis';
   readonly limiter: CallLimiter;
   readonly replay: ReplayCache;
   readonly keys: KeyDirectory;
   readonly events: EventBus;
+  readonly peers: ReplicaCalls;
   /** For readiness: the store answers. */
   healthy(): boolean;
   /** What limits do while the store does not answer: refuse every call, or each replica limits alone (ready, degraded). */

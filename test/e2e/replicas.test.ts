@@ -36,7 +36,8 @@ async function startReplica(name: 'r1' | 'r2'): Promise<Gateway> {
       limits: { calls_per_minute: CALLS_PER_MINUTE, burst: CALLS_PER_MINUTE, concurrent_per_principal: 0 },
       // Answers wait for their outcome records, so a replica killed outright loses none of them.
       audit: { file: path.join(auditOf(name), 'audit.jsonl'), outcome_before_answer: true },
-      services: { echo: echoService() },
+      // legacyecho: a 2025-era service, whose elicitations park the call at the replica that forwarded it.
+      services: { echo: echoService(), legacyecho: echoService({ era: 'legacy' }) },
     },
     { dir },
   );
@@ -60,6 +61,24 @@ after(async () => {
 /** Both replicas' gateways mint tokens with the same dev key (one dir), for nginx's URL. */
 const token = (sub: string, scopes = ['echo:call']) => replicas.r1.token({ sub, scopes });
 const text = (r: { content?: unknown }) => (r.content as Array<{ text: string }>)[0]!.text;
+/** A replica straight, not through nginx. */
+const direct = (r: 'r1' | 'r2') => ({ ...replicas[r], mcpUrl: `http://127.0.0.1:${ports[r]}/mcp` });
+/** One raw 2026-07-28 legacyecho.confirm at replica `r` (with an answer: the agent's retry); the last message. */
+const confirmAt = async (r: 'r1' | 'r2', t: string, retry: Record<string, unknown> = {}) =>
+  (
+    await modernPost(
+      direct(r),
+      t,
+      'tools/call',
+      { name: 'legacyecho.confirm', arguments: { question: 'across?' }, ...retry },
+      { capabilities: { elicitation: { form: {} } } },
+    )
+  ).at(-1)!;
+/** The agent's accepting answer to the input request of an input_required result. */
+const accept = (first: Record<string, any>) => ({
+  inputResponses: { [Object.keys(first.result.inputRequests)[0]!]: { action: 'accept', content: { ok: true } } },
+  requestState: first.result.requestState as string,
+});
 const served = (r: 'r1' | 'r2', sub: string) =>
   readRecords(auditOf(r)).filter((l) => l.rec.kind === 'decision' && (l.rec.principal as { id: string } | undefined)?.id === sub).length;
 
@@ -97,7 +116,6 @@ describe('two replicas behind nginx, sharing Redis', () => {
 
   test('a tools/list cursor from one replica pages on at the other (state handed to agents verifies everywhere)', async () => {
     // Straight to each replica, not through nginx: the first page from r1, the next from r2.
-    const direct = (r: 'r1' | 'r2') => ({ ...replicas[r], mcpUrl: `http://127.0.0.1:${ports[r]}/mcp` });
     const t = await token('pager');
     const [first] = await modernPost(direct('r1'), t, 'tools/list');
     const cursor = first?.result?.nextCursor as string | undefined;
@@ -114,7 +132,6 @@ describe('two replicas behind nginx, sharing Redis', () => {
   });
 
   test('a list change seen by one replica reaches listeners held by the other (both eras), through the Redis event bus', { timeout: 30_000 }, async () => {
-    const direct = (r: 'r1' | 'r2') => ({ ...replicas[r], mcpUrl: `http://127.0.0.1:${ports[r]}/mcp` });
     // Listeners held by r2: a 2025 session (its GET stream) and a 2026-07-28 subscriptions/listen.
     const legacy = await connect(direct('r2'), 'legacy', { token: await token('listener-2025') });
     const modern = await connect(direct('r2'), 'modern', { token: await token('listener-2026') });
@@ -135,6 +152,33 @@ describe('two replicas behind nginx, sharing Redis', () => {
       await legacy.close();
       await modern.close();
     }
+  });
+
+  test("a 2025 service's elicitation asked through one replica is answered through the other, and completes", async () => {
+    const t = await token('asker', ['legacyecho:call']);
+    const first = await confirmAt('r1', t);
+    assert.equal(first.result?.resultType, 'input_required', JSON.stringify(first));
+    assert.equal(Object.values(first.result.inputRequests as Record<string, { method: string }>)[0]!.method, 'elicitation/create');
+    // The retry reaches r2, which carries the answer to r1, where the service's call waits.
+    const done = await confirmAt('r2', t, accept(first));
+    assert.deepEqual(done.result?.content, [{ type: 'text', text: 'confirmed' }], JSON.stringify(done));
+    // Decided and completed at r1 (one decision, its ok outcome); r2 decided nothing for this agent.
+    const atR1 = readRecords(auditOf('r1')).map((l) => l.rec as Record<string, any>);
+    const decisions = atR1.filter((r) => r.kind === 'decision' && r.principal?.id === 'asker');
+    assert.equal(decisions.length, 1);
+    await eventually(() =>
+      readRecords(auditOf('r1')).some((l) => l.rec.kind === 'outcome' && l.rec.decision_id === decisions[0]!.decision_id && l.rec.outcome === 'ok'),
+    );
+    assert.equal(served('r2', 'asker'), 0);
+    // The same answer again (through r2): the call is no longer parked, a clear refusal, recorded at r2.
+    const again = await confirmAt('r2', t, accept(first));
+    assert.equal(again.error?.code, -32602, JSON.stringify(again));
+    assert.equal(again.error?.message, 'the input request has expired or belongs to another caller');
+    await eventually(() =>
+      readRecords(auditOf('r2')).some(
+        (l) => l.rec.principal && (l.rec.principal as { id: string }).id === 'asker' && JSON.stringify(l.rec).includes('ERR_INPUT_STATE_INVALID'),
+      ),
+    );
   });
 
   test("every replica's JWKS document holds both replicas' signing keys", async () => {
@@ -217,6 +261,10 @@ describe('two replicas behind nginx, sharing Redis', () => {
       else await c.close();
     }
     assert.ok(onR2, 'a session landed on r2');
+    // A 2026-07-28 agent's call parked at r2 (its service asked for input), to be answered after the kill.
+    const parkedAgent = await token('parked-at-r2', ['legacyecho:call']);
+    const parked = await confirmAt('r2', parkedAgent);
+    assert.equal(parked.result?.resultType, 'input_required');
     // Eight agents, each staying inside its own rate limit (the limit is per principal).
     const agents = await Promise.all(Array.from({ length: 8 }, async (_, i) => connect(replicas.r1, 'modern', { token: await token(`load-${i}`) })));
     const answered: string[] = [];
@@ -252,6 +300,10 @@ describe('two replicas behind nginx, sharing Redis', () => {
     }
     // The stranded 2025 agent: its session is gone (404 from the backup), a new one works through r1.
     await assert.rejects(onR2!.callTool({ name: 'echo.echo', arguments: { text: 'stranded' } }), /Session not found|404/);
+    // The parked call's answer reaches r1: r2 is gone, said at once (nobody listens on its channel).
+    const orphan = await confirmAt('r1', parkedAgent, accept(parked));
+    assert.equal(orphan.error?.code, -32602, JSON.stringify(orphan));
+    assert.equal(orphan.error?.message, 'the gateway replica holding this call is gone; call the tool again');
     const again = await connect(replicas.r1, 'legacy', { token: await token('stranded-again') });
     assert.equal(text(await again.callTool({ name: 'echo.echo', arguments: { text: 'again' } })), 'again');
     await again.close();
