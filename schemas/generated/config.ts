@@ -293,6 +293,33 @@ export interface StdioServiceConfig {
     };
   };
   /**
+   * The names agents see for this service's tools and prompts (policies and the audit's `tool` always keep the canonical <service>.<name>; the audit adds exposed_name). Any clash with another service (tool, prompt or resource URI) stops start-up with ERR_CONFIG_INVALID naming both services.
+   */
+  expose: {
+    /**
+     * Prefix of the exposed names: tools and prompts appear as <prefix>.<name>; "" exposes them unprefixed. Default: the service's name.
+     */
+    prefix?: string;
+    /**
+     * Per tool, by its name at the service: the exact name agents see instead (no prefix is added), e.g. {read: read_file}.
+     */
+    aliases?: {
+      /**
+       * A tool or prompt name as agents see it (the MCP tool-name characters, at most 128).
+       */
+      [k: string]: string;
+    };
+    /**
+     * Per prompt, by its name at the service: the exact name agents see instead (no prefix is added).
+     */
+    prompt_aliases?: {
+      /**
+       * A tool or prompt name as agents see it (the MCP tool-name characters, at most 128).
+       */
+      [k: string]: string;
+    };
+  };
+  /**
    * Keys of the agent's params._meta forwarded to this service. None by default: the service gets only what the protocol needs (its progress token, its per-call credential).
    */
   forward_meta: string[];
@@ -384,6 +411,33 @@ export interface HttpServiceConfig {
   tools: {
     [k: string]: {
       max_result_bytes?: number;
+    };
+  };
+  /**
+   * The names agents see for this service's tools and prompts (policies and the audit's `tool` always keep the canonical <service>.<name>; the audit adds exposed_name). Any clash with another service (tool, prompt or resource URI) stops start-up with ERR_CONFIG_INVALID naming both services.
+   */
+  expose: {
+    /**
+     * Prefix of the exposed names: tools and prompts appear as <prefix>.<name>; "" exposes them unprefixed. Default: the service's name.
+     */
+    prefix?: string;
+    /**
+     * Per tool, by its name at the service: the exact name agents see instead (no prefix is added), e.g. {read: read_file}.
+     */
+    aliases?: {
+      /**
+       * A tool or prompt name as agents see it (the MCP tool-name characters, at most 128).
+       */
+      [k: string]: string;
+    };
+    /**
+     * Per prompt, by its name at the service: the exact name agents see instead (no prefix is added).
+     */
+    prompt_aliases?: {
+      /**
+       * A tool or prompt name as agents see it (the MCP tool-name characters, at most 128).
+       */
+      [k: string]: string;
     };
   };
   /**

@@ -162,6 +162,7 @@ export async function startGateway(config: Config, opts: { host: string; port: n
     auth,
     refusals: core.refusals,
     scopesToLift: (principal, tool, requestId) => lists.stepUpScopes(principal, tool, requestId),
+    canonicalTool: (tool) => catalog.tool(tool)?.canonical,
     log,
     maxBodyBytes: config.server.max_body_bytes,
     allowedHosts: config.server.allowed_hosts ?? (loopback ? LOOPBACK_NAMES : [publicHost]),

@@ -41,6 +41,8 @@ export interface AppDeps {
   refusals: Refusals;
   /** The list-phase answer to step-up (ListView.stepUpScopes). */
   scopesToLift: (principal: Principal, tool: string, requestId: string) => string[] | undefined;
+  /** The canonical name of an exposed tool name (Catalog.tool(name).canonical), for step-up records. */
+  canonicalTool?: (tool: string) => string | undefined;
   log: Logger;
   maxBodyBytes: number;
   allowedHosts: readonly string[];
@@ -85,7 +87,7 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
       onRefused: (f) => d.refusals.probeRefused(f, { code: 'ERR_MALFORMED_UNICODE', message: 'names, arguments and _meta values must be well-formed Unicode' }),
     }),
     era({ maxBodyBytes: d.maxBodyBytes }),
-    stepUp({ auth: d.auth, scopesToLift: d.scopesToLift, onRefused: refused }),
+    stepUp({ auth: d.auth, scopesToLift: d.scopesToLift, onRefused: refused, ...(d.canonicalTool ? { canonicalTool: d.canonicalTool } : {}) }),
     async (c) => {
       try {
         const res = await d.face.handle(c.req.raw, new EdgeFacts(c.var.principal, c.var.era, c.var.requestId, clientIp(c)), c.var.body);
