@@ -13,7 +13,7 @@ import { Client as Client1 } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport as Transport1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { InsufficientScopeError } from '@modelcontextprotocol/client';
 import { readRecords } from '../helpers/audit.js';
-import { connect, echoService, type Gateway, startGateway } from '../helpers/harness.js';
+import { connect, echoService, eventually, type Gateway, startGateway } from '../helpers/harness.js';
 
 const text = (r: unknown) => (r as { content: Array<{ text: string }> }).content[0]!.text;
 
@@ -210,6 +210,31 @@ describe('name clashes stop start-up', () => {
       out,
       /ERR_CONFIG_INVALID: resource "echo:\/\/static\/info" is listed by both service "echo" and service "other"; a URI cannot be renamed, so one of the services must stop listing it/,
     );
+  });
+
+  test('a clash that appears after start-up withholds the newcomer and is audited', async () => {
+    const gw = await startGateway({
+      services: {
+        // "later" exposes its echo tool as "extra" from the start; "first" lists its own "extra" only after toggle.
+        first: echoService({ expose: { prefix: '' } }),
+        later: echoService({ expose: { aliases: { echo: 'extra' } } }, undefined, 'echo://later/info'),
+      },
+    });
+    try {
+      const client = await connect(gw, 'modern', { token: await gw.token({ scopes: ['first:call', 'later:call'] }) });
+      assert.equal(text(await client.callTool({ name: 'toggle', arguments: {} })), 'extra on');
+      const event = await eventually(() =>
+        readRecords(path.join(gw.dir, 'audit'))
+          .map((l) => l.rec as Record<string, unknown>)
+          .find((r) => r.kind === 'event' && r.type === 'name_clash'),
+      );
+      assert.deepEqual(event?.details, { kind: 'tool', name: 'extra', service: 'first', canonical: 'first.extra', holder: 'later' });
+      // The holder keeps the name: "extra" still reaches later's echo tool (first's would answer "extra").
+      assert.equal(text(await client.callTool({ name: 'extra', arguments: { text: 'still later' } })), 'still later');
+      await client.close();
+    } finally {
+      await gw.stop();
+    }
   });
 
   test('an exposed name the schema refuses', async () => {
