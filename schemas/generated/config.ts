@@ -102,6 +102,24 @@ export type AuthConfig = {
    */
   dev_key_dir: string;
   /**
+   * Dev mode only (refused with mode jwt): the gateway also serves a loopback OAuth 2.1 authorization server (RFC 8414 metadata at /.well-known/oauth-authorization-server, RFC 7591 registration of public clients with loopback redirect URIs, authorization code + PKCE S256) whose authorize step approves at once for this dev user, signing with the dev key; it is listed in the protected-resource metadata's authorization_servers (unless that is configured). Absent = enabled with these defaults.
+   */
+  dev_authorization?: {
+    enabled: boolean;
+    /**
+     * The dev user's `sub`.
+     */
+    subject: string;
+    groups: string[];
+    /**
+     * The scopes the dev user may be granted (a request gets the ones it asks for among these; all of them when it asks for none).
+     *
+     * @minItems 1
+     */
+    scopes: string[];
+    token_ttl_s: number;
+  };
+  /**
    * Per-call credentials the gateway mints for services (never the agent's token).
    */
   service_credentials?: {
@@ -713,6 +731,24 @@ export type AuthConfigInput = {
    * Dev mode: folder of the dev signing key (git-ignored).
    */
   dev_key_dir?: string;
+  /**
+   * Dev mode only (refused with mode jwt): the gateway also serves a loopback OAuth 2.1 authorization server (RFC 8414 metadata at /.well-known/oauth-authorization-server, RFC 7591 registration of public clients with loopback redirect URIs, authorization code + PKCE S256) whose authorize step approves at once for this dev user, signing with the dev key; it is listed in the protected-resource metadata's authorization_servers (unless that is configured). Absent = enabled with these defaults.
+   */
+  dev_authorization?: {
+    enabled?: boolean;
+    /**
+     * The dev user's `sub`.
+     */
+    subject?: string;
+    groups?: string[];
+    /**
+     * The scopes the dev user may be granted (a request gets the ones it asks for among these; all of them when it asks for none).
+     *
+     * @minItems 1
+     */
+    scopes?: string[];
+    token_ttl_s?: number;
+  };
   /**
    * Per-call credentials the gateway mints for services (never the agent's token).
    */

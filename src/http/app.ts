@@ -10,6 +10,8 @@
  */
 import { type Context, Hono } from 'hono';
 import type { Refusals } from '../audit/refusals.js';
+import { AUTHORIZE_PATH, type DevAuthorizationServer, type OAuthError, REGISTER_PATH, TOKEN_PATH } from '../auth/dev-authorization.js';
+import { readCapped } from '../read-capped.js';
 import type { McpFace } from '../mcp-face/face.js';
 import { EdgeFacts } from '../mcp-face/request-context.js';
 import type { Holdings, KeyedRate } from '../limits/keyed.js';
@@ -52,7 +54,12 @@ export interface AppDeps {
   /** The gateway's public keys for per-service credentials (every replica's, with shared state). */
   jwks: () => Promise<object>;
   health: () => { ready: boolean; detail: Record<string, unknown> };
+  /** Dev mode's loopback authorization server (auth.dev_authorization); absent otherwise. */
+  devAuthorization?: DevAuthorizationServer;
 }
+
+/** Largest registration or token request body the dev authorization server reads. */
+const MAX_OAUTH_BODY = 16 * 1024;
 
 export function createApp(d: AppDeps): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
@@ -71,6 +78,7 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
   app.get('/.well-known/oauth-protected-resource', prm);
   app.get('/.well-known/oauth-protected-resource/mcp', prm);
   app.get('/.well-known/jwks.json', async () => Response.json(await d.jwks()));
+  if (d.devAuthorization) serveDevAuthorization(app, d.devAuthorization, d.refusals, d.log);
 
   app.on(
     ['POST', 'GET', 'DELETE'],
@@ -121,4 +129,60 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
     return c.json({ error: 'internal error' }, 500);
   });
   return app;
+}
+
+/**
+ * The routes of dev mode's authorization server (src/auth/dev-authorization.ts). Every refusal is an
+ * OAuth error answer and a `probe_refused` audit event (method `oauth/<endpoint>`, code
+ * `ERR_OAUTH_<error>`); an issued token is logged with its subject, client and scope, never the token.
+ */
+function serveDevAuthorization(app: Hono<GatewayEnv>, as: DevAuthorizationServer, refusals: Refusals, log: Logger): void {
+  const noStore = { 'cache-control': 'no-store', pragma: 'no-cache' };
+  const refuse = async (c: Context<GatewayEnv>, endpoint: string, e: OAuthError) => {
+    await refusals.probeRefused(
+      { requestId: c.var.requestId, clientIp: clientIp(c), method: `oauth/${endpoint}` },
+      { code: `ERR_OAUTH_${e.error.toUpperCase()}`, message: e.error_description },
+    );
+    return c.json({ error: e.error, error_description: e.error_description }, e.status as 400, noStore);
+  };
+  const body = async (c: Context<GatewayEnv>): Promise<string | undefined> => {
+    const raw = c.req.raw.body ? await readCapped(c.req.raw.body, MAX_OAUTH_BODY) : Buffer.alloc(0);
+    return raw === 'too_large' ? undefined : raw.toString('utf8');
+  };
+  app.get('/.well-known/oauth-authorization-server', (c) => c.json(as.metadata()));
+  app.post(REGISTER_PATH, async (c) => {
+    const text = await body(c);
+    let parsed: unknown;
+    try {
+      parsed = text === undefined ? undefined : JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    const r = as.register(parsed);
+    if ('error' in r) return refuse(c, 'register', r);
+    log.info({ client_id: r.body.client_id, client_name: r.body.client_name }, 'dev authorization server registered a client');
+    return c.json(r.body, 201, noStore);
+  });
+  app.get(AUTHORIZE_PATH, async (c) => {
+    const r = as.authorize(new URL(c.req.url).searchParams);
+    if ('error' in r) return refuse(c, 'authorize', r);
+    const error = new URL(r.redirect).searchParams.get('error');
+    if (error !== null)
+      await refusals.probeRefused(
+        { requestId: c.var.requestId, clientIp: clientIp(c), method: 'oauth/authorize' },
+        { code: `ERR_OAUTH_${error.toUpperCase()}`, message: 'authorization request refused' },
+      );
+    return c.redirect(r.redirect, 302);
+  });
+  app.post(TOKEN_PATH, async (c) => {
+    const text = await body(c);
+    if (text === undefined) return refuse(c, 'token', { status: 400, error: 'invalid_request', error_description: 'the request body is too large' });
+    if (!(c.req.header('content-type') ?? '').startsWith('application/x-www-form-urlencoded'))
+      return refuse(c, 'token', { status: 400, error: 'invalid_request', error_description: 'the body must be application/x-www-form-urlencoded' });
+    const form = new URLSearchParams(text);
+    const r = await as.token(form);
+    if ('error' in r) return refuse(c, 'token', r);
+    log.info({ client_id: form.get('client_id'), scope: r.body.scope }, 'dev authorization server issued a token');
+    return c.json(r.body, 200, noStore);
+  });
 }
