@@ -196,6 +196,21 @@ export interface ServerConfig {
    * Origin hostnames accepted from browsers. Requests without Origin pass. Default: loopback names.
    */
   allowed_origins?: string[];
+  /**
+   * CORS for browser-based MCP clients on /mcp, the metadata documents (/.well-known/...) and dev mode's /oauth/* endpoints. Only these exact origins get Access-Control-Allow-Origin (and pass the Origin check, which still refuses every other origin whose hostname is not in allowed_origins); preflights (OPTIONS) are answered with the methods and headers MCP needs; Mcp-Session-Id, WWW-Authenticate and Mcp-Protocol-Version are exposed. No credentials (cookies) are involved: the token travels in the Authorization header. Absent: no CORS headers at all.
+   */
+  cors?: {
+    /**
+     * Exact origins, scheme://host[:port] with no path, e.g. http://localhost:6274 (the MCP Inspector). No wildcards.
+     *
+     * @minItems 1
+     */
+    origins: string[];
+    /**
+     * How long a browser may cache a preflight answer.
+     */
+    max_age_s: number;
+  };
   max_body_bytes: number;
   session_idle_timeout_s: number;
   max_sessions: number;

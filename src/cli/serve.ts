@@ -193,6 +193,8 @@ export async function startGateway(config: Config, opts: { host: string; port: n
     maxBodyBytes: config.server.max_body_bytes,
     allowedHosts: config.server.allowed_hosts ?? (loopback ? LOOPBACK_NAMES : [publicHost]),
     allowedOrigins: config.server.allowed_origins ?? (loopback ? LOOPBACK_NAMES : [publicHost]),
+    // URL.origin: lower-case host, no default port, exactly as a browser sends Origin.
+    ...(sc.cors ? { cors: { origins: sc.cors.origins.map((o) => new URL(o).origin), maxAgeS: sc.cors.max_age_s } } : {}),
     trustedProxies: sc.trusted_proxies,
     // Every replica's keys: a remote service may verify a credential any replica minted against this one.
     jwks: () => core.shared.keys.all(core.minter.jwks()),

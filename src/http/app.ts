@@ -9,6 +9,7 @@
  * parse and (at most, within its address's failure budget) one signature check, never a buffered body.
  */
 import { type Context, Hono } from 'hono';
+import { cors } from 'hono/cors';
 import type { Refusals } from '../audit/refusals.js';
 import { AUTHORIZE_PATH, type DevAuthorizationServer, type OAuthError, REGISTER_PATH, TOKEN_PATH } from '../auth/dev-authorization.js';
 import { readCapped } from '../read-capped.js';
@@ -49,6 +50,8 @@ export interface AppDeps {
   maxBodyBytes: number;
   allowedHosts: readonly string[];
   allowedOrigins: readonly string[];
+  /** server.cors: exact browser origins (normalised, URL.origin) and the preflight cache time. */
+  cors?: { origins: readonly string[]; maxAgeS: number };
   /** Proxies whose X-Forwarded-For names the caller (server.trusted_proxies). */
   trustedProxies: readonly string[];
   /** The gateway's public keys for per-service credentials (every replica's, with shared state). */
@@ -67,7 +70,30 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
 
   app.use('*', clientAddress({ trustedProxies: d.trustedProxies }));
   app.use('*', requestId());
-  app.use('*', hostOrigin({ hosts: d.allowedHosts, origins: d.allowedOrigins }));
+  app.use('*', hostOrigin({ hosts: d.allowedHosts, origins: d.allowedOrigins, ...(d.cors ? { exactOrigins: d.cors.origins } : {}) }));
+  if (d.cors) {
+    // Browser clients: only the listed origins, for the endpoints an MCP client reaches (the MCP
+    // endpoint, the metadata documents, dev mode's OAuth endpoints); the preflight is answered here,
+    // before authentication (a browser sends it without the Authorization header).
+    const mw = cors({
+      origin: [...d.cors.origins],
+      allowMethods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
+      allowHeaders: [
+        'Authorization',
+        'Content-Type',
+        'Accept',
+        'Mcp-Session-Id',
+        'Mcp-Protocol-Version',
+        'Mcp-Method',
+        'Mcp-Name',
+        'Last-Event-ID',
+        'X-Request-Id',
+      ],
+      exposeHeaders: ['Mcp-Session-Id', 'WWW-Authenticate', 'Mcp-Protocol-Version'],
+      maxAge: d.cors.maxAgeS,
+    });
+    for (const p of ['/mcp', '/.well-known/*', '/oauth/*']) app.use(p, mw);
+  }
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', (c) => {
