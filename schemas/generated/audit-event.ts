@@ -68,6 +68,10 @@ export interface DecisionRecord {
    * The service (the tool's namespace), e.g. fs.
    */
   service?: string;
+  /**
+   * The name the agent used, when the service is exposed under another prefix or the tool or prompt is aliased (services.<name>.expose); `tool` keeps the canonical <service>.<tool> the policy decided on.
+   */
+  exposed_name?: string;
   purpose?: string | null;
   error?: {
     code: string;
@@ -213,6 +217,10 @@ export interface OutcomeRecord {
    * The service (the tool's namespace), e.g. fs.
    */
   service?: string;
+  /**
+   * The name the agent used, when the service is exposed under another prefix or the tool or prompt is aliased (services.<name>.expose); `tool` keeps the canonical <service>.<tool> the policy decided on.
+   */
+  exposed_name?: string;
   purpose?: string | null;
   error?: {
     code: string;
@@ -300,6 +308,10 @@ export interface EventRecord {
    * The service (the tool's namespace), e.g. fs.
    */
   service?: string;
+  /**
+   * The name the agent used, when the service is exposed under another prefix or the tool or prompt is aliased (services.<name>.expose); `tool` keeps the canonical <service>.<tool> the policy decided on.
+   */
+  exposed_name?: string;
   purpose?: string | null;
   error?: {
     code: string;
@@ -318,9 +330,17 @@ export interface EventRecord {
    */
   masked?: string[];
   /**
-   * auth_failure: a token refused (or too little scope: step-up). limit_refused: an edge limit refused a request. probe_refused: a request refused before any decision (unknown tool, header/body mismatch, forged or foreign state, cursor or session). refusals_suppressed: how many refusals of one type from one caller were not written one by one during a flood (details.suppressed). policy_reload, audit_recovered, audit_resumed: the gateway's own changes.
+   * auth_failure: a token refused (or too little scope: step-up). limit_refused: an edge limit refused a request. probe_refused: a request refused before any decision (unknown tool, header/body mismatch, forged or foreign state, cursor or session). refusals_suppressed: how many refusals of one type from one caller were not written one by one during a flood (details.suppressed). policy_reload, audit_recovered, audit_resumed: the gateway's own changes. name_clash: a service's list changed after start-up so that one of its tools, prompts or resource URIs would take a name another service already exposes; the newcomer is withheld (details: kind, name, service, holder).
    */
-  type: 'auth_failure' | 'limit_refused' | 'probe_refused' | 'refusals_suppressed' | 'policy_reload' | 'audit_recovered' | 'audit_resumed';
+  type:
+    | 'auth_failure'
+    | 'limit_refused'
+    | 'probe_refused'
+    | 'refusals_suppressed'
+    | 'policy_reload'
+    | 'audit_recovered'
+    | 'audit_resumed'
+    | 'name_clash';
   /**
    * Redacted, event-specific detail (reload revision, limit name, suppressed count, ...).
    */

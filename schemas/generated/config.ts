@@ -102,6 +102,24 @@ export type AuthConfig = {
    */
   dev_key_dir: string;
   /**
+   * Dev mode only (refused with mode jwt): the gateway also serves a loopback OAuth 2.1 authorization server (RFC 8414 metadata at /.well-known/oauth-authorization-server, RFC 7591 registration of public clients with loopback redirect URIs, authorization code + PKCE S256) whose authorize step approves at once for this dev user, signing with the dev key; it is listed in the protected-resource metadata's authorization_servers (unless that is configured). Absent = enabled with these defaults.
+   */
+  dev_authorization?: {
+    enabled: boolean;
+    /**
+     * The dev user's `sub`.
+     */
+    subject: string;
+    groups: string[];
+    /**
+     * The scopes the dev user may be granted (a request gets the ones it asks for among these; all of them when it asks for none).
+     *
+     * @minItems 1
+     */
+    scopes: string[];
+    token_ttl_s: number;
+  };
+  /**
    * Per-call credentials the gateway mints for services (never the agent's token).
    */
   service_credentials?: {
@@ -178,6 +196,21 @@ export interface ServerConfig {
    * Origin hostnames accepted from browsers. Requests without Origin pass. Default: loopback names.
    */
   allowed_origins?: string[];
+  /**
+   * CORS for browser-based MCP clients on /mcp, the metadata documents (/.well-known/...) and dev mode's /oauth/* endpoints. Only these exact origins get Access-Control-Allow-Origin (and pass the Origin check, which still refuses every other origin whose hostname is not in allowed_origins); preflights (OPTIONS) are answered with the methods and headers MCP needs; Mcp-Session-Id, WWW-Authenticate and Mcp-Protocol-Version are exposed. No credentials (cookies) are involved: the token travels in the Authorization header. Absent: no CORS headers at all.
+   */
+  cors?: {
+    /**
+     * Exact origins, scheme://host[:port] with no path, e.g. http://localhost:6274 (the MCP Inspector). No wildcards.
+     *
+     * @minItems 1
+     */
+    origins: string[];
+    /**
+     * How long a browser may cache a preflight answer.
+     */
+    max_age_s: number;
+  };
   max_body_bytes: number;
   session_idle_timeout_s: number;
   max_sessions: number;
@@ -293,6 +326,33 @@ export interface StdioServiceConfig {
     };
   };
   /**
+   * The names agents see for this service's tools and prompts (policies and the audit's `tool` always keep the canonical <service>.<name>; the audit adds exposed_name). Any clash with another service (tool, prompt or resource URI) stops start-up with ERR_CONFIG_INVALID naming both services.
+   */
+  expose: {
+    /**
+     * Prefix of the exposed names: tools and prompts appear as <prefix>.<name>; "" exposes them unprefixed. Default: the service's name.
+     */
+    prefix?: string;
+    /**
+     * Per tool, by its name at the service: the exact name agents see instead (no prefix is added), e.g. {read: read_file}.
+     */
+    aliases?: {
+      /**
+       * A tool or prompt name as agents see it (the MCP tool-name characters, at most 128).
+       */
+      [k: string]: string;
+    };
+    /**
+     * Per prompt, by its name at the service: the exact name agents see instead (no prefix is added).
+     */
+    prompt_aliases?: {
+      /**
+       * A tool or prompt name as agents see it (the MCP tool-name characters, at most 128).
+       */
+      [k: string]: string;
+    };
+  };
+  /**
    * Keys of the agent's params._meta forwarded to this service. None by default: the service gets only what the protocol needs (its progress token, its per-call credential).
    */
   forward_meta: string[];
@@ -384,6 +444,33 @@ export interface HttpServiceConfig {
   tools: {
     [k: string]: {
       max_result_bytes?: number;
+    };
+  };
+  /**
+   * The names agents see for this service's tools and prompts (policies and the audit's `tool` always keep the canonical <service>.<name>; the audit adds exposed_name). Any clash with another service (tool, prompt or resource URI) stops start-up with ERR_CONFIG_INVALID naming both services.
+   */
+  expose: {
+    /**
+     * Prefix of the exposed names: tools and prompts appear as <prefix>.<name>; "" exposes them unprefixed. Default: the service's name.
+     */
+    prefix?: string;
+    /**
+     * Per tool, by its name at the service: the exact name agents see instead (no prefix is added), e.g. {read: read_file}.
+     */
+    aliases?: {
+      /**
+       * A tool or prompt name as agents see it (the MCP tool-name characters, at most 128).
+       */
+      [k: string]: string;
+    };
+    /**
+     * Per prompt, by its name at the service: the exact name agents see instead (no prefix is added).
+     */
+    prompt_aliases?: {
+      /**
+       * A tool or prompt name as agents see it (the MCP tool-name characters, at most 128).
+       */
+      [k: string]: string;
     };
   };
   /**
@@ -659,6 +746,24 @@ export type AuthConfigInput = {
    * Dev mode: folder of the dev signing key (git-ignored).
    */
   dev_key_dir?: string;
+  /**
+   * Dev mode only (refused with mode jwt): the gateway also serves a loopback OAuth 2.1 authorization server (RFC 8414 metadata at /.well-known/oauth-authorization-server, RFC 7591 registration of public clients with loopback redirect URIs, authorization code + PKCE S256) whose authorize step approves at once for this dev user, signing with the dev key; it is listed in the protected-resource metadata's authorization_servers (unless that is configured). Absent = enabled with these defaults.
+   */
+  dev_authorization?: {
+    enabled?: boolean;
+    /**
+     * The dev user's `sub`.
+     */
+    subject?: string;
+    groups?: string[];
+    /**
+     * The scopes the dev user may be granted (a request gets the ones it asks for among these; all of them when it asks for none).
+     *
+     * @minItems 1
+     */
+    scopes?: string[];
+    token_ttl_s?: number;
+  };
   /**
    * Per-call credentials the gateway mints for services (never the agent's token).
    */

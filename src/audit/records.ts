@@ -44,6 +44,8 @@ export interface DecisionInput {
   decision_id?: string;
   /** The token's `jti`, for correlation (never the token). */
   token_id?: string;
+  /** The tool or prompt name the agent used, when `services.<name>.expose` makes it differ from `input.tool.name`. */
+  exposed_name?: string;
 }
 
 /** Input of `AuditLog.outcome()`. Everything but `decision_id` and `outcome` is optional. */
@@ -72,6 +74,8 @@ export interface EventInput {
   client?: { id: string | null };
   method?: string;
   tool?: string;
+  /** The name the agent used, when it differs from the canonical `tool`. */
+  exposed_name?: string;
   decision_id?: string;
   error?: { code: string; message: string };
   details?: Record<string, unknown>;

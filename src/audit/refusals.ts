@@ -21,7 +21,10 @@ export interface RefusalFacts {
   clientIp: string | null;
   principal?: Principal;
   method?: string;
+  /** The canonical <service>.<tool> when known, else the name as asked for. */
   tool?: string;
+  /** The name the agent used, when it differs from the canonical `tool` (services.<name>.expose). */
+  exposedName?: string;
 }
 
 export interface RefusalOptions {
@@ -95,6 +98,7 @@ export class Refusals {
       ...(f.principal ? { principal: { id: f.principal.id, type: f.principal.type, issuer: f.principal.issuer }, client: f.principal.client } : {}),
       ...(f.method ? { method: f.method } : {}),
       ...(f.tool ? { tool: f.tool } : {}),
+      ...(f.exposedName ? { exposed_name: f.exposedName } : {}),
     };
   }
 

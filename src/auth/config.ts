@@ -94,8 +94,18 @@ interface AuthConfigCommon {
 }
 
 /** `dev`: trust the local dev key (loopback only); no other key source. */
+/** `auth.dev_authorization`: dev mode's own authorization server (src/auth/dev-authorization.ts). */
+export interface DevAuthorizationConfig {
+  enabled?: boolean;
+  subject?: string;
+  groups?: string[];
+  scopes?: string[];
+  token_ttl_s?: number;
+}
+
 export interface DevAuthConfig extends AuthConfigCommon {
   mode: 'dev';
+  dev_authorization?: DevAuthorizationConfig;
   /** Expected `iss`. Default "urn:micro-mcp:dev". */
   issuer?: string;
   jwks_url?: never;
@@ -107,6 +117,8 @@ export type JwtAuthConfig = AuthConfigCommon & {
   mode: 'jwt';
   /** Expected `iss`. */
   issuer: string;
+  /** Dev mode only: the schema refuses it with a real issuer. */
+  dev_authorization?: never;
 } & ({ jwks_url: string; jwks_file?: never } | { jwks_file: string; jwks_url?: never });
 
 /**

@@ -24,7 +24,7 @@ import type { ProbePort, StatePort } from '../pipeline/ports.js';
 import { declaredFactNames, resourceExtractors } from '../policy/input.js';
 import { loadPolicies } from '../policy/policy-set.js';
 import type { Logger } from '../types.js';
-import { Catalog } from '../upstream/catalog.js';
+import { Catalog, clashMessage, type NameClash } from '../upstream/catalog.js';
 import type { FetchLike } from '../upstream/connection.js';
 import type { Lifecycle } from './lifecycle.js';
 
@@ -95,6 +95,16 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
   // Registered before it starts: a signal during the start still stops the processes it spawned.
   await life.acquire('service connections', catalog, (c) => c.stop());
   await catalog.start();
+  // Two services under one name (tool, prompt, resource URI): which one an agent reaches would depend
+  // on the config order, so the gateway does not start. Clashes of services that come up later or
+  // change their lists are withheld and audited (catalog `clash`).
+  const [clash] = catalog.clashes();
+  if (clash) throw new GatewayError('ERR_CONFIG_INVALID', clashMessage(clash), { key: `services.${clash.other.service}.expose` });
+  catalog.on('clash', (c: NameClash) => {
+    void audit
+      .event({ type: 'name_clash', details: { kind: c.kind, name: c.name, service: c.other.service, canonical: c.other.canonical, holder: c.holder.service } })
+      .catch((e: Error) => log.error({ err: e.message }, 'audit write of a name clash failed'));
+  });
   const inFlight = new InFlight(clock);
   const shared = await life.acquire(
     'shared state',

@@ -10,6 +10,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { getRequestListener } from '@hono/node-server';
+import { DEFAULT_DEV_KEY_DIR } from '../auth/config.js';
+import { DEV_AUTHORIZATION_DEFAULTS, DevAuthorizationServer } from '../auth/dev-authorization.js';
+import { ensureDevKey } from '../auth/dev.js';
 import { createAuthenticator } from '../auth/index.js';
 import { systemClock } from '../clock.js';
 import { DEV_CONFIG_PATH, loadConfig } from '../config/load.js';
@@ -125,13 +128,35 @@ export async function startGateway(config: Config, opts: { host: string; port: n
   const base = (config.server.public_url ?? `http://${hostForUrl}:${addr.port}`).replace(/\/+$/, '');
   const grace = config.server.shutdown_grace_ms;
   const core = await startCore(config, { dev: opts.dev, drainMs: grace }, life);
-  const auth = await createAuthenticator(core.authConfig, {
-    resource: `${base}/mcp`,
-    loopback,
-    // Several replicas share the single-use jti memory; one keeps it in memory (bounded).
-    ...(core.shared.kind === 'redis' ? { replay: core.shared.replay } : {}),
-  });
+  // Dev mode's own authorization server (never with a real issuer: the schema refuses the section in jwt mode).
+  const authConfig = core.authConfig;
+  const devAs = authConfig.mode === 'dev' && loopback && authConfig.dev_authorization?.enabled !== false ? (authConfig.dev_authorization ?? {}) : undefined;
+  const auth = await createAuthenticator(
+    devAs && authConfig.authorization_servers === undefined ? { ...authConfig, authorization_servers: [base] } : authConfig,
+    {
+      resource: `${base}/mcp`,
+      loopback,
+      // Several replicas share the single-use jti memory; one keeps it in memory (bounded).
+      ...(core.shared.kind === 'redis' ? { replay: core.shared.replay } : {}),
+    },
+  );
   const { log, audit, catalog, lists, calls, inFlight } = core;
+  const devAuthorization =
+    devAs && authConfig.mode === 'dev'
+      ? new DevAuthorizationServer(
+          base,
+          `${base}/mcp`,
+          auth.issuer,
+          await ensureDevKey(authConfig.dev_key_dir ?? DEFAULT_DEV_KEY_DIR),
+          {
+            subject: devAs.subject ?? DEV_AUTHORIZATION_DEFAULTS.subject,
+            groups: devAs.groups ?? DEV_AUTHORIZATION_DEFAULTS.groups,
+            scopes: devAs.scopes ?? DEV_AUTHORIZATION_DEFAULTS.scopes,
+            tokenTtlS: devAs.token_ttl_s ?? DEV_AUTHORIZATION_DEFAULTS.tokenTtlS,
+          },
+          systemClock,
+        )
+      : undefined;
   const publicHost = new URL(base).hostname.replace(/^\[|\]$/g, '');
   const face = await life.acquire(
     'MCP face',
@@ -176,10 +201,14 @@ export async function startGateway(config: Config, opts: { host: string; port: n
     auth,
     refusals: core.refusals,
     scopesToLift: (principal, tool, requestId) => lists.stepUpScopes(principal, tool, requestId),
+    canonicalTool: (tool) => catalog.tool(tool)?.canonical,
+    ...(devAuthorization ? { devAuthorization } : {}),
     log,
     maxBodyBytes: config.server.max_body_bytes,
     allowedHosts: config.server.allowed_hosts ?? (loopback ? LOOPBACK_NAMES : [publicHost]),
     allowedOrigins: config.server.allowed_origins ?? (loopback ? LOOPBACK_NAMES : [publicHost]),
+    // URL.origin: lower-case host, no default port, exactly as a browser sends Origin.
+    ...(sc.cors ? { cors: { origins: sc.cors.origins.map((o) => new URL(o).origin), maxAgeS: sc.cors.max_age_s } } : {}),
     trustedProxies: sc.trusted_proxies,
     // Every replica's keys: a remote service may verify a credential any replica minted against this one.
     jwks: () => core.shared.keys.all(core.minter.jwks()),

@@ -9,7 +9,10 @@
  * parse and (at most, within its address's failure budget) one signature check, never a buffered body.
  */
 import { type Context, Hono } from 'hono';
+import { cors } from 'hono/cors';
 import type { Refusals } from '../audit/refusals.js';
+import { AUTHORIZE_PATH, type DevAuthorizationServer, type OAuthError, REGISTER_PATH, TOKEN_PATH } from '../auth/dev-authorization.js';
+import { readCapped } from '../read-capped.js';
 import type { McpFace } from '../mcp-face/face.js';
 import { EdgeFacts } from '../mcp-face/request-context.js';
 import type { Holdings, KeyedRate } from '../limits/keyed.js';
@@ -41,16 +44,25 @@ export interface AppDeps {
   refusals: Refusals;
   /** The list-phase answer to step-up (ListView.stepUpScopes). */
   scopesToLift: (principal: Principal, tool: string, requestId: string) => string[] | undefined;
+  /** The canonical name of an exposed tool name (Catalog.tool(name).canonical), for step-up records. */
+  canonicalTool?: (tool: string) => string | undefined;
   log: Logger;
   maxBodyBytes: number;
   allowedHosts: readonly string[];
   allowedOrigins: readonly string[];
+  /** server.cors: exact browser origins (normalised, URL.origin) and the preflight cache time. */
+  cors?: { origins: readonly string[]; maxAgeS: number };
   /** Proxies whose X-Forwarded-For names the caller (server.trusted_proxies). */
   trustedProxies: readonly string[];
   /** The gateway's public keys for per-service credentials (every replica's, with shared state). */
   jwks: () => Promise<object>;
   health: () => { ready: boolean; detail: Record<string, unknown> };
+  /** Dev mode's loopback authorization server (auth.dev_authorization); absent otherwise. */
+  devAuthorization?: DevAuthorizationServer;
 }
+
+/** Largest registration or token request body the dev authorization server reads. */
+const MAX_OAUTH_BODY = 16 * 1024;
 
 export function createApp(d: AppDeps): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
@@ -58,7 +70,30 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
 
   app.use('*', clientAddress({ trustedProxies: d.trustedProxies }));
   app.use('*', requestId());
-  app.use('*', hostOrigin({ hosts: d.allowedHosts, origins: d.allowedOrigins }));
+  app.use('*', hostOrigin({ hosts: d.allowedHosts, origins: d.allowedOrigins, ...(d.cors ? { exactOrigins: d.cors.origins } : {}) }));
+  if (d.cors) {
+    // Browser clients: only the listed origins, for the endpoints an MCP client reaches (the MCP
+    // endpoint, the metadata documents, dev mode's OAuth endpoints); the preflight is answered here,
+    // before authentication (a browser sends it without the Authorization header).
+    const mw = cors({
+      origin: [...d.cors.origins],
+      allowMethods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
+      allowHeaders: [
+        'Authorization',
+        'Content-Type',
+        'Accept',
+        'Mcp-Session-Id',
+        'Mcp-Protocol-Version',
+        'Mcp-Method',
+        'Mcp-Name',
+        'Last-Event-ID',
+        'X-Request-Id',
+      ],
+      exposeHeaders: ['Mcp-Session-Id', 'WWW-Authenticate', 'Mcp-Protocol-Version'],
+      maxAge: d.cors.maxAgeS,
+    });
+    for (const p of ['/mcp', '/.well-known/*', '/oauth/*']) app.use(p, mw);
+  }
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', (c) => {
@@ -69,6 +104,7 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
   app.get('/.well-known/oauth-protected-resource', prm);
   app.get('/.well-known/oauth-protected-resource/mcp', prm);
   app.get('/.well-known/jwks.json', async () => Response.json(await d.jwks()));
+  if (d.devAuthorization) serveDevAuthorization(app, d.devAuthorization, d.refusals, d.log);
 
   app.on(
     ['POST', 'GET', 'DELETE'],
@@ -85,7 +121,7 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
       onRefused: (f) => d.refusals.probeRefused(f, { code: 'ERR_MALFORMED_UNICODE', message: 'names, arguments and _meta values must be well-formed Unicode' }),
     }),
     era({ maxBodyBytes: d.maxBodyBytes }),
-    stepUp({ auth: d.auth, scopesToLift: d.scopesToLift, onRefused: refused }),
+    stepUp({ auth: d.auth, scopesToLift: d.scopesToLift, onRefused: refused, ...(d.canonicalTool ? { canonicalTool: d.canonicalTool } : {}) }),
     async (c) => {
       try {
         const res = await d.face.handle(c.req.raw, new EdgeFacts(c.var.principal, c.var.era, c.var.requestId, clientIp(c)), c.var.body);
@@ -119,4 +155,60 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
     return c.json({ error: 'internal error' }, 500);
   });
   return app;
+}
+
+/**
+ * The routes of dev mode's authorization server (src/auth/dev-authorization.ts). Every refusal is an
+ * OAuth error answer and a `probe_refused` audit event (method `oauth/<endpoint>`, code
+ * `ERR_OAUTH_<error>`); an issued token is logged with its subject, client and scope, never the token.
+ */
+function serveDevAuthorization(app: Hono<GatewayEnv>, as: DevAuthorizationServer, refusals: Refusals, log: Logger): void {
+  const noStore = { 'cache-control': 'no-store', pragma: 'no-cache' };
+  const refuse = async (c: Context<GatewayEnv>, endpoint: string, e: OAuthError) => {
+    await refusals.probeRefused(
+      { requestId: c.var.requestId, clientIp: clientIp(c), method: `oauth/${endpoint}` },
+      { code: `ERR_OAUTH_${e.error.toUpperCase()}`, message: e.error_description },
+    );
+    return c.json({ error: e.error, error_description: e.error_description }, e.status as 400, noStore);
+  };
+  const body = async (c: Context<GatewayEnv>): Promise<string | undefined> => {
+    const raw = c.req.raw.body ? await readCapped(c.req.raw.body, MAX_OAUTH_BODY) : Buffer.alloc(0);
+    return raw === 'too_large' ? undefined : raw.toString('utf8');
+  };
+  app.get('/.well-known/oauth-authorization-server', (c) => c.json(as.metadata()));
+  app.post(REGISTER_PATH, async (c) => {
+    const text = await body(c);
+    let parsed: unknown;
+    try {
+      parsed = text === undefined ? undefined : JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    const r = as.register(parsed);
+    if ('error' in r) return refuse(c, 'register', r);
+    log.info({ client_id: r.body.client_id, client_name: r.body.client_name }, 'dev authorization server registered a client');
+    return c.json(r.body, 201, noStore);
+  });
+  app.get(AUTHORIZE_PATH, async (c) => {
+    const r = as.authorize(new URL(c.req.url).searchParams);
+    if ('error' in r) return refuse(c, 'authorize', r);
+    const error = new URL(r.redirect).searchParams.get('error');
+    if (error !== null)
+      await refusals.probeRefused(
+        { requestId: c.var.requestId, clientIp: clientIp(c), method: 'oauth/authorize' },
+        { code: `ERR_OAUTH_${error.toUpperCase()}`, message: 'authorization request refused' },
+      );
+    return c.redirect(r.redirect, 302);
+  });
+  app.post(TOKEN_PATH, async (c) => {
+    const text = await body(c);
+    if (text === undefined) return refuse(c, 'token', { status: 400, error: 'invalid_request', error_description: 'the request body is too large' });
+    if (!(c.req.header('content-type') ?? '').startsWith('application/x-www-form-urlencoded'))
+      return refuse(c, 'token', { status: 400, error: 'invalid_request', error_description: 'the body must be application/x-www-form-urlencoded' });
+    const form = new URLSearchParams(text);
+    const r = await as.token(form);
+    if ('error' in r) return refuse(c, 'token', r);
+    log.info({ client_id: form.get('client_id'), scope: r.body.scope }, 'dev authorization server issued a token');
+    return c.json(r.body, 200, noStore);
+  });
 }

@@ -92,7 +92,7 @@ export type PipelineState =
 interface Forward<M extends ForwardMethod> {
   method: M;
   service: string;
-  /** What the records name: the namespaced tool or prompt, or the resource URI. */
+  /** The name the agent used: the exposed tool or prompt name, or the resource URI (policy and records use `facts.name`). */
   label: string;
   facts: ToolFacts;
   args: Record<string, unknown>;
@@ -189,8 +189,10 @@ export class CallPipeline {
     });
     const decision = this.decide(input, decisionId);
     const tokenId = cc.principal.token_id;
+    // The record keeps the canonical name the policy saw and, when it differs, the name the agent used.
+    const exposed = r.method !== 'resources/read' && r.label !== r.facts.name ? { exposed_name: r.label } : {};
     try {
-      await this.d.audit.decision({ input, decision, decision_id: decisionId, ...(tokenId ? { token_id: tokenId } : {}) });
+      await this.d.audit.decision({ input, decision, decision_id: decisionId, ...exposed, ...(tokenId ? { token_id: tokenId } : {}) });
     } catch (e) {
       this.d.log.error({ err: (e as Error).message, decision_id: decisionId }, 'audit write failed: call refused');
       throw toProtocolError(new GatewayError('ERR_AUDIT_UNAVAILABLE', 'the audit log is unavailable; call refused', { decision_id: decisionId }));

@@ -1,7 +1,11 @@
 /**
- * The namespaced catalog: tools and prompts of service `fs` appear as `fs.<name>`; resources keep their
+ * The namespaced catalog: tools and prompts of service `fs` appear as `fs.<name>` (or under the prefix and
+ * aliases of `services.fs.expose`; policies always see the canonical `fs.<name>`); resources keep their
  * URIs and are routed to the service that listed them (or whose template matches). Rebuilt only when a
- * service's lists change, and shared by every session: sessions never copy it.
+ * service's lists change, and shared by every session: sessions never copy it. Two services never share
+ * an exposed name: a clash is a start-up error (`clashes()`), and one that appears later (a service that
+ * connects late, a list change) leaves the name with the service that had it and withholds the newcomer
+ * (event `clash`, audited by the composition root).
  */
 import { EventEmitter } from 'node:events';
 import { UriTemplate } from '@modelcontextprotocol/client';
@@ -16,11 +20,13 @@ import { ServiceConnection, type ServiceEnvironment } from './connection.js';
  * policy decides on, computed once per catalog rebuild rather than per decision.
  */
 interface CatalogEntry<D> {
-  /** Namespaced name, e.g. "fs.read". */
+  /** The name agents see and call: "fs.read", or as `expose` says ("read", "files.read", "read_file"). */
   name: string;
+  /** The canonical name policies decide on: "<service>.<name at the service>" (also `facts.name`). */
+  canonical: string;
   service: string;
   local: string;
-  /** The definition agents see (namespaced name). */
+  /** The definition agents see (exposed name). */
   definition: D;
   /** The `tool` facts of the policy input; `definition_hash` is sha256 over the service's own definition. */
   facts: ToolFacts;
@@ -30,6 +36,64 @@ export type CatalogTool = CatalogEntry<Tool>;
 export type CatalogPrompt = CatalogEntry<Prompt>;
 
 export type ChangeKind = 'tools' | 'prompts' | 'resources';
+
+/** Two services that would expose the same tool, prompt, resource URI or resource template. */
+export interface NameClash {
+  kind: 'tool' | 'prompt' | 'resource' | 'resource template';
+  /** The exposed name or the URI (template). */
+  name: string;
+  /** Who keeps it: the entry that had it, else the service first in the config. */
+  holder: { service: string; canonical: string };
+  /** Who is withheld. */
+  other: { service: string; canonical: string };
+}
+
+/** The start-up error for a clash: both services, both canonical names, and what resolves it. */
+export function clashMessage(c: NameClash): string {
+  if (c.kind === 'resource' || c.kind === 'resource template')
+    return `${c.kind} "${c.name}" is listed by both service "${c.holder.service}" and service "${c.other.service}"; a URI cannot be renamed, so one of the services must stop listing it`;
+  const both = `service "${c.holder.service}" (${c.holder.canonical}) and service "${c.other.service}" (${c.other.canonical})`;
+  const fix = c.kind === 'tool' ? 'expose.prefix or expose.aliases' : 'expose.prefix or expose.prompt_aliases';
+  return `${c.kind} name "${c.name}" is exposed by both ${both}; set services.<name>.${fix} to tell them apart`;
+}
+
+/** The exposed name of one tool or prompt of a service, per its `expose` config. */
+function exposedName(service: string, expose: ExposeConfig | undefined, aliases: Record<string, string> | undefined, local: string): string {
+  const alias = aliases?.[local];
+  if (alias !== undefined) return alias;
+  const prefix = expose?.prefix ?? service;
+  return prefix === '' ? local : `${prefix}.${local}`;
+}
+
+type ExposeConfig = NonNullable<Config['services'][string]['expose']>;
+
+/** Keeps one claimant per name: the one that held it before (no flapping for agents), else the first in config order. */
+class Claims<T extends { service: string; canonical: string }> {
+  readonly kept = new Map<string, T>();
+  constructor(
+    private readonly kind: NameClash['kind'],
+    private readonly before: (name: string) => { service: string; canonical: string } | undefined,
+    private readonly clashes: NameClash[],
+  ) {}
+
+  claim(name: string, entry: T): void {
+    const held = this.kept.get(name);
+    if (!held) {
+      this.kept.set(name, entry);
+      return;
+    }
+    const prev = this.before(name);
+    const incumbent = prev !== undefined && prev.service === entry.service && prev.canonical === entry.canonical;
+    const [keep, drop] = incumbent ? [entry, held] : [held, entry];
+    this.kept.set(name, keep);
+    this.clashes.push({
+      kind: this.kind,
+      name,
+      holder: { service: keep.service, canonical: keep.canonical },
+      other: { service: drop.service, canonical: drop.canonical },
+    });
+  }
+}
 
 export class Catalog extends EventEmitter {
   readonly services = new Map<string, ServiceConnection>();
@@ -43,6 +107,12 @@ export class Catalog extends EventEmitter {
   /** Bumped on every rebuild. */
   version = 0;
   private readonly signatures: Record<ChangeKind, string | undefined> = { tools: undefined, prompts: undefined, resources: undefined };
+  private clashList: NameClash[] = [];
+  /** Until start() returns, the config order decides who holds a name; afterwards the holder keeps it. */
+  private started = false;
+  /** Clashes already reported (`clash` event), so a rebuild does not report them again. */
+  private readonly reported = new Set<string>();
+  private readonly expose = new Map<string, ExposeConfig | undefined>();
 
   constructor(
     config: Config,
@@ -51,6 +121,7 @@ export class Catalog extends EventEmitter {
   ) {
     super();
     for (const [name, cfg] of Object.entries(config.services)) {
+      this.expose.set(name, cfg.expose);
       const conn = new ServiceConnection(name, cfg, log.child({ service: name }), environmentFor(name));
       conn.on('changed', (kind: ChangeKind | 'all') => this.rebuild(kind, name));
       this.services.set(name, conn);
@@ -60,10 +131,18 @@ export class Catalog extends EventEmitter {
   /** Connects every service in parallel. A service that fails keeps retrying; the others serve. */
   async start(): Promise<void> {
     await Promise.all([...this.services.values()].map((s) => s.start()));
+    // Who holds a name at start-up follows the config order, not which service connected first.
+    this.started = true;
+    this.rebuild('all');
   }
 
   async stop(): Promise<void> {
     await Promise.all([...this.services.values()].map((s) => s.stop()));
+  }
+
+  /** The clashes of the current lists (each withheld entry once); empty when every name has one owner. */
+  clashes(): readonly NameClash[] {
+    return this.clashList;
   }
 
   tools(): readonly CatalogTool[] {
@@ -141,56 +220,85 @@ export class Catalog extends EventEmitter {
 
   /** Rebuilds the namespaced lists; emits `listChanged` (kind, service) for each list that really changed, when `notify`. */
   private rebuild(kind: ChangeKind | 'all', service?: string, notify = true): void {
-    const tools: CatalogTool[] = [];
-    const prompts: CatalogPrompt[] = [];
-    const resources: Resource[] = [];
-    const owner = new Map<string, string>();
-    const templates: Array<{ service: string; template: ResourceTemplate; matcher: UriTemplate }> = [];
+    const clashes: NameClash[] = [];
+    const held = <T>(v: T | undefined): T | undefined => (this.started ? v : undefined);
+    const tools = new Claims<CatalogTool>('tool', (n) => held(this.toolIndex.get(n)), clashes);
+    const prompts = new Claims<CatalogPrompt>('prompt', (n) => held(this.promptIndex.get(n)), clashes);
+    const uris = new Claims<{ service: string; canonical: string; resource: Resource }>(
+      'resource',
+      (u) => {
+        const service = held(this.resourceOwner.get(u));
+        return service === undefined ? undefined : { service, canonical: u };
+      },
+      clashes,
+    );
+    const templateOwner = new Map(this.templateList.map((t) => [t.template.uriTemplate, t.service]));
+    const templates = new Claims<{ service: string; canonical: string; template: ResourceTemplate; matcher: UriTemplate }>(
+      'resource template',
+      (u) => {
+        const service = held(templateOwner.get(u));
+        return service === undefined ? undefined : { service, canonical: u };
+      },
+      clashes,
+    );
     // A service that is down (restarting) keeps its last known lists: agents do not see tools flap,
     // and a call made meanwhile waits briefly for the restart, then fails as unavailable.
     for (const s of this.services.values()) {
+      const expose = this.expose.get(s.name);
       for (const t of s.tools) {
-        const name = `${s.name}.${t.name}`;
+        const canonical = `${s.name}.${t.name}`;
+        const name = exposedName(s.name, expose, expose?.aliases, t.name);
         const annotations: Record<string, unknown> = { ...(t.annotations ?? {}) };
-        const facts = { name, namespace: s.name, local_name: t.name, annotations, definition_hash: sha256(canonicalJson(t)) };
-        tools.push({ name, service: s.name, local: t.name, definition: { ...t, name }, facts });
+        const facts = { name: canonical, namespace: s.name, local_name: t.name, annotations, definition_hash: sha256(canonicalJson(t)) };
+        tools.claim(name, { name, canonical, service: s.name, local: t.name, definition: { ...t, name }, facts });
       }
       for (const p of s.prompts) {
-        const name = `${s.name}.${p.name}`;
-        const facts = { name, namespace: s.name, local_name: p.name, annotations: {}, definition_hash: sha256(canonicalJson({ ...p, name })) };
-        prompts.push({ name, service: s.name, local: p.name, definition: { ...p, name }, facts });
+        const canonical = `${s.name}.${p.name}`;
+        const name = exposedName(s.name, expose, expose?.prompt_aliases, p.name);
+        const facts = {
+          name: canonical,
+          namespace: s.name,
+          local_name: p.name,
+          annotations: {},
+          definition_hash: sha256(canonicalJson({ ...p, name: canonical })),
+        };
+        prompts.claim(name, { name, canonical, service: s.name, local: p.name, definition: { ...p, name }, facts });
       }
-      for (const r of s.resources) {
-        if (owner.has(r.uri)) {
-          this.log.warn({ uri: r.uri, service: s.name, owner: owner.get(r.uri) }, 'resource URI listed by two services; the first keeps it');
-          continue;
-        }
-        owner.set(r.uri, s.name);
-        resources.push(r);
-      }
+      for (const r of s.resources) uris.claim(r.uri, { service: s.name, canonical: r.uri, resource: r });
       for (const t of s.templates) {
         try {
-          templates.push({ service: s.name, template: t, matcher: new UriTemplate(t.uriTemplate) });
+          templates.claim(t.uriTemplate, { service: s.name, canonical: t.uriTemplate, template: t, matcher: new UriTemplate(t.uriTemplate) });
         } catch {
           this.log.warn({ service: s.name, template: t.uriTemplate }, 'invalid resource template ignored');
         }
       }
     }
-    tools.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    prompts.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    this.toolList = tools;
-    this.toolIndex = new Map(tools.map((t) => [t.name, t]));
-    this.promptList = prompts;
-    this.promptIndex = new Map(prompts.map((p) => [p.name, p]));
-    this.resourceList = resources;
-    this.resourceOwner = owner;
-    this.templateList = templates;
+    const byName = <T extends { name: string }>(a: T, b: T) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    this.toolList = [...tools.kept.values()].sort(byName);
+    this.toolIndex = new Map(tools.kept);
+    this.promptList = [...prompts.kept.values()].sort(byName);
+    this.promptIndex = new Map(prompts.kept);
+    this.resourceList = [...uris.kept.values()].map((r) => r.resource);
+    this.resourceOwner = new Map([...uris.kept].map(([u, r]) => [u, r.service]));
+    this.templateList = [...templates.kept.values()];
+    this.clashList = clashes;
     this.version++;
+    for (const c of clashes) {
+      const key = `${c.kind}\u0001${c.name}\u0001${c.other.service}\u0001${c.other.canonical}`;
+      if (this.reported.has(key)) continue;
+      this.reported.add(key);
+      this.log.warn({ kind: c.kind, name: c.name, service: c.other.service, holder: c.holder.service }, clashMessage(c));
+      this.emit('clash', c);
+    }
+    const toolList = this.toolList;
+    const promptList = this.promptList;
+    const resources = this.resourceList;
+    const templateList = this.templateList;
     // Tell agents only about lists that really changed (a restart usually changes nothing).
     const sig: Record<ChangeKind, string> = {
-      tools: tools.map((t) => `${t.name}@${t.facts.definition_hash}`).join('\n'),
-      prompts: prompts.map((p) => p.name).join('\n'),
-      resources: `${resources.map((r) => r.uri).join('\n')}\n${templates.map((t) => t.template.uriTemplate).join('\n')}`,
+      tools: toolList.map((t) => `${t.name}@${t.facts.definition_hash}`).join('\n'),
+      prompts: promptList.map((p) => p.name).join('\n'),
+      resources: `${resources.map((r) => r.uri).join('\n')}\n${templateList.map((t) => t.template.uriTemplate).join('\n')}`,
     };
     const kinds: ChangeKind[] = kind === 'all' ? ['tools', 'prompts', 'resources'] : [kind];
     for (const k of kinds) {

@@ -132,7 +132,7 @@ describe('audit records through the real gateway', () => {
         policy: { decision_timeout_ms: 5000 },
         services: {
           echo: echoService({}, marker),
-          slowecho: echoService({ call_timeout_ms: 400 }, marker),
+          slowecho: echoService({ call_timeout_ms: 400 }, marker, 'echo://slowecho/info'),
           spy: { transport: 'stdio', command: 'node', args: [SPY_SERVICE, '--out', credFile], sandbox: { mode: 'none' } },
         },
         // Small files so that a handful of calls spans several rotated files; keep them all.

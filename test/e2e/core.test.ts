@@ -23,8 +23,8 @@ describe('gateway core (both eras)', () => {
       server: { page_size: 5 },
       services: {
         echo: echoService({ era: 'auto' }, marker),
-        legacyecho: echoService({ era: 'legacy' }, marker),
-        modernecho: echoService({ era: 'modern' }, marker),
+        legacyecho: echoService({ era: 'legacy' }, marker, 'echo://legacyecho/info'),
+        modernecho: echoService({ era: 'modern' }, marker, 'echo://modernecho/info'),
         broken: { transport: 'stdio', command: '/nonexistent/service-binary', restart: { initial_delay_ms: 50, max_delay_ms: 200 } },
       },
     });

@@ -19,8 +19,8 @@ before(async () => {
     services: {
       // Capped at 64 KiB per answer and 20 notifications a second per call; big may send 256 KiB.
       capped: echoService({ max_result_bytes: 65536, max_notifications_per_s: 20, tools: { big: { max_result_bytes: 262144 } } }),
-      small: echoService({ max_result_bytes: 65536 }),
-      metaok: echoService({ forward_meta: ['example.com/trace'] }),
+      small: echoService({ max_result_bytes: 65536 }, undefined, 'echo://small/info'),
+      metaok: echoService({ forward_meta: ['example.com/trace'] }, undefined, 'echo://metaok/info'),
     },
   });
   client = await connect(gw, 'modern', { token: await gw.token({ scopes: ['capped:call', 'small:call', 'metaok:call'] }) });

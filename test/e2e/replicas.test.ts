@@ -37,7 +37,7 @@ async function startReplica(name: 'r1' | 'r2'): Promise<Gateway> {
       // Answers wait for their outcome records, so a replica killed outright loses none of them.
       audit: { file: path.join(auditOf(name), 'audit.jsonl'), outcome_before_answer: true },
       // legacyecho: a 2025-era service, whose elicitations park the call at the replica that forwarded it.
-      services: { echo: echoService(), legacyecho: echoService({ era: 'legacy' }) },
+      services: { echo: echoService(), legacyecho: echoService({ era: 'legacy' }, undefined, 'echo://legacyecho/info') },
     },
     { dir },
   );

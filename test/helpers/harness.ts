@@ -152,12 +152,13 @@ export async function connect(gw: Gateway, era: Era, opts: { token?: string; cap
 /**
  * The gateway config for the echo fixture service (plus any others). It runs in the default OS
  * sandbox, which is read-only; with a marker file (which it writes) it says `sandbox: {mode: none}`.
+ * Every echo service but one behind a gateway needs its own `resourceUri` (a shared URI stops start-up).
  */
-export function echoService(extra: Record<string, unknown> = {}, markerFile?: string): Record<string, unknown> {
+export function echoService(extra: Record<string, unknown> = {}, markerFile?: string, resourceUri?: string): Record<string, unknown> {
   return {
     transport: 'stdio',
     command: 'node',
-    args: [FIXTURE, ...(markerFile ? ['--marker', markerFile] : [])],
+    args: [FIXTURE, ...(markerFile ? ['--marker', markerFile] : []), ...(resourceUri ? ['--resource-uri', resourceUri] : [])],
     ...(markerFile ? { sandbox: { mode: 'none' } } : {}),
     ...extra,
   };

@@ -6,6 +6,8 @@ export interface HostOriginOptions {
   hosts: readonly string[];
   /** Hostnames a browser Origin may have (a request without Origin passes). */
   origins: readonly string[];
+  /** Whole origins (scheme://host[:port]) that pass as well: the CORS origins (server.cors.origins). */
+  exactOrigins?: readonly string[];
 }
 
 /**
@@ -16,13 +18,14 @@ export const hostOrigin = (opts: HostOriginOptions): MiddlewareHandler => {
   if (opts.hosts.length === 0) throw new Error('allowed_hosts must not be empty');
   const hosts = new Set(opts.hosts.map((h) => h.toLowerCase()));
   const origins = new Set(opts.origins.map((h) => h.toLowerCase()));
+  const exact = new Set(opts.exactOrigins ?? []);
   return async function hostOrigin(c, next) {
     const host = hostnameOf(c.req.header('host'));
     if (host === undefined || !hosts.has(host)) return edgeError(c, 403, -32000, 'Forbidden: Host not allowed');
     const origin = c.req.header('origin');
     if (origin !== undefined) {
       const oh = urlHostname(origin);
-      if (oh === undefined || !origins.has(oh)) return edgeError(c, 403, -32000, 'Forbidden: Origin not allowed');
+      if (oh === undefined || (!origins.has(oh) && !exact.has(origin))) return edgeError(c, 403, -32000, 'Forbidden: Origin not allowed');
     }
     await next();
     return undefined;

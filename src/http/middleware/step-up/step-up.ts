@@ -10,6 +10,8 @@ export interface StepUpOptions {
   /** The scopes that would let this principal see the tool (the list-phase decision), or undefined. */
   scopesToLift: (principal: Principal, tool: string, requestId: string) => string[] | undefined;
   onRefused: (e: GatewayError, facts: RefusalFacts) => Promise<void>;
+  /** The canonical <service>.<tool> of an exposed tool name (services.<name>.expose), for the record. */
+  canonicalTool?: (tool: string) => string | undefined;
 }
 
 /**
@@ -27,7 +29,9 @@ export const stepUp = (opts: StepUpOptions): MiddlewareHandler<GatewayEnv> =>
       const scopes = opts.scopesToLift(principal, tool, c.var.requestId);
       if (scopes !== undefined) {
         const e = new GatewayError('ERR_INSUFFICIENT_SCOPE', 'this call needs more scope', { required_scopes: scopes });
-        await opts.onRefused(e, { requestId: c.var.requestId, clientIp: clientIp(c), principal, method: 'tools/call', tool });
+        const canonical = opts.canonicalTool?.(tool) ?? tool;
+        const names = canonical === tool ? { tool } : { tool: canonical, exposedName: tool };
+        await opts.onRefused(e, { requestId: c.var.requestId, clientIp: clientIp(c), principal, method: 'tools/call', ...names });
         return challengeResponse(opts.auth, e);
       }
     }
