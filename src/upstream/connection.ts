@@ -272,6 +272,7 @@ export class ServiceConnection extends EventEmitter {
       if (token) client.progressRoutes.delete(token);
       if (opts.sink) this.sinks.delete(opts.sink);
     }
+    withoutEnvelope(result);
     const bytes = jsonSize(result);
     const cap = this.maxResultBytes(method === 'tools/call' && 'name' in params ? params.name : undefined);
     if (bytes > cap)
@@ -549,6 +550,18 @@ function credentialIn(body: string): string | undefined {
   if (!isRecord(msg) || !isRecord(msg.params) || !isRecord(msg.params._meta)) return undefined;
   const cred = msg.params._meta[CREDENTIAL_META_KEY];
   return typeof cred === 'string' ? cred : undefined;
+}
+
+/**
+ * Drops the service hop's protocol envelope (`io.modelcontextprotocol/*` in a result's `_meta`, such as
+ * a 2026 service's serverInfo): it describes the service's connection to the gateway, not the agent's
+ * to the gateway, and would tell an agent which server sits behind it.
+ */
+function withoutEnvelope(result: object): void {
+  const meta = (result as { _meta?: unknown })._meta;
+  if (!isRecord(meta)) return;
+  for (const k of Object.keys(meta)) if (k.startsWith('io.modelcontextprotocol/')) delete meta[k];
+  if (Object.keys(meta).length === 0) delete (result as { _meta?: unknown })._meta;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
