@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { inputRequired, isInputRequiredResult, ProtocolError } from '@modelcontextprotocol/server';
-import type { CallToolRequest, GetPromptRequest, InputRequiredResult, ReadResourceRequest, ServerContext } from '@modelcontextprotocol/server';
+import type { CallToolRequest, GetPromptRequest, InputRequiredResult, LoggingLevel, ReadResourceRequest, ServerContext } from '@modelcontextprotocol/server';
 import { CREDENTIAL_META_KEY, PURPOSE_META_KEY } from '../../schemas/contracts/service-credential.js';
 import { principalKey } from '../auth/state.js';
 import type { Clock } from '../clock.js';
@@ -17,6 +17,7 @@ import type { Catalog } from '../upstream/catalog.js';
 import type { Forwarded, ForwardMethod, ForwardParams, ForwardResult } from '../upstream/connection.js';
 import type { InFlight } from './in-flight.js';
 import { ParkedCalls, PendingCall, type Finish } from './input-requests.js';
+import { atOrAbove } from './log-levels.js';
 import type { AuditPort, CallContext, CredentialPort, PolicyPort, ProbePort, StatePort } from './ports.js';
 
 export interface CallPipelineDeps {
@@ -100,14 +101,23 @@ export class CallPipeline {
   async getPrompt(cc: CallContext, params: GetPromptRequest['params'], ctx: ServerContext): Promise<ForwardResult<'prompts/get'>> {
     const p = this.d.catalog.prompt(params.name);
     if (!p) return this.refuse(cc, 'prompts/get', 'ERR_PROMPT_NOT_FOUND', `Unknown prompt: ${params.name}`, params.name);
+    const state = await this.stateOf(cc, ctx, params.name, 'prompts/get');
+    if (state && (state.k !== 'svc' || state.tool !== params.name))
+      return this.refuse(cc, 'prompts/get', 'ERR_INPUT_STATE_INVALID', 'requestState does not belong to this prompt', params.name);
     const args = params.arguments ?? {};
+    const forward: ForwardParams<'prompts/get'> = { name: p.local, arguments: args };
+    if (state) {
+      // The agent's retry of a 2026 service's input_required for this prompt: decided again, then routed back.
+      if (state.inner !== undefined) forward.requestState = state.inner;
+      if (ctx.mcpReq.inputResponses) forward.inputResponses = ctx.mcpReq.inputResponses;
+    }
     return this.decideAndForward(cc, ctx, {
       method: 'prompts/get',
       service: p.service,
       label: p.name,
       facts: p.facts,
       args,
-      params: { name: p.local, arguments: args },
+      params: forward,
     });
   }
 
@@ -229,6 +239,7 @@ export class CallPipeline {
           meta: { ...meta, [CREDENTIAL_META_KEY]: credential },
           signal: call.controller.signal,
           onprogress: (p) => call.progress?.(p),
+          ...(cc.logLevel ? { log: { level: cc.logLevel, relay: (p) => call.log?.(p) } } : {}),
           ...(r.park ? { sink: call } : {}),
         })
         .finally(() => {
@@ -236,7 +247,7 @@ export class CallPipeline {
           left();
         }),
     );
-    return this.round(call, ctx, r.park);
+    return this.round(call, ctx, cc.logLevel, r.park);
   }
 
   /** Decides one call; an engine that throws denies (fail closed). */
@@ -273,6 +284,7 @@ export class CallPipeline {
   private async round<T extends object>(
     call: PendingCall<{ result: T | InputRequiredResult; bytes: number }>,
     ctx: ServerContext,
+    level: LoggingLevel | undefined,
     park: ((call: PendingCall<{ result: T | InputRequiredResult; bytes: number }>) => void) | undefined,
   ): Promise<T | InputRequiredResult> {
     const progressToken = ctx.mcpReq._meta?.progressToken;
@@ -285,6 +297,15 @@ export class CallPipeline {
         : (p) => {
             relayed = relayed.then(() => ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken, ...p } })).catch(() => undefined);
           };
+    // The service's log messages of this call, at or above this agent's threshold, in the same chain.
+    call.log =
+      level === undefined
+        ? undefined
+        : (p) => {
+            if (!atOrAbove(p.level, level)) return;
+            const params = { level: p.level, data: p.data, ...(typeof p.logger === 'string' ? { logger: p.logger } : {}) };
+            relayed = relayed.then(() => ctx.mcpReq.notify({ method: 'notifications/message', params })).catch(() => undefined);
+          };
     const onAbort = () => call.abandon('cancelled by the agent');
     ctx.mcpReq.signal.addEventListener('abort', onAbort, { once: true });
     try {
@@ -294,6 +315,7 @@ export class CallPipeline {
         // Only interactive calls register as the service's sink, so only they can see an interaction.
         if (!park) throw toProtocolError(new GatewayError('ERR_INTERNAL', 'an input request reached a call that cannot ask the agent'));
         call.progress = undefined;
+        call.log = undefined;
         park(call);
         // The service's call goes on across rounds under this one decision: its outcome is written when it ends.
         const requestState = this.d.state.sign(call.principalId, { k: 'parked', tool: call.tool, id: call.id });
@@ -336,15 +358,20 @@ export class CallPipeline {
     }
     const responses = ctx.mcpReq.inputResponses ?? {};
     call.answer(Object.values(responses)[0]);
-    return this.round(call, ctx, (c) => this.parked.park(c));
+    return this.round(call, ctx, cc.logLevel, (c) => this.parked.park(c));
   }
 
-  private async stateOf(cc: CallContext, ctx: ServerContext, tool: string): Promise<PipelineState | undefined> {
+  private async stateOf(
+    cc: CallContext,
+    ctx: ServerContext,
+    tool: string,
+    method: 'tools/call' | 'prompts/get' = 'tools/call',
+  ): Promise<PipelineState | undefined> {
     // Verified (signature, principal, expiry) by the server's requestState hook before the handler runs.
     const s: unknown = ctx.mcpReq.requestState();
     if (s === undefined) return undefined;
     if (isPipelineState(s)) return s;
-    return this.refuse(cc, 'tools/call', 'ERR_INPUT_STATE_INVALID', 'Invalid or expired requestState', tool);
+    return this.refuse(cc, method, 'ERR_INPUT_STATE_INVALID', 'Invalid or expired requestState', tool);
   }
 
   /** Records a request refused before any decision, then refuses it with -32602 (the message is the agent's). */
