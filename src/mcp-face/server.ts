@@ -10,6 +10,7 @@ import type { CallPipeline } from '../pipeline/call-pipeline.js';
 import type { ListView } from '../pipeline/list-view.js';
 import { isLogLevel, LOG_LEVELS } from '../pipeline/log-levels.js';
 import type { CallContext, ProbePort, StatePort } from '../pipeline/ports.js';
+import type { ResourceSubscriptions } from '../pipeline/subscriptions.js';
 
 export const SERVER_INFO = { name: 'micro-mcp', version: '0.1.0' };
 
@@ -38,6 +39,7 @@ export interface FaceDeps {
   lists: ListView;
   state: StatePort;
   probes: ProbePort;
+  subscriptions: ResourceSubscriptions;
   /** The CallContext of the request a handler serves (from the HTTP edge, or the stdio principal). */
   contextOf: (ctx: ServerContext) => CallContext;
 }
@@ -47,7 +49,8 @@ export function buildServer(d: FaceDeps): Server {
     capabilities: {
       tools: { listChanged: true },
       prompts: { listChanged: true },
-      resources: { listChanged: true },
+      resources: { listChanged: true, subscribe: true },
+      completions: {},
       logging: {},
     },
     instructions: INSTRUCTIONS,
@@ -97,6 +100,18 @@ export function buildServer(d: FaceDeps): Server {
   server.setRequestHandler('resources/list', (req, ctx) => lists.resources(contextOf(ctx), req.params?.cursor));
   server.setRequestHandler('resources/templates/list', (req, ctx) => lists.resourceTemplates(contextOf(ctx), req.params?.cursor));
   server.setRequestHandler('resources/read', (req, ctx) => calls.readResource(contextOf(ctx), req.params, ctx));
+  server.setRequestHandler('completion/complete', (req, ctx) => calls.complete(contextOf(ctx), req.params, ctx));
+  // This server's agent (a 2025 session; the stdio client): its subscriptions end with it.
+  const agent = {};
+  server.setRequestHandler('resources/subscribe', async (req, ctx) => {
+    await d.subscriptions.subscribe(agent, contextOf(ctx), req.params, ctx, (uri) => server.sendResourceUpdated({ uri }));
+    return {};
+  });
+  server.setRequestHandler('resources/unsubscribe', async (req) => {
+    d.subscriptions.unsubscribe(agent, req.params.uri);
+    return {};
+  });
+  server.onclose = () => d.subscriptions.dropAgent(agent);
   server.onerror = () => undefined;
   return server;
 }

@@ -5,7 +5,17 @@
  */
 import { randomUUID } from 'node:crypto';
 import { inputRequired, isInputRequiredResult, ProtocolError } from '@modelcontextprotocol/server';
-import type { CallToolRequest, GetPromptRequest, InputRequiredResult, LoggingLevel, ReadResourceRequest, ServerContext } from '@modelcontextprotocol/server';
+import type {
+  CallToolRequest,
+  CompleteRequest,
+  CompleteResult,
+  GetPromptRequest,
+  InputRequiredResult,
+  LoggingLevel,
+  ReadResourceRequest,
+  ServerContext,
+  SubscribeRequest,
+} from '@modelcontextprotocol/server';
 import { CREDENTIAL_META_KEY, PURPOSE_META_KEY } from '../../schemas/contracts/service-credential.js';
 import { principalKey } from '../auth/state.js';
 import type { Clock } from '../clock.js';
@@ -133,6 +143,83 @@ export class CallPipeline {
       args: { uri },
       params: { uri },
     });
+  }
+
+  /**
+   * completion/complete, routed to the service that owns the prompt or the resource template and
+   * decided by policy (action `complete`; the `tool` facts name the prompt or the template; the
+   * arguments are the ones given so far with the one being completed).
+   */
+  async complete(cc: CallContext, params: CompleteRequest['params'], ctx: ServerContext): Promise<CompleteResult> {
+    const r = await this.completeRound(cc, params, ctx);
+    // Completion has no input rounds in the protocol: a service that asks for input answered wrongly.
+    if (isInputRequiredResult(r))
+      throw toProtocolError(new GatewayError('ERR_SERVICE_ERROR', 'the service answered completion/complete with an input request'));
+    return r;
+  }
+
+  private async completeRound(cc: CallContext, params: CompleteRequest['params'], ctx: ServerContext): Promise<ForwardResult<'completion/complete'>> {
+    const { ref, argument } = params;
+    const args = { ...(params.context?.arguments ?? {}), [argument.name]: argument.value };
+    const context = params.context ? { context: params.context } : {};
+    if (ref.type === 'ref/prompt') {
+      const p = this.d.catalog.prompt(ref.name);
+      if (!p) return this.refuse(cc, 'completion/complete', 'ERR_PROMPT_NOT_FOUND', `Unknown prompt: ${ref.name}`, ref.name);
+      return this.decideAndForward(cc, ctx, {
+        method: 'completion/complete',
+        service: p.service,
+        label: p.name,
+        facts: p.facts,
+        args,
+        params: { ref: { type: 'ref/prompt', name: p.local }, argument, ...context },
+      });
+    }
+    const service = this.d.catalog.templateService(ref.uri) ?? this.d.catalog.resourceService(ref.uri);
+    if (!service) return this.refuse(cc, 'completion/complete', 'ERR_RESOURCE_NOT_FOUND', `Resource not found: ${ref.uri}`, ref.uri, { uri: ref.uri });
+    return this.decideAndForward(cc, ctx, {
+      method: 'completion/complete',
+      service,
+      label: ref.uri,
+      facts: this.d.catalog.resourceFacts(service, ref.uri),
+      args,
+      params: { ref, argument, ...context },
+    });
+  }
+
+  /**
+   * resources/subscribe, decided by policy (action `subscribe_resource`, facts as for reading the URI)
+   * and forwarded to the owning service (subscribing twice is harmless). Returns the owning service.
+   */
+  async subscribe(cc: CallContext, params: SubscribeRequest['params'], ctx: ServerContext): Promise<string> {
+    const { uri } = params;
+    const service = this.d.catalog.resourceService(uri);
+    if (!service) return this.refuse(cc, 'resources/subscribe', 'ERR_RESOURCE_NOT_FOUND', `Resource not found: ${uri}`, uri, { uri });
+    await this.decideAndForward(cc, ctx, {
+      method: 'resources/subscribe',
+      service,
+      label: uri,
+      facts: this.d.catalog.resourceFacts(service, uri),
+      args: { uri },
+      params: { uri },
+    });
+    return service;
+  }
+
+  /**
+   * Whether the principal may read `uri` of `service` now (a notification about it is delivered only
+   * then): the read decided again, like the list phase, without a record (nothing is forwarded).
+   */
+  mayRead(cc: CallContext, service: string, uri: string): boolean {
+    const input = buildPolicyInput({
+      method: 'resources/read',
+      principal: cc.principal,
+      purpose: null,
+      tool: this.d.catalog.resourceFacts(service, uri),
+      arguments: { uri },
+      resource: this.d.resources?.get(service),
+      context: { time: new Date(this.d.clock.now()).toISOString(), request_id: cc.requestId, session_id: cc.sessionId, client_ip: cc.clientIp },
+    });
+    return this.decide(input, randomUUID()).allow;
   }
 
   private async decideAndForward<M extends ForwardMethod>(cc: CallContext, ctx: ServerContext, r: Forward<M>): Promise<ForwardResult<M>> {

@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events';
 import { Client, LOG_LEVEL_META_KEY, ProtocolError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import type {
   CallToolRequestParams,
+  CompleteRequestParams,
   CreateMessageRequest,
   CreateMessageResult,
   DiscoverResult,
@@ -26,8 +27,10 @@ import type {
   ResultTypeMap,
   Resource,
   ResourceTemplateType as ResourceTemplate,
+  SubscribeRequestParams,
   Tool,
   Transport,
+  UnsubscribeRequestParams,
 } from '@modelcontextprotocol/client';
 import path from 'node:path';
 import { CREDENTIAL_ENV, CREDENTIAL_META_KEY } from '../../schemas/contracts/service-credential.js';
@@ -44,7 +47,7 @@ export type InteractionRequest = ElicitRequest | CreateMessageRequest;
 export type InteractionAnswer<R extends InteractionRequest> = R extends ElicitRequest ? ElicitResult : CreateMessageResult;
 
 /** The methods the gateway forwards to a service on an agent's behalf. */
-export type ForwardMethod = 'tools/call' | 'prompts/get' | 'resources/read';
+export type ForwardMethod = 'tools/call' | 'prompts/get' | 'resources/read' | 'completion/complete' | 'resources/subscribe' | 'resources/unsubscribe';
 /** 2026-07-28 multi-round-trip retry fields, which travel in a retried request's params. */
 type RetryParams = {
   inputResponses?: Record<string, unknown>;
@@ -54,6 +57,9 @@ interface ForwardParamsMap {
   'tools/call': CallToolRequestParams;
   'prompts/get': GetPromptRequestParams;
   'resources/read': ReadResourceRequestParams;
+  'completion/complete': CompleteRequestParams;
+  'resources/subscribe': SubscribeRequestParams;
+  'resources/unsubscribe': UnsubscribeRequestParams;
 }
 /** Their params as sent to the service (the agent's, with the local name and the gateway's `_meta`). */
 export type ForwardParams<M extends ForwardMethod> = ForwardParamsMap[M] & RetryParams;
@@ -103,10 +109,17 @@ class GatewayClient extends Client {
   readonly progressRoutes = new Map<string, (p: ProgressParams) => void>();
   /** Where the service's log messages go (the connection attributes them to a call). */
   onLog: ((p: LoggingMessageNotificationParams) => void) | undefined;
+  /** Where the service's `notifications/resources/updated` go (the gateway's subscription registry). */
+  onUpdated: ((uri: string) => void) | undefined;
 
   protected override _onnotification(raw: JSONRPCNotification, extra?: MessageExtraInfo): void {
     if (raw.method === 'notifications/message') {
       this.onLog?.((raw.params ?? {}) as LoggingMessageNotificationParams);
+      return;
+    }
+    if (raw.method === 'notifications/resources/updated') {
+      const uri = (raw.params as { uri?: unknown } | undefined)?.uri;
+      if (typeof uri === 'string') this.onUpdated?.(uri);
       return;
     }
     if (raw.method === 'notifications/progress') {
@@ -349,6 +362,7 @@ export class ServiceConnection extends EventEmitter {
       },
     });
     client.onLog = (p) => this.logMessage(p);
+    client.onUpdated = (uri) => this.emit('resourceUpdated', uri);
     client.setRequestHandler('elicitation/create', (req) => this.interaction(req));
     client.setRequestHandler('sampling/createMessage', (req) => this.interaction(req));
     client.onerror = (err) => this.log.debug({ service: this.name, err: err.message }, 'service transport error');

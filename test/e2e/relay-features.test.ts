@@ -2,14 +2,15 @@
  * Issue #11 point 1 (the relay half): features beyond tools pass through with their semantics, for
  * agents of both eras (SDK 2.x of each era, SDK 1.x) and services of both eras (the echo fixture as
  * a 2025 and as a 2026-07-28 service): logging (each agent's own level; a service's messages reach
- * only the agent whose call caused them), prompts/get input_required retries. Bad input is refused
- * with -32602 and audited.
+ * only the agent whose call caused them), prompts/get input_required retries, completion (routed to
+ * the owner of the prompt or template, decided by policy), resource subscriptions (decided by policy,
+ * updates only to subscribed agents). Bad input is refused with a clear error and audited.
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/client';
-import { EmptyResultSchema, LoggingMessageNotificationSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { EmptyResultSchema, LoggingMessageNotificationSchema, McpError, ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { type Line, readRecords } from '../helpers/audit.js';
 import { connect, connectV1, echoService, eventually, type Gateway, startGateway } from '../helpers/harness.js';
 
@@ -117,4 +118,79 @@ describe('relay: logging, prompts', () => {
       assert.deepEqual(r.messages, [{ role: 'user', content: { type: 'text', text: 'Hello Ada (state ask-round-1)' } }]);
     });
   }
+
+  for (const era of ['modern', 'legacy'] as const) {
+    for (const svc of SERVICES) {
+      test(`completion/complete (${era} agent, ${svc}): routed to the prompt's service, local name, exact values`, async () => {
+        const client = await connect(gw, era, { token: await gw.token({ sub: `complete-${era}` }) });
+        clients.push(client);
+        const r = await client.complete({ ref: { type: 'ref/prompt', name: `${svc}.greet` }, argument: { name: 'who', value: 'A' } });
+        assert.deepEqual(r.completion, { values: ['Ada', 'Alan'], total: 2, hasMore: false });
+      });
+    }
+  }
+
+  test("completion/complete of a resource template goes to the template's service; both are decided by policy", async () => {
+    const v1 = await connectV1(gw, { token: await gw.token({ sub: 'complete-v1' }) });
+    clients.push(v1);
+    const r = await v1.complete({ ref: { type: 'ref/resource', uri: 'echo://items/{id}' }, argument: { name: 'id', value: '1' } });
+    assert.deepEqual(r.completion, { values: ['1', '10'], total: 2, hasMore: false });
+    // Without the service's scope the same completion is denied by both engines.
+    const other = await connectV1(gw, { token: await gw.token({ sub: 'complete-noscope', scopes: ['fs:read'] }) });
+    clients.push(other);
+    const e = await other.complete({ ref: { type: 'ref/prompt', name: 'legacyecho.greet' }, argument: { name: 'who', value: 'A' } }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    assert.ok(e instanceof McpError, String(e));
+    assert.equal(e.code, -32003);
+    assert.equal(e.message, 'MCP error -32003: denied by policy: service_content_scope_missing');
+  });
+
+  test("resources/subscribe (2025 agents): decided by policy; updates reach only subscribed agents; the last unsubscribe ends the service's", async () => {
+    const uri = 'echo://static/info';
+    const a = await collecting2('legacy', 'sub-a');
+    const aGot: string[] = [];
+    a.client.setNotificationHandler('notifications/resources/updated', (n) => void aGot.push(n.params.uri));
+    const b = await connectV1(gw, { token: await gw.token({ sub: 'sub-b' }) });
+    clients.push(b);
+    const bGot: string[] = [];
+    b.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => void bGot.push(n.params.uri));
+
+    await a.client.subscribeResource({ uri });
+    assert.equal(text(await b.callTool({ name: 'legacyecho.touch', arguments: { uri } })), `updated ${uri}`);
+    await eventually(() => aGot.length >= 1);
+    // B subscribes now; the next update reaches both, B's first is the event that would have shown an earlier one.
+    await b.subscribeResource({ uri });
+    await b.callTool({ name: 'legacyecho.touch', arguments: { uri } });
+    await eventually(() => aGot.length >= 2 && bGot.length >= 1);
+    assert.deepEqual(aGot, [uri, uri]);
+    assert.deepEqual(bGot, [uri]);
+
+    // Unsubscribing: the service keeps its subscription while B holds one, and drops it after the last.
+    await a.client.unsubscribeResource({ uri });
+    assert.equal(text(await b.callTool({ name: 'legacyecho.touch', arguments: { uri } })), `updated ${uri}`);
+    await eventually(() => bGot.length >= 2);
+    await b.unsubscribeResource({ uri });
+    await eventually(async () => text(await b.callTool({ name: 'legacyecho.touch', arguments: { uri } })) === `not subscribed ${uri}`);
+    assert.deepEqual(aGot, [uri, uri], 'A got nothing after it unsubscribed');
+  });
+
+  test('resources/subscribe to a resource the agent may not read: the policy denial, audited; nothing subscribed', async () => {
+    const sub = 'sub-denied';
+    const c = await connectV1(gw, { token: await gw.token({ sub, scopes: ['fs:read'] }) });
+    clients.push(c);
+    const e = await c.subscribeResource({ uri: 'echo://static/info' }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    assert.ok(e instanceof McpError, String(e));
+    assert.equal(e.code, -32003);
+    assert.equal(e.message, 'MCP error -32003: denied by policy: service_content_scope_missing');
+    const rec = readRecords(path.join(gw.dir, 'audit'))
+      .map((l) => l.rec)
+      .find((r) => r.kind === 'decision' && (r.principal as { id?: string } | undefined)?.id === sub);
+    assert.equal(rec?.method, 'resources/subscribe');
+    assert.equal((rec?.result as { allow?: boolean } | undefined)?.allow, false);
+  });
 });
