@@ -33,7 +33,7 @@ reasons := {"default_deny: no policy grants this tool to this principal"} if {
 # input.action comes from the gateway's one method table (the same action Cedar is asked about).
 _tool_method if input.action in {"list_tools", "call_tool"}
 
-_content_method if input.action in {"list_prompts", "get_prompt", "list_resources", "list_resource_templates", "read_resource"}
+_content_method if input.action in {"list_prompts", "get_prompt", "list_resources", "list_resource_templates", "read_resource", "subscribe_resource", "complete"}
 
 _call if input.action == "call_tool"
 

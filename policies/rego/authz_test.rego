@@ -41,6 +41,8 @@ _methods := {
 	"resources/list": {"phase": "list", "action": "list_resources"},
 	"resources/templates/list": {"phase": "list", "action": "list_resource_templates"},
 	"resources/read": {"phase": "call", "action": "read_resource"},
+	"resources/subscribe": {"phase": "call", "action": "subscribe_resource"},
+	"completion/complete": {"phase": "call", "action": "complete"},
 }
 
 # An input for another method: phase and action follow the method, as the gateway sets them.
@@ -72,7 +74,7 @@ test_agent_cannot_call_third_party_tool_without_namespace_scope if {
 }
 
 test_agent_can_read_third_party_resources_and_prompts_with_namespace_scope if {
-	every method in ["resources/read", "resources/list", "resources/templates/list", "prompts/get", "prompts/list"] {
+	every method in ["resources/read", "resources/subscribe", "resources/list", "resources/templates/list", "prompts/get", "prompts/list", "completion/complete"] {
 		inp := _with_method(_input({"scopes": ["everything:call"], "tool": _tool("everything", "static", {})}), method)
 		authz.allow with input as inp
 		_ids(authz.reasons) == {"service_content_scope"} with input as inp
@@ -80,9 +82,11 @@ test_agent_can_read_third_party_resources_and_prompts_with_namespace_scope if {
 }
 
 test_agent_cannot_read_third_party_resources_without_namespace_scope if {
-	inp := _with_method(_input({"scopes": ["other:call"], "tool": _tool("everything", "simple", {})}), "prompts/get")
-	not authz.allow with input as inp
-	_ids(authz.reasons) == {"service_content_scope_missing"} with input as inp
+	every method in ["prompts/get", "resources/subscribe", "completion/complete"] {
+		inp := _with_method(_input({"scopes": ["other:call"], "tool": _tool("everything", "simple", {})}), method)
+		not authz.allow with input as inp
+		_ids(authz.reasons) == {"service_content_scope_missing"} with input as inp
+	}
 }
 
 test_anyone_cannot_read_resources_without_a_grant if {

@@ -4,6 +4,8 @@
  * ajv adapter, before the handler) -> `guardCall` -> handler -> output schema check. Expected
  * refusals are `ToolError`s and become MCP tool errors (`isError: true`) with their message; any
  * other exception becomes a generic tool error so internal detail (paths, stack) never leaks.
+ * An error result carries no `structuredContent` (clients validate it against the success-shaped
+ * `outputSchema`); its code rides in `_meta` (schemas/contracts/tool-error.ts).
  */
 import { Ajv } from 'ajv';
 import type { ErrorObject, ValidateFunction } from 'ajv';
@@ -11,6 +13,8 @@ import type { CallToolResult, McpServer, ServerContext, StandardSchemaWithJSON, 
 import { guardCall, CallRefusedError } from './guard.js';
 import type { CallGrant } from './guard.js';
 import type { Logger } from './log.js';
+import { TOOL_ERROR_META_KEY } from '../../schemas/contracts/tool-error.js';
+import type { ToolErrorFacts } from '../../schemas/contracts/tool-error.js';
 
 /** A JSON Schema object (draft-07 subset used by our tools). */
 export type JsonSchema = Record<string, unknown>;
@@ -78,10 +82,14 @@ export function ajvSchema(schema: JsonSchema): StandardSchemaWithJSON<Record<str
   };
 }
 
-/** A tool error result with a clear message. */
+/**
+ * A tool error result with a clear message. No `structuredContent`: it would have to match the tool's
+ * success-shaped outputSchema, and SDK clients that validate it would replace the message with a
+ * schema complaint. The stable code (and details such as `retry_after_s`) rides in `_meta`.
+ */
 export function toolErrorResult(message: string, code = 'error', details: Readonly<Record<string, string | number | boolean>> = {}): CallToolResult {
-  // The stable code rides in structuredContent so the gateway can audit it without parsing text.
-  return { content: [{ type: 'text', text: message }], structuredContent: { error: { ...details, code, message } }, isError: true };
+  const facts: ToolErrorFacts = { ...details, code, message };
+  return { content: [{ type: 'text', text: message }], isError: true, _meta: { [TOOL_ERROR_META_KEY]: facts } };
 }
 
 /** Registers the tools on `server`, routing every call through `guardCall` and logging outcomes only. */

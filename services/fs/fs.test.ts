@@ -8,7 +8,17 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, symlinkSync, renameSync, unlinkSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PROC_FD_READ, REPO, buildFsFixture, codeReadFlags, loadPathEscape, resultText, startService, testMinter } from '../../test/corpora/harness.js';
+import {
+  PROC_FD_READ,
+  REPO,
+  buildFsFixture,
+  codeReadFlags,
+  loadPathEscape,
+  resultText,
+  startService,
+  testMinter,
+  toolErrorOf,
+} from '../../test/corpora/harness.js';
 import type { RunningService } from '../../test/corpora/harness.js';
 import { VirtualTree } from './paths.js';
 import { fsTools } from './tools.js';
@@ -386,7 +396,7 @@ test('the credential narrows the reach: a path outside its roots is refused by t
   ] as const) {
     const r = await withReach(tool, args, ['/pub/sub', '/publications']);
     assert.equal(r.isError, true, `${tool}: ${JSON.stringify(r)}`);
-    assert.equal((r.structuredContent as { error: { code: string } }).error.code, 'path_not_in_reach', tool);
+    assert.equal(toolErrorOf(r)?.code, 'path_not_in_reach', tool);
     assert.doesNotMatch(resultText(r), /utf8|pub/);
   }
 });

@@ -11,7 +11,7 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { REPO, codeReadFlags, resultText, startService, startTestServer } from '../../test/corpora/harness.js';
+import { REPO, codeReadFlags, resultText, startService, startTestServer, toolErrorOf } from '../../test/corpora/harness.js';
 import type { RunningService, TestServer } from '../../test/corpora/harness.js';
 import { localEmbedding } from './embedder.js';
 import { chunkText } from './indexer.js';
@@ -54,7 +54,7 @@ interface Result {
 }
 
 const results = (r: { structuredContent?: unknown }): Result[] => (r.structuredContent as { results: Result[] }).results;
-const errorCode = (r: { structuredContent?: unknown }): string | undefined => (r.structuredContent as { error?: { code: string } } | undefined)?.error?.code;
+const errorCode = (r: { isError?: unknown; _meta?: unknown; structuredContent?: unknown }): string | undefined => toolErrorOf(r)?.code;
 
 const cos = (a: Float32Array, b: Float32Array) => a.reduce((s, x, i) => s + x * b[i]!, 0);
 

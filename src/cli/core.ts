@@ -18,6 +18,7 @@ import { memoryState } from '../state/memory.js';
 import { redisState } from '../state/redis.js';
 import type { SharedState } from '../state/state.js';
 import { CallPipeline } from '../pipeline/call-pipeline.js';
+import { ResourceSubscriptions } from '../pipeline/subscriptions.js';
 import { InFlight } from '../pipeline/in-flight.js';
 import { ListView } from '../pipeline/list-view.js';
 import type { ProbePort, StatePort } from '../pipeline/ports.js';
@@ -39,6 +40,8 @@ export interface Core {
   catalog: Catalog;
   lists: ListView;
   calls: CallPipeline;
+  /** Agents' resource subscriptions (decided, forwarded, updates delivered to who may read). */
+  subscriptions: ResourceSubscriptions;
   inFlight: InFlight;
   probes: ProbePort;
   authConfig: AuthConfig;
@@ -132,7 +135,9 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
     shared.peers.serve((body) => calls.resumeForPeer(body)),
     (stop) => stop(),
   );
+  const subscriptions = new ResourceSubscriptions({ calls, catalog, probes, log });
   return {
+    subscriptions,
     log,
     audit,
     refusals,

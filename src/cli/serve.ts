@@ -161,7 +161,7 @@ export async function startGateway(config: Config, opts: { host: string; port: n
   const face = await life.acquire(
     'MCP face',
     new McpFace(
-      { calls, lists, state: core.state, probes: core.probes },
+      { calls, lists, state: core.state, probes: core.probes, subscriptions: core.subscriptions },
       {
         maxBodyBytes: config.server.max_body_bytes,
         sessionIdleMs: config.server.session_idle_timeout_s * 1000,

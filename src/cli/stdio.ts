@@ -56,6 +56,7 @@ async function serveStdioOn(life: Lifecycle, v: ReturnType<typeof parseCommon>):
         lists: core.lists,
         state: core.state,
         probes: core.probes,
+        subscriptions: core.subscriptions,
         contextOf: (ctx): CallContext => ({
           principal,
           era,

@@ -3,12 +3,14 @@
  * pipeline (list view or call pipeline) with the request's CallContext. Built per 2026-era request
  * (stateless) or per 2025-era session; either way it holds no catalog copy, only handler closures.
  */
-import { Server } from '@modelcontextprotocol/server';
-import type { ServerContext } from '@modelcontextprotocol/server';
+import { LOG_LEVEL_META_KEY, ProtocolError, Server } from '@modelcontextprotocol/server';
+import type { LoggingLevel, ServerContext, StandardSchemaV1 } from '@modelcontextprotocol/server';
 import { principalKey } from '../auth/state.js';
 import type { CallPipeline } from '../pipeline/call-pipeline.js';
 import type { ListView } from '../pipeline/list-view.js';
+import { isLogLevel, LOG_LEVELS } from '../pipeline/log-levels.js';
 import type { CallContext, ProbePort, StatePort } from '../pipeline/ports.js';
+import type { ResourceSubscriptions } from '../pipeline/subscriptions.js';
 
 export const SERVER_INFO = { name: 'micro-mcp', version: '0.1.0' };
 
@@ -19,12 +21,25 @@ const INSTRUCTIONS =
 /** Everything that depends on the caller is private and not cached: lists are filtered per principal. */
 const PRIVATE = { ttlMs: 0, cacheScope: 'private' as const };
 
+/**
+ * Params handed to a handler unchecked, for the methods whose bad input the handler itself refuses
+ * and audits (the SDK's own check would answer before anything is recorded).
+ */
+const UNCHECKED: StandardSchemaV1<Record<string, unknown>> = {
+  '~standard': {
+    version: 1,
+    vendor: 'micro-mcp',
+    validate: (v: unknown) => ({ value: typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {} }),
+  },
+};
+
 /** What the face is built from: the pipeline, the state signer, and where a request's context comes from. */
 export interface FaceDeps {
   calls: CallPipeline;
   lists: ListView;
   state: StatePort;
   probes: ProbePort;
+  subscriptions: ResourceSubscriptions;
   /** The CallContext of the request a handler serves (from the HTTP edge, or the stdio principal). */
   contextOf: (ctx: ServerContext) => CallContext;
 }
@@ -34,7 +49,9 @@ export function buildServer(d: FaceDeps): Server {
     capabilities: {
       tools: { listChanged: true },
       prompts: { listChanged: true },
-      resources: { listChanged: true },
+      resources: { listChanged: true, subscribe: true },
+      completions: {},
+      logging: {},
     },
     instructions: INSTRUCTIONS,
     cacheHints: {
@@ -58,7 +75,24 @@ export function buildServer(d: FaceDeps): Server {
       },
     },
   });
-  const { calls, lists, contextOf } = d;
+  const { calls, lists } = d;
+  // This server's agent: a 2025 session (one Server each) keeps its logging/setLevel here.
+  let sessionLevel: LoggingLevel | undefined;
+  const contextOf = (ctx: ServerContext): CallContext => {
+    const cc = d.contextOf(ctx);
+    const envelope: Record<string, unknown> = { ...ctx.mcpReq.envelope };
+    const asked = envelope[LOG_LEVEL_META_KEY];
+    return { ...cc, logLevel: cc.era === 'modern' ? (isLogLevel(asked) ? asked : undefined) : (sessionLevel ?? 'debug') };
+  };
+  server.setRequestHandler('logging/setLevel', { params: UNCHECKED }, async (params, ctx) => {
+    if (!isLogLevel(params.level)) {
+      const message = `Invalid params: unknown log level; the levels are ${LOG_LEVELS.join(', ')}`;
+      await d.probes.refused(d.contextOf(ctx), { method: 'logging/setLevel', code: 'ERR_LOG_LEVEL_INVALID', message });
+      throw new ProtocolError(-32602, message);
+    }
+    sessionLevel = params.level;
+    return {};
+  });
   server.setRequestHandler('tools/list', (req, ctx) => lists.tools(contextOf(ctx), req.params?.cursor));
   server.setRequestHandler('tools/call', (req, ctx) => calls.callTool(contextOf(ctx), req.params, ctx));
   server.setRequestHandler('prompts/list', (req, ctx) => lists.prompts(contextOf(ctx), req.params?.cursor));
@@ -66,6 +100,18 @@ export function buildServer(d: FaceDeps): Server {
   server.setRequestHandler('resources/list', (req, ctx) => lists.resources(contextOf(ctx), req.params?.cursor));
   server.setRequestHandler('resources/templates/list', (req, ctx) => lists.resourceTemplates(contextOf(ctx), req.params?.cursor));
   server.setRequestHandler('resources/read', (req, ctx) => calls.readResource(contextOf(ctx), req.params, ctx));
+  server.setRequestHandler('completion/complete', (req, ctx) => calls.complete(contextOf(ctx), req.params, ctx));
+  // This server's agent (a 2025 session; the stdio client): its subscriptions end with it.
+  const agent = {};
+  server.setRequestHandler('resources/subscribe', async (req, ctx) => {
+    await d.subscriptions.subscribe(agent, contextOf(ctx), req.params, ctx, (uri) => server.sendResourceUpdated({ uri }));
+    return {};
+  });
+  server.setRequestHandler('resources/unsubscribe', async (req) => {
+    d.subscriptions.unsubscribe(agent, req.params.uri);
+    return {};
+  });
+  server.onclose = () => d.subscriptions.dropAgent(agent);
   server.onerror = () => undefined;
   return server;
 }

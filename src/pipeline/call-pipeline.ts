@@ -5,7 +5,17 @@
  */
 import { randomUUID } from 'node:crypto';
 import { inputRequired, isInputRequiredResult, ProtocolError, specTypeSchemas } from '@modelcontextprotocol/server';
-import type { CallToolRequest, GetPromptRequest, InputRequiredResult, ReadResourceRequest, ServerContext } from '@modelcontextprotocol/server';
+import type {
+  CallToolRequest,
+  CompleteRequest,
+  CompleteResult,
+  GetPromptRequest,
+  InputRequiredResult,
+  LoggingLevel,
+  ReadResourceRequest,
+  ServerContext,
+  SubscribeRequest,
+} from '@modelcontextprotocol/server';
 import { CREDENTIAL_META_KEY, PURPOSE_META_KEY } from '../../schemas/contracts/service-credential.js';
 import { principalKey } from '../auth/state.js';
 import type { Clock } from '../clock.js';
@@ -17,6 +27,7 @@ import type { Catalog } from '../upstream/catalog.js';
 import type { Forwarded, ForwardMethod, ForwardParams, ForwardResult } from '../upstream/connection.js';
 import type { InFlight } from './in-flight.js';
 import { ParkedCalls, PendingCall, type Finish } from './input-requests.js';
+import { atOrAbove } from './log-levels.js';
 import type { AuditPort, CallContext, CredentialPort, PolicyPort, ProbePort, StatePort } from './ports.js';
 
 export interface CallPipelineDeps {
@@ -44,16 +55,20 @@ export interface CallPipelineDeps {
   peers?: ReplicaCalls;
 }
 
-/** What one round of a forwarded call needs from the agent's request: cancellation, and where progress goes. */
+/** What one round of a forwarded call needs from the agent's request: cancellation, where progress and log messages go. */
 interface RoundContext {
   signal: AbortSignal;
   progress?: (p: { progress: number; total?: number; message?: string }) => Promise<void>;
+  /** The agent's log threshold (none: the service's log messages are not relayed) and where they go. */
+  level?: LoggingLevel;
+  message?: (params: { level: LoggingLevel; data: unknown; logger?: string }) => Promise<void>;
 }
 
-function roundContext(ctx: ServerContext): RoundContext {
+function roundContext(ctx: ServerContext, level: LoggingLevel | undefined): RoundContext {
   const progressToken = ctx.mcpReq._meta?.progressToken;
   return {
     signal: ctx.mcpReq.signal,
+    ...(level !== undefined ? { level, message: (params) => ctx.mcpReq.notify({ method: 'notifications/message', params }) } : {}),
     ...(progressToken === undefined
       ? {}
       : {
@@ -143,14 +158,23 @@ export class CallPipeline {
   async getPrompt(cc: CallContext, params: GetPromptRequest['params'], ctx: ServerContext): Promise<ForwardResult<'prompts/get'>> {
     const p = this.d.catalog.prompt(params.name);
     if (!p) return this.refuse(cc, 'prompts/get', 'ERR_PROMPT_NOT_FOUND', `Unknown prompt: ${params.name}`, params.name);
+    const state = await this.stateOf(cc, ctx, params.name, 'prompts/get');
+    if (state && (state.k !== 'svc' || state.tool !== params.name))
+      return this.refuse(cc, 'prompts/get', 'ERR_INPUT_STATE_INVALID', 'requestState does not belong to this prompt', params.name);
     const args = params.arguments ?? {};
+    const forward: ForwardParams<'prompts/get'> = { name: p.local, arguments: args };
+    if (state) {
+      // The agent's retry of a 2026 service's input_required for this prompt: decided again, then routed back.
+      if (state.inner !== undefined) forward.requestState = state.inner;
+      if (ctx.mcpReq.inputResponses) forward.inputResponses = ctx.mcpReq.inputResponses;
+    }
     return this.decideAndForward(cc, ctx, {
       method: 'prompts/get',
       service: p.service,
       label: p.name,
       facts: p.facts,
       args,
-      params: { name: p.local, arguments: args },
+      params: forward,
     });
   }
 
@@ -166,6 +190,83 @@ export class CallPipeline {
       args: { uri },
       params: { uri },
     });
+  }
+
+  /**
+   * completion/complete, routed to the service that owns the prompt or the resource template and
+   * decided by policy (action `complete`; the `tool` facts name the prompt or the template; the
+   * arguments are the ones given so far with the one being completed).
+   */
+  async complete(cc: CallContext, params: CompleteRequest['params'], ctx: ServerContext): Promise<CompleteResult> {
+    const r = await this.completeRound(cc, params, ctx);
+    // Completion has no input rounds in the protocol: a service that asks for input answered wrongly.
+    if (isInputRequiredResult(r))
+      throw toProtocolError(new GatewayError('ERR_SERVICE_ERROR', 'the service answered completion/complete with an input request'));
+    return r;
+  }
+
+  private async completeRound(cc: CallContext, params: CompleteRequest['params'], ctx: ServerContext): Promise<ForwardResult<'completion/complete'>> {
+    const { ref, argument } = params;
+    const args = { ...(params.context?.arguments ?? {}), [argument.name]: argument.value };
+    const context = params.context ? { context: params.context } : {};
+    if (ref.type === 'ref/prompt') {
+      const p = this.d.catalog.prompt(ref.name);
+      if (!p) return this.refuse(cc, 'completion/complete', 'ERR_PROMPT_NOT_FOUND', `Unknown prompt: ${ref.name}`, ref.name);
+      return this.decideAndForward(cc, ctx, {
+        method: 'completion/complete',
+        service: p.service,
+        label: p.name,
+        facts: p.facts,
+        args,
+        params: { ref: { type: 'ref/prompt', name: p.local }, argument, ...context },
+      });
+    }
+    const service = this.d.catalog.templateService(ref.uri) ?? this.d.catalog.resourceService(ref.uri);
+    if (!service) return this.refuse(cc, 'completion/complete', 'ERR_RESOURCE_NOT_FOUND', `Resource not found: ${ref.uri}`, ref.uri, { uri: ref.uri });
+    return this.decideAndForward(cc, ctx, {
+      method: 'completion/complete',
+      service,
+      label: ref.uri,
+      facts: this.d.catalog.resourceFacts(service, ref.uri),
+      args,
+      params: { ref, argument, ...context },
+    });
+  }
+
+  /**
+   * resources/subscribe, decided by policy (action `subscribe_resource`, facts as for reading the URI)
+   * and forwarded to the owning service (subscribing twice is harmless). Returns the owning service.
+   */
+  async subscribe(cc: CallContext, params: SubscribeRequest['params'], ctx: ServerContext): Promise<string> {
+    const { uri } = params;
+    const service = this.d.catalog.resourceService(uri);
+    if (!service) return this.refuse(cc, 'resources/subscribe', 'ERR_RESOURCE_NOT_FOUND', `Resource not found: ${uri}`, uri, { uri });
+    await this.decideAndForward(cc, ctx, {
+      method: 'resources/subscribe',
+      service,
+      label: uri,
+      facts: this.d.catalog.resourceFacts(service, uri),
+      args: { uri },
+      params: { uri },
+    });
+    return service;
+  }
+
+  /**
+   * Whether the principal may read `uri` of `service` now (a notification about it is delivered only
+   * then): the read decided again, like the list phase, without a record (nothing is forwarded).
+   */
+  mayRead(cc: CallContext, service: string, uri: string): boolean {
+    const input = buildPolicyInput({
+      method: 'resources/read',
+      principal: cc.principal,
+      purpose: null,
+      tool: this.d.catalog.resourceFacts(service, uri),
+      arguments: { uri },
+      resource: this.d.resources?.get(service),
+      context: { time: new Date(this.d.clock.now()).toISOString(), request_id: cc.requestId, session_id: cc.sessionId, client_ip: cc.clientIp },
+    });
+    return this.decide(input, randomUUID()).allow;
   }
 
   private async decideAndForward<M extends ForwardMethod>(cc: CallContext, ctx: ServerContext, r: Forward<M>): Promise<ForwardResult<M>> {
@@ -274,6 +375,7 @@ export class CallPipeline {
           meta: { ...meta, [CREDENTIAL_META_KEY]: credential },
           signal: call.controller.signal,
           onprogress: (p) => call.progress?.(p),
+          ...(cc.logLevel ? { log: { level: cc.logLevel, relay: (p) => call.log?.(p) } } : {}),
           ...(r.park ? { sink: call } : {}),
         })
         .finally(() => {
@@ -281,7 +383,7 @@ export class CallPipeline {
           left();
         }),
     );
-    return this.round(call, roundContext(ctx), r.park);
+    return this.round(call, roundContext(ctx, cc.logLevel), r.park);
   }
 
   /** Decides one call; an engine that throws denies (fail closed). */
@@ -330,6 +432,16 @@ export class CallPipeline {
         : (p) => {
             relayed = relayed.then(() => progress(p)).catch(() => undefined);
           };
+    // The service's log messages of this call, at or above this agent's threshold, in the same chain.
+    const { level, message } = rc;
+    call.log =
+      level === undefined || message === undefined
+        ? undefined
+        : (p) => {
+            if (!atOrAbove(p.level, level)) return;
+            const params = { level: p.level, data: p.data, ...(typeof p.logger === 'string' ? { logger: p.logger } : {}) };
+            relayed = relayed.then(() => message(params)).catch(() => undefined);
+          };
     const onAbort = () => call.abandon('cancelled by the agent');
     rc.signal.addEventListener('abort', onAbort, { once: true });
     try {
@@ -339,6 +451,7 @@ export class CallPipeline {
         // Only interactive calls register as the service's sink, so only they can see an interaction.
         if (!park) throw toProtocolError(new GatewayError('ERR_INTERNAL', 'an input request reached a call that cannot ask the agent'));
         call.progress = undefined;
+        call.log = undefined;
         park(call);
         // The service's call goes on across rounds under this one decision: its outcome is written when it ends.
         const requestState = this.d.state.sign(call.principalId, {
@@ -381,7 +494,7 @@ export class CallPipeline {
     const call = this.parked.take(state.id, principalKey(cc.principal));
     if (!call) return this.stateRefused(cc, 'the input request has expired or belongs to another caller');
     call.answer(answer);
-    return this.round(call, roundContext(ctx), (c) => this.parked.park(c));
+    return this.round(call, roundContext(ctx, cc.logLevel), (c) => this.parked.park(c));
   }
 
   /**
@@ -438,12 +551,17 @@ export class CallPipeline {
     throw toProtocolError(e);
   }
 
-  private async stateOf(cc: CallContext, ctx: ServerContext, tool: string): Promise<PipelineState | undefined> {
+  private async stateOf(
+    cc: CallContext,
+    ctx: ServerContext,
+    tool: string,
+    method: 'tools/call' | 'prompts/get' = 'tools/call',
+  ): Promise<PipelineState | undefined> {
     // Verified (signature, principal, expiry) by the server's requestState hook before the handler runs.
     const s: unknown = ctx.mcpReq.requestState();
     if (s === undefined) return undefined;
     if (isPipelineState(s)) return s;
-    return this.refuse(cc, 'tools/call', 'ERR_INPUT_STATE_INVALID', 'Invalid or expired requestState', tool);
+    return this.refuse(cc, method, 'ERR_INPUT_STATE_INVALID', 'Invalid or expired requestState', tool);
   }
 
   /** Records a request refused before any decision, then refuses it with -32602 (the message is the agent's). */

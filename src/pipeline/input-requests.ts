@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { specTypeSchemas } from '@modelcontextprotocol/server';
-import type { CreateMessageResult, ElicitResult } from '@modelcontextprotocol/server';
+import type { CreateMessageResult, ElicitResult, LoggingMessageNotificationParams } from '@modelcontextprotocol/server';
 import type { OutcomeInput } from '../audit/records.js';
 import type { Clock } from '../clock.js';
 import type { InteractionAnswer, InteractionRequest, InteractionSink } from '../upstream/connection.js';
@@ -44,6 +44,8 @@ export class PendingCall<T> implements InteractionSink {
   private seq = 0;
   /** Progress of the service goes to whichever agent request is the active round. */
   progress: ((p: { progress: number; total?: number; message?: string }) => void) | undefined;
+  /** Log messages of the service attributed to this call go to the active round's agent request too. */
+  log: ((p: LoggingMessageNotificationParams) => void) | undefined;
 
   constructor(
     readonly principalId: string,

@@ -3,6 +3,7 @@
  * request carries through it. The composition root (src/cli) wires the real implementations
  * (policy/, audit/, auth/) in; nothing in this folder signs, records or decides by itself.
  */
+import type { LoggingLevel } from '@modelcontextprotocol/server';
 import type { CredentialReach } from '../../schemas/contracts/service-credential.js';
 import type { DecisionInput, OutcomeInput } from '../audit/records.js';
 import type { Decision, PolicyInput, Principal } from '../types.js';
@@ -15,6 +16,12 @@ export interface CallContext {
   readonly sessionId: string | null;
   readonly requestId: string;
   readonly clientIp: string | null;
+  /**
+   * The agent's log threshold: a service's `notifications/message` during this request's call is
+   * relayed at or above it; undefined relays none. 2026-07-28: the request's `logLevel` envelope key
+   * (none: no messages, as the spec says); 2025: the session's `logging/setLevel` (none yet: every level).
+   */
+  readonly logLevel?: LoggingLevel | undefined;
 }
 
 export interface PolicyPort {

@@ -90,6 +90,8 @@ describe('buildPolicyInput', () => {
     assert.equal(pick('resources/list'), 'list:list_resources');
     assert.equal(pick('resources/templates/list'), 'list:list_resource_templates');
     assert.equal(pick('resources/read'), 'call:read_resource');
+    assert.equal(pick('resources/subscribe'), 'call:subscribe_resource');
+    assert.equal(pick('completion/complete'), 'call:complete');
     assert.equal(buildPolicyInput({ ...base, method: 'ping' }).action, '', 'unknown: the combiner refuses it');
   });
   it('url facts, named facts by JSON pointer, and a root, for any service name', () => {

@@ -14,6 +14,8 @@ export const POLICY_METHODS = Object.freeze({
   'resources/list': { action: 'list_resources', phase: 'list' },
   'resources/templates/list': { action: 'list_resource_templates', phase: 'list' },
   'resources/read': { action: 'read_resource', phase: 'call' },
+  'resources/subscribe': { action: 'subscribe_resource', phase: 'call' },
+  'completion/complete': { action: 'complete', phase: 'call' },
 } as const satisfies Record<string, { action: string; phase: PolicyPhase }>);
 
 export type PolicyMethod = keyof typeof POLICY_METHODS;

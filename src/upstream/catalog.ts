@@ -124,6 +124,7 @@ export class Catalog extends EventEmitter {
       this.expose.set(name, cfg.expose);
       const conn = new ServiceConnection(name, cfg, log.child({ service: name }), environmentFor(name));
       conn.on('changed', (kind: ChangeKind | 'all') => this.rebuild(kind, name));
+      conn.on('resourceUpdated', (uri: string) => this.emit('resourceUpdated', name, uri));
       this.services.set(name, conn);
     }
   }
@@ -173,6 +174,11 @@ export class Catalog extends EventEmitter {
   /** The policy's `tool` facts for reading one resource: the URI names it, the service is its namespace. */
   resourceFacts(service: string, uri: string): ToolFacts {
     return { name: uri, namespace: service, local_name: uri, annotations: {}, definition_hash: sha256(uri) };
+  }
+
+  /** The service that published this resource template (exactly this `uriTemplate`), for completion. */
+  templateService(uriTemplate: string): string | undefined {
+    return this.templateList.find((t) => t.template.uriTemplate === uriTemplate)?.service;
   }
 
   /** The service that serves a resource URI: the one that listed it, else the first whose template matches. */

@@ -6,9 +6,10 @@
  * service processes. Calls are multiplexed over it by JSON-RPC id.
  */
 import { EventEmitter } from 'node:events';
-import { Client, ProtocolError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { Client, LOG_LEVEL_META_KEY, ProtocolError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import type {
   CallToolRequestParams,
+  CompleteRequestParams,
   CreateMessageRequest,
   CreateMessageResult,
   DiscoverResult,
@@ -17,6 +18,8 @@ import type {
   GetPromptRequestParams,
   InputRequiredResult,
   JSONRPCNotification,
+  LoggingLevel,
+  LoggingMessageNotificationParams,
   MessageExtraInfo,
   Prompt,
   ReadResourceRequestParams,
@@ -24,8 +27,10 @@ import type {
   ResultTypeMap,
   Resource,
   ResourceTemplateType as ResourceTemplate,
+  SubscribeRequestParams,
   Tool,
   Transport,
+  UnsubscribeRequestParams,
 } from '@modelcontextprotocol/client';
 import path from 'node:path';
 import { CREDENTIAL_ENV, CREDENTIAL_META_KEY } from '../../schemas/contracts/service-credential.js';
@@ -42,7 +47,7 @@ export type InteractionRequest = ElicitRequest | CreateMessageRequest;
 export type InteractionAnswer<R extends InteractionRequest> = R extends ElicitRequest ? ElicitResult : CreateMessageResult;
 
 /** The methods the gateway forwards to a service on an agent's behalf. */
-export type ForwardMethod = 'tools/call' | 'prompts/get' | 'resources/read';
+export type ForwardMethod = 'tools/call' | 'prompts/get' | 'resources/read' | 'completion/complete' | 'resources/subscribe' | 'resources/unsubscribe';
 /** 2026-07-28 multi-round-trip retry fields, which travel in a retried request's params. */
 type RetryParams = {
   inputResponses?: Record<string, unknown>;
@@ -52,6 +57,9 @@ interface ForwardParamsMap {
   'tools/call': CallToolRequestParams;
   'prompts/get': GetPromptRequestParams;
   'resources/read': ReadResourceRequestParams;
+  'completion/complete': CompleteRequestParams;
+  'resources/subscribe': SubscribeRequestParams;
+  'resources/unsubscribe': UnsubscribeRequestParams;
 }
 /** Their params as sent to the service (the agent's, with the local name and the gateway's `_meta`). */
 export type ForwardParams<M extends ForwardMethod> = ForwardParamsMap[M] & RetryParams;
@@ -80,6 +88,11 @@ export interface ForwardOptions {
   timeoutMs?: number;
   /** `_meta` entries sent with the request (the per-call credential, the agent's own keys). */
   meta?: Record<string, unknown>;
+  /**
+   * Receives the service's `notifications/message` attributed to this call, and the agent's threshold
+   * (a 2026 service is asked for exactly that level; a 2025 service's shared connection sends every level).
+   */
+  log?: { level: LoggingLevel; relay: (p: LoggingMessageNotificationParams) => void };
 }
 
 const GATEWAY_INFO = { name: 'micro-mcp-gateway', version: '0.1.0' };
@@ -94,8 +107,21 @@ type ProgressParams = { progress: number; total?: number; message?: string };
  */
 class GatewayClient extends Client {
   readonly progressRoutes = new Map<string, (p: ProgressParams) => void>();
+  /** Where the service's log messages go (the connection attributes them to a call). */
+  onLog: ((p: LoggingMessageNotificationParams) => void) | undefined;
+  /** Where the service's `notifications/resources/updated` go (the gateway's subscription registry). */
+  onUpdated: ((uri: string) => void) | undefined;
 
   protected override _onnotification(raw: JSONRPCNotification, extra?: MessageExtraInfo): void {
+    if (raw.method === 'notifications/message') {
+      this.onLog?.((raw.params ?? {}) as LoggingMessageNotificationParams);
+      return;
+    }
+    if (raw.method === 'notifications/resources/updated') {
+      const uri = (raw.params as { uri?: unknown } | undefined)?.uri;
+      if (typeof uri === 'string') this.onUpdated?.(uri);
+      return;
+    }
     if (raw.method === 'notifications/progress') {
       const params = (raw.params ?? {}) as ProgressParams & { progressToken?: unknown };
       const route = typeof params.progressToken === 'string' ? this.progressRoutes.get(params.progressToken) : undefined;
@@ -163,6 +189,8 @@ export class ServiceConnection extends EventEmitter {
   private restartTimer: NodeJS.Timeout | undefined;
   private delay: number;
   private readonly sinks = new Set<InteractionSink>();
+  /** Every forwarded request in flight on this connection (to attribute what names no call). */
+  private readonly inflight = new Set<ForwardOptions>();
   private readyWaiters: Array<() => void> = [];
 
   constructor(
@@ -225,6 +253,7 @@ export class ServiceConnection extends EventEmitter {
   async forward<M extends ForwardMethod>(method: M, params: ForwardParams<M>, opts: ForwardOptions = {}): Promise<Forwarded<M>> {
     const client = await this.whenReady(Math.min(this.cfg.call_timeout_ms, 5000));
     if (opts.sink) this.sinks.add(opts.sink);
+    this.inflight.add(opts);
     // Our own idle timeout, reset by progress (the SDK's cannot see progress routed around it).
     const timeoutMs = opts.timeoutMs ?? this.cfg.call_timeout_ms;
     const ac = new AbortController();
@@ -248,7 +277,10 @@ export class ServiceConnection extends EventEmitter {
         relay(p);
       });
     }
-    const meta = { ...params._meta, ...opts.meta, ...(token ? { progressToken: token } : {}) };
+    const meta: Record<string, unknown> = { ...params._meta, ...opts.meta, ...(token ? { progressToken: token } : {}) };
+    // A 2026 service sends log messages only at or above the level the request asks for (our
+    // _meta wins over the SDK's envelope); none when the agent asked for none.
+    if (this.era === 'modern' && opts.log) meta[LOG_LEVEL_META_KEY] = opts.log.level;
     const wire: Record<string, unknown> = { ...params, _meta: meta };
     // allowInputRequired: a 2026 service's input_required result comes back as a value (the
     // pipeline wraps it for the agent), so the result may be either half of ForwardResult<M>.
@@ -271,7 +303,9 @@ export class ServiceConnection extends EventEmitter {
       opts.signal?.removeEventListener('abort', onAbort);
       if (token) client.progressRoutes.delete(token);
       if (opts.sink) this.sinks.delete(opts.sink);
+      this.inflight.delete(opts);
     }
+    withoutEnvelope(result);
     const bytes = jsonSize(result);
     const cap = this.maxResultBytes(method === 'tools/call' && 'name' in params ? params.name : undefined);
     if (bytes > cap)
@@ -327,6 +361,8 @@ export class ServiceConnection extends EventEmitter {
         resources: { onChanged: (err, resources) => this.refreshed('resources', err, resources, (r) => this.resourcesChanged(r)) },
       },
     });
+    client.onLog = (p) => this.logMessage(p);
+    client.onUpdated = (uri) => this.emit('resourceUpdated', uri);
     client.setRequestHandler('elicitation/create', (req) => this.interaction(req));
     client.setRequestHandler('sampling/createMessage', (req) => this.interaction(req));
     client.onerror = (err) => this.log.debug({ service: this.name, err: err.message }, 'service transport error');
@@ -344,6 +380,11 @@ export class ServiceConnection extends EventEmitter {
       this.discover = client.getDiscoverResult();
       this.pid = transport instanceof ChildProcessTransport ? transport.pid : undefined;
       await this.refreshAll(client);
+      // A 2025 service's level is one per connection, shared by every agent: it sends every level and
+      // the gateway filters per agent (each agent's threshold, only to the call's own agent).
+      if (this.era === 'legacy' && client.getServerCapabilities()?.logging) {
+        await client.setLoggingLevel('debug').catch((e: Error) => this.log.warn({ service: this.name, err: e.message }, 'service refused logging/setLevel'));
+      }
     } catch (e) {
       if (this.connecting === transport) this.connecting = undefined;
       await client.close().catch(() => undefined);
@@ -460,6 +501,20 @@ export class ServiceConnection extends EventEmitter {
       .catch(() => undefined);
   }
 
+  /**
+   * A service's log message names no call. It goes to the one call in flight on this connection
+   * when there is exactly one; otherwise (none, or several that could have caused it) it is dropped,
+   * never misrouted. Per-principal or per-session connections (`isolation`) make that exact.
+   */
+  private logMessage(p: LoggingMessageNotificationParams): void {
+    if (this.inflight.size !== 1) {
+      this.log.debug({ service: this.name, inflight: this.inflight.size }, 'service log message dropped: not attributable to one call');
+      return;
+    }
+    const [only] = this.inflight;
+    only!.log?.relay(p);
+  }
+
   private async interaction<R extends InteractionRequest>(req: R): Promise<InteractionAnswer<R>> {
     if (this.sinks.size !== 1) {
       // No call, or several, could have caused it: refusing is the only answer that cannot misroute.
@@ -563,6 +618,18 @@ function credentialIn(body: string): string | undefined {
   if (!isRecord(msg) || !isRecord(msg.params) || !isRecord(msg.params._meta)) return undefined;
   const cred = msg.params._meta[CREDENTIAL_META_KEY];
   return typeof cred === 'string' ? cred : undefined;
+}
+
+/**
+ * Drops the service hop's protocol envelope (`io.modelcontextprotocol/*` in a result's `_meta`, such as
+ * a 2026 service's serverInfo): it describes the service's connection to the gateway, not the agent's
+ * to the gateway, and would tell an agent which server sits behind it.
+ */
+function withoutEnvelope(result: object): void {
+  const meta = (result as { _meta?: unknown })._meta;
+  if (!isRecord(meta)) return;
+  for (const k of Object.keys(meta)) if (k.startsWith('io.modelcontextprotocol/')) delete meta[k];
+  if (Object.keys(meta).length === 0) delete (result as { _meta?: unknown })._meta;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

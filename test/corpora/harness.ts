@@ -5,6 +5,8 @@
  * gateway credential on every call: the harness mints real ones with the gateway's own minter
  * (src/auth), whose JWKS file the service reads exactly as it does when the gateway spawns it.
  */
+import { TOOL_ERROR_META_KEY } from '../../schemas/contracts/tool-error.js';
+import type { ToolErrorFacts } from '../../schemas/contracts/tool-error.js';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, linkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -209,6 +211,14 @@ export interface SsrfCase {
 /** Loads test/corpora/ssrf.json (config flags shared by every case + the cases). */
 export function loadSsrf(): { allow_hosts: string[]; allow_ports: number[]; cases: SsrfCase[] } {
   return JSON.parse(readFileSync(join(CORPORA, 'ssrf.json'), 'utf8')) as { allow_hosts: string[]; allow_ports: number[]; cases: SsrfCase[] };
+}
+
+/** The machine-readable facts of a tool error result (`_meta`, schemas/contracts/tool-error.ts); undefined for anything else. */
+export function toolErrorOf(r: { isError?: unknown; _meta?: unknown; structuredContent?: unknown }): ToolErrorFacts | undefined {
+  if (r.isError !== true) return undefined;
+  // An error never carries structuredContent: clients validate it against the success-shaped outputSchema.
+  if (r.structuredContent !== undefined) throw new Error(`a tool error carries structuredContent: ${JSON.stringify(r.structuredContent).slice(0, 200)}`);
+  return (r._meta as Record<string, ToolErrorFacts> | undefined)?.[TOOL_ERROR_META_KEY];
 }
 
 /** Text of a tool result's first content block. */

@@ -74,7 +74,7 @@ describe('exposed names', () => {
         assert.equal(text(await c.callTool({ name: 'say', arguments: { text: 'hi' } })), 'hi');
         assert.equal(text(await c.callTool({ name: 'fs.echo', arguments: { text: 'mirrored' } })), 'mirrored');
         const prompts = (await c.listPrompts()).prompts.map((p) => p.name).sort();
-        assert.deepEqual(prompts, ['fs.greet', 'hello']);
+        assert.deepEqual(prompts, ['ask', 'fs.ask', 'fs.greet', 'hello']);
         const got = await c.getPrompt({ name: 'hello', arguments: { who: 'bob' } });
         assert.deepEqual(got.messages, [{ role: 'user', content: { type: 'text', text: 'Hello bob' } }]);
         const uris = (await c.listResources()).resources.map((r) => r.uri).sort();

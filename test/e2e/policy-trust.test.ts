@@ -12,6 +12,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/client';
 import { codeReadFlags } from '../helpers/attacks.js';
+import { toolErrorOf } from '../corpora/harness.js';
 import { connect, DIST, echoService, type Gateway, modernEnvelope, rawPost, startGateway } from '../helpers/harness.js';
 import { addPurposeHosts, allowed, call, copyPolicies, denied, edit, FS_SAMPLE, fsService, HTTP_RESOURCE, reasonKeys, runCli } from '../helpers/policy.js';
 
@@ -268,7 +269,7 @@ describe("a decision's reach travels to the http service and binds every redirec
   test("a redirect from the purpose's host to a host outside the purpose is refused by the service; the target is never reached", async () => {
     const r = allowed(await call(client, 'http.fetchText', { url: `http://localhost:${port}/hop` }, 'e2e-one-host'));
     assert.equal(r.isError, true, JSON.stringify(r));
-    assert.equal((r.structuredContent as { error: { code: string } }).error.code, 'host_not_in_reach');
+    assert.equal(toolErrorOf(r)?.code, 'host_not_in_reach');
     assert.equal(landed, 0, 'the redirect target was never requested');
     // The decision record says what the call was allowed on.
     const rec = records(gw)

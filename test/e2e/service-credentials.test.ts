@@ -18,7 +18,7 @@ import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/cli
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { CREDENTIAL_META_KEY } from '../../schemas/contracts/service-credential.js';
 import { createServiceCredentialMinter } from '../../src/auth/service-credentials.js';
-import { PROC_FD_READ } from '../corpora/harness.js';
+import { PROC_FD_READ, toolErrorOf } from '../corpora/harness.js';
 import type { Minter } from '../../src/auth/service-credentials.js';
 import { codeReadFlags, fsServiceEntry, stopGateway } from '../helpers/attacks.js';
 import { ROOT, connect, eventually, startGateway } from '../helpers/harness.js';
@@ -139,7 +139,7 @@ describe('straight to the sandboxed fs service', () => {
       assert.equal(r.isError, true, `${name} was accepted: ${JSON.stringify(r).slice(0, 200)}`);
       assert.match(text(r), message);
       assert.ok(text(r).includes(code), `the refusal names ${code}: ${text(r)}`);
-      assert.equal((r.structuredContent as { error: { code: string } }).error.code, 'refused_credential');
+      assert.equal(toolErrorOf(r)?.code, 'refused_credential');
       assert.ok(!JSON.stringify(r).includes('hello from the fs service'), 'no content leaks');
       const token = m?.[CREDENTIAL_META_KEY];
       if (typeof token === 'string' && token.length > 0) assert.ok(!JSON.stringify(r).includes(token), 'the refusal never echoes the token');

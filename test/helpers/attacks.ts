@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Client } from '@modelcontextprotocol/client';
 import { ROOT } from './harness.js';
+import { toolErrorOf } from '../corpora/harness.js';
 import { addPurposeHosts, FS_RESOURCE, HTTP_RESOURCE } from './policy.js';
 
 /** The --allow-fs-read flags every sandboxed service needs for its own code (services/README.md). */
@@ -131,7 +132,7 @@ export async function callOutcome(client: Client, name: string, args: Record<str
     const r = await client.callTool({ name, arguments: args, ...(meta ? { _meta: meta } : {}) });
     const dump = JSON.stringify(r);
     if (r.isError) {
-      const err = (r.structuredContent as { error?: { code?: string; message?: string } } | undefined)?.error;
+      const err = toolErrorOf(r);
       const text = ((r.content as Array<{ text?: string }> | undefined)?.[0]?.text ?? '').toString();
       return { kind: 'service', code: err?.code ?? 'unknown', message: err?.message ?? text, dump };
     }

@@ -8,6 +8,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport as StreamableHTTPClientTransportV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { ClientCapabilities as ClientCapabilitiesV1 } from '@modelcontextprotocol/sdk/types.js';
 import { stringify } from 'yaml';
 import { mintDevToken } from '../../src/auth/dev.js';
 
@@ -146,6 +149,17 @@ export async function connect(gw: Gateway, era: Era, opts: { token?: string; cap
     requestInit: { headers: { authorization: `Bearer ${token}` } },
   });
   await client.connect(transport);
+  return client;
+}
+
+/**
+ * A real SDK 1.x client (`@modelcontextprotocol/sdk`, 2025 era), the one most agents in the wild use.
+ * It validates a tool result's structuredContent against the outputSchema it saw in tools/list.
+ */
+export async function connectV1(gw: Gateway, opts: { token?: string; capabilities?: ClientCapabilitiesV1 } = {}): Promise<ClientV1> {
+  const token = opts.token ?? (await gw.token());
+  const client = new ClientV1({ name: 'e2e-sdk1', version: '1.0.0' }, { capabilities: opts.capabilities ?? { elicitation: { form: {} } } });
+  await client.connect(new StreamableHTTPClientTransportV1(new URL(gw.mcpUrl), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
   return client;
 }
 

@@ -1,0 +1,92 @@
+/**
+ * Agents' resource subscriptions. A subscription is decided by policy (action `subscribe_resource`)
+ * and audited like a read, and forwarded to the service that owns the URI; the service's
+ * `notifications/resources/updated` reaches only the agents subscribed to that URI who may read it
+ * when it arrives (decided again, like the list phase). The service's own subscription is shared: it
+ * is unsubscribed when its last agent unsubscribes or goes away.
+ */
+import type { ServerContext, SubscribeRequest } from '@modelcontextprotocol/server';
+import { ProtocolError } from '@modelcontextprotocol/server';
+import type { Logger } from '../types.js';
+import type { Catalog } from '../upstream/catalog.js';
+import type { CallPipeline } from './call-pipeline.js';
+import type { CallContext, ProbePort } from './ports.js';
+
+/** One agent's subscription: whom to tell, and as whom to decide. */
+interface Subscriber {
+  cc: CallContext;
+  notify: (uri: string) => unknown;
+}
+
+export interface SubscriptionDeps {
+  calls: CallPipeline;
+  catalog: Catalog;
+  probes: ProbePort;
+  log: Logger;
+  /** Subscriptions one agent (a session) may hold. Default 100. */
+  maxPerAgent?: number;
+}
+
+export class ResourceSubscriptions {
+  /** uri -> owning service and its subscribers (by agent: one object per agent connection). */
+  private readonly byUri = new Map<string, { service: string; subs: Map<object, Subscriber> }>();
+  private readonly perAgent = new Map<object, Set<string>>();
+  private readonly max: number;
+
+  constructor(private readonly d: SubscriptionDeps) {
+    this.max = d.maxPerAgent ?? 100;
+    d.catalog.on('resourceUpdated', (service: string, uri: string) => this.updated(service, uri));
+  }
+
+  /** Subscribes `agent` to the URI: refused (and recorded) when the policy denies or the agent holds too many. */
+  async subscribe(agent: object, cc: CallContext, params: SubscribeRequest['params'], ctx: ServerContext, notify: (uri: string) => unknown): Promise<void> {
+    const mine = this.perAgent.get(agent);
+    if (mine && !mine.has(params.uri) && mine.size >= this.max) {
+      const message = `too many resource subscriptions on this connection (at most ${this.max}); unsubscribe first`;
+      await this.d.probes.refused(cc, { method: 'resources/subscribe', code: 'ERR_SUBSCRIPTIONS_EXCEEDED', message });
+      throw new ProtocolError(-32029, message);
+    }
+    const service = await this.d.calls.subscribe(cc, params, ctx);
+    let entry = this.byUri.get(params.uri);
+    if (!entry || entry.service !== service) {
+      entry = { service, subs: new Map() };
+      this.byUri.set(params.uri, entry);
+    }
+    entry.subs.set(agent, { cc, notify });
+    this.perAgent.set(agent, (mine ?? new Set()).add(params.uri));
+  }
+
+  /** Ends the agent's subscription to `uri` (its own: nothing to decide); the last one ends the service's. */
+  unsubscribe(agent: object, uri: string): void {
+    const entry = this.byUri.get(uri);
+    this.perAgent.get(agent)?.delete(uri);
+    if (!entry?.subs.delete(agent) || entry.subs.size > 0) return;
+    this.byUri.delete(uri);
+    const conn = this.d.catalog.service(entry.service);
+    conn
+      ?.forward('resources/unsubscribe', { uri })
+      .catch((e: Error) => this.d.log.debug({ service: entry.service, err: e.message }, 'service unsubscribe failed'));
+  }
+
+  /** The agent went away (its session closed): every subscription of it ends. */
+  dropAgent(agent: object): void {
+    for (const uri of [...(this.perAgent.get(agent) ?? [])]) this.unsubscribe(agent, uri);
+    this.perAgent.delete(agent);
+  }
+
+  get size(): number {
+    return this.byUri.size;
+  }
+
+  private updated(service: string, uri: string): void {
+    const entry = this.byUri.get(uri);
+    // Only the service that owns the URI can say it changed.
+    if (!entry || entry.service !== service) return;
+    for (const sub of entry.subs.values()) {
+      if (!this.d.calls.mayRead(sub.cc, service, uri)) continue;
+      void Promise.resolve()
+        .then(() => sub.notify(uri))
+        .catch(() => undefined);
+    }
+  }
+}
