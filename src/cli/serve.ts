@@ -182,9 +182,12 @@ export async function startGateway(config: Config, opts: { host: string; port: n
     face.listChanged(kind);
     core.shared.events.publish({ type: 'list_changed', service, kind });
   });
+  // A service's resource update: this replica's subscribers are told by core.subscriptions; the others' through the bus.
+  catalog.on('resourceUpdated', (service: string, uri: string) => core.shared.events.publish({ type: 'resource_updated', service, uri }));
   await life.acquire(
     'event bus subscription',
     core.shared.events.subscribe((e) => {
+      if (e.type === 'resource_updated') return core.subscriptions.updated(e.service, e.uri);
       face.listChanged(e.kind);
       void catalog.peerChanged(e.service, e.kind);
     }),

@@ -78,7 +78,8 @@ export class ResourceSubscriptions {
     return this.byUri.size;
   }
 
-  private updated(service: string, uri: string): void {
+  /** `service` said `uri` changed (here, or at another replica): its subscribers here who may read it are told. */
+  updated(service: string, uri: string): void {
     const entry = this.byUri.get(uri);
     // Only the service that owns the URI can say it changed.
     if (!entry || entry.service !== service) return;

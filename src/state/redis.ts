@@ -13,12 +13,15 @@ import type { LimitsConfig } from '../../schemas/generated/config.js';
 import { type Clock, systemClock } from '../clock.js';
 import { Limiter } from '../limits/limiter.js';
 import type { Logger } from '../types.js';
-import { type Admission, type ListChangedEvent, ReplicaUnreachable, type SharedState } from './state.js';
+import { type Admission, type ReplicaEvent, ReplicaUnreachable, type SharedState } from './state.js';
 
 const LIST_KINDS = new Set(['tools', 'prompts', 'resources']);
 
+/** A resource URI as events carry it (services' URIs are short; anything longer is not one). */
+const MAX_EVENT_URI = 8192;
+
 /** An event as another replica published it, or undefined for anything else on the channel. */
-function parseEvent(message: string, self: string): ListChangedEvent | undefined {
+function parseEvent(message: string, self: string): ReplicaEvent | undefined {
   let m: unknown;
   try {
     m = JSON.parse(message);
@@ -26,12 +29,16 @@ function parseEvent(message: string, self: string): ListChangedEvent | undefined
     return undefined;
   }
   if (typeof m !== 'object' || m === null) return undefined;
-  const { origin, event } = m as { origin?: unknown; event?: { type?: unknown; service?: unknown; kind?: unknown } };
+  const { origin, event } = m as { origin?: unknown; event?: { type?: unknown; service?: unknown; kind?: unknown; uri?: unknown } };
   if (origin === self || typeof event !== 'object' || event === null) return undefined;
+  if (event.type === 'resource_updated') {
+    if (typeof event.service !== 'string' || typeof event.uri !== 'string' || event.uri.length > MAX_EVENT_URI) return undefined;
+    return { type: 'resource_updated', service: event.service, uri: event.uri };
+  }
   if (event.type !== 'list_changed' || typeof event.service !== 'string' || typeof event.kind !== 'string' || !LIST_KINDS.has(event.kind)) {
     return undefined;
   }
-  return { type: 'list_changed', service: event.service, kind: event.kind as ListChangedEvent['kind'] };
+  return { type: 'list_changed', service: event.service, kind: event.kind as 'tools' | 'prompts' | 'resources' };
 }
 
 /**
@@ -122,7 +129,7 @@ export async function redisState(opts: RedisStateOptions): Promise<SharedState> 
   // Pub/sub needs a connection of its own (a subscribed connection runs no other command).
   const subscriber = redis.duplicate({ lazyConnect: true });
   subscriber.on('error', () => undefined); // it reconnects and resubscribes by itself, like the main connection
-  const handlers = new Set<(event: ListChangedEvent) => void>();
+  const handlers = new Set<(event: ReplicaEvent) => void>();
   const channel = `${opts.prefix}events`;
   // Requests between replicas: each listens on its own channel; PUBLISH counts the listeners, so a
   // request to a replica that is gone is known at once.

@@ -11,7 +11,7 @@ import { type RedisServer, startRedis } from '../../test/helpers/replicas.js';
 import type { Clock } from '../clock.js';
 import { memoryState } from './memory.js';
 import { redisState } from './redis.js';
-import { type Admission, type ListChangedEvent, ReplicaUnreachable, type SharedState } from './state.js';
+import { type Admission, type ReplicaEvent, ReplicaUnreachable, type SharedState } from './state.js';
 
 const silent = { warn: () => undefined, info: () => undefined, error: () => undefined, debug: () => undefined, child: () => silent };
 const limits = (l: Partial<LimitsConfig>): LimitsConfig => ({ calls_per_minute: 0, burst: 1, concurrent_per_principal: 0, concurrent_total: 0, ...l });
@@ -160,7 +160,7 @@ describe('shared state: Redis specifics', () => {
     }
   });
 
-  test('the event bus: what one replica publishes reaches the others, never itself; anything else on the channel is dropped', async () => {
+  test('the event bus: list changes and resource updates one replica publishes reach the others, never itself; anything else on the channel is dropped', async () => {
     const prefix = `state-test-${++n}:`;
     const l = limits({});
     const a = await redisState({ url: redis.url, prefix, limits: l, log: silent, replicaId: 'ra' });
@@ -169,7 +169,7 @@ describe('shared state: Redis specifics', () => {
     const elsewhere = await redisState({ url: redis.url, prefix: otherPrefix, limits: l, log: silent, replicaId: 'rc' });
     const raw = new Redis(redis.url);
     try {
-      const got: Record<'a' | 'b' | 'elsewhere', ListChangedEvent[]> = { a: [], b: [], elsewhere: [] };
+      const got: Record<'a' | 'b' | 'elsewhere', ReplicaEvent[]> = { a: [], b: [], elsewhere: [] };
       const next = { a: () => undefined, b: () => undefined } as Record<'a' | 'b', () => void>;
       const arrived = (who: 'a' | 'b') => new Promise<void>((r) => (next[who] = r));
       a.events.subscribe((e) => (got.a.push(e), next.a()));
@@ -182,10 +182,11 @@ describe('shared state: Redis specifics', () => {
       // delivers one channel's messages in order, so a's own event, had it come back, would be first.
       await raw.publish(`${prefix}events`, 'not json');
       await raw.publish(`${prefix}events`, JSON.stringify({ origin: 'rx', event: { type: 'list_changed', service: 'echo', kind: 'secrets' } }));
+      await raw.publish(`${prefix}events`, JSON.stringify({ origin: 'rx', event: { type: 'resource_updated', service: 'docs', uri: 'x'.repeat(8193) } }));
       const atA = arrived('a');
-      b.events.publish({ type: 'list_changed', service: 'docs', kind: 'resources' });
+      b.events.publish({ type: 'resource_updated', service: 'docs', uri: 'docs://handbook' });
       await atA;
-      assert.deepEqual(got.a, [{ type: 'list_changed', service: 'docs', kind: 'resources' }]);
+      assert.deepEqual(got.a, [{ type: 'resource_updated', service: 'docs', uri: 'docs://handbook' }]);
       assert.deepEqual(got.b, [{ type: 'list_changed', service: 'echo', kind: 'tools' }]);
       // Another gateway's prefix is another bus: an event on its channel, sent after a's and b's, is
       // the first and only one it got.

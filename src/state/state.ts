@@ -38,12 +38,21 @@ export interface ListChangedEvent {
   kind: 'tools' | 'prompts' | 'resources';
 }
 
+/** What one replica tells the others: a service said one of its resources changed. */
+export interface ResourceUpdatedEvent {
+  type: 'resource_updated';
+  service: string;
+  uri: string;
+}
+
+export type ReplicaEvent = ListChangedEvent | ResourceUpdatedEvent;
+
 /** Carries events between replicas: every other replica's subscribers receive what one publishes, never the publisher's own. */
 export interface EventBus {
-  /** Best effort: an event published while the store is unreachable is lost (list changes are hints; agents list again). */
-  publish(event: ListChangedEvent): void;
+  /** Best effort: an event published while the store is unreachable is lost (both kinds are hints: agents list or read again). */
+  publish(event: ReplicaEvent): void;
   /** Events from the other replicas; returns the unsubscribe. */
-  subscribe(handler: (event: ListChangedEvent) => void): () => void;
+  subscribe(handler: (event: ReplicaEvent) => void): () => void;
 }
 
 /** A request to another replica found nobody listening (that replica is gone), or got no answer in time. */

@@ -154,6 +154,25 @@ describe('two replicas behind nginx, sharing Redis', () => {
     }
   });
 
+  test("a resource update seen by one replica reaches the other replica's subscribers, through the Redis event bus", { timeout: 30_000 }, async () => {
+    const uri = 'echo://legacyecho/info';
+    const scopes = ['legacyecho:call'];
+    // A subscribes at r2; B at r1, where the update happens (each replica runs its own service process).
+    const a = await connect(direct('r2'), 'legacy', { token: await token('subscriber-r2', scopes) });
+    const b = await connect(direct('r1'), 'legacy', { token: await token('subscriber-r1', scopes) });
+    try {
+      const aGot = new Promise<string>((r) => a.setNotificationHandler('notifications/resources/updated', (n) => r(n.params.uri)));
+      const bGot = new Promise<string>((r) => b.setNotificationHandler('notifications/resources/updated', (n) => r(n.params.uri)));
+      await a.subscribeResource({ uri });
+      await b.subscribeResource({ uri });
+      assert.equal(text(await b.callTool({ name: 'legacyecho.touch', arguments: { uri } })), `updated ${uri}`);
+      assert.deepEqual(await Promise.all([aGot, bGot]), [uri, uri]);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   test("a 2025 service's elicitation asked through one replica is answered through the other, and completes", async () => {
     const t = await token('asker', ['legacyecho:call']);
     const first = await confirmAt('r1', t);
