@@ -159,6 +159,46 @@ export interface GatewayConfig {
      */
     when_unavailable: 'refuse' | 'local';
   };
+  /**
+   * Prometheus metrics (prom-client) at GET /metrics on a listener of their own, never on the agent port. Absent: no metrics listener.
+   */
+  metrics?: {
+    /**
+     * host:port of the metrics listener, e.g. 127.0.0.1:9464 (port 0: any free port, printed at start). A non-loopback address needs token_file.
+     */
+    listen: string;
+    /**
+     * A file holding the bearer token a scraper must send (Authorization: Bearer ...); read once at start. Without it the endpoint is open to whoever reaches the address, so it must then be a loopback address.
+     */
+    token_file?: string;
+  };
+  /**
+   * OpenTelemetry traces (the official SDK) exported over OTLP/HTTP. Absent: no tracing. One span per call with children for authentication, policy (one per engine), audit and the service; the trace context travels to the service (traceparent) and into the decision record (trace_id, span_id).
+   */
+  tracing?: {
+    /**
+     * The OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces. Spans are sent as OTLP JSON (@opentelemetry/exporter-trace-otlp-http), batched, at most one second late.
+     */
+    otlp_endpoint: string;
+    /**
+     * The resource's service.name.
+     */
+    service_name: string;
+    /**
+     * Share of new traces recorded (parent-based: a trusted parent's sampled flag wins).
+     */
+    sample_ratio: number;
+    /**
+     * Continue the agent's W3C traceparent. Off: every call starts a new trace (an agent cannot pick trace ids that land in the audit).
+     */
+    trust_traceparent: boolean;
+    /**
+     * Extra HTTP headers sent to the collector (e.g. an API key, as ${VAR}).
+     */
+    headers?: {
+      [k: string]: string;
+    };
+  };
 }
 export interface ServerConfig {
   /**

@@ -44,6 +44,8 @@ export interface DecisionInput {
   decision_id?: string;
   /** The token's `jti`, for correlation (never the token). */
   token_id?: string;
+  /** The call's trace context (tracing on): written so a decision and its trace find each other. */
+  trace?: { trace_id: string; span_id: string };
 }
 
 /** Input of `AuditLog.outcome()`. Everything but `decision_id` and `outcome` is optional. */

@@ -17,7 +17,7 @@ import type { Catalog } from '../upstream/catalog.js';
 import type { Forwarded, ForwardMethod, ForwardParams, ForwardResult } from '../upstream/connection.js';
 import type { InFlight } from './in-flight.js';
 import { ParkedCalls, PendingCall, type Finish } from './input-requests.js';
-import type { AuditPort, CallContext, CredentialPort, PolicyPort, ProbePort, StatePort } from './ports.js';
+import type { AuditPort, CallContext, CallObserver, CallWatch, CredentialPort, PolicyPort, ProbePort, StatePort } from './ports.js';
 
 export interface CallPipelineDeps {
   catalog: Catalog;
@@ -38,6 +38,8 @@ export interface CallPipelineDeps {
   inputTtlMs?: number;
   /** Hold each answer until its outcome record is written (audit.outcome_before_answer). Default false. */
   outcomeBeforeAnswer?: boolean;
+  /** Metrics and traces (src/obs); none: nothing is watched. */
+  observer?: CallObserver;
 }
 
 /** requestState payloads the pipeline signs for the agent to bring back (verified before a handler runs). */
@@ -62,6 +64,18 @@ interface Forward<M extends ForwardMethod> {
 }
 
 const us = (ms: number) => Math.round(ms * 1000);
+
+/** A watch that watches nothing (no observer configured). */
+const UNWATCHED: CallWatch = {
+  policy: () => () => undefined,
+  audit: () => () => undefined,
+  limitRefused: () => undefined,
+  forwarding: () => ({}),
+  ended: () => undefined,
+};
+
+/** The deciding rule ids of a decision, once each, sorted: the metrics' `rule` label. */
+const ruleIds = (d: Decision) => [...new Set(d.reasons.map((x) => x.id))].sort().join(',');
 
 export class CallPipeline {
   /** Only tools/call is interactive, so only its calls park. */
@@ -135,6 +149,11 @@ export class CallPipeline {
     }
     const declared = agentMeta[PURPOSE_META_KEY];
     const decisionId = randomUUID();
+    const watch =
+      this.d.observer?.begin(cc, {
+        ...{ method: r.method, service: r.service, tool: r.method === 'resources/read' ? 'resources/read' : r.label },
+        ...{ decisionId, meta: agentMeta },
+      }) ?? UNWATCHED;
     const input = buildPolicyInput({
       method: r.method,
       principal: cc.principal,
@@ -144,16 +163,30 @@ export class CallPipeline {
       resource: this.d.resources?.get(r.service),
       context: { time: new Date(clock.now()).toISOString(), request_id: cc.requestId, session_id: cc.sessionId, client_ip: cc.clientIp },
     });
+    const decided = watch.policy();
     const decision = this.decide(input, decisionId);
+    decided(decision);
+    const rules = ruleIds(decision);
     const tokenId = cc.principal.token_id;
+    const audited = watch.audit();
     try {
-      await this.d.audit.decision({ input, decision, decision_id: decisionId, ...(tokenId ? { token_id: tokenId } : {}) });
+      await this.d.audit.decision({
+        input,
+        decision,
+        decision_id: decisionId,
+        ...(tokenId ? { token_id: tokenId } : {}),
+        ...(watch.trace ? { trace: watch.trace } : {}),
+      });
+      audited();
     } catch (e) {
+      audited('ERR_AUDIT_UNAVAILABLE');
+      watch.ended('audit_unavailable', rules);
       this.d.log.error({ err: (e as Error).message, decision_id: decisionId }, 'audit write failed: call refused');
       throw toProtocolError(new GatewayError('ERR_AUDIT_UNAVAILABLE', 'the audit log is unavailable; call refused', { decision_id: decisionId }));
     }
     if (!decision.allow) {
       // The decision record is the whole story of a denied call: nothing was forwarded.
+      watch.ended('denied', rules);
       const ids = [...new Set(decision.reasons.map((x) => x.id))].join(', ') || 'no rule allowed it';
       throw toProtocolError(
         new GatewayError('ERR_POLICY_DENIED', `denied by policy: ${ids}`, {
@@ -163,7 +196,10 @@ export class CallPipeline {
         }),
       );
     }
-    const outcome: Finish = (o) => this.outcome(decisionId, o);
+    const outcome: Finish = (o) => {
+      watch.ended(o.outcome, rules, o.service_us, o.total_us);
+      return this.outcome(decisionId, o);
+    };
 
     // A slot held by a call lapses after the call's own timeout (plus a margin): a replica that dies
     // with calls in flight does not hold their places in the shared state for ever.
@@ -171,6 +207,7 @@ export class CallPipeline {
     const admitted = await this.d.limiter.admit(principalKey(cc.principal), r.service, r.facts.local_name, slotTtlMs);
     if ('refused' in admitted) {
       const why = admitted.refused;
+      watch.limitRefused(why.limit);
       const e =
         why.limit === 'state_unavailable'
           ? new GatewayError('ERR_STATE_UNAVAILABLE', 'the shared state holding the call limits is unreachable; call refused', {
@@ -226,7 +263,7 @@ export class CallPipeline {
     call.track(
       conn
         .forward(r.method, r.params, {
-          meta: { ...meta, [CREDENTIAL_META_KEY]: credential },
+          meta: { ...meta, ...watch.forwarding(), [CREDENTIAL_META_KEY]: credential },
           signal: call.controller.signal,
           onprogress: (p) => call.progress?.(p),
           ...(r.park ? { sink: call } : {}),
