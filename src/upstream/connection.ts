@@ -33,6 +33,7 @@ import { GatewayError } from '../errors.js';
 import type { ServiceConfig } from '../config/types.js';
 import type { Logger } from '../types.js';
 import { ChildProcessTransport } from './stdio-transport.js';
+import { traceHeaders } from './trace-headers.js';
 
 export type ServiceState = 'starting' | 'ready' | 'down' | 'stopped';
 
@@ -406,7 +407,7 @@ export class ServiceConnection extends EventEmitter {
     }
     return new StreamableHTTPClientTransport(new URL(this.cfg.url), {
       requestInit: { headers: { ...(this.cfg.headers ?? {}) }, redirect: 'manual' },
-      fetch: cappedResponses(credentialFetch(this.environment.fetch ?? fetch), this.largestMessage()),
+      fetch: cappedResponses(traceHeaders(credentialFetch(this.environment.fetch ?? fetch)), this.largestMessage()),
     });
   }
 
