@@ -283,7 +283,27 @@ export interface StdioServiceConfig {
    * Protocol era to speak to the service; auto probes once and remembers the verdict.
    */
   era: 'auto' | 'legacy' | 'modern';
+  /**
+   * How long a call may run without an answer (progress resets it); ERR_SERVICE_TIMEOUT after. tools.<name>.call_timeout_ms overrides it per tool.
+   */
   call_timeout_ms: number;
+  /**
+   * Calls in flight to this service at once (all agents); one more is refused at once with ERR_SERVICE_BUSY (no queue: the agent retries), audited as its outcome. 0 = no cap.
+   */
+  max_concurrent: number;
+  /**
+   * Circuit breaker: after `failures` consecutive failures (timeouts, an unreachable or crashed service, internal errors) calls are refused at once with ERR_SERVICE_CIRCUIT_OPEN for cooldown_ms; then one probe call goes through: success closes it, failure opens it again. State in /readyz and the metrics.
+   */
+  breaker: {
+    /**
+     * Consecutive failures that open the breaker; 0 = no breaker.
+     */
+    failures: number;
+    /**
+     * How long an open breaker refuses before its probe.
+     */
+    cooldown_ms: number;
+  };
   connect_timeout_ms: number;
   /**
    * How this service's tool arguments become the policy input's resource facts (input.resource in Rego, context.resource in Cedar). kind path: {path (canonical virtual path, null when ambiguous), root?} from argument `arg` (default path); kind url: {url, scheme, host, port, method} from `arg` (default url) and `method_arg` (default method); facts: named facts from JSON Pointers into the arguments. Without it the service's calls have resource {}.
@@ -312,6 +332,9 @@ export interface StdioServiceConfig {
       [k: string]: string;
     };
   };
+  /**
+   * Restart (stdio) and reconnect (remote) after a crash, a lost connection or a failed start: exponential backoff with jitter, each wait drawn from [d/2, d] with d = min(max_delay_ms, initial_delay_ms x 2^n); reset once connected.
+   */
   restart: {
     initial_delay_ms: number;
     max_delay_ms: number;
@@ -330,6 +353,10 @@ export interface StdioServiceConfig {
   tools: {
     [k: string]: {
       max_result_bytes?: number;
+      /**
+       * This tool's own call timeout (else the service's call_timeout_ms).
+       */
+      call_timeout_ms?: number;
     };
   };
   /**
@@ -377,7 +404,27 @@ export interface HttpServiceConfig {
    * Protocol era to speak to the service; auto probes once and remembers the verdict.
    */
   era: 'auto' | 'legacy' | 'modern';
+  /**
+   * How long a call may run without an answer (progress resets it); ERR_SERVICE_TIMEOUT after. tools.<name>.call_timeout_ms overrides it per tool.
+   */
   call_timeout_ms: number;
+  /**
+   * Calls in flight to this service at once (all agents); one more is refused at once with ERR_SERVICE_BUSY (no queue: the agent retries), audited as its outcome. 0 = no cap.
+   */
+  max_concurrent: number;
+  /**
+   * Circuit breaker: after `failures` consecutive failures (timeouts, an unreachable or crashed service, internal errors) calls are refused at once with ERR_SERVICE_CIRCUIT_OPEN for cooldown_ms; then one probe call goes through: success closes it, failure opens it again. State in /readyz and the metrics.
+   */
+  breaker: {
+    /**
+     * Consecutive failures that open the breaker; 0 = no breaker.
+     */
+    failures: number;
+    /**
+     * How long an open breaker refuses before its probe.
+     */
+    cooldown_ms: number;
+  };
   connect_timeout_ms: number;
   /**
    * How this service's tool arguments become the policy input's resource facts (input.resource in Rego, context.resource in Cedar). kind path: {path (canonical virtual path, null when ambiguous), root?} from argument `arg` (default path); kind url: {url, scheme, host, port, method} from `arg` (default url) and `method_arg` (default method); facts: named facts from JSON Pointers into the arguments. Without it the service's calls have resource {}.
@@ -406,6 +453,9 @@ export interface HttpServiceConfig {
       [k: string]: string;
     };
   };
+  /**
+   * Restart (stdio) and reconnect (remote) after a crash, a lost connection or a failed start: exponential backoff with jitter, each wait drawn from [d/2, d] with d = min(max_delay_ms, initial_delay_ms x 2^n); reset once connected.
+   */
   restart: {
     initial_delay_ms: number;
     max_delay_ms: number;
@@ -424,6 +474,10 @@ export interface HttpServiceConfig {
   tools: {
     [k: string]: {
       max_result_bytes?: number;
+      /**
+       * This tool's own call timeout (else the service's call_timeout_ms).
+       */
+      call_timeout_ms?: number;
     };
   };
   /**

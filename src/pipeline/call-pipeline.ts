@@ -14,6 +14,7 @@ import type { CallLimiter } from '../state/state.js';
 import { buildPolicyInput, decisionReach, isWellFormedJson, type ResourceExtractor } from '../policy/input.js';
 import type { Decision, Logger, ToolFacts } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
+import { verdictOf } from '../upstream/resilience.js';
 import type { Forwarded, ForwardMethod, ForwardParams, ForwardResult } from '../upstream/connection.js';
 import type { InFlight } from './in-flight.js';
 import { ParkedCalls, PendingCall, type Finish } from './input-requests.js';
@@ -233,6 +234,16 @@ export class CallPipeline {
       void outcome({ outcome: 'service_error', error: { code: e.code, message: e.message } });
       throw toProtocolError(e);
     }
+    // The service's circuit breaker and concurrency cap (upstream/resilience): refused at once, audited as the outcome.
+    const guarded = conn.guard.admit();
+    if ('refused' in guarded) {
+      admitted.release();
+      watch.limitRefused(guarded.cause);
+      const e = new GatewayError(guarded.refused.code, guarded.refused.message, { ...guarded.refused.data, decision_id: decisionId });
+      void outcome({ outcome: 'refused', error: { code: e.code, message: e.message } });
+      throw toProtocolError(e);
+    }
+    const pass = guarded.pass;
     let credential: string;
     try {
       credential = await this.d.credentials.mint({
@@ -246,6 +257,7 @@ export class CallPipeline {
       });
     } catch (e) {
       admitted.release();
+      pass.done('neutral');
       this.d.log.error({ err: (e as Error).message, service: r.service }, 'minting the service credential failed');
       const ge = new GatewayError('ERR_INTERNAL', 'could not mint the service credential');
       void outcome({ outcome: 'refused', error: { code: ge.code, message: ge.message } });
@@ -268,6 +280,16 @@ export class CallPipeline {
           onprogress: (p) => call.progress?.(p),
           ...(r.park ? { sink: call } : {}),
         })
+        .then(
+          (v) => {
+            pass.done('success');
+            return v;
+          },
+          (e: unknown) => {
+            pass.done(verdictOf(e));
+            throw e;
+          },
+        )
         .finally(() => {
           admitted.release();
           left();
