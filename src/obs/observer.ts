@@ -35,7 +35,6 @@ export class Observer implements CallObserver {
   begin(cc: CallContext, call: Parameters<CallObserver['begin']>[1]): CallWatch {
     const metrics = this.metrics;
     const span = this.tracing?.callSpan(cc, call);
-    const started = performance.now();
     return {
       trace: span?.ids,
       policy: () => {
@@ -64,7 +63,7 @@ export class Observer implements CallObserver {
           ...(serviceUs !== undefined ? { serviceSeconds: serviceUs / 1e6 } : {}),
           ...(totalUs !== undefined ? { totalSeconds: totalUs / 1e6 } : {}),
         });
-        span?.end(outcome, rules, performance.now() - started);
+        span?.end(outcome, rules);
       },
     };
   }

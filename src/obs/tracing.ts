@@ -158,7 +158,8 @@ export class CallSpan {
     return carrier;
   }
 
-  end(outcome: string, rules: string, _ms: number): void {
+  /** The call ended: the service span (if any) and the call's span end, in error unless it went well. */
+  end(outcome: string, rules: string): void {
     const failed = !FINE.has(outcome);
     if (this.service) {
       if (failed) this.service.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
