@@ -75,7 +75,7 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
     policyRevision: () => policy.revision,
   };
   const metrics = config.metrics ? new GatewayMetrics(metricSources) : undefined;
-  const tracing = config.tracing ? await life.acquire('traces', new Tracing(config.tracing, VERSION), (t) => t.close()) : undefined;
+  const tracing = config.tracing ? await life.acquire('traces', new Tracing(config.tracing, VERSION, log), (t) => t.close()) : undefined;
   const observer = metrics || tracing ? new Observer(metrics, tracing) : undefined;
   const timedAudit = metrics ? timed(audit, metrics) : audit;
   const { burst, window_s } = config.audit.refusals;

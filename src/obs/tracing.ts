@@ -10,13 +10,20 @@
  * created afterwards with their measured start and end times.
  */
 import { type Attributes, type Context, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, type TimeInput, trace, type Tracer } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { type ExportResult, ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base';
+import {
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  type ReadableSpan,
+  type SpanExporter,
+  TraceIdRatioBasedSampler,
+} from '@opentelemetry/sdk-trace-base';
 import type { GatewayConfig } from '../../schemas/generated/config.js';
 import type { CallContext } from '../pipeline/ports.js';
-import type { Decision } from '../types.js';
+import type { Decision, Logger } from '../types.js';
 import type { EngineTiming } from './observer.js';
 
 export type TracingConfig = NonNullable<GatewayConfig['tracing']>;
@@ -43,8 +50,9 @@ export class Tracing {
   private readonly tracer: Tracer;
   private readonly trustParent: boolean;
 
-  constructor(cfg: TracingConfig, version: string) {
-    const exporter = new OTLPTraceExporter({ url: cfg.otlp_endpoint, ...(cfg.headers ? { headers: { ...cfg.headers } } : {}), timeoutMillis: 10_000 });
+  constructor(cfg: TracingConfig, version: string, log: Logger) {
+    const otlp = new OTLPTraceExporter({ url: cfg.otlp_endpoint, ...(cfg.headers ? { headers: { ...cfg.headers } } : {}), timeoutMillis: 10_000 });
+    const exporter = new LoggedExporter(otlp, log);
     this.provider = new BasicTracerProvider({
       resource: resourceFromAttributes({ 'service.name': cfg.service_name, 'service.version': version }),
       sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(cfg.sample_ratio) }),
@@ -83,6 +91,45 @@ export class Tracing {
     const ctx = trace.setSpan(ROOT_CONTEXT, span);
     if (cc.edge) this.tracer.startSpan('authenticate', { startTime: at(cc.edge.authStartMs) }, ctx).end(at(cc.edge.authEndMs));
     return new CallSpan(this.tracer, span, ctx, call.service);
+  }
+}
+
+/**
+ * Tracing never refuses a call: a collector that is down or refuses loses spans, not calls. The loss
+ * is logged (at most once a minute, with the count since) so it does not go unnoticed.
+ */
+class LoggedExporter implements SpanExporter {
+  private lost = 0;
+  private lastWarn = 0;
+
+  constructor(
+    private readonly inner: SpanExporter,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
+    this.inner.export(spans, (r) => {
+      if (r.code !== ExportResultCode.SUCCESS) {
+        this.lost += spans.length;
+        const now = this.now();
+        if (now - this.lastWarn >= 60_000) {
+          this.lastWarn = now;
+          // The message of a failed export names the status or the socket error, never the headers.
+          this.log.warn({ spans_lost: this.lost, err: r.error?.message?.slice(0, 200) }, 'trace export failed; spans dropped');
+          this.lost = 0;
+        }
+      }
+      done(r);
+    });
+  }
+
+  shutdown(): Promise<void> {
+    return this.inner.shutdown();
+  }
+
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush?.() ?? Promise.resolve();
   }
 }
 

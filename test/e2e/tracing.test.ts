@@ -283,3 +283,37 @@ describe('traces with trust_traceparent', () => {
     assert.equal(root.parentSpanId, 'b7ad6b7169203331');
   });
 });
+
+describe('traces with the collector down', () => {
+  let gw: Gateway;
+  before(async () => {
+    // A port that was free a moment ago: nothing listens there.
+    const closed = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as AddressInfo).port;
+        s.close(() => resolve(p));
+      });
+    });
+    gw = await startGateway({ services: { echo: echoService() }, tracing: { otlp_endpoint: `http://127.0.0.1:${closed}/v1/traces` } });
+  });
+  after(async () => {
+    await gw?.stop();
+  });
+
+  test('calls go on; the lost spans are logged', async () => {
+    const client = await connect(gw, 'modern');
+    const r = await client.callTool({ name: 'echo.echo', arguments: { text: 'untraced' } });
+    await client.close();
+    assert.deepEqual(r.content, [{ type: 'text', text: 'untraced' }]);
+    const line = await eventually(() =>
+      gw
+        .output()
+        .split('\n')
+        .find((l) => l.includes('trace export failed; spans dropped')),
+    );
+    assert.ok(line);
+    const rec = JSON.parse(line) as { spans_lost: number; err: string };
+    assert.ok(rec.spans_lost >= 5, `${rec.spans_lost} spans lost`);
+    assert.match(rec.err, /ECONNREFUSED/);
+  });
+});
