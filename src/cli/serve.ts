@@ -147,6 +147,7 @@ export async function startGateway(config: Config, opts: { host: string; port: n
         replicaId: core.replicaId,
         log,
         clock: systemClock,
+        ...(core.metrics ? { onLimited: (limit: string) => core.metrics?.limitRefused(limit) } : {}),
       },
     ),
     (f) => f.close(),

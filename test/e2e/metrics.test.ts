@@ -36,6 +36,8 @@ describe('/metrics', () => {
       services: { echo: echoService() },
       // Five calls of a tool at once, then one a minute: the sixth is refused by the rate limit.
       limits: { calls_per_minute: 1, burst: 5 },
+      // One 2025 session per principal: a second one is refused by its ceiling.
+      server: { max_sessions_per_principal: 1 },
       metrics: { listen: '127.0.0.1:0', token_file: tokenFile },
     });
     const m = /micro-mcp metrics on (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(gw.output());
@@ -112,6 +114,12 @@ describe('/metrics', () => {
     assert.equal(m.get(series('micro_mcp_calls_in_flight')), 0);
     assert.equal(m.get(series('micro_mcp_service_restarts', { service: 'echo' })), 0);
     assert.ok(m.get('process_resident_memory_bytes')! > 0, 'process metrics are exported');
+
+    // A second 2025 session for the same principal is over its ceiling: counted by cause.
+    await assert.rejects(connect(gw, 'legacy'), /Too many sessions for this principal/);
+    const after = await metrics();
+    assert.equal(after.get(series('micro_mcp_limit_refusals_total', { cause: 'sessions_per_principal' })), 1);
+    assert.equal(after.get(series('micro_mcp_sessions')), 1);
 
     await legacy.close();
     await modern.close();
