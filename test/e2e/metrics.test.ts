@@ -4,7 +4,7 @@
  * it to the real echo service, and the Prometheus text scraped and checked series by series.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -13,6 +13,7 @@ import { StreamableHTTPClientTransport as V1Transport } from '@modelcontextproto
 import { ProtocolError } from '@modelcontextprotocol/client';
 import { connect, echoService, eventually, startGateway, type Gateway } from '../helpers/harness.js';
 import { parseMetrics, series } from '../helpers/metrics.js';
+import { copyPolicies, edit } from '../helpers/policy.js';
 
 const TOKEN = 'scrape-token-0123456789abcdef';
 
@@ -124,5 +125,50 @@ describe('/metrics', () => {
     await legacy.close();
     await modern.close();
     await noPurpose.close();
+  });
+});
+
+describe('/metrics: policy revision and reload errors', () => {
+  let gw: Gateway;
+  let policies: ReturnType<typeof copyPolicies>;
+  let metricsUrl: string;
+  before(async () => {
+    policies = copyPolicies();
+    gw = await startGateway({
+      services: { echo: echoService() },
+      policy: { rego: { dir: policies.rego }, cedar: { dir: policies.cedar }, watch: true },
+      // Loopback without a token: open to local scrapers only.
+      metrics: { listen: '127.0.0.1:0' },
+    });
+    metricsUrl = /micro-mcp metrics on (\S+)/.exec(gw.output())![1]!;
+  });
+  after(async () => {
+    await gw?.stop();
+    if (policies) rmSync(policies.dir, { recursive: true, force: true });
+  });
+
+  const revisions = async () => {
+    const m = parseMetrics(await (await fetch(metricsUrl)).text());
+    return { revs: [...m.keys()].filter((k) => k.startsWith('micro_mcp_policy_revision_info{')), errors: m.get('micro_mcp_policy_reload_errors_total') };
+  };
+
+  test('a reload changes the revision series; a broken edit counts as a reload error and keeps the revision', async () => {
+    const first = await revisions();
+    assert.equal(first.revs.length, 1);
+    assert.equal(first.errors, 0);
+    edit(path.join(policies.rego, 'fs.rego'), '"eng": {"/eng", "/public"}', '"eng": {"/public"}');
+    const second = await eventually(async () => {
+      const r = await revisions();
+      return r.revs.length === 1 && r.revs[0] !== first.revs[0] ? r : undefined;
+    }, 15_000);
+    assert.ok(second);
+    assert.equal(second.errors, 0);
+    writeFileSync(path.join(policies.rego, 'zz_broken.rego'), 'package micro_mcp.authz\n\n_x if {\n\tinput.phase ==\n}\n');
+    const third = await eventually(async () => {
+      const r = await revisions();
+      return r.errors === 1 ? r : undefined;
+    }, 15_000);
+    assert.ok(third);
+    assert.deepEqual(third.revs, second.revs, 'the last good set keeps running');
   });
 });
