@@ -73,7 +73,8 @@ export class Tracing {
     const parent = this.trustParent ? agentContext(call.meta, cc) : ROOT_CONTEXT;
     const start = cc.edge?.startMs ?? performance.now();
     const span = this.tracer.startSpan(
-      `${call.method} ${call.tool}`,
+      // Resources are named by their method alone: a URI is unbounded and may carry what a name must not.
+      call.tool === call.method ? call.method : `${call.method} ${call.tool}`,
       {
         kind: SpanKind.SERVER,
         startTime: at(start),
