@@ -40,6 +40,8 @@ export type GatewayErrorCode =
   | 'ERR_SERVICE_TIMEOUT'
   | 'ERR_SERVICE_ERROR'
   | 'ERR_SERVICE_FLOOD'
+  | 'ERR_SERVICE_BUSY'
+  | 'ERR_SERVICE_CIRCUIT_OPEN'
   | 'ERR_RESULT_TOO_LARGE'
   | 'ERR_INPUT_STATE_INVALID'
   | 'ERR_INPUT_REQUEST_REFUSED'
@@ -105,6 +107,8 @@ export function toHttpStatus(code: GatewayErrorCode): number {
     case 'ERR_AUTH_REPLAY_CACHE_FULL':
     case 'ERR_STATE_UNAVAILABLE':
     case 'ERR_SERVICE_UNAVAILABLE':
+    case 'ERR_SERVICE_BUSY':
+    case 'ERR_SERVICE_CIRCUIT_OPEN':
     case 'ERR_AUDIT_UNAVAILABLE':
       return 503;
     case 'ERR_SERVICE_TIMEOUT':
@@ -135,6 +139,8 @@ export function toJsonRpcCode(code: GatewayErrorCode): number {
     case 'ERR_SERVICE_TIMEOUT':
     case 'ERR_SERVICE_ERROR':
     case 'ERR_SERVICE_FLOOD':
+    case 'ERR_SERVICE_BUSY':
+    case 'ERR_SERVICE_CIRCUIT_OPEN':
     case 'ERR_RESULT_TOO_LARGE':
       return -32004;
     case 'ERR_INPUT_REQUEST_REFUSED':

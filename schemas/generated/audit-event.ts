@@ -153,6 +153,16 @@ export interface DecisionRecord {
     arguments?: unknown;
     resource?: unknown;
   };
+  /**
+   * The OpenTelemetry trace context of the call (with tracing on): find the decision from a trace, and the trace from the decision.
+   */
+  trace?: {
+    trace_id: string;
+    /**
+     * The call's span.
+     */
+    span_id: string;
+  };
 }
 export interface OutcomeRecord {
   /**

@@ -177,6 +177,46 @@ export interface GatewayConfig {
      */
     when_unavailable: 'refuse' | 'local';
   };
+  /**
+   * Prometheus metrics (prom-client) at GET /metrics on a listener of their own, never on the agent port. Absent: no metrics listener.
+   */
+  metrics?: {
+    /**
+     * host:port of the metrics listener, e.g. 127.0.0.1:9464 (port 0: any free port, printed at start). A non-loopback address needs token_file.
+     */
+    listen: string;
+    /**
+     * A file holding the bearer token a scraper must send (Authorization: Bearer ...); read once at start. Without it the endpoint is open to whoever reaches the address, so it must then be a loopback address.
+     */
+    token_file?: string;
+  };
+  /**
+   * OpenTelemetry traces (the official SDK) exported over OTLP/HTTP. Absent: no tracing. One span per call with children for authentication, policy (one per engine), audit and the service; the trace context travels to the service (traceparent) and into the decision record (trace_id, span_id).
+   */
+  tracing?: {
+    /**
+     * The OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces. Spans are sent as OTLP JSON (@opentelemetry/exporter-trace-otlp-http), batched, at most one second late.
+     */
+    otlp_endpoint: string;
+    /**
+     * The resource's service.name.
+     */
+    service_name: string;
+    /**
+     * Share of new traces recorded (parent-based: a trusted parent's sampled flag wins).
+     */
+    sample_ratio: number;
+    /**
+     * Continue the agent's W3C traceparent. Off: every call starts a new trace (an agent cannot pick trace ids that land in the audit).
+     */
+    trust_traceparent: boolean;
+    /**
+     * Extra HTTP headers sent to the collector (e.g. an API key, as ${VAR}).
+     */
+    headers?: {
+      [k: string]: string;
+    };
+  };
 }
 export interface ServerConfig {
   /**
@@ -276,7 +316,27 @@ export interface StdioServiceConfig {
    * Protocol era to speak to the service; auto probes once and remembers the verdict.
    */
   era: 'auto' | 'legacy' | 'modern';
+  /**
+   * How long a call may run without an answer (progress resets it); ERR_SERVICE_TIMEOUT after. tools.<name>.call_timeout_ms overrides it per tool.
+   */
   call_timeout_ms: number;
+  /**
+   * Calls in flight to this service at once (all agents); one more is refused at once with ERR_SERVICE_BUSY (no queue: the agent retries), audited as its outcome. 0 = no cap.
+   */
+  max_concurrent: number;
+  /**
+   * Circuit breaker: after `failures` consecutive failures (timeouts, an unreachable or crashed service, internal errors) calls are refused at once with ERR_SERVICE_CIRCUIT_OPEN for cooldown_ms; then one probe call goes through: success closes it, failure opens it again. State in /readyz and the metrics.
+   */
+  breaker: {
+    /**
+     * Consecutive failures that open the breaker; 0 = no breaker.
+     */
+    failures: number;
+    /**
+     * How long an open breaker refuses before its probe.
+     */
+    cooldown_ms: number;
+  };
   connect_timeout_ms: number;
   /**
    * How this service's tool arguments become the policy input's resource facts (input.resource in Rego, context.resource in Cedar). kind path: {path (canonical virtual path, null when ambiguous), root?} from argument `arg` (default path); kind url: {url, scheme, host, port, method} from `arg` (default url) and `method_arg` (default method); facts: named facts from JSON Pointers into the arguments. Without it the service's calls have resource {}.
@@ -305,6 +365,9 @@ export interface StdioServiceConfig {
       [k: string]: string;
     };
   };
+  /**
+   * Restart (stdio) and reconnect (remote) after a crash, a lost connection or a failed start: exponential backoff with jitter, each wait drawn from [d/2, d] with d = min(max_delay_ms, initial_delay_ms x 2^n); reset once connected.
+   */
   restart: {
     initial_delay_ms: number;
     max_delay_ms: number;
@@ -323,6 +386,10 @@ export interface StdioServiceConfig {
   tools: {
     [k: string]: {
       max_result_bytes?: number;
+      /**
+       * This tool's own call timeout (else the service's call_timeout_ms).
+       */
+      call_timeout_ms?: number;
     };
   };
   /**
@@ -397,7 +464,27 @@ export interface HttpServiceConfig {
    * Protocol era to speak to the service; auto probes once and remembers the verdict.
    */
   era: 'auto' | 'legacy' | 'modern';
+  /**
+   * How long a call may run without an answer (progress resets it); ERR_SERVICE_TIMEOUT after. tools.<name>.call_timeout_ms overrides it per tool.
+   */
   call_timeout_ms: number;
+  /**
+   * Calls in flight to this service at once (all agents); one more is refused at once with ERR_SERVICE_BUSY (no queue: the agent retries), audited as its outcome. 0 = no cap.
+   */
+  max_concurrent: number;
+  /**
+   * Circuit breaker: after `failures` consecutive failures (timeouts, an unreachable or crashed service, internal errors) calls are refused at once with ERR_SERVICE_CIRCUIT_OPEN for cooldown_ms; then one probe call goes through: success closes it, failure opens it again. State in /readyz and the metrics.
+   */
+  breaker: {
+    /**
+     * Consecutive failures that open the breaker; 0 = no breaker.
+     */
+    failures: number;
+    /**
+     * How long an open breaker refuses before its probe.
+     */
+    cooldown_ms: number;
+  };
   connect_timeout_ms: number;
   /**
    * How this service's tool arguments become the policy input's resource facts (input.resource in Rego, context.resource in Cedar). kind path: {path (canonical virtual path, null when ambiguous), root?} from argument `arg` (default path); kind url: {url, scheme, host, port, method} from `arg` (default url) and `method_arg` (default method); facts: named facts from JSON Pointers into the arguments. Without it the service's calls have resource {}.
@@ -426,6 +513,9 @@ export interface HttpServiceConfig {
       [k: string]: string;
     };
   };
+  /**
+   * Restart (stdio) and reconnect (remote) after a crash, a lost connection or a failed start: exponential backoff with jitter, each wait drawn from [d/2, d] with d = min(max_delay_ms, initial_delay_ms x 2^n); reset once connected.
+   */
   restart: {
     initial_delay_ms: number;
     max_delay_ms: number;
@@ -444,6 +534,10 @@ export interface HttpServiceConfig {
   tools: {
     [k: string]: {
       max_result_bytes?: number;
+      /**
+       * This tool's own call timeout (else the service's call_timeout_ms).
+       */
+      call_timeout_ms?: number;
     };
   };
   /**

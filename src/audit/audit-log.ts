@@ -234,6 +234,7 @@ class AuditLogImpl implements AuditLog {
       bundles: { policy: { revision: decision.policy_revision } },
       metrics: { timer_policy_eval_ns: nsFromUs(decision.eval_us) },
       arguments_digest: input.arguments !== undefined ? digest(input.arguments) : undefined,
+      ...(rec.trace ? { trace: { trace_id: rec.trace.trace_id, span_id: rec.trace.span_id } } : {}),
     };
     if (this.opts.logArguments && (input.arguments !== undefined || Object.keys(input.resource).length > 0)) {
       r.input = {

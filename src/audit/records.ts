@@ -46,6 +46,8 @@ export interface DecisionInput {
   token_id?: string;
   /** The tool or prompt name the agent used, when `services.<name>.expose` makes it differ from `input.tool.name`. */
   exposed_name?: string;
+  /** The call's trace context (tracing on): written so a decision and its trace find each other. */
+  trace?: { trace_id: string; span_id: string };
 }
 
 /** Input of `AuditLog.outcome()`. Everything but `decision_id` and `outcome` is optional. */

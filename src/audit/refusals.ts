@@ -33,6 +33,8 @@ export interface RefusalOptions {
   /** The aggregation window. Default 60 s. */
   windowMs?: number;
   clock: Clock;
+  /** Told of every limit refusal, written or suppressed (metrics count them by cause). */
+  onLimitRefused?: (limit: string) => void;
 }
 
 interface Tally {
@@ -64,6 +66,7 @@ export class Refusals {
 
   /** A request refused at the edge by a size, rate or connection limit, before any decision. */
   limitRefused(limit: string, f: RefusalFacts): Promise<void> {
+    this.opts.onLimitRefused?.(limit);
     return this.refused(f, { type: 'limit_refused', ...this.about(f), details: { limit } }, limit);
   }
 

@@ -21,7 +21,8 @@ import { CallPipeline } from '../pipeline/call-pipeline.js';
 import { ResourceSubscriptions } from '../pipeline/subscriptions.js';
 import { InFlight } from '../pipeline/in-flight.js';
 import { ListView } from '../pipeline/list-view.js';
-import type { ProbePort, StatePort } from '../pipeline/ports.js';
+import type { AuditPort, ProbePort, StatePort } from '../pipeline/ports.js';
+import { GatewayMetrics, type MetricSources, Observer, Tracing } from '../obs/index.js';
 import { declaredFactNames, resourceExtractors } from '../policy/input.js';
 import { loadPolicies } from '../policy/policy-set.js';
 import type { Logger } from '../types.js';
@@ -49,6 +50,9 @@ export interface Core {
   shared: SharedState;
   /** This replica's name (config `server.replica_id`, else random). */
   replicaId: string;
+  /** Prometheus metrics (config `metrics`), and what they read at a scrape (serve adds the face's counts). */
+  metrics: GatewayMetrics | undefined;
+  metricSources: MetricSources;
 }
 
 /**
@@ -65,8 +69,29 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
   const audit = await life.acquire('audit log', await openAuditLog(auditOptions), (a) => a.close({ drainMs: opts.drainMs }));
   const log: Logger = createLogger({ level: config.logging?.level ?? 'info', redact: audit.redactor });
   const clock = systemClock;
+  // Read at a scrape only, when everything below exists.
+  const metricSources: MetricSources = {
+    sessions: () => 0,
+    streams: () => 0,
+    inFlight: () => inFlight.size,
+    services: () => catalog.health(),
+    policyRevision: () => policy.revision,
+  };
+  const metrics = config.metrics ? new GatewayMetrics(metricSources) : undefined;
+  const tracing = config.tracing ? await life.acquire('traces', new Tracing(config.tracing, VERSION, log), (t) => t.close()) : undefined;
+  const observer = metrics || tracing ? new Observer(metrics, tracing) : undefined;
+  const timedAudit = metrics ? timed(audit, metrics) : audit;
   const { burst, window_s } = config.audit.refusals;
-  const refusals = await life.acquire('refusal records', new Refusals(audit, log, { clock, burst, windowMs: window_s * 1000 }), (r) => r.close());
+  const refusals = await life.acquire(
+    'refusal records',
+    new Refusals(timedAudit, log, {
+      clock,
+      burst,
+      windowMs: window_s * 1000,
+      ...(metrics ? { onLimitRefused: (limit: string) => metrics.limitRefused(limit) } : {}),
+    }),
+    (r) => r.close(),
+  );
   const probes: ProbePort = {
     refused: (cc, what) =>
       refusals.probeRefused(
@@ -88,7 +113,9 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
     log,
     resourceFacts: declaredFactNames(config.services),
     onReload: (info) => void refusals.policyReloaded(info),
+    ...(observer ? { onEvaluated: (engine, startMs, durationMs, error) => observer.engineEvaluated({ engine, startMs, durationMs, error }) } : {}),
     onReloadError: (e) => {
+      metrics?.policyReloadFailed();
       log.error({ err: e.message }, 'policy reload failed; the last good policy set keeps running');
       void refusals.policyReloadRejected(e);
     },
@@ -124,9 +151,10 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
   const lists = new ListView({ catalog, policy, state, probes, log, pageSize: config.server.page_size, clock });
   const resources = resourceExtractors(config.services);
   const calls = new CallPipeline({
-    ...{ catalog, policy, audit, credentials: minter, state, probes, log, limiter, inFlight, clock, resources },
+    ...{ catalog, policy, audit: timedAudit, credentials: minter, state, probes, log, limiter, inFlight, clock, resources },
     outcomeBeforeAnswer: config.audit.outcome_before_answer,
     ...{ replicaId, peers: shared.peers },
+    ...(observer ? { observer } : {}),
   });
   await life.acquire('parked input requests', calls.parked, (p) => p.clear());
   // Another replica's agent retry for a call parked here.
@@ -151,6 +179,27 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
     authConfig,
     shared,
     replicaId,
+    metrics,
+    metricSources,
+  };
+}
+
+/** The audit log with each write's latency measured (metrics on). */
+function timed(audit: AuditLog, metrics: GatewayMetrics): AuditPort & { event: AuditLog['event'] } {
+  const time =
+    <A, R>(kind: 'decision' | 'outcome' | 'event', write: (a: A) => Promise<R>) =>
+    async (a: A): Promise<R> => {
+      const t0 = performance.now();
+      try {
+        return await write(a);
+      } finally {
+        metrics.auditWritten(kind, (performance.now() - t0) / 1000);
+      }
+    };
+  return {
+    decision: time('decision', (r: Parameters<AuditLog['decision']>[0]) => audit.decision(r)),
+    outcome: time('outcome', (r: Parameters<AuditLog['outcome']>[0]) => audit.outcome(r)),
+    event: time('event', (r: Parameters<AuditLog['event']>[0]) => audit.event(r)),
   };
 }
 

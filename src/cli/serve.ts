@@ -23,6 +23,7 @@ import { limitConnections } from '../http/connections.js';
 import { Holdings, KeyedRate } from '../limits/keyed.js';
 import { McpFace } from '../mcp-face/face.js';
 import type { ChangeKind } from '../upstream/catalog.js';
+import { startMetricsListener } from '../obs/index.js';
 import { startCore } from './core.js';
 import { Lifecycle, StopRequested } from './lifecycle.js';
 import { printDevHelp } from './dev-help.js';
@@ -172,6 +173,7 @@ export async function startGateway(config: Config, opts: { host: string; port: n
         replicaId: core.replicaId,
         log,
         clock: systemClock,
+        ...(core.metrics ? { onLimited: (limit: string) => core.metrics?.limitRefused(limit) } : {}),
       },
     ),
     (f) => f.close(),
@@ -193,6 +195,22 @@ export async function startGateway(config: Config, opts: { host: string; port: n
     }),
     (unsubscribe) => unsubscribe(),
   );
+  core.metricSources.sessions = () => face.sessionCount;
+  core.metricSources.streams = () => face.streamCount;
+  if (core.metrics && config.metrics) {
+    // Its own listener, off the agent port: a scraper needs no agent token, an agent never sees it.
+    const m = await life.acquire(
+      'metrics listener',
+      await startMetricsListener({
+        listen: config.metrics.listen,
+        tokenFile: config.metrics.token_file === undefined ? undefined : path.resolve(path.dirname(config.source), config.metrics.token_file),
+        metrics: core.metrics,
+        log,
+      }),
+      (l) => l.close(),
+    );
+    process.stdout.write(`micro-mcp metrics on ${m.url}\n`);
+  }
   onConnectionRefused = (ip, limit) => void core.refusals.limitRefused(limit, { requestId: 'connection', clientIp: ip });
   const app = createApp({
     face,

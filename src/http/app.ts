@@ -106,16 +106,26 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
   app.get('/.well-known/jwks.json', async () => Response.json(await d.jwks()));
   if (d.devAuthorization) serveDevAuthorization(app, d.devAuthorization, d.refusals, d.log);
 
+  const authenticating = authenticate({
+    auth: d.auth,
+    onRefused: refused,
+    failures: d.limits.authFailures,
+    verifying: d.limits.verifying,
+    onLimited: (limit, f) => d.refusals.limitRefused(limit, f),
+  });
   app.on(
     ['POST', 'GET', 'DELETE'],
     '/mcp',
-    authenticate({
-      auth: d.auth,
-      onRefused: refused,
-      failures: d.limits.authFailures,
-      verifying: d.limits.verifying,
-      onLimited: (limit, f) => d.refusals.limitRefused(limit, f),
-    }),
+    // Timed for the call's trace: the authentication span is a child of the call's span.
+    async function timedAuthenticate(c, next) {
+      const startMs = performance.now();
+      return authenticating(c, async () => {
+        const traceparent = c.req.header('traceparent');
+        const tracestate = c.req.header('tracestate');
+        c.set('edge', { startMs, authStartMs: startMs, authEndMs: performance.now(), traceparent, tracestate });
+        await next();
+      });
+    },
     bodyCap({ maxBytes: d.maxBodyBytes, inFlight: d.limits.bodies, onRefused: (limit, f) => d.refusals.limitRefused(limit, f) }),
     wellFormed({
       onRefused: (f) => d.refusals.probeRefused(f, { code: 'ERR_MALFORMED_UNICODE', message: 'names, arguments and _meta values must be well-formed Unicode' }),
@@ -124,7 +134,7 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
     stepUp({ auth: d.auth, scopesToLift: d.scopesToLift, onRefused: refused, ...(d.canonicalTool ? { canonicalTool: d.canonicalTool } : {}) }),
     async (c) => {
       try {
-        const res = await d.face.handle(c.req.raw, new EdgeFacts(c.var.principal, c.var.era, c.var.requestId, clientIp(c)), c.var.body);
+        const res = await d.face.handle(c.req.raw, new EdgeFacts(c.var.principal, c.var.era, c.var.requestId, clientIp(c), c.var.edge), c.var.body);
         // A request the face refused before any handler ran (unknown or foreign session, header/body
         // mismatch, a malformed envelope): probing is on the record.
         if (res.status >= 400 && res.status < 500) await recordRejected(c, res);

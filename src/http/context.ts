@@ -5,6 +5,7 @@
 import type { HttpBindings } from '@hono/node-server';
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { EdgeTiming } from '../mcp-face/request-context.js';
 import type { Principal } from '../types.js';
 
 declare module 'hono' {
@@ -19,6 +20,8 @@ declare module 'hono' {
     principal: Principal;
     /** era: 2026-07-28 (stateless) or a 2025 revision (sessions). */
     era: 'legacy' | 'modern';
+    /** /mcp: when the request arrived, how long authentication took, the agent's trace headers (traces). */
+    edge: EdgeTiming;
   }
 }
 

@@ -27,6 +27,8 @@ export interface FaceOptions {
   replicaId: string;
   log: Logger;
   clock: Clock;
+  /** Told of each session or stream refused by its ceiling (metrics count limit refusals by cause). */
+  onLimited?: (limit: 'sessions_per_principal' | 'sessions' | 'streams_per_principal' | 'streams') => void;
 }
 
 export class McpFace {
@@ -34,8 +36,10 @@ export class McpFace {
   private readonly sessions: Sessions;
   private readonly streams: Holdings;
   private readonly deps: FaceDeps;
+  private readonly onLimited: NonNullable<FaceOptions['onLimited']>;
 
   constructor(pipeline: Omit<FaceDeps, 'contextOf'>, opts: FaceOptions) {
+    this.onLimited = opts.onLimited ?? (() => undefined);
     this.deps = { ...pipeline, contextOf: callContextOf };
     this.modern = createMcpHandler(() => buildServer(this.deps), {
       legacy: 'reject',
@@ -80,6 +84,7 @@ export class McpFace {
     if (!isInitialize(parsedBody)) return jsonRpcError(400, -32000, 'Bad Request: no session; send initialize first');
     const r = await this.sessions.initialize(facts.principal, buildServer(this.deps), req, { parsedBody, authInfo });
     if (r instanceof Response) return r;
+    this.onLimited(r.refused === 'per_principal' ? 'sessions_per_principal' : 'sessions');
     return r.refused === 'per_principal'
       ? jsonRpcError(429, -32029, 'Too many sessions for this principal; end one (DELETE) first')
       : jsonRpcError(503, -32000, 'Too many sessions; try again later');
@@ -92,6 +97,7 @@ export class McpFace {
   private async stream(facts: EdgeFacts, open: () => Promise<Response>): Promise<Response> {
     const place = this.streams.take(principalKey(facts.principal));
     if ('refused' in place) {
+      this.onLimited(place.refused === 'per_key' ? 'streams_per_principal' : 'streams');
       return place.refused === 'per_key'
         ? jsonRpcError(429, -32029, 'Too many open streams for this principal; close one first')
         : jsonRpcError(503, -32000, 'Too many open streams; try again later');

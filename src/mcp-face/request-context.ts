@@ -5,8 +5,10 @@
  * `AuthInfo.extra`, and handlers read them back with `callContextOf`, checked by class, not cast.
  */
 import type { AuthInfo, ServerContext } from '@modelcontextprotocol/server';
-import type { CallContext } from '../pipeline/ports.js';
+import type { CallContext, EdgeTiming } from '../pipeline/ports.js';
 import type { Principal } from '../types.js';
+
+export type { EdgeTiming };
 
 /** What the edge knows about one request (the 2025 session id is the transport's to know). */
 export class EdgeFacts {
@@ -15,6 +17,7 @@ export class EdgeFacts {
     readonly era: CallContext['era'],
     readonly requestId: string,
     readonly clientIp: string | null,
+    readonly edge?: EdgeTiming,
   ) {}
 }
 
@@ -35,5 +38,5 @@ export function authInfoFor(f: EdgeFacts): AuthInfo {
 export function callContextOf(ctx: ServerContext): CallContext {
   const f = ctx.http?.authInfo?.extra?.[EXTRA_KEY];
   if (!(f instanceof EdgeFacts)) throw new Error('a request reached an MCP handler without passing the HTTP edge');
-  return { principal: f.principal, era: f.era, sessionId: ctx.sessionId ?? null, requestId: f.requestId, clientIp: f.clientIp };
+  return { principal: f.principal, era: f.era, sessionId: ctx.sessionId ?? null, requestId: f.requestId, clientIp: f.clientIp, edge: f.edge };
 }

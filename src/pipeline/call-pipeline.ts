@@ -24,11 +24,12 @@ import { type CallLimiter, type ReplicaCalls, ReplicaUnreachable } from '../stat
 import { buildPolicyInput, decisionReach, isWellFormedJson, type ResourceExtractor } from '../policy/input.js';
 import type { Decision, Logger, ToolFacts } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
+import { verdictOf } from '../upstream/resilience.js';
 import type { Forwarded, ForwardMethod, ForwardParams, ForwardResult } from '../upstream/connection.js';
 import type { InFlight } from './in-flight.js';
 import { ParkedCalls, PendingCall, type Finish } from './input-requests.js';
 import { atOrAbove } from './log-levels.js';
-import type { AuditPort, CallContext, CredentialPort, PolicyPort, ProbePort, StatePort } from './ports.js';
+import type { AuditPort, CallContext, CallObserver, CallWatch, CredentialPort, PolicyPort, ProbePort, StatePort } from './ports.js';
 
 export interface CallPipelineDeps {
   catalog: Catalog;
@@ -49,6 +50,8 @@ export interface CallPipelineDeps {
   inputTtlMs?: number;
   /** Hold each answer until its outcome record is written (audit.outcome_before_answer). Default false. */
   outcomeBeforeAnswer?: boolean;
+  /** Metrics and traces (src/obs); none: nothing is watched. */
+  observer?: CallObserver;
   /** This replica's name, written into parked calls' requestState so a retry at another replica finds it. */
   replicaId?: string;
   /** The other replicas: an agent's answer for a call parked at one of them is carried there. */
@@ -120,6 +123,18 @@ interface Forward<M extends ForwardMethod> {
 }
 
 const us = (ms: number) => Math.round(ms * 1000);
+
+/** A watch that watches nothing (no observer configured). */
+const UNWATCHED: CallWatch = {
+  policy: () => () => undefined,
+  audit: () => () => undefined,
+  limitRefused: () => undefined,
+  forwarding: () => ({}),
+  ended: () => undefined,
+};
+
+/** The deciding rule ids of a decision, once each, sorted: the metrics' `rule` label. */
+const ruleIds = (d: Decision) => [...new Set(d.reasons.map((x) => x.id))].sort().join(',');
 
 export class CallPipeline {
   /** Only tools/call is interactive, so only its calls park. */
@@ -279,6 +294,11 @@ export class CallPipeline {
     }
     const declared = agentMeta[PURPOSE_META_KEY];
     const decisionId = randomUUID();
+    const watch =
+      this.d.observer?.begin(cc, {
+        ...{ method: r.method, service: r.service, tool: r.method === 'resources/read' ? 'resources/read' : r.label },
+        ...{ decisionId, meta: agentMeta },
+      }) ?? UNWATCHED;
     const input = buildPolicyInput({
       method: r.method,
       principal: cc.principal,
@@ -288,18 +308,33 @@ export class CallPipeline {
       resource: this.d.resources?.get(r.service),
       context: { time: new Date(clock.now()).toISOString(), request_id: cc.requestId, session_id: cc.sessionId, client_ip: cc.clientIp },
     });
+    const decided = watch.policy();
     const decision = this.decide(input, decisionId);
+    decided(decision);
+    const rules = ruleIds(decision);
     const tokenId = cc.principal.token_id;
     // The record keeps the canonical name the policy saw and, when it differs, the name the agent used.
     const exposed = r.method !== 'resources/read' && r.label !== r.facts.name ? { exposed_name: r.label } : {};
+    const audited = watch.audit();
     try {
-      await this.d.audit.decision({ input, decision, decision_id: decisionId, ...exposed, ...(tokenId ? { token_id: tokenId } : {}) });
+      await this.d.audit.decision({
+        input,
+        decision,
+        decision_id: decisionId,
+        ...exposed,
+        ...(tokenId ? { token_id: tokenId } : {}),
+        ...(watch.trace ? { trace: watch.trace } : {}),
+      });
+      audited();
     } catch (e) {
+      audited('ERR_AUDIT_UNAVAILABLE');
+      watch.ended('audit_unavailable', rules);
       this.d.log.error({ err: (e as Error).message, decision_id: decisionId }, 'audit write failed: call refused');
       throw toProtocolError(new GatewayError('ERR_AUDIT_UNAVAILABLE', 'the audit log is unavailable; call refused', { decision_id: decisionId }));
     }
     if (!decision.allow) {
       // The decision record is the whole story of a denied call: nothing was forwarded.
+      watch.ended('denied', rules);
       const ids = [...new Set(decision.reasons.map((x) => x.id))].join(', ') || 'no rule allowed it';
       throw toProtocolError(
         new GatewayError('ERR_POLICY_DENIED', `denied by policy: ${ids}`, {
@@ -309,7 +344,10 @@ export class CallPipeline {
         }),
       );
     }
-    const outcome: Finish = (o) => this.outcome(decisionId, o);
+    const outcome: Finish = (o) => {
+      watch.ended(o.outcome, rules, o.service_us, o.total_us);
+      return this.outcome(decisionId, o);
+    };
 
     // A slot held by a call lapses after the call's own timeout (plus a margin): a replica that dies
     // with calls in flight does not hold their places in the shared state for ever.
@@ -317,6 +355,7 @@ export class CallPipeline {
     const admitted = await this.d.limiter.admit(principalKey(cc.principal), r.service, r.facts.local_name, slotTtlMs);
     if ('refused' in admitted) {
       const why = admitted.refused;
+      watch.limitRefused(why.limit);
       const e =
         why.limit === 'state_unavailable'
           ? new GatewayError('ERR_STATE_UNAVAILABLE', 'the shared state holding the call limits is unreachable; call refused', {
@@ -342,6 +381,16 @@ export class CallPipeline {
       void outcome({ outcome: 'service_error', error: { code: e.code, message: e.message } });
       throw toProtocolError(e);
     }
+    // The service's circuit breaker and concurrency cap (upstream/resilience): refused at once, audited as the outcome.
+    const guarded = conn.guard.admit();
+    if ('refused' in guarded) {
+      admitted.release();
+      watch.limitRefused(guarded.cause);
+      const e = new GatewayError(guarded.refused.code, guarded.refused.message, { ...guarded.refused.data, decision_id: decisionId });
+      void outcome({ outcome: 'refused', error: { code: e.code, message: e.message } });
+      throw toProtocolError(e);
+    }
+    const pass = guarded.pass;
     let credential: string;
     try {
       credential = await this.d.credentials.mint({
@@ -355,6 +404,7 @@ export class CallPipeline {
       });
     } catch (e) {
       admitted.release();
+      pass.done('neutral');
       this.d.log.error({ err: (e as Error).message, service: r.service }, 'minting the service credential failed');
       const ge = new GatewayError('ERR_INTERNAL', 'could not mint the service credential');
       void outcome({ outcome: 'refused', error: { code: ge.code, message: ge.message } });
@@ -372,12 +422,22 @@ export class CallPipeline {
     call.track(
       conn
         .forward(r.method, r.params, {
-          meta: { ...meta, [CREDENTIAL_META_KEY]: credential },
+          meta: { ...meta, ...watch.forwarding(), [CREDENTIAL_META_KEY]: credential },
           signal: call.controller.signal,
           onprogress: (p) => call.progress?.(p),
           ...(cc.logLevel ? { log: { level: cc.logLevel, relay: (p) => call.log?.(p) } } : {}),
           ...(r.park ? { sink: call } : {}),
         })
+        .then(
+          (v) => {
+            pass.done('success');
+            return v;
+          },
+          (e: unknown) => {
+            pass.done(verdictOf(e));
+            throw e;
+          },
+        )
         .finally(() => {
           admitted.release();
           left();

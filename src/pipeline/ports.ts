@@ -22,6 +22,20 @@ export interface CallContext {
    * (none: no messages, as the spec says); 2025: the session's `logging/setLevel` (none yet: every level).
    */
   readonly logLevel?: LoggingLevel | undefined;
+  /** What the HTTP edge measured for traces (absent on stdio). */
+  readonly edge?: EdgeTiming | undefined;
+}
+
+/** The HTTP edge's part of a request, in performance.now() milliseconds, and the agent's trace headers. */
+export interface EdgeTiming {
+  /** When the request reached the edge. */
+  readonly startMs: number;
+  /** When authentication began and ended. */
+  readonly authStartMs: number;
+  readonly authEndMs: number;
+  /** The agent's W3C `traceparent` / `tracestate` headers (used only when tracing trusts them). */
+  readonly traceparent?: string | undefined;
+  readonly tracestate?: string | undefined;
 }
 
 export interface PolicyPort {
@@ -58,4 +72,29 @@ export interface StatePort {
 /** Records a request refused before any decision (probing is on the record; floods are aggregated). */
 export interface ProbePort {
   refused(cc: CallContext, what: { method: string; code: string; message: string; tool?: string }): Promise<void>;
+}
+
+/**
+ * Watches calls for metrics and traces (src/obs). It never decides, refuses or changes a call; its
+ * methods do not throw.
+ */
+export interface CallObserver {
+  /** A call has been resolved to a service and is about to be decided. */
+  begin(cc: CallContext, call: { method: string; service: string; tool: string; decisionId: string; meta: Record<string, unknown> }): CallWatch;
+}
+
+/** One call's steps as the pipeline reports them. */
+export interface CallWatch {
+  /** The trace context the decision record carries (absent without tracing). */
+  readonly trace?: { trace_id: string; span_id: string } | undefined;
+  /** The decision starts (synchronous); the returned function ends it with the decision. */
+  policy(): (decision: Decision) => void;
+  /** The decision record is being written; the returned function ends it (with an error code on failure). */
+  audit(): (error?: string) => void;
+  /** The call is refused by a limit after the allow. */
+  limitRefused(cause: string): void;
+  /** The call goes to the service now: `_meta` entries that carry the trace context to it (may be empty). */
+  forwarding(): Record<string, unknown>;
+  /** The call ended: its outcome (an audit outcome, or `denied`/`audit_unavailable`) and the deciding rule ids. */
+  ended(outcome: string, rules: string, serviceUs?: number, totalUs?: number): void;
 }

@@ -31,6 +31,11 @@ export interface LoadPoliciesHooks {
   onReload?: (info: { revision: string; previous: string }) => void;
   /** Called when a reload failed; the last good set keeps running. */
   onReloadError?: (err: GatewayError) => void;
+  /**
+   * Called after each engine evaluated (metrics and traces): its start (performance.now() ms), how
+   * long it took and an error code when it failed. Synchronous, inside decide().
+   */
+  onEvaluated?: (engine: EngineName, startMs: number, durationMs: number, error?: EngineErrorCode) => void;
   log?: PolicyLogger;
 }
 
@@ -241,10 +246,12 @@ export class PolicySet {
         continue;
       }
       const start = performance.now();
+      let error: EngineErrorCode | undefined;
       try {
         const r = engine.evaluate(input);
         // WASM evaluation cannot be pre-empted; a too-slow answer is discarded, failing closed.
         if (performance.now() - start > this.#cfg.decision_timeout_ms) {
+          error = 'ERR_ENGINE_TIMEOUT';
           failed(name, 'ERR_ENGINE_TIMEOUT', `${name} exceeded the decision timeout of ${this.#cfg.decision_timeout_ms} ms`);
         } else if (r.allow) {
           allowReasons.push(...r.reasons);
@@ -261,8 +268,10 @@ export class PolicySet {
         // Agents see only that the engine failed; where in the policy it failed is for operators,
         // and the audit record keeps the cause as a stable code.
         this.#hooks.log?.error({ engine: name, err: e instanceof Error ? e.message : String(e) }, 'policy evaluation failed: denied');
-        failed(name, e instanceof EngineError ? e.code : 'ERR_ENGINE_EVALUATION', `${name} evaluation failed`);
+        error = e instanceof EngineError ? e.code : 'ERR_ENGINE_EVALUATION';
+        failed(name, error, `${name} evaluation failed`);
       }
+      this.#hooks.onEvaluated?.(name, start, performance.now() - start, error);
     }
     const allow = denyReasons.length === 0;
     return {

@@ -195,13 +195,15 @@ export class Catalog extends EventEmitter {
     return this.services.get(name);
   }
 
-  health(): Array<{ name: string; state: string; era?: string; tools: number; restarts: number; error?: string }> {
+  health(): Array<{ name: string; state: string; era?: string; tools: number; restarts: number; breaker: string; in_flight: number; error?: string }> {
     return [...this.services.values()].map((s) => ({
       name: s.name,
       state: s.state,
       ...(s.era ? { era: s.era } : {}),
       tools: s.tools.length,
       restarts: s.restarts,
+      breaker: s.guard.state,
+      in_flight: s.guard.active,
       ...(s.lastError ? { error: s.lastError } : {}),
     }));
   }

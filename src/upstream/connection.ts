@@ -34,10 +34,13 @@ import type {
 } from '@modelcontextprotocol/client';
 import path from 'node:path';
 import { CREDENTIAL_ENV, CREDENTIAL_META_KEY } from '../../schemas/contracts/service-credential.js';
+import { type Clock, systemClock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import type { ServiceConfig } from '../config/types.js';
 import type { Logger } from '../types.js';
+import { Backoff, ServiceGuard } from './resilience.js';
 import { ChildProcessTransport } from './stdio-transport.js';
+import { traceHeaders } from './trace-headers.js';
 
 export type ServiceState = 'starting' | 'ready' | 'down' | 'stopped';
 
@@ -168,6 +171,9 @@ export interface ServiceEnvironment {
   env?: Record<string, string>;
   /** fetch for a remote service (e.g. with a client certificate for mutual TLS). */
   fetch?: FetchLike;
+  /** Time and randomness for the breaker and the restart backoff (tests inject them). */
+  clock?: Clock;
+  random?: () => number;
 }
 
 export class ServiceConnection extends EventEmitter {
@@ -187,7 +193,10 @@ export class ServiceConnection extends EventEmitter {
   private discover: DiscoverResult | undefined;
   private stopping = false;
   private restartTimer: NodeJS.Timeout | undefined;
-  private delay: number;
+  private readonly backoff: Backoff;
+  private readonly clock: Clock;
+  /** The circuit breaker and concurrency cap the pipeline admits calls through (upstream/resilience). */
+  readonly guard: ServiceGuard;
   private readonly sinks = new Set<InteractionSink>();
   /** Every forwarded request in flight on this connection (to attribute what names no call). */
   private readonly inflight = new Set<ForwardOptions>();
@@ -200,7 +209,14 @@ export class ServiceConnection extends EventEmitter {
     private readonly environment: ServiceEnvironment = {},
   ) {
     super();
-    this.delay = cfg.restart?.initial_delay_ms ?? 250;
+    this.clock = environment.clock ?? systemClock;
+    this.backoff = new Backoff({ initialMs: cfg.restart?.initial_delay_ms ?? 250, maxMs: cfg.restart?.max_delay_ms ?? 30000 }, environment.random);
+    this.guard = new ServiceGuard(
+      name,
+      { maxConcurrent: cfg.max_concurrent, failures: cfg.breaker.failures, cooldownMs: cfg.breaker.cooldown_ms },
+      this.clock,
+      (state, failures) => this.log.warn({ service: name, breaker: state, failures }, `service circuit breaker ${state.replace('_', '-')}`),
+    );
   }
 
   /** Connects once; failures schedule a retry with backoff (the gateway serves the other services meanwhile). */
@@ -215,7 +231,7 @@ export class ServiceConnection extends EventEmitter {
   async stop(): Promise<void> {
     this.stopping = true;
     this.state = 'stopped';
-    if (this.restartTimer) clearTimeout(this.restartTimer);
+    if (this.restartTimer) this.clock.clearTimeout(this.restartTimer);
     // A connection still being made is closed too (its transport: the SDK client may not hold it
     // yet): its process must not outlive a stop during start-up.
     const c = this.client;
@@ -255,7 +271,7 @@ export class ServiceConnection extends EventEmitter {
     if (opts.sink) this.sinks.add(opts.sink);
     this.inflight.add(opts);
     // Our own idle timeout, reset by progress (the SDK's cannot see progress routed around it).
-    const timeoutMs = opts.timeoutMs ?? this.cfg.call_timeout_ms;
+    const timeoutMs = opts.timeoutMs ?? this.callTimeoutFor(method === 'tools/call' && 'name' in params ? params.name : undefined);
     const ac = new AbortController();
     let ended: 'timeout' | 'flood' | undefined;
     let timer = setTimeout(() => stop('timeout'), timeoutMs);
@@ -297,7 +313,10 @@ export class ServiceConnection extends EventEmitter {
           { service: this.name },
         );
       }
-      throw this.mapError(e, opts.signal);
+      const mapped = this.mapError(e, opts.signal);
+      // A remote service that cannot be reached: connect again (with backoff) rather than keep a dead session.
+      if (mapped instanceof GatewayError && mapped.code === 'ERR_SERVICE_UNAVAILABLE' && this.cfg.transport === 'http') this.reconnect(client);
+      throw mapped;
     } finally {
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
@@ -322,9 +341,14 @@ export class ServiceConnection extends EventEmitter {
     return Math.max(...caps) + 64 * 1024;
   }
 
-  /** How long a call to this service may run without an answer (progress resets it). */
+  /** How long a call to this service may run without an answer (progress resets it): its longest tool's. */
   get callTimeoutMs(): number {
-    return this.cfg.call_timeout_ms;
+    return Math.max(this.cfg.call_timeout_ms, ...Object.values(this.cfg.tools).map((t) => t.call_timeout_ms ?? 0));
+  }
+
+  /** A tool's call timeout (config tools.<name>.call_timeout_ms), else the service's. */
+  callTimeoutFor(tool?: string): number {
+    return (tool !== undefined ? this.cfg.tools[tool]?.call_timeout_ms : undefined) ?? this.cfg.call_timeout_ms;
   }
 
   /** The cap on one answer of this service (for a tool, its own when configured). */
@@ -405,7 +429,7 @@ export class ServiceConnection extends EventEmitter {
     client.onclose = () => this.onClosed(client);
     this.state = 'ready';
     this.lastError = undefined;
-    this.delay = this.cfg.restart?.initial_delay_ms ?? 250;
+    this.backoff.reset();
     const sandbox = this.cfg.transport === 'stdio' ? (this.cfg.sandbox?.mode ?? 'bwrap') : undefined;
     this.log.info({ service: this.name, era: this.era, tools: this.tools.length, pid: this.pid, ...(sandbox ? { sandbox } : {}) }, 'service ready');
     this.emit('ready');
@@ -447,7 +471,7 @@ export class ServiceConnection extends EventEmitter {
     }
     return new StreamableHTTPClientTransport(new URL(this.cfg.url), {
       requestInit: { headers: { ...(this.cfg.headers ?? {}) }, redirect: 'manual' },
-      fetch: cappedResponses(credentialFetch(this.environment.fetch ?? fetch), this.largestMessage()),
+      fetch: cappedResponses(traceHeaders(credentialFetch(this.environment.fetch ?? fetch)), this.largestMessage()),
     });
   }
 
@@ -537,16 +561,25 @@ export class ServiceConnection extends EventEmitter {
     this.scheduleRestart();
   }
 
+  /** Drops the connection to an unreachable remote service and connects again (with backoff). */
+  private reconnect(client: GatewayClient): void {
+    if (this.client !== client || this.stopping) return;
+    this.client = undefined;
+    this.state = 'down';
+    this.lastError = 'service unreachable';
+    this.restarts++;
+    this.log.warn({ service: this.name, restarts: this.restarts }, 'remote service unreachable; reconnecting');
+    this.emit('changed', 'all');
+    void client.close().catch(() => undefined);
+    this.scheduleRestart();
+  }
+
   private scheduleRestart(): void {
     if (this.stopping || this.restartTimer) return;
-    const max = this.cfg.restart?.max_delay_ms ?? 30000;
-    const wait = Math.min(this.delay, max);
-    this.delay = Math.min(this.delay * 2, max);
-    this.restartTimer = setTimeout(() => {
+    this.restartTimer = this.clock.setTimeout(() => {
       this.restartTimer = undefined;
       void this.connect();
-    }, wait);
-    this.restartTimer.unref();
+    }, this.backoff.next());
   }
 
   private wakeWaiters(): void {

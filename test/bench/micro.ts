@@ -5,11 +5,15 @@
  * minting the per-call service credential.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createAuthenticator, createServiceCredentialMinter, mintDevToken } from '../../src/auth/index.js';
 import { buildPolicyInput, loadPolicies, resourceExtractor, toolFacts } from '../../src/policy/index.js';
 import type { EngineName } from '../../src/policy/index.js';
+import { GatewayMetrics, Observer, Tracing } from '../../src/obs/index.js';
+import type { CallContext } from '../../src/pipeline/ports.js';
 import type { Principal } from '../../src/types.js';
 import { ROOT } from '../helpers/harness.js';
 import { microBench } from './load.js';
@@ -124,5 +128,56 @@ export async function runMicro(n: number): Promise<MicroRow[]> {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+  rows.push(...(await observerRows(n)));
   return rows;
+}
+
+/**
+ * What watching one call costs the pipeline (the CallObserver's steps for an allowed call that
+ * reaches its service): metrics alone, and metrics with traces sampled and exported to a receiver
+ * on loopback (the export runs batched, off the measured path, but in the same process).
+ */
+async function observerRows(n: number): Promise<MicroRow[]> {
+  const log = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined, child: () => log };
+  const sources = { sessions: () => 0, streams: () => 0, inFlight: () => 0, services: () => [], policyRevision: () => 'sha256:bench' };
+  const receiver = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+  });
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
+  const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/v1/traces`;
+  const tracing = new Tracing({ otlp_endpoint: url, service_name: 'bench', sample_ratio: 1, trust_traceparent: false }, '0', log);
+  const cc: CallContext = { principal: PRINCIPAL, era: 'modern', sessionId: null, requestId: 'bench', clientIp: '127.0.0.1' };
+  const decision = {
+    allow: true,
+    reasons: [{ engine: 'rego' as const, id: 'service_call_scope', message: 'granted' }],
+    engines: [{ engine: 'rego' as const, allow: true, reasons: [] }],
+    obligations: {},
+    policy_revision: 'sha256:bench',
+    eval_us: 20,
+  };
+  const oneCall = (o: Observer) => () => {
+    const w = o.begin(cc, { method: 'tools/call', service: 'echo', tool: 'echo.echo', decisionId: 'bench', meta: {} });
+    const decided = w.policy();
+    o.engineEvaluated({ engine: 'rego', startMs: performance.now(), durationMs: 0.015 });
+    decided(decision);
+    w.audit()();
+    w.forwarding();
+    w.ended('ok', 'service_call_scope', 1000, 1200);
+  };
+  try {
+    return [
+      {
+        name: 'observe one call: metrics',
+        ...(await microBench(oneCall(new Observer(new GatewayMetrics(sources, { defaultMetrics: false }), undefined)), n, Math.min(1000, n))),
+      },
+      {
+        name: 'observe one call: metrics + traces (5 spans, exported)',
+        ...(await microBench(oneCall(new Observer(new GatewayMetrics(sources, { defaultMetrics: false }), tracing)), n, Math.min(1000, n))),
+      },
+    ];
+  } finally {
+    await tracing.close();
+    receiver.close();
+  }
 }
