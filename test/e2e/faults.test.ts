@@ -64,7 +64,11 @@ describe('the audit log fails and comes back', () => {
     const dir = path.join(gw.dir, 'audit');
     const file = path.join(dir, 'audit.jsonl');
     assert.equal(text(await client.callTool({ name: 'echo.echo', arguments: { text: 'before' } })), 'before');
-    const before = readRecords(dir).at(-1)!.rec;
+    // The outcome record is written off the answer's path: the last record on disk is the one after it.
+    const before = (await eventually(() => {
+      const last = readRecords(dir).at(-1)?.rec;
+      return last?.kind === 'outcome' ? last : undefined;
+    }))!;
     // Removed, and a directory in its place so that it cannot simply be created again.
     rmSync(file);
     mkdirSync(file);
