@@ -14,7 +14,7 @@ TEST_FILES = $$(find dist/src dist/services dist/test -name '*.test.js' 2>/dev/n
 .PHONY: help setup build run test test-node lint bench stress soak clean schemas soak-race sandbox-tools replica-tools
 
 help:
-	@echo "make run    - install, build and start the gateway on 127.0.0.1:8080 (dev mode)"
+	@echo "make run    - install, build and start the gateway on 127.0.0.1:8080 (dev mode; PORT=N for another port)"
 	@echo "make test   - install, build, run every test (policy tests included)"
 	@echo "make lint   - Biome (lint + format check), typecheck, opa fmt/check"
 	@echo "make bench  - gateway vs direct benchmarks (test/bench)"
@@ -82,7 +82,7 @@ build: $(NODE_STAMP)
 
 run: setup build
 	node dist/src/cli/main.js vector index services/fs/sample --collection sample
-	node dist/src/cli/main.js serve --dev
+	node dist/src/cli/main.js serve --dev $(if $(PORT),--port $(PORT))
 
 test: setup replica-tools build
 	npx biome check .

@@ -99,6 +99,23 @@ describe('dev mode', () => {
     assert.equal(out.text, '');
   });
 
+  it('takes the gateway port (make run PORT=N) or the audience, not both', async () => {
+    const keyDir = join(dir, 'keys');
+    const out = sink();
+    const err = sink();
+    assert.equal(await tokenCommand(['--sub', 'a', '--port', '8181', '--key-dir', keyDir], out, err), 0, err.text);
+    assert.equal(decodeJwt(out.text.trim()).aud, 'http://127.0.0.1:8181/mcp');
+    const out2 = sink();
+    assert.equal(await tokenCommand(['--sub', 'a', '--aud', 'http://localhost:9000/mcp', '--key-dir', keyDir], out2, err), 0, err.text);
+    assert.equal(decodeJwt(out2.text.trim()).aud, 'http://localhost:9000/mcp');
+    const bad = sink();
+    assert.equal(await tokenCommand(['--sub', 'a', '--port', '8181', '--aud', 'http://x/mcp', '--key-dir', keyDir], sink(), bad), 2);
+    assert.match(bad.text, /^give --port or --aud, not both\n/);
+    const bad2 = sink();
+    assert.equal(await tokenCommand(['--sub', 'a', '--port', '99999', '--key-dir', keyDir], sink(), bad2), 2);
+    assert.match(bad2.text, /^--port must be a TCP port \(1-65535\)\n/);
+  });
+
   it('parses durations', () => {
     assert.equal(parseDuration('90'), 90);
     assert.equal(parseDuration('90s'), 90);

@@ -146,7 +146,9 @@ export async function mintDevToken(opts: DevTokenOptions): Promise<string> {
 
 const USAGE =
   'usage: micro-mcp token --sub <id> [--groups "eng,ops"] [--scopes "fs:read http:fetch"] [--ttl 15m]\n' +
-  '                       [--purpose P] [--purposes "a b"] [--aud URI] [--client ID] [--iss ISSUER] [--key-dir DIR]\n';
+  '                       [--purpose P] [--purposes "a b"] [--port N | --aud URI] [--client ID] [--iss ISSUER] [--key-dir DIR]\n' +
+  '  --port N   the audience of a gateway on 127.0.0.1:N (make run PORT=N), i.e. --aud http://127.0.0.1:N/mcp\n' +
+  `  --aud URI  the gateway's resource URI (default ${DEFAULT_DEV_AUDIENCE})\n`;
 
 /**
  * `micro-mcp token ...`: prints just the token (and a newline) on `out`. Returns the exit code;
@@ -170,7 +172,8 @@ export async function tokenCommand(
         ttl: { type: 'string', default: '15m' },
         purpose: { type: 'string' },
         purposes: { type: 'string' },
-        aud: { type: 'string', default: DEFAULT_DEV_AUDIENCE },
+        aud: { type: 'string' },
+        port: { type: 'string' },
         client: { type: 'string' },
         iss: { type: 'string', default: DEV_ISSUER },
         'key-dir': { type: 'string' },
@@ -191,11 +194,20 @@ export async function tokenCommand(
     err.write(`--sub is required\n${USAGE}`);
     return 2;
   }
+  const port = str('port');
+  if (port !== undefined && (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535)) {
+    err.write(`--port must be a TCP port (1-65535)\n${USAGE}`);
+    return 2;
+  }
+  if (port !== undefined && str('aud') !== undefined) {
+    err.write(`give --port or --aud, not both\n${USAGE}`);
+    return 2;
+  }
   try {
     const opts: DevTokenOptions = {
       sub,
       ttl: str('ttl') ?? '15m',
-      audience: str('aud') ?? DEFAULT_DEV_AUDIENCE,
+      audience: port !== undefined ? `http://127.0.0.1:${Number(port)}/mcp` : (str('aud') ?? DEFAULT_DEV_AUDIENCE),
       issuer: str('iss') ?? DEV_ISSUER,
       keyDir: str('key-dir') ?? process.env.MICRO_MCP_DEV_KEY_DIR ?? DEFAULT_DEV_KEY_DIR,
     };

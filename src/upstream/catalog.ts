@@ -135,6 +135,17 @@ export class Catalog extends EventEmitter {
     // Who holds a name at start-up follows the config order, not which service connected first.
     this.started = true;
     this.rebuild('all');
+    // An alias of a tool or prompt the service does not list is most likely a typo: say so once.
+    for (const s of this.services.values()) {
+      const expose = this.expose.get(s.name);
+      if (s.state !== 'ready' || !expose) continue;
+      const tools = new Set(s.tools.map((t) => t.name));
+      const prompts = new Set(s.prompts.map((p) => p.name));
+      for (const local of Object.keys(expose.aliases ?? {}).filter((n) => !tools.has(n)))
+        this.log.warn({ service: s.name, tool: local }, `services.${s.name}.expose.aliases names a tool the service does not list: ${local}`);
+      for (const local of Object.keys(expose.prompt_aliases ?? {}).filter((n) => !prompts.has(n)))
+        this.log.warn({ service: s.name, prompt: local }, `services.${s.name}.expose.prompt_aliases names a prompt the service does not list: ${local}`);
+    }
   }
 
   async stop(): Promise<void> {

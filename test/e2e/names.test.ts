@@ -50,7 +50,7 @@ describe('exposed names', () => {
     gw = await startGateway({
       services: {
         // Unprefixed, with one tool and one prompt aliased.
-        echo: echoService({ expose: { prefix: '', aliases: { echo: 'say' }, prompt_aliases: { greet: 'hello' } } }),
+        echo: echoService({ expose: { prefix: '', aliases: { echo: 'say', ehco: 'typo' }, prompt_aliases: { greet: 'hello' } } }),
         // Under another service's prefix: its tools look like fs tools, the policy still sees "mirror".
         mirror: echoService({ expose: { prefix: 'fs' } }, undefined, 'echo://mirror/info'),
       },
@@ -154,6 +154,11 @@ describe('exposed names', () => {
       decisions.map((r) => [r.method, r.tool, r.service, r.exposed_name, (r.result as { allow: boolean }).allow]),
       [['prompts/get', 'mirror.greet', 'mirror', 'fs.greet', false]],
     );
+  });
+
+  test('an alias of a tool the service does not list is logged at start-up', () => {
+    assert.match(gw.output(), /services\.echo\.expose\.aliases names a tool the service does not list: ehco/);
+    assert.doesNotMatch(gw.output(), /expose\.aliases names a tool the service does not list: echo\b/);
   });
 
   test('a name that is canonical is recorded without exposed_name', async () => {
