@@ -6,9 +6,10 @@
  * service processes. Calls are multiplexed over it by JSON-RPC id.
  */
 import { EventEmitter } from 'node:events';
-import { Client, LOG_LEVEL_META_KEY, ProtocolError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { CLIENT_CAPABILITIES_META_KEY, Client, LOG_LEVEL_META_KEY, ProtocolError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import type {
   CallToolRequestParams,
+  ClientCapabilities,
   CompleteRequestParams,
   CreateMessageRequest,
   CreateMessageResult,
@@ -93,6 +94,12 @@ export interface ForwardOptions {
    * (a 2026 service is asked for exactly that level; a 2025 service's shared connection sends every level).
    */
   log?: { level: LoggingLevel; relay: (p: LoggingMessageNotificationParams) => void };
+  /**
+   * The calling agent's capabilities as a service may see them: a 2026 service gets exactly these in
+   * the request's envelope (never the gateway's own). A 2025 connection declared its capabilities once,
+   * at initialize; there the gateway refuses any input request the agent did not declare.
+   */
+  capabilities?: ClientCapabilities;
 }
 
 const GATEWAY_INFO = { name: 'micro-mcp-gateway', version: '0.1.0' };
@@ -281,6 +288,7 @@ export class ServiceConnection extends EventEmitter {
     // A 2026 service sends log messages only at or above the level the request asks for (our
     // _meta wins over the SDK's envelope); none when the agent asked for none.
     if (this.era === 'modern' && opts.log) meta[LOG_LEVEL_META_KEY] = opts.log.level;
+    if (this.era === 'modern') meta[CLIENT_CAPABILITIES_META_KEY] = opts.capabilities ?? {};
     const wire: Record<string, unknown> = { ...params, _meta: meta };
     // allowInputRequired: a 2026 service's input_required result comes back as a value (the
     // pipeline wraps it for the agent), so the result may be either half of ForwardResult<M>.
