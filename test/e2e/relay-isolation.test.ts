@@ -29,7 +29,10 @@ describe('relay: isolation per principal', () => {
   const clients: Array<{ close(): Promise<void> }> = [];
   before(async () => {
     gw = await startGateway({
-      services: { iso: echoService({ era: 'legacy', isolation: 'principal', pool: { max: 24, idle_s: 600 } }) },
+      services: {
+        iso: echoService({ era: 'legacy', isolation: 'principal', pool: { max: 24, idle_s: 600 } }),
+        persession: echoService({ era: 'legacy', isolation: 'session', pool: { max: 4, idle_s: 600 } }),
+      },
     });
   });
   after(async () => {
@@ -101,5 +104,29 @@ describe('relay: isolation per principal', () => {
     assert.equal(last.result?.resultType, 'input_required', JSON.stringify(last));
     const [other] = await agents(1, 'after-abandon');
     assert.match(text(await other!.call()), /^answer after-abandon-0 \(instance [0-9a-f-]{36}\)$/);
+  });
+
+  test('isolation: session: two 2025 sessions of one principal each get their own connection, asked at once', { timeout: 120_000 }, async () => {
+    const token = await gw.token({ sub: 'one-principal', scopes: ['persession:call'] });
+    const gate = barrier(2);
+    const sessions = await Promise.all(
+      ['first', 'second'].map(async (name) => {
+        const c = await connect(gw, 'legacy', { token });
+        clients.push(c);
+        c.setRequestHandler('elicitation/create', async () => {
+          await gate.arrive();
+          return { action: 'accept', content: { name } };
+        });
+        return { name, c };
+      }),
+    );
+    const out = await Promise.all(sessions.map((s) => s.c.callTool({ name: 'persession.ask-name', arguments: {} })));
+    const instances = out.map((r, i) => {
+      const m = /^answer (\w+) \(instance ([0-9a-f-]{36})\)$/.exec(text(r));
+      assert.ok(m, JSON.stringify(r));
+      assert.equal(m[1], sessions[i]!.name);
+      return m[2];
+    });
+    assert.notEqual(instances[0], instances[1], 'one connection per session');
   });
 });
