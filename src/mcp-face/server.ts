@@ -44,12 +44,18 @@ export interface FaceDeps {
   contextOf: (ctx: ServerContext) => CallContext;
 }
 
-export function buildServer(d: FaceDeps): Server {
+/**
+ * `subscriptions`: whether this server's agent subscribes with resources/subscribe (2025 sessions, a
+ * 2025 stdio client). A 2026-07-28 agent would subscribe on subscriptions/listen, which the gateway
+ * does not relay yet: not declaring the capability there keeps the SDK's acknowledgement honest (it
+ * honours resourceSubscriptions only when the capability is declared).
+ */
+export function buildServer(d: FaceDeps, opts: { subscriptions: boolean } = { subscriptions: true }): Server {
   const server = new Server(SERVER_INFO, {
     capabilities: {
       tools: { listChanged: true },
       prompts: { listChanged: true },
-      resources: { listChanged: true, subscribe: true },
+      resources: { listChanged: true, ...(opts.subscriptions ? { subscribe: true } : {}) },
       completions: {},
       logging: {},
     },

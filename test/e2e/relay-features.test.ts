@@ -193,4 +193,12 @@ describe('relay: logging, prompts', () => {
     assert.equal(rec?.method, 'resources/subscribe');
     assert.equal((rec?.result as { allow?: boolean } | undefined)?.allow, false);
   });
+
+  test('a 2026 agent is told honestly that resource subscriptions on subscriptions/listen are not relayed', async () => {
+    const m = await connect(gw, 'modern', { token: await gw.token({ sub: 'listen-honest' }) });
+    clients.push(m);
+    const sub = await m.listen({ toolsListChanged: true, resourceSubscriptions: ['echo://static/info'] });
+    assert.deepEqual(sub.honoredFilter, { toolsListChanged: true });
+    await sub.close();
+  });
 });
