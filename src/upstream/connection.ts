@@ -197,7 +197,7 @@ export class ServiceConnection extends EventEmitter {
   private delay: number;
   private readonly sinks = new Set<InteractionSink>();
   /** Every forwarded request in flight on this connection (to attribute what names no call). */
-  private readonly inflight = new Set<ForwardOptions>();
+  private readonly inflight = new Map<ForwardOptions, ((p: LoggingMessageNotificationParams) => void) | undefined>();
   private readyWaiters: Array<() => void> = [];
 
   constructor(
@@ -260,7 +260,6 @@ export class ServiceConnection extends EventEmitter {
   async forward<M extends ForwardMethod>(method: M, params: ForwardParams<M>, opts: ForwardOptions = {}): Promise<Forwarded<M>> {
     const client = await this.whenReady(Math.min(this.cfg.call_timeout_ms, 5000));
     if (opts.sink) this.sinks.add(opts.sink);
-    this.inflight.add(opts);
     // Our own idle timeout, reset by progress (the SDK's cannot see progress routed around it).
     const timeoutMs = opts.timeoutMs ?? this.cfg.call_timeout_ms;
     const ac = new AbortController();
@@ -270,6 +269,10 @@ export class ServiceConnection extends EventEmitter {
       ended = why;
       ac.abort();
     }
+    // Log messages attributed to this call count against the same per-call budget as progress.
+    const logs = opts.log;
+    const logFlood = notificationBudget(this.cfg.max_notifications_per_s);
+    this.inflight.set(opts, logs ? (p) => (logFlood() ? stop('flood') : logs.relay(p)) : undefined);
     const onAbort = () => ac.abort();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     let token: string | undefined;
@@ -505,8 +508,8 @@ export class ServiceConnection extends EventEmitter {
       this.log.debug({ service: this.name, inflight: this.inflight.size }, 'service log message dropped: not attributable to one call');
       return;
     }
-    const [only] = this.inflight;
-    only!.log?.relay(p);
+    const [relay] = this.inflight.values();
+    relay?.(p);
   }
 
   private async interaction<R extends InteractionRequest>(req: R): Promise<InteractionAnswer<R>> {

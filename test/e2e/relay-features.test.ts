@@ -201,4 +201,17 @@ describe('relay: logging, prompts', () => {
     assert.deepEqual(sub.honoredFilter, { toolsListChanged: true });
     await sub.close();
   });
+
+  test("a service's log flood during a call ends that call like a progress flood (ERR_SERVICE_FLOOD)", async () => {
+    const { client } = await collecting2('legacy', 'log-flood');
+    const e = await client.callTool({ name: 'legacyecho.logflood', arguments: { count: 2000 } }).then(
+      () => undefined,
+      (err: unknown) => err as { code?: number; message?: string; data?: { code?: string } },
+    );
+    assert.equal(e?.code, -32004);
+    assert.equal(e?.message, 'service "legacyecho" sent more than 100 notifications a second; call ended');
+    assert.equal(e?.data?.code, 'ERR_SERVICE_FLOOD');
+    // The service and the connection are fine: the next call works.
+    assert.equal(text(await client.callTool({ name: 'legacyecho.echo', arguments: { text: 'after' } })), 'after');
+  });
 });
