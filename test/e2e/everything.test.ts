@@ -160,6 +160,18 @@ describe('server-everything behind the gateway', () => {
     }
   });
 
+  test('roots are never relayed: the service never learns of an agent that declares roots (its roots tool is not even registered)', async () => {
+    const client = await connect(gw, 'legacy', { capabilities: { roots: { listChanged: true }, elicitation: { form: {} } } });
+    try {
+      const names = (await client.listTools()).tools.map((t) => t.name);
+      // The control: the service's tools are listed; it registers get-roots-list only for a client with roots.
+      assert.ok(names.includes('everything.echo'));
+      assert.ok(!names.includes('everything.get-roots-list'), JSON.stringify(names));
+    } finally {
+      await client.close();
+    }
+  });
+
   test('a third-party tool without its scope is hidden and denied', async () => {
     const token = await gw.token({ scopes: ['fs:read'] });
     const client = await connect(gw, 'modern', { token });
