@@ -424,6 +424,23 @@ export interface StdioServiceConfig {
    */
   forward_meta: string[];
   /**
+   * Which agents share one connection (one process for stdio) to the service for their calls. shared: one for all (lists always use it). principal: one per principal, from a bounded pool, so a 2025 service's elicitation, sampling and log messages are attributed within one principal's calls and one principal's data never enters a process serving another. session: one per 2025 agent session (a 2026-07-28 or stdio agent: per principal).
+   */
+  isolation: 'shared' | 'principal' | 'session';
+  /**
+   * The connection pool of isolation principal or session.
+   */
+  pool: {
+    /**
+     * Connections at most. A new key when full closes the least recently used idle one; with none idle the call is refused (ERR_SERVICE_UNAVAILABLE).
+     */
+    max: number;
+    /**
+     * A connection without calls for this long is closed (its process ends).
+     */
+    idle_s: number;
+  };
+  /**
    * Executable; "node" means the gateway's own Node binary.
    */
   command: string;
@@ -571,6 +588,23 @@ export interface HttpServiceConfig {
    * Keys of the agent's params._meta forwarded to this service. None by default: the service gets only what the protocol needs (its progress token, its per-call credential).
    */
   forward_meta: string[];
+  /**
+   * Which agents share one connection (one process for stdio) to the service for their calls. shared: one for all (lists always use it). principal: one per principal, from a bounded pool, so a 2025 service's elicitation, sampling and log messages are attributed within one principal's calls and one principal's data never enters a process serving another. session: one per 2025 agent session (a 2026-07-28 or stdio agent: per principal).
+   */
+  isolation: 'shared' | 'principal' | 'session';
+  /**
+   * The connection pool of isolation principal or session.
+   */
+  pool: {
+    /**
+     * Connections at most. A new key when full closes the least recently used idle one; with none idle the call is refused (ERR_SERVICE_UNAVAILABLE).
+     */
+    max: number;
+    /**
+     * A connection without calls for this long is closed (its process ends).
+     */
+    idle_s: number;
+  };
   url: string;
   headers?: {
     [k: string]: string;

@@ -51,20 +51,23 @@ async function serveStdioOn(life: Lifecycle, v: ReturnType<typeof parseCommon>):
   await life.acquire(
     'stdio face',
     serveStdio(({ era }) => {
-      const server = buildServer({
-        calls: core.calls,
-        lists: core.lists,
-        state: core.state,
-        probes: core.probes,
-        subscriptions: core.subscriptions,
-        contextOf: (ctx): CallContext => ({
-          principal,
-          era,
-          sessionId: null,
-          requestId: `stdio-${String(ctx.mcpReq.id)}-${randomUUID().slice(0, 8)}`,
-          clientIp: null,
-        }),
-      });
+      const server = buildServer(
+        {
+          calls: core.calls,
+          lists: core.lists,
+          state: core.state,
+          probes: core.probes,
+          subscriptions: core.subscriptions,
+          contextOf: (ctx): CallContext => ({
+            principal,
+            era,
+            sessionId: null,
+            requestId: `stdio-${String(ctx.mcpReq.id)}-${randomUUID().slice(0, 8)}`,
+            clientIp: null,
+          }),
+        },
+        { subscriptions: era === 'legacy' },
+      );
       servers.add(server);
       return server;
     }),

@@ -41,7 +41,7 @@ export class McpFace {
   constructor(pipeline: Omit<FaceDeps, 'contextOf'>, opts: FaceOptions) {
     this.onLimited = opts.onLimited ?? (() => undefined);
     this.deps = { ...pipeline, contextOf: callContextOf };
-    this.modern = createMcpHandler(() => buildServer(this.deps), {
+    this.modern = createMcpHandler(() => buildServer(this.deps, { subscriptions: false }), {
       legacy: 'reject',
       maxRequestBodySize: opts.maxBodyBytes,
       onerror: (e) => opts.log.debug({ err: e.message }, 'mcp handler'),

@@ -3,8 +3,8 @@
  * pipeline (list view or call pipeline) with the request's CallContext. Built per 2026-era request
  * (stateless) or per 2025-era session; either way it holds no catalog copy, only handler closures.
  */
-import { LOG_LEVEL_META_KEY, ProtocolError, Server } from '@modelcontextprotocol/server';
-import type { LoggingLevel, ServerContext, StandardSchemaV1 } from '@modelcontextprotocol/server';
+import { CLIENT_CAPABILITIES_META_KEY, LOG_LEVEL_META_KEY, ProtocolError, Server } from '@modelcontextprotocol/server';
+import type { ClientCapabilities, LoggingLevel, ServerContext, StandardSchemaV1 } from '@modelcontextprotocol/server';
 import { principalKey } from '../auth/state.js';
 import type { CallPipeline } from '../pipeline/call-pipeline.js';
 import type { ListView } from '../pipeline/list-view.js';
@@ -44,12 +44,18 @@ export interface FaceDeps {
   contextOf: (ctx: ServerContext) => CallContext;
 }
 
-export function buildServer(d: FaceDeps): Server {
+/**
+ * `subscriptions`: whether this server's agent subscribes with resources/subscribe (2025 sessions, a
+ * 2025 stdio client). A 2026-07-28 agent would subscribe on subscriptions/listen, which the gateway
+ * does not relay yet: not declaring the capability there keeps the SDK's acknowledgement honest (it
+ * honours resourceSubscriptions only when the capability is declared).
+ */
+export function buildServer(d: FaceDeps, opts: { subscriptions: boolean } = { subscriptions: true }): Server {
   const server = new Server(SERVER_INFO, {
     capabilities: {
       tools: { listChanged: true },
       prompts: { listChanged: true },
-      resources: { listChanged: true, subscribe: true },
+      resources: { listChanged: true, ...(opts.subscriptions ? { subscribe: true } : {}) },
       completions: {},
       logging: {},
     },
@@ -82,7 +88,12 @@ export function buildServer(d: FaceDeps): Server {
     const cc = d.contextOf(ctx);
     const envelope: Record<string, unknown> = { ...ctx.mcpReq.envelope };
     const asked = envelope[LOG_LEVEL_META_KEY];
-    return { ...cc, logLevel: cc.era === 'modern' ? (isLogLevel(asked) ? asked : undefined) : (sessionLevel ?? 'debug') };
+    const declared = cc.era === 'modern' ? envelope[CLIENT_CAPABILITIES_META_KEY] : server.getClientCapabilities();
+    return {
+      ...cc,
+      logLevel: cc.era === 'modern' ? (isLogLevel(asked) ? asked : undefined) : (sessionLevel ?? 'debug'),
+      capabilities: typeof declared === 'object' && declared !== null ? (declared as ClientCapabilities) : undefined,
+    };
   };
   server.setRequestHandler('logging/setLevel', { params: UNCHECKED }, async (params, ctx) => {
     if (!isLogLevel(params.level)) {

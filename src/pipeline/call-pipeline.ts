@@ -29,6 +29,7 @@ import type { Forwarded, ForwardMethod, ForwardParams, ForwardResult } from '../
 import type { InFlight } from './in-flight.js';
 import { ParkedCalls, PendingCall, type Finish } from './input-requests.js';
 import { atOrAbove } from './log-levels.js';
+import { missingCapability, relayedCapabilities } from './capabilities.js';
 import type { AuditPort, CallContext, CallObserver, CallWatch, CredentialPort, PolicyPort, ProbePort, StatePort } from './ports.js';
 
 export interface CallPipelineDeps {
@@ -374,17 +375,22 @@ export class CallPipeline {
       void outcome({ outcome: 'refused', error: { code: e.code, message: e.message } });
       throw toProtocolError(e);
     }
-    const conn = this.d.catalog.service(r.service);
-    if (!conn) {
+    // The shared connection, or this principal's (session's) own under `isolation` (upstream/pool).
+    let held: Awaited<ReturnType<Catalog['connectionFor']>>;
+    try {
+      held = await this.d.catalog.connectionFor(r.service, { principal: principalKey(cc.principal), session: cc.sessionId });
+    } catch (e) {
       admitted.release();
-      const e = new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${r.service}" is not configured`);
-      void outcome({ outcome: 'service_error', error: { code: e.code, message: e.message } });
-      throw toProtocolError(e);
+      const ge = isGatewayError(e) ? e : new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${r.service}" is unavailable`);
+      void outcome({ outcome: 'service_error', error: { code: ge.code, message: ge.message } });
+      throw toProtocolError(ge);
     }
+    const { conn } = held;
     // The service's circuit breaker and concurrency cap (upstream/resilience): refused at once, audited as the outcome.
     const guarded = conn.guard.admit();
     if ('refused' in guarded) {
       admitted.release();
+      held.release();
       watch.limitRefused(guarded.cause);
       const e = new GatewayError(guarded.refused.code, guarded.refused.message, { ...guarded.refused.data, decision_id: decisionId });
       void outcome({ outcome: 'refused', error: { code: e.code, message: e.message } });
@@ -405,6 +411,7 @@ export class CallPipeline {
     } catch (e) {
       admitted.release();
       pass.done('neutral');
+      held.release();
       this.d.log.error({ err: (e as Error).message, service: r.service }, 'minting the service credential failed');
       const ge = new GatewayError('ERR_INTERNAL', 'could not mint the service credential');
       void outcome({ outcome: 'refused', error: { code: ge.code, message: ge.message } });
@@ -418,6 +425,8 @@ export class CallPipeline {
     const tSend = performance.now();
     const finish: Finish = (o) => outcome({ service_us: us(performance.now() - tSend), total_us: us(performance.now() - t0), ...o });
     const call = new PendingCall<Forwarded<M>>(principalKey(cc.principal), r.label, new AbortController(), finish);
+    const capabilities = relayedCapabilities(cc.capabilities);
+    call.capabilities = capabilities;
     const left = this.d.inFlight.enter();
     call.track(
       conn
@@ -426,6 +435,7 @@ export class CallPipeline {
           signal: call.controller.signal,
           onprogress: (p) => call.progress?.(p),
           ...(cc.logLevel ? { log: { level: cc.logLevel, relay: (p) => call.log?.(p) } } : {}),
+          capabilities,
           ...(r.park ? { sink: call } : {}),
         })
         .then(
@@ -440,6 +450,7 @@ export class CallPipeline {
         )
         .finally(() => {
           admitted.release();
+          held.release();
           left();
         }),
     );
@@ -535,6 +546,15 @@ export class CallPipeline {
       }
       const { result: value, bytes } = r.value;
       if (isInputRequiredResult(value)) {
+        const missing = Object.values(value.inputRequests ?? {})
+          .map((req) => missingCapability(call.capabilities, req))
+          .find((m) => m !== undefined);
+        if (missing !== undefined) {
+          // The service asked for what the agent never declared (its envelope said so): never relayed.
+          const e = new GatewayError('ERR_INPUT_REQUEST_REFUSED', `the service asked for input the calling agent did not declare: ${missing}`);
+          await this.written(call.finish({ outcome: 'service_error', error: { code: e.code, message: e.message } }));
+          throw toProtocolError(e);
+        }
         // A 2026 service asks the agent for input: wrap its state so the retry comes back to it, bound to this principal.
         const inner = value.requestState;
         const requestState = this.d.state.sign(call.principalId, { k: 'svc', tool: call.tool, ...(inner !== undefined ? { inner } : {}) });

@@ -7,10 +7,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { specTypeSchemas } from '@modelcontextprotocol/server';
-import type { CreateMessageResult, ElicitResult, LoggingMessageNotificationParams } from '@modelcontextprotocol/server';
+import { ProtocolError } from '@modelcontextprotocol/server';
+import type { ClientCapabilities, CreateMessageResult, ElicitResult, LoggingMessageNotificationParams } from '@modelcontextprotocol/server';
 import type { OutcomeInput } from '../audit/records.js';
 import type { Clock } from '../clock.js';
 import type { InteractionAnswer, InteractionRequest, InteractionSink } from '../upstream/connection.js';
+import { missingCapability } from './capabilities.js';
 
 /** Writes the outcome record of the decision a call was forwarded under. */
 export type Finish = (o: Omit<OutcomeInput, 'decision_id'>) => Promise<void>;
@@ -46,6 +48,8 @@ export class PendingCall<T> implements InteractionSink {
   progress: ((p: { progress: number; total?: number; message?: string }) => void) | undefined;
   /** Log messages of the service attributed to this call go to the active round's agent request too. */
   log: ((p: LoggingMessageNotificationParams) => void) | undefined;
+  /** What the calling agent declared: an input request it cannot take is refused to the service. */
+  capabilities: ClientCapabilities = {};
 
   constructor(
     readonly principalId: string,
@@ -64,6 +68,11 @@ export class PendingCall<T> implements InteractionSink {
   }
 
   interact<R extends InteractionRequest>(req: R): Promise<InteractionAnswer<R>> {
+    const missing = missingCapability(this.capabilities, req);
+    // The service asked for something the agent never declared: it must not reach the agent (MCP: a
+    // server may only send requests for capabilities the client declared).
+    if (missing !== undefined)
+      return Promise.reject(new ProtocolError(-32601, `${req.method} refused by the gateway: the calling agent did not declare ${missing}`));
     return new Promise((resolve, reject) => {
       this.queue.push({
         req,

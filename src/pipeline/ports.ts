@@ -3,7 +3,7 @@
  * request carries through it. The composition root (src/cli) wires the real implementations
  * (policy/, audit/, auth/) in; nothing in this folder signs, records or decides by itself.
  */
-import type { LoggingLevel } from '@modelcontextprotocol/server';
+import type { ClientCapabilities, LoggingLevel } from '@modelcontextprotocol/server';
 import type { CredentialReach } from '../../schemas/contracts/service-credential.js';
 import type { DecisionInput, OutcomeInput } from '../audit/records.js';
 import type { Decision, PolicyInput, Principal } from '../types.js';
@@ -22,6 +22,11 @@ export interface CallContext {
    * (none: no messages, as the spec says); 2025: the session's `logging/setLevel` (none yet: every level).
    */
   readonly logLevel?: LoggingLevel | undefined;
+  /**
+   * What the agent declared it can do (2026-07-28: this request's envelope; 2025: its initialize).
+   * A service learns of, and may ask for, only these (pipeline/capabilities); undefined: nothing.
+   */
+  readonly capabilities?: ClientCapabilities | undefined;
   /** What the HTTP edge measured for traces (absent on stdio). */
   readonly edge?: EdgeTiming | undefined;
 }

@@ -46,6 +46,13 @@ export class ResourceSubscriptions {
       await this.d.probes.refused(cc, { method: 'resources/subscribe', code: 'ERR_SUBSCRIPTIONS_EXCEEDED', message });
       throw new ProtocolError(-32029, message);
     }
+    const owner = this.d.catalog.resourceService(params.uri);
+    if (owner !== undefined && this.d.catalog.service(owner)?.era === 'modern') {
+      // A 2026-07-28 service takes subscriptions on subscriptions/listen, which the gateway does not relay yet.
+      const message = 'resources/subscribe is not relayed for a 2026-07-28 service';
+      await this.d.probes.refused(cc, { method: 'resources/subscribe', code: 'ERR_NOT_RELAYED', message });
+      throw new ProtocolError(-32601, message);
+    }
     const service = await this.d.calls.subscribe(cc, params, ctx);
     let entry = this.byUri.get(params.uri);
     if (!entry || entry.service !== service) {

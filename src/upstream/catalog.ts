@@ -14,6 +14,9 @@ import type { Config } from '../config/types.js';
 import type { Logger, ToolFacts } from '../types.js';
 import { canonicalJson, sha256 } from '../canonical.js';
 import { ServiceConnection, type ServiceEnvironment } from './connection.js';
+import { GatewayError } from '../errors.js';
+import { type Clock, systemClock } from '../clock.js';
+import { ConnectionPool } from './pool.js';
 
 /**
  * One entry agents can ask for (a tool or a prompt) under its namespaced name, with the facts
@@ -97,6 +100,8 @@ class Claims<T extends { service: string; canonical: string }> {
 
 export class Catalog extends EventEmitter {
   readonly services = new Map<string, ServiceConnection>();
+  /** Isolated connections of the services configured with `isolation: principal | session`. */
+  readonly pools = new Map<string, { isolation: 'principal' | 'session'; pool: ConnectionPool<ServiceConnection> }>();
   private toolList: CatalogTool[] = [];
   private toolIndex = new Map<string, CatalogTool>();
   private promptList: CatalogPrompt[] = [];
@@ -118,10 +123,27 @@ export class Catalog extends EventEmitter {
     config: Config,
     private readonly log: Logger,
     environmentFor: (service: string) => ServiceEnvironment = () => ({}),
+    clock: Clock = systemClock,
   ) {
     super();
     for (const [name, cfg] of Object.entries(config.services)) {
       this.expose.set(name, cfg.expose);
+      const isolation = cfg.isolation ?? 'shared';
+      if (isolation !== 'shared') {
+        const pool = new ConnectionPool<ServiceConnection>({
+          service: name,
+          max: cfg.pool?.max ?? 32,
+          idleMs: (cfg.pool?.idle_s ?? 300) * 1000,
+          clock,
+          // Calls only: the shared connection keeps the lists, so a pooled one tells nobody of changes.
+          create: (key) => {
+            const c = new ServiceConnection(name, cfg, log.child({ service: name, pooled: key.slice(0, 12) }), environmentFor(name));
+            c.on('resourceUpdated', (uri: string) => this.emit('resourceUpdated', name, uri));
+            return c;
+          },
+        });
+        this.pools.set(name, { isolation, pool });
+      }
       const conn = new ServiceConnection(name, cfg, log.child({ service: name }), environmentFor(name));
       conn.on('changed', (kind: ChangeKind | 'all') => this.rebuild(kind, name));
       conn.on('resourceUpdated', (uri: string) => this.emit('resourceUpdated', name, uri));
@@ -149,7 +171,22 @@ export class Catalog extends EventEmitter {
   }
 
   async stop(): Promise<void> {
-    await Promise.all([...this.services.values()].map((s) => s.stop()));
+    await Promise.all([...[...this.pools.values()].map((p) => p.pool.close()), ...[...this.services.values()].map((s) => s.stop())]);
+  }
+
+  /**
+   * The connection a call of this agent goes to, held until `release`: the service's shared one, or
+   * under `isolation` the principal's (or the 2025 session's) own from the pool.
+   */
+  async connectionFor(service: string, agent: { principal: string; session: string | null }): Promise<{ conn: ServiceConnection; release: () => void }> {
+    const isolated = this.pools.get(service);
+    if (isolated) {
+      const key = isolated.isolation === 'session' && agent.session !== null ? `${agent.principal}\u0000${agent.session}` : agent.principal;
+      return isolated.pool.acquire(key);
+    }
+    const conn = this.services.get(service);
+    if (!conn) throw new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${service}" is not configured`);
+    return { conn, release: () => undefined };
   }
 
   /** The clashes of the current lists (each withheld entry once); empty when every name has one owner. */

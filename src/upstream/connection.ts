@@ -6,9 +6,10 @@
  * service processes. Calls are multiplexed over it by JSON-RPC id.
  */
 import { EventEmitter } from 'node:events';
-import { Client, LOG_LEVEL_META_KEY, ProtocolError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { CLIENT_CAPABILITIES_META_KEY, Client, LOG_LEVEL_META_KEY, ProtocolError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import type {
   CallToolRequestParams,
+  ClientCapabilities,
   CompleteRequestParams,
   CreateMessageRequest,
   CreateMessageResult,
@@ -96,6 +97,12 @@ export interface ForwardOptions {
    * (a 2026 service is asked for exactly that level; a 2025 service's shared connection sends every level).
    */
   log?: { level: LoggingLevel; relay: (p: LoggingMessageNotificationParams) => void };
+  /**
+   * The calling agent's capabilities as a service may see them: a 2026 service gets exactly these in
+   * the request's envelope (never the gateway's own). A 2025 connection declared its capabilities once,
+   * at initialize; there the gateway refuses any input request the agent did not declare.
+   */
+  capabilities?: ClientCapabilities;
 }
 
 const GATEWAY_INFO = { name: 'micro-mcp-gateway', version: '0.1.0' };
@@ -199,7 +206,7 @@ export class ServiceConnection extends EventEmitter {
   readonly guard: ServiceGuard;
   private readonly sinks = new Set<InteractionSink>();
   /** Every forwarded request in flight on this connection (to attribute what names no call). */
-  private readonly inflight = new Set<ForwardOptions>();
+  private readonly inflight = new Map<ForwardOptions, ((p: LoggingMessageNotificationParams) => void) | undefined>();
   private readyWaiters: Array<() => void> = [];
 
   constructor(
@@ -269,7 +276,6 @@ export class ServiceConnection extends EventEmitter {
   async forward<M extends ForwardMethod>(method: M, params: ForwardParams<M>, opts: ForwardOptions = {}): Promise<Forwarded<M>> {
     const client = await this.whenReady(Math.min(this.cfg.call_timeout_ms, 5000));
     if (opts.sink) this.sinks.add(opts.sink);
-    this.inflight.add(opts);
     // Our own idle timeout, reset by progress (the SDK's cannot see progress routed around it).
     const timeoutMs = opts.timeoutMs ?? this.callTimeoutFor(method === 'tools/call' && 'name' in params ? params.name : undefined);
     const ac = new AbortController();
@@ -279,6 +285,10 @@ export class ServiceConnection extends EventEmitter {
       ended = why;
       ac.abort();
     }
+    // Log messages attributed to this call count against the same per-call budget as progress.
+    const logs = opts.log;
+    const logFlood = notificationBudget(this.cfg.max_notifications_per_s);
+    this.inflight.set(opts, logs ? (p) => (logFlood() ? stop('flood') : logs.relay(p)) : undefined);
     const onAbort = () => ac.abort();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     let token: string | undefined;
@@ -297,6 +307,7 @@ export class ServiceConnection extends EventEmitter {
     // A 2026 service sends log messages only at or above the level the request asks for (our
     // _meta wins over the SDK's envelope); none when the agent asked for none.
     if (this.era === 'modern' && opts.log) meta[LOG_LEVEL_META_KEY] = opts.log.level;
+    if (this.era === 'modern') meta[CLIENT_CAPABILITIES_META_KEY] = opts.capabilities ?? {};
     const wire: Record<string, unknown> = { ...params, _meta: meta };
     // allowInputRequired: a 2026 service's input_required result comes back as a value (the
     // pipeline wraps it for the agent), so the result may be either half of ForwardResult<M>.
@@ -535,8 +546,8 @@ export class ServiceConnection extends EventEmitter {
       this.log.debug({ service: this.name, inflight: this.inflight.size }, 'service log message dropped: not attributable to one call');
       return;
     }
-    const [only] = this.inflight;
-    only!.log?.relay(p);
+    const [relay] = this.inflight.values();
+    relay?.(p);
   }
 
   private async interaction<R extends InteractionRequest>(req: R): Promise<InteractionAnswer<R>> {

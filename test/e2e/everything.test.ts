@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/client';
-import { connect, modernPost, ROOT, startGateway, type Era, type Gateway } from '../helpers/harness.js';
+import { connect, eventually, modernPost, ROOT, startGateway, type Era, type Gateway } from '../helpers/harness.js';
 
 const EVERYTHING = path.join(ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
 const text = (r: { content?: unknown }) => (r.content as Array<{ text?: string }>)[0]?.text ?? '';
@@ -83,6 +83,14 @@ describe('server-everything behind the gateway', () => {
         assert.deepEqual(seen, [1, 2, 3, 4].slice(0, seen.length));
       });
 
+      test('completion of its completable prompt is routed to it, context included (decided by policy)', async () => {
+        const ref = { type: 'ref/prompt' as const, name: 'everything.completable-prompt' };
+        const dept = await client.complete({ ref, argument: { name: 'department', value: 'S' } });
+        assert.deepEqual(dept.completion, { values: ['Sales', 'Support'], total: 2, hasMore: false });
+        const lead = await client.complete({ ref, argument: { name: 'name', value: '' }, context: { arguments: { department: 'Engineering' } } });
+        assert.deepEqual(lead.completion, { values: ['Alice', 'Bob', 'Charlie'], total: 3, hasMore: false });
+      });
+
       test('its elicitation tool reaches exactly this agent call and the answer goes back', async () => {
         const r = await client.callTool({ name: 'everything.trigger-elicitation-request', arguments: {} });
         assert.match(JSON.stringify(r.content), /accept/);
@@ -120,6 +128,47 @@ describe('server-everything behind the gateway', () => {
     } finally {
       await scoped.close();
       await without.close();
+    }
+  });
+
+  test('resources/subscribe (2025 agents): its updates reach only the subscribed agent, and only after it subscribed', async () => {
+    const a = await connect(gw, 'legacy', { token: await gw.token({ sub: 'everything-sub-a' }) });
+    const b = await connect(gw, 'legacy', { token: await gw.token({ sub: 'everything-sub-b' }) });
+    try {
+      const uri = (await a.listResources()).resources.find((r) => r.uri.startsWith('demo://resource/static/document/'))!.uri;
+      const aGot: string[] = [];
+      const bGot: Array<{ uri: string; afterSubscribe: boolean }> = [];
+      let bSubscribed = false;
+      a.setNotificationHandler('notifications/resources/updated', (n) => void aGot.push(n.params.uri));
+      b.setNotificationHandler('notifications/resources/updated', (n) => void bGot.push({ uri: n.params.uri, afterSubscribe: bSubscribed }));
+      await a.subscribeResource({ uri });
+      // The service sends updates for its subscribed URIs every 5 s once toggled on.
+      await a.callTool({ name: 'everything.toggle-subscriber-updates', arguments: {} });
+      await eventually(() => aGot.length >= 1, 15_000);
+      assert.ok(
+        aGot.every((u) => u === uri),
+        JSON.stringify(aGot),
+      );
+      bSubscribed = true;
+      await b.subscribeResource({ uri });
+      await eventually(() => bGot.length >= 1, 15_000);
+      assert.deepEqual(bGot[0], { uri, afterSubscribe: true }, 'B heard nothing before it asked to subscribe');
+      await a.callTool({ name: 'everything.toggle-subscriber-updates', arguments: {} });
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  test('roots are never relayed: the service never learns of an agent that declares roots (its roots tool is not even registered)', async () => {
+    const client = await connect(gw, 'legacy', { capabilities: { roots: { listChanged: true }, elicitation: { form: {} } } });
+    try {
+      const names = (await client.listTools()).tools.map((t) => t.name);
+      // The control: the service's tools are listed; it registers get-roots-list only for a client with roots.
+      assert.ok(names.includes('everything.echo'));
+      assert.ok(!names.includes('everything.get-roots-list'), JSON.stringify(names));
+    } finally {
+      await client.close();
     }
   });
 

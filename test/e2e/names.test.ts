@@ -210,7 +210,8 @@ describe('name clashes stop start-up', () => {
   });
 
   test('two services listing the same resource URI', async () => {
-    const out = await startFailure({ echo: echoService(), other: echoService() });
+    // Both name the same URI (the harness gives a second echo service its own unless one is named).
+    const out = await startFailure({ echo: echoService(), other: echoService({}, undefined, 'echo://static/info') });
     assert.match(
       out,
       /ERR_CONFIG_INVALID: resource "echo:\/\/static\/info" is listed by both service "echo" and service "other"; a URI cannot be renamed, so one of the services must stop listing it/,

@@ -195,4 +195,25 @@ describe('relay: logging, prompts', () => {
     assert.equal(rec?.method, 'resources/subscribe');
     assert.equal((rec?.result as { allow?: boolean } | undefined)?.allow, false);
   });
+
+  test('a 2026 agent is told honestly that resource subscriptions on subscriptions/listen are not relayed', async () => {
+    const m = await connect(gw, 'modern', { token: await gw.token({ sub: 'listen-honest' }) });
+    clients.push(m);
+    const sub = await m.listen({ toolsListChanged: true, resourceSubscriptions: ['echo://static/info'] });
+    assert.deepEqual(sub.honoredFilter, { toolsListChanged: true });
+    await sub.close();
+  });
+
+  test("a service's log flood during a call ends that call like a progress flood (ERR_SERVICE_FLOOD)", async () => {
+    const { client } = await collecting2('legacy', 'log-flood');
+    const e = await client.callTool({ name: 'legacyecho.logflood', arguments: { count: 2000 } }).then(
+      () => undefined,
+      (err: unknown) => err as { code?: number; message?: string; data?: { code?: string } },
+    );
+    assert.equal(e?.code, -32004);
+    assert.equal(e?.message, 'service "legacyecho" sent more than 100 notifications a second; call ended');
+    assert.equal(e?.data?.code, 'ERR_SERVICE_FLOOD');
+    // The service and the connection are fine: the next call works.
+    assert.equal(text(await client.callTool({ name: 'legacyecho.echo', arguments: { text: 'after' } })), 'after');
+  });
 });

@@ -67,5 +67,19 @@ for (const era of ['auto', 'modern'] as const) {
         await modern.close();
       }
     });
+
+    test('a subscription to its resources is refused clearly (not relayed for a 2026 service)', async () => {
+      const legacy = await connect(gw, 'legacy', { token: await gw.token({ sub: 'sub-modern', scopes: ['web:call'] }) });
+      try {
+        const e = await legacy.subscribeResource({ uri: 'echo://static/info' }).then(
+          () => undefined,
+          (err: unknown) => err as { code?: number; message?: string },
+        );
+        assert.equal(e?.code, -32601);
+        assert.equal(e?.message, 'resources/subscribe is not relayed for a 2026-07-28 service');
+      } finally {
+        await legacy.close();
+      }
+    });
   });
 }

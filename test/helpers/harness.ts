@@ -56,12 +56,31 @@ export function runDirOf(gw: Gateway): string {
   return path.join(tmpOf(gw.dir), entry);
 }
 
+/**
+ * Two echo fixtures behind one gateway must not list the same resource URI (a clash stops start-up):
+ * every echo service after the first that names none lists `echo://<service>/info` (and its template
+ * under it). The first keeps the fixture's default, echo://static/info.
+ */
+function ownResourceUris(services: Record<string, Record<string, unknown>> | undefined): Record<string, Record<string, unknown>> | undefined {
+  if (!services) return services;
+  let first = true;
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const [name, svc] of Object.entries(services)) {
+    const args = Array.isArray(svc.args) ? (svc.args as unknown[]) : [];
+    const echo = args.includes(FIXTURE) && !args.includes('--resource-uri');
+    out[name] = echo && !first ? { ...svc, args: [...args, '--resource-uri', `echo://${name}/info`] } : svc;
+    if (echo) first = false;
+  }
+  return out;
+}
+
 /** Starts `micro-mcp serve` with this config (YAML-able object); port 0, loopback, dev keys in a temp dir. */
 export async function startGateway(config: Record<string, unknown>, opts: { env?: Record<string, string>; dir?: string } = {}): Promise<Gateway> {
   const dir = opts.dir ?? mkdtempSync(path.join(tmpdir(), 'micro-mcp-e2e-'));
   const keyDir = path.join(dir, 'keys');
   const cfg = {
     ...config,
+    services: ownResourceUris(config.services as Record<string, Record<string, unknown>> | undefined),
     server: { host: '127.0.0.1', port: 0, ...(config.server as object | undefined) },
     auth: { mode: 'dev', dev_key_dir: keyDir, ...(config.auth as object | undefined) },
     policy: {

@@ -1,0 +1,132 @@
+/**
+ * Issue #11 point 4: many agents eliciting on one 2025 stdio service at once. The service names no
+ * call when it asks; with `isolation: principal` each principal's calls go to its own connection
+ * (its own process) from a bounded pool, so each question reaches exactly the agent whose call
+ * caused it. Two, then twenty agents of different principals (SDK 2.x of both eras and SDK 1.x)
+ * are all asked at once before anyone answers; an abandoned round blocks nobody.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { connect, connectV1, echoService, type Gateway, modernPost, startGateway } from '../helpers/harness.js';
+
+const text = (r: object) => ((r as { content?: Array<{ text?: string }> }).content ?? [])[0]?.text ?? '';
+
+/** Resolves when `n` agents have been asked: every handler waits for it, so all calls are in flight at once. */
+function barrier(n: number): { arrive: () => Promise<void> } {
+  let count = 0;
+  let open!: () => void;
+  const all = new Promise<void>((r) => (open = r));
+  return {
+    arrive: () => {
+      if (++count === n) open();
+      return all;
+    },
+  };
+}
+
+describe('relay: isolation per principal', () => {
+  let gw: Gateway;
+  const clients: Array<{ close(): Promise<void> }> = [];
+  before(async () => {
+    gw = await startGateway({
+      services: {
+        iso: echoService({ era: 'legacy', isolation: 'principal', pool: { max: 24, idle_s: 600 } }),
+        persession: echoService({ era: 'legacy', isolation: 'session', pool: { max: 4, idle_s: 600 } }),
+      },
+    });
+  });
+  after(async () => {
+    for (const c of clients) await c.close().catch(() => undefined);
+    await gw?.stop();
+  });
+
+  /** n agents of different principals, of three kinds, each answering with its own name once all n are asked. */
+  async function agents(n: number, tag: string) {
+    const gate = barrier(n);
+    return Promise.all(
+      Array.from({ length: n }, async (_, i) => {
+        const sub = `${tag}-${i}`;
+        const token = await gw.token({ sub, scopes: ['iso:call'] });
+        const asked: string[] = [];
+        const answer = async (message: string) => {
+          asked.push(message);
+          await gate.arrive();
+          return { action: 'accept' as const, content: { name: sub } };
+        };
+        let call: () => Promise<object>;
+        if (i % 3 === 2) {
+          const c = await connectV1(gw, { token });
+          clients.push(c);
+          const { ElicitRequestSchema } = await import('@modelcontextprotocol/sdk/types.js');
+          c.setRequestHandler(ElicitRequestSchema, (req) => answer(req.params.message));
+          call = () => c.callTool({ name: 'iso.ask-name', arguments: {} });
+        } else {
+          const c = await connect(gw, i % 3 === 0 ? 'modern' : 'legacy', { token });
+          clients.push(c);
+          c.setRequestHandler('elicitation/create', (req) => answer((req.params as { message: string }).message));
+          call = () => c.callTool({ name: 'iso.ask-name', arguments: {} });
+        }
+        return { sub, asked, call };
+      }),
+    );
+  }
+
+  for (const n of [2, 20]) {
+    // The timeout ends a run where the agents are not all asked at once (a shared connection refuses them).
+    test(`${n} agents of different principals elicit at once: each question reaches its own agent, each answer its own call`, {
+      timeout: 120_000,
+    }, async () => {
+      const all = await agents(n, `iso${n}`);
+      const results = await Promise.all(all.map((a) => a.call()));
+      const pids = new Set<string>();
+      all.forEach((a, i) => {
+        const t = text(results[i]!);
+        assert.match(t, new RegExp(`^answer ${a.sub} \\(instance [0-9a-f-]{36}\\)$`), `${a.sub}: ${JSON.stringify(results[i])}`);
+        pids.add(/instance ([0-9a-f-]+)/.exec(t)![1]!);
+        assert.deepEqual(a.asked, ['Your name?'], `${a.sub} was asked exactly once`);
+      });
+      assert.equal(pids.size, n, 'one process per principal');
+    });
+  }
+
+  test('an abandoned round blocks nobody: another principal is asked and answered meanwhile', async () => {
+    // A 2026 agent is asked (input_required) and never answers: its call stays parked.
+    const events = await modernPost(
+      gw,
+      await gw.token({ sub: 'abandoner', scopes: ['iso:call'] }),
+      'tools/call',
+      { name: 'iso.ask-name', arguments: {} },
+      {
+        capabilities: { elicitation: { form: {} } },
+      },
+    );
+    const last = events.at(-1)!;
+    assert.equal(last.result?.resultType, 'input_required', JSON.stringify(last));
+    const [other] = await agents(1, 'after-abandon');
+    assert.match(text(await other!.call()), /^answer after-abandon-0 \(instance [0-9a-f-]{36}\)$/);
+  });
+
+  test('isolation: session: two 2025 sessions of one principal each get their own connection, asked at once', { timeout: 120_000 }, async () => {
+    const token = await gw.token({ sub: 'one-principal', scopes: ['persession:call'] });
+    const gate = barrier(2);
+    const sessions = await Promise.all(
+      ['first', 'second'].map(async (name) => {
+        const c = await connect(gw, 'legacy', { token });
+        clients.push(c);
+        c.setRequestHandler('elicitation/create', async () => {
+          await gate.arrive();
+          return { action: 'accept', content: { name } };
+        });
+        return { name, c };
+      }),
+    );
+    const out = await Promise.all(sessions.map((s) => s.c.callTool({ name: 'persession.ask-name', arguments: {} })));
+    const instances = out.map((r, i) => {
+      const m = /^answer (\w+) \(instance ([0-9a-f-]{36})\)$/.exec(text(r));
+      assert.ok(m, JSON.stringify(r));
+      assert.equal(m[1], sessions[i]!.name);
+      return m[2];
+    });
+    assert.notEqual(instances[0], instances[1], 'one connection per session');
+  });
+});
