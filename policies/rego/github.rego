@@ -69,6 +69,13 @@ _grants contains "github_read_scope: github read tools are granted by scope gith
 }
 
 # METADATA
+# title: github_read_labels
+# description: |
+#   Issues and repositories of the organisation are internal data: the results of the read tools are
+#   labelled "internal" (audit, and the session's labels in later calls). Cedar: @labels on github_read_scope.
+_labels contains "internal" if _granted("github_read_scope")
+
+# METADATA
 # title: github_read_scope_missing
 # description: Without scope github:read the github read tools are denied.
 _denies contains "github_read_scope_missing: github read tools require scope github:read" if {

@@ -19,6 +19,11 @@ test_engineer_can_search_issues_of_a_readable_repo if {
 	_ids(authz.reasons) == {"github_read_scope"} with input as inp
 }
 
+test_engineer_read_results_are_labelled_internal if {
+	inp := _gh("searchIssues", ["eng"], ["github:read"], _repo("octokit-fixture-org", "search-issues"))
+	authz.obligations == {"labels": {"internal"}} with input as inp
+}
+
 test_support_can_get_issue_of_hello_world if {
 	authz.allow with input as _gh("getIssue", ["support"], ["github:read"], _repo("octokit-fixture-org", "hello-world"))
 }

@@ -236,6 +236,15 @@ export interface OutcomeRecord {
    * Redacted tool result; only with log_results.
    */
   output?: unknown;
+  /**
+   * What the decision's redact obligation removed from the result before the agent saw it: a count per category (email, phone, card, secrets), never the values.
+   */
+  redacted?: {
+    email?: number;
+    phone?: number;
+    card?: number;
+    secrets?: number;
+  };
 }
 export interface EventRecord {
   /**

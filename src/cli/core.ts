@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { auditOptionsFromConfig, createLogger, openAuditLog } from '../audit/index.js';
+import { auditOptionsFromConfig, createLogger, openAuditLog, resultFilter } from '../audit/index.js';
 import type { AuditLog } from '../audit/index.js';
 import { Refusals } from '../audit/refusals.js';
 import { authConfigOf, createMtlsFetch, createServiceCredentialMinter, createStateBinder } from '../auth/index.js';
@@ -112,6 +112,7 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
   const resources = resourceExtractors(config.services);
   const calls = new CallPipeline({
     ...{ catalog, policy, audit, credentials: minter, state, probes, log, limiter, inFlight, clock, resources },
+    filter: resultFilter(audit.redactor),
     outcomeBeforeAnswer: config.audit.outcome_before_answer,
   });
   await life.acquire('parked input requests', calls.parked, (p) => p.clear());

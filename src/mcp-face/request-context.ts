@@ -15,6 +15,8 @@ export class EdgeFacts {
     readonly era: CallContext['era'],
     readonly requestId: string,
     readonly clientIp: string | null,
+    /** The agent's bearer token, only for finding it in results (CallContext.credential); never recorded. */
+    readonly credential?: string,
   ) {}
 }
 
@@ -35,5 +37,12 @@ export function authInfoFor(f: EdgeFacts): AuthInfo {
 export function callContextOf(ctx: ServerContext): CallContext {
   const f = ctx.http?.authInfo?.extra?.[EXTRA_KEY];
   if (!(f instanceof EdgeFacts)) throw new Error('a request reached an MCP handler without passing the HTTP edge');
-  return { principal: f.principal, era: f.era, sessionId: ctx.sessionId ?? null, requestId: f.requestId, clientIp: f.clientIp };
+  return {
+    principal: f.principal,
+    era: f.era,
+    sessionId: ctx.sessionId ?? null,
+    requestId: f.requestId,
+    clientIp: f.clientIp,
+    ...(f.credential !== undefined ? { credential: f.credential } : {}),
+  };
 }

@@ -12,12 +12,12 @@ import type { Clock } from '../clock.js';
 import { GatewayError, isGatewayError, toProtocolError } from '../errors.js';
 import type { CallLimiter } from '../state/state.js';
 import { buildPolicyInput, decisionReach, isWellFormedJson, type ResourceExtractor } from '../policy/input.js';
-import type { Decision, Logger, ToolFacts } from '../types.js';
+import type { Decision, Logger, RedactCategory, ToolFacts } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
 import type { Forwarded, ForwardMethod, ForwardParams, ForwardResult } from '../upstream/connection.js';
 import type { InFlight } from './in-flight.js';
 import { ParkedCalls, PendingCall, type Finish } from './input-requests.js';
-import type { AuditPort, CallContext, CredentialPort, PolicyPort, ProbePort, StatePort } from './ports.js';
+import type { AuditPort, CallContext, CredentialPort, PolicyPort, ProbePort, ResultFilterPort, StatePort } from './ports.js';
 
 export interface CallPipelineDeps {
   catalog: Catalog;
@@ -25,6 +25,8 @@ export interface CallPipelineDeps {
   audit: AuditPort;
   credentials: CredentialPort;
   state: StatePort;
+  /** Applies the decision's `redact` obligation to results. */
+  filter: ResultFilterPort;
   /** Where refusals before any decision (unknown names, bad state) are recorded. */
   probes: ProbePort;
   log: Logger;
@@ -164,6 +166,15 @@ export class CallPipeline {
       );
     }
     const outcome: Finish = (o) => this.outcome(decisionId, o);
+    const ob = decision.obligations;
+    if (ob.consent === true) {
+      // Consent is asked of the user through the agent (#14 point 2); until then a call that needs it is refused, never forwarded.
+      const e = new GatewayError('ERR_CONSENT_REQUIRED', "this call needs the user's consent, which this gateway cannot obtain yet", {
+        decision_id: decisionId,
+      });
+      void outcome({ outcome: 'refused', error: { code: e.code, message: e.message } });
+      throw toProtocolError(e);
+    }
 
     // A slot held by a call lapses after the call's own timeout (plus a margin): a replica that dies
     // with calls in flight does not hold their places in the shared state for ever.
@@ -222,6 +233,8 @@ export class CallPipeline {
     const tSend = performance.now();
     const finish: Finish = (o) => outcome({ service_us: us(performance.now() - tSend), total_us: us(performance.now() - t0), ...o });
     const call = new PendingCall<Forwarded<M>>(principalKey(cc.principal), r.label, new AbortController(), finish);
+    call.obligations = ob;
+    call.credential = cc.credential;
     const left = this.d.inFlight.enter();
     call.track(
       conn
@@ -320,8 +333,25 @@ export class CallPipeline {
         await this.written(call.finish({ outcome: 'input_required' }));
         return inputRequired({ inputRequests: value.inputRequests ?? {}, requestState });
       }
-      await this.written(call.finish({ outcome: 'isError' in value && value.isError === true ? 'tool_error' : 'ok', response_bytes: bytes, result: value }));
-      return value;
+      const ob = call.obligations;
+      if (ob.max_bytes !== undefined && bytes > ob.max_bytes) {
+        const e = new GatewayError('ERR_RESULT_TOO_LARGE', `the result is larger than this call's policy allows (${ob.max_bytes} bytes)`, {
+          max_bytes: ob.max_bytes,
+        });
+        await this.written(call.finish({ outcome: 'refused', response_bytes: bytes, error: { code: e.code, message: e.message } }));
+        throw toProtocolError(e);
+      }
+      let shown = value;
+      let redacted: Partial<Record<RedactCategory, number>> | undefined;
+      if (ob.redact !== undefined && ob.redact.length > 0) {
+        // Filtered before the agent sees it; the audit gets the counts per category, never the values.
+        const f = this.d.filter.filter(value, ob.redact, call.credential);
+        shown = f.value as T;
+        redacted = f.counts;
+      }
+      const kind = 'isError' in value && value.isError === true ? 'tool_error' : 'ok';
+      await this.written(call.finish({ outcome: kind, response_bytes: bytes, result: shown, ...(redacted ? { redacted } : {}) }));
+      return shown;
     } finally {
       ctx.mcpReq.signal.removeEventListener('abort', onAbort);
     }

@@ -10,6 +10,7 @@ import { specTypeSchemas } from '@modelcontextprotocol/server';
 import type { CreateMessageResult, ElicitResult } from '@modelcontextprotocol/server';
 import type { OutcomeInput } from '../audit/records.js';
 import type { Clock } from '../clock.js';
+import type { Obligations } from '../types.js';
 import type { InteractionAnswer, InteractionRequest, InteractionSink } from '../upstream/connection.js';
 
 /** Writes the outcome record of the decision a call was forwarded under. */
@@ -42,6 +43,10 @@ export class PendingCall<T> implements InteractionSink {
   private wake: (() => void) | undefined;
   private settled: RoundResult<T> | undefined;
   private seq = 0;
+  /** The decision's obligations on the result (redact, max_bytes), applied when the call ends. */
+  obligations: Obligations = {};
+  /** The agent's token, to find it in the result (ResultFilterPort); never recorded. */
+  credential: string | undefined;
   /** Progress of the service goes to whichever agent request is the active round. */
   progress: ((p: { progress: number; total?: number; message?: string }) => void) | undefined;
 

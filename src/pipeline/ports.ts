@@ -5,7 +5,7 @@
  */
 import type { CredentialReach } from '../../schemas/contracts/service-credential.js';
 import type { DecisionInput, OutcomeInput } from '../audit/records.js';
-import type { Decision, PolicyInput, Principal } from '../types.js';
+import type { Decision, PolicyInput, Principal, RedactCategory } from '../types.js';
 
 /** Who asks, over which era, in which request: built once per request by the MCP face. */
 export interface CallContext {
@@ -15,6 +15,21 @@ export interface CallContext {
   readonly sessionId: string | null;
   readonly requestId: string;
   readonly clientIp: string | null;
+  /**
+   * The agent's own bearer token, held only to find it (in any encoding) in what the gateway
+   * records or returns; never recorded, logged or forwarded. Absent on stdio.
+   */
+  readonly credential?: string;
+}
+
+/** Applies a decision's `redact` obligation to a result before the agent sees it. */
+export interface ResultFilterPort {
+  /** A censored copy of `value` and the counts removed per category (never the values). */
+  filter(
+    value: unknown,
+    categories: readonly RedactCategory[],
+    credential: string | undefined,
+  ): { value: unknown; counts: Partial<Record<RedactCategory, number>> };
 }
 
 export interface PolicyPort {
