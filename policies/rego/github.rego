@@ -1,10 +1,8 @@
 # GitHub connector (github)
 #
 # Each group may read a set of repositories (issues: searchIssues, getIssue) and list the
-# repositories of the organisations those belong to (listRepos). Creating an issue waits for
-# consent: until the gateway can ask the user and record the answer (the obligations issue, #14),
-# github.createIssue is denied by github_write_requires_consent; #14 turns this rule into a
-# consent obligation.
+# repositories of the organisations those belong to (listRepos). Creating an issue needs the
+# user's consent to that exact call (the consent obligation, github_write_consent).
 #
 # The facts are named facts the service's config declares (org: /owner, repo: /repo); they are
 # read with object.get, so the rules type-check with or without them.
@@ -141,11 +139,8 @@ _denies contains "github_org_not_permitted: the organisation holds no repository
 }
 
 # METADATA
-# title: github_write_requires_consent
+# title: github_write_consent
 # description: |
-#   Creating an issue needs the user's consent, which the gateway cannot ask for yet (#14 turns this
-#   deny into a consent obligation): every github.createIssue call is denied.
-_denies contains "github_write_requires_consent: creating an issue needs the user's consent, which this gateway cannot obtain yet" if {
-	_call
-	_github_write_tool
-}
+#   Creating an issue needs the user's consent for that exact call (repository, title, body): the
+#   gateway asks through the agent before forwarding it. Cedar: @obligation("consent") on github_write_scope.
+_consent if _granted("github_write_scope")

@@ -245,6 +245,13 @@ export interface OutcomeRecord {
     card?: number;
     secrets?: number;
   };
+  /**
+   * The consent obligation: how it went (asked: the user was asked, this round ends input_required; granted: approved now; reused: an earlier approval of this exact call; declined, cancelled, expired, mismatch: arguments or policy changed after the question; unavailable: the agent cannot ask) and until when a grant holds.
+   */
+  consent?: {
+    result: 'asked' | 'granted' | 'reused' | 'declined' | 'cancelled' | 'expired' | 'mismatch' | 'unavailable';
+    expires_at?: string;
+  };
 }
 export interface EventRecord {
   /**

@@ -159,6 +159,19 @@ export interface GatewayConfig {
      */
     when_unavailable: 'refuse' | 'local';
   };
+  /**
+   * Consent bound to the exact call (the `consent` obligation): the user is asked through the agent (input_required for 2026-07-28 agents, elicitation/create for 2025 agents); an approval is a grant for this principal, tool, argument digest and policy revision, kept in the shared state (state.redis when set) and reused for that exact call until it expires.
+   */
+  consent: {
+    /**
+     * How long the user has to answer; a later answer is denied (ERR_CONSENT_EXPIRED).
+     */
+    ask_ttl_s: number;
+    /**
+     * How long an approval is reused for the same principal, tool, arguments and policy revision.
+     */
+    grant_ttl_s: number;
+  };
 }
 export interface ServerConfig {
   /**

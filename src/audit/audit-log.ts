@@ -289,6 +289,7 @@ class AuditLogImpl implements AuditLog {
         timer_total_ns: total_ns,
       },
       response_bytes: rec.response_bytes,
+      consent: rec.consent,
       redacted: rec.redacted !== undefined && Object.keys(rec.redacted).length > 0 ? rec.redacted : undefined,
       output: this.opts.logResults && rec.result !== undefined ? this.redacted(rec.result, 'result', masked, '', '/output') : undefined,
     };

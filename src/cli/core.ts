@@ -18,6 +18,7 @@ import { memoryState } from '../state/memory.js';
 import { redisState } from '../state/redis.js';
 import type { SharedState } from '../state/state.js';
 import { CallPipeline } from '../pipeline/call-pipeline.js';
+import { ConsentGate } from '../pipeline/consent.js';
 import { InFlight } from '../pipeline/in-flight.js';
 import { ListView } from '../pipeline/list-view.js';
 import type { ProbePort, StatePort } from '../pipeline/ports.js';
@@ -113,6 +114,12 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
   const calls = new CallPipeline({
     ...{ catalog, policy, audit, credentials: minter, state, probes, log, limiter, inFlight, clock, resources },
     filter: resultFilter(audit.redactor),
+    consent: new ConsentGate({
+      grants: shared.grants,
+      clock,
+      askTtlMs: config.consent.ask_ttl_s * 1000,
+      grantTtlMs: config.consent.grant_ttl_s * 1000,
+    }),
     outcomeBeforeAnswer: config.audit.outcome_before_answer,
   });
   await life.acquire('parked input requests', calls.parked, (p) => p.clear());

@@ -58,7 +58,10 @@ export function buildServer(d: FaceDeps): Server {
       },
     },
   });
-  const { calls, lists, contextOf } = d;
+  const { calls, lists } = d;
+  // Whether the agent can ask its user (consent): from the request's envelope on 2026-07-28, from
+  // initialize on a 2025 session; the SDK answers both through the server's client capabilities.
+  const contextOf = (ctx: ServerContext): CallContext => ({ ...d.contextOf(ctx), canElicit: server.getClientCapabilities()?.elicitation !== undefined });
   server.setRequestHandler('tools/list', (req, ctx) => lists.tools(contextOf(ctx), req.params?.cursor));
   server.setRequestHandler('tools/call', (req, ctx) => calls.callTool(contextOf(ctx), req.params, ctx));
   server.setRequestHandler('prompts/list', (req, ctx) => lists.prompts(contextOf(ctx), req.params?.cursor));

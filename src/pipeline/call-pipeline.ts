@@ -16,6 +16,7 @@ import type { Decision, Logger, RedactCategory, ToolFacts } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
 import type { Forwarded, ForwardMethod, ForwardParams, ForwardResult } from '../upstream/connection.js';
 import type { InFlight } from './in-flight.js';
+import { CONSENT_KEY, type ConsentGate, type ConsentResult, type ConsentState, isConsentState, summarize } from './consent.js';
 import { ParkedCalls, PendingCall, type Finish } from './input-requests.js';
 import type { AuditPort, CallContext, CredentialPort, PolicyPort, ProbePort, ResultFilterPort, StatePort } from './ports.js';
 
@@ -27,6 +28,8 @@ export interface CallPipelineDeps {
   state: StatePort;
   /** Applies the decision's `redact` obligation to results. */
   filter: ResultFilterPort;
+  /** Asks for and keeps the user's consent where a decision obliges it. */
+  consent: ConsentGate;
   /** Where refusals before any decision (unknown names, bad state) are recorded. */
   probes: ProbePort;
   log: Logger;
@@ -45,7 +48,8 @@ export interface CallPipelineDeps {
 /** requestState payloads the pipeline signs for the agent to bring back (verified before a handler runs). */
 export type PipelineState =
   | { k: 'svc'; tool: string; inner?: string } // a 2026 service's input_required, wrapped
-  | { k: 'parked'; tool: string; id: string }; // a 2025 service's elicitation, waiting for the agent
+  | { k: 'parked'; tool: string; id: string } // a 2025 service's elicitation, waiting for the agent
+  | ConsentState; // the gateway's own consent question, waiting for the agent's answer
 
 /** One request on its way to a service. */
 interface Forward<M extends ForwardMethod> {
@@ -61,6 +65,8 @@ interface Forward<M extends ForwardMethod> {
    * this call, which parks here while the agent answers.
    */
   park?: (call: PendingCall<Forwarded<M>>) => void;
+  /** This request answers the gateway's consent question: the question's state and the raw answer. */
+  consent?: { state: ConsentState; answer: unknown };
 }
 
 const us = (ms: number) => Math.round(ms * 1000);
@@ -83,6 +89,7 @@ export class CallPipeline {
     if (!tool) return this.refuse(cc, 'tools/call', 'ERR_TOOL_NOT_FOUND', `Unknown tool: ${params.name}`, params.name);
     const args = params.arguments ?? {};
     const forward: ForwardParams<'tools/call'> = { name: tool.local, arguments: args };
+    const consent = state?.k === 'consent' ? { state, answer: ctx.mcpReq.inputResponses?.[CONSENT_KEY] } : undefined;
     if (state?.k === 'svc') {
       // The agent's retry of a 2026 service's input_required: decided again, then routed to the same service.
       if (state.inner !== undefined) forward.requestState = state.inner;
@@ -96,6 +103,7 @@ export class CallPipeline {
       args,
       params: forward,
       park: (call) => this.parked.park(call),
+      ...(consent ? { consent } : {}),
     });
   }
 
@@ -165,15 +173,14 @@ export class CallPipeline {
         }),
       );
     }
-    const outcome: Finish = (o) => this.outcome(decisionId, o);
+    let outcome: Finish = (o) => this.outcome(decisionId, o);
     const ob = decision.obligations;
     if (ob.consent === true) {
-      // Consent is asked of the user through the agent (#14 point 2); until then a call that needs it is refused, never forwarded.
-      const e = new GatewayError('ERR_CONSENT_REQUIRED', "this call needs the user's consent, which this gateway cannot obtain yet", {
-        decision_id: decisionId,
-      });
-      void outcome({ outcome: 'refused', error: { code: e.code, message: e.message } });
-      throw toProtocolError(e);
+      // Forwarded only with the user's approval of this exact call; every other answer is a denial.
+      const v = await this.consent(cc, r, input.purpose, decision.policy_revision, decisionId, outcome);
+      if ('ask' in v) return v.ask as ForwardResult<M>;
+      const given = v.given;
+      outcome = (o) => this.outcome(decisionId, { consent: given, ...o });
     }
 
     // A slot held by a call lapses after the call's own timeout (plus a margin): a replica that dies
@@ -250,6 +257,51 @@ export class CallPipeline {
         }),
     );
     return this.round(call, ctx, r.park);
+  }
+
+  /**
+   * The consent obligation of an allowed call: a live grant for this exact call, the user's answer
+   * to our question (then a grant), or the question itself (an input_required round). Denials,
+   * questions and answers are all in the outcome record; arguments never are.
+   */
+  private async consent<M extends ForwardMethod>(
+    cc: CallContext,
+    r: Forward<M>,
+    purpose: string | null,
+    revision: string,
+    decisionId: string,
+    outcome: Finish,
+  ): Promise<{ ask: InputRequiredResult } | { given: { result: ConsentResult; expires_at: string } }> {
+    const refuse = async (e: GatewayError, result: ConsentResult): Promise<never> => {
+      const ge = new GatewayError(e.code, e.message, { ...e.data, consent: result, decision_id: decisionId });
+      await this.written(outcome({ outcome: 'refused', consent: { result }, error: { code: ge.code, message: ge.message } }));
+      throw toProtocolError(ge);
+    };
+    if (r.method !== 'tools/call')
+      return refuse(new GatewayError('ERR_CONSENT_REQUIRED', 'consent can be asked only for tool calls; this request needs it'), 'unavailable');
+    let v: Awaited<ReturnType<ConsentGate['check']>>;
+    try {
+      v = await this.d.consent.check({
+        principal: principalKey(cc.principal),
+        tool: r.label,
+        args: r.args,
+        revision,
+        purpose,
+        // What the user reads: the arguments with every secret and PII category removed.
+        summary: summarize(this.d.filter.filter(r.args, ['email', 'phone', 'card', 'secrets'], cc.credential).value),
+        canAsk: cc.canElicit === true,
+        ...(r.consent ?? {}),
+      });
+    } catch (e) {
+      this.d.log.error({ err: (e as Error).message, decision_id: decisionId }, 'the consent grant store failed');
+      return refuse(new GatewayError('ERR_STATE_UNAVAILABLE', 'the shared state holding consent grants is unreachable; call refused'), 'unavailable');
+    }
+    if (v.kind === 'denied') return refuse(v.error, v.result);
+    if (v.kind === 'ask') {
+      await this.written(outcome({ outcome: 'input_required', consent: { result: 'asked' } }));
+      return { ask: v.request(this.d.state.sign(principalKey(cc.principal), { ...v.state })) };
+    }
+    return { given: { result: v.result, expires_at: new Date(v.expiresAt).toISOString() } };
   }
 
   /** Decides one call; an engine that throws denies (fail closed). */
@@ -400,5 +452,6 @@ export class CallPipeline {
 function isPipelineState(s: unknown): s is PipelineState {
   if (typeof s !== 'object' || s === null || !('k' in s) || !('tool' in s) || typeof s.tool !== 'string') return false;
   if (s.k === 'parked') return 'id' in s && typeof s.id === 'string';
+  if (s.k === 'consent') return isConsentState(s);
   return s.k === 'svc' && (!('inner' in s) || typeof s.inner === 'string');
 }

@@ -20,6 +20,8 @@ export interface CallContext {
    * records or returns; never recorded, logged or forwarded. Absent on stdio.
    */
   readonly credential?: string;
+  /** The agent declared the elicitation capability (it can ask its user); absent: it cannot. */
+  readonly canElicit?: boolean;
 }
 
 /** Applies a decision's `redact` obligation to a result before the agent sees it. */
