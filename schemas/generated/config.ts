@@ -172,6 +172,15 @@ export interface GatewayConfig {
      */
     grant_ttl_s: number;
   };
+  /**
+   * Pinned tool definitions: every tool's definition (name, description, schemas, annotations) is hashed on first sight and pinned in pins_file; a later different definition is quarantined (hidden from lists, calls refused with tool_definition_changed) until `micro-mcp tools approve SERVICE.TOOL` (`tools diff` shows the change).
+   */
+  tools: {
+    /**
+     * The pin file, relative to the config file's folder. Written by the gateway (first sight, changes seen) and by `micro-mcp tools approve`; the gateway reloads it when it changes.
+     */
+    pins_file: string;
+  };
 }
 export interface ServerConfig {
   /**

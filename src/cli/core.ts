@@ -26,6 +26,7 @@ import { declaredFactNames, resourceExtractors } from '../policy/input.js';
 import { loadPolicies } from '../policy/policy-set.js';
 import type { Logger } from '../types.js';
 import { Catalog } from '../upstream/catalog.js';
+import { pinsFile, ToolPins } from '../upstream/pins.js';
 import type { FetchLike } from '../upstream/connection.js';
 import type { Lifecycle } from './lifecycle.js';
 
@@ -92,7 +93,9 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
     },
   });
   await life.acquire('policy engines', policy, (p) => p.close());
-  const catalog = new Catalog(config, log, await serviceEnvironments(config, authConfig, minter));
+  // Pins are read before any service is listed: a broken pin file stops the start (fail closed).
+  const pins = new ToolPins(pinsFile(config), log, () => clock.now());
+  const catalog = new Catalog(config, log, await serviceEnvironments(config, authConfig, minter), pins);
   // Registered before it starts: a signal during the start still stops the processes it spawned.
   await life.acquire('service connections', catalog, (c) => c.stop());
   await catalog.start();

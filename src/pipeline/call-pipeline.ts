@@ -86,6 +86,16 @@ export class CallPipeline {
     if (state?.k === 'parked') return this.resumeParked(cc, state.id, ctx);
 
     const tool = this.d.catalog.tool(params.name);
+    if (!tool && this.d.catalog.quarantined(params.name)) {
+      // Its definition changed since it was pinned: refused, and recorded, until an operator approves it.
+      const e = new GatewayError(
+        'ERR_TOOL_DEFINITION_CHANGED',
+        `denied: tool_definition_changed: the definition of ${params.name} changed since it was pinned; it is quarantined until an operator approves it`,
+        { reason: 'tool_definition_changed', tool: params.name },
+      );
+      await this.d.probes.refused(cc, { method: 'tools/call', code: e.code, message: e.message, tool: params.name });
+      throw toProtocolError(e);
+    }
     if (!tool) return this.refuse(cc, 'tools/call', 'ERR_TOOL_NOT_FOUND', `Unknown tool: ${params.name}`, params.name);
     const args = params.arguments ?? {};
     const forward: ForwardParams<'tools/call'> = { name: tool.local, arguments: args };

@@ -10,6 +10,16 @@ import type { Config } from '../config/types.js';
 import type { Logger, ToolFacts } from '../types.js';
 import { canonicalJson, sha256 } from '../canonical.js';
 import { ServiceConnection, type ServiceEnvironment } from './connection.js';
+import type { ToolPins } from './pins.js';
+
+/** A tool whose listed definition differs from its pin: hidden, and its calls refused, until approved. */
+export interface QuarantinedTool {
+  service: string;
+  /** The pinned (approved) definition's hash. */
+  pinned: string;
+  /** The hash of what the service lists now. */
+  listed: string;
+}
 
 /**
  * One entry agents can ask for (a tool or a prompt) under its namespaced name, with the facts
@@ -40,6 +50,7 @@ export class Catalog extends EventEmitter {
   private resourceList: Resource[] = [];
   private resourceOwner = new Map<string, string>();
   private templateList: Array<{ service: string; template: ResourceTemplate; matcher: UriTemplate }> = [];
+  private quarantine = new Map<string, QuarantinedTool>();
   /** Bumped on every rebuild. */
   version = 0;
   private readonly signatures: Record<ChangeKind, string | undefined> = { tools: undefined, prompts: undefined, resources: undefined };
@@ -48,8 +59,12 @@ export class Catalog extends EventEmitter {
     config: Config,
     private readonly log: Logger,
     environmentFor: (service: string) => ServiceEnvironment = () => ({}),
+    /** Pinned tool definitions; without them every listed definition is served as listed. */
+    private readonly pins?: ToolPins,
   ) {
     super();
+    // An operator's approval (the CLI rewrote the pin file) may release a quarantined tool.
+    pins?.watch(() => this.rebuild('tools'));
     for (const [name, cfg] of Object.entries(config.services)) {
       const conn = new ServiceConnection(name, cfg, log.child({ service: name }), environmentFor(name));
       conn.on('changed', (kind: ChangeKind | 'all') => this.rebuild(kind));
@@ -63,6 +78,7 @@ export class Catalog extends EventEmitter {
   }
 
   async stop(): Promise<void> {
+    this.pins?.close();
     await Promise.all([...this.services.values()].map((s) => s.stop()));
   }
 
@@ -72,6 +88,16 @@ export class Catalog extends EventEmitter {
 
   tool(name: string): CatalogTool | undefined {
     return this.toolIndex.get(name);
+  }
+
+  /** The quarantined tool of this name (its definition changed since it was pinned), if any. */
+  quarantined(name: string): QuarantinedTool | undefined {
+    return this.quarantine.get(name);
+  }
+
+  /** Every quarantined tool, by name (for /readyz and the operator). */
+  quarantinedTools(): ReadonlyMap<string, QuarantinedTool> {
+    return this.quarantine;
   }
 
   prompts(): readonly CatalogPrompt[] {
@@ -127,11 +153,18 @@ export class Catalog extends EventEmitter {
     const resources: Resource[] = [];
     const owner = new Map<string, string>();
     const templates: Array<{ service: string; template: ResourceTemplate; matcher: UriTemplate }> = [];
+    const quarantine = new Map<string, QuarantinedTool>();
     // A service that is down (restarting) keeps its last known lists: agents do not see tools flap,
     // and a call made meanwhile waits briefly for the restart, then fails as unavailable.
     for (const s of this.services.values()) {
       for (const t of s.tools) {
         const name = `${s.name}.${t.name}`;
+        // Only a pinned definition is served: policy sees the hash and annotations of what was approved.
+        const pin = this.pins?.check(name, { ...t });
+        if (pin?.state === 'changed') {
+          quarantine.set(name, { service: s.name, pinned: pin.pinned, listed: pin.hash });
+          continue;
+        }
         const annotations: Record<string, unknown> = { ...(t.annotations ?? {}) };
         const facts = { name, namespace: s.name, local_name: t.name, annotations, definition_hash: sha256(canonicalJson(t)) };
         tools.push({ name, service: s.name, local: t.name, definition: { ...t, name }, facts });
@@ -161,6 +194,7 @@ export class Catalog extends EventEmitter {
     prompts.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     this.toolList = tools;
     this.toolIndex = new Map(tools.map((t) => [t.name, t]));
+    this.quarantine = quarantine;
     this.promptList = prompts;
     this.promptIndex = new Map(prompts.map((p) => [p.name, p]));
     this.resourceList = resources;
