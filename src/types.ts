@@ -61,7 +61,14 @@ export interface PolicyInput {
   arguments?: Record<string, unknown>;
   /** Service-specific attributes extracted from arguments: fs {path}, http {url, scheme, host, port, method}. */
   resource: Record<string, unknown>;
-  context: { time: string; request_id: string; session_id: string | null; client_ip: string | null };
+  context: {
+    time: string;
+    request_id: string;
+    session_id: string | null;
+    client_ip: string | null;
+    /** Data categories of the results this session received so far; absent until there is one. */
+    data_labels?: string[];
+  };
 }
 
 export interface DecisionReason {

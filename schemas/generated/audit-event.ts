@@ -252,6 +252,10 @@ export interface OutcomeRecord {
     result: 'asked' | 'granted' | 'reused' | 'declined' | 'cancelled' | 'expired' | 'mismatch' | 'unavailable';
     expires_at?: string;
   };
+  /**
+   * Data categories of the result: the decision's labels obligation and the service's own (result _meta["micro-mcp/labels"]); they become facts (context.data_labels) of the session's later calls.
+   */
+  data_labels?: string[];
 }
 export interface EventRecord {
   /**

@@ -290,6 +290,7 @@ class AuditLogImpl implements AuditLog {
       },
       response_bytes: rec.response_bytes,
       consent: rec.consent,
+      data_labels: rec.data_labels !== undefined && rec.data_labels.length > 0 ? rec.data_labels : undefined,
       redacted: rec.redacted !== undefined && Object.keys(rec.redacted).length > 0 ? rec.redacted : undefined,
       output: this.opts.logResults && rec.result !== undefined ? this.redacted(rec.result, 'result', masked, '', '/output') : undefined,
     };

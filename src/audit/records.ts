@@ -57,6 +57,8 @@ export interface OutcomeInput {
   /** End-to-end time of the call in microseconds; defaults to the time since `decision()` was called. */
   total_us?: number;
   response_bytes?: number;
+  /** Data categories of the result (policy and service labels). */
+  data_labels?: string[];
   /** How the consent obligation went (never the arguments). */
   consent?: OutcomeRecord['consent'];
   /** What the decision's redact obligation removed from the result, counted per category (never the values). */

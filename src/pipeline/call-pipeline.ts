@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { inputRequired, isInputRequiredResult, ProtocolError } from '@modelcontextprotocol/server';
 import type { CallToolRequest, GetPromptRequest, InputRequiredResult, ReadResourceRequest, ServerContext } from '@modelcontextprotocol/server';
-import { CREDENTIAL_META_KEY, PURPOSE_META_KEY } from '../../schemas/contracts/service-credential.js';
+import { CREDENTIAL_META_KEY, LABELS_META_KEY, PURPOSE_META_KEY } from '../../schemas/contracts/service-credential.js';
 import { principalKey } from '../auth/state.js';
 import type { Clock } from '../clock.js';
 import { GatewayError, isGatewayError, toProtocolError } from '../errors.js';
@@ -18,6 +18,7 @@ import type { Forwarded, ForwardMethod, ForwardParams, ForwardResult } from '../
 import type { InFlight } from './in-flight.js';
 import { CONSENT_KEY, type ConsentGate, type ConsentResult, type ConsentState, isConsentState, summarize } from './consent.js';
 import { ParkedCalls, PendingCall, type Finish } from './input-requests.js';
+import { SessionLabels, serviceLabels } from './labels.js';
 import type { AuditPort, CallContext, CredentialPort, PolicyPort, ProbePort, ResultFilterPort, StatePort } from './ports.js';
 
 export interface CallPipelineDeps {
@@ -74,6 +75,8 @@ const us = (ms: number) => Math.round(ms * 1000);
 export class CallPipeline {
   /** Only tools/call is interactive, so only its calls park. */
   readonly parked: ParkedCalls<Forwarded<'tools/call'>>;
+  /** Data categories each 2025 session has received: facts of its later calls. */
+  readonly labels = new SessionLabels();
 
   constructor(private readonly d: CallPipelineDeps) {
     this.parked = new ParkedCalls(d.inputTtlMs ?? 10 * 60_000, d.clock);
@@ -162,7 +165,13 @@ export class CallPipeline {
       tool: r.facts,
       arguments: r.args,
       resource: this.d.resources?.get(r.service),
-      context: { time: new Date(clock.now()).toISOString(), request_id: cc.requestId, session_id: cc.sessionId, client_ip: cc.clientIp },
+      context: {
+        time: new Date(clock.now()).toISOString(),
+        request_id: cc.requestId,
+        session_id: cc.sessionId,
+        client_ip: cc.clientIp,
+        data_labels: this.labels.get(cc.sessionId),
+      },
     });
     const decision = this.decide(input, decisionId);
     const tokenId = cc.principal.token_id;
@@ -252,6 +261,7 @@ export class CallPipeline {
     const call = new PendingCall<Forwarded<M>>(principalKey(cc.principal), r.label, new AbortController(), finish);
     call.obligations = ob;
     call.credential = cc.credential;
+    call.sessionId = cc.sessionId;
     const left = this.d.inFlight.enter();
     call.track(
       conn
@@ -412,7 +422,18 @@ export class CallPipeline {
         redacted = f.counts;
       }
       const kind = 'isError' in value && value.isError === true ? 'tool_error' : 'ok';
-      await this.written(call.finish({ outcome: kind, response_bytes: bytes, result: shown, ...(redacted ? { redacted } : {}) }));
+      // Data categories: the policy's and the service's; the session's later calls decide with them.
+      const labels = [...new Set([...(ob.labels ?? []), ...serviceLabels(value, LABELS_META_KEY)])].sort();
+      this.labels.add(call.sessionId, labels);
+      await this.written(
+        call.finish({
+          outcome: kind,
+          response_bytes: bytes,
+          result: shown,
+          ...(redacted ? { redacted } : {}),
+          ...(labels.length > 0 ? { data_labels: labels } : {}),
+        }),
+      );
       return shown;
     } finally {
       ctx.mcpReq.signal.removeEventListener('abort', onAbort);

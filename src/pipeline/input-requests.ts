@@ -47,6 +47,8 @@ export class PendingCall<T> implements InteractionSink {
   obligations: Obligations = {};
   /** The agent's token, to find it in the result (ResultFilterPort); never recorded. */
   credential: string | undefined;
+  /** The 2025 session the call belongs to: its result's labels become facts of the session's later calls. */
+  sessionId: string | null = null;
   /** Progress of the service goes to whichever agent request is the active round. */
   progress: ((p: { progress: number; total?: number; message?: string }) => void) | undefined;
 

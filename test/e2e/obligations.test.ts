@@ -163,3 +163,79 @@ describe('obligations from both engines, acted on before the agent sees the resu
     );
   });
 });
+
+describe("data categories: labels from services and policies, facts of the session's later calls", () => {
+  let gw: Gateway;
+  let policies: ReturnType<typeof copyPolicies>;
+  const clients: Client[] = [];
+  const records = () => readRecords(path.join(gw.dir, 'audit')).map((l) => l.rec as Record<string, any>);
+
+  before(async () => {
+    policies = copyPolicies();
+    // The policies label echo.weather's result pii, and deny it in a session that has seen a secret.
+    writeFileSync(
+      path.join(policies.rego, 'zz_labels.rego'),
+      [
+        'package micro_mcp.authz',
+        '',
+        '_labels contains "pii" if {',
+        '\t_granted("service_call_scope")',
+        '\tinput.tool.name == "echo.weather"',
+        '}',
+        '',
+        '_denies contains "echo_after_secret: this session has received secret data" if {',
+        '\tinput.action == "call_tool"',
+        '\tinput.tool.name == "echo.weather"',
+        '\t"secret" in object.get(input.context, "data_labels", [])',
+        '}',
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(
+      path.join(policies.cedar, 'zz_labels.cedar'),
+      [
+        '@id("echo_weather_pii")',
+        '@labels("pii")',
+        'permit (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"echo.weather")',
+        'when { context.scopes.contains("echo:call") };',
+        '',
+        '@id("echo_after_secret")',
+        '@reason("this session has received secret data")',
+        'forbid (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"echo.weather")',
+        'when { context has data_labels && context.data_labels.contains("secret") };',
+        '',
+      ].join('\n'),
+    );
+    gw = await startGateway({ services: { echo: echoService() }, policy: { rego: { dir: policies.rego }, cedar: { dir: policies.cedar } } });
+  });
+  after(async () => {
+    for (const c of clients) await c.close().catch(() => undefined);
+    await gw?.stop();
+  });
+
+  test("2025 session: a service-labelled secret is audited and denies the session's later call; another session and a 2026-07-28 agent are unaffected", async () => {
+    const token = await gw.token({ sub: 'lab' });
+    const [session, other, modern] = [await connect(gw, 'legacy', { token }), await connect(gw, 'legacy', { token }), await connect(gw, 'modern', { token })];
+    clients.push(session, other, modern);
+
+    assert.equal(firstText(allowed(await call(session, 'echo.weather', { city: 'Oslo' }))), 'sunny in Oslo');
+    const pii = await eventually(() => records().find((r) => r.kind === 'outcome' && r.tool === 'echo.weather'));
+    assert.deepEqual(pii?.data_labels, ['pii']);
+
+    assert.equal(firstText(allowed(await call(session, 'echo.classified', {}))), 'the launch code');
+    const secret = await eventually(() => records().find((r) => r.kind === 'outcome' && r.tool === 'echo.classified'));
+    // Only well-formed labels count ("Not A Label" is dropped).
+    assert.deepEqual(secret?.data_labels, ['secret']);
+
+    const d = denied(await call(session, 'echo.weather', { city: 'Oslo' }));
+    assert.deepEqual(reasonKeys(d), ['cedar:echo_after_secret', 'rego:echo_after_secret']);
+    const decided = await eventually(() => records().find((r) => r.kind === 'decision' && r.decision_id === d.data.decision_id));
+    assert.equal(decided?.result.allow, false);
+
+    // Labels belong to the session that received them.
+    assert.equal(firstText(allowed(await call(other, 'echo.weather', { city: 'Rome' }))), 'sunny in Rome');
+    // 2026-07-28 requests are stateless: there is no session to carry labels.
+    assert.equal(firstText(allowed(await call(modern, 'echo.classified', {}))), 'the launch code');
+    assert.equal(firstText(allowed(await call(modern, 'echo.weather', { city: 'Bern' }))), 'sunny in Bern');
+  });
+});
