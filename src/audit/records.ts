@@ -44,6 +44,8 @@ export interface DecisionInput {
   decision_id?: string;
   /** The token's `jti`, for correlation (never the token). */
   token_id?: string;
+  /** The caller's own token, only to find and censor it (in any encoding) in logged arguments; never written. */
+  credential?: string;
 }
 
 /** Input of `AuditLog.outcome()`. Everything but `decision_id` and `outcome` is optional. */
@@ -63,6 +65,8 @@ export interface OutcomeInput {
   consent?: OutcomeRecord['consent'];
   /** What the decision's redact obligation removed from the result, counted per category (never the values). */
   redacted?: OutcomeRecord['redacted'];
+  /** The caller's own token, only to find and censor it in a logged result; never written. */
+  credential?: string;
   /** The tool result; logged (redacted) only when `log_results` is on. */
   result?: unknown;
 }

@@ -32,7 +32,7 @@ export interface Redactor {
    * A censored deep copy of `value`. `root` names the member the value will be logged under
    * (`arguments`, `result`, ...) so that configured paths and the returned pointers are rooted there.
    */
-  redact(value: unknown, root?: string): RedactResult;
+  redact(value: unknown, root?: string, secrets?: SecretFinder): RedactResult;
   /** Censor secret-looking substrings (bearer tokens, JWTs, keys, emails, card numbers, ...) in free text. */
   redactString(text: string): string;
   /**
@@ -155,8 +155,8 @@ export function createRedactor(opts: RedactOptions = {}): Redactor {
     return out;
   };
 
-  const walk = (value: unknown, nodes: PathNode[], pointer: string, masked: string[], depth: number): unknown => {
-    if (typeof value === 'string') return redactString(value);
+  const walk = (value: unknown, nodes: PathNode[], pointer: string, masked: string[], depth: number, secrets?: SecretFinder): unknown => {
+    if (typeof value === 'string') return secrets === undefined ? redactString(value) : redactString(scanString(value, new Set(['secrets']), {}, secrets));
     if (typeof value !== 'object' || value === null) return value;
     if (depth > 64) return CENSOR; // hostile nesting: censor rather than recurse without bound
     if (value instanceof Error) {
@@ -180,7 +180,7 @@ export function createRedactor(opts: RedactOptions = {}): Redactor {
         masked.push(ptr);
         return { v: CENSOR, hit: true };
       }
-      return { v: walk(v, next, ptr, masked, depth + 1), hit: false };
+      return { v: walk(v, next, ptr, masked, depth + 1, secrets), hit: false };
     };
     if (Array.isArray(value)) return value.map((v, i) => step(String(i), v).v);
     const out: Record<string, unknown> = {};
@@ -220,7 +220,7 @@ export function createRedactor(opts: RedactOptions = {}): Redactor {
       if (categories.length === 0) return { value, counts };
       return { value: filterWalk(value, new Set(categories), counts, secrets, 0), counts };
     },
-    redact(value: unknown, rootKey?: string): RedactResult {
+    redact(value: unknown, rootKey?: string, secrets?: SecretFinder): RedactResult {
       const masked: string[] = [];
       let nodes = [root];
       let pointer = '';
@@ -231,7 +231,7 @@ export function createRedactor(opts: RedactOptions = {}): Redactor {
         if (n?.terminal || w?.terminal) return { value: CENSOR, masked: [pointer] };
         nodes = [n, w].filter((x): x is PathNode => x !== undefined);
       }
-      return { value: walk(value, nodes, pointer, masked, 0), masked };
+      return { value: walk(value, nodes, pointer, masked, 0, secrets), masked };
     },
     redactString,
   };

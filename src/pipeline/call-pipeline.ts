@@ -176,7 +176,13 @@ export class CallPipeline {
     const decision = this.decide(input, decisionId);
     const tokenId = cc.principal.token_id;
     try {
-      await this.d.audit.decision({ input, decision, decision_id: decisionId, ...(tokenId ? { token_id: tokenId } : {}) });
+      await this.d.audit.decision({
+        input,
+        decision,
+        decision_id: decisionId,
+        ...(tokenId ? { token_id: tokenId } : {}),
+        ...(cc.credential !== undefined ? { credential: cc.credential } : {}),
+      });
     } catch (e) {
       this.d.log.error({ err: (e as Error).message, decision_id: decisionId }, 'audit write failed: call refused');
       throw toProtocolError(new GatewayError('ERR_AUDIT_UNAVAILABLE', 'the audit log is unavailable; call refused', { decision_id: decisionId }));
@@ -431,6 +437,7 @@ export class CallPipeline {
           response_bytes: bytes,
           result: shown,
           ...(redacted ? { redacted } : {}),
+          ...(call.credential !== undefined ? { credential: call.credential } : {}),
           ...(labels.length > 0 ? { data_labels: labels } : {}),
         }),
       );

@@ -239,3 +239,37 @@ describe("data categories: labels from services and policies, facts of the sessi
     assert.equal(firstText(allowed(await call(modern, 'echo.weather', { city: 'Bern' }))), 'sunny in Bern');
   });
 });
+
+describe("the audit with arguments and results logged: nothing planted, and not the caller's own token in any form", () => {
+  let gw: Gateway;
+  let client: Client | undefined;
+  before(async () => {
+    gw = await startGateway({ services: { echo: echoService() }, audit: { log_arguments: true, log_results: true } });
+  });
+  after(async () => {
+    await client?.close().catch(() => undefined);
+    await gw?.stop();
+  });
+
+  test('the corpus in arguments and result, and the token split across two arguments, base64 or URL-encoded, never reach the audit', async () => {
+    const token = await gw.token({ sub: 'aud' });
+    client = await connect(gw, 'legacy', { token });
+    const half = Math.floor(token.length / 2);
+    const b64 = Buffer.from(token).toString('base64');
+    const text = [...CORPUS.filter((k) => typeof k.value === 'string').map((k) => k.value as string), b64].join('\n');
+    const args: Record<string, unknown> = { text, head: token.slice(0, half), tail: token.slice(half), url: encodeURIComponent(token) };
+    for (const k of CORPUS.filter((x) => typeof x.value === 'object')) args[k.id] = k.value;
+    // Split across two arguments, and both halves in the result too (echo.echo has no redact
+    // obligation here: the agent gets its text back; only the audit is censored).
+    args.text = `${text}\n${token.slice(0, half)}\n${token.slice(half)}`;
+    const r = await client.callTool({ name: 'echo.echo', arguments: args });
+    assert.equal(firstText(r), args.text);
+    await eventually(() =>
+      readRecords(path.join(gw.dir, 'audit')).some((l) => l.rec.kind === 'outcome' && (l.rec as Record<string, any>).output !== undefined),
+    );
+    const audit = auditText(path.join(gw.dir, 'audit'));
+    for (const k of CORPUS) assert.equal(audit.includes(k.planted), false, `${k.id} in the audit`);
+    for (let i = 0; i + 16 <= token.length; i += 8) assert.equal(audit.includes(token.slice(i, i + 16)), false, 'a piece of the token in the audit');
+    for (let i = 0; i + 16 <= b64.length; i += 8) assert.equal(audit.includes(b64.slice(i, i + 16)), false, 'a piece of the base64 token in the audit');
+  });
+});
