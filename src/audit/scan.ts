@@ -207,8 +207,8 @@ const isSchemeInitial = (x: number): boolean => x === 98 || x === 66 || x === 11
 
 /**
  * Tokens in free text: JWTs (eyJ.x.y), prefixed keys (AWS, GitHub, Slack, Stripe, OpenAI, Google,
- * GitLab), `Bearer|Basic|Token|Digest <credential>` and URL userinfo (`scheme://user:pass@`). One
- * left-to-right pass; after a match the scan resumes past it.
+ * GitLab) and `Bearer|Basic|Token|Digest <credential>`. One left-to-right pass; after a match the
+ * scan resumes past it.
  */
 function scanTokens(s: string, out: Span[]): void {
   const n = s.length;
@@ -264,24 +264,29 @@ function scanTokens(s: string, out: Span[]): void {
           }
         }
       }
-      // URL userinfo: scheme "://" user ":" password "@" (each part bounded).
-      const sch = runLength(s, i, isSchemeChar, 32);
-      if (s.startsWith('://', i + sch)) {
-        const u0 = i + sch + 3;
-        const u = runLength(s, u0, isUserinfo, 256);
-        const at = u0 + u;
-        if (s.charCodeAt(at) === 64 && s.slice(u0, at).includes(':')) {
-          out.push({ start: u0, end: at, category: 'secrets' });
-          i = at + 1;
-          continue;
-        }
-        i = u0;
-        continue;
-      }
       i += w;
       continue;
     }
     i++;
+  }
+}
+
+/**
+ * URL userinfo (`scheme://user:password@`): found from each "://" (indexOf), the userinfo scanned
+ * forward at most 256 characters to its "@". Each "://" is looked at once.
+ */
+function scanUserinfo(s: string, out: Span[]): void {
+  let from = 0;
+  for (;;) {
+    const p = s.indexOf('://', from);
+    if (p < 0) return;
+    const u0 = p + 3;
+    const u = runLength(s, u0, isUserinfo, 256);
+    const at = u0 + u;
+    if (p > 0 && isSchemeChar(s.charCodeAt(p - 1)) && s.charCodeAt(at) === 64 && s.slice(u0, at).includes(':')) {
+      out.push({ start: u0, end: at, category: 'secrets' });
+      from = at + 1;
+    } else from = u0;
   }
 }
 
@@ -503,6 +508,7 @@ function scanKeyValues(s: string, extra: ReadonlySet<string> | undefined, out: S
     const key = s.slice(i, keyEnd);
     if (
       (op === 61 || op === 58) &&
+      keyEnd - i >= 3 && // the shortest secret-looking key is three letters (pwd, pin, jwt)
       s.charCodeAt(k + 1) !== 47 &&
       ((inQuery && op === 61 && QUERY_SECRET_KEYS.has(foldKey(key))) || isSecretKeyName(key, extra))
     ) {
@@ -638,6 +644,7 @@ export function scan(s: string, o: ScanOptions): Span[] {
   if (c.has('secrets')) {
     scanPrivateKeys(s, out);
     scanTokens(s, out);
+    scanUserinfo(s, out);
     scanKeyValues(s, o.keys, out);
     o.secrets?.scan(s, out);
   }

@@ -195,6 +195,7 @@ export class Catalog extends EventEmitter {
     this.toolList = tools;
     this.toolIndex = new Map(tools.map((t) => [t.name, t]));
     this.quarantine = quarantine;
+    this.pins?.flush();
     this.promptList = prompts;
     this.promptIndex = new Map(prompts.map((p) => [p.name, p]));
     this.resourceList = resources;

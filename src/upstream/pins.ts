@@ -76,6 +76,8 @@ export class ToolPins {
   #timer: NodeJS.Timeout | undefined;
   /** What this process wrote last, so that its own writes do not count as an operator's change. */
   #written = '';
+  /** Changed since the last write: written once per catalog rebuild (a service with many tools costs one write). */
+  #dirty = false;
 
   constructor(
     readonly file: string,
@@ -92,20 +94,20 @@ export class ToolPins {
     const at = new Date(this.now()).toISOString();
     if (pin === undefined) {
       this.#doc.tools[name] = { hash, definition, pinned_at: at };
-      this.#save();
+      this.#dirty = true;
       return { state: 'new', hash };
     }
     if (pin.hash === hash) {
       if (pin.pending !== undefined) {
         // The service went back to the approved definition: nothing is pending any more.
         delete pin.pending;
-        this.#save();
+        this.#dirty = true;
       }
       return { state: 'pinned', hash };
     }
     if (pin.pending?.hash !== hash) {
       pin.pending = { hash, definition, seen_at: at };
-      this.#save();
+      this.#dirty = true;
       this.log.warn(
         { tool: name, pinned: pin.hash, listed: hash },
         'tool definition changed since it was pinned: quarantined until approved (micro-mcp tools approve)',
@@ -149,6 +151,13 @@ export class ToolPins {
     this.#written = text;
     this.log.info({ file: this.file }, 'tool pins reloaded');
     changed();
+  }
+
+  /** Writes what `check` changed, once (the catalog calls it after each rebuild). */
+  flush(): void {
+    if (!this.#dirty) return;
+    this.#dirty = false;
+    this.#save();
   }
 
   #save(): void {

@@ -7,6 +7,7 @@
  *   REDACT_ROUNDS=5   rounds per case (the median is reported)
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createRedactor, SecretFinder } from '../../src/audit/redact.js';
@@ -58,7 +59,9 @@ const out = (l: string) => {
 
 out('# Redaction benchmark');
 out('');
-out(`Node ${process.version}, ${ROUNDS} rounds per case, median. All four categories and the caller's token (a ${token.length}-character JWT) unless noted.`);
+out(
+  `Node ${process.version}, ${cpus().length} cores, load average ${loadavg()[0]?.toFixed(1)} at the start (a shared machine inflates every figure), ${ROUNDS} rounds per case, median. All four categories and the caller's token (a ${token.length}-character JWT).`,
+);
 out('');
 out('| input | size | ms | MB/s |');
 out('|---|---:|---:|---:|');
