@@ -11,7 +11,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 
 TEST_FILES = $$(find dist/src dist/services dist/test -name '*.test.js' 2>/dev/null | sort)
 
-.PHONY: help setup build run test test-node lint bench stress soak clean schemas soak-race sandbox-tools replica-tools
+.PHONY: help setup build run test test-node lint bench bench-redact stress soak clean schemas soak-race sandbox-tools replica-tools
 
 help:
 	@echo "make run    - install, build and start the gateway on 127.0.0.1:8080 (dev mode; PORT=N for another port)"
@@ -119,6 +119,11 @@ soak: setup build
 
 bench: setup build
 	node dist/test/bench/run.js
+	node dist/test/bench/redact.js
+
+# Redaction cost per MB and on the adversarial corpus (test/bench/REDACT.md).
+bench-redact: setup build
+	node dist/test/bench/redact.js
 
 clean:
 	rm -rf dist

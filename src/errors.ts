@@ -43,6 +43,12 @@ export type GatewayErrorCode =
   | 'ERR_SERVICE_BUSY'
   | 'ERR_SERVICE_CIRCUIT_OPEN'
   | 'ERR_RESULT_TOO_LARGE'
+  | 'ERR_CONSENT_REQUIRED'
+  | 'ERR_CONSENT_DECLINED'
+  | 'ERR_CONSENT_CANCELLED'
+  | 'ERR_CONSENT_EXPIRED'
+  | 'ERR_CONSENT_MISMATCH'
+  | 'ERR_TOOL_DEFINITION_CHANGED'
   | 'ERR_INPUT_STATE_INVALID'
   | 'ERR_INPUT_REQUEST_REFUSED'
   // policy
@@ -130,6 +136,12 @@ export function toJsonRpcCode(code: GatewayErrorCode): number {
     case 'ERR_RESOURCE_NOT_FOUND':
       return -32002;
     case 'ERR_POLICY_DENIED':
+    case 'ERR_CONSENT_REQUIRED':
+    case 'ERR_CONSENT_DECLINED':
+    case 'ERR_CONSENT_CANCELLED':
+    case 'ERR_CONSENT_EXPIRED':
+    case 'ERR_CONSENT_MISMATCH':
+    case 'ERR_TOOL_DEFINITION_CHANGED':
       return -32003;
     case 'ERR_RATE_LIMITED':
       return -32029;

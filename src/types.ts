@@ -61,7 +61,14 @@ export interface PolicyInput {
   arguments?: Record<string, unknown>;
   /** Service-specific attributes extracted from arguments: fs {path}, http {url, scheme, host, port, method}. */
   resource: Record<string, unknown>;
-  context: { time: string; request_id: string; session_id: string | null; client_ip: string | null };
+  context: {
+    time: string;
+    request_id: string;
+    session_id: string | null;
+    client_ip: string | null;
+    /** Data categories of the results this session received so far; absent until there is one. */
+    data_labels?: string[];
+  };
 }
 
 export interface DecisionReason {
@@ -81,12 +88,34 @@ export interface EngineVerdict {
   error?: string;
 }
 
+/** A redaction category an obligation may name (src/policy/obligations.ts). */
+export type RedactCategory = 'email' | 'phone' | 'card' | 'secrets';
+
+/**
+ * The obligations of a decision, checked and merged (src/policy/obligations.ts; the strictest wins).
+ * When allowed: reach, consent, redact, max_bytes, labels. When denied: only step_up_scopes.
+ */
+export type Obligations = {
+  /** Denied only: the scopes that would lift a scope denial (HTTP 403 step-up). */
+  step_up_scopes?: string[];
+  /** Rego only: what the service credential's reach is narrowed to ({hosts, ports, roots}). */
+  reach?: Record<string, unknown>;
+  /** The agent's user must approve this exact call (tool, arguments) before it is forwarded. */
+  consent?: true;
+  /** Categories removed from the result before the agent sees it. */
+  redact?: RedactCategory[];
+  /** The largest result (serialised JSON bytes) the agent may receive; a larger one is refused. */
+  max_bytes?: number;
+  /** Data categories of the result (pii, secret, internal, ...): audited, and facts of later calls in the session. */
+  labels?: string[];
+};
+
 export interface Decision {
   allow: boolean;
   reasons: DecisionReason[];
   /** Each engine's verdict, in the order they decided (absent only where no engine was asked). */
   engines?: EngineVerdict[];
-  obligations: Record<string, unknown>;
+  obligations: Obligations;
   /** Hash of the policy bundle(s) that decided. */
   policy_revision: string;
   /** Evaluation time in microseconds. */

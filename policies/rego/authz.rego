@@ -89,9 +89,12 @@ _fact_present(v) if {
 # METADATA
 # title: obligations
 # description: |
-#   On a denial that more scope would lift, the scopes to ask for. The gateway answers such a
-#   tools/call with HTTP 403 and WWW-Authenticate error="insufficient_scope" (step-up).
-obligations := {"step_up_scopes": _step_up_scopes} if {
+#   What a decision requires of the gateway besides allow or deny, one member per obligation (the
+#   gateway knows step_up_scopes, reach, consent, redact, max_bytes and labels; any other member
+#   denies the call). On a denial that more scope would lift: step_up_scopes, the scopes to ask for
+#   (HTTP 403 with WWW-Authenticate error="insufficient_scope"). On an allowed call: what the files of
+#   the package add to _reach, _consent, _redact, _max_bytes and _labels.
+obligations["step_up_scopes"] := _step_up_scopes if {
 	not allow
 	count(_step_up_scopes) > 0
 }
@@ -102,9 +105,42 @@ obligations := {"step_up_scopes": _step_up_scopes} if {
 #   On an allowed call, what the decision narrows the service's reach to; it travels to the service
 #   in the per-call credential, which enforces it on the request and on every redirect hop. A rule
 #   of the package adds entries to _reach (hosts, ports, roots).
-obligations := {"reach": _reach} if {
+obligations["reach"] := _reach if {
 	allow
 	count(_reach) > 0
+}
+
+default _consent := false
+
+# The user must approve this exact call (tool and arguments) through the agent before it is forwarded.
+obligations["consent"] if {
+	allow
+	_consent
+}
+
+# Categories (email, phone, card, secrets) removed from the result before the agent sees it.
+obligations["redact"] := _redact if {
+	allow
+	count(_redact) > 0
+}
+
+# The largest result in bytes; the smallest of the rules' limits wins.
+obligations["max_bytes"] := min(_max_bytes) if {
+	allow
+	count(_max_bytes) > 0
+}
+
+# Data categories of the result (pii, secret, internal): audited, and facts of later calls.
+obligations["labels"] := _labels if {
+	allow
+	count(_labels) > 0
+}
+
+# True when the grant with this id applies (obligations follow the grants, as Cedar's annotations
+# follow the deciding permits).
+_granted(id) if {
+	some g in _grants
+	startswith(g, concat("", [id, ":"]))
 }
 
 _scope_denial_scope := {

@@ -110,5 +110,5 @@ test_agent_cannot_call_without_scope_gets_step_up_scopes if {
 test_agent_denied_for_other_reasons_gets_no_step_up if {
 	inp := _input({"scopes": ["everything:call"], "tool": _tool("everything", "echo", {})})
 	not authz.allow with input as inp
-	not authz.obligations with input as inp
+	authz.obligations == {} with input as inp
 }

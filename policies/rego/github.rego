@@ -1,10 +1,8 @@
 # GitHub connector (github)
 #
 # Each group may read a set of repositories (issues: searchIssues, getIssue) and list the
-# repositories of the organisations those belong to (listRepos). Creating an issue waits for
-# consent: until the gateway can ask the user and record the answer (the obligations issue, #14),
-# github.createIssue is denied by github_write_requires_consent; #14 turns this rule into a
-# consent obligation.
+# repositories of the organisations those belong to (listRepos). Creating an issue needs the
+# user's consent to that exact call (the consent obligation, github_write_consent).
 #
 # The facts are named facts the service's config declares (org: /owner, repo: /repo); they are
 # read with object.get, so the rules type-check with or without them.
@@ -67,6 +65,13 @@ _grants contains "github_read_scope: github read tools are granted by scope gith
 	_github_read_tool
 	"github:read" in input.scopes
 }
+
+# METADATA
+# title: github_read_labels
+# description: |
+#   Issues and repositories of the organisation are internal data: the results of the read tools are
+#   labelled "internal" (audit, and the session's labels in later calls). Cedar: @labels on github_read_scope.
+_labels contains "internal" if _granted("github_read_scope")
 
 # METADATA
 # title: github_read_scope_missing
@@ -134,11 +139,8 @@ _denies contains "github_org_not_permitted: the organisation holds no repository
 }
 
 # METADATA
-# title: github_write_requires_consent
+# title: github_write_consent
 # description: |
-#   Creating an issue needs the user's consent, which the gateway cannot ask for yet (#14 turns this
-#   deny into a consent obligation): every github.createIssue call is denied.
-_denies contains "github_write_requires_consent: creating an issue needs the user's consent, which this gateway cannot obtain yet" if {
-	_call
-	_github_write_tool
-}
+#   Creating an issue needs the user's consent for that exact call (repository, title, body): the
+#   gateway asks through the agent before forwarding it. Cedar: @obligation("consent") on github_write_scope.
+_consent if _granted("github_write_scope")

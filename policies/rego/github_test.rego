@@ -19,6 +19,11 @@ test_engineer_can_search_issues_of_a_readable_repo if {
 	_ids(authz.reasons) == {"github_read_scope"} with input as inp
 }
 
+test_engineer_read_results_are_labelled_internal if {
+	inp := _gh("searchIssues", ["eng"], ["github:read"], _repo("octokit-fixture-org", "search-issues"))
+	authz.obligations == {"labels": {"internal"}} with input as inp
+}
+
 test_support_can_get_issue_of_hello_world if {
 	authz.allow with input as _gh("getIssue", ["support"], ["github:read"], _repo("octokit-fixture-org", "hello-world"))
 }
@@ -73,14 +78,22 @@ test_engineer_can_list_create_issue_with_write_scope if {
 	authz.allow with input as _relist(_create(["eng"], ["github:write"]))
 }
 
-test_engineer_cannot_create_issue_without_consent if {
+test_engineer_can_create_issue_only_with_consent if {
 	inp := _create(["eng"], ["github:read", "github:write"])
-	not authz.allow with input as inp
-	_ids(authz.reasons) == {"github_write_requires_consent"} with input as inp
+	authz.allow with input as inp
+	_ids(authz.reasons) == {"github_write_scope"} with input as inp
+	authz.obligations == {"consent": true} with input as inp
 }
 
 test_engineer_cannot_create_issue_without_write_scope if {
 	inp := _create(["eng"], ["github:read"])
 	not authz.allow with input as inp
-	_ids(authz.reasons) == {"github_write_scope_missing", "github_write_requires_consent"} with input as inp
+	_ids(authz.reasons) == {"github_write_scope_missing"} with input as inp
+	authz.obligations == {"step_up_scopes": {"github:write"}} with input as inp
+}
+
+test_support_cannot_create_issue_in_a_repo_it_cannot_read if {
+	inp := object.union(_create(["support"], ["github:write"]), {"resource": _repo("octokit-fixture-org", "search-issues")})
+	not authz.allow with input as inp
+	_ids(authz.reasons) == {"github_repo_not_permitted"} with input as inp
 }

@@ -31,6 +31,28 @@ _grants contains "http_fetch_scope: http.fetchText is granted by scope http:fetc
 }
 
 # METADATA
+# title: http_fetch_after_secret
+# description: |
+#   A session that has received a result labelled "secret" (by a service or a policy) may not fetch
+#   from the open world: the secret could leave in the URL. Labels are facts of 2025 sessions only.
+_denies contains "http_fetch_after_secret: this session has received secret data; fetching from the open world is denied" if {
+	_fetch_call
+	"secret" in object.get(input.context, "data_labels", [])
+}
+
+# METADATA
+# title: http_fetch_obligations
+# description: |
+#   Fetched pages are open-world text: e-mail addresses and secrets are removed before the agent
+#   sees them, and a result over 1 MiB is refused. Cedar: @redact and @max_bytes on http_fetch_scope.
+_redact contains category if {
+	_granted("http_fetch_scope")
+	some category in {"email", "secrets"}
+}
+
+_max_bytes contains 1048576 if _granted("http_fetch_scope")
+
+# METADATA
 # title: http_fetch_scope_missing
 # description: Without scope http:fetch, http.fetchText is denied.
 _denies contains "http_fetch_scope_missing: http.fetchText requires scope http:fetch" if {

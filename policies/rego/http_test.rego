@@ -96,5 +96,36 @@ test_anyone_cannot_fetch_without_any_url_fact if {
 
 test_allowed_fetch_carries_the_purpose_hosts_as_reach if {
 	inp := _fetch(["http:fetch"], "incident-4711", _url("https", "status.example.com", "GET"))
-	authz.obligations == {"reach": {"hosts": {"status.example.com", "api.pagerduty.com"}}} with input as inp
+	authz.obligations.reach == {"hosts": {"status.example.com", "api.pagerduty.com"}} with input as inp
+}
+
+test_allowed_fetch_carries_redaction_and_a_size_limit if {
+	inp := _fetch(["http:fetch"], "incident-4711", _url("https", "status.example.com", "GET"))
+	authz.obligations == {
+		"reach": {"hosts": {"status.example.com", "api.pagerduty.com"}},
+		"redact": {"email", "secrets"},
+		"max_bytes": 1048576,
+	} with input as inp
+}
+
+test_anyone_cannot_fetch_after_the_session_received_a_secret if {
+	inp := object.union(
+		_fetch(["http:fetch"], "incident-4711", _url("https", "status.example.com", "GET")),
+		{"context": object.union(_base.context, {"data_labels": ["internal", "secret"]})},
+	)
+	not authz.allow with input as inp
+	_ids(authz.reasons) == {"http_fetch_after_secret"} with input as inp
+}
+
+test_anyone_can_fetch_after_internal_data if {
+	inp := object.union(
+		_fetch(["http:fetch"], "incident-4711", _url("https", "status.example.com", "GET")),
+		{"context": object.union(_base.context, {"data_labels": ["internal"]})},
+	)
+	authz.allow with input as inp
+}
+
+test_denied_fetch_carries_no_redaction if {
+	inp := _fetch([], "incident-4711", _url("https", "status.example.com", "GET"))
+	authz.obligations == {"step_up_scopes": {"http:fetch"}} with input as inp
 }

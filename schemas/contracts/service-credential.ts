@@ -14,6 +14,12 @@ export const CREDENTIAL_META_KEY = 'dev.micro-mcp/credential';
 /** Key in an agent request's `params._meta` that declares the purpose of a call. */
 export const PURPOSE_META_KEY = 'micro-mcp/purpose';
 
+/**
+ * Result `_meta` key under which a service labels its result's data categories (["pii"], ["secret"],
+ * ["internal"]): lower-case words. The gateway records them and makes them facts of the session's later calls.
+ */
+export const LABELS_META_KEY = 'micro-mcp/labels';
+
 /** JOSE `typ` of service credentials, so they are never mistaken for (or replayed as) another JWT. */
 export const SERVICE_CREDENTIAL_TYP = 'micro-mcp-service+jwt';
 

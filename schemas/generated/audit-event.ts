@@ -254,6 +254,26 @@ export interface OutcomeRecord {
    * Redacted tool result; only with log_results.
    */
   output?: unknown;
+  /**
+   * What the decision's redact obligation removed from the result before the agent saw it: a count per category (email, phone, card, secrets), never the values.
+   */
+  redacted?: {
+    email?: number;
+    phone?: number;
+    card?: number;
+    secrets?: number;
+  };
+  /**
+   * The consent obligation: how it went (asked: the user was asked, this round ends input_required; granted: approved now; reused: an earlier approval of this exact call; declined, cancelled, expired, mismatch: arguments or policy changed after the question; unavailable: the agent cannot ask) and until when a grant holds.
+   */
+  consent?: {
+    result: 'asked' | 'granted' | 'reused' | 'declined' | 'cancelled' | 'expired' | 'mismatch' | 'unavailable';
+    expires_at?: string;
+  };
+  /**
+   * Data categories of the result: the decision's labels obligation and the service's own (result _meta["micro-mcp/labels"]); they become facts (context.data_labels) of the session's later calls.
+   */
+  data_labels?: string[];
 }
 export interface EventRecord {
   /**

@@ -217,6 +217,28 @@ export interface GatewayConfig {
       [k: string]: string;
     };
   };
+  /**
+   * Consent bound to the exact call (the `consent` obligation): the user is asked through the agent (input_required for 2026-07-28 agents, elicitation/create for 2025 agents); an approval is a grant for this principal, tool, argument digest and policy revision, kept in the shared state (state.redis when set) and reused for that exact call until it expires.
+   */
+  consent: {
+    /**
+     * How long the user has to answer; a later answer is denied (ERR_CONSENT_EXPIRED).
+     */
+    ask_ttl_s: number;
+    /**
+     * How long an approval is reused for the same principal, tool, arguments and policy revision.
+     */
+    grant_ttl_s: number;
+  };
+  /**
+   * Pinned tool definitions: every tool's definition (name, description, schemas, annotations) is hashed on first sight and pinned in pins_file; a later different definition is quarantined (hidden from lists, calls refused with tool_definition_changed) until `micro-mcp tools approve SERVICE.TOOL` (`tools diff` shows the change).
+   */
+  tools: {
+    /**
+     * The pin file, relative to the config file's folder. Written by the gateway (first sight, changes seen) and by `micro-mcp tools approve`; the gateway reloads it when it changes.
+     */
+    pins_file: string;
+  };
 }
 export interface ServerConfig {
   /**

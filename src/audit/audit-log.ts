@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { AUDIT_CONFIG_DEFAULTS as DEFAULTS } from '../../schemas/generated/config.js';
 import { GatewayError } from '../errors.js';
 import { canonicalize, digest, sha256 } from './canonical.js';
-import { createRedactor } from './redact.js';
+import { createRedactor, SecretFinder } from './redact.js';
 import type { RedactOptions, Redactor } from './redact.js';
 import { AUDIT_FORMAT_VERSION, GENESIS_HASH } from './records.js';
 import type {
@@ -238,7 +238,17 @@ class AuditLogImpl implements AuditLog {
     };
     if (this.opts.logArguments && (input.arguments !== undefined || Object.keys(input.resource).length > 0)) {
       r.input = {
-        arguments: input.arguments === undefined ? undefined : this.redacted(input.arguments, 'arguments', masked, '/input'),
+        arguments:
+          input.arguments === undefined
+            ? undefined
+            : this.redacted(
+                input.arguments,
+                'arguments',
+                masked,
+                '/input',
+                undefined,
+                rec.credential !== undefined ? new SecretFinder([rec.credential]) : undefined,
+              ),
         resource: this.redacted(input.resource, 'resource', masked, '/input'),
       };
     }
@@ -291,7 +301,13 @@ class AuditLogImpl implements AuditLog {
         timer_total_ns: total_ns,
       },
       response_bytes: rec.response_bytes,
-      output: this.opts.logResults && rec.result !== undefined ? this.redacted(rec.result, 'result', masked, '', '/output') : undefined,
+      consent: rec.consent,
+      data_labels: rec.data_labels !== undefined && rec.data_labels.length > 0 ? rec.data_labels : undefined,
+      redacted: rec.redacted !== undefined && Object.keys(rec.redacted).length > 0 ? rec.redacted : undefined,
+      output:
+        this.opts.logResults && rec.result !== undefined
+          ? this.redacted(rec.result, 'result', masked, '', '/output', rec.credential !== undefined ? new SecretFinder([rec.credential]) : undefined)
+          : undefined,
     };
     if (masked.length > 0) r.masked = masked;
     try {
@@ -381,8 +397,8 @@ class AuditLogImpl implements AuditLog {
    * Pointers into the written record (`prefix` + pointer, or `replaceRoot` for the root itself).
    * Redaction replaces values inside a container, never the container, so the type holds.
    */
-  private redacted<T>(value: T, root: string, masked: string[], prefix = '', replaceRoot?: string): T {
-    const r = this.redactor.redact(value, root);
+  private redacted<T>(value: T, root: string, masked: string[], prefix = '', replaceRoot?: string, secrets?: SecretFinder): T {
+    const r = this.redactor.redact(value, root, secrets);
     for (const p of r.masked) masked.push(replaceRoot !== undefined ? replaceRoot + p.slice(root.length + 1) : prefix + p);
     return r.value as T;
   }

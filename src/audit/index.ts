@@ -3,7 +3,7 @@ export { openAuditLog } from './audit-log.js';
 export type { AuditLog, AuditOptions, AuditStats } from './audit-log.js';
 export { verifyAuditFiles, auditVerify } from './verify.js';
 export type { VerifyOptions, VerifyResult, VerifyProblem } from './verify.js';
-export { createRedactor, CENSOR } from './redact.js';
+export { createRedactor, CENSOR, resultFilter, SecretFinder } from './redact.js';
 export type { Redactor, RedactOptions, RedactResult } from './redact.js';
 export { createLogger } from './logger.js';
 export type { LoggerOptions } from './logger.js';

@@ -48,6 +48,8 @@ export interface DecisionInput {
   exposed_name?: string;
   /** The call's trace context (tracing on): written so a decision and its trace find each other. */
   trace?: { trace_id: string; span_id: string };
+  /** The caller's own token, only to find and censor it (in any encoding) in logged arguments; never written. */
+  credential?: string;
 }
 
 /** Input of `AuditLog.outcome()`. Everything but `decision_id` and `outcome` is optional. */
@@ -61,6 +63,14 @@ export interface OutcomeInput {
   /** End-to-end time of the call in microseconds; defaults to the time since `decision()` was called. */
   total_us?: number;
   response_bytes?: number;
+  /** Data categories of the result (policy and service labels). */
+  data_labels?: string[];
+  /** How the consent obligation went (never the arguments). */
+  consent?: OutcomeRecord['consent'];
+  /** What the decision's redact obligation removed from the result, counted per category (never the values). */
+  redacted?: OutcomeRecord['redacted'];
+  /** The caller's own token, only to find and censor it in a logged result; never written. */
+  credential?: string;
   /** The tool result; logged (redacted) only when `log_results` is on. */
   result?: unknown;
 }

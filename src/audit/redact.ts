@@ -1,4 +1,8 @@
 import { GatewayError } from '../errors.js';
+import type { RedactCategory } from '../types.js';
+import { censorSpans, foldKey, isSecretKeyName, SCAN_MAX_CHARS, scan, SecretFinder, type Span } from './scan.js';
+
+export { SecretFinder } from './scan.js';
 
 /** What replaces a secret in any log line. */
 export const CENSOR = '[REDACTED]';
@@ -28,87 +32,27 @@ export interface Redactor {
    * A censored deep copy of `value`. `root` names the member the value will be logged under
    * (`arguments`, `result`, ...) so that configured paths and the returned pointers are rooted there.
    */
-  redact(value: unknown, root?: string): RedactResult;
+  redact(value: unknown, root?: string, secrets?: SecretFinder): RedactResult;
   /** Censor secret-looking substrings (bearer tokens, JWTs, keys, emails, card numbers, ...) in free text. */
   redactString(text: string): string;
+  /**
+   * A copy of a result with the given categories removed (an obligation's `redact`), and what was
+   * removed, counted per category. `secrets` also removes the values of secret-looking keys and,
+   * when given, the caller's own credentials in any encoding.
+   */
+  filter(value: unknown, categories: readonly RedactCategory[], secrets?: SecretFinder): { value: unknown; counts: RedactCounts };
 }
-
-// Key names whose value is a secret wherever they appear. Normalised: lower case, letters and digits only.
-const SECRET_KEYS = new Set([
-  'authorization',
-  'proxyauthorization',
-  'cookie',
-  'setcookie',
-  'token',
-  'accesstoken',
-  'refreshtoken',
-  'idtoken',
-  'authtoken',
-  'bearertoken',
-  'sessiontoken',
-  'password',
-  'passwd',
-  'passphrase',
-  'secret',
-  'clientsecret',
-  'apikey',
-  'xapikey',
-  'privatekey',
-  'credentials',
-  'credential',
-  'jwt',
-  'assertion',
-]);
-// ...and names ending like these (`github_token`, `db_password`, `stripe_api_key`).
-const SECRET_SUFFIX = /(?:token|secret|password|passwd|apikey|privatekey)$/;
-
-const normaliseKey = (k: string): string => k.toLowerCase().replace(/[^a-z0-9]/g, '');
 
 interface Pattern {
   re: RegExp;
-  replace: string | ((match: string, ...groups: string[]) => string);
+  replace: string;
 }
 
-// Built-in value patterns, most specific first so that a JWT is not half-eaten by the email rule.
-const BUILTIN_PATTERNS: readonly Pattern[] = [
-  { re: /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)/g, replace: CENSOR },
-  { re: /\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g, replace: CENSOR },
-  { re: /\b(Bearer|Basic|Token|Digest)\s+[A-Za-z0-9._~+/=-]{8,}/gi, replace: (_m, scheme: string) => `${scheme} ${CENSOR}` },
-  { re: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g, replace: CENSOR },
-  {
-    re: /\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9_-]{16,}|[sr]k_(?:live|test)_[A-Za-z0-9]{10,}|AIza[0-9A-Za-z_-]{35})/g,
-    replace: CENSOR,
-  },
-  // user:password@ in URLs
-  { re: /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@:]+:[^\s/?#@]+@/gi, replace: (_m, scheme: string) => `${scheme}${CENSOR}@` },
-  // secrets in query strings and key=value text (error messages, command lines)
-  {
-    re: /([?&;](?:access_token|id_token|refresh_token|token|api_key|apikey|key|password|secret|client_secret|sig|signature|code)=)[^&\s#;]+/gi,
-    replace: (_m, head: string) => `${head}${CENSOR}`,
-  },
-  {
-    re: /\b((?:password|passwd|secret|api[_-]?key|access[_-]?token|client[_-]?secret|private[_-]?key)"?\s*[=:]\s*"?)[^\s",;&]+/gi,
-    replace: (_m, head: string) => `${head}${CENSOR}`,
-  },
-  { re: /[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/g, replace: CENSOR },
-  { re: /\b\d(?:[ -]?\d){12,18}\b/g, replace: (m: string) => (luhn(m.replace(/[ -]/g, '')) ? CENSOR : m) },
-];
+/** Every category: what the audit and the operational log censor. */
+const ALL: ReadonlySet<RedactCategory> = new Set(['email', 'phone', 'card', 'secrets']);
 
-/** Luhn check, so that ordinary long numbers (ids, timestamps) are not taken for card numbers. */
-function luhn(digits: string): boolean {
-  let sum = 0;
-  let double = false;
-  for (let i = digits.length - 1; i >= 0; i--) {
-    let d = digits.charCodeAt(i) - 48;
-    if (double) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-    double = !double;
-  }
-  return sum % 10 === 0;
-}
+/** Counts of what was censored, per category (the audit records these, never the values). */
+export type RedactCounts = Partial<Record<RedactCategory, number>>;
 
 interface PathNode {
   children: Map<string, PathNode>; // '*' is the wildcard child
@@ -177,7 +121,9 @@ export function createRedactor(opts: RedactOptions = {}): Redactor {
     node.terminal = true;
   });
 
-  const patterns: Pattern[] = [...BUILTIN_PATTERNS];
+  // Configured patterns are the operator's own regexes: they run after the linear scanners, on
+  // strings capped at SCAN_MAX_CHARS.
+  const patterns: Pattern[] = [];
   (opts.patterns ?? []).forEach((src, idx) => {
     try {
       patterns.push({ re: new RegExp(src, 'g'), replace: CENSOR });
@@ -187,24 +133,30 @@ export function createRedactor(opts: RedactOptions = {}): Redactor {
       });
     }
   });
-  const extraKeys = new Set((opts.keys ?? []).map(normaliseKey));
-  const isSecretKey = (k: string): boolean => {
-    const n = normaliseKey(k);
-    return SECRET_KEYS.has(n) || extraKeys.has(n) || SECRET_SUFFIX.test(n);
+  const extraKeys = new Set((opts.keys ?? []).map(foldKey));
+  const isSecretKey = (k: string): boolean => isSecretKeyName(k, extraKeys);
+
+  /** The linear scanners over one string; a string over SCAN_MAX_CHARS is censored whole. */
+  const scanString = (text: string, categories: ReadonlySet<RedactCategory>, counts: RedactCounts, secrets?: SecretFinder): string => {
+    if (text.length > SCAN_MAX_CHARS) {
+      counts.secrets = (counts.secrets ?? 0) + 1;
+      return CENSOR;
+    }
+    const spans: Span[] = scan(text, { categories, keys: extraKeys, ...(secrets ? { secrets } : {}) });
+    return censorSpans(text, spans, CENSOR, counts);
   };
 
   const redactString = (text: string): string => {
-    let out = text;
+    let out = scanString(text, ALL, {});
     for (const p of patterns) {
       p.re.lastIndex = 0;
-      // The cast keeps one Pattern type for string and function replacements.
-      out = out.replace(p.re, p.replace as (m: string, ...g: string[]) => string);
+      out = out.replace(p.re, p.replace);
     }
     return out;
   };
 
-  const walk = (value: unknown, nodes: PathNode[], pointer: string, masked: string[], depth: number): unknown => {
-    if (typeof value === 'string') return redactString(value);
+  const walk = (value: unknown, nodes: PathNode[], pointer: string, masked: string[], depth: number, secrets?: SecretFinder): unknown => {
+    if (typeof value === 'string') return secrets === undefined ? redactString(value) : redactString(scanString(value, new Set(['secrets']), {}, secrets));
     if (typeof value !== 'object' || value === null) return value;
     if (depth > 64) return CENSOR; // hostile nesting: censor rather than recurse without bound
     if (value instanceof Error) {
@@ -228,7 +180,7 @@ export function createRedactor(opts: RedactOptions = {}): Redactor {
         masked.push(ptr);
         return { v: CENSOR, hit: true };
       }
-      return { v: walk(v, next, ptr, masked, depth + 1), hit: false };
+      return { v: walk(v, next, ptr, masked, depth + 1, secrets), hit: false };
     };
     if (Array.isArray(value)) return value.map((v, i) => step(String(i), v).v);
     const out: Record<string, unknown> = {};
@@ -240,8 +192,35 @@ export function createRedactor(opts: RedactOptions = {}): Redactor {
     return out;
   };
 
+  const filterWalk = (value: unknown, cats: ReadonlySet<RedactCategory>, counts: RedactCounts, secrets: SecretFinder | undefined, depth: number): unknown => {
+    if (typeof value === 'string') return scanString(value, cats, counts, secrets);
+    if (typeof value !== 'object' || value === null) return value;
+    if (depth > 64) {
+      counts.secrets = (counts.secrets ?? 0) + 1;
+      return CENSOR;
+    }
+    if (Array.isArray(value)) return value.map((v) => filterWalk(v, cats, counts, secrets, depth + 1));
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+      let r: unknown;
+      // A secret-looking key's string value goes whole; numbers and booleans (token counts) stay.
+      if (cats.has('secrets') && typeof v === 'string' && v !== '' && isSecretKey(k)) {
+        counts.secrets = (counts.secrets ?? 0) + 1;
+        r = CENSOR;
+      } else r = filterWalk(v, cats, counts, secrets, depth + 1);
+      if (k === '__proto__') Object.defineProperty(out, k, { value: r, enumerable: true, writable: true, configurable: true });
+      else out[k] = r;
+    }
+    return out;
+  };
+
   return {
-    redact(value: unknown, rootKey?: string): RedactResult {
+    filter(value, categories, secrets) {
+      const counts: RedactCounts = {};
+      if (categories.length === 0) return { value, counts };
+      return { value: filterWalk(value, new Set(categories), counts, secrets, 0), counts };
+    },
+    redact(value: unknown, rootKey?: string, secrets?: SecretFinder): RedactResult {
       const masked: string[] = [];
       let nodes = [root];
       let pointer = '';
@@ -252,8 +231,24 @@ export function createRedactor(opts: RedactOptions = {}): Redactor {
         if (n?.terminal || w?.terminal) return { value: CENSOR, masked: [pointer] };
         nodes = [n, w].filter((x): x is PathNode => x !== undefined);
       }
-      return { value: walk(value, nodes, pointer, masked, 0), masked };
+      return { value: walk(value, nodes, pointer, masked, 0, secrets), masked };
     },
     redactString,
+  };
+}
+
+/**
+ * The result filter the call pipeline applies for a decision's `redact` obligation: the redactor's
+ * `filter`, with the caller's own token (when `secrets` is asked for) looked for in every encoding.
+ * The token's finder is built per call and dropped with it, so no token outlives its request here.
+ */
+export function resultFilter(r: Redactor): {
+  filter(value: unknown, categories: readonly RedactCategory[], credential: string | undefined): { value: unknown; counts: RedactCounts };
+} {
+  return {
+    filter(value, categories, credential) {
+      const finder = credential !== undefined && categories.includes('secrets') ? new SecretFinder([credential]) : undefined;
+      return r.filter(value, categories, finder);
+    },
   };
 }

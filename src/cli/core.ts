@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { auditOptionsFromConfig, createLogger, openAuditLog } from '../audit/index.js';
+import { auditOptionsFromConfig, createLogger, openAuditLog, resultFilter } from '../audit/index.js';
 import type { AuditLog } from '../audit/index.js';
 import { Refusals } from '../audit/refusals.js';
 import { authConfigOf, createMtlsFetch, createServiceCredentialMinter, createStateBinder } from '../auth/index.js';
@@ -19,6 +19,7 @@ import { redisState } from '../state/redis.js';
 import type { SharedState } from '../state/state.js';
 import { CallPipeline } from '../pipeline/call-pipeline.js';
 import { ResourceSubscriptions } from '../pipeline/subscriptions.js';
+import { ConsentGate } from '../pipeline/consent.js';
 import { InFlight } from '../pipeline/in-flight.js';
 import { ListView } from '../pipeline/list-view.js';
 import type { AuditPort, ProbePort, StatePort } from '../pipeline/ports.js';
@@ -27,6 +28,7 @@ import { declaredFactNames, resourceExtractors } from '../policy/input.js';
 import { loadPolicies } from '../policy/policy-set.js';
 import type { Logger } from '../types.js';
 import { Catalog, clashMessage, type NameClash } from '../upstream/catalog.js';
+import { pinsFile, ToolPins } from '../upstream/pins.js';
 import type { FetchLike } from '../upstream/connection.js';
 import type { Lifecycle } from './lifecycle.js';
 
@@ -121,7 +123,9 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
     },
   });
   await life.acquire('policy engines', policy, (p) => p.close());
-  const catalog = new Catalog(config, log, await serviceEnvironments(config, authConfig, minter));
+  // Pins are read before any service is listed: a broken pin file stops the start (fail closed).
+  const pins = new ToolPins(pinsFile(config), log, () => clock.now());
+  const catalog = new Catalog(config, log, await serviceEnvironments(config, authConfig, minter), clock, pins);
   // Registered before it starts: a signal during the start still stops the processes it spawned.
   await life.acquire('service connections', catalog, (c) => c.stop());
   await catalog.start();
@@ -152,6 +156,13 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
   const resources = resourceExtractors(config.services);
   const calls = new CallPipeline({
     ...{ catalog, policy, audit: timedAudit, credentials: minter, state, probes, log, limiter, inFlight, clock, resources },
+    filter: resultFilter(audit.redactor),
+    consent: new ConsentGate({
+      grants: shared.grants,
+      clock,
+      askTtlMs: config.consent.ask_ttl_s * 1000,
+      grantTtlMs: config.consent.grant_ttl_s * 1000,
+    }),
     outcomeBeforeAnswer: config.audit.outcome_before_answer,
     ...{ replicaId, peers: shared.peers },
     ...(observer ? { observer } : {}),

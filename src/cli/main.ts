@@ -9,6 +9,7 @@
  *   micro-mcp audit verify FILE...
  *   micro-mcp config check [--config FILE]
  *   micro-mcp vector index DIR [--collection NAME] [--store DIR]
+ *   micro-mcp tools list | diff SERVICE.TOOL | approve SERVICE.TOOL [--config FILE]
  */
 import { isGatewayError } from '../errors.js';
 
@@ -23,6 +24,8 @@ commands:
   audit   verify FILE...                                  verify the audit hash chain
   config  check [--config FILE | --dev]                   validate a config file
   vector  index DIR [--collection NAME] [--store DIR]     build a vector collection from a folder of text files
+  tools   list | diff S.TOOL | approve S.TOOL [--config FILE]
+                                                          pinned tool definitions: see and approve a changed one
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -42,6 +45,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./commands.js')).config(rest);
     case 'vector':
       return (await import('./vector.js')).vectorCommand(rest);
+    case 'tools':
+      return (await import('./tools.js')).toolsCommand(rest);
     case undefined:
     case '-h':
     case '--help':

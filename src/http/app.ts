@@ -134,7 +134,11 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
     stepUp({ auth: d.auth, scopesToLift: d.scopesToLift, onRefused: refused, ...(d.canonicalTool ? { canonicalTool: d.canonicalTool } : {}) }),
     async (c) => {
       try {
-        const res = await d.face.handle(c.req.raw, new EdgeFacts(c.var.principal, c.var.era, c.var.requestId, clientIp(c), c.var.edge), c.var.body);
+        const res = await d.face.handle(
+          c.req.raw,
+          new EdgeFacts(c.var.principal, c.var.era, c.var.requestId, clientIp(c), c.var.edge, bearerOf(c.req.header('authorization'))),
+          c.var.body,
+        );
         // A request the face refused before any handler ran (unknown or foreign session, header/body
         // mismatch, a malformed envelope): probing is on the record.
         if (res.status >= 400 && res.status < 500) await recordRejected(c, res);
@@ -221,4 +225,11 @@ function serveDevAuthorization(app: Hono<GatewayEnv>, as: DevAuthorizationServer
     log.info({ client_id: form.get('client_id'), scope: r.body.scope }, 'dev authorization server issued a token');
     return c.json(r.body, 200, noStore);
   });
+}
+
+/** The credential of an `Authorization: Bearer ...` header (already verified by authenticate). */
+function bearerOf(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const sp = header.indexOf(' ');
+  return sp > 0 && header.slice(0, sp).toLowerCase() === 'bearer' ? header.slice(sp + 1).trim() : undefined;
 }

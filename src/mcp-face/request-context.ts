@@ -18,6 +18,8 @@ export class EdgeFacts {
     readonly requestId: string,
     readonly clientIp: string | null,
     readonly edge?: EdgeTiming,
+    /** The agent's bearer token, only for finding it in results (CallContext.credential); never recorded. */
+    readonly credential?: string,
   ) {}
 }
 
@@ -38,5 +40,13 @@ export function authInfoFor(f: EdgeFacts): AuthInfo {
 export function callContextOf(ctx: ServerContext): CallContext {
   const f = ctx.http?.authInfo?.extra?.[EXTRA_KEY];
   if (!(f instanceof EdgeFacts)) throw new Error('a request reached an MCP handler without passing the HTTP edge');
-  return { principal: f.principal, era: f.era, sessionId: ctx.sessionId ?? null, requestId: f.requestId, clientIp: f.clientIp, edge: f.edge };
+  return {
+    principal: f.principal,
+    era: f.era,
+    sessionId: ctx.sessionId ?? null,
+    requestId: f.requestId,
+    clientIp: f.clientIp,
+    edge: f.edge,
+    ...(f.credential !== undefined ? { credential: f.credential } : {}),
+  };
 }

@@ -93,6 +93,8 @@ export function buildServer(d: FaceDeps, opts: { subscriptions: boolean } = { su
       ...cc,
       logLevel: cc.era === 'modern' ? (isLogLevel(asked) ? asked : undefined) : (sessionLevel ?? 'debug'),
       capabilities: typeof declared === 'object' && declared !== null ? (declared as ClientCapabilities) : undefined,
+      // Whether the agent can ask its user (consent): what it declared, like every other capability.
+      canElicit: typeof declared === 'object' && declared !== null && 'elicitation' in declared && declared.elicitation !== undefined,
     };
   };
   server.setRequestHandler('logging/setLevel', { params: UNCHECKED }, async (params, ctx) => {

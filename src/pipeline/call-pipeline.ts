@@ -16,21 +16,23 @@ import type {
   ServerContext,
   SubscribeRequest,
 } from '@modelcontextprotocol/server';
-import { CREDENTIAL_META_KEY, PURPOSE_META_KEY } from '../../schemas/contracts/service-credential.js';
+import { CREDENTIAL_META_KEY, LABELS_META_KEY, PURPOSE_META_KEY } from '../../schemas/contracts/service-credential.js';
 import { principalKey } from '../auth/state.js';
 import type { Clock } from '../clock.js';
 import { GatewayError, isGatewayError, toProtocolError } from '../errors.js';
 import { type CallLimiter, type ReplicaCalls, ReplicaUnreachable } from '../state/state.js';
 import { buildPolicyInput, decisionReach, isWellFormedJson, type ResourceExtractor } from '../policy/input.js';
-import type { Decision, Logger, ToolFacts } from '../types.js';
+import type { Decision, Logger, RedactCategory, ToolFacts } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
 import { verdictOf } from '../upstream/resilience.js';
 import type { Forwarded, ForwardMethod, ForwardParams, ForwardResult } from '../upstream/connection.js';
 import type { InFlight } from './in-flight.js';
+import { CONSENT_KEY, type ConsentGate, type ConsentResult, type ConsentState, isConsentState, summarize } from './consent.js';
 import { ParkedCalls, PendingCall, type Finish } from './input-requests.js';
 import { atOrAbove } from './log-levels.js';
 import { missingCapability, relayedCapabilities } from './capabilities.js';
-import type { AuditPort, CallContext, CallObserver, CallWatch, CredentialPort, PolicyPort, ProbePort, StatePort } from './ports.js';
+import { SessionLabels, serviceLabels } from './labels.js';
+import type { AuditPort, CallContext, CallObserver, CallWatch, CredentialPort, PolicyPort, ProbePort, ResultFilterPort, StatePort } from './ports.js';
 
 export interface CallPipelineDeps {
   catalog: Catalog;
@@ -38,6 +40,10 @@ export interface CallPipelineDeps {
   audit: AuditPort;
   credentials: CredentialPort;
   state: StatePort;
+  /** Applies the decision's `redact` obligation to results. */
+  filter: ResultFilterPort;
+  /** Asks for and keeps the user's consent where a decision obliges it. */
+  consent: ConsentGate;
   /** Where refusals before any decision (unknown names, bad state) are recorded. */
   probes: ProbePort;
   log: Logger;
@@ -105,7 +111,8 @@ function isResumeRequest(b: unknown): b is ResumeRequest {
 /** requestState payloads the pipeline signs for the agent to bring back (verified before a handler runs). */
 export type PipelineState =
   | { k: 'svc'; tool: string; inner?: string } // a 2026 service's input_required, wrapped
-  | { k: 'parked'; tool: string; id: string; r?: string }; // a 2025 service's elicitation, waiting for the agent at replica r
+  | { k: 'parked'; tool: string; id: string; r?: string } // a 2025 service's elicitation, waiting for the agent at replica r
+  | ConsentState; // the gateway's own consent question, waiting for the agent's answer
 
 /** One request on its way to a service. */
 interface Forward<M extends ForwardMethod> {
@@ -121,6 +128,8 @@ interface Forward<M extends ForwardMethod> {
    * this call, which parks here while the agent answers.
    */
   park?: (call: PendingCall<Forwarded<M>>) => void;
+  /** This request answers the gateway's consent question: the question's state and the raw answer. */
+  consent?: { state: ConsentState; answer: unknown };
 }
 
 const us = (ms: number) => Math.round(ms * 1000);
@@ -140,6 +149,8 @@ const ruleIds = (d: Decision) => [...new Set(d.reasons.map((x) => x.id))].sort()
 export class CallPipeline {
   /** Only tools/call is interactive, so only its calls park. */
   readonly parked: ParkedCalls<Forwarded<'tools/call'>>;
+  /** Data categories each 2025 session has received: facts of its later calls. */
+  readonly labels = new SessionLabels();
 
   constructor(private readonly d: CallPipelineDeps) {
     this.parked = new ParkedCalls(d.inputTtlMs ?? 10 * 60_000, d.clock);
@@ -152,9 +163,20 @@ export class CallPipeline {
     if (state?.k === 'parked') return this.resumeParked(cc, state, ctx);
 
     const tool = this.d.catalog.tool(params.name);
+    if (!tool && this.d.catalog.quarantined(params.name)) {
+      // Its definition changed since it was pinned: refused, and recorded, until an operator approves it.
+      const e = new GatewayError(
+        'ERR_TOOL_DEFINITION_CHANGED',
+        `denied: tool_definition_changed: the definition of ${params.name} changed since it was pinned; it is quarantined until an operator approves it`,
+        { reason: 'tool_definition_changed', tool: params.name },
+      );
+      await this.d.probes.refused(cc, { method: 'tools/call', code: e.code, message: e.message, tool: params.name });
+      throw toProtocolError(e);
+    }
     if (!tool) return this.refuse(cc, 'tools/call', 'ERR_TOOL_NOT_FOUND', `Unknown tool: ${params.name}`, params.name);
     const args = params.arguments ?? {};
     const forward: ForwardParams<'tools/call'> = { name: tool.local, arguments: args };
+    const consent = state?.k === 'consent' ? { state, answer: ctx.mcpReq.inputResponses?.[CONSENT_KEY] } : undefined;
     if (state?.k === 'svc') {
       // The agent's retry of a 2026 service's input_required: decided again, then routed to the same service.
       if (state.inner !== undefined) forward.requestState = state.inner;
@@ -168,6 +190,7 @@ export class CallPipeline {
       args,
       params: forward,
       park: (call) => this.parked.park(call),
+      ...(consent ? { consent } : {}),
     });
   }
 
@@ -307,7 +330,13 @@ export class CallPipeline {
       tool: r.facts,
       arguments: r.args,
       resource: this.d.resources?.get(r.service),
-      context: { time: new Date(clock.now()).toISOString(), request_id: cc.requestId, session_id: cc.sessionId, client_ip: cc.clientIp },
+      context: {
+        time: new Date(clock.now()).toISOString(),
+        request_id: cc.requestId,
+        session_id: cc.sessionId,
+        client_ip: cc.clientIp,
+        data_labels: this.labels.get(cc.sessionId),
+      },
     });
     const decided = watch.policy();
     const decision = this.decide(input, decisionId);
@@ -325,6 +354,7 @@ export class CallPipeline {
         ...exposed,
         ...(tokenId ? { token_id: tokenId } : {}),
         ...(watch.trace ? { trace: watch.trace } : {}),
+        ...(cc.credential !== undefined ? { credential: cc.credential } : {}),
       });
       audited();
     } catch (e) {
@@ -345,10 +375,19 @@ export class CallPipeline {
         }),
       );
     }
-    const outcome: Finish = (o) => {
+    const ended: Finish = (o) => {
       watch.ended(o.outcome, rules, o.service_us, o.total_us);
       return this.outcome(decisionId, o);
     };
+    let outcome: Finish = ended;
+    const ob = decision.obligations;
+    if (ob.consent === true) {
+      // Forwarded only with the user's approval of this exact call; every other answer is a denial.
+      const v = await this.consent(cc, r, input.purpose, decision.policy_revision, decisionId, outcome);
+      if ('ask' in v) return v.ask as ForwardResult<M>;
+      const given = v.given;
+      outcome = (o) => ended({ consent: given, ...o });
+    }
 
     // A slot held by a call lapses after the call's own timeout (plus a margin): a replica that dies
     // with calls in flight does not hold their places in the shared state for ever.
@@ -427,6 +466,9 @@ export class CallPipeline {
     const call = new PendingCall<Forwarded<M>>(principalKey(cc.principal), r.label, new AbortController(), finish);
     const capabilities = relayedCapabilities(cc.capabilities);
     call.capabilities = capabilities;
+    call.obligations = ob;
+    call.credential = cc.credential;
+    call.sessionId = cc.sessionId;
     const left = this.d.inFlight.enter();
     call.track(
       conn
@@ -455,6 +497,51 @@ export class CallPipeline {
         }),
     );
     return this.round(call, roundContext(ctx, cc.logLevel), r.park);
+  }
+
+  /**
+   * The consent obligation of an allowed call: a live grant for this exact call, the user's answer
+   * to our question (then a grant), or the question itself (an input_required round). Denials,
+   * questions and answers are all in the outcome record; arguments never are.
+   */
+  private async consent<M extends ForwardMethod>(
+    cc: CallContext,
+    r: Forward<M>,
+    purpose: string | null,
+    revision: string,
+    decisionId: string,
+    outcome: Finish,
+  ): Promise<{ ask: InputRequiredResult } | { given: { result: ConsentResult; expires_at: string } }> {
+    const refuse = async (e: GatewayError, result: ConsentResult): Promise<never> => {
+      const ge = new GatewayError(e.code, e.message, { ...e.data, consent: result, decision_id: decisionId });
+      await this.written(outcome({ outcome: 'refused', consent: { result }, error: { code: ge.code, message: ge.message } }));
+      throw toProtocolError(ge);
+    };
+    if (r.method !== 'tools/call')
+      return refuse(new GatewayError('ERR_CONSENT_REQUIRED', 'consent can be asked only for tool calls; this request needs it'), 'unavailable');
+    let v: Awaited<ReturnType<ConsentGate['check']>>;
+    try {
+      v = await this.d.consent.check({
+        principal: principalKey(cc.principal),
+        tool: r.label,
+        args: r.args,
+        revision,
+        purpose,
+        // What the user reads: the arguments with every secret and PII category removed.
+        summary: summarize(this.d.filter.filter(r.args, ['email', 'phone', 'card', 'secrets'], cc.credential).value),
+        canAsk: cc.canElicit === true,
+        ...(r.consent ?? {}),
+      });
+    } catch (e) {
+      this.d.log.error({ err: (e as Error).message, decision_id: decisionId }, 'the consent grant store failed');
+      return refuse(new GatewayError('ERR_STATE_UNAVAILABLE', 'the shared state holding consent grants is unreachable; call refused'), 'unavailable');
+    }
+    if (v.kind === 'denied') return refuse(v.error, v.result);
+    if (v.kind === 'ask') {
+      await this.written(outcome({ outcome: 'input_required', consent: { result: 'asked' } }));
+      return { ask: v.request(this.d.state.sign(principalKey(cc.principal), { ...v.state })) };
+    }
+    return { given: { result: v.result, expires_at: new Date(v.expiresAt).toISOString() } };
   }
 
   /** Decides one call; an engine that throws denies (fail closed). */
@@ -561,8 +648,37 @@ export class CallPipeline {
         await this.written(call.finish({ outcome: 'input_required' }));
         return inputRequired({ inputRequests: value.inputRequests ?? {}, requestState });
       }
-      await this.written(call.finish({ outcome: 'isError' in value && value.isError === true ? 'tool_error' : 'ok', response_bytes: bytes, result: value }));
-      return value;
+      const ob = call.obligations;
+      if (ob.max_bytes !== undefined && bytes > ob.max_bytes) {
+        const e = new GatewayError('ERR_RESULT_TOO_LARGE', `the result is larger than this call's policy allows (${ob.max_bytes} bytes)`, {
+          max_bytes: ob.max_bytes,
+        });
+        await this.written(call.finish({ outcome: 'refused', response_bytes: bytes, error: { code: e.code, message: e.message } }));
+        throw toProtocolError(e);
+      }
+      let shown = value;
+      let redacted: Partial<Record<RedactCategory, number>> | undefined;
+      if (ob.redact !== undefined && ob.redact.length > 0) {
+        // Filtered before the agent sees it; the audit gets the counts per category, never the values.
+        const f = this.d.filter.filter(value, ob.redact, call.credential);
+        shown = f.value as T;
+        redacted = f.counts;
+      }
+      const kind = 'isError' in value && value.isError === true ? 'tool_error' : 'ok';
+      // Data categories: the policy's and the service's; the session's later calls decide with them.
+      const labels = [...new Set([...(ob.labels ?? []), ...serviceLabels(value, LABELS_META_KEY)])].sort();
+      this.labels.add(call.sessionId, labels);
+      await this.written(
+        call.finish({
+          outcome: kind,
+          response_bytes: bytes,
+          result: shown,
+          ...(redacted ? { redacted } : {}),
+          ...(call.credential !== undefined ? { credential: call.credential } : {}),
+          ...(labels.length > 0 ? { data_labels: labels } : {}),
+        }),
+      );
+      return shown;
     } finally {
       rc.signal.removeEventListener('abort', onAbort);
     }
@@ -667,5 +783,6 @@ export class CallPipeline {
 function isPipelineState(s: unknown): s is PipelineState {
   if (typeof s !== 'object' || s === null || !('k' in s) || !('tool' in s) || typeof s.tool !== 'string') return false;
   if (s.k === 'parked') return 'id' in s && typeof s.id === 'string' && (!('r' in s) || typeof s.r === 'string');
+  if (s.k === 'consent') return isConsentState(s);
   return s.k === 'svc' && (!('inner' in s) || typeof s.inner === 'string');
 }

@@ -11,6 +11,7 @@ import { ProtocolError } from '@modelcontextprotocol/server';
 import type { ClientCapabilities, CreateMessageResult, ElicitResult, LoggingMessageNotificationParams } from '@modelcontextprotocol/server';
 import type { OutcomeInput } from '../audit/records.js';
 import type { Clock } from '../clock.js';
+import type { Obligations } from '../types.js';
 import type { InteractionAnswer, InteractionRequest, InteractionSink } from '../upstream/connection.js';
 import { missingCapability } from './capabilities.js';
 
@@ -44,6 +45,12 @@ export class PendingCall<T> implements InteractionSink {
   private wake: (() => void) | undefined;
   private settled: RoundResult<T> | undefined;
   private seq = 0;
+  /** The decision's obligations on the result (redact, max_bytes), applied when the call ends. */
+  obligations: Obligations = {};
+  /** The agent's token, to find it in the result (ResultFilterPort); never recorded. */
+  credential: string | undefined;
+  /** The 2025 session the call belongs to: its result's labels become facts of the session's later calls. */
+  sessionId: string | null = null;
   /** Progress of the service goes to whichever agent request is the active round. */
   progress: ((p: { progress: number; total?: number; message?: string }) => void) | undefined;
   /** Log messages of the service attributed to this call go to the active round's agent request too. */

@@ -6,7 +6,7 @@
 import type { ClientCapabilities, LoggingLevel } from '@modelcontextprotocol/server';
 import type { CredentialReach } from '../../schemas/contracts/service-credential.js';
 import type { DecisionInput, OutcomeInput } from '../audit/records.js';
-import type { Decision, PolicyInput, Principal } from '../types.js';
+import type { Decision, PolicyInput, Principal, RedactCategory } from '../types.js';
 
 /** Who asks, over which era, in which request: built once per request by the MCP face. */
 export interface CallContext {
@@ -29,6 +29,13 @@ export interface CallContext {
   readonly capabilities?: ClientCapabilities | undefined;
   /** What the HTTP edge measured for traces (absent on stdio). */
   readonly edge?: EdgeTiming | undefined;
+  /**
+   * The agent's own bearer token, held only to find it (in any encoding) in what the gateway
+   * records or returns; never recorded, logged or forwarded. Absent on stdio.
+   */
+  readonly credential?: string;
+  /** The agent declared the elicitation capability (it can ask its user); absent: it cannot. */
+  readonly canElicit?: boolean;
 }
 
 /** The HTTP edge's part of a request, in performance.now() milliseconds, and the agent's trace headers. */
@@ -41,6 +48,16 @@ export interface EdgeTiming {
   /** The agent's W3C `traceparent` / `tracestate` headers (used only when tracing trusts them). */
   readonly traceparent?: string | undefined;
   readonly tracestate?: string | undefined;
+}
+
+/** Applies a decision's `redact` obligation to a result before the agent sees it. */
+export interface ResultFilterPort {
+  /** A censored copy of `value` and the counts removed per category (never the values). */
+  filter(
+    value: unknown,
+    categories: readonly RedactCategory[],
+    credential: string | undefined,
+  ): { value: unknown; counts: Partial<Record<RedactCategory, number>> };
 }
 
 export interface PolicyPort {

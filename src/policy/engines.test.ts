@@ -5,7 +5,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { join } from 'node:path';
+import type { Obligations } from '../types.js';
 import { CedarEngine } from './cedar/engine.js';
+import { combineObligations } from './obligations.js';
 import { buildRegoBundle, readRegoBundle } from './rego/bundle.js';
 import { RegoEngine } from './rego/engine.js';
 import { repoRoot, resolveOpa } from './rego/opa.js';
@@ -45,6 +47,11 @@ for (const [name, make] of Object.entries(factories)) {
         for (const reason of r.reasons) {
           assert.equal(reason.engine, name);
           assert.ok(reason.message.length > 0);
+        }
+        if (c.expect.allow) {
+          // Each engine states the same obligations in its own way (Rego object, Cedar annotations).
+          const { reach: _reach, ...ob } = combineObligations(r.obligations) as Obligations;
+          assert.deepEqual(ob, c.expect.obligations ?? {});
         }
       });
     }

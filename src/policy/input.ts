@@ -26,6 +26,8 @@ export interface BuildPolicyInputParams {
     client_ip?: string | null | undefined;
     /** ISO time; defaults to now. */
     time?: string | undefined;
+    /** Data categories of the results the session received so far (left out when none). */
+    data_labels?: readonly string[] | undefined;
   };
 }
 
@@ -120,6 +122,7 @@ export function buildPolicyInput(p: BuildPolicyInputParams): PolicyInput {
       request_id: p.context.request_id,
       session_id: p.context.session_id ?? null,
       client_ip: p.context.client_ip ?? null,
+      ...(p.context.data_labels !== undefined && p.context.data_labels.length > 0 ? { data_labels: [...p.context.data_labels].sort() } : {}),
     },
   };
   if (phase === 'call') {

@@ -325,6 +325,121 @@ describe('loading failures', () => {
   });
 });
 
+describe('obligations from either engine', () => {
+  let dir: string;
+  before(async () => {
+    dir = await copyPolicies();
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  /** The example set with one more Rego file and one more Cedar file. */
+  async function withExtra(name: string, rego: string, cedar: string): Promise<PolicySet> {
+    const r = join(dir, `rego-${name}`);
+    const c = join(dir, `cedar-${name}`);
+    await cp(join(dir, 'rego'), r, { recursive: true });
+    await cp(join(dir, 'cedar'), c, { recursive: true });
+    if (rego !== '') await writeFile(join(r, 'extra.rego'), `package micro_mcp.authz\n\n${rego}\n`);
+    if (cedar !== '') await writeFile(join(c, 'extra.cedar'), cedar);
+    return loadPolicies({ watch: false, decision_timeout_ms: 5000, rego: { dir: r }, cedar: { dir: c } }, { baseDir: root });
+  }
+
+  const fetch = () => caseInput(byName('fetch status page for incident'));
+
+  it('merges both engines by fixed rules: consent if either asks, every category and label, the smallest max_bytes', async () => {
+    const set = await withExtra(
+      'merge',
+      '_consent if _granted("http_fetch_scope")\n\n_max_bytes contains 4096 if _granted("http_fetch_scope")\n\n_labels contains "pii" if _granted("http_fetch_scope")',
+      '@id("fetch_card_redaction")\n@redact("card")\n@max_bytes("65536")\n@labels("internal,pii")\npermit (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"http.fetchText");\n',
+    );
+    try {
+      const d = set.decide(fetch());
+      assert.equal(d.allow, true);
+      const { reach, ...rest } = d.obligations;
+      assert.deepEqual([...((reach?.hosts as string[] | undefined) ?? [])].sort(), ['api.pagerduty.com', 'status.example.com']);
+      assert.deepEqual(rest, {
+        consent: true,
+        redact: ['card', 'email', 'secrets'],
+        max_bytes: 4096,
+        labels: ['internal', 'pii'],
+      });
+    } finally {
+      set.close();
+    }
+  });
+
+  it('Cedar: @obligation("consent") on a deciding permit asks for consent; on a permit that did not decide it does not', async () => {
+    const set = await withExtra(
+      'cedar-consent',
+      '',
+      '@id("fetch_consent")\n@obligation("consent")\npermit (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"http.fetchText") when { context.purpose == "incident-4711" };\n',
+    );
+    try {
+      assert.equal(set.decide(fetch()).obligations.consent, true);
+      const docs = caseInput(byName('fetch HEAD for docs research'));
+      const d = set.decide(docs);
+      assert.equal(d.allow, true);
+      assert.equal(d.obligations.consent, undefined);
+    } finally {
+      set.close();
+    }
+  });
+
+  for (const [engine, rego, cedar, id, message] of [
+    [
+      'rego',
+      'obligations["notarize"] := true if _granted("http_fetch_scope")',
+      '',
+      'unknown_obligation',
+      'rego: the policy requires an obligation this gateway does not know: "notarize"',
+    ],
+    [
+      'cedar',
+      '',
+      '@id("fetch_notarized")\n@obligation("notarize")\npermit (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"http.fetchText");\n',
+      'unknown_obligation',
+      'cedar: the policy requires an obligation this gateway does not know: "notarize"',
+    ],
+    [
+      'cedar',
+      '',
+      '@id("fetch_typo")\n@redcat("email")\npermit (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"http.fetchText");\n',
+      'unknown_obligation',
+      'cedar: the policy requires an obligation this gateway does not know: "redcat"',
+    ],
+    [
+      'rego',
+      '_redact contains "ssn" if _granted("http_fetch_scope")',
+      '',
+      'obligation_invalid',
+      'rego: the policy\'s obligation "redact" names an unknown category "ssn" (known: email, phone, card, secrets)',
+    ],
+    [
+      'cedar',
+      '',
+      '@id("fetch_size")\n@max_bytes("64k")\npermit (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"http.fetchText");\n',
+      'obligation_invalid',
+      'cedar: the policy\'s obligation "max_bytes" is not an integer from 1 to 2147483647',
+    ],
+  ] as const) {
+    it(`denies an allowed call whose ${engine} obligations the gateway cannot act on (${id}: ${message.split(': ').pop()})`, async () => {
+      const set = await withExtra(`${engine}-${id}-${message.length}`, rego, cedar);
+      try {
+        const d = set.decide(fetch());
+        assert.equal(d.allow, false);
+        assert.deepEqual(d.reasons, [{ engine: 'gateway', id, message }]);
+        assert.deepEqual(d.obligations, {});
+        // Both engines allowed; the gateway's refusal is on the record beside them.
+        assert.deepEqual(
+          d.engines?.map((v) => `${v.engine}:${v.allow}`),
+          ['rego:true', 'cedar:true', 'gateway:false'],
+        );
+      } finally {
+        set.close();
+      }
+    });
+  }
+});
+
 describe('hot reload', () => {
   let dir: string;
   before(async () => {

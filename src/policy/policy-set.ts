@@ -9,10 +9,11 @@ import { basename, dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { POLICY_CONFIG_DEFAULTS as DEFAULTS } from '../../schemas/generated/config.js';
 import { GatewayError, isGatewayError } from '../errors.js';
-import type { Decision, DecisionReason, EngineVerdict, PolicyInput, Principal } from '../types.js';
+import type { Decision, DecisionReason, EngineVerdict, Obligations, PolicyInput, Principal } from '../types.js';
 import { CedarEngine } from './cedar/engine.js';
 import { buildPolicyInput, resourceExtractor } from './input.js';
 import { isPolicyMethod, POLICY_METHODS } from './methods.js';
+import { isObligationProblem, mergeObligations, readObligations } from './obligations.js';
 import { buildRegoBundle, readRegoBundle } from './rego/bundle.js';
 import { RegoEngine } from './rego/engine.js';
 import { resolveOpa } from './rego/opa.js';
@@ -209,7 +210,9 @@ export class PolicySet {
    * Decides one input, synchronously. Every engine used must allow (deny overrides); an engine
    * that throws, returns an undefined result or exceeds decision_timeout_ms denies with reason
    * id "engine_error". Reasons: every engine's grants when allowed, only the denying engines'
-   * reasons when denied. Obligations: merged when allowed; when denied only `step_up_scopes`.
+   * reasons when denied. Obligations (obligations.ts): each allowing engine's are checked and merged,
+   * the strictest winning; one the gateway does not know or cannot read denies (`unknown_obligation`,
+   * `obligation_invalid`), as does a conflict between engines. When denied only `step_up_scopes`.
    */
   decide(input: PolicyInput, engines?: readonly EngineName[]): Decision {
     const t0 = performance.now();
@@ -231,8 +234,10 @@ export class PolicySet {
     const allowReasons: DecisionReason[] = [];
     const denyReasons: DecisionReason[] = [];
     const verdicts: EngineVerdict[] = [];
-    let obligations: Record<string, unknown> = {};
+    let obligations: Obligations = {};
     const stepUp = new Set<string>();
+    /** A denial the gateway adds when it cannot act on what an allowing engine requires. */
+    let obligationDenial: DecisionReason | undefined;
     const failed = (engine: EngineName | 'gateway', code: EngineErrorCode, message: string): void => {
       const reason = errorReason(engine, message);
       denyReasons.push(reason);
@@ -256,13 +261,25 @@ export class PolicySet {
         } else if (r.allow) {
           allowReasons.push(...r.reasons);
           verdicts.push({ engine: name, allow: true, reasons: r.reasons });
-          obligations = { ...obligations, ...r.obligations };
+          for (const raw of r.obligations) {
+            if (obligationDenial !== undefined) break;
+            const ob = readObligations(raw);
+            if (isObligationProblem(ob)) {
+              obligationDenial = { engine: 'gateway', id: ob.id, message: `${name}: ${ob.message}` };
+              continue;
+            }
+            const merged = mergeObligations(obligations, ob);
+            if (merged === null) obligationDenial = { engine: 'gateway', id: 'obligation_invalid', message: 'the engines state conflicting reach obligations' };
+            else obligations = merged;
+          }
         } else {
           denyReasons.push(...r.reasons);
           verdicts.push({ engine: name, allow: false, reasons: r.reasons });
           // The one obligation a denial keeps: which scopes would lift it (HTTP 403 step-up).
-          const up = r.obligations.step_up_scopes;
-          if (Array.isArray(up)) for (const x of up) if (typeof x === 'string') stepUp.add(x);
+          for (const raw of r.obligations) {
+            const ob = readObligations({ step_up_scopes: raw.step_up_scopes ?? [] });
+            if (!isObligationProblem(ob)) for (const x of ob.step_up_scopes ?? []) stepUp.add(x);
+          }
         }
       } catch (e) {
         // Agents see only that the engine failed; where in the policy it failed is for operators,
@@ -273,11 +290,17 @@ export class PolicySet {
       }
       this.#hooks.onEvaluated?.(name, start, performance.now() - start, error);
     }
+    if (obligationDenial !== undefined) {
+      // Allowed by the engines, but on a condition the gateway cannot meet: fail closed.
+      denyReasons.push(obligationDenial);
+      verdicts.push({ engine: 'gateway', allow: false, reasons: [obligationDenial] });
+    }
     const allow = denyReasons.length === 0;
     return {
       allow,
       reasons: allow ? allowReasons : denyReasons,
       engines: verdicts,
+      // A denial keeps only the scopes that would lift it (HTTP 403 step-up).
       obligations: allow ? obligations : stepUp.size > 0 ? { step_up_scopes: [...stepUp].sort() } : {},
       policy_revision: gen.revision,
       eval_us: Math.round((performance.now() - t0) * 1000),

@@ -19,7 +19,12 @@ export interface EngineResult {
   allow: boolean;
   /** Why: the grants when allowed, the denials when denied. Never empty. */
   reasons: DecisionReason[];
-  obligations: Record<string, unknown>;
+  /**
+   * Raw obligations as the engine states them, one object per source: Rego's `obligations`
+   * document, or each deciding Cedar policy's obligation annotations. Checked and merged by the
+   * combiner (obligations.ts).
+   */
+  obligations: readonly Readonly<Record<string, unknown>>[];
 }
 
 /**

@@ -9,6 +9,8 @@ export function memoryState(limits: LimitsConfig, clock: Clock): SharedState {
   const limiter = new Limiter(limits, () => clock.now());
   const seen = new Map<string, number>();
   let sweptAt = 0;
+  const grants = new Map<string, number>();
+  let grantsSweptAt = 0;
   return {
     kind: 'memory',
     limiter: { admit: async (principal, service, tool) => limiter.admit(principal, service, tool) },
@@ -23,6 +25,21 @@ export function memoryState(limits: LimitsConfig, clock: Clock): SharedState {
         if (until !== undefined && until > now) return false;
         seen.set(id, now + ttlMs);
         return true;
+      },
+    },
+    grants: {
+      async grant(key, expiresAtMs) {
+        grants.set(key, expiresAtMs);
+      },
+      async find(key, nowMs) {
+        // Housekeeping by the state's own clock; whether a grant holds is decided at `nowMs`.
+        const t = clock.now();
+        if (t - grantsSweptAt > 1000) {
+          grantsSweptAt = t;
+          for (const [k, until] of grants) if (until <= t) grants.delete(k);
+        }
+        const until = grants.get(key);
+        return until !== undefined && until > nowMs ? until : undefined;
       },
     },
     keys: {

@@ -237,6 +237,18 @@ export async function redisState(opts: RedisStateOptions): Promise<SharedState> 
         return set === 'OK';
       },
     },
+    grants: {
+      async grant(key, expiresAtMs) {
+        // Redis drops it at its expiry; the stored expiry is compared with the gateway's clock too.
+        const ttl = Math.max(1, Math.ceil(expiresAtMs - (opts.clock ?? Date).now()));
+        await redis.set(k(`consent:${key}`), String(expiresAtMs), 'PX', ttl);
+      },
+      async find(key, nowMs) {
+        const v = await redis.get(k(`consent:${key}`));
+        const until = v === null ? Number.NaN : Number(v);
+        return Number.isFinite(until) && until > nowMs ? until : undefined;
+      },
+    },
     keys: {
       async publish(replicaId, jwks, ttlMs) {
         await redis

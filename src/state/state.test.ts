@@ -92,6 +92,22 @@ for (const [kind, make] of Object.entries(kinds)) {
         await s.close();
       }
     });
+
+    test('a consent grant given through one replica is found by the other until it expires, and only under its own key', async () => {
+      const s = await make(limits({}));
+      try {
+        const now = Date.now();
+        assert.equal(await s.b.grants.find('k1', now), undefined);
+        await s.a.grants.grant('k1', now + 60_000);
+        assert.equal(await s.b.grants.find('k1', now), now + 60_000);
+        assert.equal(await s.b.grants.find('k2', now), undefined);
+        // The gateway's clock decides expiry (the store's own lapse is only housekeeping).
+        assert.equal(await s.b.grants.find('k1', now + 60_000), undefined);
+        assert.equal(await s.a.grants.find('k1', now + 59_999), now + 60_000);
+      } finally {
+        await s.close();
+      }
+    });
   });
 }
 

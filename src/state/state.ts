@@ -77,6 +77,18 @@ export interface ReplicaCalls {
   serve(handler: (body: unknown) => Promise<unknown>): () => void;
 }
 
+/**
+ * Consent grants (issue #14): a user's approval of one exact call shape (a key hashed from
+ * principal, tool, argument digest and policy revision), until it expires. Shared, so that an
+ * approval given through one replica holds on every replica.
+ */
+export interface ConsentGrants {
+  /** Records the grant until `expiresAtMs` (ms since epoch). Rejects when the store is unreachable. */
+  grant(key: string, expiresAtMs: number): Promise<void>;
+  /** The grant's expiry when one is live at `nowMs`, else undefined. Rejects when the store is unreachable. */
+  find(key: string, nowMs: number): Promise<number | undefined>;
+}
+
 export interface SharedState {
   readonly kind: 'memory' | 'redis';
   readonly limiter: CallLimiter;
@@ -84,6 +96,7 @@ export interface SharedState {
   readonly keys: KeyDirectory;
   readonly events: EventBus;
   readonly peers: ReplicaCalls;
+  readonly grants: ConsentGrants;
   /** For readiness: the store answers. */
   healthy(): boolean;
   /** What limits do while the store does not answer: refuse every call, or each replica limits alone (ready, degraded). */

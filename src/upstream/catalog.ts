@@ -17,6 +17,18 @@ import { ServiceConnection, type ServiceEnvironment } from './connection.js';
 import { GatewayError } from '../errors.js';
 import { type Clock, systemClock } from '../clock.js';
 import { ConnectionPool } from './pool.js';
+import type { ToolPins } from './pins.js';
+
+/** A tool whose listed definition differs from its pin: hidden, and its calls refused, until approved. */
+export interface QuarantinedTool {
+  service: string;
+  /** The pinned (approved) definition's hash. */
+  pinned: string;
+  /** The hash of what the service lists now. */
+  listed: string;
+  /** The name agents would call it by (services.<name>.expose), when that differs from the canonical one. */
+  exposed?: string;
+}
 
 /**
  * One entry agents can ask for (a tool or a prompt) under its namespaced name, with the facts
@@ -109,6 +121,7 @@ export class Catalog extends EventEmitter {
   private resourceList: Resource[] = [];
   private resourceOwner = new Map<string, string>();
   private templateList: Array<{ service: string; template: ResourceTemplate; matcher: UriTemplate }> = [];
+  private quarantine = new Map<string, QuarantinedTool>();
   /** Bumped on every rebuild. */
   version = 0;
   private readonly signatures: Record<ChangeKind, string | undefined> = { tools: undefined, prompts: undefined, resources: undefined };
@@ -124,8 +137,12 @@ export class Catalog extends EventEmitter {
     private readonly log: Logger,
     environmentFor: (service: string) => ServiceEnvironment = () => ({}),
     clock: Clock = systemClock,
+    /** Pinned tool definitions; without them every listed definition is served as listed. */
+    private readonly pins?: ToolPins,
   ) {
     super();
+    // An operator's approval (the CLI rewrote the pin file) may release a quarantined tool.
+    pins?.watch(() => this.rebuild('tools'));
     for (const [name, cfg] of Object.entries(config.services)) {
       this.expose.set(name, cfg.expose);
       const isolation = cfg.isolation ?? 'shared';
@@ -171,6 +188,7 @@ export class Catalog extends EventEmitter {
   }
 
   async stop(): Promise<void> {
+    this.pins?.close();
     await Promise.all([...[...this.pools.values()].map((p) => p.pool.close()), ...[...this.services.values()].map((s) => s.stop())]);
   }
 
@@ -200,6 +218,19 @@ export class Catalog extends EventEmitter {
 
   tool(name: string): CatalogTool | undefined {
     return this.toolIndex.get(name);
+  }
+
+  /** The quarantined tool of this name (its definition changed since it was pinned), if any. */
+  quarantined(name: string): QuarantinedTool | undefined {
+    const q = this.quarantine.get(name);
+    if (q) return q;
+    for (const held of this.quarantine.values()) if (held.exposed === name) return held;
+    return undefined;
+  }
+
+  /** Every quarantined tool, by name (for /readyz and the operator). */
+  quarantinedTools(): ReadonlyMap<string, QuarantinedTool> {
+    return this.quarantine;
   }
 
   prompts(): readonly CatalogPrompt[] {
@@ -297,6 +328,7 @@ export class Catalog extends EventEmitter {
       },
       clashes,
     );
+    const quarantine = new Map<string, QuarantinedTool>();
     // A service that is down (restarting) keeps its last known lists: agents do not see tools flap,
     // and a call made meanwhile waits briefly for the restart, then fails as unavailable.
     for (const s of this.services.values()) {
@@ -304,6 +336,12 @@ export class Catalog extends EventEmitter {
       for (const t of s.tools) {
         const canonical = `${s.name}.${t.name}`;
         const name = exposedName(s.name, expose, expose?.aliases, t.name);
+        // Only a pinned definition is served: policy sees the hash and annotations of what was approved.
+        const pin = this.pins?.check(canonical, { ...t });
+        if (pin?.state === 'changed') {
+          quarantine.set(canonical, { service: s.name, pinned: pin.pinned, listed: pin.hash, ...(name !== canonical ? { exposed: name } : {}) });
+          continue;
+        }
         const annotations: Record<string, unknown> = { ...(t.annotations ?? {}) };
         const facts = { name: canonical, namespace: s.name, local_name: t.name, annotations, definition_hash: sha256(canonicalJson(t)) };
         tools.claim(name, { name, canonical, service: s.name, local: t.name, definition: { ...t, name }, facts });
@@ -338,6 +376,8 @@ export class Catalog extends EventEmitter {
     this.resourceOwner = new Map([...uris.kept].map(([u, r]) => [u, r.service]));
     this.templateList = [...templates.kept.values()];
     this.clashList = clashes;
+    this.quarantine = quarantine;
+    this.pins?.flush();
     this.version++;
     for (const c of clashes) {
       const key = `${c.kind}\u0001${c.name}\u0001${c.other.service}\u0001${c.other.canonical}`;

@@ -112,8 +112,21 @@ describe('vector and github behind the gateway', () => {
     const eng = await as('alice', ['eng'], ['github:read', 'github:write']);
     const denials = denied(await call(eng, 'github.getIssue', { owner: 'acme', repo: 'payroll', number: 1 }));
     assert.deepEqual(reasonKeys(denials), ['cedar:github_repo_not_permitted', 'rego:github_repo_not_permitted']);
-    const write = denied(await call(eng, 'github.createIssue', { owner: 'octokit-fixture-org', repo: 'hello-world', title: 'x' }));
-    assert.deepEqual(reasonKeys(write), ['cedar:github_write_requires_consent', 'rego:github_write_requires_consent']);
+    // Creating an issue needs the user's consent to that exact call: asked, declined, never forwarded.
+    const asked: string[] = [];
+    eng.setRequestHandler('elicitation/create', async (req) => (asked.push(req.params.message), { action: 'decline' }));
+    await assert.rejects(
+      eng.callTool({ name: 'github.createIssue', arguments: { owner: 'octokit-fixture-org', repo: 'hello-world', title: 'x' } }),
+      (e: { code?: number; message?: string; data?: { code?: string; consent?: string } }) => {
+        assert.deepEqual([e.code, e.message, e.data?.code, e.data?.consent], [-32003, 'the user declined this call', 'ERR_CONSENT_DECLINED', 'declined']);
+        return true;
+      },
+    );
+    assert.equal(asked.length, 1);
+    assert.match(
+      asked[0]!,
+      /^Allow github\.createIssue\?\nPurpose: none declared\nArguments:\n {2}owner: octokit-fixture-org\n {2}repo: hello-world\n {2}title: x\n/,
+    );
     // The scenario holds one recorded answer: had either call been forwarded, this one would miss it.
     const r = allowed(await call(eng, 'github.searchIssues', { owner: 'octokit-fixture-org', repo: 'search-issues', query: 'sesame' }));
     assert.equal(r.isError, undefined, JSON.stringify(r.content));

@@ -25,6 +25,27 @@ export interface CedarAnswer {
 
 let generation = 0;
 
+/** Annotations that describe a policy; every other annotation states an obligation. */
+const METADATA_ANNOTATIONS = new Set(['id', 'reason', 'parity']);
+
+/**
+ * A policy's obligations as its annotations state them: `@obligation("consent")` (a comma list of
+ * flags, each true), and one annotation per valued obligation (`@redact("email,secrets")`,
+ * `@max_bytes("65536")`, `@labels("pii")`, `@step_up_scopes("fs:read")` on a forbid). Any other
+ * annotation is kept under its own name so that the combiner denies it as unknown: a misspelt
+ * `@redcat` must not pass as documentation while the redaction it meant is skipped.
+ */
+function obligationsOf(ann: Record<string, string>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(ann)) {
+    if (METADATA_ANNOTATIONS.has(k)) continue;
+    if (k === 'obligation') {
+      for (const flag of v.split(',')) if (flag.trim() !== '') out[flag.trim()] = true;
+    } else out[k] = v;
+  }
+  return out;
+}
+
 /** Memoised decisions per engine instance; bounded so hostile argument variety cannot grow memory. */
 const MEMO_MAX = 10_000;
 
@@ -40,15 +61,24 @@ export class CedarEngine implements PolicyEngine {
   readonly revision: string;
   readonly #psetId: string;
   readonly #messages: ReadonlyMap<string, string>;
+  /** Each policy's obligations (from its annotations), by @id; policies without any are absent. */
+  readonly #obligations: ReadonlyMap<string, Readonly<Record<string, unknown>>>;
   /** Policy ids annotated `@parity("why")`: rules Rego can only approximate, declared for `policy parity`. */
   readonly parityDeclared: ReadonlyMap<string, string>;
   #closed = false;
   /** Decisions by request, oldest first (a Map keeps insertion order: eviction drops the oldest). */
   readonly #memo = new Map<string, EngineResult>();
 
-  private constructor(psetId: string, messages: Map<string, string>, revision: string, parity: Map<string, string>) {
+  private constructor(
+    psetId: string,
+    messages: Map<string, string>,
+    obligations: Map<string, Record<string, unknown>>,
+    revision: string,
+    parity: Map<string, string>,
+  ) {
     this.#psetId = psetId;
     this.#messages = messages;
+    this.#obligations = obligations;
     this.parityDeclared = parity;
     this.revision = revision;
   }
@@ -75,6 +105,7 @@ export class CedarEngine implements PolicyEngine {
     const problems: PolicyProblem[] = [];
     const policies: Record<string, string> = {};
     const messages = new Map<string, string>();
+    const obligations = new Map<string, Record<string, unknown>>();
     const parity = new Map<string, string>();
     const hash = createHash('sha256').update(schema).update('\0');
     for (const name of names) {
@@ -115,6 +146,8 @@ export class CedarEngine implements PolicyEngine {
           offsets.set(id, offset);
           messages.set(id, ann.reason ?? id);
           if (ann.parity !== undefined) parity.set(id, ann.parity);
+          const ob = obligationsOf(ann);
+          if (Object.keys(ob).length > 0) obligations.set(id, Object.freeze(ob));
         }
       }
       if (Object.keys(own).length === 0) continue;
@@ -139,7 +172,7 @@ export class CedarEngine implements PolicyEngine {
     const psetId = `micro-mcp-policies-${++generation}`;
     const ps = cedar.preparsePolicySet(psetId, { staticPolicies: policies });
     if (ps.type === 'failure') throw compileError(ps.errors.map((e) => ({ engine: 'cedar', file: dir, line: null, reason: e.message })));
-    return new CedarEngine(psetId, messages, `sha256:${hash.digest('hex')}`, parity);
+    return new CedarEngine(psetId, messages, obligations, `sha256:${hash.digest('hex')}`, parity);
   }
 
   /** Authorizes one raw Cedar request against the pre-parsed set (used by decide and the test runner). */
@@ -180,6 +213,7 @@ export class CedarEngine implements PolicyEngine {
     // Shared by every later hit: frozen so no caller can change another call's reasons.
     for (const r of result.reasons) Object.freeze(r);
     Object.freeze(result.reasons);
+    Object.freeze(result.obligations);
     Object.freeze(result);
     if (this.#memo.size >= MEMO_MAX) this.#memo.delete(this.#memo.keys().next().value as string);
     this.#memo.set(key, result);
@@ -199,7 +233,13 @@ export class CedarEngine implements PolicyEngine {
           : { engine: 'cedar', id: 'default_deny', message: 'no policy grants this tool to this principal' },
       );
     }
-    return { allow: ans.decision === 'allow', reasons, obligations: {} };
+    // The deciding policies' obligations: the permits' when allowed, the forbids' (step-up) when denied.
+    const obligations: Readonly<Record<string, unknown>>[] = [];
+    for (const id of ans.reason) {
+      const ob = this.#obligations.get(id);
+      if (ob !== undefined) obligations.push(ob);
+    }
+    return { allow: ans.decision === 'allow', reasons, obligations };
   }
 
   close(): void {

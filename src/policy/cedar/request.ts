@@ -53,6 +53,7 @@ export function toCedarRequest(input: PolicyInput): CedarRequest {
       scopes: [...new Set(input.scopes)],
       purpose: input.purpose ?? '',
       resource: resourceFacts(input.resource),
+      ...(input.context.data_labels !== undefined ? { data_labels: [...input.context.data_labels] } : {}),
     },
     entities,
   };

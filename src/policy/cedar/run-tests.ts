@@ -7,7 +7,9 @@
  *     does, `reason` must be a subset of the determining policies;
  *   - a PolicyInput: { name?, input: {...}, decision, reason } where `input` is what the gateway
  *     builds (validated against schemas/policy-input.schema.json) and goes through the real request
- *     mapping (request.ts); `reason` must be exactly the determining policies' ids.
+ *     mapping (request.ts); `reason` must be exactly the determining policies' ids, and
+ *     `obligations`, when given, exactly the checked and merged obligations of those policies'
+ *     annotations (as the gateway records them: `{"redact": ["email", "secrets"], "max_bytes": 1048576}`).
  */
 import type { Context, EntityJson } from '@cedar-policy/cedar-wasm/nodejs';
 import { readFileSync } from 'node:fs';
@@ -16,6 +18,8 @@ import { join, relative, resolve, sep } from 'node:path';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import type { PolicyInput } from '../../types.js';
+import { canonicalize } from '../../canonical.js';
+import { combineObligations } from '../obligations.js';
 import { policyInputSchema } from '../rego/opa.js';
 import type { CedarEngine } from './engine.js';
 import { toCedarRequest } from './request.js';
@@ -47,6 +51,7 @@ interface CedarTestCase {
   entities?: EntityJson[] | string;
   decision?: string;
   reason?: string[];
+  obligations?: unknown;
   num_errors?: number;
 }
 
@@ -72,6 +77,11 @@ function runInputCase(engine: CedarEngine, t: CedarTestCase): string {
   const want = [...new Set(t.reason ?? [])].sort();
   if (ans.decision !== t.decision) return `expected ${t.decision}, got ${ans.decision} (reason: ${ans.reason.join(', ') || 'none'})`;
   if (want.join() !== ans.reason.join()) return `expected reason ${want.join(', ') || 'none'}, got ${ans.reason.join(', ') || 'none'}`;
+  if (t.obligations !== undefined) {
+    const got = combineObligations(engine.evaluate(t.input).obligations);
+    if (JSON.stringify(canonicalize(got)) !== JSON.stringify(canonicalize(t.obligations)))
+      return `expected obligations ${JSON.stringify(canonicalize(t.obligations))}, got ${JSON.stringify(canonicalize(got))}`;
+  }
   return '';
 }
 

@@ -77,7 +77,7 @@ export class RegoEngine implements PolicyEngine {
     }
     const obligations =
       doc.obligations !== null && typeof doc.obligations === 'object' && !Array.isArray(doc.obligations) ? (doc.obligations as Record<string, unknown>) : {};
-    return { allow: doc.allow, reasons, obligations };
+    return { allow: doc.allow, reasons, obligations: Object.keys(obligations).length > 0 ? [obligations] : [] };
   }
 
   close(): void {

@@ -3,7 +3,7 @@
  * cases run against each engine alone, against both combined, and through the gateway, proving
  * the two engines agree rule for rule (same decision, same deciding ids).
  */
-import type { PolicyInput, PolicyPhase, Principal } from '../../types.js';
+import type { Obligations, PolicyInput, PolicyPhase, Principal } from '../../types.js';
 import { buildPolicyInput, resourceExtractor, type ResourceSpec } from '../input.js';
 import { toolFacts } from '../tools.js';
 
@@ -36,7 +36,11 @@ export interface PolicyCase {
   phase?: PolicyPhase;
   method?: string;
   arguments?: Record<string, unknown>;
-  expect: { allow: boolean; ids: string[] };
+  /**
+   * `obligations`: when allowed, what each engine's obligations check and merge to (reach left out:
+   * only Rego can state it). Absent: none.
+   */
+  expect: { allow: boolean; ids: string[]; obligations?: Obligations };
 }
 
 const alice = { id: 'alice', groups: ['eng'] };
@@ -163,7 +167,7 @@ export const POLICY_CASES: readonly PolicyCase[] = [
     purpose: 'incident-4711',
     tool: 'http.fetchText',
     arguments: { url: 'https://status.example.com/api' },
-    expect: { allow: true, ids: ['http_fetch_scope'] },
+    expect: { allow: true, ids: ['http_fetch_scope'], obligations: { redact: ['email', 'secrets'], max_bytes: 1048576 } },
   },
   {
     name: 'fetch without http:fetch',
@@ -207,7 +211,7 @@ export const POLICY_CASES: readonly PolicyCase[] = [
     purpose: 'docs-research',
     tool: 'http.fetchText',
     arguments: { url: 'https://DOCS.example.com:443/x', method: 'HEAD' },
-    expect: { allow: true, ids: ['http_fetch_scope'] },
+    expect: { allow: true, ids: ['http_fetch_scope'], obligations: { redact: ['email', 'secrets'], max_bytes: 1048576 } },
   },
   {
     name: 'fetch file URL',
@@ -270,7 +274,7 @@ export const POLICY_CASES: readonly PolicyCase[] = [
     scopes: ['http:fetch'],
     tool: 'http.fetchText',
     phase: 'list',
-    expect: { allow: true, ids: ['http_fetch_scope'] },
+    expect: { allow: true, ids: ['http_fetch_scope'], obligations: { redact: ['email', 'secrets'], max_bytes: 1048576 } },
   },
   {
     name: 'list fetch without scope',
