@@ -166,9 +166,9 @@ async function directClient(url: string, era: Era): Promise<Client> {
 }
 
 /** A gateway in its own temp dir (kept until its audit trail was checked). */
-async function gateway(fsync: 'always' | 'never', env: Record<string, string> = {}, extra: Record<string, unknown> = {}): Promise<Gateway> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'micro-mcp-bench-'));
-  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+async function gateway(fsync: 'always' | 'never', env: Record<string, string> = {}, extra: Record<string, unknown> = {}, home?: string): Promise<Gateway> {
+  const dir = home ?? mkdtempSync(path.join(tmpdir(), 'micro-mcp-bench-'));
+  if (home === undefined) cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
   const gw = await startGateway(
     {
       services: {
@@ -429,7 +429,109 @@ interface MemoryReport {
   readyMs: { cold: number; cached: number };
 }
 
-const memory = (): Promise<MemoryReport | undefined> => Promise.resolve(undefined);
+/** Resident set size of one process (Linux /proc), MiB. */
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+/** Child pids of each process, from /proc. */
+function childrenOf(): Map<number, number[]> {
+  const out = new Map<number, number[]>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      out.set(ppid, [...(out.get(ppid) ?? []), Number(d)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** Each child process tree of `pid` (a service: bwrap and the node inside it), summed. */
+function childTrees(pid: number): Array<{ name: string; mib: number }> {
+  const kids = childrenOf();
+  const tree = (p: number): number[] => [p, ...(kids.get(p) ?? []).flatMap(tree)];
+  return (kids.get(pid) ?? []).map((c) => {
+    const pids = tree(c);
+    const cmd = readFileSync(`/proc/${pids[pids.length - 1]}/cmdline`, 'utf8')
+      .split('\0')
+      .filter(Boolean);
+    return {
+      name: `${path.basename(cmd[0] ?? '?')} ${path.basename(cmd[cmd.length - 1] ?? '')} (${pids.length} processes)`,
+      mib: pids.reduce((s, x) => s + rssMiB(x), 0),
+    };
+  });
+}
+
+async function untilReady(gw: Gateway): Promise<void> {
+  await eventually(async () => ((await fetch(`${gw.url}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), 30_000, 5);
+}
+
+/** Opens one 2025 session the way a client does (initialize, then initialized) and keeps it open. */
+async function openSession(gw: Gateway, token: string, k: number): Promise<void> {
+  const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+  const init = await fetch(gw.mcpUrl, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: `bench-session-${k}`, version: '1.0.0' } },
+    }),
+  });
+  await init.text();
+  const sid = init.headers.get('mcp-session-id');
+  if (init.status !== 200 || sid === null) throw new Error(`session ${k}: initialize answered ${init.status}`);
+  const ack = await fetch(gw.mcpUrl, {
+    method: 'POST',
+    headers: { ...headers, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' },
+    body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+  });
+  await ack.text();
+  if (ack.status !== 202) throw new Error(`session ${k}: initialized answered ${ack.status}`);
+}
+
+const SESSIONS = 1000;
+
+/**
+ * Idle RSS of a fresh gateway and of its services, the cost of 1,000 open 2025 sessions, and the
+ * time from spawning `micro-mcp serve` to /readyz 200: cold (a new home, nothing cached) and again
+ * on the same home (what a restart after a build sees).
+ */
+async function memory(): Promise<MemoryReport> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'micro-mcp-bench-mem-'));
+  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+  const config = { server: { max_sessions_per_principal: SESSIONS } };
+  const start = async () => {
+    const t = performance.now();
+    const gw = await gateway('always', {}, config, dir);
+    await untilReady(gw);
+    return { gw, ms: performance.now() - t };
+  };
+  const cold = await start();
+  await cold.gw.stop();
+  const warm = await start();
+  const gw = warm.gw;
+  try {
+    const pid = gw.proc.pid as number;
+    const gatewayIdleMiB = rssMiB(pid);
+    const servicesIdleMiB = childTrees(pid);
+    const token = await gw.token();
+    for (let k = 0; k < SESSIONS; k += 16) await Promise.all(Array.from({ length: Math.min(16, SESSIONS - k) }, (_, j) => openSession(gw, token, k + j)));
+    const after = rssMiB(pid);
+    log(
+      `memory: gateway idle ${fmt(gatewayIdleMiB, 1)} MiB, +${fmt(after - gatewayIdleMiB, 1)} MiB with ${SESSIONS} sessions; ready ${fmt(cold.ms, 0)} / ${fmt(warm.ms, 0)} ms`,
+    );
+    return { gatewayIdleMiB, servicesIdleMiB, sessionsDeltaMiB: after - gatewayIdleMiB, sessionsOpened: SESSIONS, readyMs: { cold: cold.ms, cached: warm.ms } };
+  } finally {
+    await gw.stop();
+  }
+}
 
 // ---- main ---------------------------------------------------------------------------------------------
 
