@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DecisionReason, PolicyInput } from '../../types.js';
+import { CompileCache } from '../compile-cache.js';
 import { compileError, lineOf, type PolicyProblem } from '../problems.js';
 import { EngineError, type EngineResult, type PolicyEngine } from '../types.js';
 import { toCedarRequest } from './request.js';
@@ -27,6 +28,14 @@ export interface CedarAnswer {
 }
 
 let generation = 0;
+
+/** A validated set as the compile cache keeps it. */
+interface CachedSet {
+  policies: Record<string, string>;
+  messages: Record<string, string>;
+  parity: Record<string, string>;
+  scopes: Record<string, PolicyJson>;
+}
 
 /** Memoised decisions per engine instance; bounded so hostile argument variety cannot grow memory. */
 const MEMO_MAX = 10_000;
@@ -79,9 +88,10 @@ export class CedarEngine implements PolicyEngine {
   /**
    * Loads, validates (strict; warnings count as failures) and pre-parses the Cedar policy dir.
    * Every policy needs a unique @id; @reason gives the message cited in decisions.
-   * Rejects with ERR_POLICY_COMPILE naming file, line and reason.
+   * Rejects with ERR_POLICY_COMPILE naming file, line and reason. With a compile cache, a set
+   * validated before (same schema, files and cedar-wasm version) skips parsing and validation.
    */
-  static async load(dir: string): Promise<CedarEngine> {
+  static async load(dir: string, cache: CompileCache | null = null): Promise<CedarEngine> {
     const schemaFile = join(dir, CEDAR_SCHEMA_FILE);
     let schema: string;
     try {
@@ -89,22 +99,75 @@ export class CedarEngine implements PolicyEngine {
     } catch (e) {
       throw compileError([{ engine: 'cedar', file: schemaFile, line: null, reason: `cannot read schema (${(e as NodeJS.ErrnoException).code ?? 'error'})` }]);
     }
-    const parsedSchema = cedar.checkParseSchema(schema);
-    if (parsedSchema.type === 'failure') throw compileError(problemsFrom(parsedSchema.errors, schemaFile, schema));
-
     const names = (await readdir(dir)).filter((n) => n.endsWith('.cedar')).sort();
     if (names.length === 0) throw compileError([{ engine: 'cedar', file: dir, line: null, reason: 'no *.cedar policy file' }]);
+    const texts = new Map<string, string>();
+    for (const name of names) texts.set(name, await readFile(join(dir, name), 'utf8'));
+    const hash = createHash('sha256').update(schema).update('\0');
+    for (const [name, text] of texts) hash.update(name).update('\0').update(text).update('\0');
+    const revision = `sha256:${hash.digest('hex')}`;
+    const key = CompileCache.key(['cedar-1', cedar.getCedarSDKVersion(), revision]);
+    const cached = cache === null ? null : await cache.get('cedar', key);
+    if (cached !== null) {
+      const hit = CedarEngine.#fromCached(cached, revision);
+      if (hit !== null) return hit;
+    }
+    const engine = CedarEngine.#compile(dir, schemaFile, schema, texts, revision);
+    if (cache !== null) await cache.put('cedar', key, Buffer.from(JSON.stringify(engine.#cacheEntry())));
+    return engine;
+  }
+
+  /** What a cache entry keeps: the validated policies by id, their messages, parity notes and JSON. */
+  #cacheEntry(): CachedSet {
+    return {
+      policies: Object.fromEntries(this.#texts),
+      messages: Object.fromEntries(this.#messages),
+      parity: Object.fromEntries(this.parityDeclared),
+      scopes: Object.fromEntries(this.#scopes),
+    };
+  }
+
+  /** An engine from a cache entry, or null when the entry is not one (then the set is compiled). */
+  static #fromCached(data: Buffer, revision: string): CedarEngine | null {
+    let e: CachedSet;
+    try {
+      e = JSON.parse(data.toString('utf8')) as CachedSet;
+    } catch {
+      return null;
+    }
+    if (
+      e === null ||
+      typeof e !== 'object' ||
+      typeof e.policies !== 'object' ||
+      typeof e.messages !== 'object' ||
+      typeof e.parity !== 'object' ||
+      typeof e.scopes !== 'object'
+    )
+      return null;
+    const psetId = `micro-mcp-policies-${++generation}`;
+    const ps = cedar.preparsePolicySet(psetId, { staticPolicies: e.policies });
+    if (ps.type === 'failure') return null;
+    return new CedarEngine(
+      psetId,
+      new Map(Object.entries(e.messages)),
+      revision,
+      new Map(Object.entries(e.parity)),
+      new Map(Object.entries(e.policies)),
+      new Map(Object.entries(e.scopes)),
+    );
+  }
+
+  static #compile(dir: string, schemaFile: string, schema: string, texts: ReadonlyMap<string, string>, revision: string): CedarEngine {
+    const parsedSchema = cedar.checkParseSchema(schema);
+    if (parsedSchema.type === 'failure') throw compileError(problemsFrom(parsedSchema.errors, schemaFile, schema));
 
     const problems: PolicyProblem[] = [];
     const policies: Record<string, string> = {};
     const messages = new Map<string, string>();
     const parity = new Map<string, string>();
     const scopes = new Map<string, PolicyJson>();
-    const hash = createHash('sha256').update(schema).update('\0');
-    for (const name of names) {
+    for (const [name, text] of texts) {
       const file = join(dir, name);
-      const text = await readFile(file, 'utf8');
-      hash.update(name).update('\0').update(text).update('\0');
       const parsed = cedar.checkParsePolicySet({ staticPolicies: text });
       if (parsed.type === 'failure') {
         problems.push(...problemsFrom(parsed.errors, file, text));
@@ -168,7 +231,7 @@ export class CedarEngine implements PolicyEngine {
     const psetId = `micro-mcp-policies-${++generation}`;
     const ps = cedar.preparsePolicySet(psetId, { staticPolicies: policies });
     if (ps.type === 'failure') throw compileError(ps.errors.map((e) => ({ engine: 'cedar', file: dir, line: null, reason: e.message })));
-    return new CedarEngine(psetId, messages, `sha256:${hash.digest('hex')}`, parity, new Map(Object.entries(policies)), scopes);
+    return new CedarEngine(psetId, messages, revision, parity, new Map(Object.entries(policies)), scopes);
   }
 
   /** The pre-parsed slice for this action and tool, made on first use. */
