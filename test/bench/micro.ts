@@ -145,7 +145,9 @@ async function runGenerated(n: number): Promise<MicroRow[]> {
   const rows: MicroRow[] = [];
   try {
     const gen = writeGeneratedPolicies(dir, GENERATED_RULES);
-    const policy = await loadPolicies({ rego: { dir: gen.regoDir }, cedar: { dir: gen.cedarDir }, watch: false }, { baseDir: ROOT });
+    // A generous timeout, as the e2e harness sets: on a loaded machine a preempted evaluation past the
+    // default 200 ms would deny (fail closed), and a denial here fails the bench rather than flatter it.
+    const policy = await loadPolicies({ rego: { dir: gen.regoDir }, cedar: { dir: gen.cedarDir }, watch: false, decision_timeout_ms: 5000 }, { baseDir: ROOT });
     try {
       const principals = Array.from({ length: GEN_GROUPS }, (_, g) =>
         Object.freeze({ ...PRINCIPAL, id: `user-${g}`, groups: [`g${g}`], scopes: ['gen:call'] }),
