@@ -6,7 +6,7 @@
  * generated set of 1,000 rules over 1,000 tools (./generated-policy.ts), with arguments that
  * differ on every call (no memo can answer them).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createAuthenticator, createServiceCredentialMinter, mintDevToken } from '../../src/auth/index.js';
@@ -105,6 +105,7 @@ export async function runMicro(n: number): Promise<MicroRow[]> {
   }
 
   rows.push(...(await runGenerated(n)));
+  rows.push(await fsyncFloor(Math.max(200, Math.floor(n / 20))));
 
   const dir = mkdtempSync(path.join(tmpdir(), 'micro-mcp-bench-auth-'));
   try {
@@ -207,4 +208,29 @@ async function runGenerated(n: number): Promise<MicroRow[]> {
     rmSync(dir, { recursive: true, force: true });
   }
   return rows;
+}
+
+/**
+ * The floor the audit sets with `fsync: always`: one audit-sized line appended and fdatasync'ed, on
+ * the file system the bench's audit files live on. A decision record is durable before forwarding,
+ * so no gateway-added latency can be below this.
+ */
+async function fsyncFloor(n: number): Promise<MicroRow> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'micro-mcp-bench-fsync-'));
+  const fd = openSync(path.join(dir, 'audit.jsonl'), 'a', 0o600);
+  const line = `${JSON.stringify({ kind: 'decision', pad: 'x'.repeat(560) })}\n`;
+  try {
+    const row = await microBench(
+      () => {
+        writeSync(fd, line);
+        fdatasyncSync(fd);
+      },
+      n,
+      20,
+    );
+    return { name: 'append one 600-byte audit line + fdatasync (the floor of fsync: always)', ...row };
+  } finally {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

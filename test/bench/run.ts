@@ -389,6 +389,13 @@ function targets(rows: Row[], micro: MicroRow[] | undefined, mem: MemoryReport |
         );
     }
   }
+  const floor = micro?.find((m) => m.name.includes('fdatasync'));
+  if (floor) {
+    out.push(
+      `- for scale: one audit line appended + fdatasync on this disk takes ${fmt(floor.p50Us / 1000, 2)} ms p50 (p99 ${fmt(floor.p99Us / 1000, 2)} ms); ` +
+        'with fsync always every decision record waits for one before the call is forwarded',
+    );
+  }
   if (micro) {
     const p50 = (needle: string) => micro.find((m) => m.name.includes(needle));
     const small = {
