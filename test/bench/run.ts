@@ -403,7 +403,7 @@ function targets(rows: Row[], micro: MicroRow[] | undefined, mem: MemoryReport |
       cedar: p50('fs.read, cedar only, a new path'),
       both: p50('fs.read, rego + cedar, a new path'),
     };
-    const large = { rego: p50('rules, rego only'), cedar: p50('rules, cedar only'), both: p50('rules, rego + cedar') };
+    const large = { rego: p50('rules, rego only, a new tool'), cedar: p50('rules, cedar only, a new tool'), both: p50('rules, rego + cedar, a new tool') };
     const limits = { rego: 10, cedar: 45, both: 60 };
     for (const k of ['rego', 'cedar', 'both'] as const) {
       const s = small[k];
