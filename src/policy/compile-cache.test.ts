@@ -87,6 +87,16 @@ describe('policy compile cache', () => {
     }
   });
 
+  it('compiles as if there were no entry when one is corrupt, and replaces it', async () => {
+    const names = entries();
+    const good = await decisions();
+    for (const n of names) writeFileSync(join(cache, n), 'not an entry');
+    const again = await decisions();
+    assert.deepEqual(again, good);
+    assert.deepEqual(entries(), names);
+    for (const n of names) assert.notEqual(readFileSync(join(cache, n), 'utf8'), 'not an entry');
+  });
+
   it('compiles again when a source, a Rego test or the fact names change, and never keeps a broken set', async () => {
     const before = entries();
     writeFileSync(join(cedar, 'extra.cedar'), '@id("extra_forbid")\nforbid (principal, action, resource == MicroMcp::Tool::"nope.nothing");\n');

@@ -174,8 +174,18 @@ async function loadRego(cfg: ResolvedPolicyConfig, cache: CompileCache | null): 
     return RegoEngine.fromBundle(readRegoBundle(tarball, cfg.rego.bundle), cfg.rego.bundle);
   }
   const dir = cfg.rego.dir as string;
-  const { tarball } = await buildRegoBundle(resolveOpa(cfg.opa_path), dir, cfg.fact_names, cache);
-  return RegoEngine.fromBundle(readRegoBundle(tarball, dir), dir);
+  const opa = resolveOpa(cfg.opa_path);
+  const built = await buildRegoBundle(opa, dir, cfg.fact_names, cache);
+  try {
+    return await RegoEngine.fromBundle(readRegoBundle(built.tarball, dir), dir);
+  } catch (e) {
+    if (built.cacheKey === undefined || cache === null) throw e;
+    // A cache entry that does not load (corrupt on disk) is not a policy error: compile as if it were not there.
+    const fresh = await buildRegoBundle(opa, dir, cfg.fact_names);
+    const engine = await RegoEngine.fromBundle(readRegoBundle(fresh.tarball, dir), dir);
+    await cache.put('rego', built.cacheKey, fresh.tarball);
+    return engine;
+  }
 }
 
 const errorReason = (engine: EngineName | 'gateway', message: string): DecisionReason => ({ engine, id: 'engine_error', message });

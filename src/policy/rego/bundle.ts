@@ -105,7 +105,7 @@ export async function buildRegoBundle(
   dir: string,
   factNames: readonly string[] = [],
   cache: CompileCache | null = null,
-): Promise<{ tarball: Buffer; revision: string }> {
+): Promise<{ tarball: Buffer; revision: string; cacheKey?: string }> {
   const rev = await regoSourceRevision(dir);
   // Everything the check and the build read: the sources with their tests, the input schema and the
   // fact names it is extended with, the entry rule and the opa binary itself (path, size, mtime).
@@ -122,7 +122,8 @@ export async function buildRegoBundle(
       `${opa}\0${bin.size}\0${bin.mtimeMs}`,
     ]);
     const hit = await cache.get('rego', key);
-    if (hit !== null) return { tarball: hit, revision: rev };
+    // cacheKey marks a bundle read from the cache (its caller recompiles if it does not load).
+    if (hit !== null) return { tarball: hit, revision: rev, cacheKey: key };
   }
   const built = await compileRegoBundle(opa, dir, factNames, rev);
   if (cache !== null && key !== null) await cache.put('rego', key, built.tarball);
