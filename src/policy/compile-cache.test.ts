@@ -32,8 +32,13 @@ describe('policy compile cache', () => {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
+  // A generous decision timeout: on a loaded machine a preempted evaluation past the default would
+  // deny (fail closed) and make two loads of the same set look different.
   const load = (extra: Record<string, unknown> = {}, log?: PolicyLogger) =>
-    loadPolicies({ rego: { dir: rego }, cedar: { dir: cedar }, watch: false, cache_dir: cache, ...extra }, { baseDir: root, ...(log ? { log } : {}) });
+    loadPolicies(
+      { rego: { dir: rego }, cedar: { dir: cedar }, watch: false, cache_dir: cache, decision_timeout_ms: 5000, ...extra },
+      { baseDir: root, ...(log ? { log } : {}) },
+    );
   const entries = () => readdirSync(cache).sort();
   const decisions = async (extra: Record<string, unknown> = {}) => {
     const p = await load(extra);
