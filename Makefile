@@ -17,7 +17,7 @@ help:
 	@echo "make run    - install, build and start the gateway on 127.0.0.1:8080 (dev mode; PORT=N for another port)"
 	@echo "make test   - install, build, run every test (policy tests included)"
 	@echo "make lint   - Biome (lint + format check), typecheck, opa fmt/check"
-	@echo "make bench  - gateway vs direct benchmarks (test/bench)"
+	@echo "make bench  - every path to one service (stdio, HTTP, gateway, mcp-proxy), decisions, memory, start (test/bench/RESULTS.md)"
 	@echo "make soak-race - the fs directory/symlink swap race, long (20000 calls or 120 s per run)"
 	@echo "make soak   - 16 agents for 10 min, stdio and remote services: RSS, p99, leaks every 30 s (test/bench/SOAK.md)"
 	@echo "make stress - floods from hostile clients: connections held, memory, refusals (test/bench/STRESS.md)"

@@ -685,6 +685,14 @@ export interface PolicyConfig {
    */
   watch: boolean;
   /**
+   * Keep compiled policy sets (the Rego WASM bundle, the validated Cedar set) on disk keyed by a hash of their sources, schema and compiler, so a start or reload of unchanged sources skips compiling. Only sets that compiled are kept.
+   */
+  cache: boolean;
+  /**
+   * Where the compile cache lives (created 0700; not used, with a warning, when another user owns it or others may write it). Default: $XDG_CACHE_HOME/micro-mcp/policy, else ~/.cache/micro-mcp/policy.
+   */
+  cache_dir?: string;
+  /**
    * Default: $MICRO_MCP_OPA, then <repo>/.tools/bin/opa, then opa on PATH.
    */
   opa_path?: string;
@@ -989,6 +997,14 @@ export interface PolicyConfigInput {
    */
   watch?: boolean;
   /**
+   * Keep compiled policy sets (the Rego WASM bundle, the validated Cedar set) on disk keyed by a hash of their sources, schema and compiler, so a start or reload of unchanged sources skips compiling. Only sets that compiled are kept.
+   */
+  cache?: boolean;
+  /**
+   * Where the compile cache lives (created 0700; not used, with a warning, when another user owns it or others may write it). Default: $XDG_CACHE_HOME/micro-mcp/policy, else ~/.cache/micro-mcp/policy.
+   */
+  cache_dir?: string;
+  /**
    * Default: $MICRO_MCP_OPA, then <repo>/.tools/bin/opa, then opa on PATH.
    */
   opa_path?: string;
@@ -1068,6 +1084,7 @@ export const POLICY_CONFIG_DEFAULTS = {
   },
   decision_timeout_ms: 200,
   watch: true,
+  cache: true,
 } as const;
 
 export const AUDIT_CONFIG_DEFAULTS = {

@@ -32,9 +32,29 @@ export interface LoadOptions {
   warmupPerClient: number;
   /** Hard stop for the measured phase (ms). */
   capMs: number;
-  /** Tool name to call ("echo" direct, "echo.echo" through the gateway). */
-  tool: string;
+  /** What each call sends and must get back. */
+  work: Workload;
 }
+
+/**
+ * One kind of call: the tool name on this path ("echo" direct, "echo.echo" through the gateway), the
+ * arguments of call i (they differ per call, so no cache can answer them) and the text it must return.
+ */
+export interface Workload {
+  tool: string;
+  args: (i: number) => Record<string, unknown>;
+  expect: (i: number) => string;
+}
+
+/** echo: {text: "bench <i>"} -> "bench <i>". */
+export const echoWork = (tool: string): Workload => ({ tool, args: (i) => ({ text: `bench ${i}` }), expect: (i) => `bench ${i}` });
+
+/** A read of a path that differs on every call; the bench service answers with the path. */
+export const readWork = (tool: string): Workload => ({
+  tool,
+  args: (i) => ({ path: `/eng/bench/doc-${i}.md` }),
+  expect: (i) => `/eng/bench/doc-${i}.md`,
+});
 
 /** Nearest-rank percentile of an ascending array. */
 export function percentile(sorted: ArrayLike<number>, p: number): number {
@@ -43,12 +63,11 @@ export function percentile(sorted: ArrayLike<number>, p: number): number {
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
 }
 
-async function callOnce(client: Client, tool: string, i: number): Promise<void> {
-  const text = `bench ${i}`;
-  const r = await client.callTool({ name: tool, arguments: { text } });
+async function callOnce(client: Client, work: Workload, i: number): Promise<void> {
+  const r = await client.callTool({ name: work.tool, arguments: work.args(i) });
   const got = (r.content as Array<{ text?: string }> | undefined)?.[0]?.text;
   // A wrong or error answer would make a fast number meaningless: stop the bench instead.
-  if (r.isError === true || got !== text) throw new Error(`${tool}: unexpected result (isError=${String(r.isError)})`);
+  if (r.isError === true || got !== work.expect(i)) throw new Error(`${work.tool}: unexpected result (isError=${String(r.isError)})`);
 }
 
 /** Runs the load on these clients (concurrency = clients.length) and returns latency and throughput. */
@@ -74,7 +93,7 @@ export async function runLoad(clients: readonly Client[], o: LoadOptions): Promi
   await Promise.all(
     clients.map(async (c, k) => {
       for (let i = 0; i < o.warmupPerClient; i++) {
-        await callOnce(c, o.tool, k * 1_000_000 + i).catch((e: unknown) => {
+        await callOnce(c, o.work, k * 1_000_000 + i).catch((e: unknown) => {
           warmupErrors++;
           failed(e);
         });
@@ -82,7 +101,7 @@ export async function runLoad(clients: readonly Client[], o: LoadOptions): Promi
     }),
   );
   if (warmupErrors > 0.1 * clients.length * o.warmupPerClient) {
-    throw new Error(`${o.tool}: ${warmupErrors} warm-up calls failed: ${Object.keys(errorKinds).join(' | ')}`);
+    throw new Error(`${o.work.tool}: ${warmupErrors} warm-up calls failed: ${Object.keys(errorKinds).join(' | ')}`);
   }
   const lat = new Float64Array(o.calls);
   let issued = 0;
@@ -95,7 +114,7 @@ export async function runLoad(clients: readonly Client[], o: LoadOptions): Promi
         const i = issued++;
         const t = performance.now();
         try {
-          await callOnce(c, o.tool, i);
+          await callOnce(c, o.work, i);
           lat[ok++] = performance.now() - t;
         } catch (e) {
           errors++;
@@ -119,6 +138,89 @@ export async function runLoad(clients: readonly Client[], o: LoadOptions): Promi
     capped: ok + errors < o.calls,
     errors,
     warmupErrors,
+    errorKinds,
+  };
+}
+
+export interface OpenLoopResult {
+  /** Calls per second the schedule asked for. */
+  rate: number;
+  /** Calls scheduled (rate x duration). */
+  scheduled: number;
+  /** Calls answered correctly. */
+  ok: number;
+  errors: number;
+  /** Calls never sent because `maxOutstanding` were already waiting (counted as lost, not measured). */
+  dropped: number;
+  /** Answered calls per second over the run (until the last answer). */
+  callsPerSec: number;
+  /** Latency from the call's scheduled start, so a stall delays every call behind it (no coordinated omission). */
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  errorKinds: Record<string, number>;
+}
+
+/**
+ * Open loop: calls start on a fixed schedule (`rate` per second, spread over the clients in turn),
+ * whether or not earlier calls have been answered. A closed loop waits for each answer before the
+ * next call, so a stall delays the calls that would have been issued during it without recording
+ * them (coordinated omission); here each call's latency counts from when it was due.
+ */
+export async function runOpenLoop(
+  clients: readonly Client[],
+  o: { rate: number; durationMs: number; work: Workload; maxOutstanding?: number },
+): Promise<OpenLoopResult> {
+  const scheduled = Math.round((o.rate * o.durationMs) / 1000);
+  const maxOutstanding = o.maxOutstanding ?? 1000;
+  const lat: number[] = [];
+  const errorKinds: Record<string, number> = {};
+  let errors = 0;
+  let dropped = 0;
+  let outstanding = 0;
+  const pending: Promise<void>[] = [];
+  const start = performance.now();
+  let lastAnswer = start;
+  for (let i = 0; i < scheduled; i++) {
+    const due = start + (i * 1000) / o.rate;
+    const wait = due - performance.now();
+    // setTimeout has ~1 ms granularity: sleep only when ahead by more, else send now (late calls
+    // are measured from `due`, so lateness of the generator itself counts against the path).
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    if (outstanding >= maxOutstanding) {
+      dropped++;
+      continue;
+    }
+    outstanding++;
+    const c = clients[i % clients.length]!;
+    pending.push(
+      callOnce(c, o.work, 2_000_000_000 + i).then(
+        () => {
+          outstanding--;
+          lastAnswer = performance.now();
+          lat.push(lastAnswer - due);
+        },
+        (e: unknown) => {
+          outstanding--;
+          errors++;
+          const k = describeError(e);
+          errorKinds[k] = (errorKinds[k] ?? 0) + 1;
+        },
+      ),
+    );
+  }
+  await Promise.all(pending);
+  const sorted = Float64Array.from(lat).sort();
+  return {
+    rate: o.rate,
+    scheduled,
+    ok: lat.length,
+    errors,
+    dropped,
+    callsPerSec: (lat.length / Math.max(1, lastAnswer - start)) * 1000,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    maxMs: sorted.length > 0 ? sorted[sorted.length - 1]! : Number.NaN,
     errorKinds,
   };
 }

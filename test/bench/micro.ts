@@ -2,9 +2,11 @@
  * In-process micro-benchmarks of the two per-call costs the gateway owns outright: one policy
  * decision (PolicySet.decide with the repo's policies, each engine alone and both) and
  * authenticate (a verified-token cache hit, and a full ES256 verify with the cache disabled), and
- * minting the per-call service credential.
+ * minting the per-call service credential. Decisions are measured on the example policies and on a
+ * generated set of 1,000 rules over 1,000 tools (./generated-policy.ts), with arguments that
+ * differ on every call (no memo can answer them).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,7 +18,11 @@ import { GatewayMetrics, Observer, Tracing } from '../../src/obs/index.js';
 import type { CallContext } from '../../src/pipeline/ports.js';
 import type { Principal } from '../../src/types.js';
 import { ROOT } from '../helpers/harness.js';
+import { GEN_GROUPS, genTool, writeGeneratedPolicies } from './generated-policy.js';
 import { microBench } from './load.js';
+
+/** Rules (and tools) in the generated large policy set. */
+export const GENERATED_RULES = 1_000;
 
 /** The fs service as src/config/examples/dev.yaml declares it: its path is the resource fact. */
 const FS_RESOURCE = resourceExtractor({ kind: 'path', arg: 'path' });
@@ -102,6 +108,9 @@ export async function runMicro(n: number): Promise<MicroRow[]> {
     policy.close();
   }
 
+  rows.push(...(await runGenerated(n)));
+  rows.push(await fsyncFloor(Math.max(200, Math.floor(n / 20))));
+
   const dir = mkdtempSync(path.join(tmpdir(), 'micro-mcp-bench-auth-'));
   try {
     const resource = 'http://127.0.0.1:8080/mcp';
@@ -179,5 +188,112 @@ async function observerRows(n: number): Promise<MicroRow[]> {
   } finally {
     await tracing.close();
     receiver.close();
+  }
+}
+
+/**
+ * The generated set: each call goes to another of the 1,000 tools, by another principal (one of
+ * the 50 groups), with a path never seen before; every call is allowed after both engines
+ * evaluated the tool's generated rule.
+ */
+async function runGenerated(n: number): Promise<MicroRow[]> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'micro-mcp-bench-policy-'));
+  const rows: MicroRow[] = [];
+  try {
+    const gen = writeGeneratedPolicies(dir, GENERATED_RULES);
+    // A generous timeout, as the e2e harness sets: on a loaded machine a preempted evaluation past the
+    // default 200 ms would deny (fail closed), and a denial here fails the bench rather than flatter it.
+    const policy = await loadPolicies({ rego: { dir: gen.regoDir }, cedar: { dir: gen.cedarDir }, watch: false, decision_timeout_ms: 5000 }, { baseDir: ROOT });
+    try {
+      const principals = Array.from({ length: GEN_GROUPS }, (_, g) =>
+        Object.freeze({ ...PRINCIPAL, id: `user-${g}`, groups: [`g${g}`], scopes: ['gen:call'] }),
+      );
+      let k = 0;
+      const fresh = () => {
+        // A stride coprime to the tool count visits every tool before repeating one.
+        const t = genTool((k * 7919) % GENERATED_RULES);
+        const input = buildPolicyInput({
+          method: 'tools/call',
+          principal: principals[((k * 7919) % GENERATED_RULES) % GEN_GROUPS]!,
+          tool: toolFacts(t.name, FS_ANNOTATIONS),
+          arguments: { path: `${t.prefix}notes-${k}.md` },
+          resource: FS_RESOURCE,
+          context: { request_id: 'bench' },
+        });
+        k++;
+        return input;
+      };
+      const combos: Array<[string, EngineName[]]> = [
+        ['rego only', ['rego']],
+        ['cedar only', ['cedar']],
+        ['rego + cedar', ['rego', 'cedar']],
+      ];
+      // The first decision for a tool pre-parses Cedar's slice for it (then kept): measured on its own,
+      // on tools not decided before, so the rows below (warmed on every tool) do not hide it.
+      const firsts = Math.min(200, GENERATED_RULES);
+      rows.push({
+        name: `PolicySet.decide gen.t*, ${GENERATED_RULES} rules, cedar only, the first call of a tool (pre-parses its slice)`,
+        ...(await microBench(() => policy.decide(fresh(), ['cedar']), firsts, 0)),
+      });
+      for (const [label, engines] of combos) {
+        // Denials are cheaper and would flatter the numbers: every measured call must be allowed.
+        const probe = policy.decide(fresh(), engines);
+        if (!probe.allow) throw new Error(`generated bench input was denied by ${label}: ${probe.reasons.map((r) => r.id).join(', ')}`);
+        let denied = 0;
+        const row = await microBench(
+          () => {
+            if (!policy.decide(fresh(), engines).allow) denied++;
+          },
+          n,
+          // Every tool once at least: its slice exists before measuring (the row above has the first calls).
+          Math.max(GENERATED_RULES, Math.min(1000, n)),
+        );
+        if (denied > 0) throw new Error(`generated bench: ${denied} decisions denied by ${label}`);
+        rows.push({ name: `PolicySet.decide gen.t*, ${GENERATED_RULES} rules, ${label}, a new tool, principal and path each time`, ...row });
+      }
+      // A decision that one generated rule must deny: proves the generated rules are in force.
+      const t = genTool(3);
+      const wrong = buildPolicyInput({
+        method: 'tools/call',
+        principal: principals[3]!,
+        tool: toolFacts(t.name, FS_ANNOTATIONS),
+        arguments: { path: '/d4/notes.md' },
+        resource: FS_RESOURCE,
+        context: { request_id: 'bench' },
+      });
+      const d = policy.decide(wrong, ['rego', 'cedar']);
+      const ids = (d.engines ?? []).map((e) => `${e.engine}:${e.allow}:${e.reasons.map((r) => r.id).join('+')}`).join(' ');
+      if (ids !== 'rego:false:gen_t3_scope cedar:false:gen_t3_scope') throw new Error(`generated rule gen_t3_scope not in force: ${ids}`);
+    } finally {
+      policy.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return rows;
+}
+
+/**
+ * The floor the audit sets with `fsync: always`: one audit-sized line appended and fdatasync'ed, on
+ * the file system the bench's audit files live on. A decision record is durable before forwarding,
+ * so no gateway-added latency can be below this.
+ */
+async function fsyncFloor(n: number): Promise<MicroRow> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'micro-mcp-bench-fsync-'));
+  const fd = openSync(path.join(dir, 'audit.jsonl'), 'a', 0o600);
+  const line = `${JSON.stringify({ kind: 'decision', pad: 'x'.repeat(560) })}\n`;
+  try {
+    const row = await microBench(
+      () => {
+        writeSync(fd, line);
+        fdatasyncSync(fd);
+      },
+      n,
+      20,
+    );
+    return { name: 'append one 600-byte audit line + fdatasync (the floor of fsync: always)', ...row };
+  } finally {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
   }
 }

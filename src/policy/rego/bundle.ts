@@ -3,12 +3,13 @@
  * bundle (.tar.gz) back without any tar dependency (bundles hold a handful of small files).
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { compileError, type PolicyProblem } from '../problems.js';
-import { runOpa, withInputSchema } from './opa.js';
+import { CompileCache } from '../compile-cache.js';
+import { policyInputSchema, runOpa, withInputSchema } from './opa.js';
 
 /** The package every policy set defines (ARCHITECTURE.md "The policy contract"). */
 const REGO_PACKAGE = 'micro_mcp.authz';
@@ -40,25 +41,25 @@ export interface RegoBundle {
   revision: string;
 }
 
-/** Policy sources of a Rego dir (tests excluded), sorted, relative to the dir. */
-async function regoSources(dir: string): Promise<string[]> {
+/** Policy sources of a Rego dir (tests excluded unless asked for), sorted, relative to the dir. */
+async function regoSources(dir: string, withTests = false): Promise<string[]> {
   const out: string[] = [];
   const walk = async (d: string): Promise<void> => {
     for (const e of await readdir(d, { withFileTypes: true })) {
       if (e.name.startsWith('.')) continue;
       const p = join(d, e.name);
       if (e.isDirectory()) await walk(p);
-      else if (/\.(rego|json|ya?ml)$/.test(e.name) && !e.name.endsWith('_test.rego')) out.push(relative(dir, p));
+      else if (/\.(rego|json|ya?ml)$/.test(e.name) && (withTests || !e.name.endsWith('_test.rego'))) out.push(relative(dir, p));
     }
   };
   await walk(dir);
   return out.sort();
 }
 
-/** sha256 over the policy sources' names and contents: the bundle revision. */
-async function regoSourceRevision(dir: string): Promise<string> {
+/** sha256 over the policy sources' names and contents: the bundle revision (with tests: what `opa check` reads). */
+async function regoSourceRevision(dir: string, withTests = false): Promise<string> {
   const h = createHash('sha256');
-  for (const f of await regoSources(dir)) {
+  for (const f of await regoSources(dir, withTests)) {
     h.update(f)
       .update('\0')
       .update(await readFile(join(dir, f)))
@@ -99,9 +100,38 @@ export async function checkRegoTypes(opa: string, dir: string, factNames: readon
  * the type check (`factNames`: the services' declared named resource facts). Rejects with
  * ERR_POLICY_COMPILE naming file, line and reason.
  */
-export async function buildRegoBundle(opa: string, dir: string, factNames: readonly string[] = []): Promise<{ tarball: Buffer; revision: string }> {
-  await checkRegoTypes(opa, dir, factNames);
+export async function buildRegoBundle(
+  opa: string,
+  dir: string,
+  factNames: readonly string[] = [],
+  cache: CompileCache | null = null,
+): Promise<{ tarball: Buffer; revision: string; cacheKey?: string }> {
   const rev = await regoSourceRevision(dir);
+  // Everything the check and the build read: the sources with their tests, the input schema and the
+  // fact names it is extended with, the entry rule and the opa binary itself (path, size, mtime).
+  let key: string | null = null;
+  if (cache !== null) {
+    const bin = await stat(opa);
+    key = CompileCache.key([
+      'rego-1',
+      rev,
+      await regoSourceRevision(dir, true),
+      await readFile(policyInputSchema()),
+      factNames.join('\0'),
+      ENTRY_REGO,
+      `${opa}\0${bin.size}\0${bin.mtimeMs}`,
+    ]);
+    const hit = await cache.get('rego', key);
+    // cacheKey marks a bundle read from the cache (its caller recompiles if it does not load).
+    if (hit !== null) return { tarball: hit, revision: rev, cacheKey: key };
+  }
+  const built = await compileRegoBundle(opa, dir, factNames, rev);
+  if (cache !== null && key !== null) await cache.put('rego', key, built.tarball);
+  return built;
+}
+
+async function compileRegoBundle(opa: string, dir: string, factNames: readonly string[], rev: string): Promise<{ tarball: Buffer; revision: string }> {
+  await checkRegoTypes(opa, dir, factNames);
   const tmp = await mkdtemp(join(tmpdir(), 'micro-mcp-opa-'));
   try {
     const out = join(tmp, 'bundle.tar.gz');

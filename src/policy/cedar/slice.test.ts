@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { repoRoot } from '../rego/opa.js';
+import { caseInput, POLICY_CASES, testPrincipal } from '../testing/cases.js';
+import { buildPolicyInput, resourceExtractor } from '../input.js';
+import { toolFacts } from '../tools.js';
+import { CedarEngine } from './engine.js';
+import { toCedarRequest } from './request.js';
+import { actionMayMatch, resourceMayMatch } from './slice.js';
+
+const root = repoRoot() as string;
+const T = { action: 'call_tool', tool: 'fs.read', namespace: 'fs' };
+const uid = (type: string, id: string) => ({ type: `MicroMcp::${type}`, id });
+
+describe('cedar slice scopes', () => {
+  it('keep a policy unless its scope certainly excludes the action and tool', () => {
+    assert.equal(resourceMayMatch({ op: 'All' }, T), true);
+    assert.equal(resourceMayMatch({ op: '==', entity: uid('Tool', 'fs.read') }, T), true);
+    assert.equal(resourceMayMatch({ op: '==', entity: uid('Tool', 'fs.list') }, T), false);
+    assert.equal(resourceMayMatch({ op: '==', entity: { __entity: uid('Tool', 'fs.read') } }, T), true);
+    assert.equal(resourceMayMatch({ op: 'in', entity: uid('Service', 'fs') }, T), true);
+    assert.equal(resourceMayMatch({ op: 'in', entity: uid('Service', 'http') }, T), false);
+    assert.equal(resourceMayMatch({ op: 'in', entity: uid('Tool', 'fs.read') }, T), true);
+    assert.equal(resourceMayMatch({ op: 'is', entity_type: 'MicroMcp::Tool' }, T), true);
+    assert.equal(resourceMayMatch({ op: 'is', entity_type: 'MicroMcp::Service' }, T), false);
+    assert.equal(resourceMayMatch({ op: 'is', entity_type: 'MicroMcp::Tool', in: { entity: uid('Service', 'http') } }, T), false);
+    assert.equal(resourceMayMatch({ op: '==', slot: '?resource' }, T), true);
+    assert.equal(actionMayMatch({ op: 'All' }, 'call_tool'), true);
+    assert.equal(actionMayMatch({ op: '==', entity: uid('Action', 'list_tools') }, 'call_tool'), false);
+    assert.equal(actionMayMatch({ op: 'in', entities: [uid('Action', 'list_tools'), uid('Action', 'call_tool')] }, 'call_tool'), true);
+    assert.equal(actionMayMatch({ op: 'in', entities: [uid('Action', 'list_tools')] }, 'call_tool'), false);
+  });
+});
+
+describe('cedar engine on slices', () => {
+  let engine: CedarEngine;
+  let dir: string;
+  before(async () => {
+    // The example policies plus rules for other tools and services: a slice must drop those and
+    // still give what the whole set gives.
+    dir = mkdtempSync(join(tmpdir(), 'micro-mcp-slice-'));
+    for (const f of ['policies.cedar', 'schema.cedarschema']) copyFileSync(join(root, 'policies', 'cedar', f), join(dir, f));
+    writeFileSync(
+      join(dir, 'extra.cedar'),
+      [
+        '@id("other_tool_forbid")',
+        'forbid (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"fs.list");',
+        '@id("other_service_forbid")',
+        'forbid (principal, action, resource in MicroMcp::Service::"http");',
+        '@id("list_only_forbid")',
+        'forbid (principal, action == MicroMcp::Action::"list_tools", resource == MicroMcp::Tool::"fs.read");',
+        '@id("read_outside_tmp")',
+        'forbid (principal, action == MicroMcp::Action::"call_tool", resource is MicroMcp::Tool in MicroMcp::Service::"fs")',
+        'when { context.resource has path && context.resource.path like "/eng/secret*" };',
+      ].join('\n'),
+    );
+    engine = await CedarEngine.load(dir);
+  });
+  after(() => {
+    engine.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const whole = (input: ReturnType<typeof caseInput>) => {
+    const a = engine.authorize(toCedarRequest(input));
+    return { allow: a.decision === 'allow', ids: a.reason };
+  };
+  const sliced = (input: ReturnType<typeof caseInput>) => {
+    const r = engine.evaluate(input);
+    return { allow: r.allow, ids: r.reasons.map((x) => x.id).filter((id) => id !== 'allow' && id !== 'default_deny') };
+  };
+
+  it('decides every shared case as the whole set does', () => {
+    for (const c of POLICY_CASES) {
+      const input = caseInput(c);
+      assert.deepEqual(sliced(input), whole(input), c.name);
+    }
+  });
+
+  it('applies the rules of the tool and its service, and no other', () => {
+    const alice = testPrincipal('alice', ['eng'], ['fs:read']);
+    const call = (tool: string, method: 'tools/call' | 'tools/list', path: string) =>
+      buildPolicyInput({
+        method,
+        principal: alice,
+        tool: toolFacts(tool, { readOnlyHint: true, openWorldHint: false }),
+        arguments: method === 'tools/call' ? { path } : undefined,
+        resource: resourceExtractor({ kind: 'path', arg: 'path' }),
+        context: { request_id: 'slice' },
+      });
+    const cases: Array<[string, 'tools/call' | 'tools/list', string, boolean, string[]]> = [
+      ['fs.read', 'tools/call', '/eng/runbook.md', true, ['fs_read_scope']],
+      ['fs.read', 'tools/call', '/eng/secret.md', false, ['read_outside_tmp']],
+      ['fs.read', 'tools/list', '/eng/runbook.md', false, ['list_only_forbid']],
+      ['fs.list', 'tools/call', '/eng', false, ['other_tool_forbid']],
+      ['fs.stat', 'tools/call', '/eng/secret.md', false, ['read_outside_tmp']],
+    ];
+    for (const [tool, method, path, allow, ids] of cases) {
+      const input = call(tool, method, path);
+      const got = sliced(input);
+      assert.deepEqual(got, whole(input), `${tool} ${method} ${path}`);
+      assert.equal(got.allow, allow, `${tool} ${method} ${path}`);
+      assert.deepEqual(got.ids, ids, `${tool} ${method} ${path}`);
+    }
+  });
+});
