@@ -129,4 +129,15 @@ describe('relay: isolation per principal', () => {
     });
     assert.notEqual(instances[0], instances[1], 'one connection per session');
   });
+
+  test("isolation: session: a 2025 service learns exactly its agent's capabilities; shared by a principal, the gateway's", async () => {
+    const token = await gw.token({ sub: 'caps-session', scopes: ['persession:call', 'iso:call'] });
+    const none = await connect(gw, 'legacy', { token, capabilities: {} });
+    const sampling = await connect(gw, 'legacy', { token, capabilities: { sampling: {}, roots: { listChanged: true } } });
+    clients.push(none, sampling);
+    assert.equal(text(await none.callTool({ name: 'persession.caps', arguments: {} })), '{}');
+    assert.equal(text(await sampling.callTool({ name: 'persession.caps', arguments: {} })), '{"sampling":{}}');
+    // The control: a connection a principal's sessions share declares what the gateway relays.
+    assert.deepEqual(JSON.parse(text(await none.callTool({ name: 'iso.caps', arguments: {} }))), { elicitation: { form: {}, url: {} }, sampling: {} });
+  });
 });
