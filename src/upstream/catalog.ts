@@ -93,6 +93,17 @@ export class Catalog extends EventEmitter {
    * The connection a call of this agent goes to, held until `release`: the service's shared one, or
    * under `isolation` the principal's (or the 2025 session's) own from the pool.
    */
+  /**
+   * Where a call of this agent went, when that connection exists: its isolation key (shared: "") and
+   * connection. For state a connection holds on the agent's behalf (a resource subscription).
+   */
+  connectionOf(service: string, agent: { principal: string; session: string | null }): { key: string; conn: ServiceConnection | undefined } {
+    const isolated = this.pools.get(service);
+    if (!isolated) return { key: '', conn: this.services.get(service) };
+    const key = isolated.isolation === 'session' && agent.session !== null ? `${agent.principal}\u0000${agent.session}` : agent.principal;
+    return { key, conn: isolated.pool.peek(key) };
+  }
+
   async connectionFor(
     service: string,
     agent: { principal: string; session: string | null; capabilities: ClientCapabilities },
@@ -100,7 +111,7 @@ export class Catalog extends EventEmitter {
     const isolated = this.pools.get(service);
     if (isolated) {
       const perSession = isolated.isolation === 'session' && agent.session !== null;
-      const key = perSession ? `${agent.principal}\u0000${agent.session}` : agent.principal;
+      const { key } = this.connectionOf(service, agent);
       // A connection of one agent session declares exactly that agent's capabilities (a 2025 service
       // learns them at initialize); one shared by a principal's sessions declares the gateway's set.
       return isolated.pool.acquire(key, perSession ? agent.capabilities : undefined);

@@ -85,6 +85,11 @@ export class ConnectionPool<C extends Pooled> {
     return { conn: s.conn, release };
   }
 
+  /** The connection for `key` if there is one (not held: for a message about state it already has). */
+  peek(key: string): C | undefined {
+    return this.slots.get(key)?.conn;
+  }
+
   /** Closes connections idle for idleMs or longer (called by the reaper; public for tests and drains). */
   reap(): number {
     const cutoff = this.o.clock.now() - this.o.idleMs;
