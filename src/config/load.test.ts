@@ -57,6 +57,9 @@ describe('config', () => {
     assert.equal(cfg.server.max_body_bytes, 1048576);
     assert.equal(cfg.services.echo!.era, 'auto');
     assert.equal(cfg.services.echo!.call_timeout_ms, 60000);
+    assert.equal(cfg.services.echo!.isolation, 'shared', 'one connection for every agent unless the config isolates');
+    const iso = parseConfig(minimal.replace('args: [x.js]', 'args: [x.js], isolation: principal, pool: { max: 4 }'), 'ok.yaml', { env: {} });
+    assert.deepEqual([iso.services.echo!.isolation, iso.services.echo!.pool.max, iso.services.echo!.pool.idle_s], ['principal', 4, 300]);
     assert.deepEqual(cfg.limits, { calls_per_minute: 600, burst: 100, concurrent_per_principal: 64, concurrent_total: 1024 });
     // An absent audit section is an empty one, so its defaults are there too.
     assert.equal(cfg.audit.fsync, 'always');
@@ -68,6 +71,8 @@ describe('config', () => {
     refused(`${minimal}\nsurprise: 1\n`, /\/: unknown key "surprise"/);
     refused(minimal.replace('transport: stdio', 'transport: carrier-pigeon'), /\/services\/echo\/transport: must be one of/);
     refused(`${minimal}\nserver: { port: 99999 }\n`, /\/server\/port: must be <= 65535/);
+    refused(minimal.replace('args: [x.js]', 'args: [x.js], isolation: per-call'), /\/services\/echo\/isolation: must be one of/);
+    refused(minimal.replace('args: [x.js]', 'args: [x.js], pool: { max: 0 }'), /\/services\/echo\/pool\/max: must be >= 1/);
     refused(`${minimal}\nserver: { max_body_bytes: "big" }\n`, /\/server\/max_body_bytes: must be integer/);
     refused('auth: { mode: dev }\nservices: {}\n', /\/services: must NOT have fewer than 1 properties/);
     refused('auth: { mode: dev }\nservices:\n  Bad_Name: { transport: stdio, command: x }\n', /property name must be valid|must match pattern/);

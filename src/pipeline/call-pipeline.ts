@@ -417,7 +417,11 @@ export class CallPipeline {
     // The shared connection, or this principal's (session's) own under `isolation` (upstream/pool).
     let held: Awaited<ReturnType<Catalog['connectionFor']>>;
     try {
-      held = await this.d.catalog.connectionFor(r.service, { principal: principalKey(cc.principal), session: cc.sessionId });
+      held = await this.d.catalog.connectionFor(r.service, {
+        principal: principalKey(cc.principal),
+        session: cc.sessionId,
+        capabilities: relayedCapabilities(cc.capabilities),
+      });
     } catch (e) {
       admitted.release();
       const ge = isGatewayError(e) ? e : new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${r.service}" is unavailable`);

@@ -7,6 +7,7 @@
  */
 import type { ServerContext, SubscribeRequest } from '@modelcontextprotocol/server';
 import { ProtocolError } from '@modelcontextprotocol/server';
+import { principalKey } from '../auth/state.js';
 import type { Logger } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
 import type { CallPipeline } from './call-pipeline.js';
@@ -63,16 +64,27 @@ export class ResourceSubscriptions {
     this.perAgent.set(agent, (mine ?? new Set()).add(params.uri));
   }
 
-  /** Ends the agent's subscription to `uri` (its own: nothing to decide); the last one ends the service's. */
+  /**
+   * Ends the agent's subscription to `uri` (its own: nothing to decide). The service's subscription
+   * lives on the connection the subscribe went to (the shared one, or the agent's isolated one): it
+   * ends with the last agent subscribed through that connection.
+   */
   unsubscribe(agent: object, uri: string): void {
     const entry = this.byUri.get(uri);
     this.perAgent.get(agent)?.delete(uri);
-    if (!entry?.subs.delete(agent) || entry.subs.size > 0) return;
-    this.byUri.delete(uri);
-    const conn = this.d.catalog.service(entry.service);
+    const mine = entry?.subs.get(agent);
+    if (!entry || !mine) return;
+    entry.subs.delete(agent);
+    if (entry.subs.size === 0) this.byUri.delete(uri);
+    const { key, conn } = this.d.catalog.connectionOf(entry.service, this.agentOf(mine.cc));
+    if ([...entry.subs.values()].some((s) => this.d.catalog.connectionOf(entry.service, this.agentOf(s.cc)).key === key)) return;
     conn
       ?.forward('resources/unsubscribe', { uri })
       .catch((e: Error) => this.d.log.debug({ service: entry.service, err: e.message }, 'service unsubscribe failed'));
+  }
+
+  private agentOf(cc: CallContext): { principal: string; session: string | null } {
+    return { principal: principalKey(cc.principal), session: cc.sessionId };
   }
 
   /** The agent went away (its session closed): every subscription of it ends. */

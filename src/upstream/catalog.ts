@@ -9,7 +9,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { UriTemplate } from '@modelcontextprotocol/client';
-import type { Prompt, Resource, ResourceTemplateType as ResourceTemplate, Tool } from '@modelcontextprotocol/client';
+import type { ClientCapabilities, Prompt, Resource, ResourceTemplateType as ResourceTemplate, Tool } from '@modelcontextprotocol/client';
 import type { Config } from '../config/types.js';
 import type { Logger, ToolFacts } from '../types.js';
 import { canonicalJson, sha256 } from '../canonical.js';
@@ -153,8 +153,8 @@ export class Catalog extends EventEmitter {
           idleMs: (cfg.pool?.idle_s ?? 300) * 1000,
           clock,
           // Calls only: the shared connection keeps the lists, so a pooled one tells nobody of changes.
-          create: (key) => {
-            const c = new ServiceConnection(name, cfg, log.child({ service: name, pooled: key.slice(0, 12) }), environmentFor(name));
+          create: (key, capabilities) => {
+            const c = new ServiceConnection(name, cfg, log.child({ service: name, pooled: key.slice(0, 12) }), environmentFor(name), capabilities);
             c.on('resourceUpdated', (uri: string) => this.emit('resourceUpdated', name, uri));
             return c;
           },
@@ -196,11 +196,28 @@ export class Catalog extends EventEmitter {
    * The connection a call of this agent goes to, held until `release`: the service's shared one, or
    * under `isolation` the principal's (or the 2025 session's) own from the pool.
    */
-  async connectionFor(service: string, agent: { principal: string; session: string | null }): Promise<{ conn: ServiceConnection; release: () => void }> {
+  /**
+   * Where a call of this agent went, when that connection exists: its isolation key (shared: "") and
+   * connection. For state a connection holds on the agent's behalf (a resource subscription).
+   */
+  connectionOf(service: string, agent: { principal: string; session: string | null }): { key: string; conn: ServiceConnection | undefined } {
+    const isolated = this.pools.get(service);
+    if (!isolated) return { key: '', conn: this.services.get(service) };
+    const key = isolated.isolation === 'session' && agent.session !== null ? `${agent.principal}\u0000${agent.session}` : agent.principal;
+    return { key, conn: isolated.pool.peek(key) };
+  }
+
+  async connectionFor(
+    service: string,
+    agent: { principal: string; session: string | null; capabilities: ClientCapabilities },
+  ): Promise<{ conn: ServiceConnection; release: () => void }> {
     const isolated = this.pools.get(service);
     if (isolated) {
-      const key = isolated.isolation === 'session' && agent.session !== null ? `${agent.principal}\u0000${agent.session}` : agent.principal;
-      return isolated.pool.acquire(key);
+      const perSession = isolated.isolation === 'session' && agent.session !== null;
+      const { key } = this.connectionOf(service, agent);
+      // A connection of one agent session declares exactly that agent's capabilities (a 2025 service
+      // learns them at initialize); one shared by a principal's sessions declares the gateway's set.
+      return isolated.pool.acquire(key, perSession ? agent.capabilities : undefined);
     }
     const conn = this.services.get(service);
     if (!conn) throw new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${service}" is not configured`);

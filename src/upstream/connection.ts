@@ -214,6 +214,11 @@ export class ServiceConnection extends EventEmitter {
     private readonly cfg: ServiceConfig,
     private readonly log: Logger,
     private readonly environment: ServiceEnvironment = {},
+    /**
+     * What this connection declares at a 2025 initialize: the gateway's relayed set by default; one
+     * agent's own on a connection that serves only that agent (`isolation: session`).
+     */
+    private readonly declared: ClientCapabilities = { elicitation: { form: {}, url: {} }, sampling: {} },
   ) {
     super();
     this.clock = environment.clock ?? systemClock;
@@ -387,7 +392,7 @@ export class ServiceConnection extends EventEmitter {
   private async connect(): Promise<void> {
     this.state = 'starting';
     const client = new GatewayClient(GATEWAY_INFO, {
-      capabilities: { elicitation: { form: {}, url: {} }, sampling: {} },
+      capabilities: this.declared,
       versionNegotiation: this.negotiation(),
       inputRequired: { autoFulfill: false },
       listChanged: {
@@ -398,8 +403,9 @@ export class ServiceConnection extends EventEmitter {
     });
     client.onLog = (p) => this.logMessage(p);
     client.onUpdated = (uri) => this.emit('resourceUpdated', uri);
-    client.setRequestHandler('elicitation/create', (req) => this.interaction(req));
-    client.setRequestHandler('sampling/createMessage', (req) => this.interaction(req));
+    // Only what this connection declared can be asked of it (the SDK refuses a handler for the rest).
+    if (this.declared.elicitation) client.setRequestHandler('elicitation/create', (req) => this.interaction(req));
+    if (this.declared.sampling) client.setRequestHandler('sampling/createMessage', (req) => this.interaction(req));
     client.onerror = (err) => this.log.debug({ service: this.name, err: err.message }, 'service transport error');
     const transport = this.transport();
     this.connecting = transport;

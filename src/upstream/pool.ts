@@ -10,6 +10,7 @@
  * without calls for `idleMs`.
  */
 import { GatewayError } from '../errors.js';
+import type { ClientCapabilities } from '@modelcontextprotocol/client';
 import type { Clock } from '../clock.js';
 
 /** What the pool needs of a connection. */
@@ -31,8 +32,8 @@ export interface PoolOptions<C> {
   max: number;
   idleMs: number;
   clock: Clock;
-  /** Builds (does not start) the connection for a key. */
-  create: (key: string) => C;
+  /** Builds (does not start) the connection for a key, with what its first caller declares (if anything). */
+  create: (key: string, capabilities: ClientCapabilities | undefined) => C;
 }
 
 export class ConnectionPool<C extends Pooled> {
@@ -52,7 +53,7 @@ export class ConnectionPool<C extends Pooled> {
    * The connection for `key`, held until `release` is called (a held connection is never reaped or
    * evicted). Started on first use. Throws ERR_SERVICE_UNAVAILABLE when the pool is full of busy ones.
    */
-  async acquire(key: string): Promise<{ conn: C; release: () => void }> {
+  async acquire(key: string, capabilities?: ClientCapabilities): Promise<{ conn: C; release: () => void }> {
     if (this.closed) throw new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${this.o.service}" is stopping`, { service: this.o.service });
     let slot = this.slots.get(key);
     if (!slot) {
@@ -61,7 +62,7 @@ export class ConnectionPool<C extends Pooled> {
           service: this.o.service,
         });
       }
-      const conn = this.o.create(key);
+      const conn = this.o.create(key, capabilities);
       slot = { conn, started: conn.start(), lastUsed: this.o.clock.now(), holders: 0 };
       this.slots.set(key, slot);
     }
@@ -82,6 +83,11 @@ export class ConnectionPool<C extends Pooled> {
       throw e;
     }
     return { conn: s.conn, release };
+  }
+
+  /** The connection for `key` if there is one (not held: for a message about state it already has). */
+  peek(key: string): C | undefined {
+    return this.slots.get(key)?.conn;
   }
 
   /** Closes connections idle for idleMs or longer (called by the reaper; public for tests and drains). */

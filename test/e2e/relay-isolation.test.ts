@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { connect, connectV1, echoService, type Gateway, modernPost, startGateway } from '../helpers/harness.js';
+import { connect, connectV1, echoService, eventually, type Gateway, modernPost, startGateway } from '../helpers/harness.js';
 
 const text = (r: object) => ((r as { content?: Array<{ text?: string }> }).content ?? [])[0]?.text ?? '';
 
@@ -128,5 +128,35 @@ describe('relay: isolation per principal', () => {
       return m[2];
     });
     assert.notEqual(instances[0], instances[1], 'one connection per session');
+  });
+
+  test("isolation: session: a 2025 service learns exactly its agent's capabilities; shared by a principal, the gateway's", async () => {
+    const token = await gw.token({ sub: 'caps-session', scopes: ['persession:call', 'iso:call'] });
+    const none = await connect(gw, 'legacy', { token, capabilities: {} });
+    const sampling = await connect(gw, 'legacy', { token, capabilities: { sampling: {}, roots: { listChanged: true } } });
+    clients.push(none, sampling);
+    assert.equal(text(await none.callTool({ name: 'persession.caps', arguments: {} })), '{}');
+    assert.equal(text(await sampling.callTool({ name: 'persession.caps', arguments: {} })), '{"sampling":{}}');
+    // The control: a connection a principal's sessions share declares what the gateway relays.
+    assert.deepEqual(JSON.parse(text(await none.callTool({ name: 'iso.caps', arguments: {} }))), { elicitation: { form: {}, url: {} }, sampling: {} });
+  });
+
+  test("isolated subscriptions: each principal's connection holds its own; unsubscribing ends only that one", async () => {
+    const uri = 'echo://static/info';
+    const [p, q] = await Promise.all(
+      ['sub-p', 'sub-q'].map(async (sub) => {
+        const c = await connect(gw, 'legacy', { token: await gw.token({ sub, scopes: ['iso:call'] }) });
+        clients.push(c);
+        return c;
+      }),
+    );
+    const touch = async (c: typeof p) => text(await c!.callTool({ name: 'iso.touch', arguments: { uri } }));
+    await p!.subscribeResource({ uri });
+    await q!.subscribeResource({ uri });
+    assert.deepEqual([await touch(p), await touch(q)], [`updated ${uri}`, `updated ${uri}`]);
+    await p!.unsubscribeResource({ uri });
+    assert.equal(await touch(q), `updated ${uri}`, "Q's connection keeps its subscription");
+    // The service's unsubscribe is sent as P's is answered: wait for it to land rather than race it.
+    await eventually(async () => (await touch(p)) === `not subscribed ${uri}`);
   });
 });
