@@ -633,7 +633,14 @@ export class CallPipeline {
               : { code: e instanceof ProtocolError ? `JSONRPC_${e.code}` : 'ERR_SERVICE_ERROR', message: 'the service answered with an error' },
           }),
         );
-        throw isGatewayError(e) ? toProtocolError(e) : e;
+        if (isGatewayError(e)) throw toProtocolError(e);
+        const categories = call.obligations.redact ?? [];
+        if (e instanceof ProtocolError && categories.length > 0) {
+          // A service's error text is the service's output too: filtered like its result.
+          const f = this.d.filter.filter({ message: e.message, data: e.data }, categories, call.credential).value as { message: string; data?: unknown };
+          throw new ProtocolError(e.code, f.message, f.data);
+        }
+        throw e;
       }
       const { result: value, bytes } = r.value;
       if (isInputRequiredResult(value)) {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -87,6 +87,24 @@ describe('policy parity', () => {
     assert.match(declared.text, /^declared {2}rego deny \/ cedar deny; only cedar: http_host_ip_literal/m);
     assert.match(declared.text, /^ {6}http_host_ip_literal: cedar like approximates the IPv4 regex/m);
     assert.match(declared.text.trimEnd().split('\n').at(-1) ?? '', /^0 disagreements in 0 classes \([1-9]\d* declared on purpose\)$/);
+  });
+
+  it('obligations count: a Cedar annotation Rego does not state is a disagreement, never declared', async () => {
+    await rm(join(dir, 'rego', 'zz_ip.rego'), { force: true });
+    await rm(join(dir, 'cedar', 'zz_ip.cedar'), { force: true });
+    const http = join(dir, 'cedar', 'policies.cedar');
+    const original = await readFile(http, 'utf8');
+    await writeFile(http, original.replace('@max_bytes("1048576")', '@max_bytes("1048576")\n@parity("not for obligations")\n@labels("pii")'));
+    try {
+      const r = await run(3000, 7);
+      assert.equal(r.code, 1, r.text);
+      assert.match(
+        r.text,
+        /^DIFF {2}rego allow \/ cedar allow; obligations: rego \{"max_bytes":1048576,"redact":\["email","secrets"\]\} \/ cedar \{"labels":\["pii"\],"max_bytes":1048576,"redact":\["email","secrets"\]\} \(\d+ inputs?\)$/m,
+      );
+    } finally {
+      await writeFile(http, original);
+    }
   });
 
   it('a declaration in Rego METADATA (custom: parity) counts too', async () => {

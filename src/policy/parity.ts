@@ -6,8 +6,10 @@
  * rule one language can only approximate) is reported as declared and does not fail the run.
  */
 import type { PolicyInput, Principal } from '../types.js';
+import { canonicalJson } from '../canonical.js';
 import { buildPolicyInput, type ResourceExtractor } from './input.js';
 import { POLICY_METHODS, type PolicyMethod } from './methods.js';
+import { combineObligations, isObligationProblem } from './obligations.js';
 import { toolFacts } from './tools.js';
 import type { EngineResult, PolicyEngine } from './types.js';
 
@@ -223,10 +225,15 @@ export function* parityInputs(opts: ParityOptions): Generator<PolicyInput> {
   }
 }
 
-/** One engine's answer, comparable: allow and the sorted rule ids, or the error. */
+/** One engine's answer, comparable: allow, the sorted rule ids and (when allowed) the obligations, or the error. */
 interface Answer {
   allow: boolean;
   ids: string[];
+  /**
+   * When allowed: the checked and merged obligations as canonical JSON, without `reach` (only Rego
+   * can state it) and `step_up_scopes` (denials only); or the obligation problem's id.
+   */
+  obligations?: string;
   error?: string;
 }
 
@@ -238,7 +245,12 @@ function answer(engine: PolicyEngine, input: PolicyInput): Answer {
     const code = typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : 'ERR_ENGINE_EVALUATION';
     return { allow: false, ids: ['engine_error'], error: code };
   }
-  return { allow: r.allow, ids: [...new Set(r.reasons.map((x) => x.id))].sort() };
+  const ids = [...new Set(r.reasons.map((x) => x.id))].sort();
+  if (!r.allow) return { allow: false, ids };
+  const ob = combineObligations(r.obligations);
+  if (isObligationProblem(ob)) return { allow: true, ids, obligations: ob.id };
+  const { reach: _reach, step_up_scopes: _up, ...rest } = ob;
+  return { allow: true, ids, obligations: canonicalJson(rest) };
 }
 
 export interface DisagreementClass {
@@ -268,17 +280,24 @@ export function runParity(rego: PolicyEngine, cedar: PolicyEngine, inputs: Itera
     n++;
     const a = answer(rego, input);
     const b = answer(cedar, input);
-    if (a.allow === b.allow && a.error === b.error && a.ids.join() === b.ids.join()) {
+    if (a.allow === b.allow && a.error === b.error && a.ids.join() === b.ids.join() && a.obligations === b.obligations) {
       agreed++;
       continue;
     }
     const onlyA = a.ids.filter((x) => !b.ids.includes(x));
     const onlyB = b.ids.filter((x) => !a.ids.includes(x));
     const verdict = (x: Answer) => (x.error ? `error ${x.error}` : x.allow ? 'allow' : 'deny');
-    const name = `rego ${verdict(a)} / cedar ${verdict(b)}${onlyA.length ? `; only rego: ${onlyA.join(', ')}` : ''}${onlyB.length ? `; only cedar: ${onlyB.join(', ')}` : ''}`;
+    const obligations = a.obligations !== b.obligations && a.allow && b.allow ? `; obligations: rego ${a.obligations} / cedar ${b.obligations}` : '';
+    const name = `rego ${verdict(a)} / cedar ${verdict(b)}${onlyA.length ? `; only rego: ${onlyA.join(', ')}` : ''}${onlyB.length ? `; only cedar: ${onlyB.join(', ')}` : ''}${obligations}`;
     // Declared only when every rule that differs is declared, neither engine failed, and deny
     // overrides keeps the stricter answer (a disagreement on allow leaves the call denied).
-    const isDeclared = a.error === undefined && b.error === undefined && [...onlyA, ...onlyB].length > 0 && [...onlyA, ...onlyB].every((x) => declared.has(x));
+    // Different obligations are never declared: the engines would ask different things of the gateway.
+    const isDeclared =
+      a.error === undefined &&
+      b.error === undefined &&
+      obligations === '' &&
+      [...onlyA, ...onlyB].length > 0 &&
+      [...onlyA, ...onlyB].every((x) => declared.has(x));
     const size = JSON.stringify(input).length;
     const c = classes.get(name);
     if (c === undefined) classes.set(name, { name, count: 1, declared: isDeclared, example: input, rego: a, cedar: b, size });

@@ -32,7 +32,7 @@ function writeObligationPolicies(p: { rego: string; cedar: string }): void {
       '',
       '_redact contains category if {',
       '\t_granted("service_call_scope")',
-      '\tinput.tool.name == "echo.echo"',
+      '\tinput.tool.name in {"echo.echo", "echo.fail"}',
       '\tsome category in {"email", "phone", "card", "secrets"}',
       '}',
       '',
@@ -53,8 +53,8 @@ function writeObligationPolicies(p: { rego: string; cedar: string }): void {
     [
       '@id("echo_redaction")',
       '@redact("email,phone,card,secrets")',
-      'permit (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"echo.echo")',
-      'when { context.scopes.contains("echo:call") };',
+      'permit (principal, action == MicroMcp::Action::"call_tool", resource)',
+      'when { resource in [MicroMcp::Tool::"echo.echo", MicroMcp::Tool::"echo.fail"] && context.scopes.contains("echo:call") };',
       '',
       '@id("echo_size")',
       '@max_bytes("2048")',
@@ -126,6 +126,19 @@ describe('obligations from both engines, acted on before the agent sees the resu
       for (const k of CORPUS) assert.equal(audit.includes(k.planted), false, `${k.id} in the audit`);
     });
   }
+
+  test("a service's error message and data are filtered like its result", async () => {
+    const c = await client('legacy');
+    await assert.rejects(
+      c.callTool({ name: 'echo.fail', arguments: { text: 'no access for jane.doe@example.org with AKIAIOSFODNN7EXAMPLE' } }),
+      (e: { code?: number; message?: string; data?: unknown }) => {
+        assert.equal(e.code, -32000);
+        assert.equal(e.message, 'no access for [REDACTED] with [REDACTED]');
+        assert.deepEqual(e.data, { echoed: 'no access for [REDACTED] with [REDACTED]' });
+        return true;
+      },
+    );
+  });
 
   test("max_bytes: the smaller of the two engines' limits (Cedar 2048, Rego 4096) refuses a larger result; a smaller one passes", async () => {
     const c = await client('modern');
