@@ -47,9 +47,14 @@ before(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'micro-mcp-replicas-'));
   redis = await startRedis();
   [ports.r1, ports.r2, ports.nginx] = [await freePort(), await freePort(), await freePort()];
+  // nginx first: the port it was given is taken at once, not after the replicas' start-up, when
+  // another test's process could have been given it meanwhile (its upstreams may come up later).
+  nginx = await startNginx(path.join(dir, 'nginx'), ports.r1, ports.r2, ports.nginx);
   replicas.r1 = await startReplica('r1');
   replicas.r2 = await startReplica('r2');
-  nginx = await startNginx(path.join(dir, 'nginx'), ports.r1, ports.r2, ports.nginx);
+  // Whatever answers on nginx's port is nginx in front of these replicas.
+  const ready = (await (await fetch(`${nginx.url}/readyz`)).json()) as { replica?: string };
+  assert.ok(ready.replica === 'r1' || ready.replica === 'r2', `nginx's port answers for ${JSON.stringify(ready).slice(0, 200)}`);
 });
 after(async () => {
   await nginx?.stop();
