@@ -8,6 +8,8 @@
  * 32) of the first window after warm-up; otherwise it exits 1. Results go to test/bench/SOAK.md.
  *
  *   SOAK_MINUTES=1 SOAK_REPORT_S=10 make soak     a quick look
+ *   SOAK_NODE_OPTIONS="--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=/tmp/heap" make soak
+ *                                                 then `kill -USR2 <gateway pid>` twice and diff the snapshots
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -70,7 +72,10 @@ interface Row {
 async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(tmpdir(), 'micro-mcp-soak-'));
   const remote = await startRemote();
-  const gw = await startGateway({ services: { echo: echoService(), bench: { transport: 'http', url: remote.url } } }, { dir });
+  const gw = await startGateway(
+    { services: { echo: echoService(), bench: { transport: 'http', url: remote.url } } },
+    { dir, env: process.env.SOAK_NODE_OPTIONS ? { NODE_OPTIONS: process.env.SOAK_NODE_OPTIONS } : {} },
+  );
   let stop = false;
   let window: number[] = [];
   let errors = 0;
