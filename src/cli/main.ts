@@ -11,7 +11,11 @@
  *   micro-mcp vector index DIR [--collection NAME] [--store DIR]
  *   micro-mcp tools list | diff SERVICE.TOOL | approve SERVICE.TOOL [--config FILE]
  */
+import { installAbortSignalAny } from '../abort-signal-any.js';
 import { isGatewayError } from '../errors.js';
+
+// Before any SDK client exists: Node 20's AbortSignal.any leaks per request (src/abort-signal-any.ts).
+installAbortSignalAny();
 
 const USAGE = `usage: micro-mcp <command> [options]
 
