@@ -77,3 +77,31 @@ function canon(value: unknown, depth: number): unknown {
       return undefined;
   }
 }
+
+/** A UTF-16 code unit of a surrogate pair that has no partner (the `u` flag pairs the valid ones). */
+const UNPAIRED_SURROGATE = /[\uD800-\uDFFF]/u;
+
+/**
+ * True when every string (and every member name) in a parsed JSON value is well-formed Unicode. JSON
+ * text can spell a lone surrogate (`"\ud800"`), which no engine, service or log can represent
+ * faithfully: the HTTP edge refuses such requests (http/middleware/well-formed) and the pipeline checks
+ * again for faces without that edge (stdio). Walked with an explicit stack: a body under the cap can
+ * still nest deeper than the call stack.
+ */
+export function isWellFormedJson(value: unknown): boolean {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'string') {
+      if (UNPAIRED_SURROGATE.test(v)) return false;
+    } else if (Array.isArray(v)) {
+      for (const x of v) stack.push(x);
+    } else if (typeof v === 'object' && v !== null) {
+      for (const [k, x] of Object.entries(v)) {
+        if (UNPAIRED_SURROGATE.test(k)) return false;
+        stack.push(x);
+      }
+    }
+  }
+  return true;
+}

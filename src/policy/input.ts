@@ -229,27 +229,4 @@ export function decisionReach(decision: Decision, input: PolicyInput): Credentia
   return Object.keys(reach).length > 0 ? reach : undefined;
 }
 
-const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
-
-/**
- * True when every string and member name in a JSON value is well-formed Unicode (no lone surrogate).
- * The HTTP edge refuses such requests (http/middleware/well-formed); the pipeline checks again for
- * faces without that edge (stdio), so an engine never sees one.
- */
-export function isWellFormedJson(value: unknown): boolean {
-  const stack: unknown[] = [value];
-  while (stack.length > 0) {
-    const v = stack.pop();
-    if (typeof v === 'string') {
-      if (LONE_SURROGATE.test(v)) return false;
-    } else if (Array.isArray(v)) {
-      for (const x of v) stack.push(x);
-    } else if (typeof v === 'object' && v !== null) {
-      for (const [k, x] of Object.entries(v)) {
-        if (LONE_SURROGATE.test(k)) return false;
-        stack.push(x);
-      }
-    }
-  }
-  return true;
-}
+export { isWellFormedJson } from '../canonical.js';

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import type { IncomingMessage } from 'node:http';
+import { IncomingMessage } from 'node:http';
+import { Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { Hono } from 'hono';
 import { clientIp, type GatewayEnv } from '../../context.js';
@@ -14,7 +15,10 @@ function app(trustedProxies: string[]) {
 
 /** A request as @hono/node-server hands it over, from `peer`, with an optional X-Forwarded-For. */
 async function from(a: Hono<GatewayEnv>, peer: string, xff?: string): Promise<string> {
-  const incoming = { socket: { remoteAddress: peer } } as unknown as IncomingMessage;
+  // A real IncomingMessage on an unconnected socket whose peer address is `peer`.
+  const socket = new Socket();
+  Object.defineProperty(socket, 'remoteAddress', { value: peer });
+  const incoming = new IncomingMessage(socket);
   const r = await a.request('/', { headers: xff === undefined ? {} : { 'x-forwarded-for': xff } }, { incoming });
   return r.text();
 }

@@ -1,1 +1,2 @@
-export { isWellFormedJson, wellFormed } from './well-formed.js';
+export { isWellFormedJson } from '../../../canonical.js';
+export { wellFormed } from './well-formed.js';

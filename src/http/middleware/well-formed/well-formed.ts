@@ -1,33 +1,7 @@
 import type { MiddlewareHandler } from 'hono';
+import { isWellFormedJson } from '../../../canonical.js';
 import type { RefusalFacts } from '../../../audit/refusals.js';
 import { clientIp, type GatewayEnv } from '../../context.js';
-
-/** A UTF-16 code unit of a surrogate pair that has no partner (the `u` flag pairs the valid ones). */
-const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
-
-/**
- * True when every string (and every member name) in a parsed JSON value is well-formed Unicode. JSON
- * text can spell a lone surrogate (`"\ud800"`), which no engine, service or log can represent
- * faithfully. Walked with an explicit stack: a body under the cap can still nest deeper than the
- * call stack.
- */
-export function isWellFormedJson(value: unknown): boolean {
-  const stack: unknown[] = [value];
-  while (stack.length > 0) {
-    const v = stack.pop();
-    if (typeof v === 'string') {
-      if (LONE_SURROGATE.test(v)) return false;
-    } else if (Array.isArray(v)) {
-      for (const x of v) stack.push(x);
-    } else if (typeof v === 'object' && v !== null) {
-      for (const [k, x] of Object.entries(v)) {
-        if (LONE_SURROGATE.test(k)) return false;
-        stack.push(x);
-      }
-    }
-  }
-  return true;
-}
 
 /**
  * Refuses, before anything decides or records it, a JSON-RPC message whose method, params (tool
