@@ -51,6 +51,7 @@ export type GatewayErrorCode =
   | 'ERR_TOOL_DEFINITION_CHANGED'
   | 'ERR_INPUT_STATE_INVALID'
   | 'ERR_INPUT_REQUEST_REFUSED'
+  | 'ERR_INPUT_ANSWER_INVALID'
   // policy
   | 'ERR_POLICY_DENIED'
   | 'ERR_POLICY_ENGINE'
@@ -132,6 +133,7 @@ export function toJsonRpcCode(code: GatewayErrorCode): number {
     case 'ERR_TOOL_NOT_FOUND':
     case 'ERR_PROMPT_NOT_FOUND':
     case 'ERR_INPUT_STATE_INVALID':
+    case 'ERR_INPUT_ANSWER_INVALID':
       return -32602;
     case 'ERR_RESOURCE_NOT_FOUND':
       return -32002;

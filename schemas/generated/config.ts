@@ -450,6 +450,10 @@ export interface StdioServiceConfig {
    */
   isolation: 'shared' | 'principal' | 'session';
   /**
+   * Whether the service may learn of and ask for the calling agent's roots (MCP roots/list). never (default): the service never sees a roots capability, and a roots/list it sends is refused (-32601). forward: for an agent that declared roots itself, the service gets `roots` among the agent's capabilities (2026-07-28: per request; 2025: the connection declares it at initialize), and a roots/list it sends during that agent's call reaches exactly that agent, whose answer (validated as ListRootsResult) goes back. A roots/list that cannot be attributed to exactly one call is refused. Roots list_changed is not relayed.
+   */
+  roots: 'never' | 'forward';
+  /**
    * The connection pool of isolation principal or session.
    */
   pool: {
@@ -614,6 +618,10 @@ export interface HttpServiceConfig {
    * Which agents share one connection (one process for stdio) to the service for their calls. shared: one for all (lists always use it). principal: one per principal, from a bounded pool, so a 2025 service's elicitation, sampling and log messages are attributed within one principal's calls and one principal's data never enters a process serving another. session: one per 2025 agent session (a 2026-07-28 or stdio agent: per principal).
    */
   isolation: 'shared' | 'principal' | 'session';
+  /**
+   * Whether the service may learn of and ask for the calling agent's roots (MCP roots/list). never (default): the service never sees a roots capability, and a roots/list it sends is refused (-32601). forward: for an agent that declared roots itself, the service gets `roots` among the agent's capabilities (2026-07-28: per request; 2025: the connection declares it at initialize), and a roots/list it sends during that agent's call reaches exactly that agent, whose answer (validated as ListRootsResult) goes back. A roots/list that cannot be attributed to exactly one call is refused. Roots list_changed is not relayed.
+   */
+  roots: 'never' | 'forward';
   /**
    * The connection pool of isolation principal or session.
    */

@@ -58,6 +58,8 @@ describe('config', () => {
     assert.equal(cfg.services.echo!.era, 'auto');
     assert.equal(cfg.services.echo!.call_timeout_ms, 60000);
     assert.equal(cfg.services.echo!.isolation, 'shared', 'one connection for every agent unless the config isolates');
+    assert.equal(cfg.services.echo!.roots, 'never', "an agent's roots are never forwarded unless the config says so");
+    assert.equal(parseConfig(minimal.replace('args: [x.js]', 'args: [x.js], roots: forward'), 'ok.yaml', { env: {} }).services.echo!.roots, 'forward');
     const iso = parseConfig(minimal.replace('args: [x.js]', 'args: [x.js], isolation: principal, pool: { max: 4 }'), 'ok.yaml', { env: {} });
     assert.deepEqual([iso.services.echo!.isolation, iso.services.echo!.pool.max, iso.services.echo!.pool.idle_s], ['principal', 4, 300]);
     assert.deepEqual(cfg.limits, { calls_per_minute: 600, burst: 100, concurrent_per_principal: 64, concurrent_total: 1024 });
@@ -72,6 +74,8 @@ describe('config', () => {
     refused(minimal.replace('transport: stdio', 'transport: carrier-pigeon'), /\/services\/echo\/transport: must be one of/);
     refused(`${minimal}\nserver: { port: 99999 }\n`, /\/server\/port: must be <= 65535/);
     refused(minimal.replace('args: [x.js]', 'args: [x.js], isolation: per-call'), /\/services\/echo\/isolation: must be one of/);
+    refused(minimal.replace('args: [x.js]', 'args: [x.js], roots: always'), /\/services\/echo\/roots: must be one of \["never","forward"\]/);
+    refused(minimal.replace('args: [x.js]', 'args: [x.js], roots: true'), /\/services\/echo\/roots: must be one of \["never","forward"\]/);
     refused(minimal.replace('args: [x.js]', 'args: [x.js], pool: { max: 0 }'), /\/services\/echo\/pool\/max: must be >= 1/);
     refused(`${minimal}\nserver: { max_body_bytes: "big" }\n`, /\/server\/max_body_bytes: must be integer/);
     refused('auth: { mode: dev }\nservices: {}\n', /\/services: must NOT have fewer than 1 properties/);

@@ -28,7 +28,7 @@ import { verdictOf } from '../upstream/resilience.js';
 import type { Forwarded, ForwardMethod, ForwardParams, ForwardResult } from '../upstream/connection.js';
 import type { InFlight } from './in-flight.js';
 import { CONSENT_KEY, type ConsentGate, type ConsentResult, type ConsentState, isConsentState, summarize } from './consent.js';
-import { ParkedCalls, PendingCall, type Finish } from './input-requests.js';
+import { ANSWER_TYPE, isValidAnswer, ParkedCalls, PendingCall, type Finish } from './input-requests.js';
 import { atOrAbove } from './log-levels.js';
 import { missingCapability, relayedCapabilities } from './capabilities.js';
 import { SessionLabels, serviceLabels } from './labels.js';
@@ -110,7 +110,7 @@ function isResumeRequest(b: unknown): b is ResumeRequest {
 
 /** requestState payloads the pipeline signs for the agent to bring back (verified before a handler runs). */
 export type PipelineState =
-  | { k: 'svc'; tool: string; inner?: string } // a 2026 service's input_required, wrapped
+  | { k: 'svc'; tool: string; inner?: string; a?: Record<string, string> } // a 2026 service's input_required, wrapped (a: each input request's method by key)
   | { k: 'parked'; tool: string; id: string; r?: string } // a 2025 service's elicitation, waiting for the agent at replica r
   | ConsentState; // the gateway's own consent question, waiting for the agent's answer
 
@@ -179,6 +179,7 @@ export class CallPipeline {
     const consent = state?.k === 'consent' ? { state, answer: ctx.mcpReq.inputResponses?.[CONSENT_KEY] } : undefined;
     if (state?.k === 'svc') {
       // The agent's retry of a 2026 service's input_required: decided again, then routed to the same service.
+      await this.checkAnswers(cc, 'tools/call', params.name, state, ctx);
       if (state.inner !== undefined) forward.requestState = state.inner;
       if (ctx.mcpReq.inputResponses) forward.inputResponses = ctx.mcpReq.inputResponses;
     }
@@ -204,6 +205,7 @@ export class CallPipeline {
     const forward: ForwardParams<'prompts/get'> = { name: p.local, arguments: args };
     if (state) {
       // The agent's retry of a 2026 service's input_required for this prompt: decided again, then routed back.
+      await this.checkAnswers(cc, 'prompts/get', params.name, state, ctx);
       if (state.inner !== undefined) forward.requestState = state.inner;
       if (ctx.mcpReq.inputResponses) forward.inputResponses = ctx.mcpReq.inputResponses;
     }
@@ -414,13 +416,16 @@ export class CallPipeline {
       void outcome({ outcome: 'refused', error: { code: e.code, message: e.message } });
       throw toProtocolError(e);
     }
+    // What of the agent the service may see: its roots only where the service's config forwards them.
+    const forwardsRoots = this.d.catalog.service(r.service)?.forwardsRoots === true;
+    const capabilities = relayedCapabilities(cc.capabilities, { roots: forwardsRoots });
     // The shared connection, or this principal's (session's) own under `isolation` (upstream/pool).
     let held: Awaited<ReturnType<Catalog['connectionFor']>>;
     try {
       held = await this.d.catalog.connectionFor(r.service, {
         principal: principalKey(cc.principal),
         session: cc.sessionId,
-        capabilities: relayedCapabilities(cc.capabilities),
+        capabilities,
       });
     } catch (e) {
       admitted.release();
@@ -468,8 +473,8 @@ export class CallPipeline {
     const tSend = performance.now();
     const finish: Finish = (o) => outcome({ service_us: us(performance.now() - tSend), total_us: us(performance.now() - t0), ...o });
     const call = new PendingCall<Forwarded<M>>(principalKey(cc.principal), r.label, new AbortController(), finish);
-    const capabilities = relayedCapabilities(cc.capabilities);
     call.capabilities = capabilities;
+    call.forwardsRoots = forwardsRoots;
     call.obligations = ob;
     call.credential = cc.credential;
     call.sessionId = cc.sessionId;
@@ -649,13 +654,20 @@ export class CallPipeline {
           .find((m) => m !== undefined);
         if (missing !== undefined) {
           // The service asked for what the agent never declared (its envelope said so): never relayed.
-          const e = new GatewayError('ERR_INPUT_REQUEST_REFUSED', `the service asked for input the calling agent did not declare: ${missing}`);
+          const e = new GatewayError(
+            'ERR_INPUT_REQUEST_REFUSED',
+            missing === 'roots' && !call.forwardsRoots
+              ? "the service asked for the agent's roots, which are not forwarded to it (its config says roots: never)"
+              : `the service asked for input the calling agent did not declare: ${missing}`,
+          );
           await this.written(call.finish({ outcome: 'service_error', error: { code: e.code, message: e.message } }));
           throw toProtocolError(e);
         }
         // A 2026 service asks the agent for input: wrap its state so the retry comes back to it, bound to this principal.
         const inner = value.requestState;
-        const requestState = this.d.state.sign(call.principalId, { k: 'svc', tool: call.tool, ...(inner !== undefined ? { inner } : {}) });
+        // Each request's method travels in the state, so the retry's answers are checked against their types.
+        const a = Object.fromEntries(Object.entries(value.inputRequests ?? {}).map(([k, req]) => [k, req.method]));
+        const requestState = this.d.state.sign(call.principalId, { k: 'svc', tool: call.tool, ...(inner !== undefined ? { inner } : {}), a });
         await this.written(call.finish({ outcome: 'input_required' }));
         return inputRequired({ inputRequests: value.inputRequests ?? {}, requestState });
       }
@@ -700,8 +712,45 @@ export class CallPipeline {
     if (state.r !== undefined && state.r !== this.d.replicaId) return this.resumeElsewhere(cc, state.r, state.id, answer);
     const call = this.parked.take(state.id, principalKey(cc.principal));
     if (!call) return this.stateRefused(cc, 'the input request has expired or belongs to another caller');
+    const invalid = await this.invalidAnswer(call, answer);
+    if (invalid) throw toProtocolError(invalid);
     call.answer(answer);
     return this.round(call, roundContext(ctx, cc.logLevel), (c) => this.parked.park(c));
+  }
+
+  /**
+   * An answer to a parked call's input request that is not one: the service's request is refused and
+   * its call ended (the outcome recorded); the error tells the agent why. Undefined for a valid answer.
+   */
+  private async invalidAnswer(call: PendingCall<Forwarded<'tools/call'>>, answer: unknown): Promise<GatewayError | undefined> {
+    const asking = call.asking;
+    if (answer === undefined || asking === undefined || isValidAnswer(asking, answer)) return undefined;
+    call.abandon('the agent did not give a valid answer to the input request');
+    const e = new GatewayError(
+      'ERR_INPUT_ANSWER_INVALID',
+      `the answer to the input request (${asking}) is not a valid ${ANSWER_TYPE[asking]}; the call was ended`,
+    );
+    await this.written(call.finish({ outcome: 'refused', error: { code: e.code, message: e.message } }));
+    return e;
+  }
+
+  /**
+   * The answers of an agent's retry to a 2026 service's input requests, each checked against its
+   * request's result type before anything is decided or forwarded: one that is not is refused (-32602)
+   * and recorded, and never reaches the service.
+   */
+  private async checkAnswers(
+    cc: CallContext,
+    method: 'tools/call' | 'prompts/get',
+    name: string,
+    state: { a?: Record<string, string> },
+    ctx: ServerContext,
+  ): Promise<void> {
+    const responses = ctx.mcpReq.inputResponses ?? {};
+    for (const [key, asked] of Object.entries(state.a ?? {})) {
+      if (!isInteractionMethod(asked) || !(key in responses) || isValidAnswer(asked, responses[key])) continue;
+      await this.refuse(cc, method, 'ERR_INPUT_ANSWER_INVALID', `the answer to the input request (${asked}) is not a valid ${ANSWER_TYPE[asked]}`, name);
+    }
   }
 
   /**
@@ -741,6 +790,11 @@ export class CallPipeline {
     if (!isResumeRequest(body)) throw new Error('not a resume request');
     const call = this.parked.take(body.id, body.principal);
     if (!call) return { error: { gateway: 'ERR_INPUT_STATE_INVALID', message: 'the input request has expired or belongs to another caller' } };
+    const invalid = await this.invalidAnswer(call, body.answer);
+    if (invalid) {
+      const j = toProtocolError(invalid);
+      return { error: { protocol: { code: j.code, message: j.message, data: j.data } } };
+    }
     call.answer(body.answer);
     try {
       // The agent's request is at the other replica: nothing to relay progress to, no cancellation from here.
@@ -795,5 +849,13 @@ function isPipelineState(s: unknown): s is PipelineState {
   if (typeof s !== 'object' || s === null || !('k' in s) || !('tool' in s) || typeof s.tool !== 'string') return false;
   if (s.k === 'parked') return 'id' in s && typeof s.id === 'string' && (!('r' in s) || typeof s.r === 'string');
   if (s.k === 'consent') return isConsentState(s);
-  return s.k === 'svc' && (!('inner' in s) || typeof s.inner === 'string');
+  return s.k === 'svc' && (!('inner' in s) || typeof s.inner === 'string') && (!('a' in s) || isStringRecord(s.a));
+}
+
+function isStringRecord(v: unknown): v is Record<string, string> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string');
+}
+
+function isInteractionMethod(m: string): m is keyof typeof ANSWER_TYPE {
+  return Object.hasOwn(ANSWER_TYPE, m);
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { ClientCapabilities } from '@modelcontextprotocol/server';
 import { missingCapability, relayedCapabilities } from './capabilities.js';
 
 describe("capabilities are the agent's", () => {
@@ -22,6 +23,24 @@ describe("capabilities are the agent's", () => {
     assert.equal(missingCapability({ elicitation: { form: {} } }, url), 'elicitation (url mode)');
     assert.equal(missingCapability({ elicitation: { form: {} } }, sampling), 'sampling');
     assert.equal(missingCapability({ sampling: {} }, sampling), undefined);
-    assert.equal(missingCapability({ sampling: {} }, { method: 'roots/list' }), 'roots/list');
+    assert.equal(missingCapability({ sampling: {} }, { method: 'roots/list' }), 'roots');
+    assert.equal(missingCapability({ roots: {} }, { method: 'roots/list' }), undefined);
+    assert.equal(missingCapability({ roots: {} }, { method: 'ping' }), 'ping', 'anything else is not an input request');
+  });
+  it('relays roots only where the service forwards them, to an agent that declared them, without listChanged', () => {
+    const declared = { roots: { listChanged: true }, elicitation: { form: {} } };
+    assert.deepEqual(relayedCapabilities(declared), { elicitation: { form: {} } }, 'off by default');
+    assert.deepEqual(relayedCapabilities(declared, { roots: false }), { elicitation: { form: {} } });
+    assert.deepEqual(relayedCapabilities(declared, { roots: true }), { elicitation: { form: {} }, roots: {} });
+    assert.deepEqual(relayedCapabilities({ roots: {} }, { roots: true }), { roots: {} });
+    assert.deepEqual(relayedCapabilities({ sampling: {} }, { roots: true }), { sampling: {} }, 'an agent without roots: none relayed');
+    assert.deepEqual(relayedCapabilities(undefined, { roots: true }), {});
+    // Only an object declares the capability (the schema's shape); anything else is not roots.
+    assert.deepEqual(relayedCapabilities({ roots: true } as unknown as ClientCapabilities, { roots: true }), {});
+    // What the service sees of roots is a fresh object: nothing the agent put inside travels on.
+    const agents = { roots: { listChanged: true } };
+    const seen = relayedCapabilities(agents, { roots: true });
+    assert.notEqual(seen.roots, agents.roots);
+    assert.deepEqual(agents.roots, { listChanged: true }, "the agent's own declaration is left as it was");
   });
 });

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { specTypeSchemas } from '@modelcontextprotocol/server';
 import { ProtocolError } from '@modelcontextprotocol/server';
-import type { ClientCapabilities, CreateMessageResult, ElicitResult, LoggingMessageNotificationParams } from '@modelcontextprotocol/server';
+import type { ClientCapabilities, CreateMessageResult, ElicitResult, ListRootsResult, LoggingMessageNotificationParams } from '@modelcontextprotocol/server';
 import type { OutcomeInput } from '../audit/records.js';
 import type { Clock } from '../clock.js';
 import type { Obligations } from '../types.js';
@@ -29,12 +29,29 @@ export type RoundResult<T> = { kind: 'done'; value: T } | { kind: 'error'; error
 
 /** Validates an agent's answer: the SDK hands `inputResponses` over unvalidated (untrusted input). */
 function parseAnswer<R extends InteractionRequest>(req: R, raw: unknown): InteractionAnswer<R> | undefined;
-function parseAnswer(req: InteractionRequest, raw: unknown): ElicitResult | CreateMessageResult | undefined {
+function parseAnswer(req: InteractionRequest, raw: unknown): ElicitResult | CreateMessageResult | ListRootsResult | undefined {
+  return parseAnswerTo(req.method, raw);
+}
+function parseAnswerTo(method: InteractionRequest['method'], raw: unknown): ElicitResult | CreateMessageResult | ListRootsResult | undefined {
   const r =
-    req.method === 'elicitation/create'
+    method === 'elicitation/create'
       ? specTypeSchemas.ElicitResult['~standard'].validate(raw)
-      : specTypeSchemas.CreateMessageResult['~standard'].validate(raw);
+      : method === 'roots/list'
+        ? specTypeSchemas.ListRootsResult['~standard'].validate(raw)
+        : specTypeSchemas.CreateMessageResult['~standard'].validate(raw);
   return 'value' in r && r.issues === undefined ? r.value : undefined;
+}
+
+/** The result type an input request's answer must be (named in errors). */
+export const ANSWER_TYPE: Record<InteractionRequest['method'], string> = {
+  'elicitation/create': 'ElicitResult',
+  'sampling/createMessage': 'CreateMessageResult',
+  'roots/list': 'ListRootsResult',
+};
+
+/** Whether `raw` is a valid answer to an input request of this method (an agent's answer is untrusted). */
+export function isValidAnswer(method: InteractionRequest['method'], raw: unknown): boolean {
+  return parseAnswerTo(method, raw) !== undefined;
 }
 
 /** One forwarded call (whose service answers with T) and the interactions it raised. */
@@ -57,6 +74,8 @@ export class PendingCall<T> implements InteractionSink {
   log: ((p: LoggingMessageNotificationParams) => void) | undefined;
   /** What the calling agent declared: an input request it cannot take is refused to the service. */
   capabilities: ClientCapabilities = {};
+  /** Whether the service's config forwards roots (else a roots/list is refused naming the config, not the agent). */
+  forwardsRoots = false;
 
   constructor(
     readonly principalId: string,
@@ -106,6 +125,11 @@ export class PendingCall<T> implements InteractionSink {
       await new Promise<void>((r) => (this.wake = r));
       this.wake = undefined;
     }
+  }
+
+  /** The method of the input request the agent is being asked now, if any. */
+  get asking(): InteractionRequest['method'] | undefined {
+    return this.current?.req.method;
   }
 
   /** The agent's answer to the current interaction (raw: validated here). */

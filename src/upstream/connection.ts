@@ -19,6 +19,8 @@ import type {
   GetPromptRequestParams,
   InputRequiredResult,
   JSONRPCNotification,
+  ListRootsRequest,
+  ListRootsResult,
   LoggingLevel,
   LoggingMessageNotificationParams,
   MessageExtraInfo,
@@ -45,10 +47,14 @@ import { traceHeaders } from './trace-headers.js';
 
 export type ServiceState = 'starting' | 'ready' | 'down' | 'stopped';
 
-/** A server-to-client request (2025-era elicitation or sampling) raised by the service during a call. */
-export type InteractionRequest = ElicitRequest | CreateMessageRequest;
+/** A server-to-client request (2025-era elicitation, sampling or, where forwarded, roots/list) raised by the service during a call. */
+export type InteractionRequest = ElicitRequest | CreateMessageRequest | ListRootsRequest;
 /** The answer the service receives for it. */
-export type InteractionAnswer<R extends InteractionRequest> = R extends ElicitRequest ? ElicitResult : CreateMessageResult;
+export type InteractionAnswer<R extends InteractionRequest> = R extends ElicitRequest
+  ? ElicitResult
+  : R extends ListRootsRequest
+    ? ListRootsResult
+    : CreateMessageResult;
 
 /** The methods the gateway forwards to a service on an agent's behalf. */
 export type ForwardMethod = 'tools/call' | 'prompts/get' | 'resources/read' | 'completion/complete' | 'resources/subscribe' | 'resources/unsubscribe';
@@ -205,6 +211,7 @@ export class ServiceConnection extends EventEmitter {
   /** The circuit breaker and concurrency cap the pipeline admits calls through (upstream/resilience). */
   readonly guard: ServiceGuard;
   private readonly sinks = new Set<InteractionSink>();
+  private readonly declared: ClientCapabilities;
   /** Every forwarded request in flight on this connection (to attribute what names no call). */
   private readonly inflight = new Map<ForwardOptions, ((p: LoggingMessageNotificationParams) => void) | undefined>();
   private readyWaiters: Array<() => void> = [];
@@ -215,12 +222,14 @@ export class ServiceConnection extends EventEmitter {
     private readonly log: Logger,
     private readonly environment: ServiceEnvironment = {},
     /**
-     * What this connection declares at a 2025 initialize: the gateway's relayed set by default; one
-     * agent's own on a connection that serves only that agent (`isolation: session`).
+     * What this connection declares at a 2025 initialize: the gateway's relayed set by default (roots
+     * only with `roots: forward`); one agent's own on a connection that serves only that agent
+     * (`isolation: session`).
      */
-    private readonly declared: ClientCapabilities = { elicitation: { form: {}, url: {} }, sampling: {} },
+    declared?: ClientCapabilities,
   ) {
     super();
+    this.declared = declared ?? { elicitation: { form: {}, url: {} }, sampling: {}, ...(cfg.roots === 'forward' ? { roots: {} } : {}) };
     this.clock = environment.clock ?? systemClock;
     this.backoff = new Backoff({ initialMs: cfg.restart?.initial_delay_ms ?? 250, maxMs: cfg.restart?.max_delay_ms ?? 30000 }, environment.random);
     this.guard = new ServiceGuard(
@@ -372,6 +381,11 @@ export class ServiceConnection extends EventEmitter {
     return (tool !== undefined ? this.cfg.tools[tool]?.max_result_bytes : undefined) ?? this.cfg.max_result_bytes;
   }
 
+  /** Whether the calling agent's roots may reach this service (config `roots: forward`; never by default). */
+  get forwardsRoots(): boolean {
+    return this.cfg.roots === 'forward';
+  }
+
   /** The agent's `_meta` keys this service may see (config `forward_meta`; none by default). */
   get forwardMeta(): readonly string[] {
     return this.cfg.forward_meta;
@@ -406,6 +420,9 @@ export class ServiceConnection extends EventEmitter {
     // Only what this connection declared can be asked of it (the SDK refuses a handler for the rest).
     if (this.declared.elicitation) client.setRequestHandler('elicitation/create', (req) => this.interaction(req));
     if (this.declared.sampling) client.setRequestHandler('sampling/createMessage', (req) => this.interaction(req));
+    if (this.declared.roots) client.setRequestHandler('roots/list', (req) => this.interaction(req));
+    // A roots/list this connection never declared (the SDK would answer a bare "Method not found"): say why.
+    else client.fallbackRequestHandler = async (req) => this.undeclared(req.method);
     client.onerror = (err) => this.log.debug({ service: this.name, err: err.message }, 'service transport error');
     const transport = this.transport();
     this.connecting = transport;
@@ -564,6 +581,18 @@ export class ServiceConnection extends EventEmitter {
     }
     const [sink] = this.sinks;
     return sink!.interact(req);
+  }
+
+  /** A request this connection did not declare it takes: refused with the reason, logged without contents. */
+  private async undeclared(method: string): Promise<never> {
+    if (method !== 'roots/list') throw new ProtocolError(-32601, 'Method not found');
+    this.log.warn({ service: this.name, method }, 'server-to-client request refused: roots are not forwarded to this service');
+    throw new ProtocolError(
+      -32601,
+      this.forwardsRoots
+        ? 'roots/list refused by the gateway: the calling agent did not declare roots'
+        : `roots/list refused by the gateway: roots are not forwarded to this service (services.${this.name}.roots is not "forward")`,
+    );
   }
 
   private onClosed(client: GatewayClient): void {
