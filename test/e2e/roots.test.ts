@@ -18,7 +18,7 @@ import { connect, connectV1, echoService, type Gateway, modernPost, startGateway
 import { fileLine } from '../helpers/watch.js';
 
 const text = (r: object) => ((r as { content?: Array<{ text?: string }> }).content ?? [])[0]?.text ?? '';
-const SCOPES = ['legacyecho:call', 'modernecho:call', 'plainlegacy:call', 'plainmodern:call'];
+const SCOPES = ['legacyecho:call', 'modernecho:call', 'plainlegacy:call', 'plainmodern:call', 'sessionecho:call'];
 /** The roots an agent named `who` answers with (one, under /work/<who>). */
 const rootsOf = (who: string) => ({ roots: [{ uri: `file:///work/${who}`, name: who }] });
 const rootsText = (who: string) => `roots ${JSON.stringify(rootsOf(who))}`;
@@ -36,6 +36,8 @@ describe('relay: roots, only where the config forwards them', () => {
         modernecho: echoService({ era: 'modern', roots: 'forward' }),
         plainlegacy: echoService({ era: 'legacy' }),
         plainmodern: echoService({ era: 'modern' }),
+        // One connection per 2025 agent session: it declares exactly that agent's relayed capabilities.
+        sessionecho: echoService({ era: 'legacy', roots: 'forward', isolation: 'session' }),
       },
     });
   });
@@ -104,6 +106,7 @@ describe('relay: roots, only where the config forwards them', () => {
     const outcomes = decisions.map((d) => recs.find((r) => r.kind === 'outcome' && r.decision_id === d.decision_id)?.outcome);
     assert.deepEqual(outcomes, ['input_required', 'ok']);
     assert.ok(!auditText(path.join(gw.dir, 'audit')).includes('file:///work/'), 'no root URI is recorded');
+    assert.ok(!gw.output().includes('file:///work/'), 'nor logged');
   });
 
   test('not forwarded (the default): the service never sees the capability, and a roots/list it sends anyway is refused naming why', async () => {
@@ -155,6 +158,27 @@ describe('relay: roots, only where the config forwards them', () => {
       text(await legacy.client.callTool({ name: 'legacyecho.roots-raw', arguments: {} })),
       'refused -32601 roots/list refused by the gateway: the calling agent did not declare roots',
     );
+  });
+
+  test("isolation: session: each agent's own connection declares roots only if that agent did, and is answered by it", async () => {
+    const withRoots = await agent2('legacy', 'iso-roots');
+    const without = await agent2('legacy', 'iso-none', { elicitation: { form: {} } });
+    const declared = async (a: typeof withRoots) => JSON.parse(text(await a.client.callTool({ name: 'sessionecho.caps', arguments: {} }))) as unknown;
+    assert.deepEqual(await declared(withRoots), { roots: {} });
+    assert.deepEqual(await declared(without), { elicitation: { form: {} } });
+    assert.equal(text(await withRoots.client.callTool({ name: 'sessionecho.roots', arguments: {} })), rootsText('iso-roots'));
+    // The agent without roots: its connection never declared them, so the service's own SDK refuses to ask.
+    assert.deepEqual(await without.client.callTool({ name: 'sessionecho.roots', arguments: {} }), {
+      content: [
+        { type: 'text', text: "Cannot request input 'roots' (roots/list): the client on this 2025-era connection did not declare the required capability" },
+      ],
+      isError: true,
+    });
+    assert.equal(
+      text(await without.client.callTool({ name: 'sessionecho.roots-raw', arguments: {} })),
+      'refused -32601 roots/list refused by the gateway: the calling agent did not declare roots',
+    );
+    assert.equal(withRoots.seen.asked, 1);
   });
 
   test('a roots/list that cannot be attributed to exactly one call is refused, logged without contents', async () => {
