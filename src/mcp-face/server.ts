@@ -3,8 +3,16 @@
  * pipeline (list view or call pipeline) with the request's CallContext. Built per 2026-era request
  * (stateless) or per 2025-era session; either way it holds no catalog copy, only handler closures.
  */
-import { CLIENT_CAPABILITIES_META_KEY, LOG_LEVEL_META_KEY, ProtocolError, Server } from '@modelcontextprotocol/server';
-import type { ClientCapabilities, LoggingLevel, ServerContext, StandardSchemaV1 } from '@modelcontextprotocol/server';
+import {
+  CLIENT_CAPABILITIES_META_KEY,
+  isInputRequiredResult,
+  LOG_LEVEL_META_KEY,
+  ProtocolError,
+  SdkError,
+  SdkErrorCode,
+  Server,
+} from '@modelcontextprotocol/server';
+import type { ClientCapabilities, LoggingLevel, RequestId, ServerContext, StandardSchemaV1 } from '@modelcontextprotocol/server';
 import { principalKey } from '../auth/state.js';
 import type { CallPipeline } from '../pipeline/call-pipeline.js';
 import type { ListView } from '../pipeline/list-view.js';
@@ -107,7 +115,32 @@ export function buildServer(d: FaceDeps, opts: { subscriptions: boolean } = { su
     return {};
   });
   server.setRequestHandler('tools/list', (req, ctx) => lists.tools(contextOf(ctx), req.params?.cursor));
-  server.setRequestHandler('tools/call', (req, ctx) => calls.callTool(contextOf(ctx), req.params, ctx));
+  // A 2025 session's answers go through the SDK's shim, which checks them; when one fails it ends the
+  // agent's request with a tool error and never retries, so the round's call is ended at once (recorded)
+  // instead of holding its service until the input request expires. Keyed by the agent's request id.
+  const rounds = new Map<RequestId, { cc: CallContext; state: string }>();
+  server.setRequestHandler('tools/call', async (req, ctx) => {
+    rounds.delete(ctx.mcpReq.id);
+    const cc = contextOf(ctx);
+    const r = await calls.callTool(cc, req.params, ctx);
+    if (cc.era !== 'modern' && isInputRequiredResult(r) && typeof r.requestState === 'string') rounds.set(ctx.mcpReq.id, { cc, state: r.requestState });
+    return r;
+  });
+  const listRoots = server.listRoots.bind(server);
+  server.listRoots = async (params, options) => {
+    try {
+      return await listRoots(params, options);
+    } catch (e) {
+      const id = options?.relatedRequestId;
+      const round = id !== undefined ? rounds.get(id) : undefined;
+      if (id !== undefined && round) {
+        rounds.delete(id);
+        const malformed = e instanceof SdkError && e.code === SdkErrorCode.InvalidResult;
+        await calls.answerFailed(round.cc, round.state, 'roots/list', malformed).catch(() => undefined);
+      }
+      throw e;
+    }
+  };
   server.setRequestHandler('prompts/list', (req, ctx) => lists.prompts(contextOf(ctx), req.params?.cursor));
   server.setRequestHandler('prompts/get', (req, ctx) => calls.getPrompt(contextOf(ctx), req.params, ctx));
   server.setRequestHandler('resources/list', (req, ctx) => lists.resources(contextOf(ctx), req.params?.cursor));

@@ -25,7 +25,7 @@ import { buildPolicyInput, decisionReach, isWellFormedJson, type ResourceExtract
 import type { Decision, Logger, RedactCategory, ToolFacts } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
 import { verdictOf } from '../upstream/resilience.js';
-import type { Forwarded, ForwardMethod, ForwardParams, ForwardResult } from '../upstream/connection.js';
+import type { Forwarded, ForwardMethod, ForwardParams, ForwardResult, InteractionRequest } from '../upstream/connection.js';
 import type { InFlight } from './in-flight.js';
 import { CONSENT_KEY, type ConsentGate, type ConsentResult, type ConsentState, isConsentState, summarize } from './consent.js';
 import { ANSWER_TYPE, isValidAnswer, ParkedCalls, PendingCall, type Finish } from './input-requests.js';
@@ -730,8 +730,35 @@ export class CallPipeline {
       'ERR_INPUT_ANSWER_INVALID',
       `the answer to the input request (${asking}) is not a valid ${ANSWER_TYPE[asking]}; the call was ended`,
     );
-    await this.written(call.finish({ outcome: 'refused', error: { code: e.code, message: e.message } }));
+    // An error path: the record is made durable before the agent is answered.
+    await call.finish({ outcome: 'refused', error: { code: e.code, message: e.message } });
     return e;
+  }
+
+  /**
+   * A 2025 session's agent could not answer the input request of the round `requestState` names: the
+   * SDK's shim found its answer malformed (`malformed`) or got an error, ended the agent's request with
+   * a tool error, and will not retry. A malformed answer is recorded (refused, ERR_INPUT_ANSWER_INVALID);
+   * a call parked for the round is ended now, its service's request refused and its outcome recorded,
+   * rather than holding the service until the input request expires.
+   */
+  async answerFailed(cc: CallContext, requestState: string, method: InteractionRequest['method'], malformed: boolean): Promise<void> {
+    const message = malformed
+      ? `the answer to the input request (${method}) is not a valid ${ANSWER_TYPE[method]}; the call was ended`
+      : `the agent did not answer the input request (${method}); the call was ended`;
+    if (malformed) await this.d.probes.refused(cc, { method: 'tools/call', code: 'ERR_INPUT_ANSWER_INVALID', message });
+    let s: unknown;
+    try {
+      s = this.d.state.verify(principalKey(cc.principal), requestState);
+    } catch {
+      return;
+    }
+    if (!isPipelineState(s) || s.k !== 'parked' || (s.r !== undefined && s.r !== this.d.replicaId)) return;
+    const call = this.parked.take(s.id, principalKey(cc.principal));
+    if (!call) return;
+    call.abandon(message);
+    // An error path: the record is made durable before the agent's request ends.
+    await call.finish({ outcome: 'refused', error: { code: malformed ? 'ERR_INPUT_ANSWER_INVALID' : 'ERR_INPUT_REQUEST_REFUSED', message } });
   }
 
   /**

@@ -246,29 +246,48 @@ describe('relay: roots, only where the config forwards them', () => {
       assert.equal(text(await other.client.callTool({ name: `${svc}.roots`, arguments: {} })), rootsText('after-malformed'));
   });
 
-  test('a malformed answer from a 1.x agent (2025 session) is refused by the face with the exact reason and never reaches the service', async () => {
-    // The SDK's 2025 shim validates the agent's answer itself and ends the call with a tool error
-    // (its 2025 idiom for tools/call); the service is never retried with it.
-    const v1 = await agent1('malformed-v1', () => ({ roots: [{ uri: 'https://not.a.file/' }] }));
-    const r = await v1.client.callTool({ name: 'modernecho.roots', arguments: {} });
-    assert.equal(r.isError, true, JSON.stringify(r));
-    const issues = [
-      {
-        origin: 'string',
-        code: 'invalid_format',
-        format: 'starts_with',
-        prefix: 'file://',
-        path: ['roots', 0, 'uri'],
-        message: 'Invalid string: must start with "file://"',
-      },
-    ];
-    assert.deepEqual(r.content, [
-      { type: 'text', text: `Fulfilling input required by 'tools/call' failed: Invalid result for roots/list: ${JSON.stringify(issues, null, 2)}` },
-    ]);
-    // Only the first round reached the service: one decision, whose outcome is the input request.
-    const recs = readRecords(path.join(gw.dir, 'audit')).map((l) => l.rec);
-    const decisions = recs.filter((x) => x.kind === 'decision' && (x.principal as { id?: string } | undefined)?.id === 'malformed-v1');
-    assert.equal(decisions.length, 1);
-    assert.equal(recs.find((x) => x.kind === 'outcome' && x.decision_id === decisions[0]!.decision_id)?.outcome, 'input_required');
-  });
+  for (const svc of ['modernecho', 'legacyecho'] as const) {
+    test(`a malformed answer from a 1.x agent (2025 session), ${svc}: the exact reason, recorded, never handed to the service, blocks nobody`, async () => {
+      // The SDK's 2025 shim validates the agent's answer itself and ends the call with a tool error
+      // (its 2025 idiom for tools/call); the gateway records it and ends a call parked for it.
+      const who = `malformed-v1-${svc}`;
+      const v1 = await agent1(who, () => ({ roots: [{ uri: 'https://not.a.file/' }] }));
+      const r = await v1.client.callTool({ name: `${svc}.roots`, arguments: {} });
+      const issues = [
+        {
+          origin: 'string',
+          code: 'invalid_format',
+          format: 'starts_with',
+          prefix: 'file://',
+          path: ['roots', 0, 'uri'],
+          message: 'Invalid string: must start with "file://"',
+        },
+      ];
+      assert.deepEqual(r, {
+        content: [
+          { type: 'text', text: `Fulfilling input required by 'tools/call' failed: Invalid result for roots/list: ${JSON.stringify(issues, null, 2)}` },
+        ],
+        isError: true,
+      });
+      const message = 'the answer to the input request (roots/list) is not a valid ListRootsResult; the call was ended';
+      const recs = () => readRecords(path.join(gw.dir, 'audit')).map((l) => l.rec);
+      const mine = (x: Record<string, unknown>) => (x.principal as { id?: string } | undefined)?.id === who;
+      // Recorded as a refused answer (written before the agent's request ended).
+      const refusal = recs().find((x) => x.kind === 'event' && mine(x) && JSON.stringify(x).includes('ERR_INPUT_ANSWER_INVALID'));
+      assert.ok(refusal && JSON.stringify(refusal).includes(message), JSON.stringify(refusal));
+      // One decision: the first round; the answer never reached the service.
+      const decisions = recs().filter((x) => x.kind === 'decision' && mine(x));
+      assert.equal(decisions.length, 1);
+      const outcome = recs().find((x) => x.kind === 'outcome' && x.decision_id === decisions[0]!.decision_id);
+      if (svc === 'modernecho') assert.equal(outcome?.outcome, 'input_required');
+      else {
+        // The 2025 service's call was parked for the answer: ended, its roots/list refused.
+        assert.equal(outcome?.outcome, 'refused');
+        assert.deepEqual(outcome?.error, { code: 'ERR_INPUT_ANSWER_INVALID', message });
+      }
+      // Nobody is blocked: the next agent's roots come back at once (a parked call would make its request ambiguous).
+      const next = await agent1(`${who}-next`);
+      assert.equal(text(await next.client.callTool({ name: `${svc}.roots`, arguments: {} })), rootsText(`${who}-next`));
+    });
+  }
 });
