@@ -205,6 +205,24 @@ describe('two replicas behind nginx, sharing Redis', () => {
     );
   });
 
+  test("a malformed answer carried to the replica holding the call: the exact -32602, the service's call ended and recorded there", async () => {
+    const t = await token('bad-asker', ['legacyecho:call']);
+    const first = await confirmAt('r1', t);
+    assert.equal(first.result?.resultType, 'input_required', JSON.stringify(first));
+    const key = Object.keys(first.result.inputRequests)[0]!;
+    const bad = await confirmAt('r2', t, { inputResponses: { [key]: { action: 'maybe' } }, requestState: first.result.requestState as string });
+    assert.equal(bad.error?.code, -32602, JSON.stringify(bad));
+    const message = 'the answer to the input request (elicitation/create) is not a valid ElicitResult; the call was ended';
+    assert.equal(bad.error?.message, message);
+    const atR1 = readRecords(auditOf('r1')).map((l) => l.rec as Record<string, any>);
+    const decision = atR1.find((r) => r.kind === 'decision' && r.principal?.id === 'bad-asker');
+    const outcome = atR1.find((r) => r.kind === 'outcome' && r.decision_id === decision?.decision_id);
+    assert.deepEqual([outcome?.outcome, outcome?.error], ['refused', { code: 'ERR_INPUT_ANSWER_INVALID', message }]);
+    // The call is gone: a valid answer now is refused as for any call no longer parked.
+    const late = await confirmAt('r2', t, accept(first));
+    assert.equal(late.error?.message, 'the input request has expired or belongs to another caller', JSON.stringify(late));
+  });
+
   test("every replica's JWKS document holds both replicas' signing keys", async () => {
     const kids = async (p: number) =>
       (
