@@ -240,6 +240,20 @@ describe('relay: roots, only where the config forwards them', () => {
       ),
       'the refused retry is recorded',
     );
+    // The same check for every input request, and for prompts/get rounds: an elicitation answer that is not one.
+    const ask = await modernPost(gw, t, 'prompts/get', { name: 'modernecho.ask' }, { capabilities: { elicitation: { form: {} } } });
+    const round = ask.at(-1)!;
+    assert.equal(round.result?.resultType, 'input_required', JSON.stringify(round));
+    const badAsk = (
+      await modernPost(
+        gw,
+        t,
+        'prompts/get',
+        { name: 'modernecho.ask', requestState: round.result.requestState, inputResponses: { name: { action: 'maybe' } } },
+        { capabilities: { elicitation: { form: {} } } },
+      )
+    ).at(-1)!;
+    assert.deepEqual(badAsk.error, { code: -32602, message: 'the answer to the input request (elicitation/create) is not a valid ElicitResult' });
     // Nothing changed for anyone else: the next agents' roots still come back, on both services.
     const other = await agent1('after-malformed');
     for (const svc of ['legacyecho', 'modernecho'])
