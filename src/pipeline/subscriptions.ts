@@ -1,16 +1,19 @@
 /**
- * Agents' resource subscriptions. A subscription is decided by policy (action `subscribe_resource`)
- * and audited like a read, and forwarded to the service that owns the URI; the service's
- * `notifications/resources/updated` reaches only the agents subscribed to that URI who may read it
- * when it arrives (decided again, like the list phase). The service's own subscription is shared: it
- * is unsubscribed when its last agent unsubscribes or goes away.
+ * Agents' resource subscriptions, in both eras: a 2025 agent's resources/subscribe, and each URI a
+ * 2026-07-28 agent names in subscriptions/listen (an agent here is then that listen stream). A
+ * subscription is decided by policy (action `subscribe_resource`) and audited like a read, and
+ * forwarded to the service that owns the URI (a 2026-07-28 service is subscribed on the gateway's own
+ * listen stream to it: upstream/connection); the service's `notifications/resources/updated` reaches
+ * only the agents subscribed to that URI who may read it when it arrives (decided again, like the
+ * list phase). The service's own subscription is shared: it is unsubscribed when its last agent
+ * unsubscribes or goes away.
  */
-import type { ServerContext, SubscribeRequest } from '@modelcontextprotocol/server';
+import type { SubscribeRequest } from '@modelcontextprotocol/server';
 import { ProtocolError } from '@modelcontextprotocol/server';
 import { principalKey } from '../auth/state.js';
 import type { Logger } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
-import type { CallPipeline } from './call-pipeline.js';
+import type { CallPipeline, RequestScope } from './call-pipeline.js';
 import type { CallContext, ProbePort } from './ports.js';
 
 /** One agent's subscription: whom to tell, and as whom to decide. */
@@ -40,19 +43,12 @@ export class ResourceSubscriptions {
   }
 
   /** Subscribes `agent` to the URI: refused (and recorded) when the policy denies or the agent holds too many. */
-  async subscribe(agent: object, cc: CallContext, params: SubscribeRequest['params'], ctx: ServerContext, notify: (uri: string) => unknown): Promise<void> {
+  async subscribe(agent: object, cc: CallContext, params: SubscribeRequest['params'], ctx: RequestScope, notify: (uri: string) => unknown): Promise<void> {
     const mine = this.perAgent.get(agent);
     if (mine && !mine.has(params.uri) && mine.size >= this.max) {
       const message = `too many resource subscriptions on this connection (at most ${this.max}); unsubscribe first`;
       await this.d.probes.refused(cc, { method: 'resources/subscribe', code: 'ERR_SUBSCRIPTIONS_EXCEEDED', message });
       throw new ProtocolError(-32029, message);
-    }
-    const owner = this.d.catalog.resourceService(params.uri);
-    if (owner !== undefined && this.d.catalog.service(owner)?.era === 'modern') {
-      // A 2026-07-28 service takes subscriptions on subscriptions/listen, which the gateway does not relay yet.
-      const message = 'resources/subscribe is not relayed for a 2026-07-28 service';
-      await this.d.probes.refused(cc, { method: 'resources/subscribe', code: 'ERR_NOT_RELAYED', message });
-      throw new ProtocolError(-32601, message);
     }
     const service = await this.d.calls.subscribe(cc, params, ctx);
     let entry = this.byUri.get(params.uri);
@@ -62,6 +58,31 @@ export class ResourceSubscriptions {
     }
     entry.subs.set(agent, { cc, notify });
     this.perAgent.set(agent, (mine ?? new Set()).add(params.uri));
+  }
+
+  /**
+   * The resource URIs a 2026-07-28 agent names in one subscriptions/listen (`agent`: that stream):
+   * each decided and recorded like a resources/subscribe, in order, duplicates once. Returns the ones
+   * granted, which are all the acknowledgement may list; a refused one is left out (its record says
+   * why: the decision, or the refusal). Past the per-agent cap the rest are refused in one record.
+   */
+  async listen(agent: object, cc: CallContext, uris: readonly string[], ctx: RequestScope, notify: (uri: string) => unknown): Promise<string[]> {
+    const unique = [...new Set(uris)];
+    if (unique.length > this.max) {
+      const message = `too many resource subscriptions on this stream (at most ${this.max}); ${unique.length - this.max} left out`;
+      await this.d.probes.refused(cc, { method: 'subscriptions/listen', code: 'ERR_SUBSCRIPTIONS_EXCEEDED', message });
+      unique.length = this.max;
+    }
+    const granted: string[] = [];
+    for (const uri of unique) {
+      try {
+        await this.subscribe(agent, cc, { uri }, ctx, notify);
+        granted.push(uri);
+      } catch {
+        // Recorded where it was refused (the decision or refusal record); the agent sees it left out of the ack.
+      }
+    }
+    return granted;
   }
 
   /**

@@ -6,7 +6,14 @@
  * service processes. Calls are multiplexed over it by JSON-RPC id.
  */
 import { EventEmitter } from 'node:events';
-import { CLIENT_CAPABILITIES_META_KEY, Client, LOG_LEVEL_META_KEY, ProtocolError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import {
+  CLIENT_CAPABILITIES_META_KEY,
+  Client,
+  LOG_LEVEL_META_KEY,
+  ProtocolError,
+  StreamableHTTPClientTransport,
+  SUBSCRIPTION_ID_META_KEY,
+} from '@modelcontextprotocol/client';
 import type {
   CallToolRequestParams,
   ClientCapabilities,
@@ -21,6 +28,7 @@ import type {
   JSONRPCNotification,
   LoggingLevel,
   LoggingMessageNotificationParams,
+  McpSubscription,
   MessageExtraInfo,
   Prompt,
   ReadResourceRequestParams,
@@ -121,6 +129,10 @@ class GatewayClient extends Client {
   onLog: ((p: LoggingMessageNotificationParams) => void) | undefined;
   /** Where the service's `notifications/resources/updated` go (the gateway's subscription registry). */
   onUpdated: ((uri: string) => void) | undefined;
+  /** 2026-07-28: the subscription id of the last acknowledged listen that names resources (the gateway's own). */
+  resourceAckId: unknown;
+  /** 2026-07-28: the gateway's current resource listen; updates stamped with another id are stale. */
+  watchId: unknown;
 
   protected override _onnotification(raw: JSONRPCNotification, extra?: MessageExtraInfo): void {
     if (raw.method === 'notifications/message') {
@@ -128,9 +140,16 @@ class GatewayClient extends Client {
       return;
     }
     if (raw.method === 'notifications/resources/updated') {
-      const uri = (raw.params as { uri?: unknown } | undefined)?.uri;
-      if (typeof uri === 'string') this.onUpdated?.(uri);
+      const params = raw.params as { uri?: unknown; _meta?: Record<string, unknown> } | undefined;
+      const sid = params?._meta?.[SUBSCRIPTION_ID_META_KEY];
+      // While a resubscription replaces the listen stream, the old one's copy of an update is dropped.
+      if (sid !== undefined && sid !== this.watchId) return;
+      if (typeof params?.uri === 'string') this.onUpdated?.(params.uri);
       return;
+    }
+    if (raw.method === 'notifications/subscriptions/acknowledged') {
+      const params = raw.params as { notifications?: { resourceSubscriptions?: unknown }; _meta?: Record<string, unknown> } | undefined;
+      if (params?.notifications?.resourceSubscriptions !== undefined) this.resourceAckId = params._meta?.[SUBSCRIPTION_ID_META_KEY];
     }
     if (raw.method === 'notifications/progress') {
       const params = (raw.params ?? {}) as ProgressParams & { progressToken?: unknown };
@@ -208,6 +227,13 @@ export class ServiceConnection extends EventEmitter {
   /** Every forwarded request in flight on this connection (to attribute what names no call). */
   private readonly inflight = new Map<ForwardOptions, ((p: LoggingMessageNotificationParams) => void) | undefined>();
   private readyWaiters: Array<() => void> = [];
+  /**
+   * 2026-07-28: the resource URIs the gateway is subscribed to at this service, on one listen
+   * stream of its own (`watch`), changed one at a time (`watching`).
+   */
+  private watched = new Set<string>();
+  private watch: McpSubscription | undefined;
+  private watching: Promise<void> = Promise.resolve();
 
   constructor(
     readonly name: string,
@@ -280,6 +306,12 @@ export class ServiceConnection extends EventEmitter {
    */
   async forward<M extends ForwardMethod>(method: M, params: ForwardParams<M>, opts: ForwardOptions = {}): Promise<Forwarded<M>> {
     const client = await this.whenReady(Math.min(this.cfg.call_timeout_ms, 5000));
+    if (this.era === 'modern' && (method === 'resources/subscribe' || method === 'resources/unsubscribe')) {
+      // A 2026-07-28 service has no resources/subscribe: the gateway subscribes on its own listen stream.
+      const uri = 'uri' in params && typeof params.uri === 'string' ? params.uri : '';
+      await this.rewatch(client, method === 'resources/subscribe' ? { add: uri } : { remove: uri });
+      return { result: {} as ForwardResult<M>, bytes: 2 };
+    }
     if (opts.sink) this.sinks.add(opts.sink);
     // Our own idle timeout, reset by progress (the SDK's cannot see progress routed around it).
     const timeoutMs = opts.timeoutMs ?? this.callTimeoutFor(method === 'tools/call' && 'name' in params ? params.name : undefined);
@@ -349,6 +381,56 @@ export class ServiceConnection extends EventEmitter {
         max_bytes: cap,
       });
     return { result, bytes };
+  }
+
+  /**
+   * 2026-07-28: a listen stream's filter is fixed, so a change to the subscribed URIs opens a stream
+   * with the new set and closes the old one only once the service has acknowledged the new one (no
+   * update is lost in between; the old one's are dropped from then on). Rejects when the service
+   * does not acknowledge an added URI (nothing changes then).
+   */
+  private rewatch(client: GatewayClient, change: { add?: string; remove?: string } = {}): Promise<void> {
+    const run = this.watching.then(async () => {
+      if (client !== this.client) throw new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${this.name}" is not connected`, { service: this.name });
+      const next = new Set(this.watched);
+      if (change.add !== undefined) next.add(change.add);
+      if (change.remove !== undefined) next.delete(change.remove);
+      if (next.size === this.watched.size && [...next].every((u) => this.watched.has(u)) && (next.size === 0) === (this.watch === undefined)) return;
+      let sub: McpSubscription | undefined;
+      let id: unknown;
+      if (next.size > 0) {
+        client.resourceAckId = undefined;
+        sub = await client.listen({ resourceSubscriptions: [...next] }, { timeout: this.cfg.call_timeout_ms });
+        if (change.add !== undefined && !(sub.honoredFilter.resourceSubscriptions ?? []).includes(change.add)) {
+          await sub.close().catch(() => undefined);
+          throw new GatewayError('ERR_SERVICE_ERROR', `service "${this.name}" did not accept the resource subscription`, { service: this.name });
+        }
+        id = client.resourceAckId;
+      }
+      const old = this.watch;
+      this.watch = sub;
+      this.watched = next;
+      client.watchId = id;
+      await old?.close().catch(() => undefined);
+      if (sub) void sub.closed.then((why) => this.watchEnded(client, sub, why));
+    });
+    this.watching = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The service ended the gateway's resource listen while the connection lives on: listened again after a pause. */
+  private watchEnded(client: GatewayClient, sub: McpSubscription, why: 'local' | 'graceful' | 'remote'): void {
+    if (why === 'local' || this.watch !== sub || this.client !== client || this.stopping) return;
+    this.watch = undefined;
+    this.log.warn({ service: this.name, why }, 'service ended the resource subscription stream; subscribing again');
+    this.clock.setTimeout(() => {
+      this.rewatch(client).catch((e: Error) => this.log.warn({ service: this.name, err: e.message }, 'resubscribing to resources failed'));
+    }, 1000);
+  }
+
+  /** 2026-07-28: how many resource URIs the gateway is subscribed to at this service (shared by its agents). */
+  get resourceSubscriptions(): number {
+    return this.watched.size;
   }
 
   /** The largest single message read from this service: its largest answer cap plus room for the envelope. */
@@ -449,6 +531,11 @@ export class ServiceConnection extends EventEmitter {
     this.backoff.reset();
     const sandbox = this.cfg.transport === 'stdio' ? (this.cfg.sandbox?.mode ?? 'bwrap') : undefined;
     this.log.info({ service: this.name, era: this.era, tools: this.tools.length, pid: this.pid, ...(sandbox ? { sandbox } : {}) }, 'service ready');
+    // A new connection to a 2026-07-28 service: the gateway's resource subscriptions are made again.
+    this.watch = undefined;
+    if (this.era === 'modern' && this.watched.size > 0) {
+      this.rewatch(client).catch((e: Error) => this.log.warn({ service: this.name, err: e.message }, 'resubscribing to resources failed'));
+    }
     this.emit('ready');
     this.emit('changed', 'all');
     this.wakeWaiters();

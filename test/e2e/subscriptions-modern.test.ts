@@ -1,0 +1,229 @@
+/**
+ * Issue #11 point 1, resources: subscriptions and their updates in every agent era x service era pair.
+ * 2025 agents (SDK 1.x client) subscribe with resources/subscribe; 2026-07-28 agents (SDK 2.x client)
+ * name resources in subscriptions/listen. Services: the echo fixture as a 2025 stdio service, as a
+ * 2026-07-28 stdio service, and as a 2026-07-28-only Streamable HTTP service (real child processes).
+ * Each subscription is decided by policy and audited; a refused one is left out (2025: the error;
+ * 2026: the acknowledgement); an update reaches only subscribers who may read the URI; unsubscribing
+ * or closing the stream ends delivery, and the service's own subscription ends with its last subscriber.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type Client, type McpSubscription, SUBSCRIPTION_ID_META_KEY } from '@modelcontextprotocol/client';
+import type { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
+import { McpError, ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { readRecords } from '../helpers/audit.js';
+import { connect, connectV1, echoService, eventually, FIXTURE, type Gateway, startGateway } from '../helpers/harness.js';
+
+/** Starts the echo fixture on HTTP (2026-07-28 only) on an ephemeral port, with its own resource URI. */
+async function startHttpFixture(uri: string): Promise<{ proc: ChildProcess; url: string }> {
+  const proc = spawn(process.execPath, [FIXTURE, '--http-port', '0', '--modern-only', '--resource-uri', uri], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    proc.stdout!.setEncoding('utf8').on('data', (s: string) => {
+      out += s;
+      const m = /listening (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    proc.once('exit', (code) => reject(new Error(`fixture exited with ${code}`)));
+  });
+  return { proc, url: `http://127.0.0.1:${port}/mcp` };
+}
+
+const uriOf = (service: string) => `echo://${service}/info`;
+const text = (r: object) => ((r as { content?: Array<{ text?: string }> }).content ?? [])[0]?.text ?? '';
+
+/** Each service, its era, and a service of the other kind whose resource a forbidden principal may read. */
+const SERVICES = [
+  { name: 'legacyecho', era: '2025', other: 'modernecho' },
+  { name: 'modernecho', era: '2026', other: 'legacyecho' },
+  { name: 'webecho', era: '2026 HTTP', other: 'legacyecho' },
+] as const;
+
+/** One agent as the tests drive it, whatever its era. */
+interface Agent {
+  /** The URIs of the updates it received, in order. */
+  got: string[];
+  /** Every updated notification's params as received. */
+  raw: Array<Record<string, unknown>>;
+  /** Subscribes to `uris`: the ones granted (2025: each subscribe; 2026: one listen stream's ack) and the 2025 errors. */
+  subscribe(uris: string[]): Promise<{ granted: string[]; errors: Array<{ code: number; message: string }>; stream?: McpSubscription }>;
+  /** Ends the subscriptions of `sub` (2025: unsubscribes `uris`; 2026: closes the stream). */
+  end(sub: { stream?: McpSubscription }, uris: string[]): Promise<void>;
+  client: Client | ClientV1;
+  close(): Promise<void>;
+}
+
+describe('resource subscriptions across agent and service eras', () => {
+  let gw: Gateway;
+  let web: { proc: ChildProcess; url: string };
+  const open: Agent[] = [];
+
+  before(async () => {
+    web = await startHttpFixture(uriOf('webecho'));
+    gw = await startGateway({
+      services: {
+        legacyecho: echoService({ era: 'legacy' }, undefined, uriOf('legacyecho')),
+        modernecho: echoService({ era: 'modern' }, undefined, uriOf('modernecho')),
+        webecho: { transport: 'http', url: web.url, era: 'modern' },
+      },
+    });
+    await eventually(async () => {
+      const r = (await (await fetch(`${gw.url}/readyz`)).json()) as { services?: Array<{ state: string }> };
+      return r.services?.every((s) => s.state === 'ready') ?? false;
+    }, 30_000);
+  });
+  after(async () => {
+    for (const a of open) await a.close().catch(() => undefined);
+    await gw?.stop();
+    web?.proc.kill();
+  });
+
+  async function agent(era: '2025' | '2026', sub: string, scopes?: string[]): Promise<Agent> {
+    const token = await gw.token({ sub, ...(scopes ? { scopes } : {}) });
+    const got: string[] = [];
+    const raw: Array<Record<string, unknown>> = [];
+    let a: Agent;
+    if (era === '2025') {
+      const c = await connectV1(gw, { token });
+      c.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
+        raw.push(n.params);
+        got.push(n.params.uri);
+      });
+      a = {
+        got,
+        raw,
+        client: c,
+        close: () => c.close(),
+        async subscribe(uris) {
+          const granted: string[] = [];
+          const errors: Array<{ code: number; message: string }> = [];
+          for (const uri of uris) {
+            try {
+              await c.subscribeResource({ uri });
+              granted.push(uri);
+            } catch (e) {
+              assert.ok(e instanceof McpError, String(e));
+              errors.push({ code: e.code, message: e.message });
+            }
+          }
+          return { granted, errors };
+        },
+        async end(_s, uris) {
+          for (const uri of uris) await c.unsubscribeResource({ uri });
+        },
+      };
+    } else {
+      const c = await connect(gw, 'modern', { token });
+      c.setNotificationHandler('notifications/resources/updated', (n) => {
+        raw.push(n.params as Record<string, unknown>);
+        got.push(n.params.uri);
+      });
+      a = {
+        got,
+        raw,
+        client: c,
+        close: () => c.close(),
+        async subscribe(uris) {
+          const stream = await c.listen({ resourceSubscriptions: uris });
+          return { granted: stream.honoredFilter.resourceSubscriptions ?? [], errors: [], stream };
+        },
+        async end(s) {
+          await s.stream?.close();
+        },
+      };
+    }
+    open.push(a);
+    return a;
+  }
+
+  const touch = async (who: Agent, service: string) =>
+    text(await (who.client as Client).callTool({ name: `${service}.touch`, arguments: { uri: uriOf(service) } }));
+
+  const readyz = async () =>
+    ((await (await fetch(`${gw.url}/readyz`)).json()) as { services: Array<{ name: string; resource_subscriptions?: number }> }).services;
+
+  const decisions = (sub: string) =>
+    readRecords(path.join(gw.dir, 'audit'))
+      .map((l) => l.rec)
+      .filter((r) => r.kind === 'decision' && (r.principal as { id?: string } | undefined)?.id === sub)
+      .map((r) => ({
+        method: r.method,
+        service: r.service,
+        allow: (r.result as { allow?: boolean }).allow,
+        // Both engines give their reasons: each id once.
+        reasons: [...new Set(((r.result as { reasons?: Array<{ id: string }> }).reasons ?? []).map((x) => x.id))],
+      }));
+
+  for (const agentEra of ['2025', '2026'] as const) {
+    for (const svc of SERVICES) {
+      test(`${agentEra} agent x ${svc.era} service: decided, delivered only to who may read it, ended by ${agentEra === '2025' ? 'unsubscribe' : 'closing the stream'}`, async () => {
+        const X = uriOf(svc.name);
+        const Y = uriOf(svc.other);
+        const tag = `${agentEra}-${svc.name}`;
+        // A may read both resources; P only the other service's (scope <namespace>:call).
+        const a = await agent(
+          agentEra,
+          `sub-a-${tag}`,
+          SERVICES.map((s) => `${s.name}:call`),
+        );
+        const p = await agent(agentEra, `sub-p-${tag}`, [`${svc.other}:call`]);
+
+        // A: X and Y on separate subscriptions (2026: separate streams), so X can end while Y stays.
+        const ax = await a.subscribe([X]);
+        const ay = await a.subscribe([Y]);
+        assert.deepEqual(
+          [ax, ay].map((s) => [s.granted, s.errors]),
+          [
+            [[X], []],
+            [[Y], []],
+          ],
+        );
+        const ps = await p.subscribe([X, Y]);
+        assert.deepEqual(ps.granted, [Y], 'the forbidden URI is left out');
+        if (agentEra === '2025') assert.deepEqual(ps.errors, [{ code: -32003, message: 'MCP error -32003: denied by policy: service_content_scope_missing' }]);
+        else assert.deepEqual(ps.stream?.honoredFilter, { resourceSubscriptions: [Y] });
+
+        // Every subscription decided by policy and recorded; P's to X denied.
+        assert.deepEqual(decisions(`sub-p-${tag}`), [
+          { method: 'resources/subscribe', service: svc.name, allow: false, reasons: ['service_content_scope_missing'] },
+          { method: 'resources/subscribe', service: svc.other, allow: true, reasons: ['service_content_scope'] },
+        ]);
+        assert.deepEqual(
+          decisions(`sub-a-${tag}`).map((d) => [d.service, d.allow]),
+          [
+            [svc.name, true],
+            [svc.other, true],
+          ],
+        );
+
+        // An update to X reaches A (exactly), then one to Y reaches both: P's first is Y, so X never reached it.
+        assert.equal(await touch(a, svc.name), `updated ${X}`);
+        await eventually(() => a.got.length >= 1);
+        assert.equal(await touch(a, svc.other), `updated ${Y}`);
+        await eventually(() => a.got.length >= 2 && p.got.length >= 1);
+        assert.deepEqual(a.got, [X, Y]);
+        assert.deepEqual(p.got, [Y]);
+        if (agentEra === '2025') assert.deepEqual(a.raw[0], { uri: X });
+        else {
+          assert.deepEqual(Object.keys(a.raw[0]!).sort(), ['_meta', 'uri']);
+          assert.deepEqual(Object.keys(a.raw[0]!._meta as object), [SUBSCRIPTION_ID_META_KEY]);
+        }
+
+        // A ends its subscription to X; it was X's only subscriber, so the gateway's at the service ends too.
+        await a.end(ax, [X]);
+        if (svc.era === '2025') await eventually(async () => (await touch(a, svc.name)) === `not subscribed ${X}`);
+        else await eventually(async () => (await readyz()).find((s) => s.name === svc.name)?.resource_subscriptions === 0);
+        assert.equal(await touch(a, svc.name), svc.era === '2025' ? `not subscribed ${X}` : `updated ${X}`);
+        assert.equal(await touch(a, svc.other), `updated ${Y}`);
+        await eventually(() => a.got.length >= 3 && p.got.length >= 2);
+        assert.deepEqual(a.got, [X, Y, Y], 'nothing of X after the subscription ended');
+        assert.deepEqual(p.got, [Y, Y]);
+        await a.end(ay, [Y]);
+        await p.end(ps, [Y]);
+      });
+    }
+  }
+});
