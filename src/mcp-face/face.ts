@@ -81,6 +81,11 @@ export class McpFace {
       const named = resourceListen(parsedBody);
       // Only list changes asked for (or a filter the SDK will refuse): the shared handler serves it.
       if (named === undefined) return this.stream(facts, () => this.modern.fetch(req, { authInfo, parsedBody }));
+      if (named === 'malformed') {
+        const message = 'Invalid params: notifications.resourceSubscriptions must be a list of resource URIs (strings)';
+        await this.deps.probes.refused(edgeContext(facts, null), { method: 'subscriptions/listen', code: 'ERR_BAD_REQUEST', message });
+        return Response.json({ jsonrpc: '2.0', id: requestIdOf(parsedBody), error: { code: -32602, message } }, { status: 400 });
+      }
       return this.stream(facts, () => this.listenToResources(req, facts, authInfo, named.body, named.uris));
     }
     const sid = req.headers.get('mcp-session-id');
@@ -148,6 +153,9 @@ export class McpFace {
       this.deps.subscriptions.dropAgent(stream);
       void handler.close().catch(() => undefined);
     };
+    // An agent gone while its URIs were decided (or later: a body nobody reads ends nowhere else).
+    req.signal.addEventListener('abort', end, { once: true });
+    if (req.signal.aborted) end();
     const notifications = { ...body.params.notifications, resourceSubscriptions: granted };
     let res: Response;
     try {
@@ -216,12 +224,22 @@ interface ListenBody {
   params: { notifications: Record<string, unknown>; _meta?: unknown };
 }
 
-/** A listen body and the resource URIs it names, when it names any as a list of strings (else the SDK's answer stands). */
-function resourceListen(body: unknown): { body: ListenBody & Record<string, unknown>; uris: string[] } | undefined {
+/**
+ * A listen body and the resource URIs it names; undefined when it names none (the SDK answers the
+ * rest: list changes, or a filter it refuses), 'malformed' when they are not a list of strings.
+ */
+function resourceListen(body: unknown): { body: ListenBody & Record<string, unknown>; uris: string[] } | 'malformed' | undefined {
   if (!isRecord(body) || !isRecord(body.params) || !isRecord(body.params.notifications)) return undefined;
   const uris: unknown = body.params.notifications.resourceSubscriptions;
-  if (!Array.isArray(uris) || uris.length === 0 || !uris.every((u) => typeof u === 'string')) return undefined;
+  if (uris === undefined || (Array.isArray(uris) && uris.length === 0)) return undefined;
+  if (!Array.isArray(uris) || !uris.every((u) => typeof u === 'string')) return 'malformed';
   return { body: { ...body, params: { ...body.params, notifications: body.params.notifications } }, uris };
+}
+
+/** The JSON-RPC id of a request body, to answer it (null when it has none that JSON-RPC allows). */
+function requestIdOf(body: unknown): string | number | null {
+  const id = isRecord(body) ? body.id : undefined;
+  return typeof id === 'string' || typeof id === 'number' ? id : null;
 }
 
 /** The agent's own `_meta` keys of a request (the protocol envelope and progress token left out), as a handler sees them. */

@@ -15,7 +15,7 @@ import { type Client, type McpSubscription, SUBSCRIPTION_ID_META_KEY } from '@mo
 import type { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
 import { McpError, ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { readRecords } from '../helpers/audit.js';
-import { connect, connectV1, echoService, eventually, FIXTURE, type Gateway, startGateway } from '../helpers/harness.js';
+import { connect, connectV1, echoService, eventually, FIXTURE, type Gateway, modernPost, startGateway } from '../helpers/harness.js';
 
 /** Starts the echo fixture on HTTP (2026-07-28 only) on an ephemeral port, with its own resource URI. */
 async function startHttpFixture(uri: string): Promise<{ proc: ChildProcess; url: string }> {
@@ -156,6 +156,51 @@ describe('resource subscriptions across agent and service eras', () => {
         // Both engines give their reasons: each id once.
         reasons: [...new Set(((r.result as { reasons?: Array<{ id: string }> }).reasons ?? []).map((x) => x.id))],
       }));
+
+  const refusals = (sub: string) =>
+    readRecords(path.join(gw.dir, 'audit'))
+      .map((l) => l.rec)
+      .filter((r) => r.kind === 'event' && r.type === 'probe_refused' && (r.principal as { id?: string } | undefined)?.id === sub)
+      .map((r) => ({ method: r.method, ...(r.error as { code: string; message: string }) }));
+
+  test('a 2026 listen: an unknown URI and the URIs past the cap (100) are left out, each refusal recorded', async () => {
+    const X = uriOf('modernecho');
+    const unknown = Array.from({ length: 99 }, (_, i) => `echo://nowhere/${i}`);
+    const a = await agent('2026', 'sub-cap', ['modernecho:call', 'legacyecho:call']);
+    // 101 URIs (one twice, counted once): X, 99 unknown, then legacyecho's, the 101st, past the cap.
+    const s = await a.subscribe([X, ...unknown, X, uriOf('legacyecho')]);
+    assert.deepEqual(s.stream?.honoredFilter, { resourceSubscriptions: [X] });
+    await eventually(() => refusals('sub-cap').some((x) => x.code === 'ERR_RESOURCE_NOT_FOUND'));
+    const got = refusals('sub-cap');
+    assert.deepEqual(got[0], {
+      method: 'subscriptions/listen',
+      code: 'ERR_SUBSCRIPTIONS_EXCEEDED',
+      message: 'too many resource subscriptions on this stream (at most 100); 1 left out',
+    });
+    assert.deepEqual(got[1], { method: 'resources/subscribe', code: 'ERR_RESOURCE_NOT_FOUND', message: 'Resource not found: echo://nowhere/0' });
+    // The granted one works.
+    assert.equal(await touch(a, 'modernecho'), `updated ${X}`);
+    await eventually(() => a.got.length >= 1);
+    assert.deepEqual(a.got, [X]);
+    await a.end(s, []);
+  });
+
+  test('a 2026 listen whose resourceSubscriptions is not a list of strings: -32602, recorded, nothing subscribed', async () => {
+    const t = await gw.token({ sub: 'sub-malformed' });
+    const [answer] = await modernPost(gw, t, 'subscriptions/listen', { notifications: { resourceSubscriptions: [uriOf('modernecho'), 7] } });
+    assert.deepEqual(answer, {
+      jsonrpc: '2.0',
+      id: 1,
+      error: { code: -32602, message: 'Invalid params: notifications.resourceSubscriptions must be a list of resource URIs (strings)' },
+    });
+    const got = await eventually(() => refusals('sub-malformed')[0]);
+    assert.deepEqual(got, {
+      method: 'subscriptions/listen',
+      code: 'ERR_BAD_REQUEST',
+      message: 'Invalid params: notifications.resourceSubscriptions must be a list of resource URIs (strings)',
+    });
+    assert.deepEqual(decisions('sub-malformed'), []);
+  });
 
   for (const agentEra of ['2025', '2026'] as const) {
     for (const svc of SERVICES) {
