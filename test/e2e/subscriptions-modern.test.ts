@@ -10,12 +10,14 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import { rmSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { type Client, type McpSubscription, SUBSCRIPTION_ID_META_KEY } from '@modelcontextprotocol/client';
 import type { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
 import { McpError, ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { readRecords } from '../helpers/audit.js';
 import { connect, connectV1, echoService, eventually, FIXTURE, type Gateway, modernPost, startGateway } from '../helpers/harness.js';
+import { copyPolicies } from '../helpers/policy.js';
 
 /** Starts the echo fixture on HTTP (2026-07-28 only) on an ephemeral port, with its own resource URI. */
 async function startHttpFixture(uri: string): Promise<{ proc: ChildProcess; url: string }> {
@@ -271,4 +273,83 @@ describe('resource subscriptions across agent and service eras', () => {
       });
     }
   }
+});
+
+describe('an update is delivered only if its subscriber may read the URI when it arrives', () => {
+  let gw: Gateway;
+  let policies: ReturnType<typeof copyPolicies>;
+  const clients: Array<{ close(): Promise<void> }> = [];
+  before(async () => {
+    policies = copyPolicies();
+    gw = await startGateway({
+      services: {
+        legacyecho: echoService({ era: 'legacy' }, undefined, uriOf('legacyecho')),
+        modernecho: echoService({ era: 'modern' }, undefined, uriOf('modernecho')),
+      },
+      policy: { rego: { dir: policies.rego }, cedar: { dir: policies.cedar }, watch: true },
+    });
+  });
+  after(async () => {
+    for (const c of clients) await c.close().catch(() => undefined);
+    await gw?.stop();
+    if (policies) rmSync(policies.dir, { recursive: true, force: true });
+  });
+
+  test('a granted subscription (2025 and 2026 agent) whose read is revoked later: the update is not delivered', async () => {
+    const X = uriOf('modernecho');
+    const Y = uriOf('legacyecho');
+    const scopes = ['modernecho:call', 'legacyecho:call'];
+    const got = { control: [] as string[], v1: [] as string[], v2: [] as string[] };
+    const control = await connect(gw, 'modern', { token: await gw.token({ sub: 'control', scopes }) });
+    const v2 = await connect(gw, 'modern', { token: await gw.token({ sub: 'revoked', scopes }) });
+    const v1 = await connectV1(gw, { token: await gw.token({ sub: 'revoked', scopes }) });
+    clients.push(control, v2, v1);
+    control.setNotificationHandler('notifications/resources/updated', (n) => void got.control.push(n.params.uri));
+    v2.setNotificationHandler('notifications/resources/updated', (n) => void got.v2.push(n.params.uri));
+    v1.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => void got.v1.push(n.params.uri));
+    const cs = await control.listen({ resourceSubscriptions: [X] });
+    const s2 = await v2.listen({ resourceSubscriptions: [X, Y] });
+    assert.deepEqual(s2.honoredFilter, { resourceSubscriptions: [X, Y] });
+    await v1.subscribeResource({ uri: X });
+    await v1.subscribeResource({ uri: Y });
+
+    // Delivered while the policy lets the principal read X.
+    await control.callTool({ name: 'modernecho.touch', arguments: { uri: X } });
+    await eventually(() => got.control.length >= 1 && got.v1.length >= 1 && got.v2.length >= 1);
+    assert.deepEqual([got.control, got.v1, got.v2], [[X], [X], [X]]);
+
+    // The policy now denies this principal the service's resources (Rego only); reloaded while subscribed.
+    const reloads = () => (gw.output().match(/"msg":"policy set reloaded"/g) ?? []).length;
+    const n = reloads();
+    writeFileSync(
+      path.join(policies.rego, 'zz_revoked.rego'),
+      [
+        'package micro_mcp.authz',
+        '',
+        '_denies contains "test_revoked: this principal lost the resources of modernecho" if {',
+        '\t_content_method',
+        '\tinput.tool.namespace == "modernecho"',
+        '\tinput.principal.id == "revoked"',
+        '}',
+        '',
+      ].join('\n'),
+    );
+    await eventually(() => reloads() > n, 15_000);
+
+    // X changes: the control hears it; then Y changes: the revoked principal's first update is Y, never X.
+    await control.callTool({ name: 'modernecho.touch', arguments: { uri: X } });
+    await eventually(() => got.control.length >= 2);
+    await control.callTool({ name: 'legacyecho.touch', arguments: { uri: Y } });
+    await eventually(() => got.v1.length >= 2 && got.v2.length >= 2);
+    assert.deepEqual(
+      [got.control, got.v1, got.v2],
+      [
+        [X, X],
+        [X, Y],
+        [X, Y],
+      ],
+    );
+    await cs.close();
+    await s2.close();
+  });
 });
