@@ -204,6 +204,31 @@ describe('resource subscriptions across agent and service eras', () => {
     assert.deepEqual(decisions('sub-malformed'), []);
   });
 
+  test("a 2026 service that crashes and is restarted: the gateway subscribes again, its agents' subscriptions hold", async () => {
+    const X = uriOf('modernecho');
+    const a = await agent('2026', 'sub-restart', ['modernecho:call']);
+    const s = await a.subscribe([X]);
+    assert.deepEqual(s.granted, [X]);
+    const restarts = async () =>
+      (await readyz()).find((x) => x.name === 'modernecho') as { restarts?: number; state?: string; resource_subscriptions?: number };
+    const before = (await restarts()).restarts ?? 0;
+    assert.equal(await touch(a, 'modernecho'), `updated ${X}`);
+    await eventually(() => a.got.length >= 1);
+    await (a.client as Client).callTool({ name: 'modernecho.crash', arguments: {} }).catch(() => undefined);
+    await eventually(async () => {
+      const r = await restarts();
+      return (r.restarts ?? 0) > before && r.state === 'ready';
+    }, 30_000);
+    // The new process knows of no subscription until the gateway listens again: an update that arrives proves it did.
+    await eventually(async () => {
+      await touch(a, 'modernecho');
+      return a.got.length >= 2;
+    }, 15_000);
+    assert.deepEqual(a.got.slice(0, 2), [X, X]);
+    assert.equal((await restarts()).resource_subscriptions, 1);
+    await a.end(s, []);
+  });
+
   for (const agentEra of ['2025', '2026'] as const) {
     for (const svc of SERVICES) {
       test(`${agentEra} agent x ${svc.era} service: decided, delivered only to who may read it, ended by ${agentEra === '2025' ? 'unsubscribe' : 'closing the stream'}`, async () => {
