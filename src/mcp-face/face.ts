@@ -143,8 +143,6 @@ export class McpFace {
     // The agent whose subscriptions these are: this stream.
     const stream = {};
     const scope: RequestScope = { mcpReq: { _meta: agentMeta(body.params._meta), signal: req.signal, notify: async () => undefined } };
-    const granted = await this.deps.subscriptions.listen(stream, edgeContext(facts, null), uris, scope, (uri) => handler.notify.resourceUpdated(uri));
-    this.resourceStreams.add(handler);
     let ended = false;
     const end = () => {
       if (ended) return;
@@ -153,9 +151,16 @@ export class McpFace {
       this.deps.subscriptions.dropAgent(stream);
       void handler.close().catch(() => undefined);
     };
-    // An agent gone while its URIs were decided (or later: a body nobody reads ends nowhere else).
+    // The agent gone (while its URIs are decided, or later): a body nobody reads would end nowhere else.
     req.signal.addEventListener('abort', end, { once: true });
-    if (req.signal.aborted) end();
+    const granted = await this.deps.subscriptions.listen(stream, edgeContext(facts, null), uris, scope, (uri) => handler.notify.resourceUpdated(uri));
+    if (ended || req.signal.aborted) {
+      // What was granted after it went away is dropped too.
+      this.deps.subscriptions.dropAgent(stream);
+      end();
+      return new Response(null, { status: 499 });
+    }
+    this.resourceStreams.add(handler);
     const notifications = { ...body.params.notifications, resourceSubscriptions: granted };
     let res: Response;
     try {

@@ -378,3 +378,50 @@ describe('an update is delivered only if its subscriber may read the URI when it
     await s2.close();
   });
 });
+
+describe('a listen stream whose agent goes away while its URIs are decided', () => {
+  let gw: Gateway;
+  let web: { proc: ChildProcess; url: string };
+  before(async () => {
+    web = await startHttpFixture(uriOf('slowweb'));
+    gw = await startGateway({
+      services: {
+        slowweb: { transport: 'http', url: web.url, era: 'modern', call_timeout_ms: 2000 },
+        modernecho: echoService({ era: 'modern' }, undefined, uriOf('modernecho')),
+      },
+    });
+  });
+  after(async () => {
+    web?.proc.kill('SIGCONT');
+    web?.proc.kill();
+    await gw?.stop();
+  });
+
+  test('what was granted after it went away is dropped: nothing stays subscribed at the service', async () => {
+    const X = uriOf('modernecho');
+    const c = await connect(gw, 'modern', { token: await gw.token({ sub: 'sub-gone', scopes: ['slowweb:call', 'modernecho:call'] }) });
+    try {
+      // The HTTP service stops answering: subscribing to its URI waits out its call timeout (2 s).
+      web.proc.kill('SIGSTOP');
+      const ac = new AbortController();
+      const listening = c.listen({ resourceSubscriptions: [uriOf('slowweb'), X] }, { signal: ac.signal }).catch((e: unknown) => e);
+      // The agent goes away once its first URI has been decided (the subscribe is then waiting on the service).
+      await eventually(() => readRecords(path.join(gw.dir, 'audit')).some((l) => l.rec.kind === 'decision' && l.rec.service === 'slowweb'));
+      ac.abort();
+      assert.ok((await listening) instanceof Error);
+      // X is decided and subscribed at modernecho after the agent left (its outcome recorded), and then dropped.
+      const decided = await eventually(
+        () => readRecords(path.join(gw.dir, 'audit')).find((l) => l.rec.kind === 'decision' && l.rec.service === 'modernecho')?.rec.decision_id,
+        15_000,
+      );
+      await eventually(() => readRecords(path.join(gw.dir, 'audit')).some((l) => l.rec.kind === 'outcome' && l.rec.decision_id === decided));
+      await eventually(async () => {
+        const r = (await (await fetch(`${gw.url}/readyz`)).json()) as { services: Array<{ name: string; resource_subscriptions?: number }> };
+        return r.services.find((s) => s.name === 'modernecho')?.resource_subscriptions === 0;
+      });
+    } finally {
+      web.proc.kill('SIGCONT');
+      await c.close();
+    }
+  });
+});
