@@ -155,8 +155,7 @@ export class McpFace {
     req.signal.addEventListener('abort', end, { once: true });
     const granted = await this.deps.subscriptions.listen(stream, edgeContext(facts, null), uris, scope, (uri) => handler.notify.resourceUpdated(uri));
     if (ended || req.signal.aborted) {
-      // What was granted after it went away is dropped too.
-      this.deps.subscriptions.dropAgent(stream);
+      // Gone while its URIs were decided: the rest were not decided, nothing was kept (pipeline/subscriptions).
       end();
       return new Response(null, { status: 499 });
     }

@@ -35,6 +35,8 @@ export class ResourceSubscriptions {
   /** uri -> owning service and its subscribers (by agent: one object per agent connection). */
   private readonly byUri = new Map<string, { service: string; subs: Map<object, Subscriber> }>();
   private readonly perAgent = new Map<object, Set<string>>();
+  /** Agents that went away: a subscription of theirs decided meanwhile is not kept. */
+  private readonly gone = new WeakSet<object>();
   private readonly max: number;
 
   constructor(private readonly d: SubscriptionDeps) {
@@ -57,7 +59,12 @@ export class ResourceSubscriptions {
       this.byUri.set(params.uri, entry);
     }
     entry.subs.set(agent, { cc, notify });
-    this.perAgent.set(agent, (mine ?? new Set()).add(params.uri));
+    this.perAgent.set(agent, (this.perAgent.get(agent) ?? new Set()).add(params.uri));
+    if (this.gone.has(agent)) {
+      // It went away while this was decided and forwarded: undone (at the service too, unless shared).
+      this.dropAgent(agent);
+      throw new ProtocolError(-32000, 'the subscriber went away before its subscription was made; nothing was kept');
+    }
   }
 
   /**
@@ -75,6 +82,8 @@ export class ResourceSubscriptions {
     }
     const granted: string[] = [];
     for (const uri of unique) {
+      // The stream went away meanwhile: nothing more to decide for it.
+      if (this.gone.has(agent)) break;
       try {
         await this.subscribe(agent, cc, { uri }, ctx, notify);
         granted.push(uri);
@@ -108,8 +117,9 @@ export class ResourceSubscriptions {
     return { principal: principalKey(cc.principal), session: cc.sessionId };
   }
 
-  /** The agent went away (its session closed): every subscription of it ends. */
+  /** The agent went away (its session closed, its listen stream ended): every subscription of it ends, and any decided later. */
   dropAgent(agent: object): void {
+    this.gone.add(agent);
     for (const uri of [...(this.perAgent.get(agent) ?? [])]) this.unsubscribe(agent, uri);
     this.perAgent.delete(agent);
   }
