@@ -234,6 +234,7 @@ export class ServiceConnection extends EventEmitter {
   private watched = new Set<string>();
   private watch: McpSubscription | undefined;
   private watching: Promise<void> = Promise.resolve();
+  private readonly watchQueue: Array<{ change: { add?: string; remove?: string }; settle: (e?: Error) => void }> = [];
 
   constructor(
     readonly name: string,
@@ -309,7 +310,7 @@ export class ServiceConnection extends EventEmitter {
     if (this.era === 'modern' && (method === 'resources/subscribe' || method === 'resources/unsubscribe')) {
       // A 2026-07-28 service has no resources/subscribe: the gateway subscribes on its own listen stream.
       const uri = 'uri' in params && typeof params.uri === 'string' ? params.uri : '';
-      await this.rewatch(client, method === 'resources/subscribe' ? { add: uri } : { remove: uri });
+      await this.rewatch(method === 'resources/subscribe' ? { add: uri } : { remove: uri });
       return { result: {} as ForwardResult<M>, bytes: 2 };
     }
     if (opts.sink) this.sinks.add(opts.sink);
@@ -386,36 +387,66 @@ export class ServiceConnection extends EventEmitter {
   /**
    * 2026-07-28: a listen stream's filter is fixed, so a change to the subscribed URIs opens a stream
    * with the new set and closes the old one only once the service has acknowledged the new one (no
-   * update is lost in between; the old one's are dropped from then on). Rejects when the service
-   * does not acknowledge an added URI (nothing changes then).
+   * update is lost in between; the old one's are dropped from then on). Changes queued while a
+   * listen is being opened are made together by the next one. Rejects when the service does not
+   * acknowledge an added URI (it is not held then).
    */
-  private rewatch(client: GatewayClient, change: { add?: string; remove?: string } = {}): Promise<void> {
-    const run = this.watching.then(async () => {
-      if (client !== this.client) throw new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${this.name}" is not connected`, { service: this.name });
+  private rewatch(change: { add?: string; remove?: string } = {}): Promise<void> {
+    const done = new Promise<void>((resolve, reject) => this.watchQueue.push({ change, settle: (e) => (e ? reject(e) : resolve()) }));
+    this.watching = this.watching.then(() => this.applyWatch());
+    return done;
+  }
+
+  /** Makes the queued changes on the current connection. */
+  private async applyWatch(): Promise<void> {
+    const batch = this.watchQueue.splice(0);
+    if (batch.length === 0) return; // taken by an earlier run
+    const client = this.client;
+    try {
+      if (!client || this.era !== 'modern')
+        throw new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${this.name}" is not connected`, { service: this.name });
       const next = new Set(this.watched);
-      if (change.add !== undefined) next.add(change.add);
-      if (change.remove !== undefined) next.delete(change.remove);
-      if (next.size === this.watched.size && [...next].every((u) => this.watched.has(u)) && (next.size === 0) === (this.watch === undefined)) return;
-      let sub: McpSubscription | undefined;
-      let id: unknown;
-      if (next.size > 0) {
-        client.resourceAckId = undefined;
-        sub = await client.listen({ resourceSubscriptions: [...next] }, { timeout: this.cfg.call_timeout_ms });
-        if (change.add !== undefined && !(sub.honoredFilter.resourceSubscriptions ?? []).includes(change.add)) {
-          await sub.close().catch(() => undefined);
-          throw new GatewayError('ERR_SERVICE_ERROR', `service "${this.name}" did not accept the resource subscription`, { service: this.name });
-        }
-        id = client.resourceAckId;
+      for (const { change } of batch) {
+        if (change.add !== undefined) next.add(change.add);
+        if (change.remove !== undefined) next.delete(change.remove);
       }
-      const old = this.watch;
-      this.watch = sub;
-      this.watched = next;
-      client.watchId = id;
-      await old?.close().catch(() => undefined);
-      if (sub) void sub.closed.then((why) => this.watchEnded(client, sub, why));
-    });
-    this.watching = run.catch(() => undefined);
-    return run;
+      const same = next.size === this.watched.size && [...next].every((u) => this.watched.has(u));
+      if (!same || (next.size === 0) !== (this.watch === undefined)) {
+        let sub: McpSubscription | undefined;
+        let id: unknown;
+        if (next.size > 0) {
+          client.resourceAckId = undefined;
+          sub = await client.listen({ resourceSubscriptions: [...next] }, { timeout: this.cfg.call_timeout_ms });
+          id = client.resourceAckId;
+          if (client !== this.client) {
+            // Reconnected meanwhile: the new connection listens again with the set as it stands.
+            await sub.close().catch(() => undefined);
+            throw new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${this.name}" reconnected; subscribe again`, { service: this.name });
+          }
+          // Only what the service acknowledged is held.
+          const honored = new Set(sub.honoredFilter.resourceSubscriptions ?? []);
+          for (const u of next) if (!honored.has(u)) next.delete(u);
+          if (next.size === 0) {
+            await sub.close().catch(() => undefined);
+            sub = undefined;
+          }
+        }
+        const old = this.watch;
+        this.watch = sub;
+        this.watched = next;
+        client.watchId = id;
+        await old?.close().catch(() => undefined);
+        if (sub) void sub.closed.then((why) => this.watchEnded(client, sub, why));
+      }
+      for (const { change, settle } of batch) {
+        const refused = change.add !== undefined && !this.watched.has(change.add);
+        settle(
+          refused ? new GatewayError('ERR_SERVICE_ERROR', `service "${this.name}" did not take the resource subscription`, { service: this.name }) : undefined,
+        );
+      }
+    } catch (e) {
+      for (const { settle } of batch) settle(e as Error);
+    }
   }
 
   /** The service ended the gateway's resource listen while the connection lives on: listened again after a pause. */
@@ -424,7 +455,7 @@ export class ServiceConnection extends EventEmitter {
     this.watch = undefined;
     this.log.warn({ service: this.name, why }, 'service ended the resource subscription stream; subscribing again');
     this.clock.setTimeout(() => {
-      this.rewatch(client).catch((e: Error) => this.log.warn({ service: this.name, err: e.message }, 'resubscribing to resources failed'));
+      this.rewatch().catch((e: Error) => this.log.warn({ service: this.name, err: e.message }, 'resubscribing to resources failed'));
     }, 1000);
   }
 
@@ -534,7 +565,7 @@ export class ServiceConnection extends EventEmitter {
     // A new connection to a 2026-07-28 service: the gateway's resource subscriptions are made again.
     this.watch = undefined;
     if (this.era === 'modern' && this.watched.size > 0) {
-      this.rewatch(client).catch((e: Error) => this.log.warn({ service: this.name, err: e.message }, 'resubscribing to resources failed'));
+      this.rewatch().catch((e: Error) => this.log.warn({ service: this.name, err: e.message }, 'resubscribing to resources failed'));
     }
     this.emit('ready');
     this.emit('changed', 'all');

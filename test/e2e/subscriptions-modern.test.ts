@@ -229,6 +229,41 @@ describe('resource subscriptions across agent and service eras', () => {
     await a.end(s, []);
   });
 
+  test('twenty agents of both eras subscribe at once to two 2026 services: each update reaches each of them exactly once', async () => {
+    const X = uriOf('modernecho');
+    const Y = uriOf('webecho');
+    const scopes = ['modernecho:call', 'webecho:call'];
+    const agents = await Promise.all(Array.from({ length: 20 }, (_, i) => agent(i % 2 === 0 ? '2025' : '2026', `crowd-${i}`, scopes)));
+    const subs = await Promise.all(agents.map((a) => a.subscribe([X, Y])));
+    assert.deepEqual(
+      subs.map((s) => s.granted),
+      agents.map(() => [X, Y]),
+    );
+    const health = async () => (await readyz()).filter((s) => s.name !== 'legacyecho').map((s) => [s.name, s.resource_subscriptions]);
+    assert.deepEqual(await health(), [
+      ['modernecho', 1],
+      ['webecho', 1],
+    ]);
+    assert.equal(await touch(agents[0]!, 'modernecho'), `updated ${X}`);
+    await eventually(() => agents.every((a) => a.got.length >= 1));
+    // A duplicate of X would come before Y.
+    assert.equal(await touch(agents[0]!, 'webecho'), `updated ${Y}`);
+    await eventually(() => agents.every((a) => a.got.length >= 2));
+    assert.deepEqual(
+      agents.map((a) => a.got),
+      agents.map(() => [X, Y]),
+    );
+    await Promise.all(agents.map((a, i) => a.end(subs[i]!, [X, Y])));
+    await eventually(
+      async () =>
+        JSON.stringify(await health()) ===
+        JSON.stringify([
+          ['modernecho', 0],
+          ['webecho', 0],
+        ]),
+    );
+  });
+
   for (const agentEra of ['2025', '2026'] as const) {
     for (const svc of SERVICES) {
       test(`${agentEra} agent x ${svc.era} service: decided, delivered only to who may read it, ended by ${agentEra === '2025' ? 'unsubscribe' : 'closing the stream'}`, async () => {
