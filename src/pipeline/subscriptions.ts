@@ -13,6 +13,7 @@ import { ProtocolError } from '@modelcontextprotocol/server';
 import { principalKey } from '../auth/state.js';
 import type { Logger } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
+import type { ServiceConnection } from '../upstream/connection.js';
 import type { CallPipeline, RequestScope } from './call-pipeline.js';
 import type { CallContext, ProbePort } from './ports.js';
 
@@ -37,6 +38,10 @@ export class ResourceSubscriptions {
   private readonly perAgent = new Map<object, Set<string>>();
   /** Agents that went away: a subscription of theirs decided meanwhile is not kept. */
   private readonly gone = new WeakSet<object>();
+  /** Subscribes in flight, per URI (as whom): an unsubscribe meanwhile must not end the service's subscription one is making. */
+  private readonly making = new Map<string, Set<CallContext>>();
+  /** Service unsubscribes held back for a subscribe in flight (service, connection, URI): sent if it fails and nobody holds the URI there. */
+  private readonly heldBack = new Set<string>();
   private readonly max: number;
 
   constructor(private readonly d: SubscriptionDeps) {
@@ -52,7 +57,15 @@ export class ResourceSubscriptions {
       await this.d.probes.refused(cc, { method: 'resources/subscribe', code: 'ERR_SUBSCRIPTIONS_EXCEEDED', message });
       throw new ProtocolError(-32029, message);
     }
-    const service = await this.d.calls.subscribe(cc, params, ctx);
+    this.making.set(params.uri, (this.making.get(params.uri) ?? new Set()).add(cc));
+    let service: string;
+    try {
+      service = await this.d.calls.subscribe(cc, params, ctx);
+    } catch (e) {
+      this.settled(params.uri, cc, undefined);
+      throw e;
+    }
+    this.settled(params.uri, cc, service);
     let entry = this.byUri.get(params.uri);
     if (!entry || entry.service !== service) {
       entry = { service, subs: new Map() };
@@ -107,10 +120,39 @@ export class ResourceSubscriptions {
     entry.subs.delete(agent);
     if (entry.subs.size === 0) this.byUri.delete(uri);
     const { key, conn } = this.d.catalog.connectionOf(entry.service, this.agentOf(mine.cc));
-    if ([...entry.subs.values()].some((s) => this.d.catalog.connectionOf(entry.service, this.agentOf(s.cc)).key === key)) return;
-    conn
-      ?.forward('resources/unsubscribe', { uri })
-      .catch((e: Error) => this.d.log.debug({ service: entry.service, err: e.message }, 'service unsubscribe failed'));
+    const use = this.inUse(entry.service, key, uri);
+    if (use === 'held') return;
+    // Another agent's subscribe through that connection is in flight: it will hold the URI, or send this when it fails.
+    if (use === 'making') this.heldBack.add(`${entry.service}\u0000${key}\u0000${uri}`);
+    else this.unsubscribeAt(entry.service, conn, uri);
+  }
+
+  /** Whether `uri` of `service` is held through connection `key` by a subscriber, or about to be by a subscribe in flight. */
+  private inUse(service: string, key: string, uri: string): 'held' | 'making' | undefined {
+    const keyOf = (cc: CallContext) => this.d.catalog.connectionOf(service, this.agentOf(cc)).key;
+    const entry = this.byUri.get(uri);
+    if (entry?.service === service && [...entry.subs.values()].some((s) => keyOf(s.cc) === key)) return 'held';
+    return [...(this.making.get(uri) ?? [])].some((cc) => keyOf(cc) === key) ? 'making' : undefined;
+  }
+
+  /** A subscribe of `uri` as `cc` ended: made (at `made`) or failed; a service unsubscribe held back for it is settled. */
+  private settled(uri: string, cc: CallContext, made: string | undefined): void {
+    const making = this.making.get(uri);
+    making?.delete(cc);
+    if (making?.size === 0) this.making.delete(uri);
+    const service = made ?? this.d.catalog.resourceService(uri);
+    if (service === undefined) return;
+    const { key, conn } = this.d.catalog.connectionOf(service, this.agentOf(cc));
+    const held = `${service}\u0000${key}\u0000${uri}`;
+    if (!this.heldBack.has(held)) return;
+    // Made: its subscriber holds the URI now. Failed: sent unless another still holds it or is making it.
+    if (made === undefined && this.inUse(service, key, uri) !== undefined) return;
+    this.heldBack.delete(held);
+    if (made === undefined) this.unsubscribeAt(service, conn, uri);
+  }
+
+  private unsubscribeAt(service: string, conn: ServiceConnection | undefined, uri: string): void {
+    conn?.forward('resources/unsubscribe', { uri }).catch((e: Error) => this.d.log.debug({ service, err: e.message }, 'service unsubscribe failed'));
   }
 
   private agentOf(cc: CallContext): { principal: string; session: string | null } {

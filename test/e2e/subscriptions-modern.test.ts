@@ -433,6 +433,46 @@ describe('a listen stream whose agent goes away while its URIs are decided', () 
     await gw?.stop();
   });
 
+  test("the last subscriber's unsubscribe while another's subscribe is in flight: the service keeps the subscription", async () => {
+    const L = uriOf('legacyecho');
+    const scopes = ['legacyecho:call'];
+    const a = await connect(gw, 'legacy', { token: await gw.token({ sub: 'race-a', scopes }) });
+    const b = await connect(gw, 'legacy', { token: await gw.token({ sub: 'race-b', scopes }) });
+    const got: string[] = [];
+    b.setNotificationHandler('notifications/resources/updated', (n) => void got.push(n.params.uri));
+    const hold = new AbortController();
+    try {
+      await a.subscribeResource({ uri: L });
+      // The service answers B's subscribe (already made there) only when the held call ends; meanwhile A,
+      // L's only subscriber, unsubscribes: sent to the service then, it would land after B's subscribe.
+      const holding = b.callTool({ name: 'legacyecho.slow', arguments: { tag: 'hold-subscribe' } }, { signal: hold.signal }).catch(() => undefined);
+      await eventually(() =>
+        readRecords(path.join(gw.dir, 'audit')).some(
+          (l) => l.rec.kind === 'decision' && l.rec.tool === 'legacyecho.slow' && (l.rec.principal as { id?: string }).id === 'race-b',
+        ),
+      );
+      const subscribing = b.subscribeResource({ uri: L });
+      await eventually(() =>
+        readRecords(path.join(gw.dir, 'audit')).some(
+          (l) => l.rec.kind === 'decision' && l.rec.method === 'resources/subscribe' && (l.rec.principal as { id?: string }).id === 'race-b',
+        ),
+      );
+      assert.deepEqual(await a.unsubscribeResource({ uri: L }), {});
+      hold.abort();
+      await holding;
+      assert.deepEqual(await subscribing, {});
+      // The service still holds L for B: the update is sent and reaches B.
+      assert.equal(text(await b.callTool({ name: 'legacyecho.touch', arguments: { uri: L } })), `updated ${L}`);
+      await eventually(() => got.length >= 1);
+      assert.deepEqual(got, [L]);
+      await b.unsubscribeResource({ uri: L });
+      await eventually(async () => text(await b.callTool({ name: 'legacyecho.touch', arguments: { uri: L } })) === `not subscribed ${L}`);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   test('what it was granted is dropped, and the URIs after are never decided', async () => {
     const audit = () => readRecords(path.join(gw.dir, 'audit')).map((l) => l.rec);
     const health = async () =>
@@ -448,14 +488,14 @@ describe('a listen stream whose agent goes away while its URIs are decided', () 
         .listen({ resourceSubscriptions: [uriOf('modernecho'), uriOf('slowweb'), uriOf('legacyecho')] }, { signal: ac.signal })
         .catch((e: unknown) => e);
       // modernecho's is granted and made; slowweb's decided, waiting on the service: the agent goes away.
-      await eventually(() => audit().some((r) => r.kind === 'decision' && r.service === 'slowweb'));
+      await eventually(() => audit().some((r) => r.kind === 'decision' && r.service === 'slowweb' && (r.principal as { id?: string }).id === 'sub-gone'));
       assert.equal((await health()).services.find((s) => s.name === 'modernecho')?.resource_subscriptions, 1);
       ac.abort();
       assert.ok((await listening) instanceof Error);
       // The listen ends once slowweb's subscribe has timed out (its place among the streams given back).
       await eventually(async () => (await health()).streams === 0, 15_000);
       assert.equal(
-        audit().some((r) => r.kind === 'decision' && r.service === 'legacyecho'),
+        audit().some((r) => r.kind === 'decision' && r.service === 'legacyecho' && (r.principal as { id?: string }).id === 'sub-gone'),
         false,
         'the URI after the agent left was never decided',
       );
