@@ -3,15 +3,19 @@
  * and classified its era):
  * - 2026-07-28: stateless; the SDK's createMcpHandler (strict modern leg) serves each request from a
  *   fresh Server (server/discover, _meta envelope, Mcp-Method/Mcp-Name checks, subscriptions/listen).
+ *   A subscriptions/listen that names resources gets a handler (and event bus) of its own: each URI
+ *   is decided by policy first and the acknowledgement lists only those granted, and an update
+ *   reaches that stream only (pipeline/subscriptions decides whom to tell), never every stream.
  * - 2025-03-26 / 2025-06-18 / 2025-11-25: sessions bound to their principal (sessions.ts).
  */
-import { createMcpHandler, type McpHttpHandler } from '@modelcontextprotocol/server';
+import { type AuthInfo, createMcpHandler, type CreateMcpHandlerOptions, InMemoryServerEventBus, type McpHttpHandler } from '@modelcontextprotocol/server';
 import { principalKey } from '../auth/state.js';
 import type { Clock } from '../clock.js';
 import { Holdings } from '../limits/keyed.js';
 import type { Logger } from '../types.js';
 import type { ChangeKind } from '../upstream/catalog.js';
-import { authInfoFor, callContextOf, type EdgeFacts } from './request-context.js';
+import type { RequestScope } from '../pipeline/call-pipeline.js';
+import { authInfoFor, callContextOf, type EdgeFacts, edgeContext } from './request-context.js';
 import { buildServer, type FaceDeps } from './server.js';
 import { Sessions } from './sessions.js';
 
@@ -33,6 +37,9 @@ export interface FaceOptions {
 
 export class McpFace {
   private readonly modern: McpHttpHandler;
+  /** The handlers of the open listen streams that name resources (one each). */
+  private readonly resourceStreams = new Set<McpHttpHandler>();
+  private readonly handlerOptions: CreateMcpHandlerOptions;
   private readonly sessions: Sessions;
   private readonly streams: Holdings;
   private readonly deps: FaceDeps;
@@ -41,11 +48,12 @@ export class McpFace {
   constructor(pipeline: Omit<FaceDeps, 'contextOf'>, opts: FaceOptions) {
     this.onLimited = opts.onLimited ?? (() => undefined);
     this.deps = { ...pipeline, contextOf: callContextOf };
-    this.modern = createMcpHandler(() => buildServer(this.deps, { subscriptions: false }), {
+    this.handlerOptions = {
       legacy: 'reject',
       maxRequestBodySize: opts.maxBodyBytes,
       onerror: (e) => opts.log.debug({ err: e.message }, 'mcp handler'),
-    });
+    };
+    this.modern = createMcpHandler(() => buildServer(this.deps), this.handlerOptions);
     this.sessions = new Sessions({
       maxBodyBytes: opts.maxBodyBytes,
       idleMs: opts.sessionIdleMs,
@@ -70,7 +78,15 @@ export class McpFace {
     const authInfo = authInfoFor(facts);
     if (facts.era === 'modern') {
       if (!isListen(parsedBody)) return this.modern.fetch(req, { authInfo, parsedBody });
-      return this.stream(facts, () => this.modern.fetch(req, { authInfo, parsedBody }));
+      const named = resourceListen(parsedBody);
+      // Only list changes asked for (or a filter the SDK will refuse): the shared handler serves it.
+      if (named === undefined) return this.stream(facts, () => this.modern.fetch(req, { authInfo, parsedBody }));
+      if (named === 'malformed') {
+        const message = 'Invalid params: notifications.resourceSubscriptions must be a list of resource URIs (strings)';
+        await this.deps.probes.refused(edgeContext(facts, null), { method: 'subscriptions/listen', code: 'ERR_BAD_REQUEST', message });
+        return Response.json({ jsonrpc: '2.0', id: requestIdOf(parsedBody), error: { code: -32602, message } }, { status: 400 });
+      }
+      return this.stream(facts, () => this.listenToResources(req, facts, authInfo, named.body, named.uris));
     }
     const sid = req.headers.get('mcp-session-id');
     if (sid) {
@@ -116,11 +132,56 @@ export class McpFace {
     return new Response(releasedAtEnd(res.body, place.release), { status: res.status, statusText: res.statusText, headers: res.headers });
   }
 
+  /**
+   * A 2026-07-28 subscriptions/listen naming resources (`uris`): each decided by policy and recorded
+   * (pipeline/subscriptions) before the SDK acknowledges the stream with only the granted ones. The
+   * stream has a handler of its own, so an update published for it reaches it alone; its
+   * subscriptions end when it ends (closed by the agent, cancelled, or the gateway shutting down).
+   */
+  private async listenToResources(req: Request, facts: EdgeFacts, authInfo: AuthInfo, body: ListenBody, uris: string[]): Promise<Response> {
+    const handler = createMcpHandler(() => buildServer(this.deps), { ...this.handlerOptions, bus: new InMemoryServerEventBus() });
+    // The agent whose subscriptions these are: this stream.
+    const stream = {};
+    const scope: RequestScope = { mcpReq: { _meta: agentMeta(body.params._meta), signal: req.signal, notify: async () => undefined } };
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      this.resourceStreams.delete(handler);
+      this.deps.subscriptions.dropAgent(stream);
+      void handler.close().catch(() => undefined);
+    };
+    // The agent gone (while its URIs are decided, or later): a body nobody reads would end nowhere else.
+    req.signal.addEventListener('abort', end, { once: true });
+    const granted = await this.deps.subscriptions.listen(stream, edgeContext(facts, null), uris, scope, (uri) => handler.notify.resourceUpdated(uri));
+    if (ended || req.signal.aborted) {
+      // Gone while its URIs were decided: the rest were not decided, nothing was kept (pipeline/subscriptions).
+      end();
+      return new Response(null, { status: 499 });
+    }
+    this.resourceStreams.add(handler);
+    const notifications = { ...body.params.notifications, resourceSubscriptions: granted };
+    let res: Response;
+    try {
+      res = await handler.fetch(req, { authInfo, parsedBody: { ...body, params: { ...body.params, notifications } } });
+    } catch (e) {
+      end();
+      throw e;
+    }
+    if (res.body === null || !(res.headers.get('content-type') ?? '').includes('text/event-stream')) {
+      end();
+      return res;
+    }
+    return new Response(releasedAtEnd(res.body, end), { status: res.status, statusText: res.statusText, headers: res.headers });
+  }
+
   /** Tells every agent that a list changed (2025 sessions: list_changed; 2026: subscriptions/listen streams). */
   listChanged(kind: ChangeKind): void {
-    if (kind === 'tools') this.modern.notify.toolsChanged();
-    if (kind === 'prompts') this.modern.notify.promptsChanged();
-    if (kind === 'resources') this.modern.notify.resourcesChanged();
+    for (const h of [this.modern, ...this.resourceStreams]) {
+      if (kind === 'tools') h.notify.toolsChanged();
+      if (kind === 'prompts') h.notify.promptsChanged();
+      if (kind === 'resources') h.notify.resourcesChanged();
+    }
     for (const s of this.sessions.values()) {
       const sent =
         kind === 'tools' ? s.server.sendToolListChanged() : kind === 'prompts' ? s.server.sendPromptListChanged() : s.server.sendResourceListChanged();
@@ -129,6 +190,7 @@ export class McpFace {
   }
 
   async close(): Promise<void> {
+    await Promise.all([...this.resourceStreams].map((h) => h.close()));
     await this.modern.close();
     await this.sessions.close();
   }
@@ -159,6 +221,41 @@ function releasedAtEnd(body: ReadableStream<Uint8Array>, release: () => void): R
 
 function isListen(body: unknown): boolean {
   return typeof body === 'object' && body !== null && 'method' in body && body.method === 'subscriptions/listen';
+}
+
+/** A subscriptions/listen body as far as the gateway reads it (the SDK validates the rest). */
+interface ListenBody {
+  params: { notifications: Record<string, unknown>; _meta?: unknown };
+}
+
+/**
+ * A listen body and the resource URIs it names; undefined when it names none (the SDK answers the
+ * rest: list changes, or a filter it refuses), 'malformed' when they are not a list of strings.
+ */
+function resourceListen(body: unknown): { body: ListenBody & Record<string, unknown>; uris: string[] } | 'malformed' | undefined {
+  if (!isRecord(body) || !isRecord(body.params) || !isRecord(body.params.notifications)) return undefined;
+  const uris: unknown = body.params.notifications.resourceSubscriptions;
+  if (uris === undefined || (Array.isArray(uris) && uris.length === 0)) return undefined;
+  if (!Array.isArray(uris) || !uris.every((u) => typeof u === 'string')) return 'malformed';
+  return { body: { ...body, params: { ...body.params, notifications: body.params.notifications } }, uris };
+}
+
+/** The JSON-RPC id of a request body, to answer it (null when it has none that JSON-RPC allows). */
+function requestIdOf(body: unknown): string | number | null {
+  const id = isRecord(body) ? body.id : undefined;
+  return typeof id === 'string' || typeof id === 'number' ? id : null;
+}
+
+/** The agent's own `_meta` keys of a request (the protocol envelope and progress token left out), as a handler sees them. */
+function agentMeta(meta: unknown): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (!isRecord(meta)) return out;
+  for (const [k, v] of Object.entries(meta)) if (!k.startsWith('io.modelcontextprotocol/') && k !== 'progressToken') out[k] = v;
+  return out;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function isInitialize(body: unknown): boolean {

@@ -40,10 +40,15 @@ export function authInfoFor(f: EdgeFacts): AuthInfo {
 export function callContextOf(ctx: ServerContext): CallContext {
   const f = ctx.http?.authInfo?.extra?.[EXTRA_KEY];
   if (!(f instanceof EdgeFacts)) throw new Error('a request reached an MCP handler without passing the HTTP edge');
+  return edgeContext(f, ctx.sessionId ?? null);
+}
+
+/** The CallContext of a request the edge has seen, in the given 2025 session (null: none). */
+export function edgeContext(f: EdgeFacts, sessionId: string | null): CallContext {
   return {
     principal: f.principal,
     era: f.era,
-    sessionId: ctx.sessionId ?? null,
+    sessionId,
     requestId: f.requestId,
     clientIp: f.clientIp,
     edge: f.edge,

@@ -53,10 +53,11 @@ export interface FaceDeps {
 }
 
 /**
- * `subscriptions`: whether this server's agent subscribes with resources/subscribe (2025 sessions, a
- * 2025 stdio client). A 2026-07-28 agent would subscribe on subscriptions/listen, which the gateway
- * does not relay yet: not declaring the capability there keeps the SDK's acknowledgement honest (it
- * honours resourceSubscriptions only when the capability is declared).
+ * `subscriptions`: whether this server's agent can subscribe to resources. A 2025 agent subscribes
+ * here (resources/subscribe); a 2026-07-28 agent over HTTP on subscriptions/listen, whose URIs the
+ * face decides before the SDK acknowledges them. A 2026-07-28 stdio agent's listen is served by the
+ * SDK's stdio entry, where no URI would be decided: not declaring the capability there keeps its
+ * acknowledgement honest (the SDK honours resourceSubscriptions only when it is declared).
  */
 export function buildServer(d: FaceDeps, opts: { subscriptions: boolean } = { subscriptions: true }): Server {
   const server = new Server(SERVER_INFO, {

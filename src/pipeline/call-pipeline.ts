@@ -74,7 +74,15 @@ interface RoundContext {
   message?: (params: { level: LoggingLevel; data: unknown; logger?: string }) => Promise<void>;
 }
 
-function roundContext(ctx: ServerContext, level: LoggingLevel | undefined): RoundContext {
+/**
+ * What the pipeline uses of the request it serves: a handler's ServerContext has it, and so does a
+ * 2026-07-28 subscriptions/listen request, which the SDK serves without a handler.
+ */
+export interface RequestScope {
+  mcpReq: Pick<ServerContext['mcpReq'], '_meta' | 'signal' | 'notify'>;
+}
+
+function roundContext(ctx: RequestScope, level: LoggingLevel | undefined): RoundContext {
   const progressToken = ctx.mcpReq._meta?.progressToken;
   return {
     signal: ctx.mcpReq.signal,
@@ -278,7 +286,7 @@ export class CallPipeline {
    * resources/subscribe, decided by policy (action `subscribe_resource`, facts as for reading the URI)
    * and forwarded to the owning service (subscribing twice is harmless). Returns the owning service.
    */
-  async subscribe(cc: CallContext, params: SubscribeRequest['params'], ctx: ServerContext): Promise<string> {
+  async subscribe(cc: CallContext, params: SubscribeRequest['params'], ctx: RequestScope): Promise<string> {
     const { uri } = params;
     const service = this.d.catalog.resourceService(uri);
     if (!service) return this.refuse(cc, 'resources/subscribe', 'ERR_RESOURCE_NOT_FOUND', `Resource not found: ${uri}`, uri, { uri });
@@ -310,7 +318,7 @@ export class CallPipeline {
     return this.decide(input, randomUUID()).allow;
   }
 
-  private async decideAndForward<M extends ForwardMethod>(cc: CallContext, ctx: ServerContext, r: Forward<M>): Promise<ForwardResult<M>> {
+  private async decideAndForward<M extends ForwardMethod>(cc: CallContext, ctx: RequestScope, r: Forward<M>): Promise<ForwardResult<M>> {
     const { clock } = this.d;
     const t0 = performance.now();
     const agentMeta = ctx.mcpReq._meta ?? {};

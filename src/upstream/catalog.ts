@@ -291,7 +291,17 @@ export class Catalog extends EventEmitter {
     return this.services.get(name);
   }
 
-  health(): Array<{ name: string; state: string; era?: string; tools: number; restarts: number; breaker: string; in_flight: number; error?: string }> {
+  health(): Array<{
+    name: string;
+    state: string;
+    era?: string;
+    tools: number;
+    restarts: number;
+    breaker: string;
+    in_flight: number;
+    resource_subscriptions?: number;
+    error?: string;
+  }> {
     return [...this.services.values()].map((s) => ({
       name: s.name,
       state: s.state,
@@ -300,6 +310,8 @@ export class Catalog extends EventEmitter {
       restarts: s.restarts,
       breaker: s.guard.state,
       in_flight: s.guard.active,
+      // A 2026-07-28 service: the URIs the gateway holds on its listen stream (a 2025 service keeps its own count).
+      ...(s.era === 'modern' ? { resource_subscriptions: s.resourceSubscriptions } : {}),
       ...(s.lastError ? { error: s.lastError } : {}),
     }));
   }

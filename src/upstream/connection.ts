@@ -6,7 +6,14 @@
  * service processes. Calls are multiplexed over it by JSON-RPC id.
  */
 import { EventEmitter } from 'node:events';
-import { CLIENT_CAPABILITIES_META_KEY, Client, LOG_LEVEL_META_KEY, ProtocolError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import {
+  CLIENT_CAPABILITIES_META_KEY,
+  Client,
+  LOG_LEVEL_META_KEY,
+  ProtocolError,
+  StreamableHTTPClientTransport,
+  SUBSCRIPTION_ID_META_KEY,
+} from '@modelcontextprotocol/client';
 import type {
   CallToolRequestParams,
   ClientCapabilities,
@@ -23,6 +30,7 @@ import type {
   ListRootsResult,
   LoggingLevel,
   LoggingMessageNotificationParams,
+  McpSubscription,
   MessageExtraInfo,
   Prompt,
   ReadResourceRequestParams,
@@ -127,6 +135,10 @@ class GatewayClient extends Client {
   onLog: ((p: LoggingMessageNotificationParams) => void) | undefined;
   /** Where the service's `notifications/resources/updated` go (the gateway's subscription registry). */
   onUpdated: ((uri: string) => void) | undefined;
+  /** 2026-07-28: the subscription id of the last acknowledged listen that names resources (the gateway's own). */
+  resourceAckId: unknown;
+  /** 2026-07-28: the gateway's current resource listen; updates stamped with another id are stale. */
+  watchId: unknown;
 
   protected override _onnotification(raw: JSONRPCNotification, extra?: MessageExtraInfo): void {
     if (raw.method === 'notifications/message') {
@@ -134,9 +146,16 @@ class GatewayClient extends Client {
       return;
     }
     if (raw.method === 'notifications/resources/updated') {
-      const uri = (raw.params as { uri?: unknown } | undefined)?.uri;
-      if (typeof uri === 'string') this.onUpdated?.(uri);
+      const params = raw.params as { uri?: unknown; _meta?: Record<string, unknown> } | undefined;
+      const sid = params?._meta?.[SUBSCRIPTION_ID_META_KEY];
+      // While a resubscription replaces the listen stream, the old one's copy of an update is dropped.
+      if (sid !== undefined && sid !== this.watchId) return;
+      if (typeof params?.uri === 'string') this.onUpdated?.(params.uri);
       return;
+    }
+    if (raw.method === 'notifications/subscriptions/acknowledged') {
+      const params = raw.params as { notifications?: { resourceSubscriptions?: unknown }; _meta?: Record<string, unknown> } | undefined;
+      if (params?.notifications?.resourceSubscriptions !== undefined) this.resourceAckId = params._meta?.[SUBSCRIPTION_ID_META_KEY];
     }
     if (raw.method === 'notifications/progress') {
       const params = (raw.params ?? {}) as ProgressParams & { progressToken?: unknown };
@@ -215,6 +234,14 @@ export class ServiceConnection extends EventEmitter {
   /** Every forwarded request in flight on this connection (to attribute what names no call). */
   private readonly inflight = new Map<ForwardOptions, ((p: LoggingMessageNotificationParams) => void) | undefined>();
   private readyWaiters: Array<() => void> = [];
+  /**
+   * 2026-07-28: the resource URIs the gateway is subscribed to at this service, on one listen
+   * stream of its own (`watch`), changed one at a time (`watching`).
+   */
+  private watched = new Set<string>();
+  private watch: McpSubscription | undefined;
+  private watching: Promise<void> = Promise.resolve();
+  private readonly watchQueue: Array<{ change: { add?: string; remove?: string }; settle: (e?: Error) => void }> = [];
 
   constructor(
     readonly name: string,
@@ -289,6 +316,12 @@ export class ServiceConnection extends EventEmitter {
    */
   async forward<M extends ForwardMethod>(method: M, params: ForwardParams<M>, opts: ForwardOptions = {}): Promise<Forwarded<M>> {
     const client = await this.whenReady(Math.min(this.cfg.call_timeout_ms, 5000));
+    if (this.era === 'modern' && (method === 'resources/subscribe' || method === 'resources/unsubscribe')) {
+      // A 2026-07-28 service has no resources/subscribe: the gateway subscribes on its own listen stream.
+      const uri = 'uri' in params && typeof params.uri === 'string' ? params.uri : '';
+      await this.rewatch(method === 'resources/subscribe' ? { add: uri } : { remove: uri });
+      return { result: {} as ForwardResult<M>, bytes: 2 };
+    }
     if (opts.sink) this.sinks.add(opts.sink);
     // Our own idle timeout, reset by progress (the SDK's cannot see progress routed around it).
     const timeoutMs = opts.timeoutMs ?? this.callTimeoutFor(method === 'tools/call' && 'name' in params ? params.name : undefined);
@@ -358,6 +391,86 @@ export class ServiceConnection extends EventEmitter {
         max_bytes: cap,
       });
     return { result, bytes };
+  }
+
+  /**
+   * 2026-07-28: a listen stream's filter is fixed, so a change to the subscribed URIs opens a stream
+   * with the new set and closes the old one only once the service has acknowledged the new one (no
+   * update is lost in between; the old one's are dropped from then on). Changes queued while a
+   * listen is being opened are made together by the next one. Rejects when the service does not
+   * acknowledge an added URI (it is not held then).
+   */
+  private rewatch(change: { add?: string; remove?: string } = {}): Promise<void> {
+    const done = new Promise<void>((resolve, reject) => this.watchQueue.push({ change, settle: (e) => (e ? reject(e) : resolve()) }));
+    this.watching = this.watching.then(() => this.applyWatch());
+    return done;
+  }
+
+  /** Makes the queued changes on the current connection. */
+  private async applyWatch(): Promise<void> {
+    const batch = this.watchQueue.splice(0);
+    if (batch.length === 0) return; // taken by an earlier run
+    const client = this.client;
+    try {
+      if (!client || this.era !== 'modern')
+        throw new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${this.name}" is not connected`, { service: this.name });
+      const next = new Set(this.watched);
+      for (const { change } of batch) {
+        if (change.add !== undefined) next.add(change.add);
+        if (change.remove !== undefined) next.delete(change.remove);
+      }
+      const same = next.size === this.watched.size && [...next].every((u) => this.watched.has(u));
+      if (!same || (next.size === 0) !== (this.watch === undefined)) {
+        let sub: McpSubscription | undefined;
+        let id: unknown;
+        if (next.size > 0) {
+          client.resourceAckId = undefined;
+          sub = await client.listen({ resourceSubscriptions: [...next] }, { timeout: this.cfg.call_timeout_ms });
+          id = client.resourceAckId;
+          if (client !== this.client) {
+            // Reconnected meanwhile: the new connection listens again with the set as it stands.
+            await sub.close().catch(() => undefined);
+            throw new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${this.name}" reconnected; subscribe again`, { service: this.name });
+          }
+          // Only what the service acknowledged is held.
+          const honored = new Set(sub.honoredFilter.resourceSubscriptions ?? []);
+          for (const u of next) if (!honored.has(u)) next.delete(u);
+          if (next.size === 0) {
+            await sub.close().catch(() => undefined);
+            sub = undefined;
+          }
+        }
+        const old = this.watch;
+        this.watch = sub;
+        this.watched = next;
+        client.watchId = id;
+        await old?.close().catch(() => undefined);
+        if (sub) void sub.closed.then((why) => this.watchEnded(client, sub, why));
+      }
+      for (const { change, settle } of batch) {
+        const refused = change.add !== undefined && !this.watched.has(change.add);
+        settle(
+          refused ? new GatewayError('ERR_SERVICE_ERROR', `service "${this.name}" did not take the resource subscription`, { service: this.name }) : undefined,
+        );
+      }
+    } catch (e) {
+      for (const { settle } of batch) settle(e as Error);
+    }
+  }
+
+  /** The service ended the gateway's resource listen while the connection lives on: listened again after a pause. */
+  private watchEnded(client: GatewayClient, sub: McpSubscription, why: 'local' | 'graceful' | 'remote'): void {
+    if (why === 'local' || this.watch !== sub || this.client !== client || this.stopping) return;
+    this.watch = undefined;
+    this.log.warn({ service: this.name, why }, 'service ended the resource subscription stream; subscribing again');
+    this.clock.setTimeout(() => {
+      this.rewatch().catch((e: Error) => this.log.warn({ service: this.name, err: e.message }, 'resubscribing to resources failed'));
+    }, 1000);
+  }
+
+  /** 2026-07-28: how many resource URIs the gateway is subscribed to at this service (shared by its agents). */
+  get resourceSubscriptions(): number {
+    return this.watched.size;
   }
 
   /** The largest single message read from this service: its largest answer cap plus room for the envelope. */
@@ -466,6 +579,11 @@ export class ServiceConnection extends EventEmitter {
     this.backoff.reset();
     const sandbox = this.cfg.transport === 'stdio' ? (this.cfg.sandbox?.mode ?? 'bwrap') : undefined;
     this.log.info({ service: this.name, era: this.era, tools: this.tools.length, pid: this.pid, ...(sandbox ? { sandbox } : {}) }, 'service ready');
+    // A new connection to a 2026-07-28 service: the gateway's resource subscriptions are made again.
+    this.watch = undefined;
+    if (this.era === 'modern' && this.watched.size > 0) {
+      this.rewatch().catch((e: Error) => this.log.warn({ service: this.name, err: e.message }, 'resubscribing to resources failed'));
+    }
     this.emit('ready');
     this.emit('changed', 'all');
     this.wakeWaiters();

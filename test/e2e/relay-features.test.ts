@@ -196,11 +196,12 @@ describe('relay: logging, prompts', () => {
     assert.equal((rec?.result as { allow?: boolean } | undefined)?.allow, false);
   });
 
-  test('a 2026 agent is told honestly that resource subscriptions on subscriptions/listen are not relayed', async () => {
-    const m = await connect(gw, 'modern', { token: await gw.token({ sub: 'listen-honest' }) });
+  test("a 2026 agent's subscriptions/listen: the acknowledgement lists the list changes and only the resources it was granted", async () => {
+    // May read modernecho's resource, not legacyecho's (echo://static/info); subscriptions-modern.test.ts covers delivery.
+    const m = await connect(gw, 'modern', { token: await gw.token({ sub: 'listen-honest', scopes: ['modernecho:call'] }) });
     clients.push(m);
-    const sub = await m.listen({ toolsListChanged: true, resourceSubscriptions: ['echo://static/info'] });
-    assert.deepEqual(sub.honoredFilter, { toolsListChanged: true });
+    const sub = await m.listen({ toolsListChanged: true, resourceSubscriptions: ['echo://static/info', 'echo://modernecho/info'] });
+    assert.deepEqual(sub.honoredFilter, { toolsListChanged: true, resourceSubscriptions: ['echo://modernecho/info'] });
     await sub.close();
   });
 

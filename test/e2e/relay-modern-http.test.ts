@@ -68,15 +68,17 @@ for (const era of ['auto', 'modern'] as const) {
       }
     });
 
-    test('a subscription to its resources is refused clearly (not relayed for a 2026 service)', async () => {
+    test("a 2025 agent subscribes to its resources (the gateway's own subscriptions/listen to it) and hears the update", async () => {
       const legacy = await connect(gw, 'legacy', { token: await gw.token({ sub: 'sub-modern', scopes: ['web:call'] }) });
+      const got: string[] = [];
+      legacy.setNotificationHandler('notifications/resources/updated', (n) => void got.push(n.params.uri));
       try {
-        const e = await legacy.subscribeResource({ uri: 'echo://static/info' }).then(
-          () => undefined,
-          (err: unknown) => err as { code?: number; message?: string },
-        );
-        assert.equal(e?.code, -32601);
-        assert.equal(e?.message, 'resources/subscribe is not relayed for a 2026-07-28 service');
+        assert.deepEqual(await legacy.subscribeResource({ uri: 'echo://static/info' }), {});
+        const r = await legacy.callTool({ name: 'web.touch', arguments: { uri: 'echo://static/info' } });
+        assert.equal((r.content as Array<{ text: string }>)[0]!.text, 'updated echo://static/info');
+        await eventually(() => got.length >= 1);
+        assert.deepEqual(got, ['echo://static/info']);
+        await legacy.unsubscribeResource({ uri: 'echo://static/info' });
       } finally {
         await legacy.close();
       }

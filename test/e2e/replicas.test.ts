@@ -178,6 +178,26 @@ describe('two replicas behind nginx, sharing Redis', () => {
     }
   });
 
+  test("a 2026 agent's subscriptions/listen stream at one replica hears a resource update seen by the other", { timeout: 30_000 }, async () => {
+    const uri = 'echo://legacyecho/info';
+    const scopes = ['legacyecho:call'];
+    // A listens at r2; B subscribes at r1, whose service process sends the update.
+    const a = await connect(direct('r2'), 'modern', { token: await token('listener-r2', scopes) });
+    const b = await connect(direct('r1'), 'legacy', { token: await token('subscriber-r1b', scopes) });
+    try {
+      const aGot = new Promise<string>((r) => a.setNotificationHandler('notifications/resources/updated', (n) => r(n.params.uri)));
+      const stream = await a.listen({ resourceSubscriptions: [uri] });
+      assert.deepEqual(stream.honoredFilter, { resourceSubscriptions: [uri] });
+      await b.subscribeResource({ uri });
+      assert.equal(text(await b.callTool({ name: 'legacyecho.touch', arguments: { uri } })), `updated ${uri}`);
+      assert.equal(await aGot, uri);
+      await stream.close();
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   test("a 2025 service's elicitation asked through one replica is answered through the other, and completes", async () => {
     const t = await token('asker', ['legacyecho:call']);
     const first = await confirmAt('r1', t);
