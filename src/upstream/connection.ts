@@ -242,6 +242,11 @@ export class ServiceConnection extends EventEmitter {
   private watch: McpSubscription | undefined;
   private watching: Promise<void> = Promise.resolve();
   private readonly watchQueue: Array<{ change: { add?: string; remove?: string }; settle: (e?: Error) => void }> = [];
+  /**
+   * 2025: the resource URIs this connection has subscribed to at the service (made, not yet ended). A
+   * new process (a restart) or session (a reconnect) knows none of them: they are subscribed again.
+   */
+  private readonly subscribed = new Set<string>();
 
   constructor(
     readonly name: string,
@@ -322,6 +327,9 @@ export class ServiceConnection extends EventEmitter {
       await this.rewatch(method === 'resources/subscribe' ? { add: uri } : { remove: uri });
       return { result: {} as ForwardResult<M>, bytes: 2 };
     }
+    const subscription = method === 'resources/subscribe' || method === 'resources/unsubscribe' ? (params as { uri: string }).uri : undefined;
+    // Ended here whatever the service answers: a reconnect must not subscribe to it again.
+    if (method === 'resources/unsubscribe' && subscription !== undefined) this.subscribed.delete(subscription);
     if (opts.sink) this.sinks.add(opts.sink);
     // Our own idle timeout, reset by progress (the SDK's cannot see progress routed around it).
     const timeoutMs = opts.timeoutMs ?? this.callTimeoutFor(method === 'tools/call' && 'name' in params ? params.name : undefined);
@@ -383,6 +391,11 @@ export class ServiceConnection extends EventEmitter {
       this.inflight.delete(opts);
     }
     withoutEnvelope(result);
+    if (method === 'resources/subscribe' && subscription !== undefined) {
+      this.subscribed.add(subscription);
+      // Made on a connection that has since been replaced: the new one has not heard of it.
+      if (this.client && this.client !== client) void this.resubscribe(this.client, [subscription]);
+    }
     const bytes = jsonSize(result);
     const cap = this.maxResultBytes(method === 'tools/call' && 'name' in params ? params.name : undefined);
     if (bytes > cap)
@@ -466,6 +479,27 @@ export class ServiceConnection extends EventEmitter {
     this.clock.setTimeout(() => {
       this.rewatch().catch((e: Error) => this.log.warn({ service: this.name, err: e.message }, 'resubscribing to resources failed'));
     }, 1000);
+  }
+
+  /**
+   * 2025: subscribes the new connection to the URIs the old one held, one at a time (in order with an
+   * agent's unsubscribe meanwhile, which drops its URI first). A failure is logged (no URI) and the URI
+   * is kept, so the next reconnect tries it again.
+   */
+  private async resubscribe(client: GatewayClient, uris: readonly string[] = [...this.subscribed]): Promise<void> {
+    let failed = 0;
+    let err: string | undefined;
+    for (const uri of uris) {
+      if (this.client !== client) return;
+      if (!this.subscribed.has(uri)) continue;
+      try {
+        await client.subscribeResource({ uri }, { timeout: this.cfg.call_timeout_ms });
+      } catch (e) {
+        failed++;
+        err = (e as Error).message;
+      }
+    }
+    if (failed > 0) this.log.warn({ service: this.name, failed, err }, 'resubscribing to resources failed');
   }
 
   /** 2026-07-28: how many resource URIs the gateway is subscribed to at this service (shared by its agents). */
@@ -584,6 +618,8 @@ export class ServiceConnection extends EventEmitter {
     if (this.era === 'modern' && this.watched.size > 0) {
       this.rewatch().catch((e: Error) => this.log.warn({ service: this.name, err: e.message }, 'resubscribing to resources failed'));
     }
+    // A 2025 service: every URI still subscribed through this connection is subscribed again.
+    if (this.era === 'legacy' && this.subscribed.size > 0) void this.resubscribe(client);
     this.emit('ready');
     this.emit('changed', 'all');
     this.wakeWaiters();

@@ -6,6 +6,7 @@
  * Each subscription is decided by policy and audited; a refused one is left out (2025: the error;
  * 2026: the acknowledgement); an update reaches only subscribers who may read the URI; unsubscribing
  * or closing the stream ends delivery, and the service's own subscription ends with its last subscriber.
+ * A service of either era that is restarted (shared or isolated connection) is subscribed again.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -227,6 +228,29 @@ describe('resource subscriptions across agent and service eras', () => {
     assert.deepEqual(a.got.slice(0, 2), [X, X]);
     assert.equal((await restarts()).resource_subscriptions, 1);
     await a.end(s, []);
+  });
+
+  test("a 2025 service that crashes and is restarted: the gateway subscribes again, its 2025 agent's subscription holds", async () => {
+    const X = uriOf('legacyecho');
+    const a = await agent('2025', 'sub-restart-2025', ['legacyecho:call']);
+    const s = await a.subscribe([X]);
+    assert.deepEqual([s.granted, s.errors], [[X], []]);
+    const restarts = async () => (await readyz()).find((x) => x.name === 'legacyecho') as { restarts?: number; state?: string };
+    const before = (await restarts()).restarts ?? 0;
+    assert.equal(await touch(a, 'legacyecho'), `updated ${X}`);
+    await eventually(() => a.got.length >= 1);
+    await (a.client as Client).callTool({ name: 'legacyecho.crash', arguments: {} }).catch(() => undefined);
+    await eventually(async () => {
+      const r = await restarts();
+      return (r.restarts ?? 0) > before && r.state === 'ready';
+    }, 30_000);
+    // The new process answers "not subscribed" until the gateway subscribes again; the agent never does.
+    await eventually(async () => (await touch(a, 'legacyecho')) === `updated ${X}`, 15_000);
+    await eventually(() => a.got.length >= 2);
+    assert.deepEqual(a.raw, [{ uri: X }, { uri: X }]);
+    // Its unsubscribe ends it at the new process too.
+    await a.end(s, [X]);
+    assert.equal(await touch(a, 'legacyecho'), `not subscribed ${X}`);
   });
 
   test('twenty agents of both eras subscribe at once to two 2026 services: each update reaches each of them exactly once', async () => {
@@ -504,5 +528,52 @@ describe('a listen stream whose agent goes away while its URIs are decided', () 
       web.proc.kill('SIGCONT');
       await c.close();
     }
+  });
+});
+
+describe('a 2025 service isolated per principal: its restarted connection is subscribed again', () => {
+  let gw: Gateway;
+  const X = uriOf('isoecho');
+
+  before(async () => {
+    gw = await startGateway({
+      services: { isoecho: echoService({ era: 'legacy', isolation: 'principal', pool: { max: 4, idle_s: 600 } }, undefined, X) },
+    });
+    await eventually(async () => {
+      const r = (await (await fetch(`${gw.url}/readyz`)).json()) as { services?: Array<{ state: string }> };
+      return r.services?.every((s) => s.state === 'ready') ?? false;
+    }, 30_000);
+  });
+  after(async () => {
+    await gw?.stop();
+  });
+
+  test("the principal's own process crashes and is restarted: a touch after it reaches the subscriber, who never subscribed again", async () => {
+    const c = await connectV1(gw, { token: await gw.token({ sub: 'iso-sub', scopes: ['isoecho:call'] }) });
+    const got: Array<Record<string, unknown>> = [];
+    c.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
+      got.push(n.params);
+    });
+    const touch = async () => {
+      const r = await c.callTool({ name: 'isoecho.touch', arguments: { uri: X } });
+      return text(r);
+    };
+    // The principal's pooled connection logs each process it connects to.
+    const pooledReady = () =>
+      gw
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('"pooled"') && l.includes('"msg":"service ready"')).length;
+    await c.subscribeResource({ uri: X });
+    assert.equal(await touch(), `updated ${X}`);
+    await eventually(() => got.length >= 1);
+    assert.equal(pooledReady(), 1);
+    await c.callTool({ name: 'isoecho.crash', arguments: {} });
+    // Restarted: the new process answers "not subscribed" until the gateway subscribes again.
+    await eventually(() => pooledReady() === 2, 30_000);
+    await eventually(async () => (await touch()) === `updated ${X}`, 15_000);
+    await eventually(() => got.length >= 2);
+    assert.deepEqual(got, [{ uri: X }, { uri: X }]);
+    await c.close();
   });
 });
