@@ -300,8 +300,11 @@ export class Catalog extends EventEmitter {
     breaker: string;
     in_flight: number;
     resource_subscriptions?: number;
+    quarantined_tools?: string[];
     error?: string;
   }> {
+    const quarantined = new Map<string, string[]>();
+    for (const [canonical, q] of this.quarantine) quarantined.set(q.service, [...(quarantined.get(q.service) ?? []), canonical]);
     return [...this.services.values()].map((s) => ({
       name: s.name,
       state: s.state,
@@ -312,6 +315,8 @@ export class Catalog extends EventEmitter {
       in_flight: s.guard.active,
       // A 2026-07-28 service: the URIs the gateway holds on its listen stream (a 2025 service keeps its own count).
       ...(s.era === 'modern' ? { resource_subscriptions: s.resourceSubscriptions } : {}),
+      // Tools hidden until an operator approves their changed definition (canonical names; readiness unchanged).
+      ...(quarantined.has(s.name) ? { quarantined_tools: quarantined.get(s.name)!.sort() } : {}),
       ...(s.lastError ? { error: s.lastError } : {}),
     }));
   }

@@ -21,6 +21,13 @@ describe('tool definitions pinned on first sight', () => {
   const pins = () => JSON.parse(readFileSync(pinFile(), 'utf8')) as { tools: Record<string, { hash: string; pending?: { hash: string } }> };
   const records = () => readRecords(path.join(gw.dir, 'audit')).map((l) => l.rec as Record<string, any>);
   const weather = async () => (await client.listTools()).tools.find((t) => t.name === 'echo.weather');
+  /** /readyz: its HTTP status, overall status and the echo service's quarantined tools. */
+  const readyz = async () => {
+    const r = await fetch(`${gw.url}/readyz`);
+    const body = (await r.json()) as { status: string; services: Array<{ name: string; state: string; quarantined_tools?: string[] }> };
+    const echo = body.services.find((x) => x.name === 'echo');
+    return { http: r.status, status: body.status, state: echo?.state, quarantined: echo?.quarantined_tools };
+  };
 
   before(async () => {
     gw = await startGateway({ services: { echo: echoService() } });
@@ -39,10 +46,13 @@ describe('tool definitions pinned on first sight', () => {
     assert.deepEqual((await client.callTool({ name: 'echo.weather', arguments: { city: 'Oslo' } })).content, [{ type: 'text', text: 'sunny in Oslo' }]);
     const decided = await eventually(() => records().find((r) => r.kind === 'decision' && r.tool === 'echo.weather'));
     assert.equal(decided?.tool_definition_hash, first?.hash);
+    assert.deepEqual(await readyz(), { http: 200, status: 'ready', state: 'ready', quarantined: undefined });
 
     // The service turns the description into a prompt injection and says its list changed.
     await client.callTool({ name: 'echo.redescribe', arguments: {} });
     await eventually(async () => (await weather()) === undefined);
+    // /readyz names it (canonical name only); the service stays ready and so does the gateway.
+    assert.deepEqual(await readyz(), { http: 200, status: 'ready', state: 'ready', quarantined: ['echo.weather'] });
     assert.equal(
       (await client.listTools()).tools.some((t) => t.description === INJECTED),
       false,
@@ -87,6 +97,7 @@ describe('tool definitions pinned on first sight', () => {
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal(ok.stdout.trim(), `echo.weather: approved ${held?.pending?.hash}; a running gateway serves it again`);
     assert.equal((await eventually(weather))?.description, INJECTED);
+    assert.deepEqual(await readyz(), { http: 200, status: 'ready', state: 'ready', quarantined: undefined });
     assert.equal(pins().tools['echo.weather']?.hash, held?.pending?.hash);
     assert.deepEqual((await client.callTool({ name: 'echo.weather', arguments: { city: 'Rome' } })).content, [{ type: 'text', text: 'sunny in Rome' }]);
     const after = await eventually(() => records().find((r) => r.kind === 'decision' && r.tool === 'echo.weather' && r.tool_definition_hash !== first?.hash));
