@@ -117,6 +117,50 @@ test('allowed call: a decision then a linked outcome, exactly; a denial: one dec
   assert.equal((await verifyAuditFiles([file], { requireGenesis: true })).ok, true);
 });
 
+test("an event's service: the caller's when set, else a canonical tool's known service, else none", async (t) => {
+  const file = path.join(tmpDir(t), 'audit.jsonl');
+  const log = await openAuditLog({ file, fsync: 'never', services: ['fs', 'mirror'] });
+  const probe = (fields: { tool?: string; exposed_name?: string; service?: string }) =>
+    log.event({ type: 'probe_refused', request_id: 'req-1', method: 'tools/call', ...fields, error: { code: 'ERR_TEST', message: 'refused' } });
+  // Set by the caller (it resolved an alias that looks like another service's name).
+  await probe({ tool: 'mirror.echo', exposed_name: 'fs.echo', service: 'mirror' });
+  // Canonical name of a configured service: taken from the name.
+  await probe({ tool: 'fs.read' });
+  // An exposed name or an unknown one: the text before its '.' names no configured service, so none.
+  await probe({ tool: 'files.read' });
+  await probe({ tool: 'say' });
+  await probe({ tool: '.read' });
+  await probe({});
+  await log.close();
+  const recs = readRecords(file);
+  for (const r of recs) assert.equal(validateRecord(r), true, JSON.stringify(validateRecord.errors));
+  assert.deepEqual(
+    recs.map((r) => [r.tool, r.exposed_name, r.service]),
+    [
+      ['mirror.echo', 'fs.echo', 'mirror'],
+      ['fs.read', undefined, 'fs'],
+      ['files.read', undefined, undefined],
+      ['say', undefined, undefined],
+      ['.read', undefined, undefined],
+      [undefined, undefined, undefined],
+    ],
+  );
+  // Absent, not null: the record simply has no service member.
+  assert.equal('service' in recs[2]!, false);
+});
+
+test('without the configured services no service is guessed from a tool name', async (t) => {
+  const file = path.join(tmpDir(t), 'audit.jsonl');
+  const log = await openAuditLog({ file, fsync: 'never' });
+  await log.event({ type: 'probe_refused', tool: 'fs.read', error: { code: 'ERR_TEST', message: 'refused' } });
+  await log.event({ type: 'probe_refused', tool: 'fs.read', service: 'fs', error: { code: 'ERR_TEST', message: 'refused' } });
+  await log.close();
+  assert.deepEqual(
+    readRecords(file).map((r) => r.service),
+    [undefined, 'fs'],
+  );
+});
+
 test('log_arguments / log_results log redacted copies and list what was masked', async (t) => {
   const dir = tmpDir(t);
   const file = path.join(dir, 'audit.jsonl');

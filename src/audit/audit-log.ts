@@ -51,6 +51,12 @@ export interface AuditOptions {
   recoverIntervalMs?: number;
   /** File descriptor of the stdout sink (tests); default 1. */
   stdoutFd?: number;
+  /**
+   * The configured service names: an event that names no `service` gets the one a canonical
+   * `<service>.<tool>` in its `tool` names, only when it is one of these (never a guess from an
+   * exposed name or alias). Default none.
+   */
+  services?: readonly string[];
 }
 
 export interface AuditStats extends SinkStats {
@@ -147,6 +153,7 @@ class AuditLogImpl implements AuditLog {
   private readonly pino: Logger;
   private captured = '';
   private readonly labels: { app: 'micro-mcp'; id: string; version: string };
+  private readonly services: ReadonlySet<string>;
 
   constructor(
     private readonly writer: GroupCommitWriter,
@@ -158,6 +165,7 @@ class AuditLogImpl implements AuditLog {
     this.lastHash = head?.hash ?? GENESIS_HASH;
     this.durable = { seq: this.seq, hash: this.lastHash };
     this.labels = { app: 'micro-mcp', id: opts.instanceId ?? randomUUID(), version: opts.version ?? '0.0.0' };
+    this.services = new Set(opts.services ?? []);
     // A dedicated pino instance, separate from the operational logger: pino does the formatting,
     // the destination below only captures the line so that sink.ts can own the fd (see there).
     // The level formatter emits the format version as the first member (`_v` sorts before every
@@ -317,6 +325,14 @@ class AuditLogImpl implements AuditLog {
     }
   }
 
+  /** The service a canonical `<service>.<tool>` names, when it is a configured one; else none. */
+  private serviceOf(tool: string | undefined): string | undefined {
+    const dot = tool?.indexOf('.') ?? -1;
+    if (tool === undefined || dot <= 0) return undefined;
+    const service = tool.slice(0, dot);
+    return this.services.has(service) ? service : undefined;
+  }
+
   async event(rec: EventInput): Promise<AuditReceipt> {
     const masked: string[] = [];
     const r: RecordFields<EventRecord> = {
@@ -331,7 +347,7 @@ class AuditLogImpl implements AuditLog {
       method: rec.method,
       tool: rec.tool,
       ...(rec.exposed_name !== undefined ? { exposed_name: rec.exposed_name } : {}),
-      service: rec.tool?.includes('.') ? rec.tool.slice(0, rec.tool.indexOf('.')) : undefined,
+      service: rec.service ?? this.serviceOf(rec.tool),
       error: rec.error ? { code: rec.error.code, message: this.redactor.redactString(rec.error.message) } : undefined,
       details: rec.details ? this.redacted(rec.details, 'details', masked) : undefined,
     };

@@ -88,6 +88,11 @@ export interface EventInput {
   tool?: string;
   /** The name the agent used, when it differs from the canonical `tool`. */
   exposed_name?: string;
+  /**
+   * The service that owns `tool`, set by callers that know it. Without it, the text before the first
+   * '.' of `tool` only when that names a configured service (`AuditOptions.services`); else none.
+   */
+  service?: string;
   decision_id?: string;
   error?: { code: string; message: string };
   details?: Record<string, unknown>;

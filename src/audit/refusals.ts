@@ -25,6 +25,8 @@ export interface RefusalFacts {
   tool?: string;
   /** The name the agent used, when it differs from the canonical `tool` (services.<name>.expose). */
   exposedName?: string;
+  /** The service that owns `tool`, when the caller knows it (the record's `service`). */
+  service?: string;
 }
 
 export interface RefusalOptions {
@@ -102,6 +104,7 @@ export class Refusals {
       ...(f.method ? { method: f.method } : {}),
       ...(f.tool ? { tool: f.tool } : {}),
       ...(f.exposedName ? { exposed_name: f.exposedName } : {}),
+      ...(f.service ? { service: f.service } : {}),
     };
   }
 

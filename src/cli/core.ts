@@ -66,7 +66,8 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
   const authConfig = resolveAuthPaths(config, baseDir);
   const replicaId = config.server.replica_id ?? `r${randomUUID().slice(0, 8)}`;
   if (config.runDir === null) throw new Error('startCore needs the runtime folder (loadConfig runDir)');
-  const auditOptions = auditOptionsFromConfig(config.audit, { dev: opts.dev, baseDir, version: VERSION });
+  // The configured services: an event names the service of a canonical tool name only for these.
+  const auditOptions = { ...auditOptionsFromConfig(config.audit, { dev: opts.dev, baseDir, version: VERSION }), services: Object.keys(config.services) };
   const audit = await life.acquire('audit log', await openAuditLog(auditOptions), (a) => a.close({ drainMs: opts.drainMs }));
   const log: Logger = createLogger({ level: config.logging?.level ?? 'info', redact: audit.redactor });
   const clock = systemClock;
@@ -94,10 +95,19 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
     (r) => r.close(),
   );
   const probes: ProbePort = {
+    // A name that resolved is recorded canonical, with the agent's own beside it when they differ.
     refused: (cc, what) =>
       refusals.probeRefused(
-        { requestId: cc.requestId, clientIp: cc.clientIp, principal: cc.principal, method: what.method, ...(what.tool ? { tool: what.tool } : {}) },
-        what,
+        {
+          requestId: cc.requestId,
+          clientIp: cc.clientIp,
+          principal: cc.principal,
+          method: what.method,
+          ...(what.canonical ? { tool: what.canonical } : what.tool ? { tool: what.tool } : {}),
+          ...(what.canonical && what.tool && what.tool !== what.canonical ? { exposedName: what.tool } : {}),
+          ...(what.service ? { service: what.service } : {}),
+        },
+        { code: what.code, message: what.message },
       ),
   };
   // The JWKS file stdio services read to verify their per-call credentials; private to this process.

@@ -171,14 +171,22 @@ export class CallPipeline {
     if (state?.k === 'parked') return this.resumeParked(cc, state, ctx);
 
     const tool = this.d.catalog.tool(params.name);
-    if (!tool && this.d.catalog.quarantined(params.name)) {
+    const held = tool ? undefined : this.d.catalog.quarantined(params.name);
+    if (held) {
       // Its definition changed since it was pinned: refused, and recorded, until an operator approves it.
       const e = new GatewayError(
         'ERR_TOOL_DEFINITION_CHANGED',
         `denied: tool_definition_changed: the definition of ${params.name} changed since it was pinned; it is quarantined until an operator approves it`,
         { reason: 'tool_definition_changed', tool: params.name },
       );
-      await this.d.probes.refused(cc, { method: 'tools/call', code: e.code, message: e.message, tool: params.name });
+      await this.d.probes.refused(cc, {
+        method: 'tools/call',
+        code: e.code,
+        message: e.message,
+        tool: params.name,
+        canonical: held.canonical,
+        service: held.service,
+      });
       throw toProtocolError(e);
     }
     if (!tool) return this.refuse(cc, 'tools/call', 'ERR_TOOL_NOT_FOUND', `Unknown tool: ${params.name}`, params.name);
@@ -862,8 +870,14 @@ export class CallPipeline {
 
   /** Records a request refused before any decision, then refuses it with -32602 (the message is the agent's). */
   private async refuse(cc: CallContext, method: string, code: string, message: string, tool: string, data?: Record<string, unknown>): Promise<never> {
-    await this.d.probes.refused(cc, { method, code, message, tool });
+    await this.d.probes.refused(cc, { method, code, message, tool, ...this.owner(method, tool) });
     throw new ProtocolError(-32602, message, data);
+  }
+
+  /** The canonical name and service of a tool or prompt the agent named, when it names one (for the record). */
+  private owner(method: string, name: string): { canonical?: string; service?: string } {
+    const entry = method === 'tools/call' ? this.d.catalog.tool(name) : method === 'prompts/get' ? this.d.catalog.prompt(name) : undefined;
+    return entry ? { canonical: entry.canonical, service: entry.service } : {};
   }
 
   /** An outcome record being written: awaited before the answer only with outcomeBeforeAnswer. */

@@ -93,7 +93,8 @@ export interface StatePort {
 
 /** Records a request refused before any decision (probing is on the record; floods are aggregated). */
 export interface ProbePort {
-  refused(cc: CallContext, what: { method: string; code: string; message: string; tool?: string }): Promise<void>;
+  /** `tool`: as the agent named it; `canonical` and `service`: what it resolved to, when it did. */
+  refused(cc: CallContext, what: { method: string; code: string; message: string; tool?: string; canonical?: string; service?: string }): Promise<void>;
 }
 
 /**

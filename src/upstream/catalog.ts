@@ -22,6 +22,8 @@ import type { ToolPins } from './pins.js';
 /** A tool whose listed definition differs from its pin: hidden, and its calls refused, until approved. */
 export interface QuarantinedTool {
   service: string;
+  /** "<service>.<tool>". */
+  canonical: string;
   /** The pinned (approved) definition's hash. */
   pinned: string;
   /** The hash of what the service lists now. */
@@ -373,7 +375,7 @@ export class Catalog extends EventEmitter {
         // Only a pinned definition is served: policy sees the hash and annotations of what was approved.
         const pin = this.pins?.check(canonical, { ...t });
         if (pin?.state === 'changed') {
-          quarantine.set(canonical, { service: s.name, pinned: pin.pinned, listed: pin.hash, ...(name !== canonical ? { exposed: name } : {}) });
+          quarantine.set(canonical, { service: s.name, canonical, pinned: pin.pinned, listed: pin.hash, ...(name !== canonical ? { exposed: name } : {}) });
           continue;
         }
         const annotations: Record<string, unknown> = { ...(t.annotations ?? {}) };

@@ -161,6 +161,40 @@ describe('exposed names', () => {
     assert.doesNotMatch(gw.output(), /expose\.aliases names a tool the service does not list: echo\b/);
   });
 
+  test('a refused call through an exposed name is recorded with the service that owns it, never one read off the name', async () => {
+    const client = await connect1(gw, await gw.token({ sub: 'frank', scopes: ['mirror:call'] }));
+    try {
+      // The mirror service (exposed as fs.*) changes its weather tool: quarantined, then called by its exposed name.
+      assert.equal(text(await client.callTool({ name: 'fs.redescribe', arguments: {} })), 'weather redescribed');
+      await eventually(async () => !(await client.listTools()).tools.some((t) => t.name === 'fs.weather'));
+      await assert.rejects(client.callTool({ name: 'fs.weather', arguments: { city: 'Oslo' } }), (e: { code?: number; data?: unknown }) => {
+        assert.equal(e.code, -32003);
+        assert.deepEqual(e.data, { code: 'ERR_TOOL_DEFINITION_CHANGED', reason: 'tool_definition_changed', tool: 'fs.weather' });
+        return true;
+      });
+      // A name under the exposed prefix that no service lists: there is no service "fs" to name.
+      await assert.rejects(client.callTool({ name: 'fs.nothing', arguments: {} }), (e: { code?: number; message?: string }) => {
+        assert.deepEqual([e.code, e.message], [-32602, 'MCP error -32602: Unknown tool: fs.nothing']);
+        return true;
+      });
+    } finally {
+      await client.close();
+    }
+    const refused = () =>
+      readRecords(auditDir)
+        .map((l) => l.rec as Record<string, unknown>)
+        .filter((r) => r.kind === 'event' && (r.principal as { id: string } | null)?.id === 'frank');
+    await eventually(() => refused().length >= 2);
+    const events = refused();
+    assert.deepEqual(
+      events.map((r) => [r.type, r.tool, r.exposed_name, r.service, (r.error as { code: string }).code]),
+      [
+        ['probe_refused', 'mirror.weather', 'fs.weather', 'mirror', 'ERR_TOOL_DEFINITION_CHANGED'],
+        ['probe_refused', 'fs.nothing', undefined, undefined, 'ERR_TOOL_NOT_FOUND'],
+      ],
+    );
+  });
+
   test('a name that is canonical is recorded without exposed_name', async () => {
     const gw2 = await startGateway({ services: { echo: echoService() } });
     try {
