@@ -327,7 +327,8 @@ export class ServiceConnection extends EventEmitter {
       await this.rewatch(method === 'resources/subscribe' ? { add: uri } : { remove: uri });
       return { result: {} as ForwardResult<M>, bytes: 2 };
     }
-    const subscription = method === 'resources/subscribe' || method === 'resources/unsubscribe' ? (params as { uri: string }).uri : undefined;
+    const subscription =
+      (method === 'resources/subscribe' || method === 'resources/unsubscribe') && 'uri' in params && typeof params.uri === 'string' ? params.uri : undefined;
     // Ended here whatever the service answers: a reconnect must not subscribe to it again.
     if (method === 'resources/unsubscribe' && subscription !== undefined) this.subscribed.delete(subscription);
     if (opts.sink) this.sinks.add(opts.sink);
