@@ -11,7 +11,8 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
-import { rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { type Client, type McpSubscription, SUBSCRIPTION_ID_META_KEY } from '@modelcontextprotocol/client';
 import type { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
@@ -574,6 +575,70 @@ describe('a 2025 service isolated per principal: its restarted connection is sub
     await eventually(async () => (await touch()) === `updated ${X}`, 15_000);
     await eventually(() => got.length >= 2);
     assert.deepEqual(got, [{ uri: X }, { uri: X }]);
+    await c.close();
+  });
+});
+
+describe('a 2025 service that refuses the subscription again after a restart', () => {
+  let gw: Gateway;
+  let marker: string;
+  const X = uriOf('flaky');
+
+  before(async () => {
+    marker = path.join(mkdtempSync(path.join(tmpdir(), 'micro-mcp-flaky-')), 'marker');
+    const flaky = echoService({ era: 'legacy' }, marker, X);
+    // Its second process refuses every resources/subscribe; the first and third take them.
+    flaky.args = [...(flaky.args as string[]), '--refuse-subscribe-start', '2'];
+    gw = await startGateway({ services: { flaky } });
+    await eventually(async () => {
+      const r = (await (await fetch(`${gw.url}/readyz`)).json()) as { services?: Array<{ state: string }> };
+      return r.services?.every((s) => s.state === 'ready') ?? false;
+    }, 30_000);
+  });
+  after(async () => {
+    await gw?.stop();
+    rmSync(path.dirname(marker), { recursive: true, force: true });
+  });
+
+  test('the failure is logged without the URI, and the next reconnect subscribes again', async () => {
+    const c = await connectV1(gw, { token: await gw.token({ sub: 'flaky-sub', scopes: ['flaky:call'] }) });
+    const got: Array<Record<string, unknown>> = [];
+    c.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
+      got.push(n.params);
+    });
+    const touch = async () => text(await c.callTool({ name: 'flaky.touch', arguments: { uri: X } }));
+    const restarted = async (n: number) =>
+      eventually(async () => {
+        const r = (await (await fetch(`${gw.url}/readyz`)).json()) as { services: Array<{ restarts: number; state: string }> };
+        return r.services[0]?.restarts === n && r.services[0].state === 'ready';
+      }, 30_000);
+    const failures = () =>
+      gw
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('resubscribing to resources failed'));
+    await c.subscribeResource({ uri: X });
+    assert.equal(await touch(), `updated ${X}`);
+    await eventually(() => got.length >= 1);
+
+    // The second process refuses: logged once (how many, why; not which URI), and it holds no subscription.
+    await c.callTool({ name: 'flaky.crash', arguments: {} });
+    await restarted(1);
+    await eventually(() => failures().length === 1, 15_000);
+    const [line] = failures();
+    assert.match(line!, /"service":"flaky"/);
+    assert.match(line!, /"failed":1/);
+    assert.match(line!, /this process refuses subscriptions/);
+    assert.equal(line!.includes(X), false, 'the log line names no URI');
+    assert.equal(await touch(), `not subscribed ${X}`);
+
+    // The next reconnect tries again, and the third process takes it: the agent never subscribed again.
+    await c.callTool({ name: 'flaky.crash', arguments: {} });
+    await restarted(2);
+    await eventually(async () => (await touch()) === `updated ${X}`, 15_000);
+    await eventually(() => got.length >= 2);
+    assert.deepEqual(got, [{ uri: X }, { uri: X }]);
+    assert.equal(failures().length, 1);
     await c.close();
   });
 });
