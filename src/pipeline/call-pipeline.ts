@@ -414,14 +414,16 @@ export class CallPipeline {
       void outcome({ outcome: 'refused', error: { code: e.code, message: e.message } });
       throw toProtocolError(e);
     }
-    // The shared connection, or this principal's (session's) own under `isolation` (upstream/pool).
+    // The shared connection (or one of its overflow connections while it waits for an agent,
+    // upstream/overflow), or this principal's (session's) own under `isolation` (upstream/pool).
     let held: Awaited<ReturnType<Catalog['connectionFor']>>;
     try {
-      held = await this.d.catalog.connectionFor(r.service, {
-        principal: principalKey(cc.principal),
-        session: cc.sessionId,
-        capabilities: relayedCapabilities(cc.capabilities),
-      });
+      held = await this.d.catalog.connectionFor(
+        r.service,
+        { principal: principalKey(cc.principal), session: cc.sessionId, capabilities: relayedCapabilities(cc.capabilities) },
+        // Tools and prompts can be learned as asking for input; a URI names no code of the service.
+        { method: r.method, name: r.method === 'tools/call' || r.method === 'prompts/get' ? r.facts.name : undefined },
+      );
     } catch (e) {
       admitted.release();
       const ge = isGatewayError(e) ? e : new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${r.service}" is unavailable`);

@@ -13,10 +13,11 @@ import type { ClientCapabilities, Prompt, Resource, ResourceTemplateType as Reso
 import type { Config } from '../config/types.js';
 import type { Logger, ToolFacts } from '../types.js';
 import { canonicalJson, sha256 } from '../canonical.js';
-import { ServiceConnection, type ServiceEnvironment } from './connection.js';
+import { type ForwardMethod, ServiceConnection, type ServiceEnvironment } from './connection.js';
 import { GatewayError } from '../errors.js';
 import { type Clock, systemClock } from '../clock.js';
 import { ConnectionPool } from './pool.js';
+import { OverflowRouter } from './overflow.js';
 import type { ToolPins } from './pins.js';
 
 /** A tool whose listed definition differs from its pin: hidden, and its calls refused, until approved. */
@@ -114,6 +115,8 @@ export class Catalog extends EventEmitter {
   readonly services = new Map<string, ServiceConnection>();
   /** Isolated connections of the services configured with `isolation: principal | session`. */
   readonly pools = new Map<string, { isolation: 'principal' | 'session'; pool: ConnectionPool<ServiceConnection> }>();
+  /** Overflow connections of shared services (`services.<name>.overflow`; used while the service is 2025-era). */
+  readonly overflows = new Map<string, OverflowRouter<ServiceConnection>>();
   private toolList: CatalogTool[] = [];
   private toolIndex = new Map<string, CatalogTool>();
   private promptList: CatalogPrompt[] = [];
@@ -165,6 +168,20 @@ export class Catalog extends EventEmitter {
       conn.on('changed', (kind: ChangeKind | 'all') => this.rebuild(kind, name));
       conn.on('resourceUpdated', (uri: string) => this.emit('resourceUpdated', name, uri));
       this.services.set(name, conn);
+      const overflowMax = cfg.overflow?.max ?? 16;
+      if (isolation === 'shared' && overflowMax > 0) {
+        let n = 0;
+        const router = new OverflowRouter<ServiceConnection>({
+          service: name,
+          main: conn,
+          max: overflowMax,
+          idleMs: (cfg.overflow?.idle_s ?? 60) * 1000,
+          clock,
+          // Calls only, like a pooled connection: the main one keeps the lists and the subscriptions.
+          create: () => new ServiceConnection(name, cfg, log.child({ service: name, overflow: ++n }), environmentFor(name)),
+        });
+        this.overflows.set(name, router);
+      }
     }
   }
 
@@ -189,7 +206,11 @@ export class Catalog extends EventEmitter {
 
   async stop(): Promise<void> {
     this.pins?.close();
-    await Promise.all([...[...this.pools.values()].map((p) => p.pool.close()), ...[...this.services.values()].map((s) => s.stop())]);
+    await Promise.all([
+      ...[...this.pools.values()].map((p) => p.pool.close()),
+      ...[...this.overflows.values()].map((o) => o.close()),
+      ...[...this.services.values()].map((s) => s.stop()),
+    ]);
   }
 
   /**
@@ -210,6 +231,8 @@ export class Catalog extends EventEmitter {
   async connectionFor(
     service: string,
     agent: { principal: string; session: string | null; capabilities: ClientCapabilities },
+    /** The call: a subscription stays on the shared connection; others may overflow (upstream/overflow). */
+    call?: { method: ForwardMethod; name: string | undefined },
   ): Promise<{ conn: ServiceConnection; release: () => void }> {
     const isolated = this.pools.get(service);
     if (isolated) {
@@ -219,6 +242,8 @@ export class Catalog extends EventEmitter {
       // learns them at initialize); one shared by a principal's sessions declares the gateway's set.
       return isolated.pool.acquire(key, perSession ? agent.capabilities : undefined);
     }
+    const overflow = this.overflows.get(service);
+    if (overflow && call && call.method !== 'resources/subscribe' && call.method !== 'resources/unsubscribe') return overflow.acquire(call);
     const conn = this.services.get(service);
     if (!conn) throw new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${service}" is not configured`);
     return { conn, release: () => undefined };
@@ -291,17 +316,33 @@ export class Catalog extends EventEmitter {
     return this.services.get(name);
   }
 
-  health(): Array<{ name: string; state: string; era?: string; tools: number; restarts: number; breaker: string; in_flight: number; error?: string }> {
-    return [...this.services.values()].map((s) => ({
-      name: s.name,
-      state: s.state,
-      ...(s.era ? { era: s.era } : {}),
-      tools: s.tools.length,
-      restarts: s.restarts,
-      breaker: s.guard.state,
-      in_flight: s.guard.active,
-      ...(s.lastError ? { error: s.lastError } : {}),
-    }));
+  /** Per service; `connections` counts the extra ones (overflow or isolated) when the service has them. */
+  health(): Array<{
+    name: string;
+    state: string;
+    era?: string;
+    tools: number;
+    restarts: number;
+    breaker: string;
+    in_flight: number;
+    connections?: { overflow: number } | { isolated: number };
+    error?: string;
+  }> {
+    return [...this.services.values()].map((s) => {
+      const overflow = this.overflows.get(s.name);
+      const pool = this.pools.get(s.name)?.pool;
+      return {
+        name: s.name,
+        state: s.state,
+        ...(s.era ? { era: s.era } : {}),
+        tools: s.tools.length,
+        restarts: s.restarts,
+        breaker: s.guard.state,
+        in_flight: s.guard.active,
+        ...(overflow ? { connections: { overflow: overflow.size } } : pool ? { connections: { isolated: pool.size } } : {}),
+        ...(s.lastError ? { error: s.lastError } : {}),
+      };
+    });
   }
 
   /**

@@ -205,6 +205,11 @@ export class ServiceConnection extends EventEmitter {
   /** The circuit breaker and concurrency cap the pipeline admits calls through (upstream/resilience). */
   readonly guard: ServiceGuard;
   private readonly sinks = new Set<InteractionSink>();
+  /**
+   * The service's input requests handed to a call's agent and not answered yet. While one waits, the
+   * connection takes no new calls (upstream/overflow): a new call's own request would be ambiguous.
+   */
+  waiting = 0;
   /** Every forwarded request in flight on this connection (to attribute what names no call). */
   private readonly inflight = new Map<ForwardOptions, ((p: LoggingMessageNotificationParams) => void) | undefined>();
   private readyWaiters: Array<() => void> = [];
@@ -557,13 +562,20 @@ export class ServiceConnection extends EventEmitter {
   }
 
   private async interaction<R extends InteractionRequest>(req: R): Promise<InteractionAnswer<R>> {
+    // Whatever is in flight may ask again (upstream/overflow learns which tools ask).
+    this.emit('asking');
     if (this.sinks.size !== 1) {
       // No call, or several, could have caused it: refusing is the only answer that cannot misroute.
       this.log.warn({ service: this.name, method: req.method, inflight: this.sinks.size }, 'server-to-client request refused: cannot attribute it to one call');
       throw new ProtocolError(-32600, `${req.method} refused by the gateway: it cannot be attributed to exactly one call in progress`);
     }
     const [sink] = this.sinks;
-    return sink!.interact(req);
+    this.waiting++;
+    try {
+      return await sink!.interact(req);
+    } finally {
+      this.waiting--;
+    }
   }
 
   private onClosed(client: GatewayClient): void {
