@@ -421,8 +421,8 @@ export class CallPipeline {
       held = await this.d.catalog.connectionFor(
         r.service,
         { principal: principalKey(cc.principal), session: cc.sessionId, capabilities: relayedCapabilities(cc.capabilities) },
-        // Tools and prompts can be learned as asking for input; a URI names no code of the service.
-        { method: r.method, name: r.method === 'tools/call' || r.method === 'prompts/get' ? r.facts.name : undefined },
+        // Only a tool call can take a service's question (it alone is an InteractionSink), so only tools are learned as asking.
+        { method: r.method, name: r.method === 'tools/call' ? r.facts.name : undefined },
       );
     } catch (e) {
       admitted.release();

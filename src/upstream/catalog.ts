@@ -177,8 +177,17 @@ export class Catalog extends EventEmitter {
           max: overflowMax,
           idleMs: (cfg.overflow?.idle_s ?? 60) * 1000,
           clock,
-          // Calls only, like a pooled connection: the main one keeps the lists and the subscriptions.
-          create: () => new ServiceConnection(name, cfg, log.child({ service: name, overflow: ++n }), environmentFor(name)),
+          // Calls only, like a pooled connection: the main one keeps the lists and the subscriptions. A
+          // call there may change the service's lists (a remote one may tell only the session it came
+          // through): the main connection lists again and agents are told.
+          create: () => {
+            // One breaker and one concurrency cap for the service, whichever of its connections a call takes.
+            const c = new ServiceConnection(name, cfg, log.child({ service: name, overflow: ++n }), { ...environmentFor(name), guard: conn.guard });
+            c.on('changed', (kind: ChangeKind | 'all') => {
+              if (kind !== 'all') void this.relisted(name, kind, true);
+            });
+            return c;
+          },
         });
         this.overflows.set(name, router);
       }
@@ -352,15 +361,20 @@ export class Catalog extends EventEmitter {
    * have, or a failed list, leaves the catalog as it was.
    */
   async peerChanged(service: string, kind: ChangeKind): Promise<void> {
+    return this.relisted(service, kind, false);
+  }
+
+  /** Lists `kind` of `service` again on its main connection and rebuilds (telling agents when `notify`). */
+  private async relisted(service: string, kind: ChangeKind, notify: boolean): Promise<void> {
     const conn = this.services.get(service);
     if (!conn) return;
     try {
       await conn.relist(kind);
     } catch (e) {
-      this.log.warn({ service, kind, err: (e as Error).message }, 'list after another replica saw a change failed');
+      this.log.warn({ service, kind, err: (e as Error).message }, 'listing the service again after a change elsewhere failed');
       return;
     }
-    this.rebuild(kind, service, false);
+    this.rebuild(kind, service, notify);
   }
 
   /** Rebuilds the namespaced lists; emits `listChanged` (kind, service) for each list that really changed, when `notify`. */

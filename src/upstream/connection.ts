@@ -181,6 +181,8 @@ export interface ServiceEnvironment {
   /** Time and randomness for the breaker and the restart backoff (tests inject them). */
   clock?: Clock;
   random?: () => number;
+  /** The service's breaker and concurrency cap, when this is one more connection to it (upstream/overflow). */
+  guard?: ServiceGuard;
 }
 
 export class ServiceConnection extends EventEmitter {
@@ -228,12 +230,14 @@ export class ServiceConnection extends EventEmitter {
     super();
     this.clock = environment.clock ?? systemClock;
     this.backoff = new Backoff({ initialMs: cfg.restart?.initial_delay_ms ?? 250, maxMs: cfg.restart?.max_delay_ms ?? 30000 }, environment.random);
-    this.guard = new ServiceGuard(
-      name,
-      { maxConcurrent: cfg.max_concurrent, failures: cfg.breaker.failures, cooldownMs: cfg.breaker.cooldown_ms },
-      this.clock,
-      (state, failures) => this.log.warn({ service: name, breaker: state, failures }, `service circuit breaker ${state.replace('_', '-')}`),
-    );
+    this.guard =
+      environment.guard ??
+      new ServiceGuard(
+        name,
+        { maxConcurrent: cfg.max_concurrent, failures: cfg.breaker.failures, cooldownMs: cfg.breaker.cooldown_ms },
+        this.clock,
+        (state, failures) => this.log.warn({ service: name, breaker: state, failures }, `service circuit breaker ${state.replace('_', '-')}`),
+      );
   }
 
   /** Connects once; failures schedule a retry with backoff (the gateway serves the other services meanwhile). */
@@ -564,7 +568,9 @@ export class ServiceConnection extends EventEmitter {
   private async interaction<R extends InteractionRequest>(req: R): Promise<InteractionAnswer<R>> {
     // Whatever is in flight may ask again (upstream/overflow learns which tools ask).
     this.emit('asking');
-    if (this.sinks.size !== 1) {
+    // Exactly one call in flight, and one that can take the question: any other request in flight (a
+    // prompt, a read: they take no questions) could as well be the one asking.
+    if (this.sinks.size !== 1 || this.inflight.size !== 1) {
       // No call, or several, could have caused it: refusing is the only answer that cannot misroute.
       this.log.warn({ service: this.name, method: req.method, inflight: this.sinks.size }, 'server-to-client request refused: cannot attribute it to one call');
       throw new ProtocolError(-32600, `${req.method} refused by the gateway: it cannot be attributed to exactly one call in progress`);

@@ -42,7 +42,7 @@ export interface OverflowOptions<C extends Routable> {
   create: (key: string) => C;
 }
 
-/** A call to route: its policy name (tool or prompt; undefined for what cannot be learned as asking, e.g. a URI). */
+/** A call to route: its tool's policy name; undefined for a request that takes no questions (a prompt, a read, a completion). */
 export interface RoutedCall {
   name: string | undefined;
 }
@@ -51,7 +51,7 @@ export class OverflowRouter<C extends Routable> {
   private readonly pool: ConnectionPool<C>;
   /** The names of the calls each connection carries now (undefined for unnamed ones). */
   private readonly held = new Map<C, Array<string | undefined>>();
-  /** Tools and prompts of this service that have asked for input (bounded by the service's lists). */
+  /** Tools of this service that have asked for input (bounded by the service's list). */
   private readonly askers = new Set<string>();
   private seq = 0;
 
@@ -75,7 +75,7 @@ export class OverflowRouter<C extends Routable> {
     return this.pool.size;
   }
 
-  /** Whether a tool or prompt of this service has asked for input. */
+  /** Whether a tool of this service has asked for input. */
   asks(name: string): boolean {
     return this.askers.has(name);
   }

@@ -7,9 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { readRecords } from '../helpers/audit.js';
+import { parseMetrics, series } from '../helpers/metrics.js';
 import { connect, connectV1, echoService, type Gateway, modernPost, startGateway } from '../helpers/harness.js';
+import { fileLine } from '../helpers/watch.js';
 
 const text = (r: object) => ((r as { content?: Array<{ text?: string }> }).content ?? [])[0]?.text ?? '';
 const ANSWER = /^answer (\S+) \(instance ([0-9a-f-]{36})\)$/;
@@ -29,6 +33,7 @@ function barrier(n: number): { arrive: () => Promise<void> } {
 
 describe('relay: overflow connections of a shared 2025 service', () => {
   let gw: Gateway;
+  const marker = path.join(mkdtempSync(path.join(tmpdir(), 'overflow-')), 'marker');
   const clients: Array<{ close(): Promise<void> }> = [];
   /** Releases the 2025 agents that never answer (at the end, so their sessions close cleanly). */
   const hanging: Array<() => void> = [];
@@ -38,7 +43,9 @@ describe('relay: overflow connections of a shared 2025 service', () => {
         shared: echoService({ era: 'legacy' }),
         bounded: echoService({ era: 'legacy', overflow: { max: 1 } }),
         off: echoService({ era: 'legacy', overflow: { max: 0 } }),
+        prompted: echoService({ era: 'legacy' }, marker),
       },
+      metrics: { listen: '127.0.0.1:0' },
     });
   });
   after(async () => {
@@ -101,9 +108,9 @@ describe('relay: overflow connections of a shared 2025 service', () => {
     );
   }
 
-  /** Ten agents call the eliciting tool at once: each is asked exactly once and gets its own answer's result. */
-  async function tenAtOnce(tag: string): Promise<Set<string>> {
-    const all = await agents(10, tag, 'shared');
+  /** n agents call the eliciting tool at once: each is asked exactly once and gets its own answer's result. */
+  async function atOnce(n: number, tag: string, service = 'shared'): Promise<Set<string>> {
+    const all = await agents(n, tag, service);
     const results = await Promise.all(all.map((a) => a.call()));
     const instances = new Set<string>();
     all.forEach((a, i) => {
@@ -123,15 +130,19 @@ describe('relay: overflow connections of a shared 2025 service', () => {
     timeout: 120_000,
   }, async () => {
     await abandon('abandoner', 'shared');
-    const instances = await tenAtOnce('after-2026');
+    const instances = await atOnce(10, 'after-2026');
     assert.equal(instances.size, 10, 'all ten asked at once, so each on a connection of its own');
     // The main connection still waits for the abandoner: the ten ran on ten overflow connections.
     assert.deepEqual((await readyz()).find((x) => x.name === 'shared')?.connections, { overflow: 10 });
+    const url = /micro-mcp metrics on (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(gw.output())![1]!;
+    const m = parseMetrics(await (await fetch(url)).text());
+    assert.equal(m.get(series('micro_mcp_service_connections', { service: 'shared', kind: 'overflow' })), 10);
+    assert.equal(m.get(series('micro_mcp_service_connections', { service: 'off', kind: 'overflow' })), undefined, 'overflow off: none counted');
   });
 
   test('a 2025 agent never answers: ten agents of other principals are asked at once meanwhile', { timeout: 120_000 }, async () => {
     await neverAnswers('silent', 'shared');
-    const instances = await tenAtOnce('after-2025');
+    const instances = await atOnce(10, 'after-2025');
     assert.equal(instances.size, 10);
     // Two connections wait (the abandoner's and the silent agent's): one more overflow connection than before.
     assert.deepEqual((await readyz()).find((x) => x.name === 'shared')?.connections, { overflow: 11 });
@@ -168,5 +179,37 @@ describe('relay: overflow connections of a shared 2025 service', () => {
     ]);
     assert.equal(asked, 0, 'no agent was asked');
     assert.equal((await readyz()).find((x) => x.name === 'off')?.connections, undefined);
+  });
+
+  test("a prompt's question while a tool call is in flight cannot be attributed: refused, never put to the tool call's agent", async () => {
+    const a = await connect(gw, 'legacy', { token: await gw.token({ sub: 'prompted-a', scopes: ['prompted:call'] }) });
+    const b = await connect(gw, 'legacy', { token: await gw.token({ sub: 'prompted-b', scopes: ['prompted:call'] }) });
+    clients.push(a, b);
+    const asked: string[] = [];
+    for (const [who, c] of [
+      ['a', a],
+      ['b', b],
+    ] as const)
+      c.setRequestHandler(
+        'elicitation/create',
+        async (req) => (asked.push(`${who}: ${(req.params as { message: string }).message}`), { action: 'accept', content: { name: who } }),
+      );
+    const ac = new AbortController();
+    const slow = a.callTool({ name: 'prompted.slow', arguments: { tag: 'prompted', ms: 20_000 } }, { signal: ac.signal }).catch(() => undefined);
+    await fileLine(marker, 'started prompted');
+    // Both on the main connection (neither has asked before): the service's question names neither call.
+    const e = await b.getPrompt({ name: 'prompted.ask' }).then(
+      (r) => assert.fail(JSON.stringify(r)),
+      (err: Error & { code?: number }) => ({ code: err.code, message: err.message }),
+    );
+    // The gateway refuses the question to the service, whose SDK fails the prompt with it.
+    assert.deepEqual(e, {
+      code: -32603,
+      message:
+        "Fulfilling input required by 'prompts/get' failed: elicitation/create refused by the gateway: it cannot be attributed to exactly one call in progress",
+    });
+    assert.deepEqual(asked, [], 'nobody was asked');
+    ac.abort();
+    await slow;
   });
 });
