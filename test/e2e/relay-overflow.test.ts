@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { readRecords } from '../helpers/audit.js';
 import { parseMetrics, series } from '../helpers/metrics.js';
-import { connect, connectV1, echoService, type Gateway, modernPost, startGateway } from '../helpers/harness.js';
+import { connect, connectV1, echoService, eventually, type Gateway, modernPost, startGateway } from '../helpers/harness.js';
 import { fileLine } from '../helpers/watch.js';
 
 const text = (r: object) => ((r as { content?: Array<{ text?: string }> }).content ?? [])[0]?.text ?? '';
@@ -138,6 +138,19 @@ describe('relay: overflow connections of a shared 2025 service', () => {
     const m = parseMetrics(await (await fetch(url)).text());
     assert.equal(m.get(series('micro_mcp_service_connections', { service: 'shared', kind: 'overflow' })), 10);
     assert.equal(m.get(series('micro_mcp_service_connections', { service: 'off', kind: 'overflow' })), undefined, 'overflow off: none counted');
+  });
+
+  test("while a round waits, another agent's call on the service still gets its log messages (they are attributable on its connection)", async () => {
+    const c = await connect(gw, 'legacy', { token: await gw.token({ sub: 'logger', scopes: ['shared:call'] }) });
+    clients.push(c);
+    const got: unknown[] = [];
+    c.setNotificationHandler('notifications/message', (n) => void got.push(n.params));
+    assert.equal(text(await c.callTool({ name: 'shared.log', arguments: { tag: 'mine' } })), 'logged mine');
+    await eventually(() => got.length >= 4);
+    assert.deepEqual(
+      got,
+      ['debug', 'info', 'warning', 'error'].map((level) => ({ level, logger: 'echo', data: `mine ${level}` })),
+    );
   });
 
   test('a 2025 agent never answers: ten agents of other principals are asked at once meanwhile', { timeout: 120_000 }, async () => {
