@@ -223,10 +223,6 @@ export class Catalog extends EventEmitter {
   }
 
   /**
-   * The connection a call of this agent goes to, held until `release`: the service's shared one, or
-   * under `isolation` the principal's (or the 2025 session's) own from the pool.
-   */
-  /**
    * Where a call of this agent went, when that connection exists: its isolation key (shared: "") and
    * connection. For state a connection holds on the agent's behalf (a resource subscription).
    */
@@ -237,6 +233,11 @@ export class Catalog extends EventEmitter {
     return { key, conn: isolated.pool.peek(key) };
   }
 
+  /**
+   * The connection a call of this agent goes to, held until `release`: the service's shared one (or,
+   * while that waits for an agent, one of its overflow connections), or under `isolation` the
+   * principal's (or the 2025 session's) own from the pool.
+   */
   async connectionFor(
     service: string,
     agent: { principal: string; session: string | null; capabilities: ClientCapabilities },

@@ -207,11 +207,7 @@ export class ServiceConnection extends EventEmitter {
   /** The circuit breaker and concurrency cap the pipeline admits calls through (upstream/resilience). */
   readonly guard: ServiceGuard;
   private readonly sinks = new Set<InteractionSink>();
-  /**
-   * The service's input requests handed to a call's agent and not answered yet. While one waits, the
-   * connection takes no new calls (upstream/overflow): a new call's own request would be ambiguous.
-   */
-  waiting = 0;
+  private asked = 0;
   /** Every forwarded request in flight on this connection (to attribute what names no call). */
   private readonly inflight = new Map<ForwardOptions, ((p: LoggingMessageNotificationParams) => void) | undefined>();
   private readyWaiters: Array<() => void> = [];
@@ -238,6 +234,14 @@ export class ServiceConnection extends EventEmitter {
         this.clock,
         (state, failures) => this.log.warn({ service: name, breaker: state, failures }, `service circuit breaker ${state.replace('_', '-')}`),
       );
+  }
+
+  /**
+   * The service's input requests handed to a call's agent and not answered yet. While one waits, the
+   * connection takes no new calls (upstream/overflow): a new call's own request would be ambiguous.
+   */
+  get waiting(): number {
+    return this.asked;
   }
 
   /** Connects once; failures schedule a retry with backoff (the gateway serves the other services meanwhile). */
@@ -572,15 +576,18 @@ export class ServiceConnection extends EventEmitter {
     // prompt, a read: they take no questions) could as well be the one asking.
     if (this.sinks.size !== 1 || this.inflight.size !== 1) {
       // No call, or several, could have caused it: refusing is the only answer that cannot misroute.
-      this.log.warn({ service: this.name, method: req.method, inflight: this.sinks.size }, 'server-to-client request refused: cannot attribute it to one call');
+      this.log.warn(
+        { service: this.name, method: req.method, inflight: this.sinks.size, requests: this.inflight.size },
+        'server-to-client request refused: cannot attribute it to one call',
+      );
       throw new ProtocolError(-32600, `${req.method} refused by the gateway: it cannot be attributed to exactly one call in progress`);
     }
     const [sink] = this.sinks;
-    this.waiting++;
+    this.asked++;
     try {
       return await sink!.interact(req);
     } finally {
-      this.waiting--;
+      this.asked--;
     }
   }
 
