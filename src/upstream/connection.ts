@@ -207,7 +207,8 @@ export class ServiceConnection extends EventEmitter {
   /** The circuit breaker and concurrency cap the pipeline admits calls through (upstream/resilience). */
   readonly guard: ServiceGuard;
   private readonly sinks = new Set<InteractionSink>();
-  private asked = 0;
+  /** Questions handed to agents and not answered yet, of the current client (a closed one's cannot be answered to it). */
+  private readonly asked = new Set<object>();
   /** Every forwarded request in flight on this connection (to attribute what names no call). */
   private readonly inflight = new Map<ForwardOptions, ((p: LoggingMessageNotificationParams) => void) | undefined>();
   private readyWaiters: Array<() => void> = [];
@@ -241,7 +242,7 @@ export class ServiceConnection extends EventEmitter {
    * connection takes no new calls (upstream/overflow): a new call's own request would be ambiguous.
    */
   get waiting(): number {
-    return this.asked;
+    return this.asked.size;
   }
 
   /** Connects once; failures schedule a retry with backoff (the gateway serves the other services meanwhile). */
@@ -583,17 +584,20 @@ export class ServiceConnection extends EventEmitter {
       throw new ProtocolError(-32600, `${req.method} refused by the gateway: it cannot be attributed to exactly one call in progress`);
     }
     const [sink] = this.sinks;
-    this.asked++;
+    const question = {};
+    this.asked.add(question);
     try {
       return await sink!.interact(req);
     } finally {
-      this.asked--;
+      this.asked.delete(question);
     }
   }
 
   private onClosed(client: GatewayClient): void {
     if (this.client !== client) return;
     this.client = undefined;
+    // Whoever asked is gone: the restarted service waits for nobody (the agent's late answer goes nowhere).
+    this.asked.clear();
     if (this.stopping) return;
     this.state = 'down';
     this.lastError = 'service connection closed';
@@ -607,6 +611,7 @@ export class ServiceConnection extends EventEmitter {
   private reconnect(client: GatewayClient): void {
     if (this.client !== client || this.stopping) return;
     this.client = undefined;
+    this.asked.clear();
     this.state = 'down';
     this.lastError = 'service unreachable';
     this.restarts++;

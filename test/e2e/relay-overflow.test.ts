@@ -44,6 +44,7 @@ describe('relay: overflow connections of a shared 2025 service', () => {
         bounded: echoService({ era: 'legacy', overflow: { max: 1 } }),
         off: echoService({ era: 'legacy', overflow: { max: 0 } }),
         prompted: echoService({ era: 'legacy' }, marker),
+        restarting: echoService({ era: 'legacy', overflow: { max: 1 } }, marker),
       },
       metrics: { listen: '127.0.0.1:0' },
     });
@@ -124,7 +125,11 @@ describe('relay: overflow connections of a shared 2025 service', () => {
   }
 
   const readyz = async () =>
-    ((await (await fetch(`${gw.url}/readyz`)).json()) as { services: Array<{ name: string; connections?: Record<string, number> }> }).services;
+    (
+      (await (await fetch(`${gw.url}/readyz`)).json()) as {
+        services: Array<{ name: string; restarts: number; state: string; connections?: Record<string, number> }>;
+      }
+    ).services;
 
   test('a 2026 agent abandons its round: ten agents of other principals are asked at once meanwhile, each on its own connection', {
     timeout: 120_000,
@@ -224,5 +229,27 @@ describe('relay: overflow connections of a shared 2025 service', () => {
     assert.deepEqual(asked, [], 'nobody was asked');
     ac.abort();
     await slow;
+  });
+
+  test('a service that dies while its connection waits for an agent waits for nobody once restarted', async () => {
+    await abandon('restarting-a', 'restarting');
+    const health = async () => (await readyz()).find((x) => x.name === 'restarting')!;
+    // The main connection's process (sandbox none: the service itself), from its "service ready" line.
+    const ready = gw
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('"service ready"') && l.includes('"service":"restarting"') && !l.includes('"overflow"'))
+      .map((l) => JSON.parse(l) as { pid: number });
+    assert.equal(ready.length, 1);
+    process.kill(ready[0]!.pid, 'SIGKILL');
+    await eventually(async () => {
+      const h = await health();
+      return h.restarts === 1 && h.state === 'ready';
+    });
+    const c = await connect(gw, 'legacy', { token: await gw.token({ sub: 'restarting-b', scopes: ['restarting:call'] }) });
+    clients.push(c);
+    assert.equal(text(await c.callTool({ name: 'restarting.echo', arguments: { text: 'main again' } })), 'main again');
+    // Had the main connection still counted the dead process's question, the call would have opened an overflow connection.
+    assert.deepEqual((await health()).connections, { overflow: 0 });
   });
 });
