@@ -248,9 +248,15 @@ export class Catalog extends EventEmitter {
     if (isolated) {
       const perSession = isolated.isolation === 'session' && agent.session !== null;
       const { key } = this.connectionOf(service, agent);
+      // While the principal's (session's) connection waits for an agent, a call takes another of its
+      // own: an abandoned round blocks none of the principal's other agents. Bounded by the pool (each
+      // waiting key is in it); subscriptions stay on the first.
+      let k = key;
+      const subscription = call?.method === 'resources/subscribe' || call?.method === 'resources/unsubscribe';
+      for (let i = 2; !subscription && (isolated.pool.peek(k)?.waiting ?? 0) > 0; i++) k = `${key}\u0000#${i}`;
       // A connection of one agent session declares exactly that agent's capabilities (a 2025 service
       // learns them at initialize); one shared by a principal's sessions declares the gateway's set.
-      return isolated.pool.acquire(key, perSession ? agent.capabilities : undefined);
+      return isolated.pool.acquire(k, perSession ? agent.capabilities : undefined);
     }
     const overflow = this.overflows.get(service);
     if (overflow && call && call.method !== 'resources/subscribe' && call.method !== 'resources/unsubscribe') return overflow.acquire(call);
