@@ -103,9 +103,9 @@ describe('overflow connections of a shared 2025 service', () => {
   it('a tool that asked gets a connection to itself; other calls avoid one where it runs', async () => {
     const { r, main, made } = router(4);
     const first = await r.acquire({ name: 'svc.ask' });
-    assert.equal(r.asks('svc.ask'), false);
+    assert.equal(r.learned('svc.ask'), undefined);
     main.emit('asking');
-    assert.equal(r.asks('svc.ask'), true);
+    assert.equal(r.learned('svc.ask'), 'asks', 'alone on its connection: it asked');
     first.release();
     // Three askers at once: main, then one new connection each.
     const held = await Promise.all([1, 2, 3].map(() => r.acquire({ name: 'svc.ask' })));
@@ -120,9 +120,32 @@ describe('overflow connections of a shared 2025 service', () => {
     const uri = await r.acquire({ name: undefined });
     assert.equal(uri.conn.key, 'overflow-3');
     made[2]!.emit('asking');
-    assert.equal(r.asks('svc.read'), true);
+    assert.equal(r.learned('svc.read'), 'suspected', 'beside an unnamed request: maybe');
     held[0]!.release();
     assert.equal((await r.acquire({ name: 'svc.ask' })).conn, main, 'free again');
+  });
+
+  it('an ambiguous question makes every tool in flight a suspect, until it runs alone to its end without asking', async () => {
+    const { r, main } = router(4);
+    const a = await r.acquire({ name: 'svc.a' });
+    const b = await r.acquire({ name: 'svc.b' });
+    main.emit('asking');
+    assert.deepEqual([r.learned('svc.a'), r.learned('svc.b')], ['suspected', 'suspected']);
+    a.release();
+    b.release();
+    assert.deepEqual([r.learned('svc.a'), r.learned('svc.b')], ['suspected', 'suspected'], 'they shared the connection: no evidence');
+    // Each now runs alone (a suspect gets a connection to itself): a finishes without asking, b asks.
+    const a2 = await r.acquire({ name: 'svc.a' });
+    const b2 = await r.acquire({ name: 'svc.b' });
+    assert.notEqual(a2.conn, b2.conn);
+    b2.conn.emit('asking');
+    a2.release();
+    b2.release();
+    assert.deepEqual([r.learned('svc.a'), r.learned('svc.b')], [undefined, 'asks']);
+    // An asker stays one: running alone without asking (it asks only sometimes) changes nothing.
+    const b3 = await r.acquire({ name: 'svc.b' });
+    b3.release();
+    assert.equal(r.learned('svc.b'), 'asks');
   });
 
   it('past the bound a call shares the least busy connection that is not waiting', async () => {

@@ -9,9 +9,10 @@
  * another session for http) from a bounded pool with an idle reaper. Calls already in flight on it
  * when the question came stay ambiguous with it; that window is bounded by those calls, not by the TTL.
  *
- * A tool that has asked for input before (seen on any of the service's connections) gets a connection
- * with no other call in flight, so many agents can be asked at once, each on its own connection; other
- * calls avoid a connection where such a tool runs. Both are preferences within the bound: past it a call
+ * A tool that has asked for input before (seen asking on any of the service's connections; or suspected:
+ * in flight beside others when a question came, until it runs alone to its end without asking) gets a
+ * connection with no other call in flight, so many agents can be asked at once, each on its own
+ * connection; other calls avoid a connection where such a tool runs. Both are preferences within the bound: past it a call
  * shares the least busy connection that is not waiting (a question it raises may then be refused as
  * ambiguous, never misrouted). Only when every connection waits and the bound is reached is a call
  * refused. Lists and subscriptions stay on the main connection (the caller routes them there).
@@ -47,12 +48,25 @@ export interface RoutedCall {
   name: string | undefined;
 }
 
+/** One call a connection carries: its tool (if any), whether another call shared the connection meanwhile, whether a question came. */
+interface Held {
+  name: string | undefined;
+  shared: boolean;
+  asked: boolean;
+}
+
 export class OverflowRouter<C extends Routable> {
   private readonly pool: ConnectionPool<C>;
-  /** The names of the calls each connection carries now (undefined for unnamed ones). */
-  private readonly held = new Map<C, Array<string | undefined>>();
-  /** Tools of this service that have asked for input (bounded by the service's list). */
+  /** The calls each connection carries now. */
+  private readonly held = new Map<C, Held[]>();
+  /** Tools seen asking while alone on their connection (bounded by the service's list). */
   private readonly askers = new Set<string>();
+  /**
+   * Tools in flight beside others when a question came: one of them asked. Routed like askers until
+   * one runs alone to its end without a question (then it is cleared), so a burst of ambiguous
+   * questions does not keep every tool on connections of its own for good.
+   */
+  private readonly suspects = new Set<string>();
   private seq = 0;
 
   constructor(private readonly o: OverflowOptions<C>) {
@@ -75,9 +89,9 @@ export class OverflowRouter<C extends Routable> {
     return this.pool.size;
   }
 
-  /** Whether a tool of this service has asked for input. */
-  asks(name: string): boolean {
-    return this.askers.has(name);
+  /** What is known of a tool: seen asking alone, suspected (in flight when an ambiguous question came), or nothing. */
+  learned(name: string): 'asks' | 'suspected' | undefined {
+    return this.askers.has(name) ? 'asks' : this.suspects.has(name) ? 'suspected' : undefined;
   }
 
   /**
@@ -92,8 +106,9 @@ export class OverflowRouter<C extends Routable> {
     for (const [key, conn] of this.pool.entries()) if (conn.state !== 'down' && conn.state !== 'stopped') open.push({ key, conn });
     const ready = open.filter((e) => e.conn.waiting === 0);
     const calls = (c: C) => this.held.get(c)?.length ?? 0;
-    const asking = (c: C) => this.held.get(c)?.some((n) => n !== undefined && this.askers.has(n)) === true;
-    const alone = call.name !== undefined && this.askers.has(call.name);
+    const mayAsk = (n: string | undefined) => n !== undefined && (this.askers.has(n) || this.suspects.has(n));
+    const asking = (c: C) => this.held.get(c)?.some((h) => mayAsk(h.name)) === true;
+    const alone = mayAsk(call.name);
     const free = ready.find((e) => (alone ? calls(e.conn) === 0 : !asking(e.conn)));
     if (free) return this.hold(free.key === undefined ? main : undefined, free.key, call.name);
     if (this.pool.size < this.o.max) return this.hold(undefined, `overflow-${++this.seq}`, call.name);
@@ -123,15 +138,19 @@ export class OverflowRouter<C extends Routable> {
     // The pool made (or found) the slot synchronously: count the call now, before anything awaits.
     const c = conn ?? (key === undefined ? undefined : this.pool.peek(key));
     if (c === undefined) return pooled ?? Promise.reject(new Error('no connection to hold'));
-    const names = this.held.get(c) ?? [];
-    names.push(name);
-    this.held.set(c, names);
+    const calls = this.held.get(c) ?? [];
+    for (const other of calls) other.shared = true;
+    const h: Held = { name, shared: calls.length > 0, asked: false };
+    calls.push(h);
+    this.held.set(c, calls);
     let released = false;
     const unhold = () => {
       if (released) return;
       released = true;
-      names.splice(names.indexOf(name), 1);
-      if (names.length === 0 && this.held.get(c) === names) this.held.delete(c);
+      calls.splice(calls.indexOf(h), 1);
+      if (calls.length === 0 && this.held.get(c) === calls) this.held.delete(c);
+      // Alone from start to end, and no question: this one was not the asker.
+      if (h.name !== undefined && !h.shared && !h.asked) this.suspects.delete(h.name);
     };
     if (!pooled) return { conn: c, release: unhold };
     try {
@@ -149,8 +168,16 @@ export class OverflowRouter<C extends Routable> {
     }
   }
 
-  /** An input request arrived on `conn`: every named call it carries may be the one that asked. */
+  /** An input request arrived on `conn`: the call it carries asked, or (several) one of them did. */
   private asked(conn: C): void {
-    for (const n of this.held.get(conn) ?? []) if (n !== undefined) this.askers.add(n);
+    const calls = this.held.get(conn) ?? [];
+    for (const h of calls) h.asked = true;
+    const [only] = calls;
+    if (calls.length === 1 && only?.name !== undefined) {
+      this.askers.add(only.name);
+      this.suspects.delete(only.name);
+      return;
+    }
+    for (const h of calls) if (h.name !== undefined && !this.askers.has(h.name)) this.suspects.add(h.name);
   }
 }
