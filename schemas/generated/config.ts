@@ -467,6 +467,19 @@ export interface StdioServiceConfig {
     idle_s: number;
   };
   /**
+   * isolation shared, 2025-era service: while a call on a connection waits for an agent's answer to the service's elicitation or sampling request, that connection takes no new calls; they go to another connection (another process for stdio, another session for http) from this bounded pool, so an abandoned input round never blocks other agents. A call of a tool that has asked for input before gets a connection to itself while it runs, so many agents can be asked at once. Lists and resource subscriptions stay on the main connection. A service that keeps state across calls in its process sees its calls split across processes.
+   */
+  overflow: {
+    /**
+     * Overflow connections at most (besides the main one); 0 turns overflow off (every call on the main connection: an input request it cannot attribute to exactly one call in flight is refused). When every connection waits for an agent and max is reached, a call is refused (ERR_SERVICE_UNAVAILABLE).
+     */
+    max: number;
+    /**
+     * An overflow connection without calls for this long is closed (its process ends).
+     */
+    idle_s: number;
+  };
+  /**
    * Executable; "node" means the gateway's own Node binary.
    */
   command: string;
@@ -632,6 +645,19 @@ export interface HttpServiceConfig {
     max: number;
     /**
      * A connection without calls for this long is closed (its process ends).
+     */
+    idle_s: number;
+  };
+  /**
+   * isolation shared, 2025-era service: while a call on a connection waits for an agent's answer to the service's elicitation or sampling request, that connection takes no new calls; they go to another connection (another process for stdio, another session for http) from this bounded pool, so an abandoned input round never blocks other agents. A call of a tool that has asked for input before gets a connection to itself while it runs, so many agents can be asked at once. Lists and resource subscriptions stay on the main connection. A service that keeps state across calls in its process sees its calls split across processes.
+   */
+  overflow: {
+    /**
+     * Overflow connections at most (besides the main one); 0 turns overflow off (every call on the main connection: an input request it cannot attribute to exactly one call in flight is refused). When every connection waits for an agent and max is reached, a call is refused (ERR_SERVICE_UNAVAILABLE).
+     */
+    max: number;
+    /**
+     * An overflow connection without calls for this long is closed (its process ends).
      */
     idle_s: number;
   };

@@ -20,7 +20,14 @@ export interface MetricSources {
   sessions: () => number;
   streams: () => number;
   inFlight: () => number;
-  services: () => ReadonlyArray<{ name: string; state: string; restarts: number; breaker?: string }>;
+  services: () => ReadonlyArray<{
+    name: string;
+    state: string;
+    restarts: number;
+    breaker?: string;
+    /** Extra connections besides the main one: overflow (upstream/overflow) or isolated (upstream/pool). */
+    connections?: { overflow: number } | { isolated: number };
+  }>;
   policyRevision: () => string;
 }
 
@@ -120,6 +127,19 @@ export class GatewayMetrics {
       collect() {
         this.reset();
         for (const s of sources.services()) this.set({ service: s.name }, s.restarts);
+      },
+    });
+    new Gauge({
+      name: 'micro_mcp_service_connections',
+      help: 'Connections open to the service besides its main one (for stdio: processes), by kind: overflow or isolated.',
+      labelNames: ['service', 'kind'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of sources.services()) {
+          const c = s.connections;
+          if (c) this.set({ service: s.name, kind: 'overflow' in c ? 'overflow' : 'isolated' }, 'overflow' in c ? c.overflow : c.isolated);
+        }
       },
     });
     new Gauge({

@@ -435,14 +435,16 @@ export class CallPipeline {
     // What of the agent the service may see: its roots only where the service's config forwards them.
     const forwardsRoots = this.d.catalog.service(r.service)?.forwardsRoots === true;
     const capabilities = relayedCapabilities(cc.capabilities, { roots: forwardsRoots });
-    // The shared connection, or this principal's (session's) own under `isolation` (upstream/pool).
+    // The shared connection (or one of its overflow connections while it waits for an agent,
+    // upstream/overflow), or this principal's (session's) own under `isolation` (upstream/pool).
     let held: Awaited<ReturnType<Catalog['connectionFor']>>;
     try {
-      held = await this.d.catalog.connectionFor(r.service, {
-        principal: principalKey(cc.principal),
-        session: cc.sessionId,
-        capabilities,
-      });
+      held = await this.d.catalog.connectionFor(
+        r.service,
+        { principal: principalKey(cc.principal), session: cc.sessionId, capabilities },
+        // Only a tool call can take a service's question (it alone is an InteractionSink), so only tools are learned as asking.
+        { method: r.method, name: r.method === 'tools/call' ? r.facts.name : undefined },
+      );
     } catch (e) {
       admitted.release();
       const ge = isGatewayError(e) ? e : new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${r.service}" is unavailable`);

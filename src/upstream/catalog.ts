@@ -13,10 +13,11 @@ import type { ClientCapabilities, Prompt, Resource, ResourceTemplateType as Reso
 import type { Config } from '../config/types.js';
 import type { Logger, ToolFacts } from '../types.js';
 import { canonicalJson, sha256 } from '../canonical.js';
-import { ServiceConnection, type ServiceEnvironment } from './connection.js';
+import { type ForwardMethod, ServiceConnection, type ServiceEnvironment } from './connection.js';
 import { GatewayError } from '../errors.js';
 import { type Clock, systemClock } from '../clock.js';
 import { ConnectionPool } from './pool.js';
+import { OverflowRouter } from './overflow.js';
 import type { ToolPins } from './pins.js';
 
 /** A tool whose listed definition differs from its pin: hidden, and its calls refused, until approved. */
@@ -116,6 +117,8 @@ export class Catalog extends EventEmitter {
   readonly services = new Map<string, ServiceConnection>();
   /** Isolated connections of the services configured with `isolation: principal | session`. */
   readonly pools = new Map<string, { isolation: 'principal' | 'session'; pool: ConnectionPool<ServiceConnection> }>();
+  /** Overflow connections of shared services (`services.<name>.overflow`; used while the service is 2025-era). */
+  readonly overflows = new Map<string, OverflowRouter<ServiceConnection>>();
   private toolList: CatalogTool[] = [];
   private toolIndex = new Map<string, CatalogTool>();
   private promptList: CatalogPrompt[] = [];
@@ -167,6 +170,29 @@ export class Catalog extends EventEmitter {
       conn.on('changed', (kind: ChangeKind | 'all') => this.rebuild(kind, name));
       conn.on('resourceUpdated', (uri: string) => this.emit('resourceUpdated', name, uri));
       this.services.set(name, conn);
+      const overflowMax = cfg.overflow?.max ?? 16;
+      if (isolation === 'shared' && overflowMax > 0) {
+        let n = 0;
+        const router = new OverflowRouter<ServiceConnection>({
+          service: name,
+          main: conn,
+          max: overflowMax,
+          idleMs: (cfg.overflow?.idle_s ?? 60) * 1000,
+          clock,
+          // Calls only, like a pooled connection: the main one keeps the lists and the subscriptions. A
+          // call there may change the service's lists (a remote one may tell only the session it came
+          // through): the main connection lists again and agents are told.
+          create: () => {
+            // One breaker and one concurrency cap for the service, whichever of its connections a call takes.
+            const c = new ServiceConnection(name, cfg, log.child({ service: name, overflow: ++n }), { ...environmentFor(name), guard: conn.guard });
+            c.on('changed', (kind: ChangeKind | 'all') => {
+              if (kind !== 'all') void this.relisted(name, kind, true);
+            });
+            return c;
+          },
+        });
+        this.overflows.set(name, router);
+      }
     }
   }
 
@@ -191,13 +217,13 @@ export class Catalog extends EventEmitter {
 
   async stop(): Promise<void> {
     this.pins?.close();
-    await Promise.all([...[...this.pools.values()].map((p) => p.pool.close()), ...[...this.services.values()].map((s) => s.stop())]);
+    await Promise.all([
+      ...[...this.pools.values()].map((p) => p.pool.close()),
+      ...[...this.overflows.values()].map((o) => o.close()),
+      ...[...this.services.values()].map((s) => s.stop()),
+    ]);
   }
 
-  /**
-   * The connection a call of this agent goes to, held until `release`: the service's shared one, or
-   * under `isolation` the principal's (or the 2025 session's) own from the pool.
-   */
   /**
    * Where a call of this agent went, when that connection exists: its isolation key (shared: "") and
    * connection. For state a connection holds on the agent's behalf (a resource subscription).
@@ -209,18 +235,33 @@ export class Catalog extends EventEmitter {
     return { key, conn: isolated.pool.peek(key) };
   }
 
+  /**
+   * The connection a call of this agent goes to, held until `release`: the service's shared one (or,
+   * while that waits for an agent, one of its overflow connections), or under `isolation` the
+   * principal's (or the 2025 session's) own from the pool.
+   */
   async connectionFor(
     service: string,
     agent: { principal: string; session: string | null; capabilities: ClientCapabilities },
+    /** The call: a subscription stays on the shared connection; others may overflow (upstream/overflow). */
+    call?: { method: ForwardMethod; name: string | undefined },
   ): Promise<{ conn: ServiceConnection; release: () => void }> {
     const isolated = this.pools.get(service);
     if (isolated) {
       const perSession = isolated.isolation === 'session' && agent.session !== null;
       const { key } = this.connectionOf(service, agent);
+      // While the principal's (session's) connection waits for an agent, a call takes another of its
+      // own: an abandoned round blocks none of the principal's other agents. Bounded by the pool (each
+      // waiting key is in it); subscriptions stay on the first.
+      let k = key;
+      const subscription = call?.method === 'resources/subscribe' || call?.method === 'resources/unsubscribe';
+      for (let i = 2; !subscription && (isolated.pool.peek(k)?.waiting ?? 0) > 0; i++) k = `${key}\u0000#${i}`;
       // A connection of one agent session declares exactly that agent's capabilities (a 2025 service
       // learns them at initialize); one shared by a principal's sessions declares the gateway's set.
-      return isolated.pool.acquire(key, perSession ? agent.capabilities : undefined);
+      return isolated.pool.acquire(k, perSession ? agent.capabilities : undefined);
     }
+    const overflow = this.overflows.get(service);
+    if (overflow && call && call.method !== 'resources/subscribe' && call.method !== 'resources/unsubscribe') return overflow.acquire(call);
     const conn = this.services.get(service);
     if (!conn) throw new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${service}" is not configured`);
     return { conn, release: () => undefined };
@@ -293,6 +334,7 @@ export class Catalog extends EventEmitter {
     return this.services.get(name);
   }
 
+  /** Per service; `connections` counts the extra ones (overflow or isolated) when the service has them. */
   health(): Array<{
     name: string;
     state: string;
@@ -301,26 +343,32 @@ export class Catalog extends EventEmitter {
     restarts: number;
     breaker: string;
     in_flight: number;
+    connections?: { overflow: number } | { isolated: number };
     resource_subscriptions?: number;
     quarantined_tools?: string[];
     error?: string;
   }> {
     const quarantined = new Map<string, string[]>();
     for (const [canonical, q] of this.quarantine) quarantined.set(q.service, [...(quarantined.get(q.service) ?? []), canonical]);
-    return [...this.services.values()].map((s) => ({
-      name: s.name,
-      state: s.state,
-      ...(s.era ? { era: s.era } : {}),
-      tools: s.tools.length,
-      restarts: s.restarts,
-      breaker: s.guard.state,
-      in_flight: s.guard.active,
-      // A 2026-07-28 service: the URIs the gateway holds on its listen stream (a 2025 service keeps its own count).
-      ...(s.era === 'modern' ? { resource_subscriptions: s.resourceSubscriptions } : {}),
-      // Tools hidden until an operator approves their changed definition (canonical names; readiness unchanged).
-      ...(quarantined.has(s.name) ? { quarantined_tools: quarantined.get(s.name)!.sort() } : {}),
-      ...(s.lastError ? { error: s.lastError } : {}),
-    }));
+    return [...this.services.values()].map((s) => {
+      const overflow = this.overflows.get(s.name);
+      const pool = this.pools.get(s.name)?.pool;
+      return {
+        name: s.name,
+        state: s.state,
+        ...(s.era ? { era: s.era } : {}),
+        tools: s.tools.length,
+        restarts: s.restarts,
+        breaker: s.guard.state,
+        in_flight: s.guard.active,
+        ...(overflow ? { connections: { overflow: overflow.size } } : pool ? { connections: { isolated: pool.size } } : {}),
+        // A 2026-07-28 service: the URIs the gateway holds on its listen stream (a 2025 service keeps its own count).
+        ...(s.era === 'modern' ? { resource_subscriptions: s.resourceSubscriptions } : {}),
+        // Tools hidden until an operator approves their changed definition (canonical names; readiness unchanged).
+        ...(quarantined.has(s.name) ? { quarantined_tools: quarantined.get(s.name)!.sort() } : {}),
+        ...(s.lastError ? { error: s.lastError } : {}),
+      };
+    });
   }
 
   /**
@@ -330,15 +378,20 @@ export class Catalog extends EventEmitter {
    * have, or a failed list, leaves the catalog as it was.
    */
   async peerChanged(service: string, kind: ChangeKind): Promise<void> {
+    return this.relisted(service, kind, false);
+  }
+
+  /** Lists `kind` of `service` again on its main connection and rebuilds (telling agents when `notify`). */
+  private async relisted(service: string, kind: ChangeKind, notify: boolean): Promise<void> {
     const conn = this.services.get(service);
     if (!conn) return;
     try {
       await conn.relist(kind);
     } catch (e) {
-      this.log.warn({ service, kind, err: (e as Error).message }, 'list after another replica saw a change failed');
+      this.log.warn({ service, kind, err: (e as Error).message }, 'listing the service again after a change elsewhere failed');
       return;
     }
-    this.rebuild(kind, service, false);
+    this.rebuild(kind, service, notify);
   }
 
   /** Rebuilds the namespaced lists; emits `listChanged` (kind, service) for each list that really changed, when `notify`. */

@@ -206,6 +206,8 @@ export interface ServiceEnvironment {
   /** Time and randomness for the breaker and the restart backoff (tests inject them). */
   clock?: Clock;
   random?: () => number;
+  /** The service's breaker and concurrency cap, when this is one more connection to it (upstream/overflow). */
+  guard?: ServiceGuard;
 }
 
 export class ServiceConnection extends EventEmitter {
@@ -231,6 +233,8 @@ export class ServiceConnection extends EventEmitter {
   readonly guard: ServiceGuard;
   private readonly sinks = new Set<InteractionSink>();
   private readonly declared: ClientCapabilities;
+  /** Questions handed to agents and not answered yet, of the current client (a closed one's cannot be answered to it). */
+  private readonly asked = new Set<object>();
   /** Every forwarded request in flight on this connection (to attribute what names no call). */
   private readonly inflight = new Map<ForwardOptions, ((p: LoggingMessageNotificationParams) => void) | undefined>();
   private readyWaiters: Array<() => void> = [];
@@ -264,12 +268,22 @@ export class ServiceConnection extends EventEmitter {
     this.declared = declared ?? { elicitation: { form: {}, url: {} }, sampling: {}, ...(cfg.roots === 'forward' ? { roots: {} } : {}) };
     this.clock = environment.clock ?? systemClock;
     this.backoff = new Backoff({ initialMs: cfg.restart?.initial_delay_ms ?? 250, maxMs: cfg.restart?.max_delay_ms ?? 30000 }, environment.random);
-    this.guard = new ServiceGuard(
-      name,
-      { maxConcurrent: cfg.max_concurrent, failures: cfg.breaker.failures, cooldownMs: cfg.breaker.cooldown_ms },
-      this.clock,
-      (state, failures) => this.log.warn({ service: name, breaker: state, failures }, `service circuit breaker ${state.replace('_', '-')}`),
-    );
+    this.guard =
+      environment.guard ??
+      new ServiceGuard(
+        name,
+        { maxConcurrent: cfg.max_concurrent, failures: cfg.breaker.failures, cooldownMs: cfg.breaker.cooldown_ms },
+        this.clock,
+        (state, failures) => this.log.warn({ service: name, breaker: state, failures }, `service circuit breaker ${state.replace('_', '-')}`),
+      );
+  }
+
+  /**
+   * The service's input requests handed to a call's agent and not answered yet. While one waits, the
+   * connection takes no new calls (upstream/overflow): a new call's own request would be ambiguous.
+   */
+  get waiting(): number {
+    return this.asked.size;
   }
 
   /** Connects once; failures schedule a retry with backoff (the gateway serves the other services meanwhile). */
@@ -729,13 +743,26 @@ export class ServiceConnection extends EventEmitter {
   }
 
   private async interaction<R extends InteractionRequest>(req: R): Promise<InteractionAnswer<R>> {
-    if (this.sinks.size !== 1) {
+    // Whatever is in flight may ask again (upstream/overflow learns which tools ask).
+    this.emit('asking');
+    // Exactly one call in flight, and one that can take the question: any other request in flight (a
+    // prompt, a read: they take no questions) could as well be the one asking.
+    if (this.sinks.size !== 1 || this.inflight.size !== 1) {
       // No call, or several, could have caused it: refusing is the only answer that cannot misroute.
-      this.log.warn({ service: this.name, method: req.method, inflight: this.sinks.size }, 'server-to-client request refused: cannot attribute it to one call');
+      this.log.warn(
+        { service: this.name, method: req.method, inflight: this.sinks.size, requests: this.inflight.size },
+        'server-to-client request refused: cannot attribute it to one call',
+      );
       throw new ProtocolError(-32600, `${req.method} refused by the gateway: it cannot be attributed to exactly one call in progress`);
     }
     const [sink] = this.sinks;
-    return sink!.interact(req);
+    const question = {};
+    this.asked.add(question);
+    try {
+      return await sink!.interact(req);
+    } finally {
+      this.asked.delete(question);
+    }
   }
 
   /** A request this connection did not declare it takes: refused with the reason, logged without contents. */
@@ -753,6 +780,8 @@ export class ServiceConnection extends EventEmitter {
   private onClosed(client: GatewayClient): void {
     if (this.client !== client) return;
     this.client = undefined;
+    // Whoever asked is gone: the restarted service waits for nobody (the agent's late answer goes nowhere).
+    this.asked.clear();
     if (this.stopping) return;
     this.state = 'down';
     this.lastError = 'service connection closed';
@@ -766,6 +795,7 @@ export class ServiceConnection extends EventEmitter {
   private reconnect(client: GatewayClient): void {
     if (this.client !== client || this.stopping) return;
     this.client = undefined;
+    this.asked.clear();
     this.state = 'down';
     this.lastError = 'service unreachable';
     this.restarts++;

@@ -90,6 +90,11 @@ export class ConnectionPool<C extends Pooled> {
     return this.slots.get(key)?.conn;
   }
 
+  /** Every connection of the pool with its key (held or not). */
+  *entries(): IterableIterator<[string, C]> {
+    for (const [key, s] of this.slots) yield [key, s.conn];
+  }
+
   /** Closes connections idle for idleMs or longer (called by the reaper; public for tests and drains). */
   reap(): number {
     const cutoff = this.o.clock.now() - this.o.idleMs;

@@ -140,19 +140,19 @@ describe('gateway core (both eras)', () => {
     await Promise.all(clients.map((c) => c.close()));
   });
 
-  test("a 2025 service's elicitation that cannot be attributed to one call is refused, never misrouted", async () => {
+  test("a 2025 service's elicitation that cannot be attributed to one call is refused, never misrouted; then the tool runs alone", async () => {
     const a = await connect(gw, 'legacy');
     const b = await connect(gw, 'modern');
     let asked = 0;
-    for (const c of [a, b]) c.setRequestHandler('elicitation/create', async () => (asked++, { action: 'accept', content: { ok: true } }));
+    for (const c of [a, b]) c.setRequestHandler('elicitation/create', async () => (asked++, { action: 'accept', content: { name: 'bee' } }));
     const tag = `ambiguous-${Date.now()}`;
     const ac = new AbortController();
     const slow = a.callTool({ name: 'legacyecho.slow', arguments: { tag, ms: 20_000 } }, { signal: ac.signal }).catch(() => undefined);
     await fileLine(marker, `started ${tag}`);
-    // Two calls are in flight on the shared connection: the service's request names neither. The
-    // gateway refuses it (-32600, src/catalog/service.ts interaction()) to the service, whose SDK
-    // ends the call with a tool error carrying that message; the code stays between gateway and service.
-    const r = await b.callTool({ name: 'legacyecho.confirm', arguments: { question: 'whose?' } });
+    // Two calls are in flight on the shared connection (ask-name has never asked here, so it shares it):
+    // the service's request names neither. The gateway refuses it (-32600, upstream/connection.ts
+    // interaction()) to the service, whose SDK ends the call with a tool error carrying that message.
+    const r = await b.callTool({ name: 'legacyecho.ask-name', arguments: {} });
     assert.equal(r.isError, true, JSON.stringify(r));
     assert.deepEqual(r.content, [
       {
@@ -161,11 +161,20 @@ describe('gateway core (both eras)', () => {
       },
     ]);
     assert.equal(asked, 0, 'no agent was asked');
+    // Now the gateway knows ask-name asks (upstream/overflow): with slow still in flight, the next call
+    // of it gets a connection (a process) of its own, where its question is b's alone.
+    assert.match(text(await b.callTool({ name: 'legacyecho.ask-name', arguments: {} })), /^answer bee \(instance [0-9a-f-]{36}\)$/);
+    assert.equal(asked, 1);
     ac.abort();
     await slow;
-    // With one call in flight again, the same tool works.
-    assert.equal(text(await b.callTool({ name: 'legacyecho.confirm', arguments: { question: 'now?' } })), 'confirmed');
-    assert.equal(asked, 1);
+    // The agent's abort ends its wait at once; the gateway's call ends when the cancellation lands.
+    // Until then the main connection holds a call that may ask (slow was in flight with a question).
+    await eventually(
+      async () =>
+        ((await (await fetch(`${gw.url}/readyz`)).json()) as { services: Array<{ name: string; in_flight: number }> }).services.find(
+          (s) => s.name === 'legacyecho',
+        )?.in_flight === 0,
+    );
     await a.close();
     await b.close();
   });

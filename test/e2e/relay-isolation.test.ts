@@ -106,6 +106,16 @@ describe('relay: isolation per principal', () => {
     assert.match(text(await other!.call()), /^answer after-abandon-0 \(instance [0-9a-f-]{36}\)$/);
   });
 
+  test("an abandoned round blocks none of the principal's own other agents: they take another connection of the principal's", async () => {
+    const token = await gw.token({ sub: 'same-principal', scopes: ['iso:call'] });
+    const events = await modernPost(gw, token, 'tools/call', { name: 'iso.ask-name', arguments: {} }, { capabilities: { elicitation: { form: {} } } });
+    assert.equal(events.at(-1)!.result?.resultType, 'input_required', JSON.stringify(events.at(-1)));
+    const c = await connect(gw, 'legacy', { token });
+    clients.push(c);
+    c.setRequestHandler('elicitation/create', async () => ({ action: 'accept', content: { name: 'second' } }));
+    assert.match(text(await c.callTool({ name: 'iso.ask-name', arguments: {} })), /^answer second \(instance [0-9a-f-]{36}\)$/);
+  });
+
   test('isolation: session: two 2025 sessions of one principal each get their own connection, asked at once', { timeout: 120_000 }, async () => {
     const token = await gw.token({ sub: 'one-principal', scopes: ['persession:call'] });
     const gate = barrier(2);
