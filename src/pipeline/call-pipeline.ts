@@ -429,7 +429,7 @@ export class CallPipeline {
                   : 'too many calls in flight at the gateway; retry shortly',
               { decision_id: decisionId, limit: why.limit, ...(why.limit === 'rate' ? { retry_after_s: why.retryAfterS } : {}) },
             );
-      void outcome({ outcome: 'refused', error: { code: e.code, message: e.message } });
+      await outcome({ outcome: 'refused', error: { code: e.code, message: e.message } });
       throw toProtocolError(e);
     }
     // What of the agent the service may see: its roots only where the service's config forwards them.
@@ -448,7 +448,7 @@ export class CallPipeline {
     } catch (e) {
       admitted.release();
       const ge = isGatewayError(e) ? e : new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${r.service}" is unavailable`);
-      void outcome({ outcome: 'service_error', error: { code: ge.code, message: ge.message } });
+      await outcome({ outcome: 'service_error', error: { code: ge.code, message: ge.message } });
       throw toProtocolError(ge);
     }
     const { conn } = held;
@@ -459,7 +459,7 @@ export class CallPipeline {
       held.release();
       watch.limitRefused(guarded.cause);
       const e = new GatewayError(guarded.refused.code, guarded.refused.message, { ...guarded.refused.data, decision_id: decisionId });
-      void outcome({ outcome: 'refused', error: { code: e.code, message: e.message } });
+      await outcome({ outcome: 'refused', error: { code: e.code, message: e.message } });
       throw toProtocolError(e);
     }
     const pass = guarded.pass;
@@ -480,7 +480,7 @@ export class CallPipeline {
       held.release();
       this.d.log.error({ err: (e as Error).message, service: r.service }, 'minting the service credential failed');
       const ge = new GatewayError('ERR_INTERNAL', 'could not mint the service credential');
-      void outcome({ outcome: 'refused', error: { code: ge.code, message: ge.message } });
+      await outcome({ outcome: 'refused', error: { code: ge.code, message: ge.message } });
       throw toProtocolError(ge);
     }
     // Only the agent's `_meta` keys this service is configured to see travel on; the agent's progress

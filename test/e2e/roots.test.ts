@@ -18,7 +18,7 @@ import { connect, connectV1, echoService, type Gateway, modernPost, startGateway
 import { fileLine } from '../helpers/watch.js';
 
 const text = (r: object) => ((r as { content?: Array<{ text?: string }> }).content ?? [])[0]?.text ?? '';
-const SCOPES = ['legacyecho:call', 'modernecho:call', 'plainlegacy:call', 'plainmodern:call', 'sessionecho:call'];
+const SCOPES = ['legacyecho:call', 'modernecho:call', 'plainlegacy:call', 'plainmodern:call', 'sessionecho:call', 'tightecho:call'];
 /** The roots an agent named `who` answers with (one, under /work/<who>). */
 const rootsOf = (who: string) => ({ roots: [{ uri: `file:///work/${who}`, name: who }] });
 const rootsText = (who: string) => `roots ${JSON.stringify(rootsOf(who))}`;
@@ -38,6 +38,8 @@ describe('relay: roots, only where the config forwards them', () => {
         plainmodern: echoService({ era: 'modern' }),
         // One connection per 2025 agent session: it declares exactly that agent's relayed capabilities.
         sessionecho: echoService({ era: 'legacy', roots: 'forward', isolation: 'session' }),
+        // Overflow off: every call shares the one connection, so a question with two calls in flight is ambiguous.
+        tightecho: echoService({ era: 'legacy', roots: 'forward', overflow: { max: 0 } }, marker),
       },
     });
   });
@@ -186,18 +188,18 @@ describe('relay: roots, only where the config forwards them', () => {
     const b = await agent2('legacy', 'busy-b');
     const tag = `roots-ambiguous-${Date.now()}`;
     const ac = new AbortController();
-    const slow = a.client.callTool({ name: 'legacyecho.slow', arguments: { tag, ms: 20_000 } }, { signal: ac.signal }).catch(() => undefined);
+    const slow = a.client.callTool({ name: 'tightecho.slow', arguments: { tag, ms: 20_000 } }, { signal: ac.signal }).catch(() => undefined);
     await fileLine(marker, `started ${tag}`);
     assert.equal(
-      text(await b.client.callTool({ name: 'legacyecho.roots-raw', arguments: {} })),
+      text(await b.client.callTool({ name: 'tightecho.roots-raw', arguments: {} })),
       'refused -32600 roots/list refused by the gateway: it cannot be attributed to exactly one call in progress',
     );
     assert.deepEqual([a.seen.asked, b.seen.asked], [0, 0], 'no agent was asked');
     ac.abort();
     await slow;
-    assert.match(gw.output(), /"method":"roots\/list","inflight":2,"msg":"server-to-client request refused: cannot attribute it to one call"/);
+    assert.match(gw.output(), /"method":"roots\/list","inflight":2,"requests":2,"msg":"server-to-client request refused: cannot attribute it to one call"/);
     // With one call in flight again, the same request reaches its own agent.
-    assert.equal(text(await b.client.callTool({ name: 'legacyecho.roots-raw', arguments: {} })), rootsText('busy-b'));
+    assert.equal(text(await b.client.callTool({ name: 'tightecho.roots-raw', arguments: {} })), rootsText('busy-b'));
   });
 
   test("a malformed answer from a 2026 agent: an exact -32602, recorded, the service's request refused; other agents unaffected", async () => {
