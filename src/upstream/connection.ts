@@ -522,6 +522,11 @@ export class ServiceConnection extends EventEmitter {
     return this.watched.size;
   }
 
+  /** Resource subscriptions this connection holds at the service, of either era (a pool never reaps it while any). */
+  get subscriptionsHeld(): number {
+    return this.subscribed.size + this.watched.size;
+  }
+
   /** The largest single message read from this service: its largest answer cap plus room for the envelope. */
   private largestMessage(): number {
     const caps = [this.cfg.max_result_bytes, ...Object.values(this.cfg.tools).map((t) => t.max_result_bytes ?? 0)];

@@ -18,6 +18,7 @@ function manualClock(): Clock & { advance(ms: number): void } {
 class Fake implements Pooled {
   started = 0;
   stopped = 0;
+  subscriptionsHeld = 0;
   constructor(readonly key: string) {}
   async start(): Promise<void> {
     this.started++;
@@ -111,6 +112,20 @@ describe('isolated connection pool', () => {
     clock.advance(1000);
     assert.equal(p.reap(), 1);
     assert.equal(p.size, 0);
+  });
+
+  it('a connection holding resource subscriptions is neither reaped nor evicted; it is once they end', async () => {
+    const { p, clock, made } = pool(1, 1000);
+    (await p.acquire('a')).release();
+    made[0]!.subscriptionsHeld = 1;
+    clock.advance(10_000);
+    assert.equal(p.reap(), 0, 'a holds a subscription');
+    const e = await p.acquire('b').catch((err: unknown) => err);
+    assert.ok(isGatewayError(e));
+    assert.equal(e.message, 'service "svc": all 1 isolated connections are busy; retry shortly');
+    made[0]!.subscriptionsHeld = 0;
+    assert.equal(p.reap(), 1);
+    assert.equal(made[0]!.stopped, 1);
   });
 
   it('close stops every connection and refuses new calls', async () => {

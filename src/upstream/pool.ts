@@ -17,6 +17,11 @@ import type { Clock } from '../clock.js';
 export interface Pooled {
   start(): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Resource subscriptions the connection holds for agents: a connection holding any is never idle
+   * (closing it would end them at the service, and its subscribers would hear nothing more).
+   */
+  readonly subscriptionsHeld?: number;
 }
 
 interface Slot<C> {
@@ -25,6 +30,11 @@ interface Slot<C> {
   lastUsed: number;
   /** Calls holding the connection right now. */
   holders: number;
+}
+
+/** No call holds the connection and it holds no subscriptions for agents. */
+function idle(s: Slot<Pooled>): boolean {
+  return s.holders === 0 && (s.conn.subscriptionsHeld ?? 0) === 0;
 }
 
 export interface PoolOptions<C> {
@@ -100,7 +110,7 @@ export class ConnectionPool<C extends Pooled> {
     const cutoff = this.o.clock.now() - this.o.idleMs;
     let n = 0;
     for (const [key, s] of this.slots) {
-      if (s.holders === 0 && s.lastUsed <= cutoff) {
+      if (idle(s) && s.lastUsed <= cutoff) {
         this.drop(key, s);
         n++;
       }
@@ -119,7 +129,7 @@ export class ConnectionPool<C extends Pooled> {
   /** Closes the least recently used idle connection; false when every one is busy. */
   private evictIdle(): boolean {
     let oldest: [string, Slot<C>] | undefined;
-    for (const e of this.slots) if (e[1].holders === 0 && (!oldest || e[1].lastUsed < oldest[1].lastUsed)) oldest = e;
+    for (const e of this.slots) if (idle(e[1]) && (!oldest || e[1].lastUsed < oldest[1].lastUsed)) oldest = e;
     if (!oldest) return false;
     this.drop(oldest[0], oldest[1]);
     return true;
