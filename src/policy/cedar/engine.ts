@@ -10,12 +10,12 @@ import type { DetailedError, EntityJson, Context, PolicyJson } from '@cedar-poli
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DecisionReason, PolicyInput } from '../../types.js';
+import type { DecisionReason, PolicyInput, ToolFacts } from '../../types.js';
 import { CompileCache } from '../compile-cache.js';
 import { compileError, lineOf, type PolicyProblem } from '../problems.js';
 import { EngineError, type EngineResult, type PolicyEngine } from '../types.js';
-import { toCedarRequest } from './request.js';
-import { sliceFor } from './slice.js';
+import { toCedarRequest, toolEntityKey, toolEntityOf } from './request.js';
+import { sliceFor, unsatisfiable } from './slice.js';
 
 const CEDAR_SCHEMA_FILE = 'schema.cedarschema';
 
@@ -88,8 +88,8 @@ export class CedarEngine implements PolicyEngine {
   /** Every policy as text (for slices) and as JSON (its scope), by @id, in file order. */
   readonly #texts: ReadonlyMap<string, string>;
   readonly #scopes: ReadonlyMap<string, PolicyJson>;
-  /** Pre-parsed slice ids by "<action>\0<tool>", oldest first. */
-  readonly #slices = new Map<string, string>();
+  /** Pre-parsed slices (their WASM cache id and policy ids) by "<action>\0<tool entity key>", oldest first. */
+  readonly #slices = new Map<string, { id: string; policies: readonly string[] }>();
   #sliceSeq = 0;
 
   private constructor(
@@ -264,25 +264,40 @@ export class CedarEngine implements PolicyEngine {
     return new CedarEngine(psetId, messages, revision, parity, new Map(Object.entries(policies)), scopes);
   }
 
-  /** The pre-parsed slice for this action and tool, made on first use. */
-  #sliceId(action: string, tool: string, namespace: string): string {
-    const key = `${action}\0${tool}`;
+  /**
+   * The pre-parsed slice for this action and tool, made on first use: the policies whose scope can
+   * match, less (for tools/call) those Cedar's partial evaluation shows no call of the tool can satisfy. Keyed by
+   * everything the tool's entity holds (its hints too, which a catalog refresh may change).
+   */
+  #slice(action: string, tool: ToolFacts): { id: string; policies: readonly string[] } {
+    const key = `${action}\0${toolEntityKey(tool)}`;
     const known = this.#slices.get(key);
     if (known !== undefined) return known;
-    const ids = sliceFor(this.#scopes, { action, tool, namespace });
+    const scoped: Record<string, string> = {};
+    for (const id of sliceFor(this.#scopes, { action, tool: tool.name, namespace: tool.namespace })) scoped[id] = this.#texts.get(id) as string;
+    // Pruning re-parses the slice (~1-2 ms, once per tool): worth it where arguments differ on
+    // every call and miss the memo (tools/call); a list decision is memoised per principal.
+    const never = action === 'call_tool' ? unsatisfiable(scoped, this.#scopes, action, toolEntityOf(tool)) : new Set<string>();
     const staticPolicies: Record<string, string> = {};
-    for (const id of ids) staticPolicies[id] = this.#texts.get(id) as string;
+    for (const [id, text] of Object.entries(scoped)) if (!never.has(id)) staticPolicies[id] = text;
     const sliceId = `${this.#psetId}-slice-${++this.#sliceSeq}`;
     const ps = cedar.preparsePolicySet(sliceId, { staticPolicies });
     // Every policy parsed as part of the whole set at load; a failure here is an engine fault.
     if (ps.type === 'failure') throw new EngineError('ERR_ENGINE_EVALUATION', 'cedar could not prepare the policies for this tool');
     if (this.#slices.size >= SLICES_MAX) {
-      const [oldKey, oldId] = this.#slices.entries().next().value as [string, string];
+      const [oldKey, old] = this.#slices.entries().next().value as [string, { id: string }];
       this.#slices.delete(oldKey);
-      cedar.preparsePolicySet(oldId, { staticPolicies: '' });
+      cedar.preparsePolicySet(old.id, { staticPolicies: '' });
     }
-    this.#slices.set(key, sliceId);
-    return sliceId;
+    const slice = { id: sliceId, policies: Object.freeze(Object.keys(staticPolicies)) };
+    this.#slices.set(key, slice);
+    return slice;
+  }
+
+  /** The ids of the policies a decision on this input is evaluated against (its slice), in file order. */
+  policiesFor(input: PolicyInput): readonly string[] {
+    if (this.#closed) throw new EngineError('ERR_ENGINE_CLOSED', 'cedar engine is closed');
+    return this.#slice(input.action, input.tool).policies;
   }
 
   /**
@@ -339,7 +354,7 @@ export class CedarEngine implements PolicyEngine {
 
   #evaluate(req: ReturnType<typeof toCedarRequest>, input: PolicyInput): EngineResult {
     if (this.#closed) throw new EngineError('ERR_ENGINE_CLOSED', 'cedar engine is closed');
-    const ans = this.#authorize(req, this.#sliceId(input.action, input.tool.name, input.tool.namespace));
+    const ans = this.#authorize(req, this.#slice(input.action, input.tool).id);
     // Cedar skips a policy that errors; a skipped forbid could turn a deny into an allow, so
     // any evaluation error fails the whole decision closed.
     if (ans.errors.length > 0) throw new EngineError('ERR_ENGINE_EVALUATION', `cedar policies failed to evaluate: ${ans.errors.join(', ')}`);
@@ -365,7 +380,7 @@ export class CedarEngine implements PolicyEngine {
     this.#closed = true;
     // There is no API to drop a cached set; replacing it with an empty one frees its memory.
     cedar.preparsePolicySet(this.#psetId, { staticPolicies: '' });
-    for (const id of this.#slices.values()) cedar.preparsePolicySet(id, { staticPolicies: '' });
+    for (const { id } of this.#slices.values()) cedar.preparsePolicySet(id, { staticPolicies: '' });
     this.#slices.clear();
   }
 }
