@@ -23,7 +23,7 @@ import { limitConnections } from '../http/connections.js';
 import { Holdings, KeyedRate } from '../limits/keyed.js';
 import { McpFace } from '../mcp-face/face.js';
 import type { ChangeKind } from '../upstream/catalog.js';
-import { startMetricsListener } from '../obs/index.js';
+import { startMetricsListener } from '../obs/metrics-listener.js';
 import { startCore } from './core.js';
 import { Lifecycle, StopRequested } from './lifecycle.js';
 import { printDevHelp } from './dev-help.js';
