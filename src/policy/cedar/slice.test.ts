@@ -66,6 +66,9 @@ describe('cedar engine on slices', () => {
         // Holds for a tool by its hints alone: pruned for one set of hints, in force for another.
         '@id("destructive_forbid")',
         'forbid (principal, action == MicroMcp::Action::"call_tool", resource) when { resource has destructiveHint && resource.destructiveHint };',
+        // The only rule that reads principal.type, on one tool: that tool's slice must send it.
+        '@id("agents_cannot_list")',
+        'forbid (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"fs.list") when { principal.type == "agent" };',
       ].join('\n'),
     );
     engine = await CedarEngine.load(dir);
@@ -165,5 +168,33 @@ describe('cedar engine on slices', () => {
       assert.equal(got.allow, allow, name);
       assert.deepEqual(got.ids, ids, name);
     }
+  });
+
+  it('sends only the attributes the slice reads, and decides as the whole set does', () => {
+    assert.deepEqual(engine.attributesFor(fsRead('alice', null)), [
+      'data_labels',
+      'destructiveHint',
+      'openWorldHint',
+      'path',
+      'purpose',
+      'purposes',
+      'readOnlyHint',
+      'resource',
+      'scopes',
+    ]);
+    assert.ok(engine.attributesFor({ ...fsRead('alice', null), tool: toolFacts('fs.list', {}) })?.includes('type'));
+    const agent = (tool: string) =>
+      buildPolicyInput({
+        method: 'tools/call',
+        principal: testPrincipal('bot', ['eng'], ['fs:read'], 'agent'),
+        tool: toolFacts(tool, { readOnlyHint: true, openWorldHint: false }),
+        arguments: { path: '/eng' },
+        resource: resourceExtractor({ kind: 'path', arg: 'path' }),
+        context: { request_id: 'slice' },
+      });
+    assert.deepEqual(sliced(agent('fs.list')), { allow: false, ids: ['agents_cannot_list', 'other_tool_forbid'] });
+    assert.deepEqual(sliced(agent('fs.list')), whole(agent('fs.list')));
+    assert.deepEqual(sliced(agent('fs.read')), { allow: true, ids: ['fs_read_scope'] });
+    assert.deepEqual(sliced(agent('fs.read')), whole(agent('fs.read')));
   });
 });

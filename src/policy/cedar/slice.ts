@@ -140,3 +140,29 @@ export function unsatisfiable(
   }
   return new Set(candidates);
 }
+
+/**
+ * The attribute names the policies' conditions read (`.` and `has`, at any depth), or null when a
+ * policy reads tags (then every attribute is kept). An entity attribute no policy of a slice names
+ * cannot change its answer: Cedar compares entities by their uid and reads attributes only by name.
+ */
+export function namedAttributes(policies: Iterable<PolicyJson>): Set<string> | null {
+  const names = new Set<string>();
+  let tags = false;
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) {
+      for (const x of v) walk(x);
+      return;
+    }
+    if (typeof v !== 'object' || v === null) return;
+    for (const [k, x] of Object.entries(v)) {
+      if ((k === '.' || k === 'has') && typeof x === 'object' && x !== null && typeof (x as { attr?: unknown }).attr === 'string') {
+        names.add((x as { attr: string }).attr);
+      }
+      if (k === 'getTag' || k === 'hasTag') tags = true;
+      walk(x);
+    }
+  };
+  for (const p of policies) walk(p.conditions);
+  return tags ? null : names;
+}
