@@ -18,6 +18,7 @@ import { systemClock } from '../clock.js';
 import { DEV_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { GatewayError } from '../errors.js';
+import { installResponseJson } from '../http/response-json.js';
 import { createApp } from '../http/app.js';
 import { limitConnections } from '../http/connections.js';
 import { Holdings, KeyedRate } from '../limits/keyed.js';
@@ -258,6 +259,8 @@ export async function startGateway(config: Config, opts: { host: string; port: n
     server.close();
     await inFlight.drain(grace);
   });
+  // getRequestListener has installed its lightweight Response as the global one: give it a json().
+  installResponseJson();
   process.stdout.write(`micro-mcp listening on ${base}/mcp\n`);
   if (opts.dev) printDevHelp(base, config);
   log.info({ url: `${base}/mcp`, services: catalog.health().map((s) => `${s.name}:${s.state}`) }, 'gateway started');
