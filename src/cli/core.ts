@@ -22,7 +22,8 @@ import { ConsentGate } from '../pipeline/consent.js';
 import { InFlight } from '../pipeline/in-flight.js';
 import { ListView } from '../pipeline/list-view.js';
 import type { AuditPort, ProbePort, StatePort } from '../pipeline/ports.js';
-import { GatewayMetrics, type MetricSources, Observer, Tracing } from '../obs/index.js';
+import type { GatewayMetrics, MetricSources } from '../obs/metrics.js';
+import { Observer } from '../obs/observer.js';
 import { declaredFactNames, resourceExtractors } from '../policy/input.js';
 import { loadPolicies } from '../policy/policy-set.js';
 import type { Logger } from '../types.js';
@@ -79,8 +80,12 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
     services: () => catalog.health(),
     policyRevision: () => policy.revision,
   };
-  const metrics = config.metrics ? new GatewayMetrics(metricSources) : undefined;
-  const tracing = config.tracing ? await life.acquire('traces', new Tracing(config.tracing, VERSION, log), (t) => t.close()) : undefined;
+  // prom-client and the OpenTelemetry SDK are loaded only when configured: together they hold
+  // ~11 MiB of an idle gateway's RSS (measured: importing them into a bare node, +6 and +5.5 MiB).
+  const metrics = config.metrics ? new (await import('../obs/metrics.js')).GatewayMetrics(metricSources) : undefined;
+  const tracing = config.tracing
+    ? await life.acquire('traces', new (await import('../obs/tracing.js')).Tracing(config.tracing, VERSION, log), (t) => t.close())
+    : undefined;
   const observer = metrics || tracing ? new Observer(metrics, tracing) : undefined;
   const timedAudit = metrics ? timed(audit, metrics) : audit;
   const { burst, window_s } = config.audit.refusals;

@@ -18,12 +18,13 @@ import { systemClock } from '../clock.js';
 import { DEV_CONFIG_PATH, loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { GatewayError } from '../errors.js';
+import { installResponseJson } from '../http/response-json.js';
 import { createApp } from '../http/app.js';
 import { limitConnections } from '../http/connections.js';
 import { Holdings, KeyedRate } from '../limits/keyed.js';
 import { McpFace } from '../mcp-face/face.js';
 import type { ChangeKind } from '../upstream/catalog.js';
-import { startMetricsListener } from '../obs/index.js';
+import { startMetricsListener } from '../obs/metrics-listener.js';
 import { startCore } from './core.js';
 import { Lifecycle, StopRequested } from './lifecycle.js';
 import { printDevHelp } from './dev-help.js';
@@ -258,6 +259,8 @@ export async function startGateway(config: Config, opts: { host: string; port: n
     server.close();
     await inFlight.drain(grace);
   });
+  // getRequestListener has installed its lightweight Response as the global one: give it a json().
+  installResponseJson();
   process.stdout.write(`micro-mcp listening on ${base}/mcp\n`);
   if (opts.dev) printDevHelp(base, config);
   log.info({ url: `${base}/mcp`, services: catalog.health().map((s) => `${s.name}:${s.state}`) }, 'gateway started');

@@ -135,7 +135,7 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
     async (c) => {
       try {
         const res = await d.face.handle(
-          c.req.raw,
+          withResponseSignal(c.req.raw, c.env),
           new EdgeFacts(c.var.principal, c.var.era, c.var.requestId, clientIp(c), c.var.edge, bearerOf(c.req.header('authorization'))),
           c.var.body,
         );
@@ -232,4 +232,25 @@ function bearerOf(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
   const sp = header.indexOf(' ');
   return sp > 0 && header.slice(0, sp).toLowerCase() === 'bearer' ? header.slice(sp + 1).trim() : undefined;
+}
+
+/**
+ * The request as the MCP face gets it, with a `signal` of its own that aborts when the response
+ * closes unfinished (the client went away) or the request errs: what @hono/node-server's request
+ * gives, without turning its lightweight request into a full web Request. Reading `signal` there
+ * builds one, with a body stream over a body the edge has already read (measured: 4.3% of the
+ * gateway's CPU on the 2026-07-28 path, where the SDK reads `request.signal` on every call). Every
+ * other property still comes from the request itself. Without node bindings (tests on app.request),
+ * the request as it is.
+ */
+function withResponseSignal(raw: Request, env: GatewayEnv['Bindings'] | undefined): Request {
+  const incoming = env?.incoming;
+  const outgoing = env?.outgoing;
+  if (incoming === undefined || outgoing === undefined) return raw;
+  const ac = new AbortController();
+  outgoing.once('close', () => {
+    if (incoming.errored) ac.abort(incoming.errored.toString());
+    else if (!outgoing.writableFinished) ac.abort('Client connection prematurely closed.');
+  });
+  return Object.create(raw, { signal: { value: ac.signal, enumerable: true } }) as Request;
 }

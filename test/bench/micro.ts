@@ -6,6 +6,7 @@
  * generated set of 1,000 rules over 1,000 tools (./generated-policy.ts), with arguments that
  * differ on every call (no memo can answer them).
  */
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,6 +15,7 @@ import path from 'node:path';
 import { createAuthenticator, createServiceCredentialMinter, mintDevToken } from '../../src/auth/index.js';
 import { buildPolicyInput, loadPolicies, resourceExtractor, toolFacts } from '../../src/policy/index.js';
 import type { EngineName } from '../../src/policy/index.js';
+import { toCedarRequest } from '../../src/policy/cedar/request.js';
 import { GatewayMetrics, Observer, Tracing } from '../../src/obs/index.js';
 import type { CallContext } from '../../src/pipeline/ports.js';
 import type { Principal } from '../../src/types.js';
@@ -104,6 +106,15 @@ export async function runMicro(n: number): Promise<MicroRow[]> {
         ...(await microBench(() => policy.decide(fresh(), engines), n, Math.min(1000, n))),
       });
     }
+    // What cedar-wasm costs before any policy: the same request against an empty pre-parsed set
+    // (the JSON conversion of entities and context across the WASM boundary, and the call).
+    const empty = `micro-mcp-bench-empty-${process.pid}`;
+    cedar.preparsePolicySet(empty, { staticPolicies: {} });
+    rows.push({
+      name: 'cedar-wasm alone: fs.read, a new path each time, an empty policy set (the per-call floor)',
+      ...(await microBench(() => cedar.statefulIsAuthorized({ ...toCedarRequest(fresh()), preparsedPolicySetId: empty }), n, Math.min(1000, n))),
+    });
+    cedar.preparsePolicySet(empty, { staticPolicies: '' });
   } finally {
     policy.close();
   }

@@ -3,7 +3,7 @@
  * policy contract", policies/cedar/schema.cedarschema).
  */
 import type { CedarValueJson, Context, EntityJson, EntityUidJson } from '@cedar-policy/cedar-wasm/nodejs';
-import type { PolicyInput } from '../../types.js';
+import type { PolicyInput, ToolFacts } from '../../types.js';
 
 export interface CedarRequest {
   principal: { type: string; id: string };
@@ -30,18 +30,12 @@ export function toCedarRequest(input: PolicyInput): CedarRequest {
   const p = input.principal;
   const principal = p.type === 'user' ? uid('User', p.id) : uid('Agent', p.id);
   const groups = [...new Set(p.groups)].map((g) => uid('Group', g));
-  const service = uid('Service', input.tool.namespace);
-  const tool = uid('Tool', input.tool.name);
-
-  const toolAttrs: Record<string, CedarValueJson> = { call_scope: `${input.tool.namespace}:call` };
-  const ann = input.tool.annotations ?? {};
-  // Non-boolean hints are dropped: policies then apply the spec's (riskiest) default, exactly
-  // as the Rego policies do when a hint is not the boolean they test for.
-  for (const h of HINTS) if (typeof ann[h] === 'boolean') toolAttrs[h] = ann[h] as boolean;
+  const toolEntity = toolEntityOf(input.tool);
+  const tool = toolEntity.uid as { type: string; id: string };
 
   const entities: EntityJson[] = [
     { uid: principal, attrs: { type: p.type, purposes: [...new Set(p.purposes)] }, parents: groups as EntityUidJson[] },
-    { uid: tool, attrs: toolAttrs, parents: [service] },
+    toolEntity,
   ];
 
   return {
@@ -57,6 +51,27 @@ export function toCedarRequest(input: PolicyInput): CedarRequest {
     },
     entities,
   };
+}
+
+/**
+ * The resource entity: Tool::"<name>" in Service::"<namespace>", with call_scope and the boolean
+ * hints. It depends on the tool alone, so a slice cut for it (./slice.ts) fits every call of the tool.
+ */
+export function toolEntityOf(t: ToolFacts): EntityJson {
+  const attrs: Record<string, CedarValueJson> = { call_scope: `${t.namespace}:call` };
+  const ann = t.annotations ?? {};
+  // Non-boolean hints are dropped: policies then apply the spec's (riskiest) default, exactly
+  // as the Rego policies do when a hint is not the boolean they test for.
+  for (const h of HINTS) if (typeof ann[h] === 'boolean') attrs[h] = ann[h] as boolean;
+  return { uid: uid('Tool', t.name), attrs, parents: [uid('Service', t.namespace)] };
+}
+
+/** What of a tool its Cedar entity holds, as a short key: name, namespace and each hint (t, f or -). */
+export function toolEntityKey(t: ToolFacts): string {
+  const ann = t.annotations ?? {};
+  let hints = '';
+  for (const h of HINTS) hints += ann[h] === true ? 't' : ann[h] === false ? 'f' : '-';
+  return `${t.name}\0${t.namespace}\0${hints}`;
 }
 
 /**

@@ -55,6 +55,20 @@ describe('cedar engine on slices', () => {
         '@id("read_outside_tmp")',
         'forbid (principal, action == MicroMcp::Action::"call_tool", resource is MicroMcp::Tool in MicroMcp::Service::"fs")',
         'when { context.resource has path && context.resource.path like "/eng/secret*" };',
+        // Pruning traps: the presence of data_labels is a fact (a context that has it unknown would
+        // make this unless hold), and a principal named by its entity is not in the partial request.
+        '@id("labels_absent_incident")',
+        'forbid (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"fs.read")',
+        'unless { context has data_labels || context.purpose != "incident-4711" };',
+        '@id("mallory_in_eng")',
+        'forbid (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"fs.read")',
+        'when { MicroMcp::User::"mallory" in MicroMcp::Group::"eng" && principal == MicroMcp::User::"mallory" };',
+        // Holds for a tool by its hints alone: pruned for one set of hints, in force for another.
+        '@id("destructive_forbid")',
+        'forbid (principal, action == MicroMcp::Action::"call_tool", resource) when { resource has destructiveHint && resource.destructiveHint };',
+        // The only rule that reads principal.type, on one tool: that tool's slice must send it.
+        '@id("agents_cannot_list")',
+        'forbid (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"fs.list") when { principal.type == "agent" };',
       ].join('\n'),
     );
     engine = await CedarEngine.load(dir);
@@ -105,5 +119,82 @@ describe('cedar engine on slices', () => {
       assert.equal(got.allow, allow, `${tool} ${method} ${path}`);
       assert.deepEqual(got.ids, ids, `${tool} ${method} ${path}`);
     }
+  });
+
+  const fsRead = (who: string, purpose: string | null, labels?: string[]) =>
+    buildPolicyInput({
+      method: 'tools/call',
+      principal: testPrincipal(who, ['eng'], ['fs:read']),
+      tool: toolFacts('fs.read', { readOnlyHint: true, openWorldHint: false }),
+      arguments: { path: '/eng/runbook.md' },
+      purpose,
+      resource: resourceExtractor({ kind: 'path', arg: 'path' }),
+      context: { request_id: 'slice', ...(labels ? { data_labels: labels } : {}) },
+    });
+
+  it('leaves out the policies that no call of the tool can satisfy, and keeps every other', () => {
+    assert.deepEqual(engine.policiesFor(fsRead('alice', null)), [
+      'read_outside_tmp',
+      'labels_absent_incident',
+      'mallory_in_eng',
+      'fs_read_scope',
+      'fs_path_not_permitted',
+      'purpose_not_granted',
+      'purpose_required',
+      'fs_read_scope_missing',
+      'fs_requires_group',
+      'fs_path_invalid',
+    ]);
+  });
+
+  it('cuts a slice per set of hints: the same tool, declared destructive, gets the rule on destructive tools', () => {
+    const destructive = { ...fsRead('alice', null), tool: toolFacts('fs.read', { readOnlyHint: true, openWorldHint: false, destructiveHint: true }) };
+    assert.ok(engine.policiesFor(destructive).includes('destructive_forbid'));
+    assert.deepEqual(sliced(destructive), { allow: false, ids: ['destructive_forbid'] });
+    assert.deepEqual(sliced(destructive), whole(destructive));
+    assert.deepEqual(sliced(fsRead('alice', null)), { allow: true, ids: ['fs_read_scope'] });
+  });
+
+  it('decides the pruning traps as the whole set does', () => {
+    const cases: Array<[string, ReturnType<typeof fsRead>, boolean, string[]]> = [
+      ['incident purpose, no labels', fsRead('alice', 'incident-4711'), false, ['labels_absent_incident']],
+      ['incident purpose, labels', fsRead('alice', 'incident-4711', ['internal']), true, ['fs_read_scope']],
+      ['mallory', fsRead('mallory', null), false, ['mallory_in_eng']],
+      ['alice', fsRead('alice', null), true, ['fs_read_scope']],
+    ];
+    for (const [name, input, allow, ids] of cases) {
+      const got = sliced(input);
+      assert.deepEqual(got, whole(input), name);
+      assert.equal(got.allow, allow, name);
+      assert.deepEqual(got.ids, ids, name);
+    }
+  });
+
+  it('sends only the attributes the slice reads, and decides as the whole set does', () => {
+    assert.deepEqual(engine.attributesFor(fsRead('alice', null)), [
+      'data_labels',
+      'destructiveHint',
+      'openWorldHint',
+      'path',
+      'purpose',
+      'purposes',
+      'readOnlyHint',
+      'resource',
+      'scopes',
+    ]);
+    assert.ok(engine.attributesFor({ ...fsRead('alice', null), tool: toolFacts('fs.list', {}) })?.includes('type'));
+    const agent = (tool: string) =>
+      buildPolicyInput({
+        method: 'tools/call',
+        principal: testPrincipal('bot', ['eng'], ['fs:read'], 'agent'),
+        tool: toolFacts(tool, { readOnlyHint: true, openWorldHint: false }),
+        arguments: { path: '/eng' },
+        resource: resourceExtractor({ kind: 'path', arg: 'path' }),
+        context: { request_id: 'slice' },
+      });
+    assert.deepEqual(sliced(agent('fs.list')), { allow: false, ids: ['agents_cannot_list', 'other_tool_forbid'] });
+    assert.deepEqual(sliced(agent('fs.list')), whole(agent('fs.list')));
+    assert.deepEqual(sliced(agent('fs.read')), { allow: true, ids: ['fs_read_scope'] });
+    assert.deepEqual(sliced(agent('fs.read')), whole(agent('fs.read')));
   });
 });
