@@ -159,14 +159,14 @@ export class Catalog extends EventEmitter {
           clock,
           // Calls only: the shared connection keeps the lists, so a pooled one tells nobody of changes.
           create: (key, capabilities) => {
-            const c = new ServiceConnection(name, cfg, log.child({ service: name, pooled: key.slice(0, 12) }), environmentFor(name), capabilities);
+            const c = new ServiceConnection(name, cfg, log.child({ pooled: key.slice(0, 12) }), environmentFor(name), capabilities);
             c.on('resourceUpdated', (uri: string) => this.emit('resourceUpdated', name, uri));
             return c;
           },
         });
         this.pools.set(name, { isolation, pool });
       }
-      const conn = new ServiceConnection(name, cfg, log.child({ service: name }), environmentFor(name));
+      const conn = new ServiceConnection(name, cfg, log, environmentFor(name));
       conn.on('changed', (kind: ChangeKind | 'all') => this.rebuild(kind, name));
       conn.on('resourceUpdated', (uri: string) => this.emit('resourceUpdated', name, uri));
       this.services.set(name, conn);
@@ -184,7 +184,7 @@ export class Catalog extends EventEmitter {
           // through): the main connection lists again and agents are told.
           create: () => {
             // One breaker and one concurrency cap for the service, whichever of its connections a call takes.
-            const c = new ServiceConnection(name, cfg, log.child({ service: name, overflow: ++n }), { ...environmentFor(name), guard: conn.guard });
+            const c = new ServiceConnection(name, cfg, log.child({ overflow: ++n }), { ...environmentFor(name), guard: conn.guard });
             c.on('changed', (kind: ChangeKind | 'all') => {
               if (kind !== 'all') void this.relisted(name, kind, true);
             });
