@@ -183,6 +183,7 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
     ...(observer ? { observer } : {}),
   });
   await life.acquire('parked input requests', calls.parked, (p) => p.clear());
+  await life.acquire('parked prompt input requests', calls.parkedPrompts, (p) => p.clear());
   // Another replica's agent retry for a call parked here.
   await life.acquire(
     'requests from other replicas',

@@ -132,8 +132,8 @@ interface Forward<M extends ForwardMethod> {
   args: Record<string, unknown>;
   params: ForwardParams<M>;
   /**
-   * Set for interactive calls (tools only): the service's 2025-era input requests are attributed to
-   * this call, which parks here while the agent answers.
+   * Set for interactive calls (tools and prompts): the service's 2025-era input requests are
+   * attributed to this call, which parks here while the agent answers.
    */
   park?: (call: PendingCall<Forwarded<M>>) => void;
   /** This request answers the gateway's consent question: the question's state and the raw answer. */
@@ -157,18 +157,21 @@ const ruleIds = (d: Decision) => [...new Set(d.reasons.map((x) => x.id))].sort()
 export class CallPipeline {
   /** Only tools/call is interactive, so only its calls park. */
   readonly parked: ParkedCalls<Forwarded<'tools/call'>>;
+  /** Prompts whose 2025 service asked the agent for input while it built the prompt, parked likewise. */
+  readonly parkedPrompts: ParkedCalls<Forwarded<'prompts/get'>>;
   /** Data categories each 2025 session has received: facts of its later calls. */
   readonly labels = new SessionLabels();
 
   constructor(private readonly d: CallPipelineDeps) {
     this.parked = new ParkedCalls(d.inputTtlMs ?? 10 * 60_000, d.clock);
+    this.parkedPrompts = new ParkedCalls(d.inputTtlMs ?? 10 * 60_000, d.clock);
   }
 
   async callTool(cc: CallContext, params: CallToolRequest['params'], ctx: ServerContext): Promise<ForwardResult<'tools/call'>> {
     const state = await this.stateOf(cc, ctx, params.name);
     if (state && state.tool !== params.name)
       return this.refuse(cc, 'tools/call', 'ERR_INPUT_STATE_INVALID', 'requestState does not belong to this tool', params.name);
-    if (state?.k === 'parked') return this.resumeParked(cc, state, ctx);
+    if (state?.k === 'parked') return this.resumeParked(cc, state, ctx, 'tools/call', this.parked);
 
     const tool = this.d.catalog.tool(params.name);
     const held = tool ? undefined : this.d.catalog.quarantined(params.name);
@@ -215,11 +218,13 @@ export class CallPipeline {
     const p = this.d.catalog.prompt(params.name);
     if (!p) return this.refuse(cc, 'prompts/get', 'ERR_PROMPT_NOT_FOUND', `Unknown prompt: ${params.name}`, params.name);
     const state = await this.stateOf(cc, ctx, params.name, 'prompts/get');
-    if (state && (state.k !== 'svc' || state.tool !== params.name))
+    if (state && (state.k === 'consent' || state.tool !== params.name))
       return this.refuse(cc, 'prompts/get', 'ERR_INPUT_STATE_INVALID', 'requestState does not belong to this prompt', params.name);
+    // The agent's answer to a 2025 service's question asked while it built this prompt.
+    if (state?.k === 'parked') return this.resumeParked(cc, state, ctx, 'prompts/get', this.parkedPrompts);
     const args = params.arguments ?? {};
     const forward: ForwardParams<'prompts/get'> = { name: p.local, arguments: args };
-    if (state) {
+    if (state?.k === 'svc') {
       // The agent's retry of a 2026 service's input_required for this prompt: decided again, then routed back.
       await this.checkAnswers(cc, 'prompts/get', params.name, state, ctx);
       if (state.inner !== undefined) forward.requestState = state.inner;
@@ -232,6 +237,7 @@ export class CallPipeline {
       facts: p.facts,
       args,
       params: forward,
+      park: (call) => this.parkedPrompts.park(call),
     });
   }
 
@@ -442,8 +448,9 @@ export class CallPipeline {
       held = await this.d.catalog.connectionFor(
         r.service,
         { principal: principalKey(cc.principal), session: cc.sessionId, capabilities },
-        // Only a tool call can take a service's question (it alone is an InteractionSink), so only tools are learned as asking.
-        { method: r.method, name: r.method === 'tools/call' ? r.facts.name : undefined },
+        // Only tool calls and prompts can take a service's question (they alone are InteractionSinks), so only they are
+        // learned as asking (a prompt under a name no tool can have: names hold no spaces).
+        { method: r.method, name: r.method === 'tools/call' ? r.facts.name : r.method === 'prompts/get' ? `prompt ${r.facts.name}` : undefined },
       );
     } catch (e) {
       admitted.release();
@@ -725,22 +732,28 @@ export class CallPipeline {
     }
   }
 
-  private async resumeParked(cc: CallContext, state: { id: string; r?: string }, ctx: ServerContext): Promise<ForwardResult<'tools/call'>> {
+  private async resumeParked<M extends 'tools/call' | 'prompts/get'>(
+    cc: CallContext,
+    state: { id: string; r?: string },
+    ctx: ServerContext,
+    method: M,
+    parked: ParkedCalls<Forwarded<M>>,
+  ): Promise<ForwardResult<M>> {
     const answer = Object.values(ctx.mcpReq.inputResponses ?? {})[0];
-    if (state.r !== undefined && state.r !== this.d.replicaId) return this.resumeElsewhere(cc, state.r, state.id, answer);
-    const call = this.parked.take(state.id, principalKey(cc.principal));
-    if (!call) return this.stateRefused(cc, 'the input request has expired or belongs to another caller');
+    if (state.r !== undefined && state.r !== this.d.replicaId) return this.resumeElsewhere(cc, method, state.r, state.id, answer);
+    const call = parked.take(state.id, principalKey(cc.principal));
+    if (!call) return this.stateRefused(cc, 'the input request has expired or belongs to another caller', method);
     const invalid = await this.invalidAnswer(call, answer);
     if (invalid) throw toProtocolError(invalid);
     call.answer(answer);
-    return this.round(call, roundContext(ctx, cc.logLevel), (c) => this.parked.park(c));
+    return this.round(call, roundContext(ctx, cc.logLevel), (c) => parked.park(c));
   }
 
   /**
    * An answer to a parked call's input request that is not one: the service's request is refused and
    * its call ended (the outcome recorded); the error tells the agent why. Undefined for a valid answer.
    */
-  private async invalidAnswer(call: PendingCall<Forwarded<'tools/call'>>, answer: unknown): Promise<GatewayError | undefined> {
+  private async invalidAnswer(call: PendingCall<Forwarded<'tools/call' | 'prompts/get'>>, answer: unknown): Promise<GatewayError | undefined> {
     const asking = call.asking;
     if (answer === undefined || asking === undefined || isValidAnswer(asking, answer)) return undefined;
     call.abandon('the agent did not give a valid answer to the input request');
@@ -772,7 +785,7 @@ export class CallPipeline {
       return;
     }
     if (!isPipelineState(s) || s.k !== 'parked' || (s.r !== undefined && s.r !== this.d.replicaId)) return;
-    const call = this.parked.take(s.id, principalKey(cc.principal));
+    const call = this.parked.take(s.id, principalKey(cc.principal)) ?? this.parkedPrompts.take(s.id, principalKey(cc.principal));
     if (!call) return;
     call.abandon(message);
     // An error path: the record is made durable before the agent's request ends.
@@ -803,9 +816,15 @@ export class CallPipeline {
    * carried there, which runs the round and sends back its result or error (the outcome is recorded
    * there, with the decision). Progress of a round run elsewhere is not relayed, nor is a cancellation.
    */
-  private async resumeElsewhere(cc: CallContext, owner: string, id: string, answer: unknown): Promise<ForwardResult<'tools/call'>> {
+  private async resumeElsewhere<M extends 'tools/call' | 'prompts/get'>(
+    cc: CallContext,
+    method: M,
+    owner: string,
+    id: string,
+    answer: unknown,
+  ): Promise<ForwardResult<M>> {
     const peers = this.d.peers;
-    if (!peers) return this.stateRefused(cc, 'the input request belongs to another gateway replica');
+    if (!peers) return this.stateRefused(cc, 'the input request belongs to another gateway replica', method);
     let reply: unknown;
     try {
       const req: ResumeRequest = { op: 'resume', id, principal: principalKey(cc.principal), ...(answer !== undefined ? { answer } : {}) };
@@ -816,24 +835,30 @@ export class CallPipeline {
           ? 'the gateway replica holding this call is gone; call the tool again'
           : 'the gateway replica holding this call did not answer';
       this.d.log.warn({ replica: owner, err: (e as Error).message }, 'resuming a call parked at another replica failed');
-      return this.stateRefused(cc, why);
+      return this.stateRefused(cc, why, method);
     }
     const r = reply as Partial<{
       result: unknown;
       error: { protocol?: { code: number; message: string; data?: unknown }; gateway?: string; message?: string };
     }>;
     if (r.error?.protocol) throw new ProtocolError(r.error.protocol.code, r.error.protocol.message, r.error.protocol.data);
-    if (r.error?.gateway === 'ERR_INPUT_STATE_INVALID') return this.stateRefused(cc, String(r.error.message));
+    if (r.error?.gateway === 'ERR_INPUT_STATE_INVALID') return this.stateRefused(cc, String(r.error.message), method);
     if (isInputRequiredResult(r.result)) return r.result;
-    const checked = specTypeSchemas.CallToolResult['~standard'].validate(r.result);
-    if ('value' in checked && checked.issues === undefined) return checked.value;
-    return this.stateRefused(cc, 'the gateway replica holding this call sent an answer that is not a tool result');
+    const checked = (method === 'tools/call' ? specTypeSchemas.CallToolResult : specTypeSchemas.GetPromptResult)['~standard'].validate(r.result);
+    if ('value' in checked && checked.issues === undefined) return checked.value as ForwardResult<M>;
+    return this.stateRefused(
+      cc,
+      `the gateway replica holding this call sent an answer that is not a ${method === 'tools/call' ? 'tool' : 'prompt'} result`,
+      method,
+    );
   }
 
   /** Serves another replica's agent retry for a call parked here (ReplicaCalls handler). */
   async resumeForPeer(body: unknown): Promise<ResumeReply> {
     if (!isResumeRequest(body)) throw new Error('not a resume request');
-    const call = this.parked.take(body.id, body.principal);
+    const tool = this.parked.take(body.id, body.principal);
+    const prompt = tool ? undefined : this.parkedPrompts.take(body.id, body.principal);
+    const call = tool ?? prompt;
     if (!call) return { error: { gateway: 'ERR_INPUT_STATE_INVALID', message: 'the input request has expired or belongs to another caller' } };
     const invalid = await this.invalidAnswer(call, body.answer);
     if (invalid) {
@@ -843,7 +868,8 @@ export class CallPipeline {
     call.answer(body.answer);
     try {
       // The agent's request is at the other replica: nothing to relay progress to, no cancellation from here.
-      return { result: await this.round(call, { signal: new AbortController().signal }, (c) => this.parked.park(c)) };
+      const rc = { signal: new AbortController().signal };
+      return { result: tool ? await this.round(tool, rc, (c) => this.parked.park(c)) : await this.round(prompt!, rc, (c) => this.parkedPrompts.park(c)) };
     } catch (e) {
       if (e instanceof ProtocolError) return { error: { protocol: { code: e.code, message: e.message, ...(e.data !== undefined ? { data: e.data } : {}) } } };
       throw e;
@@ -851,9 +877,9 @@ export class CallPipeline {
   }
 
   /** A retry whose requestState names a call that cannot be resumed: recorded, then -32602-style refusal. */
-  private async stateRefused(cc: CallContext, message: string): Promise<never> {
+  private async stateRefused(cc: CallContext, message: string, method: 'tools/call' | 'prompts/get' = 'tools/call'): Promise<never> {
     const e = new GatewayError('ERR_INPUT_STATE_INVALID', message);
-    await this.d.probes.refused(cc, { method: 'tools/call', code: e.code, message: e.message });
+    await this.d.probes.refused(cc, { method, code: e.code, message: e.message });
     throw toProtocolError(e);
   }
 

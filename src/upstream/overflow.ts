@@ -43,7 +43,7 @@ export interface OverflowOptions<C extends Routable> {
   create: (key: string) => C;
 }
 
-/** A call to route: its tool's policy name; undefined for a request that takes no questions (a prompt, a read, a completion). */
+/** A call to route: its tool's policy name (a prompt's, prefixed `prompt `); undefined for a request that takes no questions (a read, a completion). */
 export interface RoutedCall {
   name: string | undefined;
 }

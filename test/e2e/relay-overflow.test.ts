@@ -231,6 +231,40 @@ describe('relay: overflow connections of a shared 2025 service', () => {
     await slow;
   });
 
+  test("a 2025 service's question while it builds a prompt reaches the prompt's agent, of either era, and the answer builds it", async () => {
+    // 2025 agent: asked on its session, its answer goes back to the service.
+    const b = await connect(gw, 'legacy', { token: await gw.token({ sub: 'prompt-legacy', scopes: ['prompted:call'] }) });
+    clients.push(b);
+    const asked: string[] = [];
+    b.setRequestHandler('elicitation/create', async (req) => {
+      asked.push((req.params as { message: string }).message);
+      return { action: 'accept', content: { name: 'Ada' } };
+    });
+    assert.deepEqual(await b.getPrompt({ name: 'prompted.ask' }), {
+      messages: [{ role: 'user', content: { type: 'text', text: 'Hello Ada (state ask-round-1)' } }],
+    });
+    assert.deepEqual(asked, ['Whom to greet?']);
+    // 2026 agent: an input_required round, then its retry with the answer.
+    const token = await gw.token({ sub: 'prompt-modern', scopes: ['prompted:call'] });
+    const caps = { capabilities: { elicitation: { form: {} } } };
+    const first = (await modernPost(gw, token, 'prompts/get', { name: 'prompted.ask' }, caps)).at(-1)!;
+    assert.equal(first.result?.resultType, 'input_required', JSON.stringify(first));
+    const [[key, req]] = Object.entries(first.result.inputRequests as Record<string, { method: string; params: { message: string } }>);
+    assert.deepEqual([req!.method, req!.params.message], ['elicitation/create', 'Whom to greet?']);
+    const answer = { [key!]: { action: 'accept', content: { name: 'Grace' } } };
+    // The parked prompt's state does not resume a tool call of the same name: refused, the prompt still waits.
+    const astool = { name: 'prompted.ask', arguments: {}, inputResponses: answer, requestState: first.result.requestState };
+    const refused = (await modernPost(gw, token, 'tools/call', astool, caps)).at(-1)!;
+    assert.deepEqual(refused.error, {
+      code: -32602,
+      message: 'the input request has expired or belongs to another caller',
+      data: { code: 'ERR_INPUT_STATE_INVALID' },
+    });
+    const retry = { name: 'prompted.ask', inputResponses: answer, requestState: first.result.requestState };
+    const done = (await modernPost(gw, token, 'prompts/get', retry, caps)).at(-1)!;
+    assert.deepEqual(done.result?.messages, [{ role: 'user', content: { type: 'text', text: 'Hello Grace (state ask-round-1)' } }], JSON.stringify(done));
+  });
+
   test('a service that dies while its connection waits for an agent waits for nobody once restarted', async () => {
     await abandon('restarting-a', 'restarting');
     const health = async () => (await readyz()).find((x) => x.name === 'restarting')!;
