@@ -9,15 +9,19 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/client';
 import type { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
 import { CreateMessageRequestSchema, ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { connect, connectV1, echoService, eventually, FIXTURE, type Gateway, startGateway } from '../helpers/harness.js';
+import { fileLine } from '../helpers/watch.js';
 
 /** The fixture over Streamable HTTP on an ephemeral port (2026-07-28 only with modernOnly). */
-async function startHttpFixture(uri: string, modernOnly: boolean): Promise<{ proc: ChildProcess; url: string }> {
-  const args = [FIXTURE, '--http-port', '0', ...(modernOnly ? ['--modern-only'] : []), '--resource-uri', uri];
+async function startHttpFixture(uri: string, modernOnly: boolean, marker: string): Promise<{ proc: ChildProcess; url: string }> {
+  const args = [FIXTURE, '--http-port', '0', ...(modernOnly ? ['--modern-only'] : []), '--resource-uri', uri, '--marker', marker];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
@@ -33,8 +37,9 @@ async function startHttpFixture(uri: string, modernOnly: boolean): Promise<{ pro
 
 /**
  * Each service behind the gateway: its name, era and transport. `asks`: it can send requests and
- * notifications of its own (the fixture's 2025 HTTP variant is the SDK's stateless per-request legacy
- * serving, which has no channel for them). `promptAsks`: a question during prompts/get reaches the
+ * notifications of its own and hears a notifications/cancelled for a request in flight (the fixture's
+ * 2025 HTTP variant is the SDK's stateless per-request legacy serving, which has no channel for
+ * either). `promptAsks`: a question during prompts/get reaches the
  * agent (2026 services: an input_required result; a 2025 service's elicitation/create during a
  * prompts/get is refused by the gateway, see docs/COMPATIBILITY.md).
  */
@@ -50,20 +55,39 @@ const uriOf = (service: string) => `echo://${service}/info`;
 const text = (r: object) => ((r as { content?: Array<{ text?: string }> }).content ?? [])[0]?.text ?? '';
 const CAPS = { elicitation: { form: {}, url: {} }, sampling: {} };
 const SCOPES = SERVICES.map((s) => `${s.name}:call`);
+type Msg = { level: string; logger?: string; data: unknown };
+const logged = (tag: string, levels: string[]): Msg[] => levels.map((level) => ({ level, logger: 'echo', data: `${tag} ${level}` }));
+/** Every page of a list, one request per page (the 2.x helpers would walk them themselves). */
+async function pages(c: Client, method: 'tools/list' | 'prompts/list' | 'resources/list' | 'resources/templates/list', key: string) {
+  const items: Array<{ name?: string; uri?: string }> = [];
+  let cursor: string | undefined;
+  let count = 0;
+  do {
+    const r = (await c.request({ method, params: cursor ? { cursor } : {} })) as Record<string, unknown> & { nextCursor?: string };
+    items.push(...(r[key] as Array<{ name?: string; uri?: string }>));
+    cursor = r.nextCursor;
+    count++;
+  } while (cursor);
+  return { items, count };
+}
 
 describe('the era matrix: every feature in every agent era x service era pair', () => {
   let gw: Gateway;
+  /** Where the services write "started TAG" and "cancelled TAG" (the slow tool). */
+  const marker = path.join(mkdtempSync(path.join(tmpdir(), 'micro-mcp-matrix-')), 'marker.log');
   const webs: ChildProcess[] = [];
   const clients: Array<{ close(): Promise<void> }> = [];
 
   before(async () => {
-    const weblegacy = await startHttpFixture(uriOf('weblegacy'), false);
-    const webmodern = await startHttpFixture(uriOf('webmodern'), true);
+    const weblegacy = await startHttpFixture(uriOf('weblegacy'), false, marker);
+    const webmodern = await startHttpFixture(uriOf('webmodern'), true, marker);
     webs.push(weblegacy.proc, webmodern.proc);
     gw = await startGateway({
+      // Every list spans several pages, each mixing services.
+      server: { page_size: 7 },
       services: {
-        legacyecho: echoService({ era: 'legacy' }, undefined, uriOf('legacyecho')),
-        modernecho: echoService({ era: 'modern' }, undefined, uriOf('modernecho')),
+        legacyecho: echoService({ era: 'legacy' }, marker, uriOf('legacyecho')),
+        modernecho: echoService({ era: 'modern' }, marker, uriOf('modernecho')),
         weblegacy: { transport: 'http', url: weblegacy.url, era: 'legacy' },
         webmodern: { transport: 'http', url: webmodern.url, era: 'modern' },
       },
@@ -86,6 +110,30 @@ describe('the era matrix: every feature in every agent era x service era pair', 
   }
 
   for (const era of AGENTS) {
+    test(`pagination (${agentEra[era]}): each list's cursor walks the merged list of all services, nothing twice`, async () => {
+      const c = await agent(era, `matrix-pages-${era}`);
+      const tools = await pages(c, 'tools/list', 'tools');
+      const prompts = await pages(c, 'prompts/list', 'prompts');
+      const resources = await pages(c, 'resources/list', 'resources');
+      const templates = await pages(c, 'resources/templates/list', 'resourceTemplates');
+      const names = tools.items.map((t) => t.name);
+      for (const svc of SERVICES) {
+        for (const t of ['echo', 'measure', 'visit', 'sample', 'relist', 'log']) assert.ok(names.includes(`${svc.name}.${t}`), `${svc.name}.${t} listed`);
+        assert.deepEqual(
+          prompts.items.filter((p) => p.name?.startsWith(`${svc.name}.`)).map((p) => p.name),
+          [`${svc.name}.ask`, `${svc.name}.greet`],
+        );
+        assert.deepEqual(
+          resources.items.filter((r) => r.uri?.startsWith(uriOf(svc.name))).map((r) => r.uri),
+          [uriOf(svc.name)],
+        );
+      }
+      assert.ok(tools.count > 1 && prompts.count > 1, `tools in ${tools.count} pages, prompts in ${prompts.count}`);
+      assert.equal(templates.items.length, SERVICES.length);
+      assert.equal(new Set(names).size, names.length, 'no tool twice');
+      assert.equal(prompts.items.length, 2 * SERVICES.length, 'no prompt twice');
+    });
+
     for (const svc of SERVICES) {
       describe(`${agentEra[era]} x ${svc.era} service`, () => {
         let c: Client;
@@ -153,6 +201,56 @@ describe('the era matrix: every feature in every agent era x service era pair', 
         });
 
         if (svc.asks)
+          test(
+            era === 'legacy'
+              ? "logging: the agent's own level (setLevel) filters its call's messages"
+              : "logging: the request's logLevel filters its call's messages; no level, none",
+            async () => {
+              const got: Msg[] = [];
+              c.setNotificationHandler('notifications/message', (n) => void got.push(n.params as Msg));
+              if (era === 'legacy') {
+                await c.setLoggingLevel('warning');
+                assert.equal(text(await c.callTool({ name: `${s}.log`, arguments: { tag: 'w' } })), 'logged w');
+                await eventually(() => got.length >= 2);
+                assert.deepEqual(got, logged('w', ['warning', 'error']));
+                // The last message of a second call is the event that would have carried a stray one before it.
+                await c.setLoggingLevel('error');
+                await c.callTool({ name: `${s}.log`, arguments: { tag: 'e' } });
+                await eventually(() => got.length >= 3);
+                assert.deepEqual(got, [...logged('w', ['warning', 'error']), ...logged('e', ['error'])]);
+              } else {
+                assert.equal(text(await c.callTool({ name: `${s}.log`, arguments: { tag: 'quiet' } })), 'logged quiet');
+                await c.callTool({ name: `${s}.log`, arguments: { tag: 'i' }, _meta: { 'io.modelcontextprotocol/logLevel': 'info' } });
+                await eventually(() => got.length >= 3);
+                assert.deepEqual(got, logged('i', ['info', 'warning', 'error']), 'the call without a level got none');
+              }
+            },
+          );
+
+        if (svc.asks)
+          test('progress: every step reaches the agent before the result', async () => {
+            const seen: Array<[number, number | undefined, string | undefined]> = [];
+            const r = await c.callTool({ name: `${s}.progress`, arguments: { steps: 3 } }, { onprogress: (p) => seen.push([p.progress, p.total, p.message]) });
+            assert.equal(text(r), 'done 3');
+            assert.deepEqual(seen, [
+              [1, 3, 'step 1'],
+              [2, 3, 'step 2'],
+              [3, 3, 'step 3'],
+            ]);
+          });
+
+        if (svc.asks)
+          test('cancellation: the agent cancels, the service aborts the call', async () => {
+            const tag = `matrix-${era}-${s}`;
+            const ac = new AbortController();
+            const p = c.callTool({ name: `${s}.slow`, arguments: { tag, ms: 20_000 } }, { signal: ac.signal });
+            await fileLine(marker, `started ${tag}`);
+            ac.abort();
+            await assert.rejects(p);
+            await fileLine(marker, `cancelled ${tag}`);
+          });
+
+        if (svc.asks)
           test('elicitation in URL mode: the URL reaches the agent, its action goes back', async () => {
             const asked: Array<Record<string, unknown>> = [];
             c.setRequestHandler('elicitation/create', async (req) => {
@@ -180,23 +278,27 @@ describe('the era matrix: every feature in every agent era x service era pair', 
           });
 
         if (svc.asks)
-          test('prompts and resources list_changed reach the agent, and the new lists show the change', async () => {
-            const seen = { prompts: 0, resources: 0 };
+          test('tools, prompts and resources list_changed reach the agent, and the new lists show the change', async () => {
+            const seen = { tools: 0, prompts: 0, resources: 0 };
+            c.setNotificationHandler('notifications/tools/list_changed', () => void seen.tools++);
             c.setNotificationHandler('notifications/prompts/list_changed', () => void seen.prompts++);
             c.setNotificationHandler('notifications/resources/list_changed', () => void seen.resources++);
-            const listen = era === 'modern' ? await c.listen({ promptsListChanged: true, resourcesListChanged: true }) : undefined;
+            const listen = era === 'modern' ? await c.listen({ toolsListChanged: true, promptsListChanged: true, resourcesListChanged: true }) : undefined;
             const has = async () => [
+              (await c.listTools(undefined, { cacheMode: 'bypass' })).tools.some((t) => t.name === `${s}.extra`),
               (await c.listPrompts(undefined, { cacheMode: 'bypass' })).prompts.some((p) => p.name === `${s}.extra`),
               (await c.listResources(undefined, { cacheMode: 'bypass' })).resources.some((r) => r.uri === `${uriOf(s)}/extra`),
             ];
-            assert.deepEqual(await has(), [false, false]);
+            assert.deepEqual(await has(), [false, false, false]);
+            assert.equal(text(await c.callTool({ name: `${s}.toggle`, arguments: {} })), 'extra on');
             assert.equal(text(await c.callTool({ name: `${s}.relist`, arguments: {} })), 'entries on');
-            await eventually(() => seen.prompts >= 1 && seen.resources >= 1);
-            assert.deepEqual(await has(), [true, true]);
+            await eventually(() => seen.tools >= 1 && seen.prompts >= 1 && seen.resources >= 1);
+            assert.deepEqual(await has(), [true, true, true]);
             // Back to the fixture's lists for the next pair, heard again.
+            assert.equal(text(await c.callTool({ name: `${s}.toggle`, arguments: {} })), 'extra off');
             assert.equal(text(await c.callTool({ name: `${s}.relist`, arguments: {} })), 'entries off');
-            await eventually(() => seen.prompts >= 2 && seen.resources >= 2);
-            assert.deepEqual(await has(), [false, false]);
+            await eventually(() => seen.tools >= 2 && seen.prompts >= 2 && seen.resources >= 2);
+            assert.deepEqual(await has(), [false, false, false]);
             await listen?.close();
           });
 
@@ -218,7 +320,8 @@ describe('the era matrix: every feature in every agent era x service era pair', 
           capabilities: { elicitation: { form: {}, url: {} }, sampling: {} },
         });
         clients.push(v1);
-        await v1.listTools(); // the client validates structuredContent against the outputSchema it saw here
+        // The client validates structuredContent against the outputSchema it saw in tools/list: every page.
+        for (let cursor: string | undefined, first = true; first || cursor; first = false) cursor = (await v1.listTools(cursor ? { cursor } : {})).nextCursor;
         const ok = await v1.callTool({ name: `${s}.measure`, arguments: { text: 'hello' } });
         assert.deepEqual(ok.structuredContent, { length: 5 });
         const bad = await v1.callTool({ name: `${s}.measure`, arguments: { text: 'x', fail: true } });
