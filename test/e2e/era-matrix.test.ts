@@ -251,6 +251,19 @@ describe('the era matrix: every feature in every agent era x service era pair', 
           });
 
         if (svc.asks)
+          test('elicitation in form mode: the question reaches the agent, its answer goes back', async () => {
+            const asked: Array<Record<string, unknown>> = [];
+            c.setRequestHandler('elicitation/create', async (req) => {
+              asked.push(req.params as Record<string, unknown>);
+              return { action: 'accept', content: { ok: true } };
+            });
+            assert.equal(text(await c.callTool({ name: `${s}.confirm`, arguments: { question: 'proceed?' } })), 'confirmed');
+            assert.equal(asked.length, 1);
+            assert.equal(asked[0]!.message, 'proceed?');
+            assert.deepEqual(asked[0]!.requestedSchema, { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] });
+          });
+
+        if (svc.asks)
           test('elicitation in URL mode: the URL reaches the agent, its action goes back', async () => {
             const asked: Array<Record<string, unknown>> = [];
             c.setRequestHandler('elicitation/create', async (req) => {
