@@ -195,6 +195,21 @@ describe('the era matrix: every feature in every agent era x service era pair', 
             assert.equal((asked[0] as { message: string }).message, 'Whom to greet?');
           });
 
+        if (svc.asks && !svc.promptAsks)
+          test("prompts: a 2025 service's question during prompts/get is refused to it, the agent is never asked (docs/COMPATIBILITY.md note 2)", async () => {
+            let asked = 0;
+            c.setRequestHandler('elicitation/create', async () => (asked++, { action: 'accept', content: { name: 'Ada' } }));
+            await assert.rejects(c.getPrompt({ name: `${s}.ask` }), (e: Error & { code?: number }) => {
+              assert.equal(e.code, -32603);
+              assert.equal(
+                e.message,
+                "Fulfilling input required by 'prompts/get' failed: elicitation/create refused by the gateway: it cannot be attributed to exactly one call in progress",
+              );
+              return true;
+            });
+            assert.equal(asked, 0);
+          });
+
         test("completion of a resource template's argument, routed to the template's service", async () => {
           const r = await c.complete({ ref: { type: 'ref/resource', uri: `${uriOf(s)}/items/{id}` }, argument: { name: 'id', value: '1' } });
           assert.deepEqual(r.completion, { values: ['1', '10'], total: 2, hasMore: false });
