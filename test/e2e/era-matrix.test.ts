@@ -15,7 +15,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/client';
 import type { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
-import { CreateMessageRequestSchema, ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { CreateMessageRequestSchema, ElicitRequestSchema, LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { connect, connectV1, echoService, eventually, FIXTURE, type Gateway, startGateway } from '../helpers/harness.js';
 import { fileLine } from '../helpers/watch.js';
 
@@ -341,7 +341,7 @@ describe('the era matrix: every feature in every agent era x service era pair', 
 
   describe('the 1.x client (@modelcontextprotocol/sdk) as the 2025 agent', () => {
     for (const svc of SERVICES) {
-      test(`${svc.era} service: tools (validated against the output schema), resources read, prompts, elicitation`, async () => {
+      test(`${svc.era} service: tools (validated against the output schema), resources read, prompts, elicitation, sampling, logging`, async () => {
         const s = svc.name;
         const v1: ClientV1 = await connectV1(gw, {
           token: await gw.token({ sub: `matrix-v1-${s}`, scopes: SCOPES }),
@@ -384,6 +384,13 @@ describe('the era matrix: every feature in every agent era x service era pair', 
 
         v1.setRequestHandler(CreateMessageRequestSchema, async () => ({ role: 'assistant', content: { type: 'text', text: 'seven' }, model: 'm2' }));
         assert.equal(text(await v1.callTool({ name: `${s}.sample`, arguments: { prompt: 'q' } })), 'sampled seven (m2)');
+
+        const got: Msg[] = [];
+        v1.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void got.push(n.params as Msg));
+        await v1.setLoggingLevel('warning');
+        assert.equal(text(await v1.callTool({ name: `${s}.log`, arguments: { tag: 'v1' } })), 'logged v1');
+        await eventually(() => got.length >= 2);
+        assert.deepEqual(got, logged('v1', ['warning', 'error']));
       });
     }
   });
