@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -83,7 +83,7 @@ describe('the era matrix: every feature in every agent era x service era pair', 
     const webmodern = await startHttpFixture(uriOf('webmodern'), true, marker);
     webs.push(weblegacy.proc, webmodern.proc);
     gw = await startGateway({
-      // Every list spans several pages, each mixing services.
+      // The tools and prompts lists span several pages, each mixing services.
       server: { page_size: 7 },
       services: {
         legacyecho: echoService({ era: 'legacy' }, marker, uriOf('legacyecho')),
@@ -101,6 +101,7 @@ describe('the era matrix: every feature in every agent era x service era pair', 
     for (const c of clients) await c.close().catch(() => undefined);
     await gw?.stop();
     for (const p of webs) p.kill();
+    rmSync(path.dirname(marker), { recursive: true, force: true });
   });
 
   async function agent(era: (typeof AGENTS)[number], sub: string): Promise<Client> {
