@@ -39,12 +39,11 @@ async function startHttpFixture(uri: string, modernOnly: boolean, marker: string
  * Each service behind the gateway: its name, era and transport. `asks`: it can send requests and
  * notifications of its own and hears a notifications/cancelled for a request in flight (the fixture's
  * 2025 HTTP variant is the SDK's stateless per-request legacy serving, which has no channel for
- * either). `promptAsks`: a question during prompts/get reaches the
- * agent (2026 services: an input_required result; a 2025 service's elicitation/create during a
- * prompts/get is refused by the gateway, see docs/COMPATIBILITY.md).
+ * either). `promptAsks`: a question during prompts/get reaches the agent (2026 services: an
+ * input_required result; 2025 services: an elicitation/create the gateway attributes to the prompt).
  */
 const SERVICES = [
-  { name: 'legacyecho', era: '2025 stdio', asks: true, promptAsks: false },
+  { name: 'legacyecho', era: '2025 stdio', asks: true, promptAsks: true },
   { name: 'modernecho', era: '2026 stdio', asks: true, promptAsks: true },
   { name: 'weblegacy', era: '2025 HTTP', asks: false, promptAsks: false },
   { name: 'webmodern', era: '2026 HTTP', asks: true, promptAsks: true },
@@ -194,21 +193,6 @@ describe('the era matrix: every feature in every agent era x service era pair', 
             assert.deepEqual(r.messages, [{ role: 'user', content: { type: 'text', text: 'Hello Ada (state ask-round-1)' } }]);
             assert.equal(asked.length, 1);
             assert.equal((asked[0] as { message: string }).message, 'Whom to greet?');
-          });
-
-        if (svc.asks && !svc.promptAsks)
-          test("prompts: a 2025 service's question during prompts/get is refused to it, the agent is never asked (docs/COMPATIBILITY.md note 2)", async () => {
-            let asked = 0;
-            c.setRequestHandler('elicitation/create', async () => (asked++, { action: 'accept', content: { name: 'Ada' } }));
-            await assert.rejects(c.getPrompt({ name: `${s}.ask` }), (e: Error & { code?: number }) => {
-              assert.equal(e.code, -32603);
-              assert.equal(
-                e.message,
-                "Fulfilling input required by 'prompts/get' failed: elicitation/create refused by the gateway: it cannot be attributed to exactly one call in progress",
-              );
-              return true;
-            });
-            assert.equal(asked, 0);
           });
 
         test("completion of a resource template's argument, routed to the template's service", async () => {
