@@ -4,31 +4,16 @@
  * changes reach agents of both eras.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
-import { connect, eventually, FIXTURE, type Gateway, startGateway } from '../helpers/harness.js';
-
-/** Starts the echo fixture on HTTP (2026-07-28 only) on an ephemeral port. */
-async function startHttpFixture(): Promise<{ proc: ChildProcess; url: string }> {
-  const proc = spawn(process.execPath, [FIXTURE, '--http-port', '0', '--modern-only'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    proc.stdout!.setEncoding('utf8').on('data', (s: string) => {
-      out += s;
-      const m = /listening (\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    proc.once('exit', (code) => reject(new Error(`fixture exited with ${code}`)));
-  });
-  return { proc, url: `http://127.0.0.1:${port}/mcp` };
-}
+import { connect, eventually, type Gateway, startGateway, startHttpFixture } from '../helpers/harness.js';
 
 for (const era of ['auto', 'modern'] as const) {
   describe(`a 2026-07-28 HTTP service with era: ${era}`, () => {
     let gw: Gateway;
     let fixture: { proc: ChildProcess; url: string };
     before(async () => {
-      fixture = await startHttpFixture();
+      fixture = await startHttpFixture({ modernOnly: true });
       // A stall would hold the service down for connect_timeout_ms (60 s); the test waits 15 s at most.
       gw = await startGateway({ services: { web: { transport: 'http', url: fixture.url, era, connect_timeout_ms: 60_000 } } });
     });

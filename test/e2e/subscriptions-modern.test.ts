@@ -9,7 +9,7 @@
  * A service of either era that is restarted (shared or isolated connection) is subscribed again.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,23 +18,8 @@ import { type Client, type McpSubscription, SUBSCRIPTION_ID_META_KEY } from '@mo
 import type { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
 import { McpError, ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { readRecords } from '../helpers/audit.js';
-import { connect, connectV1, echoService, eventually, FIXTURE, type Gateway, modernPost, startGateway } from '../helpers/harness.js';
+import { allReady, connect, connectV1, echoService, eventually, type Gateway, modernPost, startGateway, startHttpFixture } from '../helpers/harness.js';
 import { copyPolicies } from '../helpers/policy.js';
-
-/** Starts the echo fixture on HTTP (2026-07-28 only) on an ephemeral port, with its own resource URI. */
-async function startHttpFixture(uri: string): Promise<{ proc: ChildProcess; url: string }> {
-  const proc = spawn(process.execPath, [FIXTURE, '--http-port', '0', '--modern-only', '--resource-uri', uri], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    proc.stdout!.setEncoding('utf8').on('data', (s: string) => {
-      out += s;
-      const m = /listening (\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    proc.once('exit', (code) => reject(new Error(`fixture exited with ${code}`)));
-  });
-  return { proc, url: `http://127.0.0.1:${port}/mcp` };
-}
 
 const uriOf = (service: string) => `echo://${service}/info`;
 const text = (r: object) => ((r as { content?: Array<{ text?: string }> }).content ?? [])[0]?.text ?? '';
@@ -66,7 +51,7 @@ describe('resource subscriptions across agent and service eras', () => {
   const open: Agent[] = [];
 
   before(async () => {
-    web = await startHttpFixture(uriOf('webecho'));
+    web = await startHttpFixture({ modernOnly: true, uri: uriOf('webecho') });
     gw = await startGateway({
       services: {
         legacyecho: echoService({ era: 'legacy' }, undefined, uriOf('legacyecho')),
@@ -74,10 +59,7 @@ describe('resource subscriptions across agent and service eras', () => {
         webecho: { transport: 'http', url: web.url, era: 'modern' },
       },
     });
-    await eventually(async () => {
-      const r = (await (await fetch(`${gw.url}/readyz`)).json()) as { services?: Array<{ state: string }> };
-      return r.services?.every((s) => s.state === 'ready') ?? false;
-    }, 30_000);
+    await allReady(gw);
   });
   after(async () => {
     for (const a of open) await a.close().catch(() => undefined);
@@ -443,7 +425,7 @@ describe('a listen stream whose agent goes away while its URIs are decided', () 
   let gw: Gateway;
   let web: { proc: ChildProcess; url: string };
   before(async () => {
-    web = await startHttpFixture(uriOf('slowweb'));
+    web = await startHttpFixture({ modernOnly: true, uri: uriOf('slowweb') });
     gw = await startGateway({
       services: {
         slowweb: { transport: 'http', url: web.url, era: 'modern', call_timeout_ms: 2000 },
@@ -540,10 +522,7 @@ describe('a 2025 service isolated per principal: its restarted connection is sub
     gw = await startGateway({
       services: { isoecho: echoService({ era: 'legacy', isolation: 'principal', pool: { max: 4, idle_s: 600 } }, undefined, X) },
     });
-    await eventually(async () => {
-      const r = (await (await fetch(`${gw.url}/readyz`)).json()) as { services?: Array<{ state: string }> };
-      return r.services?.every((s) => s.state === 'ready') ?? false;
-    }, 30_000);
+    await allReady(gw);
   });
   after(async () => {
     await gw?.stop();
@@ -590,10 +569,7 @@ describe('a 2025 service that refuses the subscription again after a restart', (
     // Its second process refuses every resources/subscribe; the first and third take them.
     flaky.args = [...(flaky.args as string[]), '--refuse-subscribe-start', '2'];
     gw = await startGateway({ services: { flaky } });
-    await eventually(async () => {
-      const r = (await (await fetch(`${gw.url}/readyz`)).json()) as { services?: Array<{ state: string }> };
-      return r.services?.every((s) => s.state === 'ready') ?? false;
-    }, 30_000);
+    await allReady(gw);
   });
   after(async () => {
     await gw?.stop();

@@ -197,6 +197,43 @@ export function echoService(extra: Record<string, unknown> = {}, markerFile?: st
   };
 }
 
+/**
+ * The echo fixture over Streamable HTTP on an ephemeral port, as a remote service: 2026-07-28 only with
+ * `modernOnly`, its resource under `uri`, its "started/cancelled TAG" lines into `marker`, plus `args`.
+ */
+export async function startHttpFixture(
+  opts: { modernOnly?: boolean; uri?: string; marker?: string; args?: string[] } = {},
+): Promise<{ proc: ChildProcess; url: string }> {
+  const args = [
+    FIXTURE,
+    '--http-port',
+    '0',
+    ...(opts.modernOnly ? ['--modern-only'] : []),
+    ...(opts.uri ? ['--resource-uri', opts.uri] : []),
+    ...(opts.marker ? ['--marker', opts.marker] : []),
+    ...(opts.args ?? []),
+  ];
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    proc.stdout!.setEncoding('utf8').on('data', (s: string) => {
+      out += s;
+      const m = /listening (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    proc.once('exit', (code) => reject(new Error(`fixture exited with ${code}`)));
+  });
+  return { proc, url: `http://127.0.0.1:${port}/mcp` };
+}
+
+/** Resolves once /readyz lists every service of the gateway as ready (remote ones connect after start-up). */
+export async function allReady(gw: Gateway, ms = 30_000): Promise<void> {
+  await eventually(async () => {
+    const r = (await (await fetch(`${gw.url}/readyz`)).json()) as { services?: Array<{ state: string }> };
+    return r.services?.every((s) => s.state === 'ready') ?? false;
+  }, ms);
+}
+
 export async function rawPost(gw: Gateway, body: string, headers: Record<string, string> = {}): Promise<Response> {
   return fetch(gw.mcpUrl, {
     method: 'POST',
