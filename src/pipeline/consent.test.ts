@@ -2,18 +2,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isInputRequiredResult } from '@modelcontextprotocol/server';
 import type { LimitsConfig } from '../../schemas/generated/config.js';
-import type { Clock } from '../clock.js';
 import { memoryState } from '../state/memory.js';
 import { type ConsentCall, ConsentGate, type ConsentState, summarize } from './consent.js';
+import { manualClock } from '../../test/helpers/clock.js';
 
 const limits: LimitsConfig = { calls_per_minute: 0, burst: 1, concurrent_per_principal: 0, concurrent_total: 0 };
 
 /** A clock the test moves by hand. */
-function manualClock(start: number): Clock & { advance(ms: number): void } {
-  let t = start;
-  return { now: () => t, setTimeout: () => setTimeout(() => undefined, 0), clearTimeout: () => undefined, advance: (ms) => void (t += ms) };
-}
-
 function setup() {
   const clock = manualClock(1_700_000_000_000);
   const gate = new ConsentGate({ grants: memoryState(limits, clock).grants, clock, askTtlMs: 60_000, grantTtlMs: 600_000 });

@@ -1,20 +1,9 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
-import type { Clock } from '../clock.js';
 import { isGatewayError } from '../errors.js';
 import { OverflowRouter, type Routable } from './overflow.js';
-
-/** A clock the test moves by hand; timers only run when the test says so. */
-function manualClock(): Clock & { advance(ms: number): void } {
-  let t = 0;
-  return {
-    now: () => t,
-    setTimeout: (_fn: () => void, _ms: number) => ({}) as NodeJS.Timeout,
-    clearTimeout: () => undefined,
-    advance: (ms: number) => void (t += ms),
-  };
-}
+import { manualClock } from '../../test/helpers/clock.js';
 
 class Fake extends EventEmitter implements Routable {
   era: 'legacy' | 'modern' | undefined = 'legacy';

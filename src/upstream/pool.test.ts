@@ -1,19 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Clock } from '../clock.js';
 import { isGatewayError } from '../errors.js';
 import { ConnectionPool, type Pooled } from './pool.js';
-
-/** A clock the test moves by hand; timers only run when the test says so. */
-function manualClock(): Clock & { advance(ms: number): void } {
-  let t = 0;
-  return {
-    now: () => t,
-    setTimeout: (_fn: () => void, _ms: number) => ({}) as NodeJS.Timeout,
-    clearTimeout: () => undefined,
-    advance: (ms: number) => void (t += ms),
-  };
-}
+import { manualClock } from '../../test/helpers/clock.js';
 
 class Fake implements Pooled {
   started = 0;
