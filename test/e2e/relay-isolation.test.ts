@@ -7,22 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { connect, connectV1, echoService, eventually, type Gateway, modernPost, startGateway } from '../helpers/harness.js';
+import { barrier, connect, connectV1, echoService, eventually, type Gateway, modernPost, startGateway } from '../helpers/harness.js';
 
 const text = (r: object) => ((r as { content?: Array<{ text?: string }> }).content ?? [])[0]?.text ?? '';
-
-/** Resolves when `n` agents have been asked: every handler waits for it, so all calls are in flight at once. */
-function barrier(n: number): { arrive: () => Promise<void> } {
-  let count = 0;
-  let open!: () => void;
-  const all = new Promise<void>((r) => (open = r));
-  return {
-    arrive: () => {
-      if (++count === n) open();
-      return all;
-    },
-  };
-}
 
 describe('relay: isolation per principal', () => {
   let gw: Gateway;

@@ -12,24 +12,11 @@ import { tmpdir } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { readRecords } from '../helpers/audit.js';
 import { parseMetrics, series } from '../helpers/metrics.js';
-import { connect, connectV1, echoService, eventually, type Gateway, modernPost, startGateway } from '../helpers/harness.js';
+import { barrier, connect, connectV1, echoService, eventually, type Gateway, modernPost, startGateway } from '../helpers/harness.js';
 import { fileLine } from '../helpers/watch.js';
 
 const text = (r: object) => ((r as { content?: Array<{ text?: string }> }).content ?? [])[0]?.text ?? '';
 const ANSWER = /^answer (\S+) \(instance ([0-9a-f-]{36})\)$/;
-
-/** Resolves when `n` agents have been asked: every handler waits for it, so all calls are in flight at once. */
-function barrier(n: number): { arrive: () => Promise<void> } {
-  let count = 0;
-  let open!: () => void;
-  const all = new Promise<void>((r) => (open = r));
-  return {
-    arrive: () => {
-      if (++count === n) open();
-      return all;
-    },
-  };
-}
 
 describe('relay: overflow connections of a shared 2025 service', () => {
   let gw: Gateway;

@@ -226,6 +226,19 @@ export async function startHttpFixture(
   return { proc, url: `http://127.0.0.1:${port}/mcp` };
 }
 
+/** Resolves when `n` agents have arrived: each waits for the rest, so all their calls are in flight at once. */
+export function barrier(n: number): { arrive: () => Promise<void> } {
+  let count = 0;
+  let open!: () => void;
+  const all = new Promise<void>((r) => (open = r));
+  return {
+    arrive: () => {
+      if (++count === n) open();
+      return all;
+    },
+  };
+}
+
 /** Resolves once /readyz lists every service of the gateway as ready (remote ones connect after start-up). */
 export async function allReady(gw: Gateway, ms = 30_000): Promise<void> {
   await eventually(async () => {
