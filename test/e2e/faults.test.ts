@@ -52,7 +52,10 @@ describe('the audit log fails and comes back', () => {
   let marker: string;
   before(async () => {
     marker = path.join(mkdtempSync(path.join(tmpdir(), 'micro-mcp-faults-')), 'marker.log');
-    gw = await startGateway({ services: { echo: echoService({}, marker) } });
+    // Each answer waits for its outcome record: once a call is answered, its record is acknowledged,
+    // so the chain's last record is known when the file is removed (otherwise an outcome written but
+    // not yet acknowledged is refused with the removed file, and the chain rightly resumes before it).
+    gw = await startGateway({ services: { echo: echoService({}, marker) }, audit: { outcome_before_answer: true } });
     client = await connect(gw, 'modern');
   });
   after(async () => {
@@ -64,11 +67,9 @@ describe('the audit log fails and comes back', () => {
     const dir = path.join(gw.dir, 'audit');
     const file = path.join(dir, 'audit.jsonl');
     assert.equal(text(await client.callTool({ name: 'echo.echo', arguments: { text: 'before' } })), 'before');
-    // The outcome record is written off the answer's path: the last record on disk is the one after it.
-    const before = (await eventually(() => {
-      const last = readRecords(dir).at(-1)?.rec;
-      return last?.kind === 'outcome' ? last : undefined;
-    }))!;
+    // The answer came after its outcome record was acknowledged: it is the last record on disk.
+    const before = readRecords(dir).at(-1)!.rec;
+    assert.equal(before.kind, 'outcome');
     // Removed, and a directory in its place so that it cannot simply be created again.
     rmSync(file);
     mkdirSync(file);
