@@ -37,15 +37,14 @@ async function startHttpFixture(uri: string, modernOnly: boolean, marker: string
 
 /**
  * Each service behind the gateway: its name, era and transport. `asks`: it can send requests and
- * notifications of its own and hears a notifications/cancelled for a request in flight (the fixture's
- * 2025 HTTP variant is the SDK's stateless per-request legacy serving, which has no channel for
- * either). `promptAsks`: a question during prompts/get reaches the agent (2026 services: an
+ * notifications of its own and hears a notifications/cancelled for a request in flight (every one
+ * does: the fixture serves 2025 HTTP clients in stateful sessions). `promptAsks`: a question during prompts/get reaches the agent (2026 services: an
  * input_required result; 2025 services: an elicitation/create the gateway attributes to the prompt).
  */
 const SERVICES = [
   { name: 'legacyecho', era: '2025 stdio', asks: true, promptAsks: true },
   { name: 'modernecho', era: '2026 stdio', asks: true, promptAsks: true },
-  { name: 'weblegacy', era: '2025 HTTP', asks: false, promptAsks: false },
+  { name: 'weblegacy', era: '2025 HTTP', asks: true, promptAsks: true },
   { name: 'webmodern', era: '2026 HTTP', asks: true, promptAsks: true },
 ] as const;
 const AGENTS = ['modern', 'legacy'] as const;
