@@ -8,7 +8,7 @@
  * resources list_changed.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,36 +16,19 @@ import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/client';
 import type { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
 import { CreateMessageRequestSchema, ElicitRequestSchema, LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
-import { connect, connectV1, echoService, eventually, FIXTURE, type Gateway, startGateway } from '../helpers/harness.js';
+import { allReady, connect, connectV1, echoService, eventually, type Gateway, startGateway, startHttpFixture } from '../helpers/harness.js';
 import { fileLine } from '../helpers/watch.js';
-
-/** The fixture over Streamable HTTP on an ephemeral port (2026-07-28 only with modernOnly). */
-async function startHttpFixture(uri: string, modernOnly: boolean, marker: string): Promise<{ proc: ChildProcess; url: string }> {
-  const args = [FIXTURE, '--http-port', '0', ...(modernOnly ? ['--modern-only'] : []), '--resource-uri', uri, '--marker', marker];
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    proc.stdout!.setEncoding('utf8').on('data', (s: string) => {
-      out += s;
-      const m = /listening (\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    proc.once('exit', (code) => reject(new Error(`fixture exited with ${code}`)));
-  });
-  return { proc, url: `http://127.0.0.1:${port}/mcp` };
-}
 
 /**
  * Each service behind the gateway: its name, era and transport. `asks`: it can send requests and
- * notifications of its own and hears a notifications/cancelled for a request in flight (the fixture's
- * 2025 HTTP variant is the SDK's stateless per-request legacy serving, which has no channel for
- * either). `promptAsks`: a question during prompts/get reaches the agent (2026 services: an
+ * notifications of its own and hears a notifications/cancelled for a request in flight (every one
+ * does: the fixture serves 2025 HTTP clients in stateful sessions). `promptAsks`: a question during prompts/get reaches the agent (2026 services: an
  * input_required result; 2025 services: an elicitation/create the gateway attributes to the prompt).
  */
 const SERVICES = [
   { name: 'legacyecho', era: '2025 stdio', asks: true, promptAsks: true },
   { name: 'modernecho', era: '2026 stdio', asks: true, promptAsks: true },
-  { name: 'weblegacy', era: '2025 HTTP', asks: false, promptAsks: false },
+  { name: 'weblegacy', era: '2025 HTTP', asks: true, promptAsks: true },
   { name: 'webmodern', era: '2026 HTTP', asks: true, promptAsks: true },
 ] as const;
 const AGENTS = ['modern', 'legacy'] as const;
@@ -78,8 +61,8 @@ describe('the era matrix: every feature in every agent era x service era pair', 
   const clients: Array<{ close(): Promise<void> }> = [];
 
   before(async () => {
-    const weblegacy = await startHttpFixture(uriOf('weblegacy'), false, marker);
-    const webmodern = await startHttpFixture(uriOf('webmodern'), true, marker);
+    const weblegacy = await startHttpFixture({ uri: uriOf('weblegacy'), marker });
+    const webmodern = await startHttpFixture({ modernOnly: true, uri: uriOf('webmodern'), marker });
     webs.push(weblegacy.proc, webmodern.proc);
     gw = await startGateway({
       // The tools and prompts lists span several pages, each mixing services.
@@ -91,10 +74,7 @@ describe('the era matrix: every feature in every agent era x service era pair', 
         webmodern: { transport: 'http', url: webmodern.url, era: 'modern' },
       },
     });
-    await eventually(async () => {
-      const r = (await (await fetch(`${gw.url}/readyz`)).json()) as { services?: Array<{ state: string }> };
-      return r.services?.every((s) => s.state === 'ready') ?? false;
-    }, 30_000);
+    await allReady(gw);
   });
   after(async () => {
     for (const c of clients) await c.close().catch(() => undefined);

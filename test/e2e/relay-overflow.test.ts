@@ -4,15 +4,28 @@
  * call is in flight there. While a call waits for its agent's answer, that connection takes no new
  * calls: they overflow to other connections (processes) of the service, and a tool that has asked gets
  * one to itself, so ten agents are asked at once while an abandoned round waits (upstream/overflow).
+ * The same for a 2025 HTTP service: the overflow connection is another session.
  */
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { readRecords } from '../helpers/audit.js';
 import { parseMetrics, series } from '../helpers/metrics.js';
-import { barrier, connect, connectV1, echoService, eventually, type Gateway, modernPost, startGateway } from '../helpers/harness.js';
+import {
+  allReady,
+  barrier,
+  connect,
+  connectV1,
+  echoService,
+  eventually,
+  type Gateway,
+  modernPost,
+  startGateway,
+  startHttpFixture,
+} from '../helpers/harness.js';
 import { fileLine } from '../helpers/watch.js';
 
 const text = (r: object) => ((r as { content?: Array<{ text?: string }> }).content ?? [])[0]?.text ?? '';
@@ -272,5 +285,50 @@ describe('relay: overflow connections of a shared 2025 service', () => {
     assert.equal(text(await c.callTool({ name: 'restarting.echo', arguments: { text: 'main again' } })), 'main again');
     // Had the main connection still counted the dead process's question, the call would have opened an overflow connection.
     assert.deepEqual((await health()).connections, { overflow: 0 });
+  });
+});
+
+describe('relay: overflow connections of a shared 2025 HTTP service (stateful sessions)', () => {
+  let gw: Gateway;
+  let web: ChildProcess;
+  const clients: Array<{ close(): Promise<void> }> = [];
+  before(async () => {
+    // The echo fixture over Streamable HTTP: a 2025 client gets a session of its own (Mcp-Session-Id).
+    const fixture = await startHttpFixture();
+    web = fixture.proc;
+    gw = await startGateway({ services: { webshared: { transport: 'http', url: fixture.url, era: 'legacy' } } });
+    await allReady(gw);
+  });
+  after(async () => {
+    for (const c of clients) await c.close().catch(() => undefined);
+    await gw?.stop();
+    web?.kill();
+  });
+
+  test("its session waits for an abandoned round: another agent's eliciting call goes to another session and is answered", async () => {
+    const abandoner = await gw.token({ sub: 'web-abandoner', scopes: ['webshared:call'] });
+    const events = await modernPost(
+      gw,
+      abandoner,
+      'tools/call',
+      { name: 'webshared.ask-name', arguments: {} },
+      { capabilities: { elicitation: { form: {} } } },
+    );
+    assert.equal(events.at(-1)?.result?.resultType, 'input_required', JSON.stringify(events.at(-1)));
+
+    const c = await connect(gw, 'legacy', { token: await gw.token({ sub: 'web-other', scopes: ['webshared:call'] }) });
+    clients.push(c);
+    const asked: string[] = [];
+    c.setRequestHandler('elicitation/create', async (req) => {
+      asked.push((req.params as { message: string }).message);
+      return { action: 'accept', content: { name: 'web-other' } };
+    });
+    const m = ANSWER.exec(text(await c.callTool({ name: 'webshared.ask-name', arguments: {} })));
+    assert.ok(m);
+    assert.equal(m[1], 'web-other');
+    assert.deepEqual(asked, ['Your name?'], 'asked exactly once');
+    const services = ((await (await fetch(`${gw.url}/readyz`)).json()) as { services: Array<{ name: string; connections?: Record<string, number> }> }).services;
+    // The main session still waits for the abandoner: the call ran on one overflow session.
+    assert.deepEqual(services.find((x) => x.name === 'webshared')?.connections, { overflow: 1 });
   });
 });

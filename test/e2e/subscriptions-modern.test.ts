@@ -2,7 +2,8 @@
  * Issue #11 point 1, resources: subscriptions and their updates in every agent era x service era pair.
  * 2025 agents (SDK 1.x client) subscribe with resources/subscribe; 2026-07-28 agents (SDK 2.x client)
  * name resources in subscriptions/listen. Services: the echo fixture as a 2025 stdio service, as a
- * 2026-07-28 stdio service, and as a 2026-07-28-only Streamable HTTP service (real child processes).
+ * 2026-07-28 stdio service, and over Streamable HTTP as a 2026-07-28-only service and as a 2025 service
+ * (stateful sessions) (real child processes).
  * Each subscription is decided by policy and audited; a refused one is left out (2025: the error;
  * 2026: the acknowledgement); an update reaches only subscribers who may read the URI; unsubscribing
  * or closing the stream ends delivery, and the service's own subscription ends with its last subscriber.
@@ -29,6 +30,7 @@ const SERVICES = [
   { name: 'legacyecho', era: '2025', other: 'modernecho' },
   { name: 'modernecho', era: '2026', other: 'legacyecho' },
   { name: 'webecho', era: '2026 HTTP', other: 'legacyecho' },
+  { name: 'weblegecho', era: '2025 HTTP', other: 'modernecho' },
 ] as const;
 
 /** One agent as the tests drive it, whatever its era. */
@@ -48,15 +50,18 @@ interface Agent {
 describe('resource subscriptions across agent and service eras', () => {
   let gw: Gateway;
   let web: { proc: ChildProcess; url: string };
+  let weblegacy: { proc: ChildProcess; url: string };
   const open: Agent[] = [];
 
   before(async () => {
     web = await startHttpFixture({ modernOnly: true, uri: uriOf('webecho') });
+    weblegacy = await startHttpFixture({ uri: uriOf('weblegecho') });
     gw = await startGateway({
       services: {
         legacyecho: echoService({ era: 'legacy' }, undefined, uriOf('legacyecho')),
         modernecho: echoService({ era: 'modern' }, undefined, uriOf('modernecho')),
         webecho: { transport: 'http', url: web.url, era: 'modern' },
+        weblegecho: { transport: 'http', url: weblegacy.url, era: 'legacy' },
       },
     });
     await allReady(gw);
@@ -65,6 +70,7 @@ describe('resource subscriptions across agent and service eras', () => {
     for (const a of open) await a.close().catch(() => undefined);
     await gw?.stop();
     web?.proc.kill();
+    weblegacy?.proc.kill();
   });
 
   async function agent(era: '2025' | '2026', sub: string, scopes?: string[]): Promise<Agent> {
@@ -246,7 +252,7 @@ describe('resource subscriptions across agent and service eras', () => {
       subs.map((s) => s.granted),
       agents.map(() => [X, Y]),
     );
-    const health = async () => (await readyz()).filter((s) => s.name !== 'legacyecho').map((s) => [s.name, s.resource_subscriptions]);
+    const health = async () => (await readyz()).filter((s) => s.name === 'modernecho' || s.name === 'webecho').map((s) => [s.name, s.resource_subscriptions]);
     assert.deepEqual(await health(), [
       ['modernecho', 1],
       ['webecho', 1],
@@ -328,9 +334,9 @@ describe('resource subscriptions across agent and service eras', () => {
 
         // A ends its subscription to X; it was X's only subscriber, so the gateway's at the service ends too.
         await a.end(ax, [X]);
-        if (svc.era === '2025') await eventually(async () => (await touch(a, svc.name)) === `not subscribed ${X}`);
+        if (svc.era.startsWith('2025')) await eventually(async () => (await touch(a, svc.name)) === `not subscribed ${X}`);
         else await eventually(async () => (await readyz()).find((s) => s.name === svc.name)?.resource_subscriptions === 0);
-        assert.equal(await touch(a, svc.name), svc.era === '2025' ? `not subscribed ${X}` : `updated ${X}`);
+        assert.equal(await touch(a, svc.name), svc.era.startsWith('2025') ? `not subscribed ${X}` : `updated ${X}`);
         assert.equal(await touch(a, svc.other), `updated ${Y}`);
         await eventually(() => a.got.length >= 3 && p.got.length >= 2);
         assert.deepEqual(a.got, [X, Y, Y], 'nothing of X after the subscription ended');
