@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { barrier, connect, connectV1, echoService, eventually, type Gateway, modernPost, startGateway } from '../helpers/harness.js';
+import { barrier, connect, echoService, elicitingAgents, eventually, type Gateway, modernPost, startGateway } from '../helpers/harness.js';
 
 const text = (r: object) => ((r as { content?: Array<{ text?: string }> }).content ?? [])[0]?.text ?? '';
 
@@ -27,43 +27,12 @@ describe('relay: isolation per principal', () => {
     await gw?.stop();
   });
 
-  /** n agents of different principals, of three kinds, each answering with its own name once all n are asked. */
-  async function agents(n: number, tag: string) {
-    const gate = barrier(n);
-    return Promise.all(
-      Array.from({ length: n }, async (_, i) => {
-        const sub = `${tag}-${i}`;
-        const token = await gw.token({ sub, scopes: ['iso:call'] });
-        const asked: string[] = [];
-        const answer = async (message: string) => {
-          asked.push(message);
-          await gate.arrive();
-          return { action: 'accept' as const, content: { name: sub } };
-        };
-        let call: () => Promise<object>;
-        if (i % 3 === 2) {
-          const c = await connectV1(gw, { token });
-          clients.push(c);
-          const { ElicitRequestSchema } = await import('@modelcontextprotocol/sdk/types.js');
-          c.setRequestHandler(ElicitRequestSchema, (req) => answer(req.params.message));
-          call = () => c.callTool({ name: 'iso.ask-name', arguments: {} });
-        } else {
-          const c = await connect(gw, i % 3 === 0 ? 'modern' : 'legacy', { token });
-          clients.push(c);
-          c.setRequestHandler('elicitation/create', (req) => answer((req.params as { message: string }).message));
-          call = () => c.callTool({ name: 'iso.ask-name', arguments: {} });
-        }
-        return { sub, asked, call };
-      }),
-    );
-  }
-
   for (const n of [2, 20]) {
     // The timeout ends a run where the agents are not all asked at once (a shared connection refuses them).
     test(`${n} agents of different principals elicit at once: each question reaches its own agent, each answer its own call`, {
       timeout: 120_000,
     }, async () => {
-      const all = await agents(n, `iso${n}`);
+      const all = await elicitingAgents(gw, n, `iso${n}`, 'iso', clients);
       const results = await Promise.all(all.map((a) => a.call()));
       const pids = new Set<string>();
       all.forEach((a, i) => {
@@ -89,7 +58,7 @@ describe('relay: isolation per principal', () => {
     );
     const last = events.at(-1)!;
     assert.equal(last.result?.resultType, 'input_required', JSON.stringify(last));
-    const [other] = await agents(1, 'after-abandon');
+    const [other] = await elicitingAgents(gw, 1, 'after-abandon', 'iso', clients);
     assert.match(text(await other!.call()), /^answer after-abandon-0 \(instance [0-9a-f-]{36}\)$/);
   });
 

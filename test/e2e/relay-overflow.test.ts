@@ -14,18 +14,7 @@ import { tmpdir } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { readRecords } from '../helpers/audit.js';
 import { parseMetrics, series } from '../helpers/metrics.js';
-import {
-  allReady,
-  barrier,
-  connect,
-  connectV1,
-  echoService,
-  eventually,
-  type Gateway,
-  modernPost,
-  startGateway,
-  startHttpFixture,
-} from '../helpers/harness.js';
+import { allReady, connect, echoService, elicitingAgents, eventually, type Gateway, modernPost, startGateway, startHttpFixture } from '../helpers/harness.js';
 import { fileLine } from '../helpers/watch.js';
 
 const text = (r: object) => ((r as { content?: Array<{ text?: string }> }).content ?? [])[0]?.text ?? '';
@@ -78,40 +67,9 @@ describe('relay: overflow connections of a shared 2025 service', () => {
     await wasAsked;
   }
 
-  /** n agents of other principals (2.x of both eras, 1.x), each answering with its own name once all n are asked. */
-  async function agents(n: number, tag: string, service: string) {
-    const gate = barrier(n);
-    return Promise.all(
-      Array.from({ length: n }, async (_, i) => {
-        const sub = `${tag}-${i}`;
-        const token = await gw.token({ sub, scopes: [`${service}:call`] });
-        const asked: string[] = [];
-        const answer = async (message: string) => {
-          asked.push(message);
-          await gate.arrive();
-          return { action: 'accept' as const, content: { name: sub } };
-        };
-        let call: () => Promise<object>;
-        if (i % 3 === 2) {
-          const c = await connectV1(gw, { token });
-          clients.push(c);
-          const { ElicitRequestSchema } = await import('@modelcontextprotocol/sdk/types.js');
-          c.setRequestHandler(ElicitRequestSchema, (req) => answer(req.params.message));
-          call = () => c.callTool({ name: `${service}.ask-name`, arguments: {} });
-        } else {
-          const c = await connect(gw, i % 3 === 0 ? 'modern' : 'legacy', { token });
-          clients.push(c);
-          c.setRequestHandler('elicitation/create', (req) => answer((req.params as { message: string }).message));
-          call = () => c.callTool({ name: `${service}.ask-name`, arguments: {} });
-        }
-        return { sub, asked, call };
-      }),
-    );
-  }
-
   /** n agents call the eliciting tool at once: each is asked exactly once and gets its own answer's result. */
   async function atOnce(n: number, tag: string, service = 'shared'): Promise<Set<string>> {
-    const all = await agents(n, tag, service);
+    const all = await elicitingAgents(gw, n, tag, service, clients);
     const results = await Promise.all(all.map((a) => a.call()));
     const instances = new Set<string>();
     all.forEach((a, i) => {

@@ -239,6 +239,46 @@ export function barrier(n: number): { arrive: () => Promise<void> } {
   };
 }
 
+/**
+ * `n` agents of different principals (`<tag>-<i>`), of three kinds in turn (2.x 2026-07-28, 2.x 2025
+ * session, 1.x), each with scope `<service>:call`, answering the eliciting `<service>.ask-name` with its
+ * own name once all `n` are asked (so every call is in flight at once). `asked` lists the questions each
+ * saw; `call` makes the call. Clients go into `clients` for the caller to close.
+ */
+export async function elicitingAgents(
+  gw: Gateway,
+  n: number,
+  tag: string,
+  service: string,
+  clients: Array<{ close(): Promise<void> }>,
+): Promise<Array<{ sub: string; asked: string[]; call: () => Promise<object> }>> {
+  const gate = barrier(n);
+  const { ElicitRequestSchema } = await import('@modelcontextprotocol/sdk/types.js');
+  return Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      const sub = `${tag}-${i}`;
+      const token = await gw.token({ sub, scopes: [`${service}:call`] });
+      const asked: string[] = [];
+      const answer = async (message: string) => {
+        asked.push(message);
+        await gate.arrive();
+        return { action: 'accept' as const, content: { name: sub } };
+      };
+      const params = { name: `${service}.ask-name`, arguments: {} };
+      if (i % 3 === 2) {
+        const c = await connectV1(gw, { token });
+        clients.push(c);
+        c.setRequestHandler(ElicitRequestSchema, (req) => answer(req.params.message));
+        return { sub, asked, call: () => c.callTool(params) };
+      }
+      const c = await connect(gw, i % 3 === 0 ? 'modern' : 'legacy', { token });
+      clients.push(c);
+      c.setRequestHandler('elicitation/create', (req) => answer((req.params as { message: string }).message));
+      return { sub, asked, call: () => c.callTool(params) };
+    }),
+  );
+}
+
 /** Resolves once /readyz lists every service of the gateway as ready (remote ones connect after start-up). */
 export async function allReady(gw: Gateway, ms = 30_000): Promise<void> {
   await eventually(async () => {
