@@ -194,8 +194,9 @@ export async function runOpenLoop(
     outstanding++;
     const c = clients[i % clients.length]!;
     // A call sent up to 1 ms before its due time (the timer's granularity) counts from when it was
-    // sent; a late one from when it was due.
-    const from = Math.max(due, performance.now());
+    // sent; a late one from when it was due (the earlier of the two: lateness of the generator or of
+    // the path behind earlier calls counts against the path, and no latency is negative).
+    const from = Math.min(due, performance.now());
     pending.push(
       callOnce(c, o.work, 2_000_000_000 + i).then(
         () => {
