@@ -36,7 +36,8 @@ describe("capabilities are the agent's", () => {
     assert.deepEqual(relayedCapabilities({ sampling: {} }, { roots: true }), { sampling: {} }, 'an agent without roots: none relayed');
     assert.deepEqual(relayedCapabilities(undefined, { roots: true }), {});
     // Only an object declares the capability (the schema's shape); anything else is not roots.
-    assert.deepEqual(relayedCapabilities({ roots: true } as unknown as ClientCapabilities, { roots: true }), {});
+    const wire: ClientCapabilities = JSON.parse('{"roots": true}');
+    assert.deepEqual(relayedCapabilities(wire, { roots: true }), {});
     // What the service sees of roots is a fresh object: nothing the agent put inside travels on.
     const agents = { roots: { listChanged: true } };
     const seen = relayedCapabilities(agents, { roots: true });

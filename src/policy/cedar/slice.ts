@@ -100,8 +100,8 @@ function namesPrincipalEntity(p: PolicyJson | undefined): boolean {
 function certainlyFalse(conditions: readonly Clause[]): boolean {
   if (conditions.length !== 1) return false;
   const [c] = conditions as [Clause];
-  const body = c.body as unknown as Record<string, unknown>;
-  return c.kind === 'when' && Object.keys(body).length === 1 && body.Value === false;
+  const { body } = c;
+  return c.kind === 'when' && 'Value' in body && body.Value === false && Object.keys(body).length === 1;
 }
 
 /**
