@@ -154,8 +154,8 @@ export class Catalog extends EventEmitter {
       if (isolation !== 'shared') {
         const pool = new ConnectionPool<ServiceConnection>({
           service: name,
-          max: cfg.pool?.max ?? 32,
-          idleMs: (cfg.pool?.idle_s ?? 300) * 1000,
+          max: cfg.pool.max,
+          idleMs: cfg.pool.idle_s * 1000,
           clock,
           // Calls only: the shared connection keeps the lists, so a pooled one tells nobody of changes.
           create: (key, capabilities) => {
@@ -170,14 +170,14 @@ export class Catalog extends EventEmitter {
       conn.on('changed', (kind: ChangeKind | 'all') => this.rebuild(kind, name));
       conn.on('resourceUpdated', (uri: string) => this.emit('resourceUpdated', name, uri));
       this.services.set(name, conn);
-      const overflowMax = cfg.overflow?.max ?? 16;
-      if (isolation === 'shared' && overflowMax > 0) {
+      // Defaults (max 16, idle 60 s) come from the config schema, like every other setting.
+      if (isolation === 'shared' && cfg.overflow.max > 0) {
         let n = 0;
         const router = new OverflowRouter<ServiceConnection>({
           service: name,
           main: conn,
-          max: overflowMax,
-          idleMs: (cfg.overflow?.idle_s ?? 60) * 1000,
+          max: cfg.overflow.max,
+          idleMs: cfg.overflow.idle_s * 1000,
           clock,
           // Calls only, like a pooled connection: the main one keeps the lists and the subscriptions. A
           // call there may change the service's lists (a remote one may tell only the session it came
@@ -246,6 +246,8 @@ export class Catalog extends EventEmitter {
     /** The call: a subscription stays on the shared connection; others may overflow (upstream/overflow). */
     call?: { method: ForwardMethod; name: string | undefined },
   ): Promise<{ conn: ServiceConnection; release: () => void }> {
+    // A subscription stays on the connection that holds the agent's others (shared or its first own one).
+    const subscription = call?.method === 'resources/subscribe' || call?.method === 'resources/unsubscribe';
     const isolated = this.pools.get(service);
     if (isolated) {
       const perSession = isolated.isolation === 'session' && agent.session !== null;
@@ -254,14 +256,13 @@ export class Catalog extends EventEmitter {
       // own: an abandoned round blocks none of the principal's other agents. Bounded by the pool (each
       // waiting key is in it); subscriptions stay on the first.
       let k = key;
-      const subscription = call?.method === 'resources/subscribe' || call?.method === 'resources/unsubscribe';
       for (let i = 2; !subscription && (isolated.pool.peek(k)?.waiting ?? 0) > 0; i++) k = `${key}\u0000#${i}`;
       // A connection of one agent session declares exactly that agent's capabilities (a 2025 service
       // learns them at initialize); one shared by a principal's sessions declares the gateway's set.
       return isolated.pool.acquire(k, perSession ? agent.capabilities : undefined);
     }
     const overflow = this.overflows.get(service);
-    if (overflow && call && call.method !== 'resources/subscribe' && call.method !== 'resources/unsubscribe') return overflow.acquire(call);
+    if (overflow && call && !subscription) return overflow.acquire(call);
     const conn = this.services.get(service);
     if (!conn) throw new GatewayError('ERR_SERVICE_UNAVAILABLE', `service "${service}" is not configured`);
     return { conn, release: () => undefined };

@@ -335,14 +335,13 @@ export class ServiceConnection extends EventEmitter {
    */
   async forward<M extends ForwardMethod>(method: M, params: ForwardParams<M>, opts: ForwardOptions = {}): Promise<Forwarded<M>> {
     const client = await this.whenReady(Math.min(this.cfg.call_timeout_ms, 5000));
-    if (this.era === 'modern' && (method === 'resources/subscribe' || method === 'resources/unsubscribe')) {
-      // A 2026-07-28 service has no resources/subscribe: the gateway subscribes on its own listen stream.
-      const uri = 'uri' in params && typeof params.uri === 'string' ? params.uri : '';
-      await this.rewatch(method === 'resources/subscribe' ? { add: uri } : { remove: uri });
-      return { result: {} as ForwardResult<M>, bytes: 2 };
-    }
     const subscription =
       (method === 'resources/subscribe' || method === 'resources/unsubscribe') && 'uri' in params && typeof params.uri === 'string' ? params.uri : undefined;
+    if (this.era === 'modern' && subscription !== undefined) {
+      // A 2026-07-28 service has no resources/subscribe: the gateway subscribes on its own listen stream.
+      await this.rewatch(method === 'resources/subscribe' ? { add: subscription } : { remove: subscription });
+      return { result: {} as ForwardResult<M>, bytes: 2 };
+    }
     // Ended here whatever the service answers: a reconnect must not subscribe to it again.
     if (method === 'resources/unsubscribe' && subscription !== undefined) this.subscribed.delete(subscription);
     if (opts.sink) this.sinks.add(opts.sink);
@@ -434,6 +433,11 @@ export class ServiceConnection extends EventEmitter {
     return done;
   }
 
+  /** Listens again with the URIs held (after a reconnect or a stream the service ended); a failure is logged. */
+  private rewatchLogged(): void {
+    this.rewatch().catch((e: Error) => this.log.warn({ service: this.name, err: e.message }, 'resubscribing to resources failed'));
+  }
+
   /** Makes the queued changes on the current connection. */
   private async applyWatch(): Promise<void> {
     const batch = this.watchQueue.splice(0);
@@ -492,7 +496,7 @@ export class ServiceConnection extends EventEmitter {
     this.watch = undefined;
     this.log.warn({ service: this.name, why }, 'service ended the resource subscription stream; subscribing again');
     this.clock.setTimeout(() => {
-      this.rewatch().catch((e: Error) => this.log.warn({ service: this.name, err: e.message }, 'resubscribing to resources failed'));
+      this.rewatchLogged();
     }, 1000);
   }
 
@@ -636,7 +640,7 @@ export class ServiceConnection extends EventEmitter {
     // A new connection to a 2026-07-28 service: the gateway's resource subscriptions are made again.
     this.watch = undefined;
     if (this.era === 'modern' && this.watched.size > 0) {
-      this.rewatch().catch((e: Error) => this.log.warn({ service: this.name, err: e.message }, 'resubscribing to resources failed'));
+      this.rewatchLogged();
     }
     // A 2025 service: every URI still subscribed through this connection is subscribed again.
     if (this.era === 'legacy' && this.subscribed.size > 0) void this.resubscribe(client);
