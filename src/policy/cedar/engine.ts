@@ -5,6 +5,7 @@
  * the slice of the set whose scope can match its action and tool (./slice.ts), pre-parsed once per
  * pair: the cost of a decision then follows the policies for that tool, not the size of the set.
  */
+import '../wasm-guard.js';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import type { CedarValueJson, DetailedError, EntityJson, Context, PolicyJson } from '@cedar-policy/cedar-wasm/nodejs';
 import { createHash } from 'node:crypto';

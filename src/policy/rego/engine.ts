@@ -3,6 +3,7 @@
  * @open-policy-agent/opa-wasm. One evaluation of the package entrypoint yields allow, reasons
  * and obligations together.
  */
+import '../wasm-guard.js';
 import { loadPolicy, type LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import type { DecisionReason, PolicyInput } from '../../types.js';
 import { compileError } from '../problems.js';
