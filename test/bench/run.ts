@@ -14,11 +14,12 @@
  * sessions), time to ready, a CPU profile of the gateway, and the in-process micro-benchmarks.
  * Writes test/bench/RESULTS.md and test/bench/results.json. Loopback only; everything it starts is stopped.
  *
+ * BENCH_PROFILE_OUT=FILE keeps the profiled run's .cpuprofile (open it in Chrome DevTools).
  * BENCH_SCALE=0.2 (any factor) shrinks every count, for a quick look; BENCH_ONLY=load,open,memory,profile,micro
  * runs a subset (the files are written only by a full run).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -283,6 +284,7 @@ async function profileRun(): Promise<{ summary: ProfileSummary; r: LoadResult }>
     const r = await runLoad(clients, { ...PLAN[16], warmupPerClient: 0, work });
     gw.proc.kill('SIGUSR2');
     await eventually(() => existsSync(file), 15_000, 50);
+    if (process.env.BENCH_PROFILE_OUT) copyFileSync(file, process.env.BENCH_PROFILE_OUT);
     return { summary: summarizeProfile(file, 15), r };
   } finally {
     await Promise.all(clients.map((cl) => cl.close().catch(() => undefined)));
