@@ -22,7 +22,7 @@ import type { Clock } from '../clock.js';
 import { GatewayError, isGatewayError, toProtocolError } from '../errors.js';
 import { type CallLimiter, type ReplicaCalls, ReplicaUnreachable } from '../state/state.js';
 import { buildPolicyInput, decisionReach, isWellFormedJson, type ResourceExtractor } from '../policy/input.js';
-import type { Decision, Logger, RedactCategory, ToolFacts } from '../types.js';
+import type { Decision, Logger, PolicyInput, RedactCategory, ToolFacts } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
 import { verdictOf } from '../upstream/resilience.js';
 import type { Forwarded, ForwardMethod, ForwardParams, ForwardResult, InteractionRequest } from '../upstream/connection.js';
@@ -370,16 +370,22 @@ export class CallPipeline {
     // The record keeps the canonical name the policy saw and, when it differs, the name the agent used.
     const exposed = r.method !== 'resources/read' && r.label !== r.facts.name ? { exposed_name: r.label } : {};
     const audited = watch.audit();
+    const recorded = this.d.audit.decision({
+      input,
+      decision,
+      decision_id: decisionId,
+      ...exposed,
+      ...(tokenId ? { token_id: tokenId } : {}),
+      ...(watch.trace ? { trace: watch.trace } : {}),
+      ...(cc.credential !== undefined ? { credential: cc.credential } : {}),
+    });
+    // The service credential of a call that will be forwarded without a question is signed while the
+    // decision record is written and synced: CPU work that overlaps the disk's, off the call's latency.
+    // It leaves this process only after the record is durable, and never if the record fails.
+    const minting = decision.allow && decision.obligations.consent !== true ? this.mintFor(cc, r, input, decision, decisionId) : undefined;
+    minting?.catch(() => undefined); // awaited below unless the call ends first
     try {
-      await this.d.audit.decision({
-        input,
-        decision,
-        decision_id: decisionId,
-        ...exposed,
-        ...(tokenId ? { token_id: tokenId } : {}),
-        ...(watch.trace ? { trace: watch.trace } : {}),
-        ...(cc.credential !== undefined ? { credential: cc.credential } : {}),
-      });
+      await recorded;
       audited();
     } catch (e) {
       audited('ERR_AUDIT_UNAVAILABLE');
@@ -472,15 +478,7 @@ export class CallPipeline {
     const pass = guarded.pass;
     let credential: string;
     try {
-      credential = await this.d.credentials.mint({
-        service: r.service,
-        principal: cc.principal,
-        tool: r.facts.local_name,
-        purpose: input.purpose,
-        decisionId,
-        // What the decision narrowed: the authorised purpose's hosts, the permitted roots.
-        reach: decisionReach(decision, input),
-      });
+      credential = await (minting ?? this.mintFor(cc, r, input, decision, decisionId));
     } catch (e) {
       admitted.release();
       pass.done('neutral');
@@ -531,6 +529,19 @@ export class CallPipeline {
         }),
     );
     return this.round(call, roundContext(ctx, cc.logLevel), r.park);
+  }
+
+  /** The per-call credential for the service: its tool, this principal, the purpose and what the decision narrowed. */
+  private mintFor<M extends ForwardMethod>(cc: CallContext, r: Forward<M>, input: PolicyInput, decision: Decision, decisionId: string): Promise<string> {
+    return this.d.credentials.mint({
+      service: r.service,
+      principal: cc.principal,
+      tool: r.facts.local_name,
+      purpose: input.purpose,
+      decisionId,
+      // What the decision narrowed: the authorised purpose's hosts, the permitted roots.
+      reach: decisionReach(decision, input),
+    });
   }
 
   /**
