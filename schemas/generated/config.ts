@@ -744,7 +744,7 @@ export interface AuditConfig {
    */
   stdout: boolean;
   /**
-   * always: fdatasync before a decision is acknowledged (group-committed); batch: every fsync_interval_ms; never: leave it to the OS. Every mode writes the record before acknowledging it. always is the default because the audit promise is recorded before forwarded; group commit keeps it cheap.
+   * always: fdatasync before a decision or event is acknowledged (group-committed); an outcome record is synced by the next decision's fdatasync or at most 100 ms after its write (before it is acknowledged with outcome_before_answer: true). batch: every fsync_interval_ms; never: leave it to the OS. Every mode writes the record before acknowledging it. always is the default because the audit promise is recorded before forwarded; group commit keeps it cheap.
    */
   fsync: 'always' | 'batch' | 'never';
   /**
@@ -752,7 +752,7 @@ export interface AuditConfig {
    */
   fsync_interval_ms: number;
   /**
-   * Hold every answer until its outcome record is written (durable per fsync). The decision record is always durable before the service sees the call; without this, a process killed outright (SIGKILL, power loss) may lose the outcome records of the calls it answered last. Costs about a third of single-client throughput with fsync: always.
+   * Hold every answer until its outcome record is written and (with fsync: always) fdatasync-ed. The decision record is always durable before the service sees the call; without this, a process killed outright (SIGKILL) may lose the outcome records of the calls it answered last, and a power loss those of about the last 100 ms. Costs about a third of single-client throughput with fsync: always.
    */
   outcome_before_answer: boolean;
   /**
@@ -1057,7 +1057,7 @@ export interface AuditConfigInput {
    */
   stdout?: boolean;
   /**
-   * always: fdatasync before a decision is acknowledged (group-committed); batch: every fsync_interval_ms; never: leave it to the OS. Every mode writes the record before acknowledging it. always is the default because the audit promise is recorded before forwarded; group commit keeps it cheap.
+   * always: fdatasync before a decision or event is acknowledged (group-committed); an outcome record is synced by the next decision's fdatasync or at most 100 ms after its write (before it is acknowledged with outcome_before_answer: true). batch: every fsync_interval_ms; never: leave it to the OS. Every mode writes the record before acknowledging it. always is the default because the audit promise is recorded before forwarded; group commit keeps it cheap.
    */
   fsync?: 'always' | 'batch' | 'never';
   /**
@@ -1065,7 +1065,7 @@ export interface AuditConfigInput {
    */
   fsync_interval_ms?: number;
   /**
-   * Hold every answer until its outcome record is written (durable per fsync). The decision record is always durable before the service sees the call; without this, a process killed outright (SIGKILL, power loss) may lose the outcome records of the calls it answered last. Costs about a third of single-client throughput with fsync: always.
+   * Hold every answer until its outcome record is written and (with fsync: always) fdatasync-ed. The decision record is always durable before the service sees the call; without this, a process killed outright (SIGKILL) may lose the outcome records of the calls it answered last, and a power loss those of about the last 100 ms. Costs about a third of single-client throughput with fsync: always.
    */
   outcome_before_answer?: boolean;
   /**

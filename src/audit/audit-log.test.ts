@@ -10,6 +10,7 @@ import { openAuditLog } from './audit-log.js';
 import { digest } from './canonical.js';
 import { auditOptionsFromConfig } from './config.js';
 import { GENESIS_HASH } from './records.js';
+import { OWED_SYNC_MS } from './sink.js';
 import { verifyAuditFiles } from './verify.js';
 import { ALL_SECRETS, SECRET_JWT, decisionOf, policyInput, tmpDir } from './testdata/fixtures.js';
 
@@ -221,6 +222,46 @@ test('group commit: concurrent decisions share fdatasyncs; each resolves only af
     assert.equal((await verifyAuditFiles([file])).ok, true);
   }
   t.diagnostic(results.join('; '));
+});
+
+test('fsync always: an outcome nobody waits on is written at once and synced by the next decision or within OWED_SYNC_MS; with syncOutcomes before it resolves', async (t) => {
+  const dir = tmpDir(t);
+  const file = path.join(dir, 'audit.jsonl');
+  const log = await openAuditLog({ file, fsync: 'always', syncOutcomes: false });
+  const d1 = await log.decision({ input: policyInput(), decision: decisionOf(true) });
+  const synced = log.stats.fsyncs;
+  assert.ok(synced >= 1, 'the decision was fdatasync-ed before it resolved');
+  await log.outcome({ decision_id: d1.decision_id, outcome: 'ok' });
+  // Written (in the file when the promise resolves), not yet synced: the call's answer did not wait for a disk flush.
+  assert.equal(readRecords(file).at(-1)?.kind, 'outcome');
+  assert.equal(log.stats.fsyncs, synced);
+  // Nothing else comes: the owed fdatasync follows on its own, once.
+  const t0 = Date.now();
+  while (log.stats.fsyncs === synced) await new Promise((r) => setImmediate(r));
+  assert.equal(log.stats.fsyncs, synced + 1);
+  assert.ok(Date.now() - t0 < OWED_SYNC_MS + 1000, 'synced within the owed-sync delay');
+  // An outcome and the next decision in one tick share one batch, and its one fdatasync covers both.
+  const d2 = await log.decision({ input: policyInput(), decision: decisionOf(true) });
+  const before = log.stats.fsyncs;
+  const [, d3] = await Promise.all([
+    log.outcome({ decision_id: d2.decision_id, outcome: 'ok' }),
+    log.decision({ input: policyInput(), decision: decisionOf(false) }),
+  ]);
+  assert.equal(log.stats.fsyncs, before + 1);
+  assert.equal(d3.seq, 5);
+  await log.close();
+  assert.equal((await verifyAuditFiles([file])).ok, true);
+
+  // The default (and audit.outcome_before_answer: true): an outcome resolves only once synced.
+  const strictFile = path.join(dir, 'strict.jsonl');
+  const strict = await openAuditLog({ file: strictFile, fsync: 'always' });
+  const d = await strict.decision({ input: policyInput(), decision: decisionOf(true) });
+  const n = strict.stats.fsyncs;
+  await strict.outcome({ decision_id: d.decision_id, outcome: 'ok' });
+  assert.equal(strict.stats.fsyncs, n + 1);
+  await strict.close();
+  assert.equal(auditOptionsFromConfig({ outcome_before_answer: true }).syncOutcomes, true);
+  assert.equal(auditOptionsFromConfig({}).syncOutcomes, false);
 });
 
 test('fail closed: a write error rejects with ERR_AUDIT_UNAVAILABLE, now and for every later record', async (t) => {

@@ -31,6 +31,14 @@ export interface AuditOptions {
   /** `always`: fdatasync before a write resolves (group-committed). `batch`: every `fsyncIntervalMs`. `never`: leave it to the OS. Default `always`. */
   fsync?: FsyncMode;
   fsyncIntervalMs?: number;
+  /**
+   * With `fsync: always`, whether an outcome record is fdatasync-ed before its write resolves.
+   * false: it is written before it resolves and synced by the next decision record's group commit
+   * (or within OWED_SYNC_MS); decision records and events are always synced first. The gateway sets
+   * it from `audit.outcome_before_answer` (only then does anyone wait for an outcome's durability).
+   * Default true.
+   */
+  syncOutcomes?: boolean;
   /** Rotate the file before it would exceed this many bytes; 0 disables. Default 64 MiB. */
   rotateBytes?: number;
   /** Rotated files kept (`.1` ... `.N`); 0 keeps all. Default 10. */
@@ -63,7 +71,7 @@ export interface AuditStats extends SinkStats {
   inflight: number;
 }
 
-/** The audit trail of one gateway process. Every write resolves only once the record is durable per `fsync`. */
+/** The audit trail of one gateway process. Every write resolves only once the record is durable per `fsync` (outcome records: see `syncOutcomes`). */
 export interface AuditLog {
   /**
    * Record a policy decision (allow or deny). Await it BEFORE forwarding the call: a rejection
@@ -319,7 +327,7 @@ class AuditLogImpl implements AuditLog {
     };
     if (masked.length > 0) r.masked = masked;
     try {
-      return await this.append(r);
+      return await this.append(r, this.opts.syncOutcomes !== false);
     } finally {
       this.untrack(rec.decision_id);
     }
@@ -423,7 +431,7 @@ class AuditLogImpl implements AuditLog {
    * Chain, format and queue one record. Everything up to `writer.append` is synchronous, so the
    * order of seq numbers is the order of lines in the file.
    */
-  private append(fields: RecordFields): Promise<AuditReceipt> {
+  private append(fields: RecordFields, durable = true): Promise<AuditReceipt> {
     if (this.writer.failed) return Promise.reject(this.writer.failed);
     if (this.state === 'closed') return Promise.reject(new GatewayError('ERR_AUDIT_UNAVAILABLE', 'audit log is closed'));
     const seq = this.seq + 1;
@@ -450,7 +458,7 @@ class AuditLogImpl implements AuditLog {
     const line = `${body.slice(0, -1)},"hash":"${hash}"}\n`;
     this.seq = seq;
     this.lastHash = hash;
-    return this.writer.append(line).then(
+    return this.writer.append(line, durable).then(
       () => {
         if (seq > this.durable.seq) this.durable = { seq, hash };
         return { seq, hash };

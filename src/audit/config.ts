@@ -29,6 +29,8 @@ export function auditOptionsFromConfig(
     stdout: c.stdout ?? DEFAULTS.stdout,
     fsync: c.fsync ?? DEFAULTS.fsync,
     fsyncIntervalMs: c.fsync_interval_ms ?? DEFAULTS.fsync_interval_ms,
+    // Only an answer held for its outcome record needs that record synced before it resolves.
+    syncOutcomes: c.outcome_before_answer ?? DEFAULTS.outcome_before_answer,
     rotateBytes: c.rotate_bytes ?? DEFAULTS.rotate_bytes,
     keepFiles: c.keep_files ?? DEFAULTS.keep_files,
     logArguments: c.log_arguments ?? DEFAULTS.log_arguments,

@@ -261,8 +261,17 @@ export class FdSink implements Sink {
   async close(): Promise<void> {}
 }
 
+/**
+ * `fsync: always`: the longest a line appended as not durable (an outcome record nobody waits for)
+ * stays written but unsynced when no durable line comes after it. Under load the next decision
+ * record's fdatasync covers it at once.
+ */
+export const OWED_SYNC_MS = 100;
+
 interface Entry {
   line: string;
+  /** fdatasync-ed before `resolve` (with `fsync: always`); otherwise written, and synced soon after. */
+  durable: boolean;
   resolve: () => void;
   reject: (e: GatewayError) => void;
 }
@@ -276,6 +285,8 @@ export class GroupCommitWriter {
   private pending: Entry[] = [];
   private running = false;
   private syncDue = false;
+  /** `fsync: always`: lines written without their own fdatasync and not yet covered by one. */
+  private syncOwed = false;
   private timer: NodeJS.Timeout | null = null;
   private idleWaiters: Array<{ resolve: () => void; reject: (e: GatewayError) => void }> = [];
   private failure: GatewayError | null = null;
@@ -290,11 +301,15 @@ export class GroupCommitWriter {
     return this.failure;
   }
 
-  /** Resolves once the line is written (and fdatasync'ed when `fsync: always`) to every sink. */
-  append(line: string): Promise<void> {
+  /**
+   * Resolves once the line is written to every sink and, with `fsync: always` and `durable`,
+   * fdatasync-ed. A line that is not `durable` is synced by the next batch that syncs (one
+   * fdatasync covers every line written before it) or at most OWED_SYNC_MS after its write.
+   */
+  append(line: string, durable = true): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ line, resolve, reject });
+      this.pending.push({ line, durable, resolve, reject });
       this.kick();
     });
   }
@@ -337,13 +352,18 @@ export class GroupCommitWriter {
       try {
         if (batch.length > 0) {
           const lines = batch.map((e) => e.line);
-          for (const s of this.sinks) await s.write(lines, this.fsync === 'always', this.stats);
+          const sync = this.fsync === 'always' && (this.syncDue || batch.some((e) => e.durable));
+          for (const s of this.sinks) await s.write(lines, sync, this.stats);
           this.stats.records += batch.length;
           this.stats.batches++;
-          if (this.fsync === 'always') this.syncDue = false;
+          if (sync) {
+            this.syncDue = false;
+            this.syncOwed = false;
+          } else if (this.fsync === 'always') this.syncOwed = true;
         }
         if (this.syncDue) {
           this.syncDue = false;
+          this.syncOwed = false;
           for (const s of this.sinks) await s.sync(this.stats);
         }
       } catch (e) {
@@ -351,12 +371,18 @@ export class GroupCommitWriter {
         return;
       }
       for (const e of batch) e.resolve();
-      if (batch.length > 0 && this.fsync === 'batch' && !this.timer) {
-        this.timer = setTimeout(() => {
-          this.timer = null;
-          this.syncDue = true;
-          this.kick();
-        }, this.fsyncIntervalMs);
+      const owed = this.fsync === 'always' && this.syncOwed;
+      if (((batch.length > 0 && this.fsync === 'batch') || owed) && !this.timer) {
+        this.timer = setTimeout(
+          () => {
+            this.timer = null;
+            // Always mode: nothing to do when a batch that synced came first.
+            if (this.fsync === 'always' && !this.syncOwed) return;
+            this.syncDue = true;
+            this.kick();
+          },
+          owed ? OWED_SYNC_MS : this.fsyncIntervalMs,
+        );
         this.timer.unref();
       }
     }
