@@ -444,15 +444,16 @@ interface MemoryReport {
 }
 
 /**
- * The RSS of an idle process once it stopped moving: sampled every second until five samples in a
- * row lie within 1 MiB (at most `maxS` seconds; then the last sample).
+ * The RSS of an idle process once it stopped moving: sampled every second until 12 samples in a
+ * row lie within 1 MiB (V8's memory reducer acts ~8 s after the last full GC), at most `maxS`
+ * seconds (then the last sample).
  */
-async function settledRss(pid: number, maxS = 40): Promise<{ mib: number; afterS: number }> {
+async function settledRss(pid: number, maxS = 60): Promise<{ mib: number; afterS: number }> {
   const samples: number[] = [];
   for (let s = 0; s <= maxS; s++) {
     samples.push(rssMiB(pid));
-    const last = samples.slice(-5);
-    if (last.length === 5 && Math.max(...last) - Math.min(...last) <= 1) return { mib: last[4] as number, afterS: s };
+    const last = samples.slice(-12);
+    if (last.length === 12 && Math.max(...last) - Math.min(...last) <= 1) return { mib: last[11] as number, afterS: s };
     await new Promise((r) => setTimeout(r, 1000));
   }
   return { mib: samples[samples.length - 1] as number, afterS: maxS };
