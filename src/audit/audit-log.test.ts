@@ -264,6 +264,26 @@ test('fsync always: an outcome nobody waits on is written at once and synced by 
   assert.equal(auditOptionsFromConfig({}).syncOutcomes, false);
 });
 
+test('reason messages are redacted on every record, the first and the ones after it', async (t) => {
+  const file = path.join(tmpDir(t), 'audit.jsonl');
+  const log = await openAuditLog({ file, fsync: 'never' });
+  const quoting = `token ${SECRET_JWT} is not allowed`;
+  const decision = decisionOf(false, {
+    reasons: [{ engine: 'rego', id: 'quotes_arguments', message: quoting }],
+    engines: [{ engine: 'rego', allow: false, reasons: [{ engine: 'rego', id: 'quotes_arguments', message: quoting }] }],
+  });
+  for (let i = 0; i < 3; i++) await log.decision({ input: policyInput(), decision });
+  await log.close();
+  const records = readRecords(file).filter((r) => r.kind === 'decision');
+  assert.equal(records.length, 3);
+  for (const r of records) {
+    const result = r.result as { reasons: Array<{ message: string }>; engines: Array<{ reasons: Array<{ message: string }> }> };
+    assert.equal(result.reasons[0]?.message, 'token [REDACTED] is not allowed');
+    assert.equal(result.engines[0]?.reasons[0]?.message, 'token [REDACTED] is not allowed');
+  }
+  assert.equal(readFileSync(file, 'utf8').includes(SECRET_JWT), false);
+});
+
 test('fail closed: a write error rejects with ERR_AUDIT_UNAVAILABLE, now and for every later record', async (t) => {
   // ENOSPC from /dev/full: the "disk full" case, for real.
   const full = await openAuditLog({ file: '/dev/full', rotateBytes: 0 });
