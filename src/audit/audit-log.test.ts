@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { appendFileSync, closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, openSync, readFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -262,6 +262,34 @@ test('fsync always: an outcome nobody waits on is written at once and synced by 
   await strict.close();
   assert.equal(auditOptionsFromConfig({ outcome_before_answer: true }).syncOutcomes, true);
   assert.equal(auditOptionsFromConfig({}).syncOutcomes, false);
+});
+
+test('a failed sync that no record waits on (the owed sync) still starts the recovery', async (t) => {
+  const dir = tmpDir(t);
+  const file = path.join(dir, 'audit.jsonl');
+  const real = path.join(dir, 'real.jsonl');
+  // Writes to /dev/null succeed and its fdatasync fails (EINVAL): an outcome is written, its owed sync fails.
+  symlinkSync('/dev/null', file);
+  const log = await openAuditLog({ file, fsync: 'always', syncOutcomes: false, recoverIntervalMs: 20 });
+  await log.outcome({ decision_id: 'd-1', outcome: 'ok' });
+  const until = async (what: string, ok: () => boolean) => {
+    const deadline = Date.now() + 10_000;
+    while (!ok()) {
+      if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
+      await new Promise((r) => setImmediate(r));
+    }
+  };
+  await until('the owed sync failed', () => !log.healthy);
+  // The disk comes back (the path now leads to a real file) and nothing else is appended: the
+  // recovery that the failure started reopens it and records that it resumed.
+  unlinkSync(file);
+  symlinkSync(real, file);
+  await until('an audit_resumed record is on disk', () => existsSync(real) && readFileSync(real, 'utf8').includes('"type":"audit_resumed"'));
+  await until('the log is healthy again', () => log.healthy);
+  const resumed = readRecords(real).find((r) => r.type === 'audit_resumed');
+  assert.equal((resumed?.details as { file_recreated?: boolean } | undefined)?.file_recreated, true);
+  assert.equal((resumed?.details as { reason?: string } | undefined)?.reason, 'EINVAL');
+  await log.close();
 });
 
 test('reason messages are redacted on every record, the first and the ones after it', async (t) => {

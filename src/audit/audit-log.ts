@@ -179,6 +179,9 @@ class AuditLogImpl implements AuditLog {
     this.durable = { seq: this.seq, hash: this.lastHash };
     this.labels = { app: 'micro-mcp', id: opts.instanceId ?? randomUUID(), version: opts.version ?? '0.0.0' };
     this.services = new Set(opts.services ?? []);
+    // A failure no record waits on (a timed sync) must start the recovery too: otherwise the log
+    // would refuse every later record without ever trying to resume.
+    writer.onFailure = (e) => this.failed(e);
     // A dedicated pino instance, separate from the operational logger: pino does the formatting,
     // the destination below only captures the line so that sink.ts can own the fd (see there).
     // The level formatter emits the format version as the first member (`_v` sorts before every

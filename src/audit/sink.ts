@@ -290,6 +290,11 @@ export class GroupCommitWriter {
   private timer: NodeJS.Timeout | null = null;
   private idleWaiters: Array<{ resolve: () => void; reject: (e: GatewayError) => void }> = [];
   private failure: GatewayError | null = null;
+  /**
+   * Told of every failure, also of one no pending record sees (a timed sync: `batch` mode, or the
+   * owed sync of `always` mode), so the audit log can start its recovery at once.
+   */
+  onFailure: (e: GatewayError) => void = () => undefined;
 
   constructor(
     private readonly sinks: Sink[],
@@ -419,6 +424,7 @@ export class GroupCommitWriter {
     this.idleWaiters = [];
     for (const w of waiters) w.reject(this.failure);
     this.running = false;
+    this.onFailure(this.failure);
   }
 }
 
