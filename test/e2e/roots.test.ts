@@ -14,7 +14,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ListRootsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { auditText, readRecords } from '../helpers/audit.js';
-import { connect, connectV1, echoService, type Gateway, modernPost, startGateway } from '../helpers/harness.js';
+import { connect, connectV1, echoService, eventually, type Gateway, modernPost, startGateway } from '../helpers/harness.js';
 import { fileLine } from '../helpers/watch.js';
 
 const text = (r: object) => ((r as { content?: Array<{ text?: string }> }).content ?? [])[0]?.text ?? '';
@@ -102,11 +102,14 @@ describe('relay: roots, only where the config forwards them', () => {
   test("a 2026 service's roots round is recorded like an elicitation round: decided, input_required, decided again; roots never in the audit", async () => {
     const a = await agent2('modern', 'audited-roots');
     assert.equal(text(await a.client.callTool({ name: 'modernecho.roots', arguments: {} })), rootsText('audited-roots'));
-    const recs = readRecords(path.join(gw.dir, 'audit')).map((l) => l.rec);
-    const decisions = recs.filter((r) => r.kind === 'decision' && (r.principal as { id?: string } | undefined)?.id === 'audited-roots');
-    assert.equal(decisions.length, 2, 'the first round and the retry are each decided');
-    const outcomes = decisions.map((d) => recs.find((r) => r.kind === 'outcome' && r.decision_id === d.decision_id)?.outcome);
-    assert.deepEqual(outcomes, ['input_required', 'ok']);
+    // An outcome record is not awaited before the answer (only with audit.outcome_before_answer): wait for both.
+    const outcomes = await eventually(() => {
+      const recs = readRecords(path.join(gw.dir, 'audit')).map((l) => l.rec);
+      const decisions = recs.filter((r) => r.kind === 'decision' && (r.principal as { id?: string } | undefined)?.id === 'audited-roots');
+      const found = decisions.map((d) => recs.find((r) => r.kind === 'outcome' && r.decision_id === d.decision_id)?.outcome);
+      return found.length === 2 && found.every((o) => o !== undefined) ? found : undefined;
+    });
+    assert.deepEqual(outcomes, ['input_required', 'ok'], 'the first round and the retry are each decided, and each has its outcome');
     assert.ok(!auditText(path.join(gw.dir, 'audit')).includes('file:///work/'), 'no root URI is recorded');
     assert.ok(!gw.output().includes('file:///work/'), 'nor logged');
   });
