@@ -446,7 +446,8 @@ interface MemoryReport {
 /**
  * The RSS of an idle process once it stopped moving: sampled every second until 12 samples in a
  * row lie within 1 MiB (V8's memory reducer acts ~8 s after the last full GC), at most `maxS`
- * seconds (then the last sample).
+ * seconds (then the last sample). The 1 s step is the sampling rate of the measurement, not a wait
+ * for something that could be awaited: another process's RSS changes without any event to listen to.
  */
 async function settledRss(pid: number, maxS = 60): Promise<{ mib: number; afterS: number }> {
   const samples: number[] = [];
