@@ -68,12 +68,16 @@ export function auditUnavailable(cause: unknown, what: string): GatewayError {
   return new GatewayError('ERR_AUDIT_UNAVAILABLE', `audit log unavailable: ${what}`, code ? { reason: code } : undefined, { cause });
 }
 
-async function writeAll(fh: fsp.FileHandle, buf: Buffer): Promise<void> {
+/**
+ * Synchronous: an append to a regular file copies into the page cache and returns (microseconds;
+ * the durability wait is the fdatasync, which stays on the thread pool). The promise form cost a
+ * thread-pool round trip and an extra turn of the event loop on every decision record's path
+ * before forwarding (~5% of the gateway's busy CPU at one agent). pino's own sync destination
+ * writes the same way.
+ */
+function writeAll(fd: number, buf: Buffer): void {
   let off = 0;
-  while (off < buf.length) {
-    const { bytesWritten } = await fh.write(buf, off, buf.length - off);
-    off += bytesWritten;
-  }
+  while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
 }
 
 /** Size-rotated JSON-lines file. Continues the chain of whatever it finds at `path` or `path.1`. */
@@ -144,7 +148,7 @@ export class FileSink implements Sink {
 
   private async writeChunk(chunk: string[], bytes: number): Promise<void> {
     if (chunk.length === 0) return;
-    await writeAll(this.fh, Buffer.from(chunk.join(''), 'utf8'));
+    writeAll(this.fh.fd, Buffer.from(chunk.join(''), 'utf8'));
     this.size += bytes;
   }
 
