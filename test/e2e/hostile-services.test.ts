@@ -21,9 +21,11 @@ before(async () => {
       capped: echoService({ max_result_bytes: 65536, max_notifications_per_s: 20, tools: { big: { max_result_bytes: 262144 } } }),
       small: echoService({ max_result_bytes: 65536 }, undefined, 'echo://small/info'),
       metaok: echoService({ forward_meta: ['example.com/trace'] }, undefined, 'echo://metaok/info'),
+      // The same fixture spoken to in the 2025 era (small negotiates 2026-07-28).
+      old: echoService({ era: 'legacy' }, undefined, 'echo://old/info'),
     },
   });
-  client = await connect(gw, 'modern', { token: await gw.token({ scopes: ['capped:call', 'small:call', 'metaok:call'] }) });
+  client = await connect(gw, 'modern', { token: await gw.token({ scopes: ['capped:call', 'small:call', 'metaok:call', 'old:call'] }) });
 });
 after(async () => {
   await client?.close();
@@ -90,6 +92,23 @@ describe('caps on what services send', () => {
     assert.equal(e?.message, 'service "capped" sent more than 20 notifications a second; call ended');
     const o = await lastOutcome('capped.flood');
     assert.deepEqual([o.outcome, o.error.code], ['service_error', 'ERR_SERVICE_FLOOD']);
+  });
+
+  test('an answer that is not a result of its method is dropped with ERR_SERVICE_ERROR, audited, in both service eras; the service serves the next call', async () => {
+    for (const svc of ['small', 'old']) {
+      const e = await client.callTool({ name: `${svc}.malformed`, arguments: {} }).then(
+        () => undefined,
+        (err: { code?: number; message: string; data?: Record<string, unknown> }) => err,
+      );
+      const message = `service "${svc}" answered tools/call with an invalid result; the answer was dropped`;
+      assert.equal(e?.code, -32004);
+      assert.equal(e?.message, message);
+      assert.deepEqual(e?.data, { code: 'ERR_SERVICE_ERROR', service: svc });
+      const o = await lastOutcome(`${svc}.malformed`);
+      assert.equal(o.outcome, 'service_error');
+      assert.deepEqual(o.error, { code: 'ERR_SERVICE_ERROR', message });
+      assert.equal(text(await client.callTool({ name: `${svc}.echo`, arguments: { text: 'still here' } })), 'still here');
+    }
   });
 
   test("a service sees only the agent's _meta keys its config lists (none by default), plus what the protocol needs (the credential, the gateway's progress token)", async () => {
