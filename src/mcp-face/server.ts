@@ -12,7 +12,15 @@ import {
   SdkErrorCode,
   Server,
 } from '@modelcontextprotocol/server';
-import type { ClientCapabilities, LoggingLevel, RequestId, ServerContext, StandardSchemaV1 } from '@modelcontextprotocol/server';
+import type {
+  ClientCapabilities,
+  CreateMessageRequest,
+  LoggingLevel,
+  RequestId,
+  RequestOptions,
+  ServerContext,
+  StandardSchemaV1,
+} from '@modelcontextprotocol/server';
 import { principalKey } from '../auth/state.js';
 import type { CallPipeline } from '../pipeline/call-pipeline.js';
 import type { ListView } from '../pipeline/list-view.js';
@@ -40,6 +48,14 @@ const UNCHECKED: StandardSchemaV1<Record<string, unknown>> = {
     validate: (v: unknown) => ({ value: typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {} }),
   },
 };
+
+/** The requests a 2025 session's server sends its agent for a call's input round. */
+type InteractionMethod = Parameters<CallPipeline['answerFailed']>[2];
+const INTERACTION_METHODS: ReadonlySet<string> = new Set<InteractionMethod>(['elicitation/create', 'sampling/createMessage', 'roots/list']);
+const isInteractionMethod = (m: string): m is InteractionMethod => INTERACTION_METHODS.has(m);
+
+/** request()'s second argument is a result schema or the options. */
+const isSchema = (v: unknown): boolean => typeof v === 'object' && v !== null && '~standard' in v;
 
 /** What the face is built from: the pipeline, the state signer, and where a request's context comes from. */
 export interface FaceDeps {
@@ -145,21 +161,34 @@ export function buildServer(d: FaceDeps, opts: { subscriptions: boolean } = { su
     if (cc.era !== 'modern' && isInputRequiredResult(r) && typeof r.requestState === 'string') rounds.set(ctx.mcpReq.id, { cc, state: r.requestState });
     return r;
   });
-  const listRoots = server.listRoots.bind(server);
-  server.listRoots = async (params, options) => {
+  // The legs of the SDK's 2025 shim: elicitation/create and roots/list end in request(), whose
+  // result check throws; sampling/createMessage checks its result again in createMessage().
+  const legFailed = async (method: string, options: RequestOptions | undefined, e: unknown): Promise<void> => {
+    const id = options?.relatedRequestId;
+    const round = id !== undefined ? rounds.get(id) : undefined;
+    if (id === undefined || round === undefined || !isInteractionMethod(method)) return;
+    rounds.delete(id);
+    const malformed = e instanceof SdkError && e.code === SdkErrorCode.InvalidResult;
+    await calls.answerFailed(round.cc, round.state, method, malformed).catch(() => undefined);
+  };
+  const request = server.request.bind(server) as (req: { method: string }, a?: unknown, b?: unknown) => Promise<unknown>;
+  server.request = (async (req: { method: string }, a?: unknown, b?: unknown) => {
     try {
-      return await listRoots(params, options);
+      return await request(req, a, b);
     } catch (e) {
-      const id = options?.relatedRequestId;
-      const round = id !== undefined ? rounds.get(id) : undefined;
-      if (id !== undefined && round) {
-        rounds.delete(id);
-        const malformed = e instanceof SdkError && e.code === SdkErrorCode.InvalidResult;
-        await calls.answerFailed(round.cc, round.state, 'roots/list', malformed).catch(() => undefined);
-      }
+      await legFailed(req.method, (isSchema(a) ? b : a) as RequestOptions | undefined, e);
       throw e;
     }
-  };
+  }) as typeof server.request;
+  const createMessage = server.createMessage.bind(server) as (params: CreateMessageRequest['params'], options?: RequestOptions) => Promise<unknown>;
+  server.createMessage = (async (params: CreateMessageRequest['params'], options?: RequestOptions) => {
+    try {
+      return await createMessage(params, options);
+    } catch (e) {
+      await legFailed('sampling/createMessage', options, e);
+      throw e;
+    }
+  }) as typeof server.createMessage;
   server.setRequestHandler('prompts/list', (req, ctx) => lists.prompts(contextOf(ctx), req.params?.cursor));
   server.setRequestHandler('prompts/get', (req, ctx) => calls.getPrompt(contextOf(ctx), req.params, ctx));
   server.setRequestHandler('resources/list', (req, ctx) => lists.resources(contextOf(ctx), req.params?.cursor));

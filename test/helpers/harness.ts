@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport as StreamableHTTPClientTransportV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { ClientCapabilities as ClientCapabilitiesV1 } from '@modelcontextprotocol/sdk/types.js';
+import type { ClientCapabilities as ClientCapabilitiesV1, JSONRPCMessage as JSONRPCMessageV1 } from '@modelcontextprotocol/sdk/types.js';
 import { stringify } from 'yaml';
 import { mintDevToken } from '../../src/auth/dev.js';
 
@@ -175,10 +175,20 @@ export async function connect(gw: Gateway, era: Era, opts: { token?: string; cap
  * A real SDK 1.x client (`@modelcontextprotocol/sdk`, 2025 era), the one most agents in the wild use.
  * It validates a tool result's structuredContent against the outputSchema it saw in tools/list.
  */
-export async function connectV1(gw: Gateway, opts: { token?: string; capabilities?: ClientCapabilitiesV1 } = {}): Promise<ClientV1> {
+export async function connectV1(
+  gw: Gateway,
+  opts: { token?: string; capabilities?: ClientCapabilitiesV1; rewrite?: (m: JSONRPCMessageV1) => JSONRPCMessageV1 } = {},
+): Promise<ClientV1> {
   const token = opts.token ?? (await gw.token());
   const client = new ClientV1({ name: 'e2e-sdk1', version: '1.0.0' }, { capabilities: opts.capabilities ?? { elicitation: { form: {} } } });
-  await client.connect(new StreamableHTTPClientTransportV1(new URL(gw.mcpUrl), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+  const transport = new StreamableHTTPClientTransportV1(new URL(gw.mcpUrl), { requestInit: { headers: { authorization: `Bearer ${token}` } } });
+  const { rewrite } = opts;
+  if (rewrite) {
+    // What the agent sends passes through `rewrite` after the client's own checks, as a broken or hostile agent's code would send it.
+    const send = transport.send.bind(transport);
+    transport.send = (m, o) => send(Array.isArray(m) ? m.map(rewrite) : rewrite(m), o);
+  }
+  await client.connect(transport);
   return client;
 }
 
