@@ -9,7 +9,13 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CreateMessageRequestSchema, ElicitRequestSchema, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import {
+  type CreateMessageResult,
+  CreateMessageRequestSchema,
+  type ElicitResult,
+  ElicitRequestSchema,
+  type JSONRPCMessage,
+} from '@modelcontextprotocol/sdk/types.js';
 import { readRecords } from '../helpers/audit.js';
 import { connectV1, echoService, type Gateway, startGateway } from '../helpers/harness.js';
 
@@ -23,7 +29,6 @@ const KINDS = [
     tool: 'confirm',
     args: { question: 'go ahead?' },
     capabilities: { elicitation: { form: {} } },
-    schema: ElicitRequestSchema,
     // Fails the 1.x client's own check: it answers the request with -32602 instead.
     checked: { action: 'maybe' },
     checkedError: 'MCP error -32602: Invalid elicitation result',
@@ -36,7 +41,6 @@ const KINDS = [
     tool: 'sample',
     args: { prompt: 'say hi' },
     capabilities: { sampling: {} },
-    schema: CreateMessageRequestSchema,
     checked: { model: 5 },
     checkedError: 'MCP error -32602: Invalid sampling result',
     good: { model: 'm-1', role: 'assistant', content: { type: 'text', text: 'hi' } },
@@ -70,7 +74,9 @@ describe("a 2025 agent's malformed answer to an input request", () => {
     const token = await gw.token({ sub: who, scopes: ['legacyecho:call', 'modernecho:call'] });
     const client = await connectV1(gw, { token, capabilities: kind.capabilities, ...(rewrite ? { rewrite } : {}) });
     clients.push(client);
-    client.setRequestHandler(kind.schema, async () => answer as never);
+    // The 1.x client sends what its handler returns after checking it (elicitation, sampling).
+    if (kind.method === 'elicitation/create') client.setRequestHandler(ElicitRequestSchema, async () => answer as ElicitResult);
+    else client.setRequestHandler(CreateMessageRequestSchema, async () => answer as CreateMessageResult);
     return client;
   }
 
