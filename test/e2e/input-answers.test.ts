@@ -17,7 +17,7 @@ import {
   type JSONRPCMessage,
 } from '@modelcontextprotocol/sdk/types.js';
 import { readRecords } from '../helpers/audit.js';
-import { connectV1, echoService, type Gateway, startGateway } from '../helpers/harness.js';
+import { connectV1, echoService, eventually, type Gateway, startGateway } from '../helpers/harness.js';
 
 const text = (r: object) => ((r as { content?: Array<{ text?: string }> }).content ?? [])[0]?.text ?? '';
 
@@ -93,10 +93,18 @@ describe("a 2025 agent's malformed answer to an input request", () => {
     };
   }
 
+  /** Calls in flight at `svc` (its /readyz entry). */
+  const inFlight = async (svc: string) =>
+    ((await (await fetch(`${gw.url}/readyz`)).json()) as { services: Array<{ name: string; in_flight: number }> }).services.find((s) => s.name === svc)
+      ?.in_flight;
+
   for (const kind of KINDS)
     for (const svc of ['legacyecho', 'modernecho'] as const) {
       const next = async (who: string) => {
-        // The next agent's question is asked and its answer reaches the service.
+        // The service's call ends once it has the refusal of its question (a parked call would stay
+        // in flight until the input request expired); then the next agent's question is asked on the
+        // one connection and its answer reaches the service.
+        await eventually(async () => (await inFlight(svc)) === 0);
         const c = await agent(`${who}-next`, kind, kind.good);
         assert.equal(text(await c.callTool({ name: `${svc}.${kind.tool}`, arguments: kind.args })), kind.answered);
       };
