@@ -128,7 +128,7 @@ export class FileSink implements Sink {
     for (const line of lines) {
       const n = Buffer.byteLength(line);
       if (rotateBytes > 0 && this.size + chunkBytes > 0 && this.size + chunkBytes + n > rotateBytes) {
-        await this.writeChunk(chunk, chunkBytes);
+        this.writeChunk(chunk, chunkBytes);
         chunk = [];
         chunkBytes = 0;
         await this.rotate(stats);
@@ -136,7 +136,7 @@ export class FileSink implements Sink {
       chunk.push(line);
       chunkBytes += n;
     }
-    await this.writeChunk(chunk, chunkBytes);
+    this.writeChunk(chunk, chunkBytes);
     stats.bytes += chunkBytes;
     // Writes to a file that was removed succeed and are lost: refuse them instead (one fstat per batch).
     // Synchronous: an fstat of an open fd reads the cached inode (microseconds), while the promise
@@ -146,7 +146,7 @@ export class FileSink implements Sink {
     if (sync) await this.sync(stats);
   }
 
-  private async writeChunk(chunk: string[], bytes: number): Promise<void> {
+  private writeChunk(chunk: string[], bytes: number): void {
     if (chunk.length === 0) return;
     writeAll(this.fh.fd, Buffer.from(chunk.join(''), 'utf8'));
     this.size += bytes;
