@@ -82,7 +82,7 @@ build: $(NODE_STAMP)
 
 run: setup build
 	node dist/src/cli/main.js vector index services/fs/sample --collection sample
-	node dist/src/cli/main.js serve --dev $(if $(PORT),--port $(PORT))
+	bin/micro-mcp serve --dev $(if $(PORT),--port $(PORT))
 
 test: setup replica-tools build
 	npx biome check .

@@ -19,6 +19,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const DIST = path.resolve(here, '..', '..');
 export const ROOT = path.resolve(DIST, '..');
 export const CLI = path.join(DIST, 'src', 'cli', 'main.js');
+/** The `micro-mcp` command as installed (package.json bin): a gateway here runs the way users run it. */
+export const LAUNCHER = path.join(ROOT, 'bin', 'micro-mcp');
 export const FIXTURE = path.join(DIST, 'test', 'fixtures', 'echo-service.js');
 
 export interface Gateway {
@@ -97,9 +99,9 @@ export async function startGateway(config: Record<string, unknown>, opts: { env?
   };
   const file = path.join(dir, 'gateway.yaml');
   writeFileSync(file, stringify(cfg));
-  const proc = spawn(process.execPath, [CLI, 'serve', '--config', file], {
+  const proc = spawn(LAUNCHER, ['serve', '--config', file], {
     // Its own TMPDIR: the gateway's private runtime folder (mkdtemp) lands there, findable by runDirOf.
-    env: { PATH: process.env.PATH ?? '', HOME: dir, TMPDIR: tmpOf(dir), ...(opts.env ?? {}) },
+    env: { PATH: process.env.PATH ?? '', NODE: process.execPath, HOME: dir, TMPDIR: tmpOf(dir), ...(opts.env ?? {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
