@@ -21,7 +21,7 @@ import { principalKey } from '../auth/state.js';
 import type { Clock } from '../clock.js';
 import { GatewayError, isGatewayError, toProtocolError } from '../errors.js';
 import { type CallLimiter, type ReplicaCalls, ReplicaUnreachable } from '../state/state.js';
-import { buildPolicyInput, decisionReach, isWellFormedJson, type ResourceExtractor } from '../policy/input.js';
+import { buildPolicyInput, decisionReach, failedDecision, isWellFormedJson, type ResourceExtractor } from '../policy/input.js';
 import type { Decision, Logger, PolicyInput, RedactCategory, ToolFacts } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
 import { verdictOf } from '../upstream/resilience.js';
@@ -595,21 +595,7 @@ export class CallPipeline {
       return this.d.policy.decide(input);
     } catch (e) {
       this.d.log.error({ err: (e as Error).message, decision_id: decisionId }, 'policy evaluation failed');
-      return {
-        allow: false,
-        reasons: [{ engine: 'gateway', id: 'engine_error', message: 'policy evaluation failed' }],
-        engines: [
-          {
-            engine: 'gateway',
-            allow: false,
-            reasons: [{ engine: 'gateway', id: 'engine_error', message: 'policy evaluation failed' }],
-            error: 'ERR_POLICY_UNAVAILABLE',
-          },
-        ],
-        obligations: {},
-        policy_revision: this.d.policy.revision,
-        eval_us: 0,
-      };
+      return failedDecision(this.d.policy.revision);
     }
   }
 

@@ -9,7 +9,7 @@ import { ProtocolError } from '@modelcontextprotocol/server';
 import type { ListPromptsResult, ListResourcesResult, ListResourceTemplatesResult, ListToolsResult } from '@modelcontextprotocol/server';
 import { principalKey } from '../auth/state.js';
 import type { Clock } from '../clock.js';
-import { buildPolicyInput } from '../policy/input.js';
+import { buildPolicyInput, failedDecision } from '../policy/input.js';
 import type { Decision, Logger, Principal, ToolFacts } from '../types.js';
 import type { Catalog } from '../upstream/catalog.js';
 import type { CallContext, PolicyPort, ProbePort, StatePort } from './ports.js';
@@ -112,21 +112,7 @@ export class ListView {
     } catch (e) {
       // Fail closed: an entry whose decision fails is hidden (and not cached, so it is tried again).
       this.d.log.error({ err: (e as Error).message, tool: facts.name }, 'policy error at list time: entry hidden');
-      return {
-        allow: false,
-        reasons: [{ engine: 'gateway', id: 'engine_error', message: 'policy evaluation failed' }],
-        engines: [
-          {
-            engine: 'gateway',
-            allow: false,
-            reasons: [{ engine: 'gateway', id: 'engine_error', message: 'policy evaluation failed' }],
-            error: 'ERR_POLICY_UNAVAILABLE',
-          },
-        ],
-        obligations: {},
-        policy_revision: this.d.policy.revision,
-        eval_us: 0,
-      };
+      return failedDecision(this.d.policy.revision);
     }
     if (this.cache.size >= CACHE_MAX) this.cache.clear();
     this.cache.set(key, { decision, until: now + CACHE_TTL_MS });

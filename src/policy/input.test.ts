@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadConfig, DEV_CONFIG_PATH } from '../config/load.js';
-import { buildPolicyInput, canonicalFsPath, httpResource, resourceExtractor, resourceExtractors } from './input.js';
+import { buildPolicyInput, canonicalFsPath, failedDecision, httpResource, resourceExtractor, resourceExtractors } from './input.js';
 import { EXAMPLE_RESOURCES, testPrincipal } from './testing/cases.js';
 import { toolFacts } from './tools.js';
 
@@ -137,5 +137,19 @@ describe('buildPolicyInput', () => {
     assert.equal(buildPolicyInput({ ...base, principal, purpose: '' }).purpose, null);
     const bound = { ...principal, purpose: 'docs-research' };
     assert.equal(buildPolicyInput({ ...base, principal: bound, purpose: 'incident-4711' }).purpose, 'docs-research');
+  });
+});
+
+describe('failedDecision: deciding itself failed', () => {
+  it('is a deny by the gateway (engine_error, ERR_POLICY_UNAVAILABLE) at the loaded revision, with no obligations', () => {
+    const reason = { engine: 'gateway', id: 'engine_error', message: 'policy evaluation failed' };
+    assert.deepEqual(failedDecision('rev-7'), {
+      allow: false,
+      reasons: [reason],
+      engines: [{ engine: 'gateway', allow: false, reasons: [reason], error: 'ERR_POLICY_UNAVAILABLE' }],
+      obligations: {},
+      policy_revision: 'rev-7',
+      eval_us: 0,
+    });
   });
 });

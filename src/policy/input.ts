@@ -230,3 +230,19 @@ export function decisionReach(decision: Decision, input: PolicyInput): Credentia
 }
 
 export { isWellFormedJson } from '../canonical.js';
+
+/**
+ * The decision when deciding itself failed (an engine threw past the policy set): a deny by the
+ * gateway, `engine_error`, with ERR_POLICY_UNAVAILABLE, at the revision that was loaded. Fail closed.
+ */
+export function failedDecision(policyRevision: string): Decision {
+  const reasons = [{ engine: 'gateway' as const, id: 'engine_error', message: 'policy evaluation failed' }];
+  return {
+    allow: false,
+    reasons,
+    engines: [{ engine: 'gateway', allow: false, reasons: [...reasons], error: 'ERR_POLICY_UNAVAILABLE' }],
+    obligations: {},
+    policy_revision: policyRevision,
+    eval_us: 0,
+  };
+}
