@@ -42,6 +42,7 @@ import type {
   ResourceTemplateType as ResourceTemplate,
   StandardSchemaV1,
   SubscribeRequestParams,
+  SubscriptionFilter,
   Tool,
   Transport,
   UnsubscribeRequestParams,
@@ -263,6 +264,8 @@ export class ServiceConnection extends EventEmitter {
   private stopping = false;
   private restartTimer: NodeJS.Timeout | undefined;
   private readonly backoff: Backoff;
+  /** 2026-07-28: waits between attempts to listen for list changes again (the restart backoff's settings). */
+  private readonly listenBackoff: Backoff;
   private readonly clock: Clock;
   /** The circuit breaker and concurrency cap the pipeline admits calls through (upstream/resilience). */
   readonly guard: ServiceGuard;
@@ -303,6 +306,7 @@ export class ServiceConnection extends EventEmitter {
     this.declared = declared ?? { elicitation: { form: {}, url: {} }, sampling: {}, ...(cfg.roots === 'forward' ? { roots: {} } : {}) };
     this.clock = environment.clock ?? systemClock;
     this.backoff = new Backoff({ initialMs: cfg.restart?.initial_delay_ms ?? 250, maxMs: cfg.restart?.max_delay_ms ?? 30000 }, environment.random);
+    this.listenBackoff = new Backoff({ initialMs: cfg.restart?.initial_delay_ms ?? 250, maxMs: cfg.restart?.max_delay_ms ?? 30000 }, environment.random);
     this.guard =
       environment.guard ??
       new ServiceGuard(
@@ -539,6 +543,71 @@ export class ServiceConnection extends EventEmitter {
   }
 
   /**
+   * 2026-07-28: a service's list changes arrive only on a listen stream, which the SDK opens when it
+   * connects with discovery (ClientOptions.listChanged), never when it connects from a known
+   * DiscoverResult (a restart or reconnect here), and never again. So the gateway opens it itself
+   * after such a connect, and when the service did not acknowledge the SDK's, or ends it while the
+   * connection lives on (a proxy's idle timeout cuts a remote one), listens again after the restart
+   * backoff; each time it reads the lists again, since changes made meanwhile were announced to
+   * nobody. Without this the catalog, pins included, would stay as it was (a reconnect is from the
+   * known DiscoverResult too).
+   */
+  private watchListChanges(client: GatewayClient, fromPrior: boolean): void {
+    const caps = client.getServerCapabilities() ?? {};
+    const filter = {
+      ...(caps.tools?.listChanged ? { toolsListChanged: true } : {}),
+      ...(caps.prompts?.listChanged ? { promptsListChanged: true } : {}),
+      ...(caps.resources?.listChanged ? { resourcesListChanged: true } : {}),
+    };
+    if (Object.keys(filter).length === 0) return;
+    const sub = client.autoOpenedSubscription;
+    if (sub) {
+      this.listenBackoff.reset();
+      void sub.closed.then((why) => this.listChangesEnded(client, filter, why));
+      return;
+    }
+    if (fromPrior) {
+      this.listenBackoff.reset();
+      this.relistenListChanges(client, filter, 0);
+      return;
+    }
+    this.log.warn({ service: this.name }, 'service did not acknowledge the listen for list changes; listening again');
+    this.relistenListChanges(client, filter);
+  }
+
+  private listChangesEnded(client: GatewayClient, filter: SubscriptionFilter, why: 'local' | 'graceful' | 'remote'): void {
+    if (why === 'local' || this.client !== client || this.stopping) return;
+    // Said when it is time to listen again: a stream ended by the connection's own end (a crash) is not news.
+    this.relistenListChanges(client, filter, this.listenBackoff.next(), () =>
+      this.log.warn({ service: this.name, why }, 'service ended the stream of list changes; listening again'),
+    );
+  }
+
+  private relistenListChanges(client: GatewayClient, filter: SubscriptionFilter, delayMs = this.listenBackoff.next(), announce?: () => void): void {
+    this.clock.setTimeout(() => {
+      if (this.client !== client || this.stopping) return;
+      announce?.();
+      client
+        .listen(filter, { timeout: this.cfg.call_timeout_ms })
+        .then(async (sub) => {
+          if (this.client !== client || this.stopping) return void (await sub.close().catch(() => undefined));
+          this.listenBackoff.reset();
+          void sub.closed.then((why) => this.listChangesEnded(client, filter, why));
+          this.log.info({ service: this.name }, 'listening for list changes');
+          await this.refreshAll(client).then(
+            () => this.emit('changed', 'all'),
+            (e: Error) => this.log.warn({ service: this.name, err: e.message }, 'service list refresh failed'),
+          );
+        })
+        .catch((e: Error) => {
+          if (this.client !== client || this.stopping) return;
+          this.log.warn({ service: this.name, err: e.message }, 'listening for list changes failed; trying again later');
+          this.relistenListChanges(client, filter);
+        });
+    }, delayMs);
+  }
+
+  /**
    * 2025: subscribes the new connection to the URIs the old one held, one at a time (in order with an
    * agent's unsubscribe meanwhile, which drops its URI first). A failure is logged (no URI) and the URI
    * is kept, so the next reconnect tries it again.
@@ -644,6 +713,8 @@ export class ServiceConnection extends EventEmitter {
     client.onerror = (err) => this.log.debug({ service: this.name, err: err.message }, 'service transport error');
     const transport = this.transport();
     this.connecting = transport;
+    // A connect from a known DiscoverResult opens no listen for list changes (the SDK's discovery does).
+    let fromPrior = false;
     try {
       const prior =
         this.era === 'legacy'
@@ -651,6 +722,7 @@ export class ServiceConnection extends EventEmitter {
           : this.era === 'modern' && this.discover
             ? { kind: 'modern' as const, discover: this.discover }
             : undefined;
+      fromPrior = prior?.kind === 'modern';
       await client.connect(transport, { timeout: this.cfg.connect_timeout_ms, ...(prior ? { prior } : {}) });
       this.era = client.getProtocolEra();
       this.discover = client.getDiscoverResult();
@@ -684,6 +756,7 @@ export class ServiceConnection extends EventEmitter {
     this.backoff.reset();
     const sandbox = this.cfg.transport === 'stdio' ? (this.cfg.sandbox?.mode ?? 'bwrap') : undefined;
     this.log.info({ service: this.name, era: this.era, tools: this.tools.length, pid: this.pid, ...(sandbox ? { sandbox } : {}) }, 'service ready');
+    if (this.era === 'modern') this.watchListChanges(client, fromPrior);
     // A new connection to a 2026-07-28 service: the gateway's resource subscriptions are made again.
     this.watch = undefined;
     if (this.era === 'modern' && this.watched.size > 0) {
