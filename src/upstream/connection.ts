@@ -246,6 +246,12 @@ export interface ServiceEnvironment {
   guard?: ServiceGuard;
 }
 
+/** 2026-07-28: what a connection listens for on its list-changes stream, and the stream when it is open. */
+interface ListChanges {
+  filter: SubscriptionFilter;
+  sub?: McpSubscription;
+}
+
 export class ServiceConnection extends EventEmitter {
   state: ServiceState = 'starting';
   lastError: string | undefined;
@@ -305,8 +311,9 @@ export class ServiceConnection extends EventEmitter {
     super();
     this.declared = declared ?? { elicitation: { form: {}, url: {} }, sampling: {}, ...(cfg.roots === 'forward' ? { roots: {} } : {}) };
     this.clock = environment.clock ?? systemClock;
-    this.backoff = new Backoff({ initialMs: cfg.restart?.initial_delay_ms ?? 250, maxMs: cfg.restart?.max_delay_ms ?? 30000 }, environment.random);
-    this.listenBackoff = new Backoff({ initialMs: cfg.restart?.initial_delay_ms ?? 250, maxMs: cfg.restart?.max_delay_ms ?? 30000 }, environment.random);
+    const backoff = { initialMs: cfg.restart?.initial_delay_ms ?? 250, maxMs: cfg.restart?.max_delay_ms ?? 30000 };
+    this.backoff = new Backoff(backoff, environment.random);
+    this.listenBackoff = new Backoff(backoff, environment.random);
     this.guard =
       environment.guard ??
       new ServiceGuard(
@@ -545,30 +552,32 @@ export class ServiceConnection extends EventEmitter {
   /**
    * 2026-07-28: a service's list changes arrive only on a listen stream, which the SDK opens when it
    * connects with discovery (ClientOptions.listChanged), never when it connects from a known
-   * DiscoverResult (a restart or reconnect here), and never again. So the gateway opens it itself
-   * after such a connect, and when the service did not acknowledge the SDK's, or ends it while the
-   * connection lives on (a proxy's idle timeout cuts a remote one), listens again after the restart
-   * backoff; each time it reads the lists again, since changes made meanwhile were announced to
-   * nobody. Without this the catalog, pins included, would stay as it was (a reconnect is from the
-   * known DiscoverResult too).
+   * DiscoverResult (a restart or reconnect here), and never again. So `openListChanges` opens it after
+   * such a connect, before the lists are read, as the SDK's discovery connect does; and when the
+   * service did not acknowledge it, or ends it while the connection lives on (a proxy's idle timeout
+   * cuts a remote one), the gateway listens again after the restart backoff and reads the lists again,
+   * since changes made meanwhile were announced to nobody. Without this the catalog, pins included,
+   * would stay as it was (a reconnect is from the known DiscoverResult too).
    */
-  private watchListChanges(client: GatewayClient, fromPrior: boolean): void {
+  private async openListChanges(client: GatewayClient, fromPrior: boolean): Promise<ListChanges | undefined> {
     const caps = client.getServerCapabilities() ?? {};
     const filter = {
       ...(caps.tools?.listChanged ? { toolsListChanged: true } : {}),
       ...(caps.prompts?.listChanged ? { promptsListChanged: true } : {}),
       ...(caps.resources?.listChanged ? { resourcesListChanged: true } : {}),
     };
-    if (Object.keys(filter).length === 0) return;
-    const sub = client.autoOpenedSubscription;
+    if (Object.keys(filter).length === 0) return undefined;
+    if (!fromPrior) return { filter, sub: client.autoOpenedSubscription };
+    return { filter, sub: await client.listen(filter, { timeout: this.cfg.connect_timeout_ms }).catch(() => undefined) };
+  }
+
+  /** The connection is up: its list-changes stream is watched, or listened for again when there is none. */
+  private watchListChanges(client: GatewayClient, listChanges: ListChanges | undefined): void {
+    if (!listChanges) return;
+    const { filter, sub } = listChanges;
     if (sub) {
       this.listenBackoff.reset();
       void sub.closed.then((why) => this.listChangesEnded(client, filter, why));
-      return;
-    }
-    if (fromPrior) {
-      this.listenBackoff.reset();
-      this.relistenListChanges(client, filter, 0);
       return;
     }
     this.log.warn({ service: this.name }, 'service did not acknowledge the listen for list changes; listening again');
@@ -578,12 +587,10 @@ export class ServiceConnection extends EventEmitter {
   private listChangesEnded(client: GatewayClient, filter: SubscriptionFilter, why: 'local' | 'graceful' | 'remote'): void {
     if (why === 'local' || this.client !== client || this.stopping) return;
     // Said when it is time to listen again: a stream ended by the connection's own end (a crash) is not news.
-    this.relistenListChanges(client, filter, this.listenBackoff.next(), () =>
-      this.log.warn({ service: this.name, why }, 'service ended the stream of list changes; listening again'),
-    );
+    this.relistenListChanges(client, filter, () => this.log.warn({ service: this.name, why }, 'service ended the stream of list changes; listening again'));
   }
 
-  private relistenListChanges(client: GatewayClient, filter: SubscriptionFilter, delayMs = this.listenBackoff.next(), announce?: () => void): void {
+  private relistenListChanges(client: GatewayClient, filter: SubscriptionFilter, announce?: () => void): void {
     this.clock.setTimeout(() => {
       if (this.client !== client || this.stopping) return;
       announce?.();
@@ -604,7 +611,7 @@ export class ServiceConnection extends EventEmitter {
           this.log.warn({ service: this.name, err: e.message }, 'listening for list changes failed; trying again later');
           this.relistenListChanges(client, filter);
         });
-    }, delayMs);
+    }, this.listenBackoff.next());
   }
 
   /**
@@ -713,8 +720,7 @@ export class ServiceConnection extends EventEmitter {
     client.onerror = (err) => this.log.debug({ service: this.name, err: err.message }, 'service transport error');
     const transport = this.transport();
     this.connecting = transport;
-    // A connect from a known DiscoverResult opens no listen for list changes (the SDK's discovery does).
-    let fromPrior = false;
+    let listChanges: ListChanges | undefined;
     try {
       const prior =
         this.era === 'legacy'
@@ -722,11 +728,12 @@ export class ServiceConnection extends EventEmitter {
           : this.era === 'modern' && this.discover
             ? { kind: 'modern' as const, discover: this.discover }
             : undefined;
-      fromPrior = prior?.kind === 'modern';
       await client.connect(transport, { timeout: this.cfg.connect_timeout_ms, ...(prior ? { prior } : {}) });
       this.era = client.getProtocolEra();
       this.discover = client.getDiscoverResult();
       this.pid = transport instanceof ChildProcessTransport ? transport.pid : undefined;
+      // A connect from a known DiscoverResult opened no listen for list changes (the SDK's discovery does).
+      listChanges = this.era === 'modern' ? await this.openListChanges(client, prior?.kind === 'modern') : undefined;
       await this.refreshAll(client);
       // A 2025 service's level is one per connection, shared by every agent: it sends every level and
       // the gateway filters per agent (each agent's threshold, only to the call's own agent).
@@ -756,7 +763,7 @@ export class ServiceConnection extends EventEmitter {
     this.backoff.reset();
     const sandbox = this.cfg.transport === 'stdio' ? (this.cfg.sandbox?.mode ?? 'bwrap') : undefined;
     this.log.info({ service: this.name, era: this.era, tools: this.tools.length, pid: this.pid, ...(sandbox ? { sandbox } : {}) }, 'service ready');
-    if (this.era === 'modern') this.watchListChanges(client, fromPrior);
+    this.watchListChanges(client, listChanges);
     // A new connection to a 2026-07-28 service: the gateway's resource subscriptions are made again.
     this.watch = undefined;
     if (this.era === 'modern' && this.watched.size > 0) {
