@@ -22,12 +22,14 @@
  *  - a schema with annotations only (`{"description": ...}`, any value) becomes `unknown`, which
  *    json-schema-to-typescript would otherwise read as an object.
  * Beside the types, config.ts carries the schema defaults of the policy, audit and limits sections
- * as constants, for the modules that accept a section as written.
+ * as constants, for the modules that accept a section as written. config-validator.ts, the config
+ * schema compiled by ajv, comes from generate-validator.mjs.
  */
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compile } from 'json-schema-to-typescript';
+import { configValidatorSource } from './generate-validator.mjs';
 
 const SCHEMAS = path.dirname(fileURLToPath(import.meta.url));
 const OUT = path.join(SCHEMAS, 'generated');
@@ -258,6 +260,7 @@ export async function generate() {
   return new Map([
     ['schemas/generated/config.ts', await configTypes()],
     ['schemas/generated/audit-event.ts', await auditTypes()],
+    ['schemas/generated/config-validator.ts', await configValidatorSource()],
   ]);
 }
 

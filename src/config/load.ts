@@ -3,19 +3,18 @@
  * section schemas it references), apply defaults, freeze. Any problem stops start-up with the key path
  * and the reason; a secret value is never echoed in an error.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
-import addFormatsModule from 'ajv-formats';
+import type { ErrorObject } from 'ajv';
 import { parseDocument } from 'yaml';
+import { validateConfig } from '../../schemas/generated/config-validator.js';
 import { GatewayError } from '../errors.js';
 import type { Config } from './types.js';
 
 /** The package root (where package.json lives), from src/config or dist/src/config alike. */
 export const PACKAGE_ROOT = findPackageRoot(path.dirname(fileURLToPath(import.meta.url)));
-const SCHEMAS_DIR = path.join(PACKAGE_ROOT, 'schemas');
 /** The embedded default configuration `make run` uses: example services over the sample folder. */
 export const DEV_CONFIG_PATH = path.join(PACKAGE_ROOT, 'src', 'config', 'examples', 'dev.yaml');
 /** What ${MICRO_MCP_RUN_DIR} stands for when a config is only checked, not served. */
@@ -34,23 +33,6 @@ function findPackageRoot(from: string): string {
     if (parent === dir) throw new Error('micro-mcp package root not found');
     dir = parent;
   }
-}
-
-type AjvValidate = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };
-let validator: AjvValidate | undefined;
-
-/** Compiles the config schema once (with every schemas/config-*.schema.json section it references). */
-function configValidator(): AjvValidate {
-  if (validator) return validator;
-  // strictNumbers: YAML's .inf and .nan are numbers to ajv otherwise, and pass `exclusiveMinimum: 0`.
-  const ajv = new Ajv2020({ allErrors: true, useDefaults: true, strict: false, strictNumbers: true });
-  // ajv-formats is CommonJS: Node's default import is module.exports, whose `default` is the plugin too.
-  addFormatsModule.default(ajv);
-  for (const f of readdirSync(SCHEMAS_DIR)) {
-    if (/^config-.*\.schema\.json$/.test(f)) ajv.addSchema(JSON.parse(readFileSync(path.join(SCHEMAS_DIR, f), 'utf8')));
-  }
-  validator = ajv.compile(JSON.parse(readFileSync(path.join(SCHEMAS_DIR, 'config.schema.json'), 'utf8'))) as AjvValidate;
-  return validator;
 }
 
 export interface LoadOptions {
@@ -92,9 +74,9 @@ export function parseConfig(text: string, file: string, opts: LoadOptions = {}):
     MICRO_MCP_RUN_DIR: opts.runDir ?? NO_RUN_DIR,
   };
   const data = interpolate(raw, vars, '', file);
-  const validate = configValidator();
-  if (!validate(data)) {
-    throw new GatewayError('ERR_CONFIG_INVALID', `${file}: ${describeErrors(validate.errors ?? [])}`, { file });
+  // schemas/config.schema.json with its sections, compiled by ajv at `make schemas` (generate-validator.mjs).
+  if (!validateConfig(data)) {
+    throw new GatewayError('ERR_CONFIG_INVALID', `${file}: ${describeErrors(validateConfig.errors ?? [])}`, { file });
   }
   const cfg = data as Config;
   cfg.source = path.resolve(file);
