@@ -124,7 +124,10 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
   );
   const binder = await createStateBinder(authConfig.state_binding ?? {}, Date.now, await replicaStateKey(config, authConfig));
   const state: StatePort = { sign: (p, payload) => binder.signState(p, payload), verify: (p, t) => binder.verifyState(p, t) };
-  const policy = await loadPolicies(config.policy, {
+  // The policy set loads (compiling the engines' WASM) while the services start: neither needs the
+  // other, and each takes about a third of a second on 2 cores. A start that fails either way stops
+  // both: the catalog is held by the lifecycle before it starts, the policy set as soon as it exists.
+  const policyLoad = loadPolicies(config.policy, {
     baseDir,
     log,
     resourceFacts: declaredFactNames(config.services),
@@ -136,13 +139,16 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
       void refusals.policyReloadRejected(e);
     },
   });
-  await life.acquire('policy engines', policy, (p) => p.close());
+  const held = policyLoad.then((p) => life.acquire('policy engines', p, (q) => q.close()));
+  // Handled here too: a start that fails before the await below reports its own error, not this one.
+  held.catch(() => undefined);
   // Pins are read before any service is listed: a broken pin file stops the start (fail closed).
   const pins = new ToolPins(pinsFile(config), log, () => clock.now());
   const catalog = new Catalog(config, log, await serviceEnvironments(config, authConfig, minter), clock, pins);
   // Registered before it starts: a signal during the start still stops the processes it spawned.
   await life.acquire('service connections', catalog, (c) => c.stop());
-  await catalog.start();
+  // The first failure fails the start at once; the lifecycle then stops whatever is still starting.
+  const [policy] = await Promise.all([held, catalog.start()]);
   // Two services under one name (tool, prompt, resource URI): which one an agent reaches would depend
   // on the config order, so the gateway does not start. Clashes of services that come up later or
   // change their lists are withheld and audited (catalog `clash`).
