@@ -1,6 +1,6 @@
 /**
  * The `micro-mcp` command (bin/micro-mcp, package.json's bin): runs the CLI with glibc's mmap
- * threshold fixed at 128 KiB, which returns the memory V8 frees after compiling the engines' WASM
+ * threshold fixed at 32 KiB, which returns the memory V8 frees after compiling the engines' WASM
  * (docs/ARCHITECTURE.md). The gateway the launcher starts is node itself (exec), with the setting in
  * its environment; an operator's own malloc settings are kept; npm's bin symlink finds the CLI.
  */
@@ -12,7 +12,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { echoService, LAUNCHER, startGateway } from '../helpers/harness.js';
 
-const THRESHOLD = 'glibc.malloc.mmap_threshold=131072';
+const THRESHOLD = 'glibc.malloc.mmap_threshold=32768';
 
 /**
  * The environment and executable of a running process, as the kernel holds them. glibc parses
