@@ -28,13 +28,17 @@ function scene() {
   return { dir, tmp, audit: path.join(dir, 'audit'), marker: path.join(dir, 'marker.log') };
 }
 
-function writeConfig(s: ReturnType<typeof scene>, extra: { server?: Record<string, unknown>; startDelayMs?: number } = {}): string {
+function writeConfig(s: ReturnType<typeof scene>, extra: { server?: Record<string, unknown>; startDelayMs?: number; regoDir?: string } = {}): string {
   const echo = echoService({}, s.marker);
-  if (extra.startDelayMs) echo.args = [...(echo.args as string[]), '--start-delay', String(extra.startDelayMs)];
+  if (extra.startDelayMs) {
+    echo.args = [...(echo.args as string[]), '--start-delay', String(extra.startDelayMs)];
+    // The gateway waits for the held handshake, not for its own connect timeout (15 s by default).
+    echo.connect_timeout_ms = extra.startDelayMs * 2;
+  }
   const cfg = {
     server: { host: '127.0.0.1', port: 0, ...extra.server },
     auth: { mode: 'dev', dev_key_dir: path.join(s.dir, 'keys') },
-    policy: { rego: { dir: path.join(ROOT, 'policies', 'rego') }, cedar: { dir: path.join(ROOT, 'policies', 'cedar') }, watch: false },
+    policy: { rego: { dir: extra.regoDir ?? path.join(ROOT, 'policies', 'rego') }, cedar: { dir: path.join(ROOT, 'policies', 'cedar') }, watch: false },
     audit: { file: path.join(s.audit, 'audit.jsonl') },
     services: { echo },
   };
@@ -107,6 +111,22 @@ describe('process lifecycle', () => {
     assert.equal(await g.exited, 1);
     assert.match(g.output(), /ERR_CONFIG_INVALID: the resource URI must be an http\(s\) URL without a fragment/);
     assert.ok(readFileSync(s.marker, 'utf8').includes('spawned'), 'the service had been spawned');
+    assert.doesNotMatch(g.output(), /listening on/);
+    assertNothingLeft(s);
+  });
+
+  test('a policy set that does not compile fails the start while a service is still starting: exit 1, nothing left', { timeout: 15_000 }, async () => {
+    const s = scene();
+    // The policy set loads while the services start. The service holds its handshake for 30 s, beyond
+    // this test's timeout: the start ends in time only by failing at the policy error, not by waiting
+    // for the service (whether its process got as far as its marker before it was stopped varies).
+    const regoDir = path.join(s.dir, 'rego');
+    spawnSync('mkdir', ['-p', regoDir]);
+    writeFileSync(path.join(regoDir, 'authz.rego'), 'package micro_mcp.authz\n\nallow if {\n  input.x ==\n}\n');
+    const g = start(s, writeConfig(s, { startDelayMs: 30_000, regoDir }));
+    assert.equal(await g.exited, 1);
+    assert.match(g.output(), /ERR_POLICY_COMPILE/);
+    assert.match(g.output(), /authz\.rego:\d+/);
     assert.doesNotMatch(g.output(), /listening on/);
     assertNothingLeft(s);
   });
