@@ -444,17 +444,19 @@ interface MemoryReport {
 }
 
 /**
- * The RSS of an idle process once it stopped moving: sampled every second until 12 samples in a
- * row lie within 1 MiB (V8's memory reducer acts ~8 s after the last full GC), at most `maxS`
- * seconds (then the last sample). The 1 s step is the sampling rate of the measurement, not a wait
- * for something that could be awaited: another process's RSS changes without any event to listen to.
+ * The RSS of an idle process once it stopped moving: sampled every second, from `minS` seconds on,
+ * until 12 samples in a row lie within 1 MiB, at most `maxS` seconds (then the last sample). V8's
+ * memory reducer acts ~8 s after the last full GC, and sometimes only in a second round at ~16 s:
+ * the gateway sat at 105-106 MiB for 15 s and then dropped to 90, so a plateau that ends before
+ * `minS` is not the idle state. The 1 s step is the sampling rate of the measurement, not a wait for
+ * something that could be awaited: another process's RSS changes without any event to listen to.
  */
-async function settledRss(pid: number, maxS = 60): Promise<{ mib: number; afterS: number }> {
+async function settledRss(pid: number, minS = 30, maxS = 60): Promise<{ mib: number; afterS: number }> {
   const samples: number[] = [];
   for (let s = 0; s <= maxS; s++) {
     samples.push(rssMiB(pid));
     const last = samples.slice(-12);
-    if (last.length === 12 && Math.max(...last) - Math.min(...last) <= 1) return { mib: last[11] as number, afterS: s };
+    if (s >= minS && Math.max(...last) - Math.min(...last) <= 1) return { mib: last[11] as number, afterS: s };
     await new Promise((r) => setTimeout(r, 1000));
   }
   return { mib: samples[samples.length - 1] as number, afterS: maxS };
