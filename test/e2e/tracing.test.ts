@@ -287,14 +287,9 @@ describe('traces with trust_traceparent', () => {
 describe('traces with the collector down', () => {
   let gw: Gateway;
   before(async () => {
-    // A port that was free a moment ago: nothing listens there.
-    const closed = await new Promise<number>((resolve) => {
-      const s = createServer().listen(0, '127.0.0.1', () => {
-        const p = (s.address() as AddressInfo).port;
-        s.close(() => resolve(p));
-      });
-    });
-    gw = await startGateway({ services: { echo: echoService() }, tracing: { otlp_endpoint: `http://127.0.0.1:${closed}/v1/traces` } });
+    // Port 1 (tcpmux): nothing here listens there, so every export is refused. A port that was free a
+    // moment ago is not enough: with tests running side by side another test's server took it once.
+    gw = await startGateway({ services: { echo: echoService() }, tracing: { otlp_endpoint: 'http://127.0.0.1:1/v1/traces' } });
   });
   after(async () => {
     await gw?.stop();
