@@ -37,6 +37,11 @@ export interface PolicyEngine {
   /** Hash of the sources (or the bundle's manifest revision) this engine was loaded from. */
   readonly revision: string;
   evaluate(input: PolicyInput): EngineResult;
+  /**
+   * One throwaway evaluation that pays the engine's one-time WASM set-up before real decisions
+   * (policy-set.ts warmUp); leaves nothing behind that a real decision would not use. Throws like evaluate.
+   */
+  warmUp(input: PolicyInput): void;
   /** Releases engine memory. Idempotent. */
   close(): void;
 }

@@ -81,6 +81,10 @@ export class RegoEngine implements PolicyEngine {
     return { allow: doc.allow, reasons, obligations: Object.keys(obligations).length > 0 ? [obligations] : [] };
   }
 
+  warmUp(input: PolicyInput): void {
+    this.evaluate(input);
+  }
+
   close(): void {
     this.#policy = null;
   }
