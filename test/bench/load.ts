@@ -70,7 +70,6 @@ async function callOnce(client: Client, work: Workload, i: number): Promise<void
   if (r.isError === true || got !== work.expect(i)) throw new Error(`${work.tool}: unexpected result (isError=${String(r.isError)})`);
 }
 
-/** Runs the load on these clients (concurrency = clients.length) and returns latency and throughput. */
 /** The message of a failed call, plus the deciding reasons when a policy denied it. */
 function describeError(e: unknown): string {
   const err = e as { message?: unknown; data?: { reasons?: Array<{ message?: unknown }> } };
@@ -83,6 +82,17 @@ function describeError(e: unknown): string {
  * Failed calls are counted and described; more than 10% failed warm-up calls abort (the setup is broken).
  */
 export async function runLoad(clients: readonly Client[], o: LoadOptions): Promise<LoadResult> {
+  return (await sampleLoad(clients, o)).result;
+}
+
+/** One run's result with its answered calls' latencies (ms, ascending), for merging rounds. */
+export interface LoadSample {
+  result: LoadResult;
+  latencies: Float64Array;
+}
+
+/** runLoad, keeping the latencies: several rounds of one path merge into one result (mergeSamples). */
+export async function sampleLoad(clients: readonly Client[], o: LoadOptions): Promise<LoadSample> {
   let errors = 0;
   const errorKinds: Record<string, number> = {};
   const failed = (e: unknown) => {
@@ -128,16 +138,53 @@ export async function runLoad(clients: readonly Client[], o: LoadOptions): Promi
   let sum = 0;
   for (const v of measured) sum += v;
   return {
-    clients: clients.length,
-    calls: ok + errors,
+    result: {
+      clients: clients.length,
+      calls: ok + errors,
+      wallMs,
+      callsPerSec: (ok / wallMs) * 1000,
+      p50Ms: percentile(measured, 50),
+      p99Ms: percentile(measured, 99),
+      meanMs: sum / Math.max(1, ok),
+      capped: ok + errors < o.calls,
+      errors,
+      warmupErrors,
+      errorKinds,
+    },
+    latencies: measured,
+  };
+}
+
+/**
+ * Rounds of one path as one result: calls, errors and wall time added up (calls/s = answered calls
+ * over the rounds' measured time together), percentiles over every round's latencies at once.
+ */
+export function mergeSamples(parts: readonly LoadSample[]): LoadResult {
+  const first = parts[0];
+  if (first === undefined) throw new Error('mergeSamples: no rounds');
+  const all = new Float64Array(parts.reduce((n, x) => n + x.latencies.length, 0));
+  let at = 0;
+  for (const x of parts) {
+    all.set(x.latencies, at);
+    at += x.latencies.length;
+  }
+  all.sort();
+  let sum = 0;
+  for (const v of all) sum += v;
+  const wallMs = parts.reduce((n, x) => n + x.result.wallMs, 0);
+  const errorKinds: Record<string, number> = {};
+  for (const x of parts) for (const [k, n] of Object.entries(x.result.errorKinds)) errorKinds[k] = (errorKinds[k] ?? 0) + n;
+  return {
+    clients: first.result.clients,
+    calls: parts.reduce((n, x) => n + x.result.calls, 0),
     wallMs,
-    callsPerSec: (ok / wallMs) * 1000,
-    p50Ms: percentile(measured, 50),
-    p99Ms: percentile(measured, 99),
-    meanMs: sum / Math.max(1, ok),
-    capped: ok + errors < o.calls,
-    errors,
-    warmupErrors,
+    callsPerSec: (all.length / wallMs) * 1000,
+    p50Ms: percentile(all, 50),
+    p99Ms: percentile(all, 99),
+    meanMs: sum / Math.max(1, all.length),
+    capped: parts.some((x) => x.result.capped),
+    errors: parts.reduce((n, x) => n + x.result.errors, 0),
+    warmupErrors: parts.reduce((n, x) => n + x.result.warmupErrors, 0),
     errorKinds,
   };
 }

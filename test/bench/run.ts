@@ -9,7 +9,7 @@
  * - `mcp-proxy` (npm, a dev dependency): stdio-to-Streamable-HTTP, no auth, no policy, no audit.
  * Calls: `echo` with a new text every call and `read` (mounted as fs.read behind the gateway, so the
  * fs policies decide) with a new path every call; 1, 16 and 64 agents (read: 1 and 16); both eras;
- * each cell measured on every path back to back. Then an open-loop run at a fixed rate per path
+ * each cell measured on every path in interleaved rounds (ROUNDS). Then an open-loop run at a fixed rate per path
  * (latency from each call's due time: no coordinated omission), memory (idle RSS, 1,000 open 2025
  * sessions), time to ready, a CPU profile of the gateway, and the in-process micro-benchmarks.
  * Writes test/bench/RESULTS.md and test/bench/results.json. Loopback only; everything it starts is stopped.
@@ -28,7 +28,18 @@ import { fileURLToPath } from 'node:url';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { CLI, connect, eventually, ROOT, startGateway, type Era, type Gateway } from '../helpers/harness.js';
-import { echoWork, readWork, runLoad, runOpenLoop, type LoadResult, type OpenLoopResult, type Workload } from './load.js';
+import {
+  echoWork,
+  type LoadSample,
+  mergeSamples,
+  readWork,
+  runLoad,
+  runOpenLoop,
+  sampleLoad,
+  type LoadResult,
+  type OpenLoopResult,
+  type Workload,
+} from './load.js';
 import { runMicro, type MicroRow } from './micro.js';
 import { summarizeProfile, type ProfileSummary } from './profile.js';
 
@@ -48,6 +59,12 @@ const PLAN: Record<Agents, { calls: number; warmupPerClient: number; capMs: numb
   16: { calls: scaled(3000), warmupPerClient: scaled(20), capMs: 8_000 },
   64: { calls: scaled(3000), warmupPerClient: scaled(20), capMs: 8_000 },
 };
+/**
+ * Each row group is measured in this many rounds, the paths taking turns within a round (each round
+ * starting one path later): a slow spell of a shared machine then falls on every path alike instead
+ * of on whichever path was being measured. A path's row merges its rounds (load.ts mergeSamples).
+ */
+const ROUNDS = 3;
 const ERAS: Era[] = ['modern', 'legacy'];
 const ERA_LABEL: Record<Era, string> = { modern: '2026-07-28', legacy: '2025-11-25' };
 type Kind = 'echo' | 'read';
@@ -231,17 +248,33 @@ async function clientsFor(t: Target, era: Era, n: number): Promise<{ clients: Cl
   return { clients, close: async () => void (await Promise.all(made.map(end))) };
 }
 
-async function measure(t: Target, era: Era, kind: Kind, c: Agents): Promise<Row> {
+/** One round of one path: fresh clients (and 2025 sessions), its warm-up, then its share of the calls. */
+async function sampleRound(t: Target, era: Era, kind: Kind, c: Agents): Promise<LoadSample> {
   const { clients, close } = await clientsFor(t, era, c);
   try {
-    const r = await runLoad(clients, { ...PLAN[c], work: t.work[kind] });
+    const plan = PLAN[c];
+    return await sampleLoad(clients, { ...plan, calls: Math.ceil(plan.calls / ROUNDS), capMs: plan.capMs / ROUNDS, work: t.work[kind] });
+  } finally {
+    await close();
+  }
+}
+
+/** One row group: every path in ROUNDS interleaved rounds, one row per path. */
+async function measure(targets: readonly Target[], era: Era, kind: Kind, c: Agents): Promise<Row[]> {
+  const samples = targets.map((): LoadSample[] => []);
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let k = 0; k < targets.length; k++) {
+      const i = (k + round) % targets.length;
+      samples[i]!.push(await sampleRound(targets[i]!, era, kind, c));
+    }
+  }
+  return targets.map((t, i) => {
+    const r = mergeSamples(samples[i]!);
     log(
       `${t.path.padEnd(12)} ${era.padEnd(6)} ${kind.padEnd(4)} c=${String(c).padEnd(2)} ${fmt(r.callsPerSec, 0).padStart(6)} calls/s  p50 ${fmt(r.p50Ms, 2)} ms  p99 ${fmt(r.p99Ms, 2)} ms${r.capped ? ' (time cap)' : ''}${errorNote(r)}`,
     );
     return { path: t.path, era, kind, r };
-  } finally {
-    await close();
-  }
+  });
 }
 
 async function measureOpen(t: Target, era: Era): Promise<OpenRow> {
@@ -265,7 +298,7 @@ async function measureOpen(t: Target, era: Era): Promise<OpenRow> {
  */
 const expectedRecords = (rows: Row[]) =>
   rows.reduce((s, x) => {
-    const warm = x.r.clients * PLAN[x.r.clients as Agents].warmupPerClient;
+    const warm = ROUNDS * x.r.clients * PLAN[x.r.clients as Agents].warmupPerClient;
     const failed = x.r.errors + x.r.warmupErrors;
     return s + 2 * (x.r.calls + warm - failed) + failed;
   }, 0);
@@ -589,8 +622,8 @@ async function main(): Promise<void> {
   const audits: string[] = [];
 
   // Every target is up at once (idle processes cost nothing) and each cell is measured on all of
-  // them back to back, so a change in machine load between cells skews the absolute numbers but
-  // not the comparison within a cell.
+  // them in interleaved rounds, so a change in machine load between cells skews the absolute numbers
+  // but not the comparison within a cell, and a slow spell within a cell falls on every path alike.
   const targetsUp: Target[] = [];
   if (ONLY.has('load') || ONLY.has('open')) {
     const plain = { echo: echoWork('echo'), read: readWork('read') };
@@ -609,7 +642,7 @@ async function main(): Promise<void> {
     targetsUp.push({ path: 'mcp-proxy', make: (era) => () => directClient(proxy.url, era), shared: false, work: plain });
   }
   if (ONLY.has('load')) {
-    for (const era of ERAS) for (const [kind, c] of CELLS) for (const t of targetsUp) rows.push(await measure(t, era, kind, c));
+    for (const era of ERAS) for (const [kind, c] of CELLS) rows.push(...(await measure(targetsUp, era, kind, c)));
   }
   if (ONLY.has('open')) {
     for (const era of ERAS) for (const t of targetsUp) open.push(await measureOpen(t, era));
@@ -667,7 +700,8 @@ async function main(): Promise<void> {
       'its own sessions for 2025, no auth, policy or audit. `echo` sends a new text every call; `read` a new path every call ' +
       '(behind the gateway it is fs.read, decided by the fs policies on the canonical path; the service answers with the path, no disk I/O). ' +
       `Closed loop, each agent its own connection (and 2025 session); ${PLAN[1].calls} measured calls at 1 agent, ${PLAN[16].calls} at 16 and 64, ` +
-      `after warm-up (a run stops at ${PLAN[1].capMs / 1000} s: "(cap)"); each row group is measured back to back on every path. ` +
+      `after warm-up (a run stops at ${PLAN[1].capMs / 1000} s: "(cap)"); each row group is measured in ${ROUNDS} rounds, the paths taking turns in each (fresh clients and warm-up every round; ` +
+      'a row merges its rounds: calls/s over their measured time together, percentiles over all their calls). ' +
       'Clients, gateway and service share the same cores.',
     '',
     loadTable(rows),
