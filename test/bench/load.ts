@@ -135,23 +135,30 @@ export async function sampleLoad(clients: readonly Client[], o: LoadOptions): Pr
   );
   const wallMs = performance.now() - start;
   const measured = lat.subarray(0, ok).sort();
-  let sum = 0;
-  for (const v of measured) sum += v;
   return {
     result: {
       clients: clients.length,
       calls: ok + errors,
       wallMs,
-      callsPerSec: (ok / wallMs) * 1000,
-      p50Ms: percentile(measured, 50),
-      p99Ms: percentile(measured, 99),
-      meanMs: sum / Math.max(1, ok),
+      ...latencyStats(measured, wallMs),
       capped: ok + errors < o.calls,
       errors,
       warmupErrors,
       errorKinds,
     },
     latencies: measured,
+  };
+}
+
+/** Throughput and latency of answered calls (ms, ascending) over a measured wall time. */
+function latencyStats(sorted: Float64Array, wallMs: number): Pick<LoadResult, 'callsPerSec' | 'p50Ms' | 'p99Ms' | 'meanMs'> {
+  let sum = 0;
+  for (const v of sorted) sum += v;
+  return {
+    callsPerSec: (sorted.length / wallMs) * 1000,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    meanMs: sum / Math.max(1, sorted.length),
   };
 }
 
@@ -169,8 +176,6 @@ export function mergeSamples(parts: readonly LoadSample[]): LoadResult {
     at += x.latencies.length;
   }
   all.sort();
-  let sum = 0;
-  for (const v of all) sum += v;
   const wallMs = parts.reduce((n, x) => n + x.result.wallMs, 0);
   const errorKinds: Record<string, number> = {};
   for (const x of parts) for (const [k, n] of Object.entries(x.result.errorKinds)) errorKinds[k] = (errorKinds[k] ?? 0) + n;
@@ -178,10 +183,7 @@ export function mergeSamples(parts: readonly LoadSample[]): LoadResult {
     clients: first.result.clients,
     calls: parts.reduce((n, x) => n + x.result.calls, 0),
     wallMs,
-    callsPerSec: (all.length / wallMs) * 1000,
-    p50Ms: percentile(all, 50),
-    p99Ms: percentile(all, 99),
-    meanMs: sum / Math.max(1, all.length),
+    ...latencyStats(all, wallMs),
     capped: parts.some((x) => x.result.capped),
     errors: parts.reduce((n, x) => n + x.result.errors, 0),
     warmupErrors: parts.reduce((n, x) => n + x.result.warmupErrors, 0),
