@@ -37,7 +37,7 @@ _grants contains "http_fetch_scope: http.fetchText is granted by scope http:fetc
 #   from the open world: the secret could leave in the URL. Labels are facts of 2025 sessions only.
 _denies contains "http_fetch_after_secret: this session has received secret data; fetching from the open world is denied" if {
 	_fetch_call
-	"secret" in object.get(input.context, "data_labels", [])
+	"secret" in input.context.data_labels
 }
 
 # METADATA

@@ -102,6 +102,44 @@ describe('policy compile cache', () => {
     for (const n of names) assert.notEqual(readFileSync(join(cache, n), 'utf8'), 'not an entry');
   });
 
+  it('compiles again when a Rego entry reads well but its bundle does not load, and replaces it', async () => {
+    const name = entries().find((n) => n.startsWith('rego-')) as string;
+    const file = join(cache, name);
+    const good = await decisions();
+    const original = readFileSync(file);
+    // The entry's first line (what the policy reads) is intact; the bundle after it is not.
+    writeFileSync(file, Buffer.concat([original.subarray(0, original.indexOf(10) + 1), Buffer.from('not a bundle')]));
+    assert.deepEqual(await decisions(), good);
+    const replaced = readFileSync(file);
+    assert.deepEqual(replaced.subarray(0, replaced.indexOf(10)), original.subarray(0, original.indexOf(10)));
+    assert.equal(replaced.includes('not a bundle'), false);
+  });
+
+  it('sends Rego what the entry says the policy reads', async () => {
+    // Like the Cedar entry above: an entry is trusted as compiled. One that says the policy reads
+    // nothing of the input shows in the next decision (nothing is granted).
+    const name = entries().find((n) => n.startsWith('rego-')) as string;
+    const file = join(cache, name);
+    const original = readFileSync(file);
+    writeFileSync(file, Buffer.concat([Buffer.from('{"reads":[]}\n'), original.subarray(original.indexOf(10) + 1)]));
+    try {
+      const p = await load();
+      try {
+        const c = POLICY_CASES.find((x) => x.expect.allow);
+        assert.ok(c);
+        const rego = p.decide(caseInput(c)).engines?.find((v) => v.engine === 'rego');
+        assert.deepEqual(
+          rego?.reasons.map((r) => r.id),
+          ['default_deny'],
+        );
+      } finally {
+        p.close();
+      }
+    } finally {
+      writeFileSync(file, original);
+    }
+  });
+
   it('compiles again when a source, a Rego test or the fact names change, and never keeps a broken set', async () => {
     const before = entries();
     writeFileSync(join(cedar, 'extra.cedar'), '@id("extra_forbid")\nforbid (principal, action, resource == MicroMcp::Tool::"nope.nothing");\n');

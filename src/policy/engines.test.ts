@@ -19,9 +19,10 @@ const regoDir = join(root, 'policies', 'rego');
 const cedarDir = join(root, 'policies', 'cedar');
 
 const factories: Record<string, () => Promise<PolicyEngine>> = {
+  // As the gateway loads it: sent only what the policies read, answers memoised.
   rego: async () => {
-    const { tarball } = await buildRegoBundle(resolveOpa(), regoDir);
-    return RegoEngine.fromBundle(readRegoBundle(tarball, regoDir), regoDir);
+    const { tarball, reads } = await buildRegoBundle(resolveOpa(), regoDir);
+    return RegoEngine.fromBundle(readRegoBundle(tarball, regoDir), regoDir, reads);
   },
   cedar: () => CedarEngine.load(cedarDir),
 };

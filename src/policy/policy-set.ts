@@ -186,14 +186,12 @@ async function loadRego(cfg: ResolvedPolicyConfig, cache: CompileCache | null): 
   const opa = resolveOpa(cfg.opa_path);
   const built = await buildRegoBundle(opa, dir, cfg.fact_names, cache);
   try {
-    return await RegoEngine.fromBundle(readRegoBundle(built.tarball, dir), dir);
+    return await RegoEngine.fromBundle(readRegoBundle(built.tarball, dir), dir, built.reads);
   } catch (e) {
     if (built.cacheKey === undefined || cache === null) throw e;
     // A cache entry that does not load (corrupt on disk) is not a policy error: compile as if it were not there.
-    const fresh = await buildRegoBundle(opa, dir, cfg.fact_names);
-    const engine = await RegoEngine.fromBundle(readRegoBundle(fresh.tarball, dir), dir);
-    await cache.put('rego', built.cacheKey, fresh.tarball);
-    return engine;
+    const fresh = await buildRegoBundle(opa, dir, cfg.fact_names, cache, { refresh: true });
+    return RegoEngine.fromBundle(readRegoBundle(fresh.tarball, dir), dir, fresh.reads);
   }
 }
 

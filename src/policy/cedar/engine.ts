@@ -13,6 +13,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DecisionReason, PolicyInput, ToolFacts } from '../../types.js';
 import { CompileCache } from '../compile-cache.js';
+import { DecisionMemo } from '../memo.js';
 import { compileError, lineOf, type PolicyProblem } from '../problems.js';
 import { EngineError, type EngineResult, type PolicyEngine } from '../types.js';
 import { toCedarRequest, toolEntityKey, toolEntityOf } from './request.js';
@@ -73,8 +74,6 @@ interface CachedSet {
   scopes: Record<string, PolicyJson>;
 }
 
-/** Memoised decisions per engine instance; bounded so hostile argument variety cannot grow memory. */
-const MEMO_MAX = 10_000;
 /**
  * Pre-parsed slices per engine instance, one per (action, tool) seen. Tools come from the catalog,
  * but the bound keeps a hostile or huge catalog from growing the WASM cache without end.
@@ -98,8 +97,8 @@ export class CedarEngine implements PolicyEngine {
   /** Policy ids annotated `@parity("why")`: rules Rego can only approximate, declared for `policy parity`. */
   readonly parityDeclared: ReadonlyMap<string, string>;
   #closed = false;
-  /** Decisions by request, oldest first (a Map keeps insertion order: eviction drops the oldest). */
-  readonly #memo = new Map<string, EngineResult>();
+  /** Decisions by slice and request. */
+  readonly #memo = new DecisionMemo();
   /** Every policy as text (for slices) and as JSON (its scope), by @id, in file order. */
   readonly #texts: ReadonlyMap<string, string>;
   readonly #scopes: ReadonlyMap<string, PolicyJson>;
@@ -369,15 +368,7 @@ export class CedarEngine implements PolicyEngine {
     const key = `${slice.id}\0${JSON.stringify(req)}`;
     const hit = this.#memo.get(key);
     if (hit) return hit;
-    const result = this.#evaluate(req, slice.id);
-    // Shared by every later hit: frozen so no caller can change another call's reasons.
-    for (const r of result.reasons) Object.freeze(r);
-    Object.freeze(result.reasons);
-    Object.freeze(result.obligations);
-    Object.freeze(result);
-    if (this.#memo.size >= MEMO_MAX) this.#memo.delete(this.#memo.keys().next().value as string);
-    this.#memo.set(key, result);
-    return result;
+    return this.#memo.remember(key, this.#evaluate(req, slice.id));
   }
 
   /**

@@ -35,6 +35,13 @@ _obligations := authz.obligations
 decision := {"allow": authz.allow, "reasons": _reasons, "obligations": _obligations}
 `;
 
+/**
+ * What of the input a policy set can read: paths of keys from input's root, each ending where the
+ * reference stops being a constant key (everything below it is read), as `opa deps` reports the
+ * entrypoint's base documents. null: the whole input (a bare `input` reference, or no analysis).
+ */
+export type InputReads = readonly (readonly string[])[] | null;
+
 export interface RegoBundle {
   wasm: Uint8Array;
   data: Record<string, unknown>;
@@ -98,14 +105,17 @@ export async function checkRegoTypes(opa: string, dir: string, factNames: readon
 /**
  * Compiles the Rego sources in `dir` with `opa build -t wasm` into one bundle (tests ignored), after
  * the type check (`factNames`: the services' declared named resource facts). Rejects with
- * ERR_POLICY_COMPILE naming file, line and reason.
+ * ERR_POLICY_COMPILE naming file, line and reason. With a cache, an entry compiled before is used
+ * (`refresh`: compiled again and written over it, for an entry that did not load). `reads`: what
+ * of the input the compiled policy can read.
  */
 export async function buildRegoBundle(
   opa: string,
   dir: string,
   factNames: readonly string[] = [],
   cache: CompileCache | null = null,
-): Promise<{ tarball: Buffer; revision: string; cacheKey?: string }> {
+  opts: { refresh?: boolean } = {},
+): Promise<{ tarball: Buffer; revision: string; reads: InputReads; cacheKey?: string }> {
   const rev = await regoSourceRevision(dir);
   // Everything the check and the build read: the sources with their tests, the input schema and the
   // fact names it is extended with, the entry rule and the opa binary itself (path, size, mtime).
@@ -113,7 +123,7 @@ export async function buildRegoBundle(
   if (cache !== null) {
     const bin = await stat(opa);
     key = CompileCache.key([
-      'rego-1',
+      'rego-2',
       rev,
       await regoSourceRevision(dir, true),
       await readFile(policyInputSchema()),
@@ -121,16 +131,84 @@ export async function buildRegoBundle(
       ENTRY_REGO,
       `${opa}\0${bin.size}\0${bin.mtimeMs}`,
     ]);
-    const hit = await cache.get('rego', key);
+    const hit = opts.refresh === true ? null : await cache.get('rego', key);
+    const entry = hit === null ? null : readCacheEntry(hit);
     // cacheKey marks a bundle read from the cache (its caller recompiles if it does not load).
-    if (hit !== null) return { tarball: hit, revision: rev, cacheKey: key };
+    if (entry !== null) return { ...entry, revision: rev, cacheKey: key };
   }
   const built = await compileRegoBundle(opa, dir, factNames, rev);
-  if (cache !== null && key !== null) await cache.put('rego', key, built.tarball);
+  if (cache !== null && key !== null) await cache.put('rego', key, Buffer.concat([Buffer.from(`${JSON.stringify({ reads: built.reads })}\n`), built.tarball]));
   return built;
 }
 
-async function compileRegoBundle(opa: string, dir: string, factNames: readonly string[], rev: string): Promise<{ tarball: Buffer; revision: string }> {
+/** A cache entry: one JSON line ({reads}), then the bundle. null when it is not one (then the set is compiled). */
+function readCacheEntry(data: Buffer): { tarball: Buffer; reads: InputReads } | null {
+  const nl = data.indexOf(10);
+  if (nl < 0) return null;
+  try {
+    const head = JSON.parse(data.subarray(0, nl).toString('utf8')) as { reads?: unknown };
+    const reads = head.reads === null ? null : inputReadsOf(head.reads);
+    if (reads === undefined) return null;
+    return { tarball: data.subarray(nl + 1), reads };
+  } catch {
+    return null;
+  }
+}
+
+/** Paths as InputReads keeps them (arrays of strings), or undefined when `v` is not that. */
+function inputReadsOf(v: unknown): InputReads | undefined {
+  if (!Array.isArray(v)) return undefined;
+  const out: string[][] = [];
+  for (const p of v) {
+    if (!Array.isArray(p) || !p.every((k): k is string => typeof k === 'string')) return undefined;
+    out.push(p);
+  }
+  return out;
+}
+
+interface OpaTerm {
+  type?: unknown;
+  value?: unknown;
+}
+
+/**
+ * The input paths `opa deps` finds under the entrypoint (the same files as the build). A
+ * reference keeps its constant keys up to the first variable or computed one; `input` itself, or
+ * output that cannot be read, means the whole input.
+ */
+async function inputReads(opa: string, dir: string, entryDir: string): Promise<InputReads> {
+  const query = `data.${REGO_ENTRYPOINT.replace('/', '.')}`;
+  const run = await runOpa(opa, ['deps', '--format', 'json', '--ignore', '*_test.rego', '-d', '.', '-d', entryDir, query], { cwd: dir });
+  if (run.code !== 0) return null;
+  let base: unknown;
+  try {
+    base = (JSON.parse(run.stdout) as { base?: unknown }).base ?? [];
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(base)) return null;
+  const paths: string[][] = [];
+  for (const ref of base as unknown[]) {
+    if (!Array.isArray(ref)) return null;
+    const [head, ...rest] = ref as OpaTerm[];
+    if (head?.type !== 'var' || head.value !== 'input') continue; // data from the bundle, not input
+    const path: string[] = [];
+    for (const t of rest) {
+      if (t?.type !== 'string' || typeof t.value !== 'string') break;
+      path.push(t.value);
+    }
+    if (path.length === 0) return null;
+    paths.push(path);
+  }
+  return paths;
+}
+
+async function compileRegoBundle(
+  opa: string,
+  dir: string,
+  factNames: readonly string[],
+  rev: string,
+): Promise<{ tarball: Buffer; revision: string; reads: InputReads }> {
   await checkRegoTypes(opa, dir, factNames);
   const tmp = await mkdtemp(join(tmpdir(), 'micro-mcp-opa-'));
   try {
@@ -139,12 +217,13 @@ async function compileRegoBundle(opa: string, dir: string, factNames: readonly s
     await mkdir(entryDir);
     await writeFile(join(entryDir, 'micro_mcp_gateway.rego'), ENTRY_REGO);
     // cwd = dir and "." so that opa reports file names relative to the policy dir.
-    const run = await runOpa(opa, ['build', '-t', 'wasm', '-e', REGO_ENTRYPOINT, '--ignore', '*_test.rego', '--revision', rev, '-o', out, '.', entryDir], {
-      cwd: dir,
-    });
+    const [run, reads] = await Promise.all([
+      runOpa(opa, ['build', '-t', 'wasm', '-e', REGO_ENTRYPOINT, '--ignore', '*_test.rego', '--revision', rev, '-o', out, '.', entryDir], { cwd: dir }),
+      inputReads(opa, dir, entryDir),
+    ]);
     // opa prints its errors on stdout, other failures on stderr.
     if (run.code !== 0) throw compileError(parseOpaProblems(`${run.stdout}\n${run.stderr}`, dir));
-    return { tarball: await readFile(out), revision: rev };
+    return { tarball: await readFile(out), revision: rev, reads };
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
