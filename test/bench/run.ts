@@ -322,6 +322,9 @@ async function measureOpen(t: Target, era: Era): Promise<OpenRow> {
   }
 }
 
+/** Records `calls` calls must leave when `failed` of them failed: a decision and an outcome each, a decision for a failed one. */
+const recordsFor = (calls: number, failed: number) => 2 * (calls - failed) + failed;
+
 /**
  * Audit records the calls of these rows must have left: a decision and an outcome per answered call,
  * at least a decision per failed one (a denial has no outcome). Warm-up included.
@@ -329,8 +332,7 @@ async function measureOpen(t: Target, era: Era): Promise<OpenRow> {
 const expectedRecords = (rows: Row[]) =>
   rows.reduce((s, x) => {
     const warm = ROUNDS * x.r.clients * PLAN[x.r.clients as Agents].warmupPerClient;
-    const failed = x.r.errors + x.r.warmupErrors;
-    return s + 2 * (x.r.calls + warm - failed) + failed;
+    return s + recordsFor(x.r.calls + warm, x.r.errors + x.r.warmupErrors);
   }, 0);
 
 /** The 16-client modern echo run again, on a gateway whose CPU profile covers exactly that run. */
@@ -684,7 +686,7 @@ async function main(): Promise<void> {
   for (const t of targetsUp) {
     if (t.gw && ONLY.has('load'))
       audits.push(
-        `audit of the gateway: ${await stopAndCheckAudit(t.gw, expectedRecords(rows.filter((x) => x.path === 'gateway')) + 2 * (warmedUp.calls - warmedUp.errors) + warmedUp.errors)}`,
+        `audit of the gateway: ${await stopAndCheckAudit(t.gw, expectedRecords(rows.filter((x) => x.path === 'gateway')) + recordsFor(warmedUp.calls, warmedUp.errors))}`,
       );
   }
   const mem = ONLY.has('memory') ? await memory() : undefined;

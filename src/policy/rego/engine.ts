@@ -159,19 +159,18 @@ export class RegoEngine implements PolicyEngine {
   }
 
   evaluate(input: PolicyInput): EngineResult {
-    if (this.#policy === null) throw new EngineError('ERR_ENGINE_CLOSED', 'rego engine is closed');
+    const policy = this.#policy;
+    if (policy === null) throw new EngineError('ERR_ENGINE_CLOSED', 'rego engine is closed');
     // The JSON the policy is sent is the memo key: a policy that reads neither the arguments nor the
     // time answers a call it has answered before (echo with new text) from the memo.
     const json = JSON.stringify(this.#reads === null ? input : project(input, this.#reads));
     const hit = this.#memo?.get(json);
     if (hit !== undefined) return hit;
-    const result = this.#evaluate(json);
+    const result = this.#evaluate(policy, json);
     return this.#memo === null ? result : this.#memo.remember(json, result);
   }
 
-  #evaluate(json: string): EngineResult {
-    const policy = this.#policy;
-    if (policy === null) throw new EngineError('ERR_ENGINE_CLOSED', 'rego engine is closed');
+  #evaluate(policy: LoadedPolicy, json: string): EngineResult {
     let rs: unknown;
     try {
       // As the UTF-8 bytes of its JSON: opa-wasm copies them into WASM memory as they are.
