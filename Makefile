@@ -75,10 +75,13 @@ replica-tools:
 	  fi; \
 	fi
 
-# A clean build: a renamed or deleted source must not leave a stale compiled test behind.
+# A clean build: a renamed or deleted source must not leave a stale compiled test behind. Then the
+# programs that run as processes (the gateway's command, each service) are bundled in place, their
+# shared code in dist/chunks/ (bin/bundle.mjs: they start ~0.1-0.2 s sooner).
 build: $(NODE_STAMP)
 	rm -rf dist
 	npx tsc -p tsconfig.json
+	node bin/bundle.mjs
 
 run: setup build
 	node dist/src/cli/main.js vector index services/fs/sample --collection sample

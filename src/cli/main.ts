@@ -11,6 +11,10 @@
  *   micro-mcp vector index DIR [--collection NAME] [--store DIR]
  *   micro-mcp tools list | diff SERVICE.TOOL | approve SERVICE.TOOL [--config FILE]
  */
+// First: V8's settings for the WASM engines, before any module loads one. The engines import it
+// too, but in the bundled command (bin/bundle.mjs) an engine's import of its WASM package is
+// evaluated before the engine's own code, so only an import from here comes first.
+import '../policy/wasm-guard.js';
 import { installAbortSignalAny } from '../abort-signal-any.js';
 import { isGatewayError } from '../errors.js';
 
