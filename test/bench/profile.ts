@@ -1,5 +1,11 @@
 /** Summarises a V8 .cpuprofile: heaviest self-time functions, and self time per package / module. */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { SourceMap } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository (this file runs from dist/test/bench). */
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 interface ProfileNode {
   id: number;
@@ -56,6 +62,8 @@ export function areaOf(url: string, fn: string): string {
   if (nm) return nm[1]!;
   const ours = /\/dist\/((?:src|test|services)\/.*)$/.exec(url);
   if (ours) return ours[1]!;
+  // A TypeScript source a bundle's source map names (see located).
+  if (url.startsWith(`${ROOT}${path.sep}`)) return path.relative(ROOT, url);
   if (url.startsWith('node:'))
     return url
       .replace(/^node:internal\/(?:deps\/)?/, 'node:')
@@ -65,8 +73,32 @@ export function areaOf(url: string, fn: string): string {
   return url;
 }
 
+/**
+ * A frame as its source names it: the gateway's command runs bundled (bin/bundle.mjs), so a frame in
+ * dist/chunks/ is mapped through the chunk's source map (which esbuild chained to tsc's maps and the
+ * packages' own) to the TypeScript or package file it came from. Other frames are kept as they are.
+ */
+function locator(): (cf: ProfileNode['callFrame']) => ProfileNode['callFrame'] {
+  const maps = new Map<string, SourceMap | null>();
+  return (cf) => {
+    if (!cf.url.startsWith('file://') || cf.lineNumber < 0) return cf;
+    let map = maps.get(cf.url);
+    if (map === undefined) {
+      const file = fileURLToPath(cf.url);
+      map = existsSync(`${file}.map`) ? new SourceMap(JSON.parse(readFileSync(`${file}.map`, 'utf8'))) : null;
+      maps.set(cf.url, map);
+    }
+    const at = map?.findEntry(cf.lineNumber, Math.max(0, cf.columnNumber));
+    if (at === undefined || !('originalSource' in at)) return cf;
+    const source = path.resolve(path.dirname(fileURLToPath(cf.url)), at.originalSource);
+    return { ...cf, url: source, lineNumber: at.originalLine };
+  };
+}
+
 export function summarizeProfile(file: string, top = 15): ProfileSummary {
   const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  const locate = locator();
+  for (const n of p.nodes) n.callFrame = locate(n.callFrame);
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
