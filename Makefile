@@ -77,7 +77,7 @@ replica-tools:
 
 # A clean build: a renamed or deleted source must not leave a stale compiled test behind. Then the
 # programs that run as processes (the gateway's command, each service) are bundled in place, their
-# shared code in dist/chunks/ (bin/bundle.mjs: they start ~0.1-0.2 s sooner).
+# shared code in dist/chunks/ and dist/services/chunks/ (bin/bundle.mjs: they start sooner).
 build: $(NODE_STAMP)
 	rm -rf dist
 	npx tsc -p tsconfig.json

@@ -14,7 +14,7 @@ import { CLI, DIST } from '../helpers/harness.js';
 const WASM_PACKAGES = /^(@cedar-policy\/cedar-wasm|@open-policy-agent\/opa-wasm)(\/|$)/;
 const GUARD = `setFlagsFromString("--wasm-num-compilation-tasks=1")`;
 /** Packages bin/bundle.mjs bundles: none of them may be imported from node_modules at run time. */
-const BUNDLED = /^(zod|jose|hono|@hono\/node-server|@modelcontextprotocol\/(server|client|core|node))(\/|$)/;
+const BUNDLED = /^(zod|jose|hono|@hono\/node-server|@modelcontextprotocol\/(server|client|core|node)|eventsource|eventsource-parser|pkce-challenge)(\/|$)/;
 
 /** The static imports of an ES module file, in source order ("import ... from", "import '...'", "export ... from"). */
 function staticImports(file: string): string[] {
