@@ -21,10 +21,13 @@ import type { CallContext } from '../../src/pipeline/ports.js';
 import type { Principal } from '../../src/types.js';
 import { ROOT } from '../helpers/harness.js';
 import { GEN_GROUPS, genTool, writeGeneratedPolicies } from './generated-policy.js';
-import { microBench } from './load.js';
+import { microBench, microBenchInterleaved } from './load.js';
 
 /** Rules (and tools) in the generated large policy set. */
 export const GENERATED_RULES = 1_000;
+
+/** Rounds in which the example set's and the generated set's decisions take turns (microBenchInterleaved). */
+const INTERLEAVED_ROUNDS = 5;
 
 /** The fs service as src/config/examples/dev.yaml declares it: its path is the resource fact. */
 const FS_RESOURCE = resourceExtractor({ kind: 'path', arg: 'path' });
@@ -51,6 +54,8 @@ const PRINCIPAL: Principal = Object.freeze({
 
 export async function runMicro(n: number): Promise<MicroRow[]> {
   const rows: MicroRow[] = [];
+  /** The generated set's rows, listed after the example set's. */
+  const generatedRows: MicroRow[] = [];
   const policy = await loadPolicies(
     { rego: { dir: path.join(ROOT, 'policies', 'rego') }, cedar: { dir: path.join(ROOT, 'policies', 'cedar') }, watch: false },
     { baseDir: ROOT },
@@ -100,11 +105,26 @@ export async function runMicro(n: number): Promise<MicroRow[]> {
         resource: FS_RESOURCE,
         context: { request_id: 'bench' },
       });
-    for (const [label, engines] of combos) {
-      rows.push({
-        name: `PolicySet.decide fs.read, ${label}, a new path each time`,
-        ...(await microBench(() => policy.decide(fresh(), engines), n, Math.min(1000, n))),
-      });
+    // The generated set's rows are measured in alternation with these: their ratio is one of #13's
+    // targets, and rows measured minutes apart on this shared machine had drifted apart (the example
+    // set's p50 moved between 22 and 34 µs from run to run).
+    const generated = await openGenerated();
+    try {
+      for (const [label, engines] of combos) {
+        const [small, large] = await microBenchInterleaved(
+          [() => policy.decide(fresh(), engines), generated.decider(label, engines)],
+          n,
+          // Every generated tool once at least: its Cedar slice exists before measuring.
+          Math.max(GENERATED_RULES, Math.min(1000, n)),
+          INTERLEAVED_ROUNDS,
+        );
+        rows.push({ name: `PolicySet.decide fs.read, ${label}, a new path each time`, ...small! });
+        generated.rows.push({ name: `PolicySet.decide gen.t*, ${GENERATED_RULES} rules, ${label}, a new tool, principal and path each time`, ...large! });
+      }
+      generated.checkInForce();
+      generatedRows.push(...generated.rows);
+    } finally {
+      generated.close();
     }
     // What cedar-wasm costs before any policy: the same request against an empty pre-parsed set
     // (the JSON conversion of entities and context across the WASM boundary, and the call).
@@ -119,7 +139,7 @@ export async function runMicro(n: number): Promise<MicroRow[]> {
     policy.close();
   }
 
-  rows.push(...(await runGenerated(n)));
+  rows.push(...generatedRows);
   rows.push(await fsyncFloor(Math.max(200, Math.floor(n / 20))));
 
   const dir = mkdtempSync(path.join(tmpdir(), 'micro-mcp-bench-auth-'));
@@ -202,86 +222,94 @@ async function observerRows(n: number): Promise<MicroRow[]> {
   }
 }
 
+/** The generated set, loaded: its decisions are measured in alternation with the example set's. */
+interface GeneratedSet {
+  /** Its rows: the first calls of tools (measured at open), then what the caller measured. */
+  rows: MicroRow[];
+  /** One decision on another tool, by another principal, with a new path: it must be allowed (checkInForce). */
+  decider(label: string, engines: EngineName[]): () => void;
+  /** Throws unless every measured decision was allowed and one generated rule denies what it must. */
+  checkInForce(): void;
+  close(): void;
+}
+
 /**
  * The generated set: each call goes to another of the 1,000 tools, by another principal (one of
  * the 50 groups), with a path never seen before; every call is allowed after both engines
  * evaluated the tool's generated rule.
  */
-async function runGenerated(n: number): Promise<MicroRow[]> {
+async function openGenerated(): Promise<GeneratedSet> {
   const dir = mkdtempSync(path.join(tmpdir(), 'micro-mcp-bench-policy-'));
-  const rows: MicroRow[] = [];
+  const removeDir = () => rmSync(dir, { recursive: true, force: true });
+  let policy: Awaited<ReturnType<typeof loadPolicies>> | undefined;
   try {
     const gen = writeGeneratedPolicies(dir, GENERATED_RULES);
     // A generous timeout, as the e2e harness sets: on a loaded machine a preempted evaluation past the
     // default 200 ms would deny (fail closed), and a denial here fails the bench rather than flatter it.
-    const policy = await loadPolicies({ rego: { dir: gen.regoDir }, cedar: { dir: gen.cedarDir }, watch: false, decision_timeout_ms: 5000 }, { baseDir: ROOT });
-    try {
-      const principals = Array.from({ length: GEN_GROUPS }, (_, g) =>
-        Object.freeze({ ...PRINCIPAL, id: `user-${g}`, groups: [`g${g}`], scopes: ['gen:call'] }),
-      );
-      let k = 0;
-      const fresh = () => {
-        // A stride coprime to the tool count visits every tool before repeating one.
-        const t = genTool((k * 7919) % GENERATED_RULES);
-        const input = buildPolicyInput({
-          method: 'tools/call',
-          principal: principals[((k * 7919) % GENERATED_RULES) % GEN_GROUPS]!,
-          tool: toolFacts(t.name, FS_ANNOTATIONS),
-          arguments: { path: `${t.prefix}notes-${k}.md` },
-          resource: FS_RESOURCE,
-          context: { request_id: 'bench' },
-        });
-        k++;
-        return input;
-      };
-      const combos: Array<[string, EngineName[]]> = [
-        ['rego only', ['rego']],
-        ['cedar only', ['cedar']],
-        ['rego + cedar', ['rego', 'cedar']],
-      ];
-      // The first decision for a tool pre-parses Cedar's slice for it (then kept): measured on its own,
-      // on tools not decided before, so the rows below (warmed on every tool) do not hide it.
-      const firsts = Math.min(200, GENERATED_RULES);
-      rows.push({
-        name: `PolicySet.decide gen.t*, ${GENERATED_RULES} rules, cedar only, the first call of a tool (pre-parses its slice)`,
-        ...(await microBench(() => policy.decide(fresh(), ['cedar']), firsts, 0)),
-      });
-      for (const [label, engines] of combos) {
-        // Denials are cheaper and would flatter the numbers: every measured call must be allowed.
-        const probe = policy.decide(fresh(), engines);
-        if (!probe.allow) throw new Error(`generated bench input was denied by ${label}: ${probe.reasons.map((r) => r.id).join(', ')}`);
-        let denied = 0;
-        const row = await microBench(
-          () => {
-            if (!policy.decide(fresh(), engines).allow) denied++;
-          },
-          n,
-          // Every tool once at least: its slice exists before measuring (the row above has the first calls).
-          Math.max(GENERATED_RULES, Math.min(1000, n)),
-        );
-        if (denied > 0) throw new Error(`generated bench: ${denied} decisions denied by ${label}`);
-        rows.push({ name: `PolicySet.decide gen.t*, ${GENERATED_RULES} rules, ${label}, a new tool, principal and path each time`, ...row });
-      }
-      // A decision that one generated rule must deny: proves the generated rules are in force.
-      const t = genTool(3);
-      const wrong = buildPolicyInput({
+    const loaded = await loadPolicies({ rego: { dir: gen.regoDir }, cedar: { dir: gen.cedarDir }, watch: false, decision_timeout_ms: 5000 }, { baseDir: ROOT });
+    policy = loaded;
+    const principals = Array.from({ length: GEN_GROUPS }, (_, g) => Object.freeze({ ...PRINCIPAL, id: `user-${g}`, groups: [`g${g}`], scopes: ['gen:call'] }));
+    let k = 0;
+    const fresh = () => {
+      // A stride coprime to the tool count visits every tool before repeating one.
+      const t = genTool((k * 7919) % GENERATED_RULES);
+      const input = buildPolicyInput({
         method: 'tools/call',
-        principal: principals[3]!,
+        principal: principals[((k * 7919) % GENERATED_RULES) % GEN_GROUPS]!,
         tool: toolFacts(t.name, FS_ANNOTATIONS),
-        arguments: { path: '/d4/notes.md' },
+        arguments: { path: `${t.prefix}notes-${k}.md` },
         resource: FS_RESOURCE,
         context: { request_id: 'bench' },
       });
-      const d = policy.decide(wrong, ['rego', 'cedar']);
-      const ids = (d.engines ?? []).map((e) => `${e.engine}:${e.allow}:${e.reasons.map((r) => r.id).join('+')}`).join(' ');
-      if (ids !== 'rego:false:gen_t3_scope cedar:false:gen_t3_scope') throw new Error(`generated rule gen_t3_scope not in force: ${ids}`);
-    } finally {
-      policy.close();
-    }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+      k++;
+      return input;
+    };
+    // The first decision for a tool pre-parses Cedar's slice for it (then kept): measured on its own,
+    // on tools not decided before, so the rows measured later (warmed on every tool) do not hide it.
+    const firsts = Math.min(200, GENERATED_RULES);
+    const rows: MicroRow[] = [
+      {
+        name: `PolicySet.decide gen.t*, ${GENERATED_RULES} rules, cedar only, the first call of a tool (pre-parses its slice)`,
+        ...(await microBench(() => loaded.decide(fresh(), ['cedar']), firsts, 0)),
+      },
+    ];
+    const denied = new Map<string, number>();
+    return {
+      rows,
+      decider(label, engines) {
+        // Denials are cheaper and would flatter the numbers: every measured call must be allowed.
+        const probe = loaded.decide(fresh(), engines);
+        if (!probe.allow) throw new Error(`generated bench input was denied by ${label}: ${probe.reasons.map((r) => r.id).join(', ')}`);
+        return () => {
+          if (!loaded.decide(fresh(), engines).allow) denied.set(label, (denied.get(label) ?? 0) + 1);
+        };
+      },
+      checkInForce() {
+        for (const [label, count] of denied) throw new Error(`generated bench: ${count} decisions denied by ${label}`);
+        // A decision that one generated rule must deny: proves the generated rules are in force.
+        const t = genTool(3);
+        const wrong = buildPolicyInput({
+          method: 'tools/call',
+          principal: principals[3]!,
+          tool: toolFacts(t.name, FS_ANNOTATIONS),
+          arguments: { path: '/d4/notes.md' },
+          resource: FS_RESOURCE,
+          context: { request_id: 'bench' },
+        });
+        const d = loaded.decide(wrong, ['rego', 'cedar']);
+        const ids = (d.engines ?? []).map((e) => `${e.engine}:${e.allow}:${e.reasons.map((r) => r.id).join('+')}`).join(' ');
+        if (ids !== 'rego:false:gen_t3_scope cedar:false:gen_t3_scope') throw new Error(`generated rule gen_t3_scope not in force: ${ids}`);
+      },
+      close() {
+        loaded.close();
+        removeDir();
+      },
+    };
+  } catch (e) {
+    policy?.close();
+    removeDir();
+    throw e;
   }
-  return rows;
 }
 
 /**
