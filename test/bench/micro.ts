@@ -4,7 +4,7 @@
  * authenticate (a verified-token cache hit, and a full ES256 verify with the cache disabled), and
  * minting the per-call service credential. Decisions are measured on the example policies and on a
  * generated set of 1,000 rules over 1,000 tools (./generated-policy.ts), with arguments that
- * differ on every call (no memo can answer them).
+ * differ on every call (no memo can answer them), the two sets in alternation (their ratio is a target).
  */
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
