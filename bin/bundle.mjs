@@ -23,14 +23,14 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = path.join(root, 'dist');
 
 /** Packages bundled: pure ES modules, no files read beside themselves, no native code. */
-const BUNDLED = new Set([
+export const BUNDLED = new Set([
   'zod',
   'jose',
   'hono',
@@ -45,13 +45,13 @@ const BUNDLED = new Set([
 ]);
 
 /** "pkg" or "@scope/pkg" of a bare import specifier. */
-const packageOf = (spec) => spec.split('/', spec.startsWith('@') ? 2 : 1).join('/');
+export const packageOf = (spec) => spec.split('/', spec.startsWith('@') ? 2 : 1).join('/');
 
-const servicesDir = path.join(dist, 'services');
-/** Every service: a folder of dist/services with a main.js (not common/, not chunks/). */
-const services = readdirSync(servicesDir, { withFileTypes: true })
-  .map((d) => path.join(servicesDir, d.name, 'main.js'))
-  .filter((main) => existsSync(main));
+/** Every service's entry: dist/services/<name>/main.js of each folder that has one (not common/, not chunks/). */
+export const serviceEntries = (servicesDir) =>
+  readdirSync(servicesDir, { withFileTypes: true })
+    .map((d) => path.join(servicesDir, d.name, 'main.js'))
+    .filter((main) => existsSync(main));
 
 /** Bundles `entries` in place under `base`, their shared code in `base`/chunks/. */
 const bundle = (base, entries) =>
@@ -82,8 +82,12 @@ const bundle = (base, entries) =>
     ],
   });
 
-// Two bundles: the services share chunks among themselves only (dist/services/chunks/), so that a
-// service still needs to read nothing outside dist/services (its --allow-fs-read and sandbox grants)
-// and never loads the gateway's code.
-await bundle(dist, [path.join(dist, 'src', 'cli', 'main.js')]);
-await bundle(servicesDir, services);
+// Run as a script (make build); imported, it only lends the lists above (test/e2e/bundle.test.ts).
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  // Two bundles: the services share chunks among themselves only (dist/services/chunks/), so that a
+  // service still needs to read nothing outside dist/services (its --allow-fs-read and sandbox grants)
+  // and never loads the gateway's code.
+  const servicesDir = path.join(dist, 'services');
+  await bundle(dist, [path.join(dist, 'src', 'cli', 'main.js')]);
+  await bundle(servicesDir, serviceEntries(servicesDir));
+}
