@@ -136,15 +136,15 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
       try {
         const res = await d.face.handle(
           withResponseSignal(c.req.raw, c.env),
-          new EdgeFacts(c.var.principal, c.var.era, c.var.requestId, clientIp(c), c.var.edge, bearerOf(c.req.header('authorization'))),
-          c.var.body,
+          new EdgeFacts(c.get('principal'), c.get('era'), c.get('requestId'), clientIp(c), c.get('edge'), bearerOf(c.req.header('authorization'))),
+          c.get('body'),
         );
         // A request the face refused before any handler ran (unknown or foreign session, header/body
         // mismatch, a malformed envelope): probing is on the record.
         if (res.status >= 400 && res.status < 500) await recordRejected(c, res);
         return res;
       } catch (e) {
-        d.log.error({ err: (e as Error).message, request_id: c.var.requestId }, 'unhandled error serving /mcp');
+        d.log.error({ err: (e as Error).message, request_id: c.get('requestId') }, 'unhandled error serving /mcp');
         return edgeError(c, 500, -32603, 'Internal error');
       }
     },
@@ -159,13 +159,13 @@ export function createApp(d: AppDeps): Hono<GatewayEnv> {
     const error = typeof body === 'object' && body !== null && 'error' in body && typeof body.error === 'object' && body.error !== null ? body.error : {};
     const code = 'code' in error && typeof error.code === 'number' ? `JSONRPC_${error.code}` : `HTTP_${res.status}`;
     const message = 'message' in error && typeof error.message === 'string' ? error.message.slice(0, 200) : `HTTP ${res.status}`;
-    const sent = c.var.body;
+    const sent = c.get('body');
     const method = typeof sent === 'object' && sent !== null && 'method' in sent && typeof sent.method === 'string' ? sent.method : c.req.method;
-    await d.refusals.probeRefused({ requestId: c.var.requestId, clientIp: clientIp(c), principal: c.var.principal, method }, { code, message });
+    await d.refusals.probeRefused({ requestId: c.get('requestId'), clientIp: clientIp(c), principal: c.get('principal'), method }, { code, message });
   }
   app.notFound((c) => c.json({ error: 'not found' }, 404));
   app.onError((e, c) => {
-    d.log.error({ err: e.message, request_id: c.var.requestId }, 'unhandled error');
+    d.log.error({ err: e.message, request_id: c.get('requestId') }, 'unhandled error');
     return c.json({ error: 'internal error' }, 500);
   });
   return app;
@@ -180,7 +180,7 @@ function serveDevAuthorization(app: Hono<GatewayEnv>, as: DevAuthorizationServer
   const noStore = { 'cache-control': 'no-store', pragma: 'no-cache' };
   const refuse = async (c: Context<GatewayEnv>, endpoint: string, e: OAuthError) => {
     await refusals.probeRefused(
-      { requestId: c.var.requestId, clientIp: clientIp(c), method: `oauth/${endpoint}` },
+      { requestId: c.get('requestId'), clientIp: clientIp(c), method: `oauth/${endpoint}` },
       { code: `ERR_OAUTH_${e.error.toUpperCase()}`, message: e.error_description },
     );
     return c.json({ error: e.error, error_description: e.error_description }, e.status as 400, noStore);
@@ -209,7 +209,7 @@ function serveDevAuthorization(app: Hono<GatewayEnv>, as: DevAuthorizationServer
     const error = new URL(r.redirect).searchParams.get('error');
     if (error !== null)
       await refusals.probeRefused(
-        { requestId: c.var.requestId, clientIp: clientIp(c), method: 'oauth/authorize' },
+        { requestId: c.get('requestId'), clientIp: clientIp(c), method: 'oauth/authorize' },
         { code: `ERR_OAUTH_${error.toUpperCase()}`, message: 'authorization request refused' },
       );
     return c.redirect(r.redirect, 302);

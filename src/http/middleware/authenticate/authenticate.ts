@@ -30,13 +30,13 @@ export interface AuthenticateOptions {
 
 /**
  * Every request is authenticated on its own (a 2025 session id never stands in for a token): the
- * bearer token from the Authorization header only (never the query string) becomes `c.var.principal`;
+ * bearer token from the Authorization header only (never the query string) becomes `c.get('principal')`;
  * anything else is answered with the RFC 6750 challenge and audited.
  */
 export const authenticate = (opts: AuthenticateOptions): MiddlewareHandler<GatewayEnv> =>
   async function authenticate(c, next) {
     const ip = clientIp(c);
-    const facts: RefusalFacts = { requestId: c.var.requestId, clientIp: ip };
+    const facts: RefusalFacts = { requestId: c.get('requestId'), clientIp: ip };
     if (opts.failures?.enabled && !opts.failures.allows(ip ?? 'unknown')) {
       await opts.onLimited?.('auth_failures_per_minute_per_ip', facts);
       return limited(c, 429, 'too many failed authentications from this address; retry later', 60);

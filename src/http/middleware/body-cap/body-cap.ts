@@ -16,7 +16,7 @@ export interface BodyCapOptions {
 
 /**
  * The body of a POST: required to be application/json, read under the cap while it streams (413 as
- * soon as it is over, whatever Content-Length says), parsed once into `c.var.body`. Malformed JSON is
+ * soon as it is over, whatever Content-Length says), parsed once into `c.get('body')`. Malformed JSON is
  * a JSON-RPC parse error; a body that is not an object or array is an invalid request.
  */
 export const bodyCap = (opts: BodyCapOptions): MiddlewareHandler<GatewayEnv> => {
@@ -31,7 +31,7 @@ export const bodyCap = (opts: BodyCapOptions): MiddlewareHandler<GatewayEnv> => 
     const ct = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
     if (ct !== 'application/json') return edgeError(c, 415, -32000, 'Unsupported Media Type: Content-Type must be application/json');
     const tooLarge = async () => {
-      await opts.onRefused('max_body_bytes', { requestId: c.var.requestId, clientIp: clientIp(c) });
+      await opts.onRefused('max_body_bytes', { requestId: c.get('requestId'), clientIp: clientIp(c) });
       const e = new GatewayError('ERR_BODY_TOO_LARGE', `request body exceeds ${maxBytes} bytes`);
       return edgeError(c, 413, -32000, e.message, { code: e.code }, { connection: 'close' });
     };
@@ -39,7 +39,7 @@ export const bodyCap = (opts: BodyCapOptions): MiddlewareHandler<GatewayEnv> => 
     const ip = clientIp(c);
     const slot = opts.inFlight?.take(ip ?? 'unknown');
     if (slot !== undefined && 'refused' in slot) {
-      await opts.onRefused('max_bodies_in_flight_per_ip', { requestId: c.var.requestId, clientIp: ip });
+      await opts.onRefused('max_bodies_in_flight_per_ip', { requestId: c.get('requestId'), clientIp: ip });
       return edgeError(
         c,
         429,

@@ -13,7 +13,7 @@ function plain(address: string): string {
 }
 
 /**
- * The caller's address (`c.var.clientIp`), which per-address limits, audit records and policies see:
+ * The caller's address (`c.get('clientIp')`), which per-address limits, audit records and policies see:
  * the socket's peer, unless that peer is a trusted proxy; then the nearest X-Forwarded-For entry that
  * is not a trusted proxy (walking from the right, as each proxy appends). An untrusted peer's
  * X-Forwarded-For is ignored: anyone can write one. Bad entries in the list are refused when built.

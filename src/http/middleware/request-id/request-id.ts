@@ -5,7 +5,7 @@ const WELL_FORMED = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
  * X-Request-Id: the caller's when well-formed (so one id follows a request across systems), else a
- * fresh UUID; set as `c.var.requestId` and echoed on every response. Hono's own request-id middleware
+ * fresh UUID; set as `c.get('requestId')` and echoed on every response. Hono's own request-id middleware
  * is not used: it does not stamp responses a handler builds itself (the MCP SDK's).
  */
 export const requestId = (): MiddlewareHandler =>

@@ -23,15 +23,15 @@ export interface StepUpOptions {
  */
 export const stepUp = (opts: StepUpOptions): MiddlewareHandler<GatewayEnv> =>
   async function stepUp(c, next) {
-    const tool = toolCalled(c.var.body);
+    const tool = toolCalled(c.get('body'));
     if (tool !== undefined) {
-      const principal = c.var.principal;
-      const scopes = opts.scopesToLift(principal, tool, c.var.requestId);
+      const principal = c.get('principal');
+      const scopes = opts.scopesToLift(principal, tool, c.get('requestId'));
       if (scopes !== undefined) {
         const e = new GatewayError('ERR_INSUFFICIENT_SCOPE', 'this call needs more scope', { required_scopes: scopes });
         const canonical = opts.canonicalTool?.(tool) ?? tool;
         const names = canonical === tool ? { tool } : { tool: canonical, exposedName: tool };
-        await opts.onRefused(e, { requestId: c.var.requestId, clientIp: clientIp(c), principal, method: 'tools/call', ...names });
+        await opts.onRefused(e, { requestId: c.get('requestId'), clientIp: clientIp(c), principal, method: 'tools/call', ...names });
         return challengeResponse(opts.auth, e);
       }
     }

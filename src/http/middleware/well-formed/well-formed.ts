@@ -11,13 +11,13 @@ import { clientIp, type GatewayEnv } from '../../context.js';
  */
 export const wellFormed = (opts: { onRefused?: (facts: RefusalFacts) => Promise<void> } = {}): MiddlewareHandler<GatewayEnv> =>
   async function wellFormed(c, next) {
-    const body = c.var.body;
+    const body = c.get('body');
     const messages: unknown[] = Array.isArray(body) ? body : body === undefined ? [] : [body];
     for (const m of messages) {
       if (isWellFormedJson(m)) continue;
       const id = typeof m === 'object' && m !== null && 'id' in m && (typeof m.id === 'string' || typeof m.id === 'number') ? m.id : null;
       const method = typeof m === 'object' && m !== null && 'method' in m && typeof m.method === 'string' && isWellFormedJson(m.method) ? m.method : undefined;
-      await opts.onRefused?.({ requestId: c.var.requestId, clientIp: clientIp(c), principal: c.var.principal, ...(method ? { method } : {}) });
+      await opts.onRefused?.({ requestId: c.get('requestId'), clientIp: clientIp(c), principal: c.get('principal'), ...(method ? { method } : {}) });
       return c.json(
         {
           jsonrpc: '2.0',
