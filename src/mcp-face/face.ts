@@ -53,7 +53,7 @@ export class McpFace {
       maxRequestBodySize: opts.maxBodyBytes,
       onerror: (e) => opts.log.debug({ err: e.message }, 'mcp handler'),
     };
-    this.modern = createMcpHandler(() => buildServer(this.deps), this.handlerOptions);
+    this.modern = createMcpHandler(() => buildServer(this.deps, { subscriptions: true, modern: true }), this.handlerOptions);
     this.sessions = new Sessions({
       maxBodyBytes: opts.maxBodyBytes,
       idleMs: opts.sessionIdleMs,
@@ -139,7 +139,10 @@ export class McpFace {
    * subscriptions end when it ends (closed by the agent, cancelled, or the gateway shutting down).
    */
   private async listenToResources(req: Request, facts: EdgeFacts, authInfo: AuthInfo, body: ListenBody, uris: string[]): Promise<Response> {
-    const handler = createMcpHandler(() => buildServer(this.deps), { ...this.handlerOptions, bus: new InMemoryServerEventBus() });
+    const handler = createMcpHandler(() => buildServer(this.deps, { subscriptions: true, modern: true }), {
+      ...this.handlerOptions,
+      bus: new InMemoryServerEventBus(),
+    });
     // The agent whose subscriptions these are: this stream.
     const stream = {};
     const scope: RequestScope = { mcpReq: { _meta: agentMeta(body.params._meta), signal: req.signal, notify: async () => undefined } };

@@ -92,8 +92,15 @@ class FaceServer extends Server {
  * face decides before the SDK acknowledges them. A 2026-07-28 stdio agent's listen is served by the
  * SDK's stdio entry, where no URI would be decided: not declaring the capability there keeps its
  * acknowledgement honest (the SDK honours resourceSubscriptions only when it is declared).
+ *
+ * `modern`: a Server for one 2026-07-28 request over HTTP (built for every such request). It gets
+ * the handlers of that era's methods only: the SDK answers logging/setLevel and
+ * resources/subscribe/unsubscribe of a 2026-07-28 request with -32601 before any handler runs, an
+ * input round is a result rather than a request to the agent (so the 2025 shim's legs are never
+ * taken), and it has no agent that could hold a subscription. Registering the rest, wrapping
+ * request/createMessage and dropping the empty agent on close cost ~1% of the gateway's CPU per call.
  */
-export function buildServer(d: FaceDeps, opts: { subscriptions: boolean } = { subscriptions: true }): Server {
+export function buildServer(d: FaceDeps, opts: { subscriptions: boolean; modern?: boolean } = { subscriptions: true }): Server {
   const server = new FaceServer(SERVER_INFO, {
     capabilities: {
       tools: { listChanged: true },
@@ -140,6 +147,27 @@ export function buildServer(d: FaceDeps, opts: { subscriptions: boolean } = { su
       canElicit: typeof declared === 'object' && declared !== null && 'elicitation' in declared && declared.elicitation !== undefined,
     };
   };
+  // A 2025 session's answers go through the SDK's shim, which checks them; when one fails it ends the
+  // agent's request with a tool error and never retries, so the round's call is ended at once (recorded)
+  // instead of holding its service until the input request expires. Keyed by the agent's request id.
+  const rounds = new Map<RequestId, { cc: CallContext; state: string }>();
+  server.setRequestHandler('tools/list', (req, ctx) => lists.tools(contextOf(ctx), req.params?.cursor));
+  server.setRequestHandler('tools/call', async (req, ctx) => {
+    rounds.delete(ctx.mcpReq.id);
+    const cc = contextOf(ctx);
+    const r = await calls.callTool(cc, req.params, ctx);
+    if (cc.era !== 'modern' && isInputRequiredResult(r) && typeof r.requestState === 'string') rounds.set(ctx.mcpReq.id, { cc, state: r.requestState });
+    return r;
+  });
+  server.setRequestHandler('prompts/list', (req, ctx) => lists.prompts(contextOf(ctx), req.params?.cursor));
+  server.setRequestHandler('prompts/get', (req, ctx) => calls.getPrompt(contextOf(ctx), req.params, ctx));
+  server.setRequestHandler('resources/list', (req, ctx) => lists.resources(contextOf(ctx), req.params?.cursor));
+  server.setRequestHandler('resources/templates/list', (req, ctx) => lists.resourceTemplates(contextOf(ctx), req.params?.cursor));
+  server.setRequestHandler('resources/read', (req, ctx) => calls.readResource(contextOf(ctx), req.params, ctx));
+  server.setRequestHandler('completion/complete', (req, ctx) => calls.complete(contextOf(ctx), req.params, ctx));
+  server.onerror = () => undefined;
+  if (opts.modern) return server;
+
   server.setRequestHandler('logging/setLevel', { params: UNCHECKED }, async (params, ctx) => {
     if (!isLogLevel(params.level)) {
       const message = `Invalid params: unknown log level; the levels are ${LOG_LEVELS.join(', ')}`;
@@ -148,18 +176,6 @@ export function buildServer(d: FaceDeps, opts: { subscriptions: boolean } = { su
     }
     sessionLevel = params.level;
     return {};
-  });
-  server.setRequestHandler('tools/list', (req, ctx) => lists.tools(contextOf(ctx), req.params?.cursor));
-  // A 2025 session's answers go through the SDK's shim, which checks them; when one fails it ends the
-  // agent's request with a tool error and never retries, so the round's call is ended at once (recorded)
-  // instead of holding its service until the input request expires. Keyed by the agent's request id.
-  const rounds = new Map<RequestId, { cc: CallContext; state: string }>();
-  server.setRequestHandler('tools/call', async (req, ctx) => {
-    rounds.delete(ctx.mcpReq.id);
-    const cc = contextOf(ctx);
-    const r = await calls.callTool(cc, req.params, ctx);
-    if (cc.era !== 'modern' && isInputRequiredResult(r) && typeof r.requestState === 'string') rounds.set(ctx.mcpReq.id, { cc, state: r.requestState });
-    return r;
   });
   // The legs of the SDK's 2025 shim: elicitation/create and roots/list end in request(), whose
   // result check throws; sampling/createMessage checks its result again in createMessage().
@@ -189,12 +205,6 @@ export function buildServer(d: FaceDeps, opts: { subscriptions: boolean } = { su
       throw e;
     }
   }) as typeof server.createMessage;
-  server.setRequestHandler('prompts/list', (req, ctx) => lists.prompts(contextOf(ctx), req.params?.cursor));
-  server.setRequestHandler('prompts/get', (req, ctx) => calls.getPrompt(contextOf(ctx), req.params, ctx));
-  server.setRequestHandler('resources/list', (req, ctx) => lists.resources(contextOf(ctx), req.params?.cursor));
-  server.setRequestHandler('resources/templates/list', (req, ctx) => lists.resourceTemplates(contextOf(ctx), req.params?.cursor));
-  server.setRequestHandler('resources/read', (req, ctx) => calls.readResource(contextOf(ctx), req.params, ctx));
-  server.setRequestHandler('completion/complete', (req, ctx) => calls.complete(contextOf(ctx), req.params, ctx));
   // This server's agent (a 2025 session; the stdio client): its subscriptions end with it.
   const agent = {};
   server.setRequestHandler('resources/subscribe', async (req, ctx) => {
@@ -206,6 +216,5 @@ export function buildServer(d: FaceDeps, opts: { subscriptions: boolean } = { su
     return {};
   });
   server.onclose = () => d.subscriptions.dropAgent(agent);
-  server.onerror = () => undefined;
   return server;
 }

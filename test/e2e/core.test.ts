@@ -209,6 +209,25 @@ describe('gateway core (both eras)', () => {
     assert.match(JSON.stringify(own.result?.content), /confirmed/);
   });
 
+  test('a 2026-07-28 request for a method only 2025 sessions have is answered Method not found', async () => {
+    // The per-request Server of a 2026-07-28 request registers that era's methods only (mcp-face/server.ts):
+    // logging/setLevel and resources/subscribe/unsubscribe belong to 2025 sessions (a 2026 agent names its
+    // log level per request and subscribes on subscriptions/listen).
+    const token = await gw.token({ sub: 'era-methods' });
+    for (const [method, params] of [
+      ['logging/setLevel', { level: 'info' }],
+      ['resources/subscribe', { uri: 'echo://r/1' }],
+      ['resources/unsubscribe', { uri: 'echo://r/1' }],
+    ] as const) {
+      const answers = await modernPost(gw, token, method, params);
+      assert.deepEqual(answers, [{ jsonrpc: '2.0', id: 1, error: { code: -32601, message: 'Method not found' } }], method);
+    }
+    // The same methods still work in a 2025 session.
+    const client = await connect(gw, 'legacy', { token });
+    assert.deepEqual(await client.setLoggingLevel('info'), {});
+    await client.close();
+  });
+
   test('a killed service is restarted and the next call works', async () => {
     const client = await connect(gw, 'legacy');
     const restarts = async () =>
