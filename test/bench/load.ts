@@ -23,6 +23,12 @@ export interface LoadResult {
   warmupErrors: number;
   /** Distinct error messages (warm-up and measured), with the policy reasons of a denial (never arguments or tokens). */
   errorKinds: Record<string, number>;
+  /**
+   * CPU time (user + system, ms) of the measured phase: the path's server-side processes (LoadOptions.serverCpuMs;
+   * NaN when not measured) and this process, where every client of the path runs.
+   */
+  serverCpuMs: number;
+  clientCpuMs: number;
 }
 
 export interface LoadOptions {
@@ -34,6 +40,8 @@ export interface LoadOptions {
   capMs: number;
   /** What each call sends and must get back. */
   work: Workload;
+  /** CPU time (ms) the path's server-side processes have used so far, read before and after the measured phase. */
+  serverCpuMs?: () => number;
 }
 
 /**
@@ -116,6 +124,8 @@ export async function sampleLoad(clients: readonly Client[], o: LoadOptions): Pr
   const lat = new Float64Array(o.calls);
   let issued = 0;
   let ok = 0;
+  const server0 = o.serverCpuMs?.() ?? Number.NaN;
+  const client0 = process.cpuUsage();
   const start = performance.now();
   const deadline = start + o.capMs;
   await Promise.all(
@@ -134,6 +144,8 @@ export async function sampleLoad(clients: readonly Client[], o: LoadOptions): Pr
     }),
   );
   const wallMs = performance.now() - start;
+  const client = process.cpuUsage(client0);
+  const serverCpuMs = (o.serverCpuMs?.() ?? Number.NaN) - server0;
   const measured = lat.subarray(0, ok).sort();
   return {
     result: {
@@ -145,6 +157,8 @@ export async function sampleLoad(clients: readonly Client[], o: LoadOptions): Pr
       errors,
       warmupErrors,
       errorKinds,
+      serverCpuMs,
+      clientCpuMs: (client.user + client.system) / 1000,
     },
     latencies: measured,
   };
@@ -188,6 +202,8 @@ export function mergeSamples(parts: readonly LoadSample[]): LoadResult {
     errors: parts.reduce((n, x) => n + x.result.errors, 0),
     warmupErrors: parts.reduce((n, x) => n + x.result.warmupErrors, 0),
     errorKinds,
+    serverCpuMs: parts.reduce((n, x) => n + x.result.serverCpuMs, 0),
+    clientCpuMs: parts.reduce((n, x) => n + x.result.clientCpuMs, 0),
   };
 }
 

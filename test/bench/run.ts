@@ -232,6 +232,8 @@ interface Target {
   shared: boolean;
   work: Record<Kind, Workload>;
   gw?: Gateway;
+  /** The pid of the path's server side (its process tree is measured), given the clients of a round. */
+  serverPid: (clients: readonly Client[]) => number | undefined;
 }
 
 async function clientsFor(t: Target, era: Era, n: number): Promise<{ clients: Client[]; close: () => Promise<void> }> {
@@ -283,7 +285,14 @@ async function sampleRound(t: Target, era: Era, kind: Kind, c: Agents): Promise<
   const { clients, close } = await clientsFor(t, era, c);
   try {
     const plan = PLAN[c];
-    return await sampleLoad(clients, { ...plan, calls: Math.ceil(plan.calls / ROUNDS), capMs: plan.capMs / ROUNDS, work: t.work[kind] });
+    const pid = t.serverPid(clients);
+    return await sampleLoad(clients, {
+      ...plan,
+      calls: Math.ceil(plan.calls / ROUNDS),
+      capMs: plan.capMs / ROUNDS,
+      work: t.work[kind],
+      ...(pid !== undefined ? { serverCpuMs: () => treeCpuMs(pid) } : {}),
+    });
   } finally {
     await close();
   }
@@ -301,7 +310,7 @@ async function measure(targets: readonly Target[], era: Era, kind: Kind, c: Agen
   return targets.map((t, i) => {
     const r = mergeSamples(samples[i]!);
     log(
-      `${t.path.padEnd(12)} ${era.padEnd(6)} ${kind.padEnd(4)} c=${String(c).padEnd(2)} ${fmt(r.callsPerSec, 0).padStart(6)} calls/s  p50 ${fmt(r.p50Ms, 2)} ms  p99 ${fmt(r.p99Ms, 2)} ms${r.capped ? ' (time cap)' : ''}${errorNote(r)}`,
+      `${t.path.padEnd(12)} ${era.padEnd(6)} ${kind.padEnd(4)} c=${String(c).padEnd(2)} ${fmt(r.callsPerSec, 0).padStart(6)} calls/s  p50 ${fmt(r.p50Ms, 2)} ms  p99 ${fmt(r.p99Ms, 2)} ms  cpu/call ${fmt(cpuPerCallUs(r, 'server'), 0)} + ${fmt(cpuPerCallUs(r, 'client'), 0)} µs${r.capped ? ' (time cap)' : ''}${errorNote(r)}`,
     );
     return { path: t.path, era, kind, r };
   });
@@ -367,13 +376,15 @@ const errorNote = (r: { errors: number; warmupErrors?: number; errorKinds: Recor
 // ---- report -------------------------------------------------------------------------------------------
 
 const fmt = (v: number, d: number) => (Number.isFinite(v) ? v.toFixed(d) : 'n/a');
+/** CPU time per measured call (µs) of a row's server side (the path's process tree) or of its clients (this process). */
+const cpuPerCallUs = (r: LoadResult, side: 'server' | 'client') => ((side === 'server' ? r.serverCpuMs : r.clientCpuMs) * 1000) / Math.max(1, r.calls);
 const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}×` : 'n/a');
 const PATHS: PathName[] = ['direct stdio', 'direct HTTP', 'gateway', 'mcp-proxy'];
 
 function loadTable(rows: Row[]): string {
   const out = [
-    '| path | era | call | agents | calls | errors | calls/s | vs direct HTTP | p50 ms | p99 ms | p50 added over direct HTTP |',
-    '|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|',
+    '| path | era | call | agents | calls | errors | calls/s | vs direct HTTP | p50 ms | p99 ms | p50 added over direct HTTP | server CPU µs/call | client CPU µs/call |',
+    '|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ];
   for (const era of ERAS) {
     for (const [kind, c] of CELLS) {
@@ -385,7 +396,7 @@ function loadTable(rows: Row[]): string {
         const rel = base ? ratio(r.callsPerSec, base.r.callsPerSec) : 'n/a';
         const added = base && p !== 'direct HTTP' ? `${fmt(r.p50Ms - base.r.p50Ms, 2)} ms` : '';
         out.push(
-          `| ${PATH_LABEL[p]} | ${ERA_LABEL[era]} | ${kind} | ${c} | ${r.calls}${r.capped ? ' (cap)' : ''} | ${r.errors} | ${fmt(r.callsPerSec, 0)} | ${rel} | ${fmt(r.p50Ms, 2)} | ${fmt(r.p99Ms, 2)} | ${added} |`,
+          `| ${PATH_LABEL[p]} | ${ERA_LABEL[era]} | ${kind} | ${c} | ${r.calls}${r.capped ? ' (cap)' : ''} | ${r.errors} | ${fmt(r.callsPerSec, 0)} | ${rel} | ${fmt(r.p50Ms, 2)} | ${fmt(r.p99Ms, 2)} | ${added} | ${fmt(cpuPerCallUs(r, 'server'), 0)} | ${fmt(cpuPerCallUs(r, 'client'), 0)} |`,
         );
       }
     }
@@ -455,6 +466,15 @@ function targets(rows: Row[], micro: MicroRow[] | undefined, mem: MemoryReport |
           `- ahead of mcp-proxy, ${c} agent(s), ${ERA_LABEL[era]}, echo: ${fmt(g.callsPerSec, 0)} vs ${fmt(m.callsPerSec, 0)} calls/s: ${mark(g.callsPerSec > m.callsPerSec)}`,
         );
     }
+  }
+  for (const era of ERAS) {
+    const g = get('gateway', era, 'echo', 16);
+    const d = get('direct HTTP', era, 'echo', 16);
+    if (g && d)
+      out.push(
+        `- for scale: CPU per call at 16 agents, ${ERA_LABEL[era]}, echo: direct HTTP ${fmt(cpuPerCallUs(d, 'server'), 0)} µs in the service + ${fmt(cpuPerCallUs(d, 'client'), 0)} µs in its client; ` +
+          `the gateway ${fmt(cpuPerCallUs(g, 'server'), 0)} µs with its service + ${fmt(cpuPerCallUs(g, 'client'), 0)} µs in its client; the two cores run all of it`,
+      );
   }
   const floor = micro?.find((m) => m.name.includes('fdatasync'));
   if (floor) {
@@ -549,12 +569,35 @@ function childrenOf(): Map<number, number[]> {
   return out;
 }
 
+/** `pid` and every process below it. */
+function processTree(pid: number, kids = childrenOf()): number[] {
+  return [pid, ...(kids.get(pid) ?? []).flatMap((c) => processTree(c, kids))];
+}
+
+/**
+ * CPU time (user + system, ms) used so far by `pid` and every live process below it: a gateway or
+ * mcp-proxy with the service it runs (bwrap and the node inside), or a service alone. From the
+ * utime and stime fields of /proc/<pid>/stat, in clock ticks (USER_HZ, 100 on Linux).
+ */
+function treeCpuMs(pid: number): number {
+  let ticks = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const f = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(rest[11]) + Number(rest[12]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ticks * 10;
+}
+
 /** Each child process tree of `pid` (a service: bwrap and the node inside it), summed. */
 function childTrees(pid: number): Array<{ name: string; mib: number }> {
   const kids = childrenOf();
-  const tree = (p: number): number[] => [p, ...(kids.get(p) ?? []).flatMap(tree)];
   return (kids.get(pid) ?? []).map((c) => {
-    const pids = tree(c);
+    const pids = processTree(c, kids);
     const cmd = readFileSync(`/proc/${pids[pids.length - 1]}/cmdline`, 'utf8')
       .split('\0')
       .filter(Boolean);
@@ -659,9 +702,14 @@ async function main(): Promise<void> {
   const targetsUp: Target[] = [];
   if (ONLY.has('load') || ONLY.has('open')) {
     const plain = { echo: echoWork('echo'), read: readWork('read') };
-    targetsUp.push({ path: 'direct stdio', make: (era) => () => stdioClient(era), shared: true, work: plain });
+    // The service a round's stdio client spawned (one client carries every agent).
+    const stdioPid = (clients: readonly Client[]) => {
+      const t = clients[0]?.transport;
+      return t instanceof StdioClientTransport ? (t.pid ?? undefined) : undefined;
+    };
+    targetsUp.push({ path: 'direct stdio', make: (era) => () => stdioClient(era), shared: true, work: plain, serverPid: stdioPid });
     const svc = await startDirectService();
-    targetsUp.push({ path: 'direct HTTP', make: (era) => () => directClient(svc.url, era), shared: false, work: plain });
+    targetsUp.push({ path: 'direct HTTP', make: (era) => () => directClient(svc.url, era), shared: false, work: plain, serverPid: () => svc.proc.pid });
     const gw = await gateway('always');
     targetsUp.push({
       path: 'gateway',
@@ -669,9 +717,10 @@ async function main(): Promise<void> {
       shared: false,
       work: { echo: echoWork('echo.echo'), read: readWork('fs.read') },
       gw,
+      serverPid: () => gw.proc.pid,
     });
     const proxy = await startMcpProxy();
-    targetsUp.push({ path: 'mcp-proxy', make: (era) => () => directClient(proxy.url, era), shared: false, work: plain });
+    targetsUp.push({ path: 'mcp-proxy', make: (era) => () => directClient(proxy.url, era), shared: false, work: plain, serverPid: () => proxy.proc.pid });
   }
   let warmedUp = { calls: 0, errors: 0 };
   if (ONLY.has('load')) {
@@ -740,7 +789,9 @@ async function main(): Promise<void> {
       `Closed loop, each agent its own connection (and 2025 session); ${PLAN[1].calls} measured calls at 1 agent, ${PLAN[16].calls} at 16 and 64, ` +
       `after warm-up (first every path with ${WARM_UP_CALLS} calls per era and call at 16 agents, before any row; a run stops at ${PLAN[1].capMs / 1000} s: "(cap)"); each row group is measured in ${ROUNDS} rounds, the paths taking turns in each (fresh clients and warm-up every round; ` +
       'a row merges its rounds: calls/s over their measured time together, percentiles over all their calls). ' +
-      'Clients, gateway and service share the same cores.',
+      'Clients, gateway and service share the same cores. ' +
+      'CPU per call, user + system over the measured calls (/proc, 10 ms ticks): "server" is the path\'s process tree (the service alone on the direct paths; ' +
+      'the gateway or mcp-proxy with the service it runs, bwrap included), "client" this process, where all the path\'s agents run.',
     '',
     loadTable(rows),
     '',
