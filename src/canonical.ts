@@ -10,8 +10,12 @@ import { createHash } from 'node:crypto';
  * members dropped, non-finite numbers as `null`, strings made well-formed (a lone surrogate would
  * otherwise be written by pino as raw bytes that decode to U+FFFD and break the hash on re-read).
  *
- * `canonicalize` returns a deep copy whose key insertion order is the sorted order, so any
- * serialiser that walks keys in insertion order (JSON.stringify, pino) emits the canonical text.
+ * `canonicalize` returns a value whose key insertion order is the sorted order, so any serialiser
+ * that walks keys in insertion order (JSON.stringify, pino) emits the canonical text. Parts of the
+ * input that already are canonical (plain objects with sorted keys and arrays, all of whose members
+ * are canonical) are returned as they are, not copied: the copy and the key sorts were ~20% of the
+ * gateway's allocation per call. So the result may share objects with the input, which it never
+ * changes; serialise it before changing the input.
  */
 export function canonicalize(value: unknown): unknown {
   return canon(value, 0);
@@ -57,25 +61,65 @@ function canon(value: unknown, depth: number): unknown {
     case 'object': {
       if (value === null) return null;
       if (depth >= MAX_DEPTH) return '[TRUNCATED]';
-      if (Array.isArray(value)) return value.map((v) => (v === undefined || typeof v === 'function' ? null : canon(v, depth + 1)));
+      if (Array.isArray(value)) return canonArray(value, depth);
       if (value instanceof Date) return Number.isNaN(value.getTime()) ? null : value.toISOString();
       if (value instanceof Uint8Array) return Buffer.from(value).toString('base64');
-      const src = value as Record<string, unknown>;
-      const out: Record<string, unknown> = {};
-      for (const key of Object.keys(src).sort()) {
-        const v = src[key];
-        if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
-        const k = wellFormed(key);
-        // A "__proto__" member from JSON.parse is an own data property; plain assignment would
-        // instead set the copy's prototype and silently drop the member from the record.
-        if (k === '__proto__') Object.defineProperty(out, k, { value: canon(v, depth + 1), enumerable: true, writable: true, configurable: true });
-        else out[k] = canon(v, depth + 1);
-      }
-      return out;
+      return canonObject(value as Record<string, unknown>, depth);
     }
     default:
       return undefined;
   }
+}
+
+/** Members JSON cannot hold become null, as JSON.stringify writes them in an array. */
+function canonArray(src: unknown[], depth: number): unknown[] {
+  // Returned as is only when it is a plain array JSON.stringify would write member by member.
+  let out: unknown[] | undefined = Object.getPrototypeOf(src) === Array.prototype && !('toJSON' in src) ? undefined : [];
+  for (let i = 0; i < src.length; i++) {
+    const v = src[i];
+    const c = v === undefined || typeof v === 'function' ? null : canon(v, depth + 1);
+    if (out === undefined && (c !== v || !(i in src))) out = src.slice(0, i);
+    if (out !== undefined) out.push(c);
+  }
+  return out ?? src;
+}
+
+/**
+ * Own enumerable members in sorted order; the object itself when that is what it already is (a plain
+ * object, keys in order, every member kept as it is), else a copy.
+ */
+function canonObject(src: Record<string, unknown>, depth: number): Record<string, unknown> {
+  const keys = Object.keys(src);
+  let sorted = true;
+  for (let i = 1; i < keys.length; i++) {
+    if ((keys[i - 1] as string) > (keys[i] as string)) {
+      sorted = false;
+      break;
+    }
+  }
+  if (!sorted) keys.sort();
+  const proto: unknown = Object.getPrototypeOf(src);
+  // A class instance is copied like before (its own members only); so is anything with a toJSON,
+  // which JSON.stringify would call instead of writing the members.
+  let out: Record<string, unknown> | undefined = sorted && (proto === Object.prototype || proto === null) && !('toJSON' in src) ? undefined : {};
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i] as string;
+    const v = src[key];
+    const dropped = v === undefined || typeof v === 'function' || typeof v === 'symbol';
+    const c = dropped ? undefined : canon(v, depth + 1);
+    const k = wellFormed(key);
+    if (out === undefined && (dropped || c !== v || k !== key || key === '__proto__')) {
+      // The members before this one were kept as they are: copy them, then go on copying.
+      out = {};
+      for (let j = 0; j < i; j++) out[keys[j] as string] = src[keys[j] as string];
+    }
+    if (out === undefined || dropped) continue;
+    // A "__proto__" member from JSON.parse is an own data property; plain assignment would
+    // instead set the copy's prototype and silently drop the member from the record.
+    if (k === '__proto__') Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true });
+    else out[k] = c;
+  }
+  return out ?? src;
 }
 
 /** A UTF-16 code unit of a surrogate pair that has no partner (the `u` flag pairs the valid ones). */
