@@ -112,10 +112,21 @@ export class ChildProcessTransport implements Transport {
     });
   }
 
+  /**
+   * Messages sent in one turn of the event loop reach the child in one write: the first corks stdin
+   * and a tick later it is uncorked. The calls a group commit makes durable together are forwarded
+   * in one burst of microtasks, and each had cost a write system call of its own (and the service a
+   * read), ~5% of the gateway's busy CPU at 16 agents; a single call waits only for the end of the
+   * microtasks that sent it.
+   */
   async send(message: JSONRPCMessage): Promise<void> {
     const stdin = this.child?.stdin;
     if (!stdin || this.closed) throw new Error('service process is not running');
     const data = serializeMessage(message);
+    if (stdin.writableCorked === 0) {
+      stdin.cork();
+      process.nextTick(() => stdin.uncork());
+    }
     if (!stdin.write(data)) await new Promise<void>((r) => stdin.once('drain', () => r()));
   }
 
