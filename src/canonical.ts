@@ -122,6 +122,11 @@ function canonObject(src: Record<string, unknown>, depth: number): Record<string
   return out ?? src;
 }
 
+/** A JSON object (not null, not an array): the shape every member access on parsed JSON checks first. */
+export function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
 /** A UTF-16 code unit of a surrogate pair that has no partner (the `u` flag pairs the valid ones). */
 const UNPAIRED_SURROGATE = /[\uD800-\uDFFF]/u;
 

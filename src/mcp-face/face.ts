@@ -18,6 +18,7 @@ import type { RequestScope } from '../pipeline/call-pipeline.js';
 import { authInfoFor, callContextOf, type EdgeFacts, edgeContext } from './request-context.js';
 import { buildServer, type FaceDeps } from './server.js';
 import { Sessions } from './sessions.js';
+import { isRecord } from '../canonical.js';
 
 export interface FaceOptions {
   maxBodyBytes: number;
@@ -44,6 +45,8 @@ export class McpFace {
   private readonly streams: Holdings;
   private readonly deps: FaceDeps;
   private readonly onLimited: NonNullable<FaceOptions['onLimited']>;
+  /** The Server for one 2026-07-28 request (that era's handlers only). */
+  private readonly modernServer = () => buildServer(this.deps, { subscriptions: true, modern: true });
 
   constructor(pipeline: Omit<FaceDeps, 'contextOf'>, opts: FaceOptions) {
     this.onLimited = opts.onLimited ?? (() => undefined);
@@ -53,7 +56,7 @@ export class McpFace {
       maxRequestBodySize: opts.maxBodyBytes,
       onerror: (e) => opts.log.debug({ err: e.message }, 'mcp handler'),
     };
-    this.modern = createMcpHandler(() => buildServer(this.deps, { subscriptions: true, modern: true }), this.handlerOptions);
+    this.modern = createMcpHandler(this.modernServer, this.handlerOptions);
     this.sessions = new Sessions({
       maxBodyBytes: opts.maxBodyBytes,
       idleMs: opts.sessionIdleMs,
@@ -139,10 +142,7 @@ export class McpFace {
    * subscriptions end when it ends (closed by the agent, cancelled, or the gateway shutting down).
    */
   private async listenToResources(req: Request, facts: EdgeFacts, authInfo: AuthInfo, body: ListenBody, uris: string[]): Promise<Response> {
-    const handler = createMcpHandler(() => buildServer(this.deps, { subscriptions: true, modern: true }), {
-      ...this.handlerOptions,
-      bus: new InMemoryServerEventBus(),
-    });
+    const handler = createMcpHandler(this.modernServer, { ...this.handlerOptions, bus: new InMemoryServerEventBus() });
     // The agent whose subscriptions these are: this stream.
     const stream = {};
     const scope: RequestScope = { mcpReq: { _meta: agentMeta(body.params._meta), signal: req.signal, notify: async () => undefined } };
@@ -255,10 +255,6 @@ function agentMeta(meta: unknown): Record<string, unknown> {
   if (!isRecord(meta)) return out;
   for (const [k, v] of Object.entries(meta)) if (!k.startsWith('io.modelcontextprotocol/') && k !== 'progressToken') out[k] = v;
   return out;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function isInitialize(body: unknown): boolean {

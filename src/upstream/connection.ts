@@ -56,6 +56,7 @@ import type { Logger } from '../types.js';
 import { Backoff, ServiceGuard } from './resilience.js';
 import { ChildProcessTransport } from './stdio-transport.js';
 import { traceHeaders } from './trace-headers.js';
+import { isRecord } from '../canonical.js';
 
 export type ServiceState = 'starting' | 'ready' | 'down' | 'stopped';
 
@@ -1030,8 +1031,4 @@ function withoutEnvelope(result: object): void {
   if (!isRecord(meta)) return;
   for (const k of Object.keys(meta)) if (k.startsWith('io.modelcontextprotocol/')) delete meta[k];
   if (Object.keys(meta).length === 0) delete (result as { _meta?: unknown })._meta;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

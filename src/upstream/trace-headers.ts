@@ -4,6 +4,7 @@
  * can receive); a remote service also gets them as HTTP headers, where HTTP tracing expects them.
  */
 import type { FetchLike } from './connection.js';
+import { isRecord } from '../canonical.js';
 
 const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
@@ -30,8 +31,4 @@ function metaOf(body: string): Record<string, unknown> | undefined {
   }
   if (!isRecord(msg) || !isRecord(msg.params) || !isRecord(msg.params._meta)) return undefined;
   return msg.params._meta;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

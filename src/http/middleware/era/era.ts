@@ -1,6 +1,7 @@
 import { isLegacyRequest, PROTOCOL_VERSION_META_KEY } from '@modelcontextprotocol/server';
 import type { MiddlewareHandler } from 'hono';
 import type { GatewayEnv } from '../../context.js';
+import { isRecord } from '../../../canonical.js';
 
 /**
  * Which protocol era a request speaks, classified by the SDK's own rule (the 2026-07-28 `_meta`
@@ -26,13 +27,9 @@ export const era = (opts: { maxBodyBytes: number }): MiddlewareHandler<GatewayEn
  * the SDK's isLegacyRequest; era.test.ts checks that the two never disagree.
  */
 export function claimsEnvelope(body: unknown): boolean {
-  if (!isObject(body) || body.method === 'initialize' || 'result' in body || 'error' in body) return false;
+  if (!isRecord(body) || body.method === 'initialize' || 'result' in body || 'error' in body) return false;
   const params = body.params;
-  if (!isObject(params)) return false;
+  if (!isRecord(params)) return false;
   const meta = params._meta;
-  return isObject(meta) && PROTOCOL_VERSION_META_KEY in meta;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+  return isRecord(meta) && PROTOCOL_VERSION_META_KEY in meta;
 }
