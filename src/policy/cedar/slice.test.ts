@@ -9,7 +9,9 @@ import { buildPolicyInput, resourceExtractor } from '../input.js';
 import { toolFacts } from '../tools.js';
 import { CedarEngine } from './engine.js';
 import { toCedarRequest } from './request.js';
-import { actionMayMatch, resourceMayMatch } from './slice.js';
+import type { Clause, Expr } from '@cedar-policy/cedar-wasm/nodejs';
+import { EngineError } from '../types.js';
+import { actionMayMatch, certainlyFalse, resourceMayMatch } from './slice.js';
 
 const root = repoRoot() as string;
 const T = { action: 'call_tool', tool: 'fs.read', namespace: 'fs' };
@@ -32,6 +34,50 @@ describe('cedar slice scopes', () => {
     assert.equal(actionMayMatch({ op: '==', entity: uid('Action', 'list_tools') }, 'call_tool'), false);
     assert.equal(actionMayMatch({ op: 'in', entities: [uid('Action', 'list_tools'), uid('Action', 'call_tool')] }, 'call_tool'), true);
     assert.equal(actionMayMatch({ op: 'in', entities: [uid('Action', 'list_tools')] }, 'call_tool'), false);
+  });
+});
+
+describe('cedar residuals certainly false', () => {
+  // Residuals as Cedar's partial evaluation writes them, the context values unknown.
+  const unknown = (name: string): Expr => ({ unknown: [{ Value: name }] });
+  const v = (x: boolean | string): Expr => ({ Value: x });
+  const bin = (op: '==' | '!=' | '&&' | '||', left: Expr, right: Expr): Expr => {
+    const operands = { left, right };
+    if (op === '==') return { '==': operands };
+    if (op === '!=') return { '!=': operands };
+    return op === '&&' ? { '&&': operands } : { '||': operands };
+  };
+  const attr = (left: Expr, name: string): Expr => ({ '.': { left, attr: name } });
+  const when = (body: Expr): Clause => ({ kind: 'when', body });
+  const unless = (body: Expr): Clause => ({ kind: 'unless', body });
+  const purposeEmpty = bin('==', unknown('purpose'), v(''));
+  const pathIs = bin('==', attr(unknown('resource'), 'path'), v('/x'));
+
+  it('holds where no value of the unknowns can make the conditions true or err', () => {
+    assert.equal(certainlyFalse([when(v(false))]), true);
+    // The tool's hints settled the right side: purpose_required on a read-only closed-world tool.
+    assert.equal(certainlyFalse([when(bin('&&', purposeEmpty, v(false)))]), true);
+    assert.equal(certainlyFalse([when(bin('&&', v(true), bin('&&', purposeEmpty, v(false))))]), true);
+    assert.equal(certainlyFalse([when(bin('&&', v(false), pathIs))]), true, 'the right side of a false && is never evaluated');
+    assert.equal(certainlyFalse([when(bin('||', bin('!=', unknown('purpose'), v('a')), v(true))), when(v(false))]), true);
+    assert.equal(certainlyFalse([unless(bin('||', purposeEmpty, v(true)))]), true);
+    assert.equal(certainlyFalse([when(v(false)), when(pathIs)]), true, 'clauses are joined by && in order');
+    assert.equal(certainlyFalse([when({ '!': { arg: bin('||', v(true), pathIs) } })]), true);
+  });
+
+  it('does not hold where a value can make them true, or their evaluation can err', () => {
+    assert.equal(certainlyFalse([]), false);
+    assert.equal(certainlyFalse([when(v(true))]), false);
+    assert.equal(certainlyFalse([when(purposeEmpty)]), false);
+    assert.equal(certainlyFalse([when(bin('||', purposeEmpty, v(false)))]), false);
+    // An attribute of an unknown may be missing: Cedar reports the policy as erring, not false.
+    assert.equal(certainlyFalse([when(bin('&&', pathIs, v(false)))]), false);
+    // A non-boolean operand is a type error.
+    assert.equal(certainlyFalse([when(bin('&&', v('yes'), v(false)))]), false);
+    assert.equal(certainlyFalse([when(bin('&&', unknown('purpose'), v(false)))]), false);
+    assert.equal(certainlyFalse([when(pathIs), when(v(false))]), false, 'an earlier clause that may err is evaluated first');
+    assert.equal(certainlyFalse([unless(purposeEmpty)]), false);
+    assert.equal(certainlyFalse([when({ like: { left: unknown('purpose'), pattern: [] } })]), false);
   });
 });
 
@@ -69,6 +115,11 @@ describe('cedar engine on slices', () => {
         // The only rule that reads principal.type, on one tool: that tool's slice must send it.
         '@id("agents_cannot_list")',
         'forbid (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"fs.list") when { principal.type == "agent" };',
+        // The tool's hints make the last part false, but the part before can err (an overflow with
+        // any port above 1): a slice that dropped it would answer where the whole set errs.
+        '@id("port_overflow_trap")',
+        'forbid (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"trap.peek")',
+        'when { context.resource has port && context.resource.port * 4611686018427387904 > 0 && resource has destructiveHint && resource.destructiveHint };',
       ].join('\n'),
     );
     engine = await CedarEngine.load(dir);
@@ -140,11 +191,29 @@ describe('cedar engine on slices', () => {
       'fs_read_scope',
       'fs_path_not_permitted',
       'purpose_not_granted',
-      'purpose_required',
       'fs_read_scope_missing',
       'fs_requires_group',
       'fs_path_invalid',
     ]);
+  });
+
+  it('keeps a policy whose residual is false only if nothing before it errs, and errs as the whole set does', () => {
+    const peek = (url: string) =>
+      buildPolicyInput({
+        method: 'tools/call',
+        principal: testPrincipal('alice', ['eng'], ['trap:call']),
+        tool: toolFacts('trap.peek', { readOnlyHint: true, openWorldHint: false }),
+        arguments: { url },
+        resource: resourceExtractor({ kind: 'url', arg: 'url' }),
+        context: { request_id: 'slice' },
+      });
+    const withPort = peek('https://status.example.com:8443/');
+    assert.ok(engine.policiesFor(withPort).includes('port_overflow_trap'));
+    assert.deepEqual(engine.authorize(toCedarRequest(withPort)).errors, ['port_overflow_trap']);
+    assert.throws(
+      () => engine.evaluate(withPort),
+      (e) => e instanceof EngineError && e.code === 'ERR_ENGINE_EVALUATION' && e.message.includes('port_overflow_trap'),
+    );
   });
 
   it('cuts a slice per set of hints: the same tool, declared destructive, gets the rule on destructive tools', () => {
@@ -171,17 +240,7 @@ describe('cedar engine on slices', () => {
   });
 
   it('sends only the attributes the slice reads, and decides as the whole set does', () => {
-    assert.deepEqual(engine.attributesFor(fsRead('alice', null)), [
-      'data_labels',
-      'destructiveHint',
-      'openWorldHint',
-      'path',
-      'purpose',
-      'purposes',
-      'readOnlyHint',
-      'resource',
-      'scopes',
-    ]);
+    assert.deepEqual(engine.attributesFor(fsRead('alice', null)), ['data_labels', 'path', 'purpose', 'purposes', 'resource', 'scopes']);
     assert.ok(engine.attributesFor({ ...fsRead('alice', null), tool: toolFacts('fs.list', {}) })?.includes('type'));
     const agent = (tool: string) =>
       buildPolicyInput({

@@ -10,7 +10,8 @@
  * unsatisfiable() then drops what Cedar's partial evaluation proves false for every call of the tool.
  */
 import { isAuthorizedPartial } from '@cedar-policy/cedar-wasm/nodejs';
-import type { ActionConstraint, Clause, Context, EntityJson, EntityUidJson, PolicyJson, ResourceConstraint } from '@cedar-policy/cedar-wasm/nodejs';
+import { isRecord } from '../../canonical.js';
+import type { ActionConstraint, Clause, Context, EntityJson, EntityUidJson, Expr, PolicyJson, ResourceConstraint } from '@cedar-policy/cedar-wasm/nodejs';
 
 const NS = 'MicroMcp';
 const ACTION = `${NS}::Action`;
@@ -96,19 +97,87 @@ function namesPrincipalEntity(p: PolicyJson | undefined): boolean {
   return text.includes(`"${NS}::User"`) || text.includes(`"${NS}::Agent"`);
 }
 
-/** A residual that is the literal `false`: no principal or context can satisfy the policy, nor make it err. */
-function certainlyFalse(conditions: readonly Clause[]): boolean {
-  if (conditions.length !== 1) return false;
-  const [c] = conditions as [Clause];
-  const { body } = c;
-  return c.kind === 'when' && 'Value' in body && body.Value === false && Object.keys(body).length === 1;
+/**
+ * What evaluating a residual expression can give, for any values of its unknowns: certainly true or
+ * false; some boolean; some value of any type; or possibly an error. Only the last may err.
+ */
+type Outcome = 'true' | 'false' | 'bool' | 'value' | 'may-err';
+
+const isBool = (o: Outcome): boolean => o === 'true' || o === 'false' || o === 'bool';
+
+/** Cedar's `&&`: the left operand first, the right only when the left is true; a non-boolean operand errs. */
+function and(left: Outcome, right: () => Outcome): Outcome {
+  if (!isBool(left)) return 'may-err';
+  if (left === 'false') return 'false';
+  const r = right();
+  if (!isBool(r)) return 'may-err';
+  if (r === 'false') return 'false';
+  return left === 'true' ? r : 'bool';
+}
+
+/** Cedar's `||`: the right operand only when the left is false; a non-boolean operand errs. */
+function or(left: Outcome, right: () => Outcome): Outcome {
+  if (!isBool(left)) return 'may-err';
+  if (left === 'true') return 'true';
+  const r = right();
+  if (!isBool(r)) return 'may-err';
+  if (r === 'true') return 'true';
+  return left === 'false' ? r : 'bool';
+}
+
+function not(o: Outcome): Outcome {
+  if (o === 'true') return 'false';
+  if (o === 'false') return 'true';
+  return o === 'bool' ? 'bool' : 'may-err';
+}
+
+/**
+ * The outcome of a residual, by Cedar's evaluation rules, over the few forms its partial evaluation
+ * leaves behind when a tool's facts settle a condition that also reads the context: literals, the
+ * unknowns standing for context values (every request carries them, so they evaluate), `==` and
+ * `!=` (which never err on values), `&&`, `||` and `!`. E.g. `unknown("purpose") == "" && false`
+ * is false for every purpose, while `unknown("resource").path like "/x*" && false` may err (a
+ * request without a path), and Cedar reports a policy that errs. Anything else: may err.
+ */
+export function outcomeOf(e: Expr): Outcome {
+  if ('Value' in e) return e.Value === true ? 'true' : e.Value === false ? 'false' : 'value';
+  if ('unknown' in e) return Array.isArray(e.unknown) ? 'value' : 'may-err';
+  const eq = operands(e, '==') ?? operands(e, '!=');
+  if (eq !== undefined) return outcomeOf(eq.left) !== 'may-err' && outcomeOf(eq.right) !== 'may-err' ? 'bool' : 'may-err';
+  const both = operands(e, '&&');
+  if (both !== undefined) return and(outcomeOf(both.left), () => outcomeOf(both.right));
+  const either = operands(e, '||');
+  if (either !== undefined) return or(outcomeOf(either.left), () => outcomeOf(either.right));
+  const negated: unknown = Reflect.get(e, '!');
+  if (isRecord(negated) && isExpr(negated.arg)) return not(outcomeOf(negated.arg));
+  return 'may-err';
+}
+
+/** An expression node is a JSON object (an operator or literal by its one key). */
+const isExpr = (x: unknown): x is Expr => isRecord(x);
+
+/** The operands of a binary operator node `{op: {left, right}}`; undefined for any other node. */
+function operands(e: Expr, op: '==' | '!=' | '&&' | '||'): { left: Expr; right: Expr } | undefined {
+  const x: unknown = Reflect.get(e, op);
+  return isRecord(x) && isExpr(x.left) && isExpr(x.right) ? { left: x.left, right: x.right } : undefined;
+}
+
+/**
+ * Whether a residual's conditions (each `when` and the negation of each `unless`, in order, joined
+ * by `&&` as Cedar evaluates them) are false for every principal and context, without an error.
+ */
+export function certainlyFalse(conditions: readonly Clause[]): boolean {
+  let o: Outcome = 'true';
+  for (const c of conditions) o = and(o, () => (c.kind === 'when' ? outcomeOf(c.body) : not(outcomeOf(c.body))));
+  return o === 'false';
 }
 
 /**
  * The policies of a slice that no call of this action on this tool can satisfy: Cedar's own partial
  * evaluation with the tool entity known and the principal and context unknown leaves their
- * condition as the literal `false` (e.g. `!(resource in Service::"fs")` for an fs tool) under every
- * context shape. Each costs ~4 µs per decision in cedar-wasm (measured: fs.read's slice of 10
+ * condition false, with no error possible (certainlyFalse; e.g. `!(resource in Service::"fs")` for
+ * an fs tool, or `context.purpose == "" && false` where the tool's hints settle the rest) under
+ * every context shape. Each costs ~4 µs per decision in cedar-wasm (measured: fs.read's slice of 10
  * policies ~100 µs, 7 ~88 µs, none ~59 µs), and leaving it out cannot change the decision, the
  * determining policies or the errors. An evaluation Cedar cannot do prunes nothing.
  */
