@@ -224,7 +224,7 @@ test('group commit: concurrent decisions share fdatasyncs; each resolves only af
   t.diagnostic(results.join('; '));
 });
 
-test('fsync always: an outcome nobody waits on is written at once and synced by the next decision or within OWED_SYNC_MS; with syncOutcomes before it resolves', async (t) => {
+test('fsync always: an outcome nobody waits on is written on the turn after, and synced by the next decision or within OWED_SYNC_MS; with syncOutcomes before it resolves', async (t) => {
   const dir = tmpDir(t);
   const file = path.join(dir, 'audit.jsonl');
   const log = await openAuditLog({ file, fsync: 'always', syncOutcomes: false });
@@ -240,16 +240,23 @@ test('fsync always: an outcome nobody waits on is written at once and synced by 
   while (log.stats.fsyncs === synced) await new Promise((r) => setImmediate(r));
   assert.equal(log.stats.fsyncs, synced + 1);
   assert.ok(Date.now() - t0 < OWED_SYNC_MS + 1000, 'synced within the owed-sync delay');
-  // An outcome and the next decision in one tick share one batch, and its one fdatasync covers both.
+  // An outcome nobody waits on is formatted and written on the turn after it was given (after the
+  // answer): a decision of the same tick goes first.
   const d2 = await log.decision({ input: policyInput(), decision: decisionOf(true) });
-  const before = log.stats.fsyncs;
-  const [, d3] = await Promise.all([
+  const [o2, d3] = await Promise.all([
     log.outcome({ decision_id: d2.decision_id, outcome: 'ok' }),
     log.decision({ input: policyInput(), decision: decisionOf(false) }),
   ]);
-  assert.equal(log.stats.fsyncs, before + 1);
-  assert.equal(d3.seq, 5);
+  assert.deepEqual([d3.seq, o2.seq], [4, 5]);
+  // close() writes an outcome still waiting for its turn before it closes the file.
+  const d4 = await log.decision({ input: policyInput(), decision: decisionOf(true) });
+  const o4 = log.outcome({ decision_id: d4.decision_id, outcome: 'ok' });
   await log.close();
+  assert.equal((await o4).seq, 7);
+  assert.deepEqual(
+    readRecords(file).map((r) => r.kind),
+    ['decision', 'outcome', 'decision', 'decision', 'outcome', 'decision', 'outcome'],
+  );
   assert.equal((await verifyAuditFiles([file])).ok, true);
 
   // The default (and audit.outcome_before_answer: true): an outcome resolves only once synced.

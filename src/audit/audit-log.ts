@@ -163,6 +163,8 @@ class AuditLogImpl implements AuditLog {
   private closing: Promise<void> | null = null;
   private readonly inflight = new Map<string, Inflight>();
   private drainWaiter: (() => void) | null = null;
+  /** Outcome records nobody waits for before answering, each waiting for the turn after its answer (`afterAnswers`). */
+  private afterAnswer: Array<() => void> = [];
   private readonly pino: Logger;
   private captured = '';
   private readonly labels: { app: 'micro-mcp'; id: string; version: string };
@@ -334,11 +336,30 @@ class AuditLogImpl implements AuditLog {
           : undefined,
     };
     if (masked.length > 0) r.masked = masked;
+    const durable = this.opts.syncOutcomes !== false;
     try {
-      return await this.append(r, this.opts.syncOutcomes !== false);
+      // Nobody waits for this record before answering: it is formatted and written on the next
+      // turn of the event loop, once the answer (sent in this turn's microtasks) is out. Its fields
+      // are read now; a record that holds the result itself (`output`) is written now, before the
+      // SDK has the result. close() writes the waiting ones first.
+      if (!durable && r.output === undefined && this.state === 'open') await this.afterAnswers();
+      return await this.append(r, durable);
     } finally {
       this.untrack(rec.decision_id);
     }
+  }
+
+  /** Resolves on the next turn of the event loop (one setImmediate for every record of a turn), or at close(). */
+  private afterAnswers(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.afterAnswer.push(resolve) === 1) setImmediate(() => this.releaseAfterAnswer());
+    });
+  }
+
+  private releaseAfterAnswer(): void {
+    const waiting = this.afterAnswer;
+    this.afterAnswer = [];
+    for (const go of waiting) go();
   }
 
   /**
@@ -398,6 +419,7 @@ class AuditLogImpl implements AuditLog {
 
   private async doClose(drainMs: number): Promise<void> {
     this.state = 'draining'; // no new decisions; outcomes of running calls are still written
+    this.releaseAfterAnswer();
     if (this.recovering !== null) clearTimeout(this.recovering);
     this.recovering = null;
     if (this.inflight.size > 0 && this.writer.failed === null) {
