@@ -8,6 +8,7 @@
  * environment is handed to bwrap, which passes it on: no value ever appears on a command line.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import { ReadBuffer, serializeMessage, type JSONRPCMessage, type Transport } from '@modelcontextprotocol/client';
 import { bwrapCommand, type SandboxSpec } from './sandbox.js';
 
@@ -34,6 +35,8 @@ export class ChildProcessTransport implements Transport {
   private closed = false;
   private sandboxFailure: string | undefined;
   private spoke = false;
+  /** The wait of the sends the child's full stdin holds back: one for all of them, failed if stdin closes first. */
+  private drained: Promise<void> | undefined;
 
   constructor(private readonly spec: ChildSpec) {
     this.buffer = new ReadBuffer({ maxBufferSize: spec.maxMessageBytes ?? 16 * 1024 * 1024 });
@@ -121,13 +124,34 @@ export class ChildProcessTransport implements Transport {
    */
   async send(message: JSONRPCMessage): Promise<void> {
     const stdin = this.child?.stdin;
-    if (!stdin || this.closed) throw new Error('service process is not running');
+    if (!stdin || this.closed || stdin.destroyed) throw new Error('service process is not running');
     const data = serializeMessage(message);
     if (stdin.writableCorked === 0) {
       stdin.cork();
       process.nextTick(() => stdin.uncork());
     }
-    if (!stdin.write(data)) await new Promise<void>((r) => stdin.once('drain', () => r()));
+    if (!stdin.write(data)) await this.drain(stdin);
+  }
+
+  /**
+   * Resolves when the child's stdin has taken what it holds back; rejects if the pipe closes first
+   * (the child died, or closed its input): a wait for 'drain' alone would never settle then.
+   */
+  private drain(stdin: Writable): Promise<void> {
+    this.drained ??= new Promise<void>((resolve, reject) => {
+      const settle = (err?: Error) => {
+        stdin.off('drain', onDrain);
+        stdin.off('close', onClose);
+        this.drained = undefined;
+        if (err) reject(err);
+        else resolve();
+      };
+      const onDrain = () => settle();
+      const onClose = () => settle(new Error('service process closed its input before the message was sent'));
+      stdin.on('drain', onDrain);
+      stdin.on('close', onClose);
+    });
+    return this.drained;
   }
 
   /** Ends the child: close stdin, then SIGTERM, then SIGKILL. */
