@@ -105,25 +105,22 @@ type Outcome = 'true' | 'false' | 'bool' | 'value' | 'may-err';
 
 const isBool = (o: Outcome): boolean => o === 'true' || o === 'false' || o === 'bool';
 
-/** Cedar's `&&`: the left operand first, the right only when the left is true; a non-boolean operand errs. */
-function and(left: Outcome, right: () => Outcome): Outcome {
+/**
+ * Cedar's `&&` (`settles` false) and `||` (`settles` true): the left operand first, the right only
+ * when the left does not settle it; a non-boolean operand errs.
+ */
+function shortCircuit(settles: 'true' | 'false', left: Outcome, right: () => Outcome): Outcome {
   if (!isBool(left)) return 'may-err';
-  if (left === 'false') return 'false';
+  if (left === settles) return settles;
   const r = right();
   if (!isBool(r)) return 'may-err';
-  if (r === 'false') return 'false';
-  return left === 'true' ? r : 'bool';
+  if (r === settles) return settles;
+  // The left is the other constant (the result is the right's) or some boolean.
+  return left === 'bool' ? 'bool' : r;
 }
 
-/** Cedar's `||`: the right operand only when the left is false; a non-boolean operand errs. */
-function or(left: Outcome, right: () => Outcome): Outcome {
-  if (!isBool(left)) return 'may-err';
-  if (left === 'true') return 'true';
-  const r = right();
-  if (!isBool(r)) return 'may-err';
-  if (r === 'true') return 'true';
-  return left === 'false' ? r : 'bool';
-}
+const and = (left: Outcome, right: () => Outcome): Outcome => shortCircuit('false', left, right);
+const or = (left: Outcome, right: () => Outcome): Outcome => shortCircuit('true', left, right);
 
 function not(o: Outcome): Outcome {
   if (o === 'true') return 'false';
