@@ -120,6 +120,11 @@ describe('cedar engine on slices', () => {
         '@id("port_overflow_trap")',
         'forbid (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"trap.peek")',
         'when { context.resource has port && context.resource.port * 4611686018427387904 > 0 && resource has destructiveHint && resource.destructiveHint };',
+        // Errs on every call of the tool, whatever the caller and arguments (the overflow needs only
+        // the tool's facts): partial evaluation reports it erring with a residual of false.
+        '@id("tool_overflow_trap")',
+        'forbid (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"trap.poke")',
+        'when { resource.call_scope == "trap:call" && 9223372036854775807 + 1 > 0 };',
       ].join('\n'),
     );
     engine = await CedarEngine.load(dir);
@@ -213,6 +218,23 @@ describe('cedar engine on slices', () => {
     assert.throws(
       () => engine.evaluate(withPort),
       (e) => e instanceof EngineError && e.code === 'ERR_ENGINE_EVALUATION' && e.message.includes('port_overflow_trap'),
+    );
+  });
+
+  it('keeps a policy that errs on every call of the tool, and errs as the whole set does', () => {
+    const poke = buildPolicyInput({
+      method: 'tools/call',
+      principal: testPrincipal('alice', ['eng'], ['trap:call']),
+      tool: toolFacts('trap.poke', { readOnlyHint: true, openWorldHint: false }),
+      arguments: {},
+      resource: resourceExtractor({ kind: 'none' }),
+      context: { request_id: 'slice' },
+    });
+    assert.ok(engine.policiesFor(poke).includes('tool_overflow_trap'));
+    assert.deepEqual(engine.authorize(toCedarRequest(poke)).errors, ['tool_overflow_trap']);
+    assert.throws(
+      () => engine.evaluate(poke),
+      (e) => e instanceof EngineError && e.code === 'ERR_ENGINE_EVALUATION' && e.message.includes('tool_overflow_trap'),
     );
   });
 

@@ -174,9 +174,11 @@ export function certainlyFalse(conditions: readonly Clause[]): boolean {
  * evaluation with the tool entity known and the principal and context unknown leaves their
  * condition false, with no error possible (certainlyFalse; e.g. `!(resource in Service::"fs")` for
  * an fs tool, or `context.purpose == "" && false` where the tool's hints settle the rest) under
- * every context shape. Each costs ~4 µs per decision in cedar-wasm (measured: fs.read's slice of 10
- * policies ~100 µs, 7 ~88 µs, none ~59 µs), and leaving it out cannot change the decision, the
- * determining policies or the errors. An evaluation Cedar cannot do prunes nothing.
+ * every context shape. A policy Cedar reports erring on the tool's own facts stays: its residual
+ * reads false, but it errs on every call and the whole set reports it. Each policy costs ~4 µs per
+ * decision in cedar-wasm (measured: fs.read's slice of 10 policies ~100 µs, 7 ~88 µs, none ~59 µs),
+ * and leaving one out cannot change the decision, the determining policies or the errors. An
+ * evaluation Cedar cannot do prunes nothing.
  */
 export function unsatisfiable(
   policies: Readonly<Record<string, string>>,
@@ -199,9 +201,12 @@ export function unsatisfiable(
       entities: [tool],
     });
     if (ans.type !== 'residuals') return new Set();
+    // A policy that erred on the tool's own facts has the residual `false`, but it errs on every
+    // call of the tool, and the whole set reports it: it must stay.
+    const errored = new Set(ans.response.errored);
     candidates = candidates.filter((id) => {
       const residual = ans.response.residuals[id];
-      return residual !== undefined && certainlyFalse(residual.conditions) && !namesPrincipalEntity(json.get(id));
+      return residual !== undefined && !errored.has(id) && certainlyFalse(residual.conditions) && !namesPrincipalEntity(json.get(id));
     });
   }
   return new Set(candidates);
