@@ -24,25 +24,23 @@ const uid = (type: string, id: string): { type: string; id: string } => ({ type:
  * context: {scopes, purpose ("" when none), resource: the non-null facts of the right type}.
  * Only the principal and the tool are sent as entities: Group and Service have no attributes,
  * and every entity or attribute sent costs microseconds per decision (measured: 5 entities with
- * 10 attributes ~240 µs, 2 entities with 3 attributes ~70 µs, on 2 cores).
+ * 10 attributes ~240 µs, 2 entities with 3 attributes ~70 µs, on 2 cores). `withTool` false leaves
+ * the tool's entity out (its uid stays the resource): for a set of policies none of which can read
+ * it (engine.ts, slice.ts readsToolEntity).
  */
-export function toCedarRequest(input: PolicyInput): CedarRequest {
+export function toCedarRequest(input: PolicyInput, withTool = true): CedarRequest {
   const p = input.principal;
   const principal = p.type === 'user' ? uid('User', p.id) : uid('Agent', p.id);
   const groups = [...new Set(p.groups)].map((g) => uid('Group', g));
-  const toolEntity = toolEntityOf(input.tool);
-  const tool = toolEntity.uid as { type: string; id: string };
 
-  const entities: EntityJson[] = [
-    { uid: principal, attrs: { type: p.type, purposes: [...new Set(p.purposes)] }, parents: groups as EntityUidJson[] },
-    toolEntity,
-  ];
+  const entities: EntityJson[] = [{ uid: principal, attrs: { type: p.type, purposes: [...new Set(p.purposes)] }, parents: groups as EntityUidJson[] }];
+  if (withTool) entities.push(toolEntityOf(input.tool));
 
   return {
     principal,
     // The action comes from the one method table (src/policy/methods.ts), as Rego's input.action does.
     action: uid('Action', input.action),
-    resource: tool,
+    resource: uid('Tool', input.tool.name),
     context: {
       scopes: [...new Set(input.scopes)],
       purpose: input.purpose ?? '',

@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { repoRoot } from '../rego/opa.js';
-import { caseInput, POLICY_CASES, testPrincipal } from '../testing/cases.js';
-import { buildPolicyInput, resourceExtractor } from '../input.js';
+import { caseInput, EXAMPLE_RESOURCES, POLICY_CASES, testPrincipal } from '../testing/cases.js';
+import { buildPolicyInput, resourceExtractor, resourceExtractors } from '../input.js';
+import { parityInputs } from '../parity.js';
 import { toolFacts } from '../tools.js';
 import { CedarEngine } from './engine.js';
 import { toCedarRequest } from './request.js';
@@ -125,6 +126,16 @@ describe('cedar engine on slices', () => {
         '@id("tool_overflow_trap")',
         'forbid (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"trap.poke")',
         'when { resource.call_scope == "trap:call" && 9223372036854775807 + 1 > 0 };',
+        // A Long beyond 2^53 in the residual: read back as a JS number it would be 9007199254740992,
+        // and the condition, true for port 1 as written, false.
+        // Partial evaluation leaves the right of an unknown && as written: this residual still
+        // reads the tool's entity, which its requests must then carry.
+        '@id("purpose_on_peek")',
+        'forbid (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"trap.peek")',
+        'when { context.purpose == "forbidden" && resource.call_scope == "trap:call" };',
+        '@id("long_literal_trap")',
+        'forbid (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"trap.peek")',
+        'when { context.resource has port && 9007199254740993 - context.resource.port == 9007199254740992 };',
       ].join('\n'),
     );
     engine = await CedarEngine.load(dir);
@@ -238,6 +249,70 @@ describe('cedar engine on slices', () => {
     );
   });
 
+  it('keeps a policy whose residual holds a Long beyond 2^53 as written, and decides as the whole set does', () => {
+    // Port 1: the overflow trap on the same tool holds no error there (1 * 2^62 fits).
+    const p1 = buildPolicyInput({
+      method: 'tools/call',
+      principal: testPrincipal('alice', ['eng'], ['trap:call']),
+      tool: toolFacts('trap.peek', { readOnlyHint: true, openWorldHint: false }),
+      arguments: { url: 'https://status.example.com:1/' },
+      resource: resourceExtractor({ kind: 'url', arg: 'url' }),
+      context: { request_id: 'slice' },
+    });
+    assert.equal(engine.preparedFor(p1).residuals.includes('long_literal_trap'), false);
+    assert.deepEqual(sliced(p1), { allow: false, ids: ['long_literal_trap'] });
+    assert.deepEqual(sliced(p1), whole(p1));
+  });
+
+  it('sends the tool entity for a residual that still reads it, and decides as the whole set does', () => {
+    const peek = buildPolicyInput({
+      method: 'tools/call',
+      principal: testPrincipal('alice', ['eng'], ['trap:call']),
+      tool: toolFacts('trap.peek', { readOnlyHint: true, openWorldHint: false }),
+      // Port 1, as above: the overflow trap on this tool holds no error there.
+      arguments: { url: 'https://status.example.com:1/' },
+      purpose: 'forbidden',
+      resource: resourceExtractor({ kind: 'url', arg: 'url' }),
+      context: { request_id: 'slice' },
+    });
+    const prepared = engine.preparedFor(peek);
+    assert.ok(prepared.residuals.includes('purpose_on_peek'));
+    assert.equal(prepared.toolEntity, true);
+    // Port 1 also meets long_literal_trap; the purpose is granted to nobody.
+    assert.deepEqual(sliced(peek), { allow: false, ids: ['long_literal_trap', 'purpose_not_granted', 'purpose_on_peek'] });
+    assert.deepEqual(sliced(peek), whole(peek));
+  });
+
+  it('decides generated calls, with and without data labels, as the whole set does: allow, reasons and errors', () => {
+    const services = ['fs', 'http', 'github', 'vector', 'trap', 'echo'];
+    const answer = (f: () => { allow: boolean; ids: string[] }) => {
+      try {
+        return f();
+      } catch (e) {
+        if (!(e instanceof EngineError)) throw e;
+        return { error: e.message.replace(/^.*: /, '').split(', ').sort() };
+      }
+    };
+    const wholeAnswer = (input: ReturnType<typeof caseInput>) => {
+      const a = engine.authorize(toCedarRequest(input));
+      return a.errors.length > 0 ? { error: [...a.errors].sort() } : { allow: a.decision === 'allow', ids: a.reason };
+    };
+    let n = 0;
+    for (const input of parityInputs({
+      count: 1500,
+      seed: 11,
+      services,
+      resources: resourceExtractors(Object.fromEntries(Object.entries(EXAMPLE_RESOURCES).map(([k, v]) => [k, { resource: v }]))),
+    })) {
+      const labelled = n++ % 2 === 1 ? { ...input, context: { ...input.context, data_labels: ['internal'] } } : input;
+      assert.deepEqual(
+        answer(() => sliced(labelled)),
+        wholeAnswer(labelled),
+        JSON.stringify(labelled),
+      );
+    }
+  });
+
   it('cuts a slice per set of hints: the same tool, declared destructive, gets the rule on destructive tools', () => {
     const destructive = { ...fsRead('alice', null), tool: toolFacts('fs.read', { readOnlyHint: true, openWorldHint: false, destructiveHint: true }) };
     assert.ok(engine.policiesFor(destructive).includes('destructive_forbid'));
@@ -261,6 +336,16 @@ describe('cedar engine on slices', () => {
     }
   });
 
+  it('runs a policy as its residual for the tool where it can, and sends the tool entity only when a policy can read it', () => {
+    // mallory_in_eng names a User entity and keeps its scope on Tool::"fs.read": kept as written.
+    const prepared = engine.preparedFor(fsRead('alice', null));
+    assert.deepEqual(
+      prepared.residuals,
+      engine.policiesFor(fsRead('alice', null)).filter((id) => id !== 'mallory_in_eng'),
+    );
+    assert.equal(prepared.toolEntity, true);
+  });
+
   it('sends only the attributes the slice reads, and decides as the whole set does', () => {
     assert.deepEqual(engine.attributesFor(fsRead('alice', null)), ['data_labels', 'path', 'purpose', 'purposes', 'resource', 'scopes']);
     assert.ok(engine.attributesFor({ ...fsRead('alice', null), tool: toolFacts('fs.list', {}) })?.includes('type'));
@@ -277,5 +362,31 @@ describe('cedar engine on slices', () => {
     assert.deepEqual(sliced(agent('fs.list')), whole(agent('fs.list')));
     assert.deepEqual(sliced(agent('fs.read')), { allow: true, ids: ['fs_read_scope'] });
     assert.deepEqual(sliced(agent('fs.read')), whole(agent('fs.read')));
+  });
+});
+
+describe('cedar residual sets on the example policies', () => {
+  let engine: CedarEngine;
+  before(async () => {
+    engine = await CedarEngine.load(join(root, 'policies', 'cedar'));
+  });
+  after(() => engine.close());
+
+  it('run every policy of a tools/call slice as its residual, without the tool entity', () => {
+    for (const c of POLICY_CASES) {
+      const input = caseInput(c);
+      if (input.action !== 'call_tool') continue;
+      const prepared = engine.preparedFor(input);
+      assert.deepEqual(prepared.residuals, engine.policiesFor(input), c.name);
+      assert.equal(prepared.toolEntity, false, c.name);
+      const a = engine.authorize(toCedarRequest(input));
+      const r = engine.evaluate(input);
+      assert.equal(r.allow, a.decision === 'allow', c.name);
+    }
+  });
+
+  it('keep list decisions on the policies as written, with the tool entity', () => {
+    const input = { ...caseInput(POLICY_CASES[0] as (typeof POLICY_CASES)[number]), action: 'list_tools' };
+    assert.deepEqual(engine.preparedFor(input), { residuals: [], toolEntity: true });
   });
 });
