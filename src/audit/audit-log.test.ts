@@ -271,6 +271,27 @@ test('fsync always: an outcome nobody waits on is written on the turn after, and
   assert.equal(auditOptionsFromConfig({}).syncOutcomes, false);
 });
 
+test("write durations are told per kind, from the record's formatting to its write, without an outcome's wait for its turn", async (t) => {
+  const dir = tmpDir(t);
+  let now = 0;
+  const log = await openAuditLog({ file: path.join(dir, 'audit.jsonl'), fsync: 'always', syncOutcomes: false, monotonicMs: () => now });
+  const told: Array<[string, number]> = [];
+  log.onWritten = (kind, seconds) => told.push([kind, seconds]);
+  const d = await log.decision({ input: policyInput(), decision: decisionOf(true) });
+  // The outcome waits for the turn after this one; the clock moves 5 s meanwhile, and does not
+  // move again until its write resolved.
+  const o = log.outcome({ decision_id: d.decision_id, outcome: 'ok' });
+  now = 5000;
+  await o;
+  await log.event({ type: 'probe_refused', tool: 'fs.read', error: { code: 'ERR_TEST', message: 'refused' } });
+  await log.close();
+  assert.deepEqual(told.slice(0, 3), [
+    ['decision', 0],
+    ['outcome', 0],
+    ['event', 0],
+  ]);
+});
+
 test('a failed sync that no record waits on (the owed sync) still starts the recovery', async (t) => {
   const dir = tmpDir(t);
   const file = path.join(dir, 'audit.jsonl');

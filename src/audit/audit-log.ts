@@ -65,7 +65,12 @@ export interface AuditOptions {
    * exposed name or alias). Default none.
    */
   services?: readonly string[];
+  /** Monotonic milliseconds, for the write durations told to `onWritten` (tests). Default performance.now. */
+  monotonicMs?: () => number;
 }
+
+/** The kind of record a write duration is told for (the metric's label). */
+export type WrittenKind = 'decision' | 'outcome' | 'event';
 
 export interface AuditStats extends SinkStats {
   inflight: number;
@@ -98,6 +103,12 @@ export interface AuditLog {
   readonly stats: AuditStats;
   /** The redactor in use (also for the operational logger). */
   readonly redactor: Redactor;
+  /**
+   * Told of each record's write: from the moment it is chained (its formatting included) until its
+   * write resolves (durable as `fsync` says) or fails. An outcome's wait for the turn after its answer
+   * is not part of it. The gateway feeds micro_mcp_audit_write_duration_seconds from it.
+   */
+  onWritten: ((kind: WrittenKind, seconds: number) => void) | null;
 }
 
 interface Inflight {
@@ -167,6 +178,8 @@ class AuditLogImpl implements AuditLog {
   private afterAnswer: Array<() => void> = [];
   private readonly pino: Logger;
   private captured = '';
+  private readonly monotonicMs: () => number;
+  onWritten: ((kind: WrittenKind, seconds: number) => void) | null = null;
   private readonly labels: { app: 'micro-mcp'; id: string; version: string };
   private readonly services: ReadonlySet<string>;
 
@@ -184,6 +197,7 @@ class AuditLogImpl implements AuditLog {
     // A failure no record waits on (a timed sync) must start the recovery too: otherwise the log
     // would refuse every later record without ever trying to resume.
     writer.onFailure = (e) => this.failed(e);
+    this.monotonicMs = opts.monotonicMs ?? (() => performance.now());
     // A dedicated pino instance, separate from the operational logger: pino does the formatting,
     // the destination below only captures the line so that sink.ts can own the fd (see there).
     // The level formatter emits the format version as the first member (`_v` sorts before every
@@ -480,6 +494,8 @@ class AuditLogImpl implements AuditLog {
   private append(fields: RecordFields, durable = true): Promise<AuditReceipt> {
     if (this.writer.failed) return Promise.reject(this.writer.failed);
     if (this.state === 'closed') return Promise.reject(new GatewayError('ERR_AUDIT_UNAVAILABLE', 'audit log is closed'));
+    const t0 = this.monotonicMs();
+    const kind: WrittenKind = fields.kind === 'decision' || fields.kind === 'outcome' ? fields.kind : 'event';
     const seq = this.seq + 1;
     // `_v` comes from pino's level formatter and `hash` from below, both at their fixed places. The
     // chain members are set on the caller's fresh object rather than a copy: the copy was the largest
@@ -507,9 +523,11 @@ class AuditLogImpl implements AuditLog {
     return this.writer.append(line, durable).then(
       () => {
         if (seq > this.durable.seq) this.durable = { seq, hash };
+        this.onWritten?.(kind, (this.monotonicMs() - t0) / 1000);
         return { seq, hash };
       },
       (e: unknown) => {
+        this.onWritten?.(kind, (this.monotonicMs() - t0) / 1000);
         this.failed(e);
         throw e;
       },

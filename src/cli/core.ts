@@ -21,7 +21,7 @@ import { ResourceSubscriptions } from '../pipeline/subscriptions.js';
 import { ConsentGate } from '../pipeline/consent.js';
 import { InFlight } from '../pipeline/in-flight.js';
 import { ListView } from '../pipeline/list-view.js';
-import type { AuditPort, ProbePort, StatePort } from '../pipeline/ports.js';
+import type { ProbePort, StatePort } from '../pipeline/ports.js';
 import type { GatewayMetrics, MetricSources } from '../obs/metrics.js';
 import { Observer } from '../obs/observer.js';
 import { declaredFactNames, resourceExtractors } from '../policy/input.js';
@@ -87,11 +87,11 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
     ? await life.acquire('traces', new (await import('../obs/tracing.js')).Tracing(config.tracing, VERSION, log), (t) => t.close())
     : undefined;
   const observer = metrics || tracing ? new Observer(metrics, tracing) : undefined;
-  const timedAudit = metrics ? timed(audit, metrics) : audit;
+  if (metrics) audit.onWritten = (kind, seconds) => metrics.auditWritten(kind, seconds);
   const { burst, window_s } = config.audit.refusals;
   const refusals = await life.acquire(
     'refusal records',
-    new Refusals(timedAudit, log, {
+    new Refusals(audit, log, {
       clock,
       burst,
       windowMs: window_s * 1000,
@@ -176,7 +176,7 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
   const lists = new ListView({ catalog, policy, state, probes, log, pageSize: config.server.page_size, clock });
   const resources = resourceExtractors(config.services);
   const calls = new CallPipeline({
-    ...{ catalog, policy, audit: timedAudit, credentials: minter, state, probes, log, limiter, inFlight, clock, resources },
+    ...{ catalog, policy, audit, credentials: minter, state, probes, log, limiter, inFlight, clock, resources },
     filter: resultFilter(audit.redactor),
     consent: new ConsentGate({
       grants: shared.grants,
@@ -214,25 +214,6 @@ export async function startCore(config: Config, opts: { dev: boolean; drainMs: n
     replicaId,
     metrics,
     metricSources,
-  };
-}
-
-/** The audit log with each write's latency measured (metrics on). */
-function timed(audit: AuditLog, metrics: GatewayMetrics): AuditPort & { event: AuditLog['event'] } {
-  const time =
-    <A, R>(kind: 'decision' | 'outcome' | 'event', write: (a: A) => Promise<R>) =>
-    async (a: A): Promise<R> => {
-      const t0 = performance.now();
-      try {
-        return await write(a);
-      } finally {
-        metrics.auditWritten(kind, (performance.now() - t0) / 1000);
-      }
-    };
-  return {
-    decision: time('decision', (r: Parameters<AuditLog['decision']>[0]) => audit.decision(r)),
-    outcome: time('outcome', (r: Parameters<AuditLog['outcome']>[0]) => audit.outcome(r)),
-    event: time('event', (r: Parameters<AuditLog['event']>[0]) => audit.event(r)),
   };
 }
 
