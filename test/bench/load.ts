@@ -46,7 +46,9 @@ export interface LoadOptions {
 
 /**
  * One kind of call: the tool name on this path ("echo" direct, "echo.echo" through the gateway), the
- * arguments of call i (they differ per call, so no cache can answer them) and the text it must return.
+ * arguments of call i and the text it must return. Calls are numbered across the whole process
+ * (nextCall), so no call repeats the arguments of an earlier one, in any round, row or warm-up, and
+ * no cache (the gateway's decision memos) can answer it from a call before.
  */
 export interface Workload {
   tool: string;
@@ -70,6 +72,10 @@ export function percentile(sorted: ArrayLike<number>, p: number): number {
   const rank = Math.ceil((p / 100) * sorted.length);
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
 }
+
+/** The number of the next call made by this process: every call's arguments are new. */
+let calls = 0;
+const nextCall = (): number => calls++;
 
 async function callOnce(client: Client, work: Workload, i: number): Promise<void> {
   const r = await client.callTool({ name: work.tool, arguments: work.args(i) });
@@ -109,9 +115,9 @@ export async function sampleLoad(clients: readonly Client[], o: LoadOptions): Pr
   };
   let warmupErrors = 0;
   await Promise.all(
-    clients.map(async (c, k) => {
+    clients.map(async (c) => {
       for (let i = 0; i < o.warmupPerClient; i++) {
-        await callOnce(c, o.work, k * 1_000_000 + i).catch((e: unknown) => {
+        await callOnce(c, o.work, nextCall()).catch((e: unknown) => {
           warmupErrors++;
           failed(e);
         });
@@ -131,10 +137,10 @@ export async function sampleLoad(clients: readonly Client[], o: LoadOptions): Pr
   await Promise.all(
     clients.map(async (c) => {
       while (issued < o.calls && performance.now() < deadline) {
-        const i = issued++;
+        issued++;
         const t = performance.now();
         try {
-          await callOnce(c, o.work, i);
+          await callOnce(c, o.work, nextCall());
           lat[ok++] = performance.now() - t;
         } catch (e) {
           errors++;
@@ -263,7 +269,7 @@ export async function runOpenLoop(
     // the path behind earlier calls counts against the path, and no latency is negative).
     const from = Math.min(due, performance.now());
     pending.push(
-      callOnce(c, o.work, 2_000_000_000 + i).then(
+      callOnce(c, o.work, nextCall()).then(
         () => {
           outstanding--;
           lastAnswer = performance.now();

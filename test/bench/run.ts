@@ -785,7 +785,8 @@ async function main(): Promise<void> {
       'Micro-MCP: dev JWT auth, Rego + Cedar with the repo policies, audit decision + outcome records (fsync always), ' +
       'a per-call service credential, the service over stdio. mcp-proxy (npm): the service over stdio behind its Streamable HTTP, ' +
       'its own sessions for 2025, no auth, policy or audit. `echo` sends a new text every call; `read` a new path every call ' +
-      '(behind the gateway it is fs.read, decided by the fs policies on the canonical path; the service answers with the path, no disk I/O). ' +
+      '(behind the gateway it is fs.read, decided by the fs policies on the canonical path; the service answers with the path, no disk I/O); ' +
+      "calls are numbered across the whole run, so no call, round or warm-up repeats the arguments of an earlier one and the gateway's decision memos cannot answer a read. " +
       `Closed loop, each agent its own connection (and 2025 session); ${PLAN[1].calls} measured calls at 1 agent, ${PLAN[16].calls} at 16 and 64, ` +
       `after warm-up (first every path with ${WARM_UP_CALLS} calls per era and call at 16 agents, before any row; a run stops at ${PLAN[1].capMs / 1000} s: "(cap)"); each row group is measured in ${ROUNDS} rounds, the paths taking turns in each (fresh clients and warm-up every round; ` +
       'a row merges its rounds: calls/s over their measured time together, percentiles over all their calls). ' +
