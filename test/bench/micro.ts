@@ -15,6 +15,7 @@ import path from 'node:path';
 import { createAuthenticator, createServiceCredentialMinter, mintDevToken } from '../../src/auth/index.js';
 import { buildPolicyInput, loadPolicies, resourceExtractor, toolFacts } from '../../src/policy/index.js';
 import type { EngineName } from '../../src/policy/index.js';
+import { CedarEngine } from '../../src/policy/cedar/engine.js';
 import { toCedarRequest } from '../../src/policy/cedar/request.js';
 import { GatewayMetrics, Observer, Tracing } from '../../src/obs/index.js';
 import type { CallContext } from '../../src/pipeline/ports.js';
@@ -126,13 +127,17 @@ export async function runMicro(n: number): Promise<MicroRow[]> {
     } finally {
       generated.close();
     }
-    // What cedar-wasm costs before any policy: the same request against an empty pre-parsed set
-    // (the JSON conversion of entities and context across the WASM boundary, and the call).
+    // What cedar-wasm costs before any policy: the request a decision sends (with the tool's entity
+    // only if a policy of the slice can read it) against an empty pre-parsed set (the JSON conversion
+    // of entities and context across the WASM boundary, and the call).
+    const engine = await CedarEngine.load(path.join(ROOT, 'policies', 'cedar'));
+    const withTool = engine.preparedFor(fresh()).toolEntity;
+    engine.close();
     const empty = `micro-mcp-bench-empty-${process.pid}`;
     cedar.preparsePolicySet(empty, { staticPolicies: {} });
     rows.push({
-      name: 'cedar-wasm alone: fs.read, a new path each time, an empty policy set (the per-call floor)',
-      ...(await microBench(() => cedar.statefulIsAuthorized({ ...toCedarRequest(fresh()), preparsedPolicySetId: empty }), n, Math.min(1000, n))),
+      name: `cedar-wasm alone: fs.read, a new path each time, the request a decision sends (${withTool ? 'principal and tool entities' : 'the principal entity only'}), an empty policy set (the per-call floor)`,
+      ...(await microBench(() => cedar.statefulIsAuthorized({ ...toCedarRequest(fresh(), withTool), preparsedPolicySetId: empty }), n, Math.min(1000, n))),
     });
     cedar.preparsePolicySet(empty, { staticPolicies: '' });
   } finally {
