@@ -18,7 +18,7 @@ import { DecisionMemo } from '../memo.js';
 import { compileError, lineOf, type PolicyProblem } from '../problems.js';
 import { EngineError, type EngineResult, type PolicyEngine } from '../types.js';
 import { toCedarRequest, toolEntityKey, toolEntityOf } from './request.js';
-import { namedAttributes, type PartialEvaluation, partialEvaluations, readsToolEntity, sliceFor, standIn, unsatisfiable } from './slice.js';
+import { namedAttributes, type PartialEvaluation, partialEvaluations, readsToolEntity, sliceFor, standIn, testedMembers, unsatisfiable } from './slice.js';
 
 const CEDAR_SCHEMA_FILE = 'schema.cedarschema';
 
@@ -53,11 +53,16 @@ function obligationsOf(ann: Record<string, string>): Record<string, unknown> {
   return out;
 }
 
-/** A pre-parsed set of a slice: its id in the WASM cache, whether its requests carry the tool's entity, the policies in it as residuals. */
+/**
+ * A pre-parsed set of a slice: its id in the WASM cache, whether its requests carry the tool's
+ * entity, the policies in it as residuals, and the context sets its policies only test for
+ * literal members, with those members (slice.ts testedMembers).
+ */
 interface PreparedSet {
   id: string;
   tool: boolean;
   residuals: readonly string[];
+  members: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 /**
@@ -336,6 +341,7 @@ export class CedarEngine implements PolicyEngine {
     const written: Record<string, string> = {};
     const standing: Record<string, string | PolicyJson> = {};
     const residuals: string[] = [];
+    const standingJson: PolicyJson[] = [];
     let tool = false;
     for (const id of slice.policies) {
       const json = this.#scopes.get(id) as PolicyJson;
@@ -343,11 +349,12 @@ export class CedarEngine implements PolicyEngine {
       const r = partial === null ? null : standIn(id, partial, json, shape);
       if (r !== null) residuals.push(id);
       standing[id] = r ?? written[id];
+      standingJson.push(r ?? json);
       tool ||= readsToolEntity(r ?? json);
     }
-    let set = residuals.length > 0 ? this.#prepare(standing, tool, residuals) : null;
+    let set = residuals.length > 0 ? this.#prepare(standing, tool, residuals, testedMembers(standingJson)) : null;
     // A residual Cedar will not parse back keeps the policies as written.
-    set ??= this.#prepare(written, true, []);
+    set ??= this.#prepare(written, true, [], testedMembers(slice.policies.map((id) => this.#scopes.get(id) as PolicyJson)));
     // Every policy parsed as part of the whole set at load; a failure here is an engine fault.
     if (set === null) throw new EngineError('ERR_ENGINE_EVALUATION', 'cedar could not prepare the policies for this tool');
     slice.sets[shape] = set;
@@ -355,16 +362,26 @@ export class CedarEngine implements PolicyEngine {
     return set;
   }
 
-  #prepare(staticPolicies: Record<string, string | PolicyJson>, tool: boolean, residuals: readonly string[]): PreparedSet | null {
+  #prepare(
+    staticPolicies: Record<string, string | PolicyJson>,
+    tool: boolean,
+    residuals: readonly string[],
+    members: ReadonlyMap<string, ReadonlySet<string>>,
+  ): PreparedSet | null {
     const id = `${this.#psetId}-slice-${++this.#sliceSeq}`;
-    return cedar.preparsePolicySet(id, { staticPolicies }).type === 'success' ? { id, tool, residuals: Object.freeze(residuals) } : null;
+    return cedar.preparsePolicySet(id, { staticPolicies }).type === 'success' ? { id, tool, residuals: Object.freeze(residuals), members } : null;
   }
 
-  /** How a decision on this input runs: the policies of its slice that run as residuals, and whether the tool's entity is sent. */
-  preparedFor(input: PolicyInput): { residuals: readonly string[]; toolEntity: boolean } {
+  /**
+   * How a decision on this input runs: the policies of its slice that run as residuals, whether the
+   * tool's entity is sent, and the context sets sent cut to the members the policies test (sorted).
+   */
+  preparedFor(input: PolicyInput): { residuals: readonly string[]; toolEntity: boolean; members: Record<string, string[]> } {
     if (this.#closed) throw new EngineError('ERR_ENGINE_CLOSED', 'cedar engine is closed');
     const set = this.#set(this.#slice(input.action, input.tool), input.context.data_labels !== undefined ? 1 : 0);
-    return { residuals: set.residuals, toolEntity: set.tool };
+    const members: Record<string, string[]> = {};
+    for (const [k, v] of set.members) members[k] = [...v].sort();
+    return { residuals: set.residuals, toolEntity: set.tool, members };
   }
 
   /** The attribute names the policies of this input's slice read, sorted (null: every attribute is sent). */
@@ -419,6 +436,12 @@ export class CedarEngine implements PolicyEngine {
     // The context's shape, as toCedarRequest writes it: data_labels only when the call has them.
     const set = this.#set(slice, input.context.data_labels !== undefined ? 1 : 0);
     const req = toCedarRequest(input, set.tool);
+    // A context set the policies only test for literal members is sent cut to those members.
+    const context = req.context as Record<string, CedarValueJson>;
+    for (const [k, keep] of set.members) {
+      const v = context[k];
+      if (Array.isArray(v)) context[k] = v.filter((x) => typeof x === 'string' && keep.has(x));
+    }
     // Each entity attribute sent costs ~3 µs in cedar-wasm; one that no policy of the slice names
     // cannot change the answer (fs.read: principal.type and call_scope are left out).
     if (slice.attributes !== null) for (const e of req.entities) e.attrs = pick(e.attrs, slice.attributes);

@@ -133,6 +133,14 @@ describe('cedar engine on slices', () => {
         '@id("purpose_on_peek")',
         'forbid (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"trap.peek")',
         'when { context.purpose == "forbidden" && resource.call_scope == "trap:call" };',
+        // Reads the scopes as a whole (==): every scope must be sent, not only the literals the
+        // other policies of the slice test for.
+        '@id("scopes_exactly")',
+        'forbid (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"trap.scopes")',
+        'when { context.scopes == ["trap:call"] };',
+        '@id("scopes_granted")',
+        'permit (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"trap.scopes")',
+        'when { context.scopes.contains("trap:call") && context.scopes.containsAny(["a:x", "b:x"]) };',
         '@id("long_literal_trap")',
         'forbid (principal, action == MicroMcp::Action::"call_tool", resource == MicroMcp::Tool::"trap.peek")',
         'when { context.resource has port && 9007199254740993 - context.resource.port == 9007199254740992 };',
@@ -283,6 +291,26 @@ describe('cedar engine on slices', () => {
     assert.deepEqual(sliced(peek), whole(peek));
   });
 
+  it('sends a context set cut to the members its policies test for only when no policy reads it otherwise', () => {
+    const call = (scopes: string[]) =>
+      buildPolicyInput({
+        method: 'tools/call',
+        principal: testPrincipal('alice', ['eng'], scopes),
+        tool: toolFacts('trap.scopes', { readOnlyHint: true, openWorldHint: false }),
+        arguments: {},
+        resource: resourceExtractor({ kind: 'none' }),
+        context: { request_id: 'slice' },
+      });
+    assert.equal(engine.preparedFor(call(['trap:call'])).members.scopes, undefined);
+    // With only the tested members sent, scopes == ["trap:call"] would hold and forbid.
+    for (const scopes of [['trap:call', 'a:x'], ['trap:call'], ['trap:call', 'b:x', 'c:x']]) {
+      assert.deepEqual(sliced(call(scopes)), whole(call(scopes)), scopes.join(' '));
+    }
+    assert.deepEqual(sliced(call(['trap:call', 'a:x'])), { allow: true, ids: ['scopes_granted', 'service_call_scope'] });
+    const fsMembers = engine.preparedFor(fsRead('alice', null)).members;
+    assert.deepEqual(fsMembers.scopes, ['fs:read']);
+  });
+
   it('decides generated calls, with and without data labels, as the whole set does: allow, reasons and errors', () => {
     const services = ['fs', 'http', 'github', 'vector', 'trap', 'echo'];
     const answer = (f: () => { allow: boolean; ids: string[] }) => {
@@ -379,6 +407,8 @@ describe('cedar residual sets on the example policies', () => {
       const prepared = engine.preparedFor(input);
       assert.deepEqual(prepared.residuals, engine.policiesFor(input), c.name);
       assert.equal(prepared.toolEntity, false, c.name);
+      // The residuals test the scopes for literal members only (the tool's own scope, if any).
+      assert.ok((prepared.members.scopes?.length ?? 9) <= 1, c.name);
       const a = engine.authorize(toCedarRequest(input));
       const r = engine.evaluate(input);
       assert.equal(r.allow, a.decision === 'allow', c.name);
@@ -387,6 +417,7 @@ describe('cedar residual sets on the example policies', () => {
 
   it('keep list decisions on the policies as written, with the tool entity', () => {
     const input = { ...caseInput(POLICY_CASES[0] as (typeof POLICY_CASES)[number]), action: 'list_tools' };
-    assert.deepEqual(engine.preparedFor(input), { residuals: [], toolEntity: true });
+    // The list rules read context.scopes with a non-literal (the tool's call_scope): sent whole.
+    assert.deepEqual(engine.preparedFor(input), { residuals: [], toolEntity: true, members: { data_labels: [] } });
   });
 });

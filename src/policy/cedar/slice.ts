@@ -267,6 +267,69 @@ export function readsToolEntity(policy: PolicyJson): boolean {
   return policy.resource.op !== 'All' || text.includes('"Var":"resource"') || text.includes(`"${TOOL}"`) || text.includes(`"${SERVICE}"`);
 }
 
+/** The context keys that hold sets of strings (request.ts): scopes, and data_labels when present. */
+const SET_KEYS: readonly string[] = ['scopes', 'data_labels'];
+
+/** `context.<key>` for one of SET_KEYS, as a policy's JSON writes it; else undefined. */
+function contextSet(e: unknown): string | undefined {
+  if (!isRecord(e)) return undefined;
+  const dot: unknown = e['.'];
+  if (!isRecord(dot) || !isRecord(dot.left) || dot.left.Var !== 'context' || typeof dot.attr !== 'string') return undefined;
+  return SET_KEYS.includes(dot.attr) ? dot.attr : undefined;
+}
+
+/** The strings of a literal operand: a string (contains), or a set of strings (containsAny/All); else null. */
+function literalStrings(op: string, e: unknown): string[] | null {
+  if (!isRecord(e)) return null;
+  if (op === 'contains') return typeof e.Value === 'string' ? [e.Value] : null;
+  const items: unknown = Array.isArray(e.Set) ? e.Set.map((x: unknown) => (isRecord(x) ? x.Value : undefined)) : e.Value;
+  return Array.isArray(items) && items.every((x): x is string => typeof x === 'string') ? items : null;
+}
+
+/**
+ * For each context set (scopes, data_labels), the strings the policies test it for, when that is all
+ * they do with it: `.contains("x")`, `.containsAny(["x", ...])`, `.containsAll(["x", ...])` with
+ * literal strings (as residuals write a tool's call_scope). Every such test asks only about members
+ * among those strings, so a request may carry the set cut to them: a token's other scopes only cost
+ * microseconds in cedar-wasm (~1.3 µs each, measured). A set read any other way (`==`, `isEmpty()`,
+ * a non-literal operand, `context` itself) is absent from the result and is sent whole.
+ */
+export function testedMembers(policies: Iterable<PolicyJson>): Map<string, Set<string>> {
+  const tested = new Map<string, Set<string>>(SET_KEYS.map((k) => [k, new Set<string>()]));
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) {
+      for (const x of v) walk(x);
+      return;
+    }
+    if (!isRecord(v)) return;
+    if (v.Var === 'context') {
+      tested.clear(); // the whole context, e.g. compared or passed on: nothing may be cut
+      return;
+    }
+    const key = contextSet(v);
+    if (key !== undefined) {
+      tested.delete(key); // read outside a literal membership test
+      return;
+    }
+    for (const [k, x] of Object.entries(v)) {
+      if ((k === 'contains' || k === 'containsAny' || k === 'containsAll') && isRecord(x)) {
+        const set = contextSet(x.left);
+        const strings = set === undefined ? null : literalStrings(k, x.right);
+        if (set !== undefined && strings !== null) {
+          for (const s of strings) tested.get(set)?.add(s);
+          walk(x.right);
+          continue;
+        }
+      }
+      // `context.<attr>` and `context has <attr>` name one part of the context, not all of it.
+      if ((k === '.' || k === 'has') && isRecord(x) && isRecord(x.left) && x.left.Var === 'context') continue;
+      walk(x);
+    }
+  };
+  for (const p of policies) walk(p.conditions);
+  return tested;
+}
+
 /**
  * The attribute names the policies' conditions read (`.` and `has`, at any depth), or null when a
  * policy reads tags (then every attribute is kept). An entity attribute no policy of a slice names
