@@ -306,7 +306,7 @@ export class CedarEngine implements PolicyEngine {
     const known = this.#slices.get(key);
     if (known !== undefined) return known;
     const scoped: Record<string, string> = {};
-    for (const id of sliceFor(this.#scopes, { action, tool: tool.name, namespace: tool.namespace })) scoped[id] = this.#texts.get(id) as string;
+    for (const id of sliceFor(this.#scopes, { action, tool: tool.name, namespace: tool.namespace })) scoped[id] = this.#text(id);
     // The partial evaluation (~1-2 ms per shape, once per tool) is worth it where arguments differ
     // on every call and miss the memo (tools/call); a list decision is memoised per principal.
     const partials = action === 'call_tool' ? partialEvaluations(scoped, action, toolEntityOf(tool)) : [];
@@ -319,7 +319,7 @@ export class CedarEngine implements PolicyEngine {
     }
     const slice: Slice = {
       policies: Object.freeze(ids),
-      attributes: namedAttributes(ids.map((id) => this.#scopes.get(id) as PolicyJson)),
+      attributes: namedAttributes(ids.map((id) => this.#json(id))),
       partials,
       sets: [],
     };
@@ -344,8 +344,8 @@ export class CedarEngine implements PolicyEngine {
     const standingJson: PolicyJson[] = [];
     let tool = false;
     for (const id of slice.policies) {
-      const json = this.#scopes.get(id) as PolicyJson;
-      written[id] = this.#texts.get(id) as string;
+      const json = this.#json(id);
+      written[id] = this.#text(id);
       const r = partial === null ? null : standIn(id, partial, json, shape);
       if (r !== null) residuals.push(id);
       standing[id] = r ?? written[id];
@@ -354,12 +354,25 @@ export class CedarEngine implements PolicyEngine {
     }
     let set = residuals.length > 0 ? this.#prepare(standing, tool, residuals, testedMembers(standingJson)) : null;
     // A residual Cedar will not parse back keeps the policies as written.
-    set ??= this.#prepare(written, true, [], testedMembers(slice.policies.map((id) => this.#scopes.get(id) as PolicyJson)));
+    set ??= this.#prepare(written, true, [], testedMembers(slice.policies.map((id) => this.#json(id))));
     // Every policy parsed as part of the whole set at load; a failure here is an engine fault.
     if (set === null) throw new EngineError('ERR_ENGINE_EVALUATION', 'cedar could not prepare the policies for this tool');
     slice.sets[shape] = set;
     slice.partials[shape] = null;
     return set;
+  }
+
+  /** A policy of this set, as text and as JSON (both kept for every @id at load). */
+  #text(id: string): string {
+    const t = this.#texts.get(id);
+    if (t === undefined) throw new EngineError('ERR_ENGINE_EVALUATION', `cedar has no policy ${id}`);
+    return t;
+  }
+
+  #json(id: string): PolicyJson {
+    const j = this.#scopes.get(id);
+    if (j === undefined) throw new EngineError('ERR_ENGINE_EVALUATION', `cedar has no policy ${id}`);
+    return j;
   }
 
   #prepare(
@@ -437,10 +450,9 @@ export class CedarEngine implements PolicyEngine {
     const set = this.#set(slice, input.context.data_labels !== undefined ? 1 : 0);
     const req = toCedarRequest(input, set.tool);
     // A context set the policies only test for literal members is sent cut to those members.
-    const context = req.context as Record<string, CedarValueJson>;
     for (const [k, keep] of set.members) {
-      const v = context[k];
-      if (Array.isArray(v)) context[k] = v.filter((x) => typeof x === 'string' && keep.has(x));
+      const v = req.context[k];
+      if (Array.isArray(v)) req.context[k] = v.filter((x) => typeof x === 'string' && keep.has(x));
     }
     // Each entity attribute sent costs ~3 µs in cedar-wasm; one that no policy of the slice names
     // cannot change the answer (fs.read: principal.type and call_scope are left out).

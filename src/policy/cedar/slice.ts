@@ -253,9 +253,13 @@ export function standIn(id: string, partial: PartialEvaluation, json: PolicyJson
     for (const [k, x] of Object.entries(v)) out[k] = rewrite(x);
     return out;
   };
-  const conditions = rewrite(residual.conditions) as Clause[];
-  return ok ? { ...residual, conditions } : null;
+  const conditions = rewrite(residual.conditions);
+  return ok && isClauseList(conditions) ? { ...residual, conditions } : null;
 }
+
+/** A policy's conditions as its JSON writes them: `when` and `unless` clauses, each with a body. */
+const isClauseList = (x: unknown): x is Clause[] =>
+  Array.isArray(x) && x.every((c) => isRecord(c) && (c.kind === 'when' || c.kind === 'unless') && isRecord(c.body));
 
 /**
  * Whether a policy (as JSON) can read the tool's entity: it names the `resource` variable, or a
