@@ -10,9 +10,9 @@ import { parityInputs } from '../parity.js';
 import { toolFacts } from '../tools.js';
 import { CedarEngine } from './engine.js';
 import { toCedarRequest } from './request.js';
-import type { Clause, Expr } from '@cedar-policy/cedar-wasm/nodejs';
+import type { Clause, Expr, PolicyJson } from '@cedar-policy/cedar-wasm/nodejs';
 import { EngineError } from '../types.js';
-import { actionMayMatch, certainlyFalse, resourceMayMatch } from './slice.js';
+import { actionMayMatch, certainlyFalse, resourceMayMatch, testedMembers } from './slice.js';
 
 const root = repoRoot() as string;
 const T = { action: 'call_tool', tool: 'fs.read', namespace: 'fs' };
@@ -79,6 +79,39 @@ describe('cedar residuals certainly false', () => {
     assert.equal(certainlyFalse([when(pathIs), when(v(false))]), false, 'an earlier clause that may err is evaluated first');
     assert.equal(certainlyFalse([unless(purposeEmpty)]), false);
     assert.equal(certainlyFalse([when({ like: { left: unknown('purpose'), pattern: [] } })]), false);
+  });
+});
+
+describe('cedar context sets tested for literal members', () => {
+  const scopes: Expr = { '.': { left: { Var: 'context' }, attr: 'scopes' } };
+  const labels: Expr = { '.': { left: { Var: 'context' }, attr: 'data_labels' } };
+  const policy = (body: Expr): PolicyJson => ({
+    effect: 'permit',
+    principal: { op: 'All' },
+    action: { op: 'All' },
+    resource: { op: 'All' },
+    conditions: [{ kind: 'when', body }],
+  });
+  const members = (...bodies: Expr[]) => Object.fromEntries([...testedMembers(bodies.map(policy))].map(([k, v]) => [k, [...v].sort()]));
+  const has: Expr = { has: { left: { Var: 'context' }, attr: 'data_labels' } };
+
+  it('are the literals of contains, containsAny and containsAll, across policies', () => {
+    assert.deepEqual(
+      members(
+        { contains: { left: scopes, right: { Value: 'fs:read' } } },
+        { containsAny: { left: scopes, right: { Set: [{ Value: 'a:x' }, { Value: 'b:x' }] } } },
+        { '&&': { left: has, right: { containsAll: { left: labels, right: { Set: [{ Value: 'pii' }] } } } } },
+      ),
+      { scopes: ['a:x', 'b:x', 'fs:read'], data_labels: ['pii'] },
+    );
+  });
+
+  it('leave out a set read any other way, and every set when the context itself is read', () => {
+    const lit = { contains: { left: scopes, right: { Value: 'fs:read' } } };
+    assert.deepEqual(members(lit, { '==': { left: scopes, right: { Set: [{ Value: 'fs:read' }] } } }), { data_labels: [] });
+    assert.deepEqual(members(lit, { isEmpty: { arg: scopes } }), { data_labels: [] });
+    assert.deepEqual(members({ contains: { left: scopes, right: { '.': { left: { Var: 'context' }, attr: 'purpose' } } } }), { data_labels: [] });
+    assert.deepEqual(members(lit, { '==': { left: { Var: 'context' }, right: { Record: {} } } }), {});
   });
 });
 
