@@ -32,6 +32,7 @@ import {
   echoWork,
   type LoadSample,
   mergeSamples,
+  percentile,
   readWork,
   runLoad,
   runOpenLoop,
@@ -212,15 +213,35 @@ async function stopAndCheckAudit(gw: Gateway, expected: number): Promise<string>
   if (code !== 0) throw new Error(`gateway exited with ${code}:\n${gw.output().slice(-2000)}`);
   const dir = path.join(gw.dir, 'audit');
   let records = 0;
-  for (const f of readdirSync(dir))
-    if (f.startsWith('audit.jsonl'))
-      records += readFileSync(path.join(dir, f), 'utf8')
-        .split('\n')
-        .filter((l) => l !== '').length;
+  // The policy time of each tools/call decision as the gateway recorded it (both engines, measured
+  // in the call, with whatever the call ran before it in the caches): what a decision costs there.
+  const policyUs = new Map<string, number[]>();
+  for (const f of readdirSync(dir)) {
+    if (!f.startsWith('audit.jsonl')) continue;
+    for (const line of readFileSync(path.join(dir, f), 'utf8').split('\n')) {
+      if (line === '') continue;
+      records++;
+      const r: { kind?: unknown; method?: unknown; tool?: unknown; metrics?: { timer_policy_eval_ns?: unknown } } = JSON.parse(line);
+      const ns = r.metrics?.timer_policy_eval_ns;
+      if (r.kind !== 'decision' || r.method !== 'tools/call' || typeof r.tool !== 'string' || typeof ns !== 'number') continue;
+      const list = policyUs.get(r.tool) ?? [];
+      list.push(ns / 1000);
+      policyUs.set(r.tool, list);
+    }
+  }
   if (records < expected) throw new Error(`audit has ${records} records; the calls made need at least ${expected}`);
   const v = spawnSync(process.execPath, [CLI, 'audit', 'verify', dir], { encoding: 'utf8', timeout: 60_000 });
   if (v.status !== 0) throw new Error(`audit verify failed: ${v.stdout}${v.stderr}`);
-  return `${records} records, chain verified`;
+  const times = [...policyUs]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([tool, us]) => {
+      const sorted = Float64Array.from(us).sort();
+      return `${tool} p50 ${fmt(percentile(sorted, 50), 1)} µs, p99 ${fmt(percentile(sorted, 99), 1)} µs (${us.length} decisions)`;
+    });
+  return (
+    `${records} records, chain verified; policy time of a tools/call decision inside the gateway (both engines, ` +
+    `the records' timer_policy_eval_ns over the whole run; echo is answered from the memos, read a new path every call): ${times.join('; ')}`
+  );
 }
 
 // ---- measuring ----------------------------------------------------------------------------------------
