@@ -254,68 +254,46 @@ describe('cedar engine on slices', () => {
     ]);
   });
 
-  it('keeps a policy whose residual is false only if nothing before it errs, and errs as the whole set does', () => {
-    const peek = (url: string) =>
-      buildPolicyInput({
-        method: 'tools/call',
-        principal: testPrincipal('alice', ['eng'], ['trap:call']),
-        tool: toolFacts('trap.peek', { readOnlyHint: true, openWorldHint: false }),
-        arguments: { url },
-        resource: resourceExtractor({ kind: 'url', arg: 'url' }),
-        context: { request_id: 'slice' },
-      });
-    const withPort = peek('https://status.example.com:8443/');
-    assert.ok(engine.policiesFor(withPort).includes('port_overflow_trap'));
-    assert.deepEqual(engine.authorize(toCedarRequest(withPort)).errors, ['port_overflow_trap']);
+  /** A call of a trap.* tool (read-only, closed-world) by alice; a url argument gives URL facts. */
+  const trapCall = (tool: string, o: { url?: string; purpose?: string; scopes?: string[] } = {}) =>
+    buildPolicyInput({
+      method: 'tools/call',
+      principal: testPrincipal('alice', ['eng'], o.scopes ?? ['trap:call']),
+      tool: toolFacts(tool, { readOnlyHint: true, openWorldHint: false }),
+      arguments: o.url !== undefined ? { url: o.url } : {},
+      ...(o.purpose !== undefined ? { purpose: o.purpose } : {}),
+      resource: resourceExtractor(o.url !== undefined ? { kind: 'url', arg: 'url' } : { kind: 'none' }),
+      context: { request_id: 'slice' },
+    });
+  /** The policy is in the slice, the whole set errs on it, and so does the sliced decision (closed). */
+  const errsAsWhole = (input: ReturnType<typeof trapCall>, id: string) => {
+    assert.ok(engine.policiesFor(input).includes(id));
+    assert.deepEqual(engine.authorize(toCedarRequest(input)).errors, [id]);
     assert.throws(
-      () => engine.evaluate(withPort),
-      (e) => e instanceof EngineError && e.code === 'ERR_ENGINE_EVALUATION' && e.message.includes('port_overflow_trap'),
+      () => engine.evaluate(input),
+      (e) => e instanceof EngineError && e.code === 'ERR_ENGINE_EVALUATION' && e.message.includes(id),
     );
+  };
+
+  it('keeps a policy whose residual is false only if nothing before it errs, and errs as the whole set does', () => {
+    errsAsWhole(trapCall('trap.peek', { url: 'https://status.example.com:8443/' }), 'port_overflow_trap');
   });
 
   it('keeps a policy that errs on every call of the tool, and errs as the whole set does', () => {
-    const poke = buildPolicyInput({
-      method: 'tools/call',
-      principal: testPrincipal('alice', ['eng'], ['trap:call']),
-      tool: toolFacts('trap.poke', { readOnlyHint: true, openWorldHint: false }),
-      arguments: {},
-      resource: resourceExtractor({ kind: 'none' }),
-      context: { request_id: 'slice' },
-    });
-    assert.ok(engine.policiesFor(poke).includes('tool_overflow_trap'));
-    assert.deepEqual(engine.authorize(toCedarRequest(poke)).errors, ['tool_overflow_trap']);
-    assert.throws(
-      () => engine.evaluate(poke),
-      (e) => e instanceof EngineError && e.code === 'ERR_ENGINE_EVALUATION' && e.message.includes('tool_overflow_trap'),
-    );
+    errsAsWhole(trapCall('trap.poke'), 'tool_overflow_trap');
   });
 
   it('keeps a policy whose residual holds a Long beyond 2^53 as written, and decides as the whole set does', () => {
     // Port 1: the overflow trap on the same tool holds no error there (1 * 2^62 fits).
-    const p1 = buildPolicyInput({
-      method: 'tools/call',
-      principal: testPrincipal('alice', ['eng'], ['trap:call']),
-      tool: toolFacts('trap.peek', { readOnlyHint: true, openWorldHint: false }),
-      arguments: { url: 'https://status.example.com:1/' },
-      resource: resourceExtractor({ kind: 'url', arg: 'url' }),
-      context: { request_id: 'slice' },
-    });
+    const p1 = trapCall('trap.peek', { url: 'https://status.example.com:1/' });
     assert.equal(engine.preparedFor(p1).residuals.includes('long_literal_trap'), false);
     assert.deepEqual(sliced(p1), { allow: false, ids: ['long_literal_trap'] });
     assert.deepEqual(sliced(p1), whole(p1));
   });
 
   it('sends the tool entity for a residual that still reads it, and decides as the whole set does', () => {
-    const peek = buildPolicyInput({
-      method: 'tools/call',
-      principal: testPrincipal('alice', ['eng'], ['trap:call']),
-      tool: toolFacts('trap.peek', { readOnlyHint: true, openWorldHint: false }),
-      // Port 1, as above: the overflow trap on this tool holds no error there.
-      arguments: { url: 'https://status.example.com:1/' },
-      purpose: 'forbidden',
-      resource: resourceExtractor({ kind: 'url', arg: 'url' }),
-      context: { request_id: 'slice' },
-    });
+    // Port 1, as above: the overflow trap on this tool holds no error there.
+    const peek = trapCall('trap.peek', { url: 'https://status.example.com:1/', purpose: 'forbidden' });
     const prepared = engine.preparedFor(peek);
     assert.ok(prepared.residuals.includes('purpose_on_peek'));
     assert.equal(prepared.toolEntity, true);
@@ -325,15 +303,7 @@ describe('cedar engine on slices', () => {
   });
 
   it('sends a context set cut to the members its policies test for only when no policy reads it otherwise', () => {
-    const call = (scopes: string[]) =>
-      buildPolicyInput({
-        method: 'tools/call',
-        principal: testPrincipal('alice', ['eng'], scopes),
-        tool: toolFacts('trap.scopes', { readOnlyHint: true, openWorldHint: false }),
-        arguments: {},
-        resource: resourceExtractor({ kind: 'none' }),
-        context: { request_id: 'slice' },
-      });
+    const call = (scopes: string[]) => trapCall('trap.scopes', { scopes });
     assert.equal(engine.preparedFor(call(['trap:call'])).members.scopes, undefined);
     // With only the tested members sent, scopes == ["trap:call"] would hold and forbid.
     for (const scopes of [['trap:call', 'a:x'], ['trap:call'], ['trap:call', 'b:x', 'c:x']]) {

@@ -188,7 +188,7 @@ export function partialEvaluations(policies: Readonly<Record<string, string>>, a
       action: { type: ACTION, id: action },
       resource: uidOf(tool.uid),
       context,
-      policies: { staticPolicies: { ...policies } },
+      policies: { staticPolicies: policies },
       entities: [tool],
     });
     return ans.type === 'residuals' ? { residuals: ans.response.residuals, errored: new Set(ans.response.errored) } : null;
