@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { GatewayError } from '../errors.js';
 import { createAuthenticator } from './authenticator.js';
@@ -19,6 +20,56 @@ function sink(): { write(s: string): boolean; text: string } {
       return true;
     },
   };
+}
+
+/**
+ * Starts `n` threads that, round by round, each call ensureDevKey on that round's folder, all
+ * released at once; resolves to each round's kids (or error messages).
+ */
+async function raceThreads(devModule: string, keyDirs: string[], n: number): Promise<string[][]> {
+  const gate = new Int32Array(new SharedArrayBuffer(4));
+  const source = `
+    const { workerData, parentPort } = require('node:worker_threads');
+    const gate = new Int32Array(workerData.gate);
+    import(workerData.devModule).then(async (m) => {
+      parentPort.postMessage({ loaded: true });
+      for (let round = 0; round < workerData.keyDirs.length; round++) {
+        for (let g = Atomics.load(gate, 0); g <= round; g = Atomics.load(gate, 0)) Atomics.wait(gate, 0, g);
+        let kid;
+        try { kid = (await m.ensureDevKey(workerData.keyDirs[round])).kid; } catch (e) { kid = 'error: ' + e.message; }
+        parentPort.postMessage({ round, kid });
+      }
+    });`;
+  const kids: string[][] = keyDirs.map(() => []);
+  let loaded = 0;
+  let released = 0;
+  const release = (): void => {
+    Atomics.store(gate, 0, ++released);
+    Atomics.notify(gate, 0);
+  };
+  const workers = Array.from({ length: n }, () => new Worker(source, { eval: true, workerData: { gate: gate.buffer, devModule, keyDirs } }));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      for (const w of workers) {
+        w.on('error', reject);
+        w.on('message', (m: { loaded?: boolean; round?: number; kid?: string }) => {
+          if (m.loaded) {
+            if (++loaded === n) release();
+            return;
+          }
+          const got = kids[m.round ?? -1];
+          if (got === undefined || m.kid === undefined) return reject(new Error('unexpected message from a racing thread'));
+          got.push(m.kid);
+          if (got.length < n) return;
+          if (released === keyDirs.length) resolve();
+          else release();
+        });
+      }
+    });
+    return kids;
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
 }
 
 describe('dev mode', () => {
@@ -39,6 +90,19 @@ describe('dev mode', () => {
     assert.equal(a.publicJwks.keys.length, 1);
     assert.equal(a.publicJwks.keys[0]!.d, undefined, 'the public set has no private part');
     assert.equal(typeof a.privateJwk.d, 'string');
+  });
+
+  it('first calls racing in threads released at once never read a half-written key: all get the one key on disk', async () => {
+    // Threads (not one event loop) interleave the writer's create and write with the readers'.
+    // Before the key was linked into place whole, about one round in ten failed here.
+    const devModule = new URL('./dev.js', import.meta.url).href;
+    const keyDirs = Array.from({ length: 60 }, (_, round) => join(dir, `race-${round}`));
+    const kids = await raceThreads(devModule, keyDirs, 4);
+    for (const [round, keyDir] of keyDirs.entries()) {
+      const onDisk = await ensureDevKey(keyDir);
+      assert.deepEqual(kids[round], Array(4).fill(onDisk.kid), `round ${round}`);
+      assert.deepEqual((await readdir(keyDir)).sort(), ['dev-signing-key.jwks.json', 'dev-signing-key.private.jwk.json'], 'no temporary file is left');
+    }
   });
 
   it('`micro-mcp token` prints just a token the dev-mode gateway accepts', async () => {
