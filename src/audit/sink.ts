@@ -13,6 +13,7 @@
  * concurrent writers: ~20,000 records/s in 79 batches for 5,000 records (group commit);
  * fsync never, 64 writers: ~36,000 records/s. The audit-log test "group commit" re-measures it.
  */
+import { randomUUID } from 'node:crypto';
 import { constants as fsc, promises as fsp } from 'node:fs';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -211,22 +212,54 @@ const lockPath = (file: string): string => path.join(path.dirname(file), `.${pat
  * One writer per chain: two processes appending to the same file would interleave two chains, which
  * verify could only call tampering. The lock file names the owner's pid; a lock left by a process
  * that no longer exists (a kill -9) is taken over.
+ *
+ * The lock is written whole to a private file and link()ed into place, so it is never seen empty
+ * (an empty lock read mid-write once looked stale and let two processes in). A stale lock is moved
+ * aside, not deleted: if what was moved names a living process, it was a fresh lock taken in the
+ * meantime, and it is put back.
  */
 async function takeLock(lock: string): Promise<void> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      await fsp.writeFile(lock, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  const mine = `${lock}.${process.pid}.${randomUUID()}.tmp`;
+  try {
+    await fsp.writeFile(mine, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await fsp.link(mine, lock);
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      const owner = await lockOwner(lock);
+      if (owner !== null) throw lockedBy(owner);
+      const aside = `${lock}.${process.pid}.${randomUUID()}.stale`;
+      try {
+        await fsp.rename(lock, aside);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        continue;
+      }
+      const moved = await lockOwner(aside);
+      if (moved !== null) {
+        await fsp.link(aside, lock).catch(() => undefined);
+        await fsp.rm(aside, { force: true });
+        throw lockedBy(moved);
+      }
+      await fsp.rm(aside, { force: true });
     }
-    const owner = Number((await fsp.readFile(lock, 'utf8').catch(() => '')).trim());
-    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
-      throw new GatewayError('ERR_AUDIT_UNAVAILABLE', `audit log unavailable: the audit file is in use by process ${owner}`, { reason: 'LOCKED' });
-    }
-    await fsp.rm(lock, { force: true });
+  } finally {
+    await fsp.rm(mine, { force: true });
   }
   throw new GatewayError('ERR_AUDIT_UNAVAILABLE', 'audit log unavailable: cannot take the audit file lock', { reason: 'LOCKED' });
+}
+
+/** The living process (not this one) a lock file names, or null: absent, unreadable, or its owner is gone. */
+async function lockOwner(file: string): Promise<number | null> {
+  const owner = Number((await fsp.readFile(file, 'utf8').catch(() => '')).trim());
+  return Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner) ? owner : null;
+}
+
+function lockedBy(owner: number): GatewayError {
+  return new GatewayError('ERR_AUDIT_UNAVAILABLE', `audit log unavailable: the audit file is in use by process ${owner}`, { reason: 'LOCKED' });
 }
 
 function alive(pid: number): boolean {
