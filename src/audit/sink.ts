@@ -18,6 +18,7 @@ import { constants as fsc, promises as fsp } from 'node:fs';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { AuditConfig } from '../../schemas/generated/config.js';
+import { createWhole } from '../create-whole.js';
 import { GatewayError } from '../errors.js';
 import { sha256 as hashOf } from './canonical.js';
 
@@ -213,41 +214,29 @@ const lockPath = (file: string): string => path.join(path.dirname(file), `.${pat
  * verify could only call tampering. The lock file names the owner's pid; a lock left by a process
  * that no longer exists (a kill -9) is taken over.
  *
- * The lock is written whole to a private file and link()ed into place, so it is never seen empty
- * (an empty lock read mid-write once looked stale and let two processes in). A stale lock is moved
- * aside, not deleted: if what was moved names a living process, it was a fresh lock taken in the
- * meantime, and it is put back.
+ * The lock is created whole (createWhole), so it is never seen empty: an empty lock read mid-write
+ * once looked stale and let two processes in. A stale lock is moved aside, not deleted: if what was
+ * moved names a living process, it was a fresh lock taken in the meantime, and it is put back.
  */
 async function takeLock(lock: string): Promise<void> {
-  const mine = `${lock}.${process.pid}.${randomUUID()}.tmp`;
-  try {
-    await fsp.writeFile(mine, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        await fsp.link(mine, lock);
-        return;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      }
-      const owner = await lockOwner(lock);
-      if (owner !== null) throw lockedBy(owner);
-      const aside = `${lock}.${process.pid}.${randomUUID()}.stale`;
-      try {
-        await fsp.rename(lock, aside);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        continue;
-      }
-      const moved = await lockOwner(aside);
-      if (moved !== null) {
-        await fsp.link(aside, lock).catch(() => undefined);
-        await fsp.rm(aside, { force: true });
-        throw lockedBy(moved);
-      }
-      await fsp.rm(aside, { force: true });
+  for (let attempt = 0; attempt < 3; attempt++) {
+    if (await createWhole(lock, `${process.pid}\n`, 0o600)) return;
+    const owner = await lockOwner(lock);
+    if (owner !== null) throw lockedBy(owner);
+    const aside = `${lock}.${process.pid}.${randomUUID()}.stale`;
+    try {
+      await fsp.rename(lock, aside);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      continue;
     }
-  } finally {
-    await fsp.rm(mine, { force: true });
+    const moved = await lockOwner(aside);
+    if (moved !== null) {
+      await fsp.link(aside, lock).catch(() => undefined);
+      await fsp.rm(aside, { force: true });
+      throw lockedBy(moved);
+    }
+    await fsp.rm(aside, { force: true });
   }
   throw new GatewayError('ERR_AUDIT_UNAVAILABLE', 'audit log unavailable: cannot take the audit file lock', { reason: 'LOCKED' });
 }

@@ -4,11 +4,12 @@
  * the gateway listens on loopback (see createAuthenticator).
  */
 import { hkdfSync, randomUUID } from 'node:crypto';
-import { chmod, link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK } from 'jose';
 import type { JSONWebKeySet, JWK } from 'jose';
+import { createWhole } from '../create-whole.js';
 import { GatewayError } from '../errors.js';
 import { DEFAULT_DEV_KEY_DIR, DEV_ISSUER } from './config.js';
 
@@ -32,7 +33,7 @@ function publicOf(jwk: JWK): JWK {
 
 /**
  * Returns the dev signing key in `dir`, creating it (ES256, files 0600, folder 0700) on first use.
- * Concurrent first calls converge on one key: the private file is linked into place whole, once.
+ * Concurrent first calls converge on one key: the private file is created whole, once (createWhole).
  */
 export async function ensureDevKey(dir: string = DEFAULT_DEV_KEY_DIR): Promise<DevKey> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -48,18 +49,9 @@ export async function ensureDevKey(dir: string = DEFAULT_DEV_KEY_DIR): Promise<D
     const jwk = await exportJWK(privateKey);
     const kid = await calculateJwkThumbprint(jwk);
     privateJwk = { ...jwk, kid, alg: DEV_ALG, use: 'sig' };
-    // Written whole to a private temporary file, then linked into place: link() fails with EEXIST
-    // when the key exists, and a reader never sees the key file half written.
-    const tmp = `${privPath}.${process.pid}.${randomUUID()}.tmp`;
-    try {
-      await writeFile(tmp, `${JSON.stringify(privateJwk)}\n`, { flag: 'wx', mode: 0o600 });
-      await link(tmp, privPath);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    if (!(await createWhole(privPath, `${JSON.stringify(privateJwk)}\n`, 0o600))) {
       // Another process won the race: use its key.
       privateJwk = JSON.parse(await readFile(privPath, 'utf8')) as JWK;
-    } finally {
-      await rm(tmp, { force: true });
     }
   }
   if (typeof privateJwk.d !== 'string' || typeof privateJwk.kid !== 'string') {
