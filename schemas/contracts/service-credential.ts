@@ -23,8 +23,19 @@ export const LABELS_META_KEY = 'micro-mcp/labels';
 /** JOSE `typ` of service credentials, so they are never mistaken for (or replayed as) another JWT. */
 export const SERVICE_CREDENTIAL_TYP = 'micro-mcp-service+jwt';
 
-/** Signing algorithm of service credentials. */
-export const SERVICE_CREDENTIAL_ALG = 'ES256';
+/**
+ * Signing algorithms of service credentials. The gateway signs with one (`auth.service_credentials.alg`,
+ * EdDSA unless configured); services accept both, as each key in the gateway's JWKS names its own
+ * algorithm and curve. Both are asymmetric: a service holds only public keys.
+ */
+export const SERVICE_CREDENTIAL_ALGS = ['EdDSA', 'ES256'] as const;
+export type ServiceCredentialAlg = (typeof SERVICE_CREDENTIAL_ALGS)[number];
+
+/**
+ * The default: Ed25519. Measured in the gateway at 16 agents, it cost ~40 µs less CPU per call than
+ * ES256 (P-256), though in a tight loop it is the slower of the two (see src/auth/service-credentials.ts).
+ */
+export const SERVICE_CREDENTIAL_ALG: ServiceCredentialAlg = 'EdDSA';
 
 /** Longest lifetime a service accepts, in seconds; the gateway mints at most this. */
 export const MAX_CREDENTIAL_LIFETIME_S = 60;

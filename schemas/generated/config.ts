@@ -130,6 +130,10 @@ export type AuthConfig = {
     rotate_every_s: number;
     issuer: string;
     /**
+     * Signing algorithm: EdDSA (Ed25519) or ES256 (P-256), for remote services whose JWT library lacks EdDSA.
+     */
+    alg: 'EdDSA' | 'ES256';
+    /**
      * Where the gateway writes its public JWKS for stdio services.
      */
     jwks_file?: string;
@@ -966,6 +970,10 @@ export type AuthConfigInput = {
      */
     rotate_every_s?: number;
     issuer?: string;
+    /**
+     * Signing algorithm: EdDSA (Ed25519) or ES256 (P-256), for remote services whose JWT library lacks EdDSA.
+     */
+    alg?: 'EdDSA' | 'ES256';
     /**
      * Where the gateway writes its public JWKS for stdio services.
      */

@@ -16,7 +16,7 @@ import {
   CREDENTIAL_ENV,
   CREDENTIAL_META_KEY,
   MAX_CREDENTIAL_LIFETIME_S,
-  SERVICE_CREDENTIAL_ALG,
+  SERVICE_CREDENTIAL_ALGS,
   SERVICE_CREDENTIAL_TYP,
   toolScope,
 } from '../../schemas/contracts/service-credential.js';
@@ -109,7 +109,7 @@ export interface CredentialVerifierOptions {
   jwksUrl?: string;
   /** Allowed clock skew, seconds. Default 5. */
   clockToleranceS?: number;
-  /** Default [SERVICE_CREDENTIAL_ALG]. */
+  /** Default SERVICE_CREDENTIAL_ALGS (EdDSA and ES256). */
   algorithms?: string[];
   /** Refuse a token id seen before (within its lifetime). Default false: enable once the gateway
    *  is known to mint one credential per forwarded call. */
@@ -212,7 +212,7 @@ export function createCredentialVerifier(opts: CredentialVerifierOptions): Crede
   } else {
     keys = fileKeys(opts.jwksFile!);
   }
-  const algorithms = opts.algorithms ?? [SERVICE_CREDENTIAL_ALG];
+  const algorithms = opts.algorithms ?? [...SERVICE_CREDENTIAL_ALGS];
   const tolerance = opts.clockToleranceS ?? 5;
   const seen = new Map<string, number>(); // jti -> exp (s), only with rejectReplay
 

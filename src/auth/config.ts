@@ -3,7 +3,8 @@
  * schemas/config-auth.schema.json, plus its defaults. Defaults fail closed: asymmetric algorithms
  * only, `exp` always required, dev keys only on loopback.
  */
-import { DEFAULT_SERVICE_ISSUER } from '../../schemas/contracts/service-credential.js';
+import { DEFAULT_SERVICE_ISSUER, SERVICE_CREDENTIAL_ALG } from '../../schemas/contracts/service-credential.js';
+import type { ServiceCredentialAlg } from '../../schemas/contracts/service-credential.js';
 import type { AuthConfig as LoadedAuthConfig, AuthConfigInput } from '../../schemas/generated/config.js';
 
 /** Asymmetric JWS algorithms. HS* and `none` are not in this list and cannot be configured. */
@@ -32,6 +33,8 @@ export interface ServiceCredentialsConfig {
   rotate_every_s?: number;
   /** `iss` of minted tokens. Default "micro-mcp:gateway". */
   issuer?: string;
+  /** Signing algorithm: EdDSA (Ed25519, the default) or ES256 (P-256). */
+  alg?: ServiceCredentialAlg;
   /** Where the gateway writes its public JWKS for stdio services (re-written on every rotation). */
   jwks_file?: string;
 }
@@ -162,6 +165,6 @@ export const AUTH_DEFAULTS = {
     purposes: 'purposes',
     attributes: [] as string[],
   },
-  service_credentials: { ttl_s: 30, rotate_every_s: 3600, issuer: DEFAULT_SERVICE_ISSUER },
+  service_credentials: { ttl_s: 30, rotate_every_s: 3600, issuer: DEFAULT_SERVICE_ISSUER, alg: SERVICE_CREDENTIAL_ALG },
   state_binding: { ttl_s: 3600 },
 } as const;

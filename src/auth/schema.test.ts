@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { parse } from 'yaml';
-import { MAX_CREDENTIAL_LIFETIME_S } from '../../schemas/contracts/service-credential.js';
+import { MAX_CREDENTIAL_LIFETIME_S, SERVICE_CREDENTIAL_ALG, SERVICE_CREDENTIAL_ALGS } from '../../schemas/contracts/service-credential.js';
 import { ASYMMETRIC_ALGORITHMS, AUTH_DEFAULTS } from './config.js';
 
 // dist/src/auth -> repo root, or src/auth under tsx.
@@ -50,7 +50,7 @@ clock_tolerance_s: 10
 required_claims: [client_id]
 claims: { groups: realm_access.roles, scopes: [scope, scp], client: azp, actor: act, purpose: purpose }
 scopes_supported: ["fs:read", "http:fetch"]
-service_credentials: { ttl_s: 30, rotate_every_s: 3600, jwks_file: .tmp/gateway-jwks.json }
+service_credentials: { ttl_s: 30, rotate_every_s: 3600, alg: ES256, jwks_file: .tmp/gateway-jwks.json }
 mtls: { cert_file: certs/gw.pem, key_file: certs/gw.key, ca_file: certs/ca.pem }
 state_binding: { key_file: /run/secrets/state.key }
 `);
@@ -60,6 +60,8 @@ state_binding: { key_file: /run/secrets/state.key }
     const props = schema.properties as Record<string, Record<string, any>>;
     assert.deepEqual(props.algorithms!.items.enum, [...ASYMMETRIC_ALGORITHMS]);
     assert.equal(props.service_credentials!.properties.ttl_s.maximum, MAX_CREDENTIAL_LIFETIME_S);
+    assert.deepEqual(props.service_credentials!.properties.alg.enum, [...SERVICE_CREDENTIAL_ALGS]);
+    assert.equal(props.service_credentials!.properties.alg.default, SERVICE_CREDENTIAL_ALG);
   });
 
   // The authenticator and the minter trust the schema for these and no longer check them again.
@@ -77,6 +79,11 @@ state_binding: { key_file: /run/secrets/state.key }
       ['a service credential ttl_s over 60', 'mode: dev\nservice_credentials: { ttl_s: 61 }\n', ['/service_credentials/ttl_s: must be <= 60']],
       ['a service credential ttl_s of 0', 'mode: dev\nservice_credentials: { ttl_s: 0 }\n', ['/service_credentials/ttl_s: must be >= 1']],
       ['a fractional ttl_s', 'mode: dev\nservice_credentials: { ttl_s: 1.5 }\n', ['/service_credentials/ttl_s: must be integer']],
+      [
+        'a symmetric service credential alg',
+        'mode: dev\nservice_credentials: { alg: HS256 }\n',
+        ['/service_credentials/alg: must be equal to one of the allowed values'],
+      ],
       ['a relative jwks_url', 'mode: jwt\nissuer: x\njwks_url: idp/jwks\n', ['/jwks_url: must match format "uri"']],
       [
         'jwt mode without an issuer',

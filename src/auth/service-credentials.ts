@@ -16,8 +16,8 @@ import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { calculateJwkThumbprint } from 'jose';
 import type { JSONWebKeySet, JWK } from 'jose';
-import { CREDENTIAL_ENV, SERVICE_CREDENTIAL_ALG, SERVICE_CREDENTIAL_TYP, serviceAudience, toolScope } from '../../schemas/contracts/service-credential.js';
-import type { CredentialReach, ServiceCredentialClaims } from '../../schemas/contracts/service-credential.js';
+import { CREDENTIAL_ENV, SERVICE_CREDENTIAL_TYP, serviceAudience, toolScope } from '../../schemas/contracts/service-credential.js';
+import type { CredentialReach, ServiceCredentialAlg, ServiceCredentialClaims } from '../../schemas/contracts/service-credential.js';
 import { GatewayError } from '../errors.js';
 import type { Principal } from '../types.js';
 import { AUTH_DEFAULTS } from './config.js';
@@ -69,6 +69,7 @@ export interface Minter {
 
 interface SigningKey {
   kid: string;
+  alg: ServiceCredentialAlg;
   privateKey: KeyObject;
   /** base64url of the protected header, built once per key. */
   headerB64: string;
@@ -79,38 +80,46 @@ interface SigningKey {
   retireAt?: number;
 }
 
-const generateEcKeyPair = promisify(nodeGenerateKeyPair);
+const generateKeyPair = promisify(nodeGenerateKeyPair);
 
-async function newKey(): Promise<SigningKey> {
-  const { privateKey, publicKey } = await generateEcKeyPair('ec', { namedCurve: 'P-256' });
+async function newKey(alg: ServiceCredentialAlg): Promise<SigningKey> {
+  const { privateKey, publicKey } = alg === 'EdDSA' ? await generateKeyPair('ed25519') : await generateKeyPair('ec', { namedCurve: 'P-256' });
   const { kty, crv, x, y } = publicKey.export({ format: 'jwk' });
-  const jwk: JWK = { kty: kty!, crv: crv!, x: x!, y: y! };
+  const jwk: JWK = alg === 'EdDSA' ? { kty: kty!, crv: crv!, x: x! } : { kty: kty!, crv: crv!, x: x!, y: y! };
   const kid = await calculateJwkThumbprint(jwk);
-  const header = { alg: SERVICE_CREDENTIAL_ALG, kid, typ: SERVICE_CREDENTIAL_TYP };
+  const header = { alg, kid, typ: SERVICE_CREDENTIAL_TYP };
   return {
     kid,
+    alg,
     privateKey,
     headerB64: Buffer.from(JSON.stringify(header)).toString('base64url'),
-    publicJwk: { ...jwk, kid, alg: SERVICE_CREDENTIAL_ALG, use: 'sig' },
+    publicJwk: { ...jwk, kid, alg, use: 'sig' },
     lastUsed: 0,
   };
 }
 
 /**
- * Compact ES256 JWS with node:crypto directly: ~23 µs per token here, against ~180 µs through jose's
- * SignJWT (WebCrypto); this runs on every forwarded call. Signed on the event loop, one microtask
- * after the call: the pipeline mints right after appending the decision record, whose writer pump
- * (queued by that append, so it runs first) has by then handed its fdatasync to the thread pool, and
- * the signing overlaps the disk's wait. Signing on the thread pool instead (crypto.sign with a
- * callback) cost ~12 µs of the event loop's time to hand the job over and ~72 µs of process CPU per
- * token in all, measured: on 2 cores shared with agents and services, ~5% of the gateway's CPU per
- * call at 16 agents. Services verify the result with jose like any other JWS.
+ * Compact JWS with node:crypto directly (jose's SignJWT goes through WebCrypto: ~180 µs per ES256
+ * token here). Signed on the event loop, one microtask after the call: the pipeline mints right
+ * after appending the decision record, whose writer pump (queued by that append, so it runs first)
+ * has by then handed its fdatasync to the thread pool, and the signing overlaps the disk's wait.
+ * Signing on the thread pool instead (crypto.sign with a callback) saved nothing: measured again at
+ * 16 agents, 1,043 against 1,048 µs of the gateway's CPU per call.
+ *
+ * EdDSA is the default because of what it costs in the gateway, not in a tight loop. In a loop
+ * Ed25519 is the slower (~38 against ~30 µs per signature, OpenSSL 3.0); in the gateway at 16 agents,
+ * builds alternated in one run, Ed25519 took 40-44 µs less of the gateway's CPU per call (864 -> 823,
+ * 869 -> 830, 887 -> 843 µs) and gave 2.5-4.6% more calls per second. Why was not measured (P-256's
+ * signing reads a larger precomputed table, which the agents and services sharing the cores may evict).
+ * Services verify either with jose, like any other JWS.
  */
 function signCompact(key: SigningKey, claims: ServiceCredentialClaims): Promise<string> {
   const input = `${key.headerB64}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
-  return Promise.resolve().then(
-    () => `${input}.${nodeSign('sha256', Buffer.from(input), { key: key.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`,
-  );
+  return Promise.resolve().then(() => {
+    const data = Buffer.from(input);
+    const signature = key.alg === 'EdDSA' ? nodeSign(null, data, key.privateKey) : nodeSign('sha256', data, { key: key.privateKey, dsaEncoding: 'ieee-p1363' });
+    return `${input}.${signature.toString('base64url')}`;
+  });
 }
 
 /**
@@ -133,8 +142,9 @@ export async function createServiceCredentialMinter(options: ServiceCredentialMi
   // Absolute, because the path is handed to child processes that may run in another cwd.
   const jwksFile = options.jwks_file ? resolve(options.jwks_file) : undefined;
 
-  let active = await newKey();
-  let next = await newKey();
+  const alg = options.alg ?? AUTH_DEFAULTS.service_credentials.alg;
+  let active = await newKey(alg);
+  let next = await newKey(alg);
   let retired: SigningKey[] = [];
 
   const prune = (): void => {
@@ -164,7 +174,7 @@ export async function createServiceCredentialMinter(options: ServiceCredentialMi
   };
 
   const rotate = async (): Promise<void> => {
-    const fresh = await newKey();
+    const fresh = await newKey(alg);
     const old = active;
     // Everything `old` signed expires within ttl of its last use.
     old.retireAt = Math.max(old.lastUsed, now()) + ttl * 1000 + RETIRE_SLACK_MS;

@@ -46,8 +46,10 @@ describe('service credentials: minter and service verifier', () => {
   it('mints a narrow, short-lived token the service accepts', async () => {
     const token = await minter.mint({ service: 'fs', principal: alice, tool: 'read', purpose: 'incident-4711', decisionId: 'dec-1' });
     const header = decodeProtectedHeader(token);
-    assert.equal(header.alg, 'ES256');
+    assert.equal(header.alg, 'EdDSA', 'Ed25519 unless configured');
     assert.equal(typeof header.kid, 'string');
+    assert.deepEqual(Object.keys(minter.jwks().keys[0]!).sort(), ['alg', 'crv', 'kid', 'kty', 'use', 'x'], 'a public key only');
+    assert.deepEqual({ ...minter.jwks().keys[0], x: undefined }, { kty: 'OKP', crv: 'Ed25519', kid: header.kid, alg: 'EdDSA', use: 'sig', x: undefined });
     const claims = decodeJwt(token);
     assert.equal(claims.aud, 'micro-mcp:service:fs');
     assert.equal(claims.iss, 'micro-mcp:gateway');
@@ -59,6 +61,27 @@ describe('service credentials: minter and service verifier', () => {
     assert.equal(got.decision_id, 'dec-1');
     assert.equal(got.client_id, 'claude');
     assert.equal((await stat(minter.jwksFile!)).mode & 0o777, 0o644);
+  });
+
+  it('with alg ES256 it signs with P-256; services accept it by default, and a service pinned to EdDSA refuses it', async () => {
+    const es = await createServiceCredentialMinter({ ttl_s: 30, alg: 'ES256', jwks_file: join(dir, 'es256-jwks.json'), autoRotate: false });
+    try {
+      const token = await es.mint({ service: 'fs', principal: alice, tool: 'read', purpose: null, decisionId: 'dec-es' });
+      assert.equal(decodeProtectedHeader(token).alg, 'ES256');
+      assert.deepEqual(Object.keys(es.jwks().keys[0]!).sort(), ['alg', 'crv', 'kid', 'kty', 'use', 'x', 'y'], 'a public key only');
+      assert.equal(es.jwks().keys[0]!.crv, 'P-256');
+      const env = es.serviceEnv('fs');
+      assert.equal((await credentialVerifierFromEnv(env).verify(token, { tool: 'read' })).decision_id, 'dec-es');
+      const edOnly = createCredentialVerifier({
+        audience: env.MICRO_MCP_CREDENTIAL_AUDIENCE!,
+        issuer: env.MICRO_MCP_CREDENTIAL_ISSUER!,
+        jwksFile: env.MICRO_MCP_CREDENTIAL_JWKS_FILE!,
+        algorithms: ['EdDSA'],
+      });
+      await refused(edOnly, token, 'read', 'ERR_CREDENTIAL_INVALID');
+    } finally {
+      es.close();
+    }
   });
 
   it('refuses a call without a credential', async () => {
