@@ -107,10 +107,12 @@ async function newKey(alg: ServiceCredentialAlg): Promise<SigningKey> {
  * 16 agents, 1,043 against 1,048 µs of the gateway's CPU per call.
  *
  * EdDSA is the default because of what it costs in the gateway, not in a tight loop. In a loop
- * Ed25519 is the slower (~38 against ~30 µs per signature, OpenSSL 3.0); in the gateway at 16 agents,
- * builds alternated in one run, Ed25519 took 40-44 µs less of the gateway's CPU per call (864 -> 823,
- * 869 -> 830, 887 -> 843 µs) and gave 2.5-4.6% more calls per second. Why was not measured (P-256's
- * signing reads a larger precomputed table, which the agents and services sharing the cores may evict).
+ * Ed25519 is the slower (~38 against ~30 µs per signature, OpenSSL 3.0). In the gateway at 16 agents,
+ * one build with the two algorithms alternated in one run (blocks of 2,000 calls, 12 rounds), it took
+ * ~48 µs less of the gateway's CPU per call in the 2026-07-28 era (892 -> 843 and, arms swapped,
+ * 908 -> 860 µs; 1-4% more calls/s), and made no difference in the 2025 era (1,028 -> 1,048 and
+ * 1,303 -> 1,307 µs). Why was not measured (P-256's signing reads a larger precomputed table, which
+ * the agents and services sharing the cores may evict).
  * Services verify either with jose, like any other JWS.
  */
 function signCompact(key: SigningKey, claims: ServiceCredentialClaims): Promise<string> {
