@@ -110,10 +110,10 @@ async function newKey(alg: ServiceCredentialAlg): Promise<SigningKey> {
  * Ed25519 is the slower (~38 against ~30 µs per signature, OpenSSL 3.0). In the gateway at 16 agents,
  * one build with the two algorithms alternated in one run (blocks of 2,000 calls, 12 rounds), it took
  * ~48 µs less of the gateway's CPU per call in the 2026-07-28 era (892 -> 843 and, arms swapped,
- * 908 -> 860 µs; 1-4% more calls/s), and made no difference in the 2025 era (1,028 -> 1,048 and
- * 1,303 -> 1,307 µs). Why was not measured (P-256's signing reads a larger precomputed table, which
- * the agents and services sharing the cores may evict).
- * Services verify either with jose, like any other JWS.
+ * 908 -> 860 µs; ~4% more calls/s both times), and made no difference in the 2025 era (1,028 ->
+ * 1,048 and 1,303 -> 1,307 µs). The cause was not measured; P-256's signing reads a larger precomputed
+ * table, which the agents and services sharing the cores may evict. Services verify either with
+ * jose, like any other JWS.
  */
 function signCompact(key: SigningKey, claims: ServiceCredentialClaims): Promise<string> {
   const input = `${key.headerB64}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
