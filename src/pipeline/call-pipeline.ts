@@ -27,6 +27,7 @@ import type { Catalog } from '../upstream/catalog.js';
 import { verdictOf } from '../upstream/resilience.js';
 import type { Forwarded, ForwardMethod, ForwardParams, ForwardResult, InteractionRequest } from '../upstream/connection.js';
 import type { InFlight } from './in-flight.js';
+import { TurnBatch } from './turn-batch.js';
 import { CONSENT_KEY, type ConsentGate, type ConsentResult, type ConsentState, isConsentState, summarize } from './consent.js';
 import { ANSWER_TYPE, isValidAnswer, ParkedCalls, PendingCall, type Finish } from './input-requests.js';
 import { atOrAbove } from './log-levels.js';
@@ -161,6 +162,8 @@ export class CallPipeline {
   readonly parkedPrompts: ParkedCalls<Forwarded<'prompts/get'>>;
   /** Data categories each 2025 session has received: facts of its later calls. */
   readonly labels = new SessionLabels();
+  /** The decisions of one turn of the event loop, made together (turn-batch.ts). */
+  private readonly decisions = new TurnBatch();
 
   constructor(private readonly d: CallPipelineDeps) {
     this.parked = new ParkedCalls(d.inputTtlMs ?? 10 * 60_000, d.clock);
@@ -362,9 +365,13 @@ export class CallPipeline {
         data_labels: this.labels.get(cc.sessionId),
       },
     });
-    const decided = watch.policy();
-    const decision = this.decide(input, decisionId);
-    decided(decision);
+    // Made with the other decisions asked for in this turn of the event loop (turn-batch.ts).
+    const decision = await this.decisions.run(() => {
+      const decided = watch.policy();
+      const d = this.decide(input, decisionId);
+      decided(d);
+      return d;
+    });
     const rules = ruleIds(decision);
     const tokenId = cc.principal.token_id;
     // The record keeps the canonical name the policy saw and, when it differs, the name the agent used.
