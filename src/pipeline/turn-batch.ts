@@ -17,7 +17,9 @@
  * - fs.read, 2025: 693 -> 806 calls/s, 1,363 -> 1,143 µs (8/8);
  * - echo (decisions from the memo): 1,162 -> 1,197 and 1,043 -> 1,112 calls/s (4/8, 6/8);
  * - a decision on fs.read inside the gateway (audit records, p50): ~200-250 -> ~135-150 µs;
- * - one agent: no difference beyond the machine's spread (p50 within 0.1 ms, rounds split).
+ * - one agent, 10-12 rounds of 500 calls: echo and 2025 fs.read 0.02-0.04 ms better at p50 (6-7 of
+ *   10 rounds, 4 for 2025 fs.read); 2026-07-28 fs.read 0.09 and 0.44 ms worse in two runs (4 of 12 and
+ *   5 of 10 rounds won), CPU per call the same: within this machine's spread, or the one extra turn.
  *
  * One call alone waits only for the end of the turn it asked in.
  */
